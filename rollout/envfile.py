@@ -1,0 +1,66 @@
+"""Env files: the ``KEY=VALUE`` files the service reads live and the engine writes.
+
+Reading uses python-dotenv (quotes, comments, ``${VAR}`` interpolation from the process
+environment). Writing is atomic: a temporary file in the same folder, fsynced, then renamed over
+the target, so a reader never sees half a file.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+
+from dotenv import dotenv_values
+
+from rollout.errors import ConfigError
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    """Return the variables of ``path``; a variable without a value reads as an empty string.
+
+    Raises :class:`ConfigError` naming the file when it cannot be read.
+    """
+    try:
+        with open(path, encoding="utf-8") as stream:
+            values = dotenv_values(stream=stream, interpolate=True)
+    except FileNotFoundError as exc:
+        raise ConfigError(f"{path}: env file not found") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: env file cannot be read ({exc.__class__.__name__})") from exc
+    return {key: ("" if value is None else value) for key, value in values.items()}
+
+
+def _quote(value: str) -> str:
+    if value == "" or any(c in value for c in " #'\"\\$\n\t="):
+        escaped = value.replace("\\", "\\\\").replace("'", "\\'").replace("\n", "\\n")
+        return f"'{escaped}'"
+    return value
+
+
+def render_env(values: Mapping[str, str], header: str | None = None) -> str:
+    """Render ``values`` as env-file text, keys in the given order."""
+    lines = [f"# {line}" for line in (header or "").splitlines()]
+    lines += [f"{key}={_quote(str(value))}" for key, value in values.items()]
+    return "\n".join(lines) + "\n"
+
+
+def write_env_file(path: Path, values: Mapping[str, str], header: str | None = None) -> None:
+    """Write ``values`` to ``path`` atomically (temp file, fsync, rename) with mode 0600."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as stream:
+            stream.write(render_env(values, header))
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise

@@ -1,0 +1,1 @@
+"""The Zaptra (wpbox) WhatsApp API: client, response classification, circuit breaker."""

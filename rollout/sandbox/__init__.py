@@ -1,0 +1,1 @@
+"""A local Zaptra (wpbox) compatible server with fault injection (``rollout sandbox``)."""

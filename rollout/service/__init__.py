@@ -1,0 +1,1 @@
+"""The embedded WhatsApp booking-notification service (``rollout serve``)."""

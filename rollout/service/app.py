@@ -1,0 +1,439 @@
+"""The service's HTTP API (FastAPI) and its background tasks.
+
+:func:`create_app` takes everything it depends on (settings, database path, clock, provider
+transport), so tests run the real app on a free local port with a manual clock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import logging
+import random
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import httpx
+from fastapi import FastAPI, HTTPException, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from rollout.clock import Clock, SystemClock
+from rollout.errors import InvalidPhone
+from rollout.phones import mask, normalize, provider_form
+from rollout.provider.breaker import BreakerState, CircuitBreaker
+from rollout.provider.client import ZaptraClient
+from rollout.redact import Redactor
+from rollout.service.api_models import BookingIn, PreferencesIn, TestMessageIn
+from rollout.service.eventlog import EventLog
+from rollout.service.metrics import PromMetrics, window_metrics
+from rollout.service.outbox import Outbox
+from rollout.service.settings import LiveSettings, Settings
+from rollout.service.store import DuplicateBooking, Store, template_parameters
+
+log = logging.getLogger("rollout.service")
+
+MAX_BODY_BYTES = 64 * 1024
+HEALTH_WINDOW_S = 300.0
+PROBE_TTL_S = 15.0
+EVENT_RETENTION_S = 8 * 86400.0
+
+
+class BodyLimit:
+    """ASGI middleware: refuse bodies over ``limit`` bytes with 413, declared or streamed."""
+
+    def __init__(self, app: Any, limit: int = MAX_BODY_BYTES) -> None:
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.limit:
+            await _too_large(send, self.limit)
+            return
+        seen = 0
+
+        async def limited_receive() -> dict:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.limit:
+                    raise _BodyTooLarge
+            return message
+
+        try:
+            await self.app(scope, limited_receive, send)
+        except _BodyTooLarge:
+            await _too_large(send, self.limit)
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+async def _too_large(send: Any, limit: int) -> None:
+    body = f'{{"error":"payload_too_large","detail":"request body over {limit} bytes"}}'.encode()
+    await send({"type": "http.response.start", "status": 413,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
+
+
+@dataclass
+class Runtime:
+    """What the endpoints share; built in the lifespan, stored on ``app.state.rt``."""
+
+    live: LiveSettings
+    store: Store
+    clock: Clock
+    client: ZaptraClient
+    breaker: CircuitBreaker
+    events: EventLog
+    prom: PromMetrics
+    outbox: Outbox
+    probe: dict[str, Any] = field(default_factory=dict)
+    tasks: list[asyncio.Task[Any]] = field(default_factory=list)
+
+    @property
+    def settings(self) -> Settings:
+        return self.live.current()
+
+    def redactor(self) -> Redactor:
+        return Redactor(self.settings.secrets())
+
+
+def create_app(
+    live: LiveSettings,
+    db_path: Path | str,
+    clock: Clock | None = None,
+    transport: httpx.AsyncBaseTransport | None = None,
+    log_stream: IO[str] | None = None,
+    log_path: Path | None = None,
+    rng: random.Random | None = None,
+) -> FastAPI:
+    """Build the service. Its background tasks start and stop with the ASGI lifespan."""
+    clock = clock or SystemClock()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        store = Store(db_path)
+        holder: dict[str, Runtime] = {}
+        events = EventLog(clock, lambda: holder["rt"].redactor() if "rt" in holder else Redactor(live.current().secrets()),
+                          stream=log_stream, path=log_path)
+        prom = PromMetrics()
+        settings = live.current()
+        breaker = CircuitBreaker(clock, settings.breaker_threshold, settings.breaker_reset_ms / 1000.0)
+        client = ZaptraClient(transport=transport, max_connections=max(settings.max_concurrency, 16))
+        outbox = Outbox(store, live, client, breaker, events, prom, clock, rng=rng)
+        breaker.on_open(outbox.breaker_opened)
+        rt = Runtime(live, store, clock, client, breaker, events, prom, outbox)
+        holder["rt"] = rt
+        app.state.rt = rt
+        events.emit("service_start", flag_enabled=settings.notifications_enabled,
+                    rollout_percent=settings.rollout_percent, provider=settings.api_url)
+        rt.tasks = [asyncio.create_task(outbox.run()), asyncio.create_task(_housekeeping(rt))]
+        try:
+            yield
+        finally:
+            await outbox.stop(grace=settings.timeout_ms / 1000.0 + 1)
+            for task in rt.tasks:
+                task.cancel()
+            await asyncio.gather(*rt.tasks, return_exceptions=True)
+            await client.aclose()
+            events.emit("service_stop")
+            events.close()
+            store.close()
+
+    app = FastAPI(title="rollout WhatsApp booking-notification service", version="0.1.0", lifespan=lifespan)
+    app.add_middleware(BodyLimit)
+    _install_error_handlers(app)
+    _routes(app)
+    return app
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = exc.errors()
+        if any(e.get("type") == "json_invalid" for e in errors):
+            return JSONResponse({"error": "malformed_json", "detail": "request body is not valid JSON"}, 400)
+        fields = {}
+        for e in errors:
+            path = ".".join(str(p) for p in e.get("loc", ()) if p != "body") or "body"
+            fields[path] = e.get("msg", "invalid")
+        return JSONResponse({"error": "invalid_request", "fields": fields}, 422)
+
+    @app.exception_handler(HTTPException)
+    async def _http(request: Request, exc: HTTPException) -> JSONResponse:
+        detail = exc.detail if isinstance(exc.detail, dict) else {"error": str(exc.detail)}
+        return JSONResponse(detail, exc.status_code, headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.error("unexpected error on %s %s: %s", request.method, request.url.path, type(exc).__name__)
+        return JSONResponse({"error": "internal_error"}, 500)
+
+
+def _rt(request: Request) -> Runtime:
+    return request.app.state.rt
+
+
+def _require_admin(request: Request) -> None:
+    expected = _rt(request).settings.admin_token
+    if not expected:
+        raise HTTPException(403, {"error": "admin_disabled", "detail": "set ROLLOUT_ADMIN_TOKEN to use admin endpoints"})
+    given = request.headers.get("authorization", "")
+    token = given[7:] if given.lower().startswith("bearer ") else request.headers.get("x-admin-token", "")
+    if not token or not hmac.compare_digest(token.encode(), expected.encode()):
+        raise HTTPException(401, {"error": "unauthorized", "detail": "missing or wrong admin token"},
+                            headers={"WWW-Authenticate": "Bearer"})
+
+
+def _notification_view(row: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "status": row["n_status"],
+        "reason": row["n_reason"],
+        "attempts": row["n_attempts"],
+        "next_attempt_at": row["n_next_attempt_at"] if row["n_status"] == "pending" else None,
+        "last_error": row["n_last_error"],
+        "message_id": row["n_message_id"],
+        "wamid": row["n_wamid"],
+        "updated_at": row["n_updated_at"],
+        "fallback": {"reason": row["f_reason"], "created_at": row["f_created_at"]} if row["f_reason"] else None,
+    }
+
+
+def _routes(app: FastAPI) -> None:  # noqa: C901 - a flat list of endpoints reads best in one place
+    @app.post("/api/bookings", status_code=201)
+    async def create_booking(booking: BookingIn, request: Request) -> dict[str, Any]:
+        rt = _rt(request)
+        data = booking.model_dump()
+        data["amount"] = f"{booking.amount:.2f}"
+        data["event_date"] = booking.event_date.isoformat()
+        try:
+            booking_id = rt.store.create_booking(data, rt.clock.time())
+        except DuplicateBooking:
+            raise HTTPException(409, {"error": "duplicate_booking",
+                                      "detail": f"booking_ref {booking.booking_ref!r} exists already"}) from None
+        rt.outbox.wake()
+        return {"id": booking_id, "booking_ref": booking.booking_ref, "notification": {"status": "pending"}}
+
+    @app.get("/api/bookings/{booking_id}")
+    async def get_booking(booking_id: int, request: Request) -> dict[str, Any]:
+        row = _rt(request).store.booking(booking_id)
+        if row is None:
+            raise HTTPException(404, {"error": "not_found", "detail": f"no booking {booking_id}"})
+        return {
+            "id": row["id"], "booking_ref": row["booking_ref"], "customer_id": row["customer_id"],
+            "phone": mask(row["phone"]), "event_name": row["event_name"], "event_date": row["event_date"],
+            "created_at": row["created_at"], "notification": _notification_view(row),
+        }
+
+    @app.get("/api/booking/{booking_id}/whatsapp-data")
+    async def whatsapp_data(booking_id: int, request: Request) -> dict[str, Any]:
+        _require_admin(request)
+        rt = _rt(request)
+        row = rt.store.booking(booking_id)
+        if row is None:
+            raise HTTPException(404, {"error": "not_found", "detail": f"no booking {booking_id}"})
+        settings = rt.settings
+        try:
+            phone, phone_error = normalize(row["phone"], settings.default_region), None
+        except InvalidPhone as exc:
+            phone, phone_error = None, str(exc)
+        return {
+            "booking_id": row["id"], "booking_ref": row["booking_ref"],
+            "customer": {"id": row["customer_id"], "parent_name": row["parent_name"], "phone": phone,
+                         "phone_error": phone_error},
+            "child_name": row["child_name"],
+            "event": {"name": row["event_name"], "date": row["event_date"]},
+            "venue": row["venue"], "amount": row["amount"], "payment_method": row["payment_method"],
+            "template": {"name": settings.template_name, "language": settings.template_language,
+                         "parameters": list(template_parameters(row))},
+            "notification": _notification_view(row),
+        }
+
+    @app.get("/api/whatsapp/health")
+    async def health(request: Request) -> dict[str, Any]:
+        return await _health(_rt(request))
+
+    @app.post("/api/whatsapp/test")
+    async def test_message(body: TestMessageIn, request: Request) -> JSONResponse:
+        _require_admin(request)
+        rt = _rt(request)
+        settings = rt.settings
+        try:
+            e164 = normalize(body.phone, settings.default_region)
+        except InvalidPhone as exc:
+            raise HTTPException(422, {"error": "invalid_phone", "detail": str(exc)}) from None
+        if not settings.api_token:
+            raise HTTPException(409, {"error": "not_configured", "detail": "ZAPTRA_API_TOKEN is not set"})
+        timeout, phone = settings.timeout_ms / 1000.0, provider_form(e164)
+        if body.message is not None:
+            outcome = await rt.client.send_message(settings.api_url, settings.api_token, timeout, phone, body.message)
+        else:
+            sample = ("Test Parent", "Test Event", "2026-01-01", "Test Venue", "Test Child", "TEST-0001", "0.00",
+                      "test")
+            outcome = await rt.client.send_template(settings.api_url, settings.api_token, timeout, phone,
+                                                    settings.template_name, settings.template_language, sample)
+        rt.events.emit("test_message", phone=e164, ok=outcome.ok, reason=outcome.reason,
+                       http_status=outcome.http_status, error=outcome.detail or None,
+                       duration_ms=round(outcome.latency_ms, 1))
+        verdict = {
+            "ok": outcome.ok, "outcome": outcome.kind.value, "reason": outcome.reason, "phone": mask(e164),
+            "http_status": outcome.http_status, "message_id": outcome.message_id, "wamid": outcome.wamid,
+            "meta_code": outcome.meta_code, "detail": rt.redactor().text(outcome.detail) or None,
+            "duration_ms": round(outcome.latency_ms, 1), "breaker": rt.breaker.state.value,
+        }
+        return JSONResponse(verdict, 200 if outcome.ok else 502)
+
+    @app.get("/api/whatsapp/metrics")
+    async def metrics(request: Request, window: float = Query(300, gt=0, le=8 * 86400)) -> dict[str, Any]:
+        rt = _rt(request)
+        data = window_metrics(rt.store, rt.clock.time(), window)
+        settings = rt.settings
+        data.update({
+            "breaker_state": rt.breaker.state.value, "flag_enabled": settings.notifications_enabled,
+            "rollout_percent": settings.rollout_percent, "outbox": rt.store.outbox_counts(),
+            "config_error": rt.redactor().text(rt.live.error) if rt.live.error else None,
+        })
+        return data
+
+    @app.get("/metrics")
+    async def prometheus(request: Request) -> Response:
+        rt = _rt(request)
+        settings = rt.settings
+        rt.prom.flag.set(1 if settings.notifications_enabled else 0)
+        rt.prom.percent.set(settings.rollout_percent)
+        rt.prom.breaker_open.set(0 if rt.breaker.state is BreakerState.CLOSED else 1)
+        rt.prom.pending.set(rt.store.outbox_counts()["pending"])
+        return Response(generate_latest(rt.prom.registry), media_type=CONTENT_TYPE_LATEST)
+
+    @app.post("/api/whatsapp/templates/sync")
+    async def sync_templates(request: Request) -> JSONResponse:
+        _require_admin(request)
+        rt = _rt(request)
+        settings = rt.settings
+        outcome = await rt.client.get_templates(settings.api_url, settings.api_token, settings.timeout_ms / 1000.0)
+        templates = outcome.data.get("templates") if outcome.ok else None
+        if not isinstance(templates, list) or not all(
+            isinstance(t, dict) and isinstance(t.get("name"), str) and isinstance(t.get("language"), str)
+            for t in templates
+        ):
+            detail = rt.redactor().text(outcome.detail) if not outcome.ok else "templates list missing or malformed"
+            return JSONResponse({"error": "provider_error", "reason": outcome.reason, "detail": detail}, 502)
+        rt.store.replace_templates(templates, rt.clock.time())
+        found = any(t["name"] == settings.template_name and t["language"] == settings.template_language
+                    and str(t.get("status", "APPROVED")).upper() == "APPROVED" for t in templates)
+        rt.events.emit("templates_synced", count=len(templates), configured_template_found=found)
+        return JSONResponse({"count": len(templates), "templates": rt.store.templates(),
+                             "configured_template": {"name": settings.template_name,
+                                                     "language": settings.template_language, "approved": found}})
+
+    @app.get("/api/whatsapp/templates")
+    async def list_templates(request: Request) -> dict[str, Any]:
+        return {"templates": _rt(request).store.templates()}
+
+    @app.get("/api/whatsapp/fallbacks")
+    async def fallbacks(request: Request, limit: int = Query(100, ge=1, le=1000)) -> dict[str, Any]:
+        _require_admin(request)
+        rows = _rt(request).store.fallbacks(limit)
+        for row in rows:
+            row["phone"] = mask(row["phone"])
+        return {"fallbacks": rows}
+
+    @app.get("/api/customer/{customer_id}/preferences")
+    async def get_preferences(customer_id: str, request: Request) -> dict[str, Any]:
+        return _rt(request).store.preferences(customer_id)
+
+    @app.put("/api/customer/{customer_id}/preferences")
+    async def put_preferences(customer_id: str, body: PreferencesIn, request: Request) -> dict[str, Any]:
+        rt = _rt(request)
+        result = rt.store.set_preferences(customer_id, body.whatsapp_opt_out, rt.clock.time())
+        rt.events.emit("preference_changed", customer_id=customer_id, whatsapp_opt_out=body.whatsapp_opt_out)
+        return result
+
+
+async def _probe_provider(rt: Runtime) -> dict[str, Any]:
+    """Is the provider reachable with our token? Cached for PROBE_TTL_S on the injected clock."""
+    now = rt.clock.monotonic()
+    if rt.probe and now - rt.probe["_at"] < PROBE_TTL_S:
+        return rt.probe
+    settings = rt.settings
+    if not settings.api_token:
+        result = {"reachable": None, "detail": "ZAPTRA_API_TOKEN is not set"}
+    else:
+        outcome = await rt.client.get_templates(settings.api_url, settings.api_token,
+                                                min(settings.timeout_ms / 1000.0, 3.0))
+        reachable = outcome.http_status is not None
+        result = {"reachable": reachable, "authorized": outcome.ok if reachable else None,
+                  "reason": outcome.reason, "latency_ms": round(outcome.latency_ms, 1),
+                  "detail": rt.redactor().text(outcome.detail) or None}
+    result["checked_at"] = rt.clock.time()
+    result["_at"] = now
+    rt.probe = result
+    return result
+
+
+async def _health(rt: Runtime) -> dict[str, Any]:
+    settings = rt.settings
+    probe = await _probe_provider(rt)
+    recent = window_metrics(rt.store, rt.clock.time(), HEALTH_WINDOW_S)
+    breaker = rt.breaker.state
+    problems = []
+    status = "ok"
+    if breaker is BreakerState.OPEN:
+        status, problems = "down", [*problems, "circuit breaker is open"]
+    if probe.get("reachable") is False:
+        status, problems = "down", [*problems, "provider unreachable"]
+    elif probe.get("authorized") is False:
+        status, problems = "down", [*problems, f"provider refused the request ({probe.get('reason')})"]
+    if status == "ok":
+        if breaker is BreakerState.HALF_OPEN:
+            status, problems = "degraded", [*problems, "circuit breaker is half-open"]
+        if recent["success_rate"] is not None and recent["attempts"] >= 5 and recent["success_rate"] < 0.95:
+            status, problems = "degraded", [*problems, "success rate below 95% in the last 5 minutes"]
+        if recent["avg_latency_ms"] is not None and recent["avg_latency_ms"] > 2000:
+            status, problems = "degraded", [*problems, "provider latency above 2 s in the last 5 minutes"]
+        if rt.live.error:
+            status, problems = "degraded", [*problems, "configuration refused; sends disabled"]
+    last = rt.outbox.last_error
+    return {
+        "status": status,
+        "problems": problems,
+        "flag_enabled": settings.notifications_enabled,
+        "rollout_percent": settings.rollout_percent,
+        "breaker": {"state": breaker.value, "consecutive_failures": rt.breaker.consecutive_failures,
+                    "activations": rt.breaker.activations},
+        "provider": {k: v for k, v in probe.items() if not k.startswith("_")},
+        "recent": {"window_seconds": HEALTH_WINDOW_S, "attempts": recent["attempts"],
+                   "success_rate": recent["success_rate"], "avg_latency_ms": recent["avg_latency_ms"]},
+        "last_error": rt.redactor().value(last) if last else None,
+        "config_error": rt.redactor().text(rt.live.error) if rt.live.error else None,
+        "outbox": rt.store.outbox_counts(),
+    }
+
+
+async def _housekeeping(rt: Runtime) -> None:
+    """Log the health status on schedule (hourly by default) and prune old metric events."""
+    last_logged = rt.clock.monotonic()
+    while True:
+        await asyncio.sleep(0.5)
+        now = rt.clock.monotonic()
+        if now - last_logged >= rt.settings.health_log_interval_s:
+            last_logged = now
+            try:
+                report = await _health(rt)
+                rt.events.emit("health", status=report["status"], problems=report["problems"],
+                               flag_enabled=report["flag_enabled"], rollout_percent=report["rollout_percent"],
+                               breaker=report["breaker"]["state"], success_rate=report["recent"]["success_rate"])
+                rt.store.prune_events(rt.clock.time() - EVENT_RETENTION_S)
+            except Exception:
+                log.exception("scheduled health check failed")

@@ -1,0 +1,105 @@
+"""What the gates read: window metrics from the event table, and Prometheus counters.
+
+Definitions (also in the README):
+
+- ``attempts``: notifications that went down the WhatsApp path in the window and finished
+  (``successes + failures``); invalid phone numbers are counted apart (``invalid_phone``) because
+  they say nothing about the integration.
+- ``success_rate`` = successes / attempts; ``None`` when there were no attempts (no data is never a pass).
+- ``error_rate`` = failed provider calls / provider calls, retries included: it rises before
+  the success rate does, because retries hide errors from the customer but not from this rate.
+- ``avg_latency_ms`` and ``p95_latency_ms``: provider call latency; ``latency_samples`` calls.
+- ``breaker_activations``: transitions of the circuit breaker to open.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from rollout.service.store import Store
+
+SKIP_REASONS = ("flag_off", "not_in_cohort", "opted_out")
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    """Nearest-rank percentile (``q`` in 0-100); None for no values."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = max(1, math.ceil(q / 100.0 * len(ordered)))
+    return ordered[rank - 1]
+
+
+def window_metrics(store: Store, now: float, window: float) -> dict[str, Any]:
+    """The gate metrics over ``[now - window, now]``."""
+    since = now - window
+    counts = store.event_counts(since)
+
+    def total(kind: str, reason: str | None = None, exclude: str | None = None) -> int:
+        return sum(
+            n for (k, r), n in counts.items()
+            if k == kind and (reason is None or r == reason) and (exclude is None or r != exclude)
+        )
+
+    successes = total("sent")
+    failures = total("failed", exclude="invalid_phone")
+    attempts = successes + failures
+    calls_ok, calls_error = total("call_ok"), total("call_error")
+    calls = calls_ok + calls_error
+    latencies = store.call_latencies(since)
+    failure_reasons: dict[str, int] = {}
+    for (kind, reason), n in counts.items():
+        if kind == "failed" and reason != "invalid_phone":
+            failure_reasons[reason or "unknown"] = failure_reasons.get(reason or "unknown", 0) + n
+    skipped = {reason: total("skipped", reason) for reason in SKIP_REASONS}
+    return {
+        "window_seconds": window,
+        "since": since,
+        "until": now,
+        "attempts": attempts,
+        "successes": successes,
+        "failures": failures,
+        "failure_reasons": failure_reasons,
+        "invalid_phone": total("failed", "invalid_phone"),
+        "fallbacks": total("fallback"),
+        "skipped": sum(skipped.values()),
+        "skipped_by_reason": skipped,
+        "provider_calls": calls,
+        "provider_errors": calls_error,
+        "success_rate": successes / attempts if attempts else None,
+        "error_rate": calls_error / calls if calls else None,
+        "avg_latency_ms": sum(latencies) / len(latencies) if latencies else None,
+        "p95_latency_ms": percentile(latencies, 95),
+        "latency_samples": len(latencies),
+        "breaker_activations": total("breaker_open"),
+    }
+
+
+class PromMetrics:
+    """Cumulative counters for ``GET /metrics`` (Prometheus computes rates from them)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.notifications = Counter(
+            "rollout_whatsapp_notifications", "Notifications by final outcome", ["outcome", "reason"],
+            registry=self.registry,
+        )
+        self.calls = Counter("rollout_whatsapp_provider_calls", "Provider calls by result", ["result"],
+                             registry=self.registry)
+        self.latency = Histogram(
+            "rollout_whatsapp_provider_latency_seconds", "Provider call latency",
+            buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30), registry=self.registry,
+        )
+        self.fallbacks = Counter("rollout_whatsapp_fallbacks", "Confirmations sent to the fallback outbox",
+                                 registry=self.registry)
+        self.breaker_activations = Counter("rollout_whatsapp_breaker_activations",
+                                           "Circuit breaker transitions to open", registry=self.registry)
+        self.breaker_open = Gauge("rollout_whatsapp_breaker_open", "1 while the breaker is open or half-open",
+                                  registry=self.registry)
+        self.flag = Gauge("rollout_whatsapp_enabled", "WHATSAPP_NOTIFICATIONS_ENABLED", registry=self.registry)
+        self.percent = Gauge("rollout_whatsapp_rollout_percent", "WHATSAPP_ROLLOUT_PERCENT", registry=self.registry)
+        self.pending = Gauge("rollout_whatsapp_outbox_pending", "Notifications waiting to be sent",
+                             registry=self.registry)

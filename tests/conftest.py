@@ -1,0 +1,38 @@
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.harness import Sandbox, Service, base_env
+
+
+@pytest.fixture
+def sandbox() -> Iterator[Sandbox]:
+    box = Sandbox()
+    yield box
+    box.close()
+
+
+@pytest.fixture
+def make_service(tmp_path: Path, sandbox: Sandbox) -> Iterator[Callable[..., Service]]:
+    """Start a service against the sandbox; keyword arguments override env variables."""
+    started: list[Service] = []
+
+    def _make(folder: Path | None = None, clock: Any = None, **env: Any) -> Service:
+        folder = folder or tmp_path
+        folder.mkdir(parents=True, exist_ok=True)
+        service = Service(folder, base_env(sandbox.api_url, **env), clock=clock)
+        started.append(service)
+        return service
+
+    yield _make
+    for service in started:
+        service.close()
+
+
+@pytest.fixture
+def service(make_service: Callable[..., Service]) -> Service:
+    return make_service()
