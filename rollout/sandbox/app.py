@@ -139,10 +139,10 @@ def create_sandbox_app(token: str, seed: int | None = None) -> Starlette:
         return JSONResponse({"status": "success", "message_id": message_id, "message_wamid": wamid})
 
     async def send_template(request: Request) -> Response:
+        data = await _body(request)  # read first: a slow provider has the request, then dawdles
         fault = await _network_faults()
         if fault is not None:
             return fault
-        data = await _body(request)
         if isinstance(data, Response):
             return data
         if not _token_ok(data.get("token")):
@@ -167,10 +167,10 @@ def create_sandbox_app(token: str, seed: int | None = None) -> Starlette:
                                           "parameters": params})
 
     async def send_message(request: Request) -> Response:
+        data = await _body(request)
         fault = await _network_faults()
         if fault is not None:
             return fault
-        data = await _body(request)
         if isinstance(data, Response):
             return data
         if not _token_ok(data.get("token")):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import hmac
 import logging
 import random
@@ -45,38 +46,45 @@ EVENT_RETENTION_S = 8 * 86400.0
 
 
 class BodyLimit:
-    """ASGI middleware: refuse bodies over ``limit`` bytes with 413, declared or streamed."""
+    """ASGI middleware: refuse bodies over ``limit`` bytes with 413, declared or streamed.
+
+    The body is read whole (it is small by definition) before the app sees the request, so an
+    oversized stream is refused before any handler or body parser runs.
+    """
 
     def __init__(self, app: Any, limit: int = MAX_BODY_BYTES) -> None:
         self.app, self.limit = app, limit
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "DELETE", "OPTIONS"):
             await self.app(scope, receive, send)
             return
         declared = dict(scope.get("headers") or []).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.limit:
             await _too_large(send, self.limit)
             return
-        seen = 0
-
-        async def limited_receive() -> dict:
-            nonlocal seen
+        chunks, size = [], 0
+        while True:
             message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > self.limit:
-                    raise _BodyTooLarge
-            return message
+            if message["type"] != "http.request":  # the client went away
+                return
+            chunks.append(message.get("body", b""))
+            size += len(chunks[-1])
+            if size > self.limit:
+                await _too_large(send, self.limit)
+                return
+            if not message.get("more_body", False):
+                break
+        body, replayed = b"".join(chunks), False
 
-        try:
-            await self.app(scope, limited_receive, send)
-        except _BodyTooLarge:
-            await _too_large(send, self.limit)
+        async def replay() -> dict:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
 
-
-class _BodyTooLarge(Exception):
-    pass
+        await self.app(scope, replay, send)
 
 
 async def _too_large(send: Any, limit: int) -> None:
@@ -362,11 +370,13 @@ def _routes(app: FastAPI) -> None:  # noqa: C901 - a flat list of endpoints read
 
 
 async def _probe_provider(rt: Runtime) -> dict[str, Any]:
-    """Is the provider reachable with our token? Cached for PROBE_TTL_S on the injected clock."""
+    """Is the provider reachable with our token? Cached for PROBE_TTL_S on the injected clock,
+    and re-probed at once when the URL or the token changes."""
     now = rt.clock.monotonic()
-    if rt.probe and now - rt.probe["_at"] < PROBE_TTL_S:
-        return rt.probe
     settings = rt.settings
+    key = hashlib.sha256(f"{settings.api_url}\0{settings.api_token}".encode()).hexdigest()
+    if rt.probe and rt.probe["_key"] == key and now - rt.probe["_at"] < PROBE_TTL_S:
+        return rt.probe
     if not settings.api_token:
         result = {"reachable": None, "detail": "ZAPTRA_API_TOKEN is not set"}
     else:
@@ -377,7 +387,7 @@ async def _probe_provider(rt: Runtime) -> dict[str, Any]:
                   "reason": outcome.reason, "latency_ms": round(outcome.latency_ms, 1),
                   "detail": rt.redactor().text(outcome.detail) or None}
     result["checked_at"] = rt.clock.time()
-    result["_at"] = now
+    result["_at"], result["_key"] = now, key
     rt.probe = result
     return result
 

@@ -21,6 +21,7 @@ from rollout.phones import normalize, provider_form
 from rollout.provider.breaker import CircuitBreaker
 from rollout.provider.client import ZaptraClient
 from rollout.provider.outcome import Kind, Outcome
+from rollout.redact import Redactor
 from rollout.service.eventlog import EventLog
 from rollout.service.metrics import PromMetrics
 from rollout.service.settings import LiveSettings, Settings
@@ -184,8 +185,8 @@ class Outbox:
                            error=outcome.detail or None, http_status=outcome.http_status,
                            duration_ms=round(outcome.latency_ms, 1), attempt=due.attempts,
                            retry_in_s=round(delay, 3))
-            self._finish(Result(due.booking_id, "pending", outcome.reason,
-                                next_attempt_at=self._clock.time() + delay, error=outcome.detail or outcome.reason))
+            self._finish(Result(due.booking_id, "pending", outcome.reason, next_attempt_at=self._clock.time() + delay,
+                                error=self._clean(outcome.detail or outcome.reason, settings)))
         else:
             reason = outcome.reason
             if outcome.kind is Kind.TRANSIENT:
@@ -209,9 +210,15 @@ class Outbox:
                            reason=outcome.reason, http_status=outcome.http_status, detail=outcome.detail or None,
                            meta_code=outcome.meta_code, duration_ms=round(outcome.latency_ms, 1))
 
+    @staticmethod
+    def _clean(text: str, settings: Settings) -> str:
+        """Provider text can echo the token or the phone: redact it before it is stored or shown."""
+        return Redactor(settings.secrets()).text(text)
+
     def _fail(self, due: Due, settings: Settings, reason: str, error: str, outcome: Outcome | None = None,
               phone: str | None = None) -> None:
         now = self._clock.time()
+        error = self._clean(error, settings)
         self.last_error = {"at": now, "reason": reason, "detail": error, "booking_id": due.booking_id}
         fallback = settings.fallback_enabled
         self._log.emit("failure", booking_id=due.booking_id, phone=phone or due.phone, reason=reason, error=error,

@@ -1,0 +1,73 @@
+"""The flag, the rollout percentage and opt-out decide who gets WhatsApp; they are read live."""
+
+from __future__ import annotations
+
+from rollout.cohort import bucket
+from tests.harness import wait_until
+
+
+def test_flag_off_skips_and_logs_disabled(make_service, sandbox):
+    service = make_service(WHATSAPP_NOTIFICATIONS_ENABLED=False)
+    note = service.wait_status(service.book(1)["id"], "skipped")
+    assert note["reason"] == "flag_off" and note["fallback"] is None
+    assert sandbox.stats()["requests"] == 0
+    assert any(e["event"] == "disabled" and e["booking_id"] == 1 for e in service.log_events())
+    assert service.metrics()["skipped_by_reason"]["flag_off"] == 1
+
+
+def test_flag_written_to_the_env_file_takes_effect_without_restart(service, sandbox):
+    service.wait_status(service.book(1)["id"], "sent")
+    service.set_env(WHATSAPP_NOTIFICATIONS_ENABLED=False)
+    # the settings re-check the file every 20 ms; within a second every send must see it
+    wait_until(lambda: service.http.get("/api/whatsapp/health").json()["flag_enabled"] is False, timeout=1.0)
+    assert service.wait_status(service.book(2)["id"], "skipped")["reason"] == "flag_off"
+    service.set_env(WHATSAPP_NOTIFICATIONS_ENABLED=True)
+    wait_until(lambda: service.http.get("/api/whatsapp/health").json()["flag_enabled"] is True, timeout=1.0)
+    assert service.wait_status(service.book(3)["id"], "sent")
+    assert len(sandbox.messages()) == 2
+
+
+def test_rollout_percentage_selects_exactly_the_unleash_cohort(make_service, sandbox):
+    service = make_service(WHATSAPP_ROLLOUT_PERCENT=30)
+    customers = [f"customer-{i}" for i in range(60)]
+    ids = {c: service.book(i, customer=c)["id"] for i, c in enumerate(customers, start=1)}
+    expected_in = {c for c in customers if bucket("whatsapp_notifications", c) <= 30}
+    assert 5 < len(expected_in) < 35
+    for customer, booking_id in ids.items():
+        note = service.wait_status(booking_id, "sent", "skipped")
+        assert (note["status"] == "sent") == (customer in expected_in), customer
+        if note["status"] == "skipped":
+            assert note["reason"] == "not_in_cohort"
+    assert service.metrics()["skipped_by_reason"]["not_in_cohort"] == 60 - len(expected_in)
+
+
+def test_ramping_up_keeps_everyone_already_in(make_service, sandbox):
+    service = make_service(WHATSAPP_ROLLOUT_PERCENT=10)
+    customers = [f"c{i}" for i in range(40)]
+    first = {c: service.wait_status(service.book(i, customer=c)["id"], "sent", "skipped")["status"]
+             for i, c in enumerate(customers)}
+    service.set_env(WHATSAPP_ROLLOUT_PERCENT=50)
+    wait_until(lambda: service.http.get("/api/whatsapp/health").json()["rollout_percent"] == 50, timeout=1.0)
+    second = {c: service.wait_status(service.book(100 + i, customer=c)["id"], "sent", "skipped")["status"]
+              for i, c in enumerate(customers)}
+    assert {c for c, s in first.items() if s == "sent"} <= {c for c, s in second.items() if s == "sent"}
+
+
+def test_opted_out_customer_is_never_messaged(service, sandbox):
+    response = service.http.put("/api/customer/cust-9/preferences", json={"whatsapp_opt_out": True})
+    assert response.status_code == 200 and response.json()["whatsapp_opt_out"] is True
+    assert service.http.get("/api/customer/cust-9/preferences").json()["whatsapp_opt_out"] is True
+    note = service.wait_status(service.book(9)["id"], "skipped")
+    assert note["reason"] == "opted_out"
+    assert sandbox.stats()["requests"] == 0
+    service.http.put("/api/customer/cust-9/preferences", json={"whatsapp_opt_out": False})
+    assert service.wait_status(service.book(10, customer="cust-9")["id"], "sent")
+
+
+def test_bad_env_change_fails_closed_and_health_says_why(service, sandbox):
+    service.env_file.write_text(service.env_file.read_text() + "WHATSAPP_ROLLOUT_PERCENT=half\n")
+    health = wait_until(lambda: (h := service.http.get("/api/whatsapp/health").json())["config_error"] and h,
+                        timeout=1.0)
+    assert health["flag_enabled"] is False and health["status"] == "degraded"
+    assert "WHATSAPP_ROLLOUT_PERCENT" in health["config_error"]
+    assert service.wait_status(service.book(1)["id"], "skipped")["reason"] == "flag_off"
