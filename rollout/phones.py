@@ -39,23 +39,26 @@ def provider_form(e164: str) -> str:
     return e164.lstrip("+")
 
 
+def _country_code(digits: str) -> str | None:
+    # E.164 country codes are prefix-free and 1-3 digits long: the first known prefix is the code.
+    for length in (1, 2, 3):
+        if int(digits[:length] or 0) in phonenumbers.COUNTRY_CODE_TO_REGION_CODE:
+            return digits[:length]
+    return None
+
+
 def mask(value: str | None) -> str:
     """Mask a phone number for logs and reports: ``+91******3210``.
 
-    Keeps the country code and the last four digits. A value that does not parse keeps only
-    its last four digits; one with fewer than five digits is masked whole.
+    Keeps the country code and the last four digits. A value that has no known country code keeps
+    only its last four digits; one with fewer than five digits is masked whole.
     """
     if not value:
         return ""
     digits = re.sub(r"\D", "", value)
-    try:
-        number = phonenumbers.parse(value if value.startswith("+") else "+" + digits, None)
-        country = str(number.country_code)
-        national = str(number.national_number)
-        if len(national) > 4 and digits.endswith(national):
-            return f"+{country}{'*' * (len(national) - 4)}{national[-4:]}"
-    except phonenumbers.NumberParseException:
-        pass
+    country = _country_code(digits) if len(digits) >= 8 else None
+    if country is not None and len(digits) - len(country) > 4:
+        return f"+{country}{'*' * (len(digits) - len(country) - 4)}{digits[-4:]}"
     if len(digits) < 5:
         return "*" * len(digits) if digits else "****"
     return "*" * (len(digits) - 4) + digits[-4:]

@@ -1,0 +1,68 @@
+"""Start the sandbox and the service as real processes on free loopback ports (benchmarks only)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from rollout.envfile import write_env_file
+from rollout.serving import free_port
+
+SANDBOX_TOKEN = "bench-sandbox-token"
+ADMIN_TOKEN = "bench-admin-token"
+
+
+def _wait(url: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            httpx.get(url, timeout=1)
+            return
+        except httpx.HTTPError:
+            time.sleep(0.05)
+    raise RuntimeError(f"{url} did not come up")
+
+
+class Proc:
+    def __init__(self, args: list[str], url: str, log: Path) -> None:
+        self.url = url
+        self._log = open(log, "w")
+        self.proc = subprocess.Popen([sys.executable, "-m", "rollout", *args], stdout=self._log, stderr=self._log,
+                                     env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        _wait(url)
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        self._log.close()
+
+
+def start_sandbox(folder: Path) -> Proc:
+    port = free_port()
+    return Proc(["sandbox", "--port", str(port), "--token", SANDBOX_TOKEN], f"http://127.0.0.1:{port}",
+                folder / "sandbox.log")
+
+
+def start_service(folder: Path, sandbox_url: str, **env: str) -> tuple[Proc, Path]:
+    env_file = folder / "service.env"
+    values = {
+        "WHATSAPP_NOTIFICATIONS_ENABLED": "true", "ZAPTRA_API_URL": f"{sandbox_url}/api/wpbox",
+        "ZAPTRA_API_TOKEN": SANDBOX_TOKEN, "ROLLOUT_ADMIN_TOKEN": ADMIN_TOKEN, **env,
+    }
+    write_env_file(env_file, values)
+    port = free_port()
+    proc = Proc(["serve", "--port", str(port), "--env-file", str(env_file), "--db", str(folder / "service.db"),
+                 "--log-file", str(folder / "events.log")], f"http://127.0.0.1:{port}", folder / "service.log")
+    return proc, env_file
+
+
+def sandbox_client(url: str) -> httpx.Client:
+    return httpx.Client(base_url=url, headers={"Authorization": f"Bearer {SANDBOX_TOKEN}"}, timeout=30)
