@@ -63,6 +63,351 @@ def sandbox(host: str, port: int, token: str, seed: int | None) -> None:
     serve_forever(create_sandbox_app(token, seed), host, port)
 
 
+
+# --- the engine ------------------------------------------------------------------------------------
+
+def project_options(func):  # noqa: ANN001, ANN201 - a click decorator
+    """--playbook, --environments, --state and --secrets-file, on every engine command."""
+    options = [
+        click.option("--playbook", "playbook_path", default="playbooks/whatsapp.yaml", show_default=True,
+                     envvar="ROLLOUT_PLAYBOOK", type=click.Path(dir_okay=False, path_type=Path)),
+        click.option("--environments", "environments_dir", default="environments", show_default=True,
+                     envvar="ROLLOUT_ENVIRONMENTS", type=click.Path(file_okay=False, path_type=Path)),
+        click.option("--state", "state_path", default=".rollout/state.db", show_default=True, envvar="ROLLOUT_STATE",
+                     type=click.Path(dir_okay=False, path_type=Path), help="SQLite file of the engine's state."),
+        click.option("--secrets-file", type=click.Path(dir_okay=False, path_type=Path), envvar="ROLLOUT_SECRETS_FILE",
+                     help="Env file with secret values, read after the process environment."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def _project(playbook_path: Path, environments_dir: Path, state_path: Path, secrets_file: Path | None):
+    from rollout.engine.runner import Project
+
+    return Project(playbook_path, environments_dir, state_path, secrets_file)
+
+
+def _emit(outcome, as_json: bool, extra: dict | None = None) -> None:  # noqa: ANN001
+    import json
+
+    if as_json:
+        click.echo(json.dumps({**outcome.as_dict(), **(extra or {})}, indent=2, default=str))
+    else:
+        colour = {"completed": "green", "rolled_back": "red", "awaiting_approval": "yellow"}.get(outcome.status)
+        click.secho(f"{outcome.status}: {outcome.message}", fg=colour, err=outcome.exit_code not in (0,))
+    if outcome.exit_code:
+        sys.exit(outcome.exit_code)
+
+
+@cli.command()
+@click.argument("playbook", type=click.Path(dir_okay=False, path_type=Path))
+def validate(playbook: Path) -> None:
+    """Check a playbook; print its phases, or one line per problem (exit 2)."""
+    from rollout.engine.runner import _describe
+    from rollout.playbook.load import load_playbook
+    from rollout.playbook.model import step_label
+
+    book = load_playbook(playbook)
+    click.echo(f"{playbook}: valid playbook {book.name!r}, {len(book.phases)} phases, gates: {', '.join(book.gates)}")
+    for phase in book.phases:
+        click.echo(f"  {phase.name} (environment {phase.environment}): {len(phase.steps)} steps")
+        for i, step in enumerate(phase.steps):
+            click.echo(f"    {i + 1}. {step.kind:<9} {step_label(step, i)}: {_describe(step)}")
+
+
+@cli.command()
+@project_options
+@click.option("--env", "env_name", required=True, help="The environment (its phase is planned).")
+@click.option("--json", "as_json", is_flag=True)
+def plan(playbook_path: Path, environments_dir: Path, state_path: Path, secrets_file: Path | None, env_name: str,
+         as_json: bool) -> None:
+    """Show the environment's phase, step by step, and what its configure step would change."""
+    import json
+
+    from rollout.clock import SystemClock
+    from rollout.console import QuietReporter
+    from rollout.engine.runner import open_context, plan_rows
+    from rollout.environments import resolve, shown_diff
+    from rollout.playbook.model import ConfigureStep
+
+    project = _project(playbook_path, environments_dir, state_path, secrets_file)
+    with open_context(project, env_name, SystemClock(), QuietReporter()) as ctx:
+        rows = plan_rows(ctx)
+        configure = next((s for s in ctx.phase.steps if isinstance(s, ConfigureStep)), None)
+        changes = []
+        if configure is not None:
+            target = resolve(ctx.resolved.env, overrides=configure.set, secrets_file=secrets_file)
+            changes = shown_diff(target, ctx.flags.read())
+        current = ctx.state.get(env_name)
+    if as_json:
+        click.echo(json.dumps({"environment": env_name, "phase": ctx.phase.name, "status": current.status,
+                               "steps": rows, "configure_diff": [
+                                   {"variable": n, "from": o, "to": v} for n, o, v in changes]}, indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"phase {ctx.phase.name} in {env_name} ({current.status})", title_justify="left")
+    for column in ("#", "step", "kind", "status", "what"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(str(row["index"]), row["step"], row["kind"], row["status"], row["what"])
+    console = Console(highlight=False)
+    console.print(table)
+    if changes:
+        console.print(f"configure would change {ctx.flags.env_file}:")
+        for name, old, new in changes:
+            console.print(f"  {name}: {old if old is not None else '(unset)'} -> {new if new is not None else '(unset)'}",
+                          markup=False)
+
+
+@cli.command()
+@project_options
+@click.option("--env", "env_name", required=True)
+@click.option("--dry-run", is_flag=True, help="Show what would run and change; write nothing.")
+@click.option("--approve", is_flag=True, help="Approve the approval step this run reaches.")
+@click.option("--yes", is_flag=True, help="Do not ask before a phase marked confirm changes anything.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON summary instead of progress.")
+def advance(playbook_path: Path, environments_dir: Path, state_path: Path, secrets_file: Path | None, env_name: str,
+            dry_run: bool, approve: bool, yes: bool, as_json: bool) -> None:
+    """Run the environment's phase from where it stopped.
+
+    Exit 0 done, 1 a check or gate failed and the flag was turned off, 2 usage or configuration
+    error, 3 held or waiting for approval.
+    """
+    from rollout.clock import SystemClock
+    from rollout.console import ConsoleReporter, QuietReporter
+    from rollout.engine import runner
+
+    project = _project(playbook_path, environments_dir, state_path, secrets_file)
+    if dry_run:
+        ctx_args = dict(playbook_path=playbook_path, environments_dir=environments_dir, state_path=state_path,
+                        secrets_file=secrets_file, env_name=env_name, as_json=as_json)
+        click.get_current_context().invoke(plan, **ctx_args)
+        if not as_json:
+            click.echo("dry run: nothing was written")
+        return
+    resolved = runner.resolved_for(project, env_name)
+    out = QuietReporter() if as_json else ConsoleReporter(redactor=resolved.redactor())
+    with runner.open_context(project, env_name, SystemClock(), out, approve=approve) as ctx:
+        current = ctx.state.get(env_name)
+        if ctx.phase.confirm and not yes and current.status not in ("completed", "rolled_back"):
+            if not sys.stdin.isatty():
+                raise click.UsageError(f"phase {ctx.phase.name} asks for confirmation; pass --yes to confirm "
+                                       "non-interactively")
+            click.confirm(f"Run phase {ctx.phase.name} in {env_name} from step {current.step_index + 1}?",
+                          abort=True)
+        outcome = runner.advance(ctx)
+        results = ctx.results
+    _emit(outcome, as_json, {"steps": results})
+
+
+@cli.command()
+@project_options
+@click.option("--env", "env_name", required=True)
+@click.option("--reason", required=True, help="Why; recorded in the audit log.")
+@click.option("--json", "as_json", is_flag=True)
+def rollback(playbook_path: Path, environments_dir: Path, state_path: Path, secrets_file: Path | None, env_name: str,
+             reason: str, as_json: bool) -> None:
+    """Turn the feature off now (WHATSAPP_NOTIFICATIONS_ENABLED=false). Never waits for an advance."""
+    from rollout.clock import SystemClock
+    from rollout.engine import runner
+
+    project = _project(playbook_path, environments_dir, state_path, secrets_file)
+    _emit(runner.rollback(project, env_name, reason, SystemClock()), as_json)
+
+
+@cli.command()
+@project_options
+@click.option("--env", "env_name", required=True)
+@click.option("--reason", required=True, help="Why it may go on; recorded in the audit log.")
+def resume(playbook_path: Path, environments_dir: Path, state_path: Path, secrets_file: Path | None, env_name: str,
+           reason: str) -> None:
+    """Let a rolled-back environment advance again (its ramp restarts at the first percentage)."""
+    from rollout.clock import SystemClock
+    from rollout.engine import runner
+
+    project = _project(playbook_path, environments_dir, state_path, secrets_file)
+    _emit(runner.resume(project, env_name, reason, SystemClock()), False)
+
+
+@cli.command()
+@project_options
+@click.option("--env", "env_name", required=True)
+@click.option("--max-evaluations", type=click.IntRange(1), help="Stop after this many evaluations.")
+@click.option("--duration", type=str, help="Stop after this long (e.g. 10m).")
+@click.option("--json", "as_json", is_flag=True)
+def watch(playbook_path: Path, environments_dir: Path, state_path: Path, secrets_file: Path | None, env_name: str,
+          max_evaluations: int | None, duration: str | None, as_json: bool) -> None:
+    """Keep evaluating the watch gate; turn the flag off on a breach (exit 1)."""
+    from rollout.clock import SystemClock
+    from rollout.console import ConsoleReporter, QuietReporter
+    from rollout.engine import runner
+    from rollout.units import parse_duration
+
+    try:
+        seconds = parse_duration(duration) if duration else None
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--duration") from None
+    project = _project(playbook_path, environments_dir, state_path, secrets_file)
+    resolved = runner.resolved_for(project, env_name)
+    out = QuietReporter() if as_json else ConsoleReporter(redactor=resolved.redactor())
+    with runner.open_context(project, env_name, SystemClock(), out) as ctx:
+        outcome = runner.watch(ctx, max_evaluations, seconds)
+    _emit(outcome, as_json)
+
+
+@cli.command()
+@project_options
+@click.option("--env", "env_name", help="One environment (default: all).")
+@click.option("--json", "as_json", is_flag=True)
+def status(playbook_path: Path, environments_dir: Path, state_path: Path, secrets_file: Path | None,
+           env_name: str | None, as_json: bool) -> None:
+    """Where each environment stands: status, phase, step, percentage, flag, commit."""
+    import json
+    from datetime import UTC, datetime
+
+    from rollout.engine.state import StateStore
+    from rollout.environments import load_environment
+    from rollout.flags import FlagStore
+
+    state = StateStore(state_path)
+    try:
+        rows = [state.get(env_name)] if env_name else state.all()
+        data = []
+        for row in rows:
+            try:
+                env = load_environment(row.name, environments_dir)
+                enabled, percent = FlagStore(env.env_file).state()
+                live = {"flag": enabled, "percent": percent, "env_file": str(env.env_file)}
+            except Exception:  # status still shows what it knows when an environment file is broken
+                live = {"flag": None, "percent": None, "env_file": None}
+            data.append({**row.__dict__, "live": live, "lock": state.holder(row.name)})
+    finally:
+        state.close()
+    if as_json:
+        click.echo(json.dumps(data, indent=2, default=str))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="rollout status", title_justify="left")
+    for column in ("environment", "status", "phase", "step", "percent", "flag (file)", "commit", "updated", "note"):
+        table.add_column(column)
+    for d in data:
+        updated = datetime.fromtimestamp(d["updated_at"], UTC).strftime("%Y-%m-%d %H:%M:%SZ") if d["updated_at"] else ""
+        flag = {True: "on", False: "off", None: "?"}[d["live"]["flag"]]
+        table.add_row(d["name"], d["status"], d["phase"] or "", str(d["step_index"] + 1),
+                      "" if d["live"]["percent"] is None else f"{d['live']['percent']}%", flag,
+                      (d["commit_sha"] or "")[:10], updated, (d["reason"] or "")[:60])
+    Console(highlight=False).print(table)
+
+
+@cli.command()
+@project_options
+@click.option("--env", "env_name", required=True)
+@click.option("--limit", default=200, show_default=True, type=click.IntRange(1, 100_000))
+@click.option("--json", "as_json", is_flag=True)
+def history(playbook_path: Path, environments_dir: Path, state_path: Path, secrets_file: Path | None, env_name: str,
+            limit: int, as_json: bool) -> None:
+    """The audit log and the gate verdicts of one environment, oldest first."""
+    import json
+    from datetime import UTC, datetime
+
+    from rollout.engine.state import StateStore
+
+    state = StateStore(state_path)
+    try:
+        events = [{"ts": a["ts"], "type": "audit", "actor": a["actor"], "action": a["action"], "detail": a["detail"]}
+                  for a in state.audit_log(env_name, limit)]
+        events += [{"ts": v["ts"], "type": "verdict", "step": v["step"], "percent": v["percent"],
+                    "verdict": v["verdict"], "summary": v["summary"], "metrics": v["metrics"]}
+                   for v in state.verdicts(env_name, limit)]
+    finally:
+        state.close()
+    events.sort(key=lambda e: e["ts"])
+    events = events[-limit:]
+    if as_json:
+        click.echo(json.dumps(events, indent=2, default=str))
+        return
+    for e in events:
+        when = datetime.fromtimestamp(e["ts"], UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] + "Z"
+        if e["type"] == "audit":
+            detail = ", ".join(f"{k}={v}" for k, v in e["detail"].items() if v not in (None, "", [], {}))
+            click.echo(f"{when}  {e['action']:<20} {e['actor']}  {detail}")
+        else:
+            where = f"{e['step']}" + (f" at {e['percent']}%" if e["percent"] is not None else "")
+            click.echo(f"{when}  verdict {e['verdict']:<12} {where}: {e['summary']}")
+
+
+@cli.command("load")
+@click.option("--url", required=True, help="The service's base URL (http://127.0.0.1:8000).")
+@click.option("--bookings", type=click.IntRange(1, 100_000), help="How many bookings.")
+@click.option("--concurrency", default=10, show_default=True, type=click.IntRange(1, 512))
+@click.option("--rate", type=click.FloatRange(0.1, 5000), help="Bookings per second (with --duration).")
+@click.option("--duration", type=str, help="How long at --rate (e.g. 30s); at most 10m.")
+@click.option("--json", "as_json", is_flag=True)
+def load_cmd(url: str, bookings: int | None, concurrency: int, rate: float | None, duration: str | None,
+             as_json: bool) -> None:
+    """Send a bounded booking load to a service and report latency percentiles."""
+    import json
+
+    from rollout.checks.load import run_load
+    from rollout.console import ConsoleReporter
+    from rollout.units import parse_duration
+
+    if (bookings is None) == (rate is None and duration is None):
+        raise click.UsageError("give --bookings, or --rate with --duration")
+    seconds = None
+    if duration is not None:
+        try:
+            seconds = parse_duration(duration)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--duration") from None
+        if not 0 < seconds <= 600:
+            raise click.BadParameter("must be more than 0 and at most 10m", param_hint="--duration")
+    if bookings is None and (rate is None or seconds is None):
+        raise click.UsageError("--rate and --duration go together")
+    total = bookings or int(rate * seconds)
+    if as_json:
+        result = run_load(url, bookings, concurrency, rate, seconds)
+    else:
+        with ConsoleReporter().progress(total, "bookings") as tick:
+            result = run_load(url, bookings, concurrency, rate, seconds, progress=tick)
+    summary = {"requested": result.requested, "created": result.created, "errors": result.errors,
+               "success_rate": result.success_rate, "elapsed_s": round(result.elapsed_s, 3),
+               "achieved_rate": round(result.achieved_rate, 1),
+               "p50_ms": result.p(50), "p95_ms": result.p(95), "p99_ms": result.p(99)}
+    if as_json:
+        click.echo(json.dumps(summary, indent=2))
+    else:
+        click.echo(f"{result.created}/{result.requested} bookings in {result.elapsed_s:.1f}s "
+                   f"({result.achieved_rate:.0f}/s); p50 {result.p(50) or 0:.1f} ms, p95 {result.p(95) or 0:.1f} ms, "
+                   f"p99 {result.p(99) or 0:.1f} ms" + (f"; errors {result.errors}" if result.errors else ""))
+    if result.created < result.requested:
+        sys.exit(1)
+
+
+
+@cli.command()
+@click.option("--breach", is_flag=True, help="Turn the provider bad during the ramp; watch the flag go off.")
+@click.option("--rate", default=50.0, show_default=True, type=click.FloatRange(1, 500),
+              help="Simulated customer bookings per second in production.")
+@click.option("--folder", type=click.Path(file_okay=False, path_type=Path),
+              help="Where state and logs go (default .rollout/demo/TIMESTAMP).")
+def demo(breach: bool, rate: float, folder: Path | None) -> None:
+    """Run the whole plan locally: sandbox and services on free ports, dev -> staging -> production."""
+    from rollout.console import ConsoleReporter
+    from rollout.demo import run_demo
+
+    repo = Path.cwd() if (Path.cwd() / "playbooks" / "whatsapp.yaml").exists() else Path(__file__).resolve().parents[1]
+    if not (repo / "playbooks" / "whatsapp.yaml").exists():
+        raise click.UsageError("run the demo from the rollout repository (playbooks/whatsapp.yaml not found)")
+    sys.exit(run_demo(repo, folder, breach, rate, ConsoleReporter()))
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the CLI inside the one error boundary."""
     try:

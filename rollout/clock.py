@@ -20,6 +20,9 @@ class Clock(Protocol):
     def monotonic(self) -> float:
         """Seconds on a clock that never goes back."""
 
+    def sleep(self, seconds: float) -> None:
+        """Wait ``seconds`` (a test clock moves instead)."""
+
 
 class SystemClock:
     """The real clocks."""
@@ -29,6 +32,10 @@ class SystemClock:
 
     def monotonic(self) -> float:
         return time.monotonic()
+
+    def sleep(self, seconds: float) -> None:
+        if seconds > 0:
+            time.sleep(seconds)
 
 
 class ManualClock:
@@ -44,6 +51,10 @@ class ManualClock:
 
     def monotonic(self) -> float:
         return self.time()
+
+    def sleep(self, seconds: float) -> None:
+        """Sleeping on a manual clock moves it."""
+        self.advance(max(0.0, seconds))
 
     def advance(self, seconds: float) -> None:
         """Move both clocks forward by ``seconds``."""

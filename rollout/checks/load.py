@@ -1,0 +1,113 @@
+"""A booking load generator: N bookings at a concurrency, or a rate for a duration.
+
+Bounded twice: by the number of bookings and by a hard time limit. Uses several small httpx pools
+(see :mod:`rollout.provider.client` for why) and reports each request's latency.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import httpx
+
+from rollout.service.metrics import percentile
+
+POOL_SHARD = 8
+
+
+@dataclass
+class LoadResult:
+    requested: int
+    created: int = 0
+    errors: dict[str, int] = field(default_factory=dict)
+    latencies: list[float] = field(default_factory=list)
+    elapsed_s: float = 0.0
+    booking_ids: list[int] = field(default_factory=list)
+    stopped_early: bool = False
+
+    @property
+    def success_rate(self) -> float | None:
+        return self.created / self.requested if self.requested else None
+
+    def p(self, q: float) -> float | None:
+        value = percentile(self.latencies, q)
+        return None if value is None else value * 1000.0
+
+    @property
+    def achieved_rate(self) -> float:
+        return self.created / self.elapsed_s if self.elapsed_s else 0.0
+
+
+def booking_body(run: str, i: int, phone: str = "+919876543210") -> dict[str, str]:
+    return {"customer_id": f"load-{run}-{i}", "parent_name": "Load Test", "child_name": "Load", "phone": phone,
+            "event_name": "Rollout load test", "venue": "Hall L", "event_date": "2030-01-01",
+            "booking_ref": f"LOAD-{run}-{i}", "amount": "100", "payment_method": "none"}
+
+
+async def _run(url: str, total: int, concurrency: int, rate: float | None, limit_s: float,
+               progress: Callable[[int], None] | None, body: Callable[[str, int], dict[str, str]]) -> LoadResult:
+    run = uuid.uuid4().hex[:8]
+    result = LoadResult(total)
+    shards = max(1, -(-concurrency // POOL_SHARD))
+    limits = httpx.Limits(max_connections=POOL_SHARD, max_keepalive_connections=POOL_SHARD)
+    clients = [httpx.AsyncClient(base_url=url, limits=limits, timeout=30) for _ in range(shards)]
+    gate = asyncio.Semaphore(concurrency)
+    t0 = time.perf_counter()
+    deadline = t0 + limit_s
+
+    async def one(i: int) -> None:
+        if rate is not None:
+            delay = t0 + i / rate - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+        async with gate:
+            if time.perf_counter() > deadline:
+                result.stopped_early = True
+                return
+            started = time.perf_counter()
+            try:
+                response = await clients[i % shards].post("/api/bookings", json=body(run, i))
+            except httpx.HTTPError as exc:
+                key = type(exc).__name__
+            else:
+                key = None if response.status_code == 201 else f"HTTP {response.status_code}"
+                if key is None:
+                    result.booking_ids.append(response.json()["id"])
+            result.latencies.append(time.perf_counter() - started)
+            if key is None:
+                result.created += 1
+            else:
+                result.errors[key] = result.errors.get(key, 0) + 1
+            if progress is not None:
+                progress(1)
+
+    try:
+        await asyncio.gather(*(one(i) for i in range(total)))
+    finally:
+        for client in clients:
+            await client.aclose()
+    result.elapsed_s = time.perf_counter() - t0
+    return result
+
+
+def run_load(url: str, bookings: int | None = None, concurrency: int = 10, rate: float | None = None,
+             duration: float | None = None, progress: Callable[[int], None] | None = None,
+             time_limit: float | None = None,
+             body: Callable[[str, int], dict[str, str]] = booking_body) -> LoadResult:
+    """Run a bounded load against ``url``'s ``POST /api/bookings``.
+
+    Either ``bookings`` at ``concurrency``, or ``rate`` per second for ``duration`` seconds.
+    ``time_limit`` (default: twice the planned time plus 30 s) stops it regardless.
+    """
+    if bookings is None:
+        if rate is None or duration is None:
+            raise ValueError("give bookings, or rate and duration")
+        bookings = int(rate * duration)
+        concurrency = max(concurrency, min(512, int(rate)))
+    planned = (bookings / rate) if rate else bookings / max(concurrency, 1) * 0.05
+    limit = time_limit if time_limit is not None else planned * 2 + 30
+    return asyncio.run(_run(url, bookings, concurrency, rate, limit, progress, body))

@@ -1,0 +1,110 @@
+"""HTTP access to the target service and the sandbox's control API, for the engine's checks."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import httpx
+
+from rollout.clock import Clock
+from rollout.errors import RolloutError
+
+
+class MeasurementError(RolloutError):
+    """The service could not be asked (down, timeout, nonsense answer)."""
+
+
+class ServiceClient:
+    """The rollout engine's view of one service."""
+
+    def __init__(self, url: str, admin_token: str = "", timeout: float = 10.0,
+                 transport: httpx.BaseTransport | None = None) -> None:
+        self.url = url.rstrip("/")
+        self._admin = {"Authorization": f"Bearer {admin_token}"} if admin_token else {}
+        self._http = httpx.Client(base_url=self.url, timeout=timeout, transport=transport)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def request(self, method: str, path: str, admin: bool = False, json: Any = None) -> httpx.Response:
+        try:
+            return self._http.request(method, path, json=json, headers=self._admin if admin else None)
+        except httpx.HTTPError as exc:
+            raise MeasurementError(f"{self.url}{path}: {type(exc).__name__}") from exc
+
+    def _json(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+        response = self.request(method, path, **kwargs)
+        try:
+            data = response.json()
+        except ValueError as exc:
+            raise MeasurementError(f"{self.url}{path}: answer is not JSON (HTTP {response.status_code})") from exc
+        if not isinstance(data, dict):
+            raise MeasurementError(f"{self.url}{path}: answer is not a JSON object")
+        if response.status_code >= 400:
+            raise MeasurementError(f"{self.url}{path}: HTTP {response.status_code}: {data.get('error', data)}")
+        return data
+
+    def metrics(self, window: float) -> dict[str, Any]:
+        """``GET /api/whatsapp/metrics?window=...``; raises :class:`MeasurementError`."""
+        data = self._json("GET", f"/api/whatsapp/metrics?window={max(window, 0.001):g}")
+        if "attempts" not in data:
+            raise MeasurementError(f"{self.url}: metrics answer lacks 'attempts'")
+        return data
+
+    def health(self) -> dict[str, Any]:
+        return self._json("GET", "/api/whatsapp/health")
+
+    def book(self, body: dict[str, Any]) -> dict[str, Any]:
+        response = self.request("POST", "/api/bookings", json=body)
+        if response.status_code != 201:
+            raise MeasurementError(f"booking refused: HTTP {response.status_code}: {response.text[:200]}")
+        return response.json()
+
+    def notification(self, booking_id: int) -> dict[str, Any]:
+        return self._json("GET", f"/api/bookings/{booking_id}")["notification"]
+
+    def wait_notification(self, booking_id: int, done: tuple[str, ...], within: float, clock: Clock,
+                          poll: float = 0.1) -> dict[str, Any]:
+        """Poll until the notification's status is in ``done`` or ``within`` seconds pass (on ``clock``)."""
+        deadline = clock.monotonic() + within
+        while True:
+            note = self.notification(booking_id)
+            if note["status"] in done or clock.monotonic() >= deadline:
+                return note
+            clock_sleep(clock, poll)
+
+
+class SandboxControl:
+    """The sandbox's fault-injection API."""
+
+    def __init__(self, url: str, token: str, timeout: float = 10.0) -> None:
+        self._http = httpx.Client(base_url=url.rstrip("/"), timeout=timeout,
+                                  headers={"Authorization": f"Bearer {token}"})
+
+    def close(self) -> None:
+        self._http.close()
+
+    def faults(self, **changes: Any) -> dict[str, Any]:
+        try:
+            response = self._http.patch("/sandbox/faults", json=changes)
+        except httpx.HTTPError as exc:
+            raise MeasurementError(f"sandbox: {type(exc).__name__}") from exc
+        if response.status_code != 200:
+            raise MeasurementError(f"sandbox refused faults: HTTP {response.status_code}: {response.text[:200]}")
+        return response.json()
+
+    def clear(self) -> None:
+        try:
+            self._http.put("/sandbox/faults", json={})
+        except httpx.HTTPError as exc:
+            raise MeasurementError(f"sandbox: {type(exc).__name__}") from exc
+
+
+def clock_sleep(clock: Clock, seconds: float) -> None:
+    """Sleep on ``clock`` when it can (a test clock advances), else in real time."""
+    sleep = getattr(clock, "sleep", None)
+    if sleep is not None:
+        sleep(seconds)
+    else:
+        time.sleep(seconds)

@@ -1,0 +1,81 @@
+"""Human output with rich: step headers, check marks, verdict tables, progress bars.
+
+Under ``--json`` a :class:`QuietReporter` is used instead and only the final JSON is printed.
+Everything printed goes through the environment's redactor.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from rollout.gates import FAIL, PASS, Verdict, fmt
+from rollout.redact import Redactor
+
+_STYLE = {PASS: "green", FAIL: "bold red"}
+
+
+class ConsoleReporter:
+    """Prints what the engine does for a person."""
+
+    def __init__(self, console: Console | None = None, redactor: Redactor | None = None) -> None:
+        self.console = console or Console(highlight=False, soft_wrap=True)
+        self.redactor = redactor or Redactor()
+
+    def _print(self, text: str, style: str = "") -> None:
+        self.console.print(self.redactor.text(text), style=style or None, markup=False)
+
+    def step(self, index: int, total: int, label: str, kind: str) -> None:
+        self.console.print(f"[bold]step {index + 1}/{total}[/bold] [cyan]{kind}[/cyan] {self.redactor.text(label)}")
+
+    def line(self, text: str, style: str = "") -> None:
+        self._print(text, style)
+
+    def check(self, name: str, ok: bool, detail: str) -> None:
+        mark = "[green]✓[/green]" if ok else "[bold red]✗[/bold red]"
+        self.console.print(f"  {mark} ", end="")
+        self._print(f"{name}: {detail}")
+
+    def verdict(self, label: str, verdict: Verdict) -> None:
+        style = _STYLE.get(verdict.verdict, "yellow")
+        self.console.print(f"  [{style}]{verdict.verdict.upper()}[/{style}] ", end="")
+        self._print(f"{label}: {verdict.summary}")
+
+    def verdict_table(self, verdict: Verdict) -> None:
+        self.console.print(verdict_table(verdict))
+
+    @contextlib.contextmanager
+    def progress(self, total: int, description: str) -> Iterator[Callable[[int], None]]:
+        columns = (TextColumn("  {task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+        with Progress(*columns, console=self.console, transient=not self.console.is_terminal) as bar:
+            task = bar.add_task(self.redactor.text(description), total=total)
+            yield lambda n: bar.advance(task, n)
+
+
+class QuietReporter:
+    """Says nothing; for --json."""
+
+    def step(self, *args: Any) -> None: ...
+    def line(self, *args: Any) -> None: ...
+    def check(self, *args: Any) -> None: ...
+    def verdict(self, *args: Any) -> None: ...
+
+    @contextlib.contextmanager
+    def progress(self, total: int, description: str) -> Iterator[Callable[[int], None]]:
+        yield lambda n: None
+
+
+def verdict_table(verdict: Verdict) -> Table:
+    table = Table(title=f"verdict: {verdict.verdict}", title_justify="left")
+    for column in ("metric", "verdict", "value", "target", "alert", "samples", "window"):
+        table.add_column(column)
+    for m in verdict.metrics:
+        style = _STYLE.get(m.verdict, "yellow")
+        table.add_row(m.metric, f"[{style}]{m.verdict}[/{style}]", fmt(m.metric, m.value), fmt(m.metric, m.target),
+                      fmt(m.metric, m.alert), f"{m.samples}/{m.min_samples}", f"{m.window_seconds:g}s")
+    return table

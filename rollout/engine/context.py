@@ -1,0 +1,49 @@
+"""What a run of the engine works with, passed explicitly (no global state)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from rollout.checks.service_api import SandboxControl, ServiceClient
+from rollout.clock import Clock
+from rollout.engine.state import StateStore
+from rollout.environments import Resolved
+from rollout.flags import FlagStore
+from rollout.playbook.model import Phase, Playbook
+
+
+class Reporter(Protocol):
+    """Where the engine tells a person what it does (human console, or silent for --json)."""
+
+    def step(self, index: int, total: int, label: str, kind: str) -> None: ...
+    def line(self, text: str, style: str = "") -> None: ...
+    def check(self, name: str, ok: bool, detail: str) -> None: ...
+    def verdict(self, label: str, verdict: Any) -> None: ...
+    def progress(self, total: int, description: str) -> Any: ...
+
+
+@dataclass
+class RunContext:
+    """Everything one ``advance``/``watch``/``gate`` run needs."""
+
+    playbook: Playbook
+    playbook_path: Path
+    phase: Phase
+    resolved: Resolved
+    state: StateStore
+    flags: FlagStore
+    service: ServiceClient
+    sandbox: SandboxControl | None
+    clock: Clock
+    out: Reporter
+    approve: bool = False
+    dry_run: bool = False
+    commit: str | None = None
+    #: filled as the run goes: check results and verdicts, for --json and JUnit
+    results: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def env_name(self) -> str:
+        return self.resolved.env.name

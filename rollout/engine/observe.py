@@ -1,0 +1,87 @@
+"""Measure and judge over time: the loop shared by gate steps, ramps and ``rollout watch``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from rollout.checks.service_api import MeasurementError
+from rollout.engine.context import RunContext
+from rollout.engine.killswitch import RolledBackMeanwhile
+from rollout.engine.state import ROLLED_BACK
+from rollout.gates import FAIL, HOLD, PASS, Verdict, evaluate, no_data, windows_needed
+from rollout.playbook.model import GateSet
+
+PASSED, FAILED, HOLD_TIMEOUT = "passed", "failed", "hold_timeout"
+
+
+def measure(ctx: RunContext, gates: GateSet, cap: float | None = None) -> Verdict:
+    """Ask the service for each window the gates read (each capped at ``cap`` seconds), then judge."""
+    measurements = {}
+    try:
+        for window in windows_needed(gates):
+            effective = min(window, cap) if cap else window
+            answer = ctx.service.metrics(effective)
+            measurements[str(window)] = answer
+    except MeasurementError as exc:
+        return no_data(gates, str(exc))
+    verdict = evaluate(gates, measurements)
+    if cap:
+        # report the window actually measured, not the configured one
+        verdict = Verdict(verdict.verdict, tuple(
+            type(m)(**{**m.as_dict(), "window_seconds": min(m.window_seconds, cap)}) for m in verdict.metrics))
+    return verdict
+
+
+def record(ctx: RunContext, verdict: Verdict, step: str, percent: int | None) -> None:
+    ctx.state.record_verdict(ctx.env_name, ctx.clock.time(), ctx.phase.name, step, percent, verdict.verdict,
+                             verdict.summary, verdict.as_dicts(), ctx.commit)
+
+
+@dataclass(frozen=True)
+class Observation:
+    result: str
+    verdict: Verdict
+    evaluations: int
+
+
+def observe(ctx: RunContext, gate_name: str, duration: float, interval: float, max_hold: float, started_at: float,
+            step: str, percent: int | None) -> Observation:
+    """Evaluate ``gate_name`` every ``interval`` from ``started_at`` on.
+
+    Returns at once on a fail. After ``duration``, returns on the first pass; a hold goes on until
+    ``duration + max_hold``, then returns ``hold_timeout``. Windows never reach back before
+    ``started_at``: what is judged is what happened at this step.
+    """
+    gates = ctx.playbook.gates[gate_name]
+    evaluations = 0
+    shown: str | None = None
+    where = f"{step}{f' at {percent}%' if percent is not None else ''}"
+
+    def show(verdict: Verdict, elapsed: float) -> None:
+        nonlocal shown
+        ctx.out.verdict(f"{where} (+{elapsed:.1f}s, evaluation {evaluations})", verdict)
+        shown = verdict.verdict
+
+    while True:
+        if ctx.state.get(ctx.env_name).status == ROLLED_BACK:
+            raise RolledBackMeanwhile(f"environment {ctx.env_name} was rolled back meanwhile; stopping")
+        elapsed = ctx.clock.time() - started_at
+        verdict = measure(ctx, gates, cap=max(elapsed, interval))
+        evaluations += 1
+        record(ctx, verdict, step, percent)
+        # people see each change of verdict and the deciding one; the state keeps every evaluation
+        if verdict.verdict != shown:
+            show(verdict, elapsed)
+        result = None
+        if verdict.verdict == FAIL:
+            result = FAILED
+        elif elapsed >= duration:
+            if verdict.verdict == PASS:
+                result = PASSED
+            elif elapsed >= duration + max_hold:
+                result = HOLD_TIMEOUT
+        if result is not None:
+            if evaluations > 1 and shown == verdict.verdict and result != FAILED:
+                show(verdict, elapsed)
+            return Observation(result, verdict, evaluations)
+        ctx.clock.sleep(interval)

@@ -1,0 +1,300 @@
+"""Walk a phase's steps for one environment: plan, advance, resume, rollback, watch.
+
+``advance`` takes the environment's writer lock, then runs the steps from where the state says it
+stopped. Every step's start, end and outcome is recorded; a crash or Ctrl-C loses nothing, and the
+next ``advance`` resumes at the step it was in (a ramp resumes at its recorded percentage and does
+not apply it again). A failing check or gate turns the flag off at once through the kill switch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rollout.checks.service_api import SandboxControl, ServiceClient
+from rollout.clock import Clock
+from rollout.engine.context import Reporter, RunContext
+from rollout.engine.killswitch import FlagOff, RolledBackMeanwhile, kill
+from rollout.engine.observe import measure, record
+from rollout.engine.state import (
+    AWAITING_APPROVAL, COMPLETED, HELD, IDLE, ROLLED_BACK, RUNNING, StateStore,
+)
+from rollout.engine.steps import AWAIT, DONE, STEP_RUNNERS
+from rollout.environments import Resolved, load_environment, resolve
+from rollout.errors import EXIT_HELD, EXIT_OK, EXIT_ROLLED_BACK, ConfigError, StateError
+from rollout.flags import FlagStore
+from rollout.gates import FAIL
+from rollout.playbook.load import load_playbook
+from rollout.playbook.model import Phase, Playbook, step_label
+
+
+@dataclass
+class RunOutcome:
+    """How a command ended, for its exit code and --json."""
+
+    status: str
+    exit_code: int
+    message: str
+    environment: str
+    phase: str | None = None
+    step: str | None = None
+    flag_off: FlagOff | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        data = {"status": self.status, "exit_code": self.exit_code, "message": self.message,
+                "environment": self.environment, "phase": self.phase, "step": self.step, **self.details}
+        if self.flag_off:
+            data["flag_off_at"] = self.flag_off.at
+        return data
+
+
+@dataclass
+class Project:
+    """Where things are: the playbook, the environments folder, the state database."""
+
+    playbook_path: Path
+    environments_dir: Path
+    state_path: Path
+    secrets_file: Path | None = None
+
+    def playbook(self) -> Playbook:
+        return load_playbook(self.playbook_path)
+
+    def state(self) -> StateStore:
+        return StateStore(self.state_path)
+
+
+@contextmanager
+def open_context(project: Project, env_name: str, clock: Clock, out: Reporter, *, approve: bool = False,
+                 dry_run: bool = False, state: StateStore | None = None) -> Iterator[RunContext]:
+    """Load and resolve everything a run of ``env_name`` needs; close it afterwards."""
+    playbook = project.playbook()
+    phase = playbook.phase_for(env_name)
+    if phase is None:
+        known = ", ".join(p.environment for p in playbook.phases)
+        raise ConfigError(f"{project.playbook_path}: no phase runs in environment {env_name!r} (phases run in: {known})")
+    env = load_environment(env_name, project.environments_dir)
+    resolved = resolve(env, secrets_file=project.secrets_file)
+    own_state = state is None
+    state = state or project.state()
+    service = ServiceClient(env.service_url, resolved.admin_token)
+    sandbox = SandboxControl(env.sandbox_url, resolved.sandbox_token) if env.sandbox_url and resolved.sandbox_token \
+        else None
+    flags = FlagStore(env.env_file, playbook.flag.variable, playbook.flag.percent_variable)
+    ctx = RunContext(playbook, project.playbook_path, phase, resolved, state, flags, service, sandbox, clock, out,
+                     approve=approve, dry_run=dry_run)
+    try:
+        yield ctx
+    finally:
+        service.close()
+        if sandbox is not None:
+            sandbox.close()
+        if own_state:
+            state.close()
+
+
+def plan_rows(ctx: RunContext) -> list[dict[str, Any]]:
+    """Each step of the phase with its state: done, current, or pending."""
+    current = ctx.state.get(ctx.env_name)
+    started = current.phase == ctx.phase.name
+    rows = []
+    for index, step in enumerate(ctx.phase.steps):
+        if current.status == COMPLETED and started:
+            status = "done"
+        elif started and index < current.step_index:
+            status = "done"
+        elif started and index == current.step_index and current.status != IDLE:
+            status = current.status
+        else:
+            status = "pending"
+        what = _describe(step)
+        rows.append({"index": index + 1, "step": step_label(step, index), "kind": step.kind, "status": status,
+                     "what": what})
+    return rows
+
+
+def _describe(step: Any) -> str:
+    kind = step.kind
+    if kind == "configure":
+        return "apply the environment's variables" + (f" with {', '.join(f'{k}={v}' for k, v in step.set.items())}"
+                                                      if step.set else "")
+    if kind == "smoke":
+        return ", ".join(c.name for c in step.checks)
+    if kind == "health":
+        return f"health is {'/'.join(step.expect)}"
+    if kind == "scenario":
+        return step.scenario.replace("_", " ")
+    if kind == "load":
+        return (f"{step.bookings} bookings at concurrency {step.concurrency}" if step.bookings
+                else f"{step.rate:g} bookings/s for {step.duration:g}s")
+    if kind == "gate":
+        return f"gate {step.gate!r}" + (f" observed for {step.observe:g}s" if step.observe else "")
+    if kind == "ramp":
+        return f"{' -> '.join(f'{p}%' for p in step.percentages)}, each held {step.hold:g}s on gate {step.gate!r}"
+    if kind == "approve":
+        return step.message
+    if kind == "promote":
+        return f"merge {step.source} into {step.target} and push to {step.remote}"
+    return kind
+
+
+def check_order(ctx: RunContext) -> None:
+    """A phase starts only when the phase before it has completed."""
+    previous = ctx.playbook.previous_phase(ctx.phase)
+    if previous is None:
+        return
+    before = ctx.state.get(previous.environment)
+    if before.status != COMPLETED or before.phase != previous.name:
+        raise StateError(f"phase {ctx.phase.name} ({ctx.env_name}) needs phase {previous.name} "
+                         f"({previous.environment}) completed first; it is {before.status}")
+
+
+def advance(ctx: RunContext) -> RunOutcome:
+    """Run the phase's remaining steps; see the module docstring."""
+    env, phase = ctx.env_name, ctx.phase
+    current = ctx.state.get(env)
+    if current.status == ROLLED_BACK:
+        return RunOutcome(ROLLED_BACK, EXIT_ROLLED_BACK,
+                          f"{env} is rolled back ({current.reason}); run `rollout resume --env {env}` to try again",
+                          env, phase.name)
+    if current.status == COMPLETED and current.phase == phase.name:
+        return RunOutcome(COMPLETED, EXIT_OK, f"phase {phase.name} is complete in {env}; nothing to do", env,
+                          phase.name)
+    check_order(ctx)
+    note = ctx.state.acquire(env, ctx.clock.time())
+    try:
+        if note:
+            ctx.state.audit(env, "lock_recovered", ctx.clock.time(), note=note)
+            ctx.out.line(f"note: {note}; resuming", "yellow")
+        return _advance_locked(ctx)
+    finally:
+        ctx.state.release(env)
+
+
+def _advance_locked(ctx: RunContext) -> RunOutcome:
+    env, phase = ctx.env_name, ctx.phase
+    now = ctx.clock.time()
+    current = ctx.state.get(env)
+    if current.phase != phase.name:
+        ctx.state.update(env, now, phase=phase.name, step_index=0, ramp_index=0, ramp_applied=False,
+                         observe_started=None, status=RUNNING, reason=None)
+        ctx.state.audit(env, "phase_started", now, phase=phase.name, playbook=str(ctx.playbook_path))
+    else:
+        ctx.state.update(env, now, status=RUNNING)
+        if current.status in (RUNNING, HELD):
+            ctx.state.audit(env, "resumed", now, phase=phase.name, step_index=current.step_index)
+    total = len(phase.steps)
+    while True:
+        current = ctx.state.get(env)
+        if current.step_index >= total:
+            ctx.state.update(env, ctx.clock.time(), status=COMPLETED)
+            ctx.state.audit(env, "phase_completed", ctx.clock.time(), phase=phase.name)
+            return RunOutcome(COMPLETED, EXIT_OK, f"phase {phase.name} completed in {env}", env, phase.name)
+        step = phase.steps[current.step_index]
+        label = step_label(step, current.step_index)
+        ctx.out.step(current.step_index, total, label, step.kind)
+        ctx.state.audit(env, "step_started", ctx.clock.time(), step=label, kind=step.kind)
+        runner = STEP_RUNNERS.get(step.kind)
+        if runner is None:
+            raise ConfigError(f"step {label}: kind {step.kind!r} is not available in this version of rollout")
+        try:
+            result = runner(ctx, step, label)
+        except RolledBackMeanwhile as exc:
+            return RunOutcome(ROLLED_BACK, EXIT_ROLLED_BACK, str(exc), env, phase.name, label)
+        ctx.results.append({"step": label, "kind": step.kind, "status": result.status, "detail": result.detail,
+                            "checks": [c.__dict__ for c in result.checks],
+                            "verdict": result.verdict.as_dicts() if result.verdict else None})
+        now = ctx.clock.time()
+        if result.status == DONE:
+            ctx.state.audit(env, "step_done", now, step=label, detail=result.detail)
+            with ctx.state.tx() as db:
+                ctx.state.update(env, now, db=db, step_index=current.step_index + 1, ramp_index=0,
+                                 ramp_applied=False, observe_started=None)
+            continue
+        if result.status == AWAIT:
+            ctx.state.update(env, now, status=AWAITING_APPROVAL, reason=result.detail)
+            ctx.state.audit(env, "awaiting_approval", now, step=label, detail=result.detail)
+            return RunOutcome(AWAITING_APPROVAL, EXIT_HELD,
+                              f"{label}: {result.detail} - approve with `rollout advance --env {env} --approve`",
+                              env, phase.name, label)
+        verdict = {"summary": result.verdict.summary, "metrics": result.verdict.as_dicts()} if result.verdict \
+            else {"summary": result.detail}
+        off = kill(env, ctx.flags, ctx.state, ctx.clock, f"{label} failed: {result.detail}", automatic=True,
+                   verdict=verdict)
+        ctx.out.line(f"flag turned off for {env}: {label} failed", "bold red")
+        return RunOutcome(ROLLED_BACK, EXIT_ROLLED_BACK, f"{label} failed: {result.detail}; flag turned off", env,
+                          phase.name, label, off)
+
+
+def rollback(project: Project, env_name: str, reason: str, clock: Clock, who: str | None = None) -> RunOutcome:
+    """Immediate disable: flag off, ``rolled_back``, recorded. Never waits for an advance."""
+    playbook = project.playbook()
+    env = load_environment(env_name, project.environments_dir)
+    flags = FlagStore(env.env_file, playbook.flag.variable, playbook.flag.percent_variable)
+    state = project.state()
+    try:
+        off = kill(env_name, flags, state, clock, reason, automatic=False, who=who)
+        phase = state.get(env_name).phase
+    finally:
+        state.close()
+    return RunOutcome(ROLLED_BACK, EXIT_OK, f"flag off in {env_name} ({flags.env_file}); reason: {reason}", env_name,
+                      phase, flag_off=off)
+
+
+def resume(project: Project, env_name: str, reason: str, clock: Clock) -> RunOutcome:
+    """Let a rolled-back environment advance again: its ramp restarts at the first percentage."""
+    state = project.state()
+    try:
+        current = state.get(env_name)
+        if current.status != ROLLED_BACK:
+            raise StateError(f"{env_name} is {current.status}, not rolled back; nothing to resume")
+        holder = state.holder(env_name)
+        if holder is not None:
+            raise StateError(f"{env_name} is locked by {holder['owner']} (pid {holder['pid']}); try again later")
+        now = clock.time()
+        state.update(env_name, now, status=HELD, reason=reason, ramp_index=0, ramp_applied=False,
+                     observe_started=None)
+        state.audit(env_name, "resumed_after_rollback", now, reason=reason, step_index=current.step_index)
+    finally:
+        state.close()
+    return RunOutcome(HELD, EXIT_OK, f"{env_name} may advance again from step {current.step_index + 1}; "
+                      f"the flag stays off until a step turns it on", env_name, current.phase)
+
+
+def watch(ctx: RunContext, max_evaluations: int | None = None, duration: float | None = None) -> RunOutcome:
+    """Evaluate the watch gate every interval; a fail turns the flag off and stops."""
+    policy = ctx.playbook.watch
+    gates = ctx.playbook.gates[policy.gate]
+    started = ctx.clock.monotonic()
+    count = 0
+    while True:
+        current = ctx.state.get(ctx.env_name)
+        if current.status == ROLLED_BACK:
+            return RunOutcome(ROLLED_BACK, EXIT_ROLLED_BACK, f"{ctx.env_name} is rolled back ({current.reason})",
+                              ctx.env_name, current.phase)
+        verdict = measure(ctx, gates)
+        record(ctx, verdict, "watch", current.percent)
+        ctx.out.verdict("watch", verdict)
+        count += 1
+        if verdict.verdict == FAIL:
+            off = kill(ctx.env_name, ctx.flags, ctx.state, ctx.clock, f"watch: {verdict.summary}", automatic=True,
+                       verdict={"summary": verdict.summary, "metrics": verdict.as_dicts()})
+            return RunOutcome(ROLLED_BACK, EXIT_ROLLED_BACK, f"gate failed: {verdict.summary}; flag turned off",
+                              ctx.env_name, current.phase, "watch", off)
+        if (max_evaluations is not None and count >= max_evaluations) or \
+                (duration is not None and ctx.clock.monotonic() - started >= duration):
+            return RunOutcome("watching", EXIT_OK, f"{count} evaluations, last {verdict.verdict}", ctx.env_name,
+                              current.phase)
+        ctx.clock.sleep(policy.interval)
+
+
+def resolved_for(project: Project, env_name: str) -> Resolved:
+    return resolve(load_environment(env_name, project.environments_dir), secrets_file=project.secrets_file)
+
+
+def phase_of(playbook: Playbook, env_name: str) -> Phase | None:
+    return playbook.phase_for(env_name)

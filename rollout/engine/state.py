@@ -1,0 +1,234 @@
+"""Durable engine state in SQLite (default ``.rollout/state.db``).
+
+Per environment: the status, the phase, the step reached, the ramp position, the flag and the
+percentage, the commit. Every gate verdict with its figures. An append-only audit log (SQLite
+triggers refuse UPDATE and DELETE on it). And the writer lock: one ``advance`` per environment at a
+time, held by a pid; a lock whose process is gone is stale and is taken over.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+import socket
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rollout.errors import StateError
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS environments (
+    name            TEXT PRIMARY KEY,
+    status          TEXT NOT NULL DEFAULT 'idle',
+    phase           TEXT,
+    step_index      INTEGER NOT NULL DEFAULT 0,
+    ramp_index      INTEGER NOT NULL DEFAULT 0,
+    ramp_applied    INTEGER NOT NULL DEFAULT 0,
+    observe_started REAL,
+    hold_since      REAL,
+    percent         INTEGER,
+    flag            INTEGER,
+    commit_sha      TEXT,
+    reason          TEXT,
+    updated_at      REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS verdicts (
+    id          INTEGER PRIMARY KEY,
+    ts          REAL NOT NULL,
+    environment TEXT NOT NULL,
+    phase       TEXT,
+    step        TEXT,
+    percent     INTEGER,
+    verdict     TEXT NOT NULL,
+    summary     TEXT NOT NULL,
+    metrics     TEXT NOT NULL,
+    commit_sha  TEXT
+);
+CREATE INDEX IF NOT EXISTS verdicts_env ON verdicts(environment, id);
+CREATE TABLE IF NOT EXISTS audit (
+    id          INTEGER PRIMARY KEY,
+    ts          REAL NOT NULL,
+    environment TEXT NOT NULL,
+    actor       TEXT NOT NULL,
+    action      TEXT NOT NULL,
+    detail      TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS audit_env ON audit(environment, id);
+CREATE TRIGGER IF NOT EXISTS audit_no_update BEFORE UPDATE ON audit
+BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS audit_no_delete BEFORE DELETE ON audit
+BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+CREATE TABLE IF NOT EXISTS locks (
+    environment TEXT PRIMARY KEY,
+    owner       TEXT NOT NULL,
+    pid         INTEGER NOT NULL,
+    host        TEXT NOT NULL,
+    acquired_at REAL NOT NULL
+);
+"""
+
+#: status values of an environment
+IDLE, RUNNING, HELD, AWAITING_APPROVAL, ROLLED_BACK, COMPLETED = (
+    "idle", "running", "held", "awaiting_approval", "rolled_back", "completed")
+
+
+def actor() -> str:
+    """Who is acting: ``$ROLLOUT_ACTOR``, else ``user@host``."""
+    if os.environ.get("ROLLOUT_ACTOR"):
+        return os.environ["ROLLOUT_ACTOR"]
+    try:
+        user = getpass.getuser()
+    except Exception:  # no login name in some containers
+        user = "unknown"
+    return f"{user}@{socket.gethostname()}"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@dataclass(frozen=True)
+class EnvState:
+    name: str
+    status: str
+    phase: str | None
+    step_index: int
+    ramp_index: int
+    ramp_applied: bool
+    observe_started: float | None
+    hold_since: float | None
+    percent: int | None
+    flag: bool | None
+    commit_sha: str | None
+    reason: str | None
+    updated_at: float
+
+
+class StateStore:
+    """All SQL of the engine. Short transactions only: a rollback never waits long for a write."""
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._db = sqlite3.connect(str(self.path), isolation_level=None, timeout=15)
+            self._db.row_factory = sqlite3.Row
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.executescript(SCHEMA)
+        except sqlite3.DatabaseError as exc:
+            raise StateError(f"{self.path}: cannot open the state database ({exc})") from exc
+
+    def close(self) -> None:
+        self._db.close()
+
+    @contextmanager
+    def tx(self) -> Iterator[sqlite3.Connection]:
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self._db
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    # --- environments ----------------------------------------------------------------------------
+
+    def get(self, name: str) -> EnvState:
+        row = self._db.execute("SELECT * FROM environments WHERE name = ?", (name,)).fetchone()
+        if row is None:
+            return EnvState(name, IDLE, None, 0, 0, False, None, None, None, None, None, None, 0.0)
+        data = dict(row)
+        data["ramp_applied"] = bool(data["ramp_applied"])
+        data["flag"] = None if data["flag"] is None else bool(data["flag"])
+        return EnvState(**data)
+
+    def all(self) -> list[EnvState]:
+        names = [r[0] for r in self._db.execute("SELECT name FROM environments ORDER BY name")]
+        return [self.get(n) for n in names]
+
+    def update(self, name: str, now: float, db: sqlite3.Connection | None = None, **fields: Any) -> None:
+        """Set ``fields`` of environment ``name`` (created if new)."""
+        for key in ("ramp_applied", "flag"):
+            if key in fields and fields[key] is not None:
+                fields[key] = int(bool(fields[key]))
+        conn = db or self._db
+        conn.execute("INSERT INTO environments (name, updated_at) VALUES (?, ?) ON CONFLICT(name) DO NOTHING",
+                     (name, now))
+        if fields:
+            assignments = ", ".join(f"{k} = ?" for k in fields)
+            conn.execute(f"UPDATE environments SET {assignments}, updated_at = ? WHERE name = ?",
+                         [*fields.values(), now, name])
+
+    # --- audit and verdicts ----------------------------------------------------------------------
+
+    def audit(self, environment: str, action: str, now: float, who: str | None = None,
+              db: sqlite3.Connection | None = None, **detail: Any) -> None:
+        (db or self._db).execute(
+            "INSERT INTO audit (ts, environment, actor, action, detail) VALUES (?, ?, ?, ?, ?)",
+            (now, environment, who or actor(), action, json.dumps(detail, default=str, sort_keys=True)),
+        )
+
+    def audit_log(self, environment: str | None = None, limit: int = 1000) -> list[dict[str, Any]]:
+        query = "SELECT * FROM audit" + (" WHERE environment = ?" if environment else "") + " ORDER BY id DESC LIMIT ?"
+        rows = self._db.execute(query, (environment, limit) if environment else (limit,)).fetchall()
+        return [{**dict(r), "detail": json.loads(r["detail"])} for r in reversed(rows)]
+
+    def record_verdict(self, environment: str, now: float, phase: str | None, step: str | None,
+                       percent: int | None, verdict: str, summary: str, metrics: list[dict[str, Any]],
+                       commit_sha: str | None = None) -> None:
+        self._db.execute(
+            "INSERT INTO verdicts (ts, environment, phase, step, percent, verdict, summary, metrics, commit_sha) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (now, environment, phase, step, percent, verdict, summary, json.dumps(metrics, default=str), commit_sha),
+        )
+
+    def verdicts(self, environment: str, limit: int = 1000) -> list[dict[str, Any]]:
+        rows = self._db.execute("SELECT * FROM verdicts WHERE environment = ? ORDER BY id DESC LIMIT ?",
+                                (environment, limit)).fetchall()
+        return [{**dict(r), "metrics": json.loads(r["metrics"])} for r in reversed(rows)]
+
+    # --- the writer lock -------------------------------------------------------------------------
+
+    def acquire(self, environment: str, now: float) -> str | None:
+        """Take the writer lock of ``environment`` for this process.
+
+        Returns a note when a stale lock (its process gone) was taken over; raises
+        :class:`StateError` when a live process holds it.
+        """
+        me, pid, host = actor(), os.getpid(), socket.gethostname()
+        with self.tx() as db:
+            row = db.execute("SELECT * FROM locks WHERE environment = ?", (environment,)).fetchone()
+            note = None
+            if row is not None:
+                same_host = row["host"] == host
+                if row["pid"] == pid and same_host:
+                    return None
+                if not same_host or _pid_alive(row["pid"]):
+                    raise StateError(
+                        f"environment {environment} is being advanced by {row['owner']} (pid {row['pid']} on "
+                        f"{row['host']}); wait for it to finish, or run `rollout rollback --env {environment}` "
+                        "to stop the feature now")
+                note = f"took over a stale lock left by pid {row['pid']} ({row['owner']})"
+                db.execute("DELETE FROM locks WHERE environment = ?", (environment,))
+            db.execute("INSERT INTO locks (environment, owner, pid, host, acquired_at) VALUES (?, ?, ?, ?, ?)",
+                       (environment, me, pid, host, now))
+        return note
+
+    def release(self, environment: str) -> None:
+        self._db.execute("DELETE FROM locks WHERE environment = ? AND pid = ?", (environment, os.getpid()))
+
+    def holder(self, environment: str) -> dict[str, Any] | None:
+        row = self._db.execute("SELECT * FROM locks WHERE environment = ?", (environment,)).fetchone()
+        return dict(row) if row else None

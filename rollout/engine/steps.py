@@ -1,0 +1,225 @@
+"""One function per step kind: ``run_<kind>(ctx, step, label) -> StepResult``.
+
+Steps that measure (smoke, health, scenario, load) return their checks; the runner decides what a
+failure does. Steps that change the service (configure, ramp) write through the flag store with a
+guard, so a rollback that happened meanwhile refuses the write.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from rollout.checks import CheckResult
+from rollout.checks.load import run_load
+from rollout.checks.scenarios import run_scenario
+from rollout.checks.service_api import MeasurementError, clock_sleep
+from rollout.checks.smoke import run_booking, run_health, run_http
+from rollout.engine.context import RunContext
+from rollout.engine.killswitch import guard_not_rolled_back
+from rollout.engine.observe import FAILED, HOLD_TIMEOUT, PASSED, observe
+from rollout.environments import shown_diff
+from rollout.gates import Verdict
+from rollout.playbook.model import (
+    ApproveStep, ConfigureStep, GateStep, HealthStep, HttpCheck, LoadStep, RampStep, ScenarioStep, SmokeStep,
+)
+
+DONE, FAIL, AWAIT = "done", "fail", "await_approval"
+
+
+@dataclass
+class StepResult:
+    status: str
+    detail: str = ""
+    checks: list[CheckResult] = field(default_factory=list)
+    verdict: Verdict | None = None
+
+
+def _checks_result(ctx: RunContext, checks: list[CheckResult]) -> StepResult:
+    for check in checks:
+        ctx.out.check(check.name, check.ok, check.detail)
+    failed = [c for c in checks if not c.ok]
+    if failed:
+        return StepResult(FAIL, "; ".join(f"{c.name}: {c.detail}" for c in failed), checks)
+    return StepResult(DONE, f"{len(checks)} check(s) passed", checks)
+
+
+def wait_applied(ctx: RunContext, within: float = 10.0) -> str | None:
+    """Wait until the service reports the flag and percentage now in its env file.
+
+    The service re-reads the file within tens of milliseconds; checking instead of assuming means
+    no check or observation ever runs against the previous setting. Returns a problem, or None.
+    """
+    enabled, percent = ctx.flags.state()
+    deadline = ctx.clock.monotonic() + within
+    seen: dict[str, Any] = {}
+    while True:
+        try:
+            seen = ctx.service.metrics(1.0)
+            if seen.get("flag_enabled") == enabled and (percent is None or seen.get("rollout_percent") == percent):
+                return None
+        except MeasurementError as exc:
+            seen = {"error": str(exc)}
+        if ctx.clock.monotonic() >= deadline:
+            return (f"the service did not pick up the change within {within:g}s (it reports flag "
+                    f"{seen.get('flag_enabled')}, percent {seen.get('rollout_percent')}; "
+                    f"{seen.get('config_error') or seen.get('error') or 'is it reading ' + str(ctx.flags.env_file) + '?'})")
+        clock_sleep(ctx.clock, 0.02)
+
+
+def run_configure(ctx: RunContext, step: ConfigureStep, label: str) -> StepResult:
+    from rollout.environments import resolve
+
+    resolved = resolve(ctx.resolved.env, overrides={**ctx.resolved.overrides, **step.set})
+    before = ctx.flags.read()
+    changes = shown_diff(resolved, before)
+    for name, old, new in changes:
+        ctx.out.line(f"  {name}: {old if old is not None else '(unset)'} -> {new if new is not None else '(unset)'}")
+    if not changes:
+        ctx.out.line("  no change")
+    ctx.flags.replace(resolved.values, guard=guard_not_rolled_back(ctx.env_name, ctx.state))
+    enabled, percent = ctx.flags.state()
+    now = ctx.clock.time()
+    ctx.state.update(ctx.env_name, now, flag=enabled, percent=percent)
+    ctx.state.audit(ctx.env_name, "configure", now, step=label, env_file=str(ctx.flags.env_file),
+                    changes=[{"variable": n, "from": o, "to": v} for n, o, v in changes])
+    problem = wait_applied(ctx)
+    if problem:
+        return StepResult(FAIL, problem)
+    return StepResult(DONE, f"{len(changes)} variable(s) changed in {ctx.flags.env_file}")
+
+
+def run_smoke(ctx: RunContext, step: SmokeStep, label: str) -> StepResult:
+    checks = []
+    for check in step.checks:
+        if isinstance(check, HttpCheck):
+            checks.append(run_http(ctx.service, check, ctx.clock))
+        else:
+            checks.append(run_booking(ctx.service, check, ctx.clock))
+    return _checks_result(ctx, checks)
+
+
+def run_health_step(ctx: RunContext, step: HealthStep, label: str) -> StepResult:
+    return _checks_result(ctx, [run_health(ctx.service, step, ctx.clock, label, ctx.resolved.redactor())])
+
+
+def run_scenario_step(ctx: RunContext, step: ScenarioStep, label: str) -> StepResult:
+    return _checks_result(ctx, [run_scenario(step.scenario, label, ctx.service, ctx.sandbox, ctx.clock, step.within)])
+
+
+def run_load_step(ctx: RunContext, step: LoadStep, label: str) -> StepResult:
+    total = step.bookings if step.bookings is not None else int(step.rate * step.duration)
+    with ctx.out.progress(total, f"{label}: bookings") as advance:
+        started = ctx.clock.time()
+        result = run_load(ctx.service.url, bookings=step.bookings, concurrency=step.concurrency, rate=step.rate,
+                          duration=step.duration, progress=advance)
+    # let the outbox send what the load created, then read the notification figures over the run
+    deadline = ctx.clock.monotonic() + step.drain
+    metrics: dict[str, Any] = {}
+    while True:
+        try:
+            metrics = ctx.service.metrics(max(ctx.clock.time() - started, 1.0))
+        except MeasurementError as exc:
+            return StepResult(FAIL, str(exc))
+        if (metrics.get("outbox") or {}).get("pending", 0) == 0 or ctx.clock.monotonic() >= deadline:
+            break
+        clock_sleep(ctx.clock, 0.25)
+    expect = step.expect
+    checks = [CheckResult(
+        "booking success rate", (result.success_rate or 0) >= expect.booking_success_rate,
+        f"{result.created}/{result.requested} bookings created ({(result.success_rate or 0) * 100:.2f}%, "
+        f"need >= {expect.booking_success_rate * 100:.2f}%)" + (f"; errors {result.errors}" if result.errors else ""),
+        result.elapsed_s, {"achieved_rate": result.achieved_rate})]
+    for q, limit in ((95, expect.p95_ms), (99, expect.p99_ms)):
+        if limit is not None:
+            value = result.p(q)
+            checks.append(CheckResult(f"booking p{q} latency", value is not None and value <= limit,
+                                      f"p{q} {value:.1f} ms (limit {limit:g} ms, {len(result.latencies)} requests)"))
+    if expect.notification_success_rate is not None:
+        rate = metrics.get("success_rate")
+        attempts = metrics.get("attempts", 0)
+        checks.append(CheckResult(
+            "notification success rate", rate is not None and rate >= expect.notification_success_rate,
+            f"{'no data' if rate is None else f'{rate * 100:.2f}%'} of {attempts} notifications sent "
+            f"(need >= {expect.notification_success_rate * 100:.2f}%)"))
+    ctx.out.line(f"  {result.created} bookings in {result.elapsed_s:.1f}s ({result.achieved_rate:.0f}/s), "
+                 f"p50 {result.p(50) or 0:.1f} ms, p95 {result.p(95) or 0:.1f} ms, p99 {result.p(99) or 0:.1f} ms")
+    return _checks_result(ctx, checks)
+
+
+def run_gate(ctx: RunContext, step: GateStep, label: str) -> StepResult:
+    interval = step.interval or ctx.playbook.watch.interval
+    current = ctx.state.get(ctx.env_name)
+    started = current.observe_started
+    if started is None:
+        started = ctx.clock.time()
+        ctx.state.update(ctx.env_name, started, observe_started=started)
+    # a one-shot gate (observe: 0) judges the gate's full window, not the time since the step began
+    if step.observe == 0:
+        started = ctx.clock.time() - ctx.playbook.gates[step.gate].window
+    result = observe(ctx, step.gate, step.observe, interval, step.max_hold, started, label, current.percent)
+    return _observation(result, step.on_hold_timeout)
+
+
+def _observation(result: Any, on_hold_timeout: str) -> StepResult:
+    if result.result == PASSED:
+        return StepResult(DONE, result.verdict.summary, verdict=result.verdict)
+    if result.result == FAILED:
+        return StepResult(FAIL, result.verdict.summary, verdict=result.verdict)
+    assert result.result == HOLD_TIMEOUT
+    status = AWAIT if on_hold_timeout == "approve" else FAIL
+    return StepResult(status, f"held too long: {result.verdict.summary}", verdict=result.verdict)
+
+
+def run_ramp(ctx: RunContext, step: RampStep, label: str) -> StepResult:
+    interval = step.interval or ctx.playbook.watch.interval
+    guard = guard_not_rolled_back(ctx.env_name, ctx.state)
+    while True:
+        current = ctx.state.get(ctx.env_name)
+        if current.ramp_index >= len(step.percentages):
+            return StepResult(DONE, f"reached {step.percentages[-1]}%")
+        percent = step.percentages[current.ramp_index]
+        if not current.ramp_applied:
+            before = ctx.flags.set(enabled=True, percent=percent, guard=guard)
+            now = ctx.clock.time()
+            ctx.state.update(ctx.env_name, now, ramp_applied=True, percent=percent, flag=True, observe_started=now,
+                             hold_since=None)
+            ctx.state.audit(ctx.env_name, "ramp", now, step=label, percent=percent,
+                            previous_percent=before.get(ctx.flags.percent_variable),
+                            previous_flag=before.get(ctx.flags.flag_variable))
+            problem = wait_applied(ctx)
+            if problem:
+                return StepResult(FAIL, problem)
+            ctx.state.update(ctx.env_name, ctx.clock.time(), observe_started=ctx.clock.time())
+            ctx.out.line(f"  flag on for {percent}% of customers; holding {step.hold:g}s", "bold")
+            current = ctx.state.get(ctx.env_name)
+        else:
+            ctx.out.line(f"  resuming at {percent}% (applied before; not applied again)")
+        result = observe(ctx, step.gate, step.hold, interval, step.max_hold, current.observe_started or ctx.clock.time(),
+                         label, percent)
+        outcome = _observation(result, step.on_hold_timeout)
+        if outcome.status != DONE:
+            return outcome
+        ctx.state.update(ctx.env_name, ctx.clock.time(), ramp_index=current.ramp_index + 1, ramp_applied=False,
+                         observe_started=None)
+
+
+def run_approve(ctx: RunContext, step: ApproveStep, label: str) -> StepResult:
+    if ctx.approve:
+        ctx.approve = False  # one --approve approves one approval
+        ctx.state.audit(ctx.env_name, "approved", ctx.clock.time(), step=label, message=step.message)
+        return StepResult(DONE, "approved")
+    return StepResult(AWAIT, step.message)
+
+
+STEP_RUNNERS: dict[str, Callable[[RunContext, Any, str], StepResult]] = {
+    "configure": run_configure,
+    "smoke": run_smoke,
+    "health": run_health_step,
+    "scenario": run_scenario_step,
+    "load": run_load_step,
+    "gate": run_gate,
+    "ramp": run_ramp,
+    "approve": run_approve,
+}

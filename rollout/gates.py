@@ -1,0 +1,124 @@
+"""Gates judge; they never measure.
+
+:func:`evaluate` is a pure function from a gate set and one metrics answer to a :class:`Verdict`.
+Per metric: **fail** when it has enough samples and is beyond its alert threshold; **hold** when it
+sits between target and alert, has too few samples, or has no value (no data is never a pass);
+**pass** when it is beyond its target. The verdict is the worst of its metrics, and every metric
+reports its value, its thresholds and its sample count.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from rollout.playbook.model import METRICS, SAMPLES_OF, GateSet, MetricGate
+
+PASS, HOLD, FAIL = "pass", "hold", "fail"
+_RANK = {PASS: 0, HOLD: 1, FAIL: 2}
+
+
+@dataclass(frozen=True)
+class MetricResult:
+    metric: str
+    verdict: str
+    value: float | None
+    target: float
+    alert: float
+    samples: int
+    min_samples: int
+    window_seconds: float
+    reason: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    verdict: str
+    metrics: tuple[MetricResult, ...]
+    error: str | None = None
+
+    @property
+    def summary(self) -> str:
+        """One line: the verdict and the metrics that decided it."""
+        if self.error:
+            return f"{self.verdict}: {self.error}"
+        deciding = [m for m in self.metrics if m.verdict == self.verdict] or list(self.metrics)
+        return f"{self.verdict}: " + "; ".join(m.reason for m in deciding)
+
+    def as_dicts(self) -> list[dict[str, Any]]:
+        return [m.as_dict() for m in self.metrics]
+
+
+def fmt(metric: str, value: float | None) -> str:
+    """A metric value as people read it: rates in %, latencies in ms, counts as integers."""
+    if value is None:
+        return "no data"
+    if metric.endswith("_rate"):
+        return f"{value * 100:.2f}%"
+    if metric.endswith("_ms"):
+        return f"{value:.0f} ms"
+    return f"{value:g}"
+
+
+def judge(spec: MetricGate, value: float | None, samples: int, min_samples: int, window: float) -> MetricResult:
+    """The verdict of one metric."""
+    higher = METRICS[spec.metric]
+    better, worse = (">", "<") if higher else ("<", ">")
+    name = spec.metric
+    shown = fmt(name, value)
+    target, alert = fmt(name, spec.target), fmt(name, spec.alert)
+    base = dict(metric=name, value=value, target=spec.target, alert=spec.alert, samples=samples,
+                min_samples=min_samples, window_seconds=window)
+    if value is None:
+        return MetricResult(**base, verdict=HOLD,
+                            reason=f"{name} has no data ({samples} samples in {window:g}s); no data is never a pass")
+    beyond_alert = value < spec.alert if higher else value > spec.alert
+    meets_target = value > spec.target if higher else value < spec.target
+    if samples < min_samples:
+        return MetricResult(**base, verdict=HOLD,
+                            reason=f"{name} {shown} from {samples} samples, fewer than the {min_samples} needed")
+    if beyond_alert:
+        return MetricResult(**base, verdict=FAIL,
+                            reason=f"{name} {shown} {worse} alert {alert} ({samples} samples, {window:g}s)")
+    if meets_target:
+        return MetricResult(**base, verdict=PASS,
+                            reason=f"{name} {shown} {better} target {target} ({samples} samples, {window:g}s)")
+    return MetricResult(**base, verdict=HOLD,
+                        reason=f"{name} {shown} between target {target} and alert {alert} ({samples} samples)")
+
+
+def evaluate(gates: GateSet, measurements: dict[str, dict[str, Any]]) -> Verdict:
+    """Judge every metric of ``gates``.
+
+    ``measurements`` maps a window length (as ``str(seconds)``) to the service's metrics answer
+    over that window, as :func:`windows_needed` asked for.
+    """
+    results = []
+    for spec in gates.metrics:
+        window = spec.window or gates.window
+        answer = measurements.get(str(window)) or {}
+        value = answer.get(spec.metric)
+        samples = int(answer.get(SAMPLES_OF[spec.metric]) or 0)
+        min_samples = gates.min_samples if spec.min_samples is None else spec.min_samples
+        results.append(judge(spec, None if value is None else float(value), samples, min_samples, window))
+    worst = max((r.verdict for r in results), key=_RANK.__getitem__)
+    return Verdict(worst, tuple(results))
+
+
+def windows_needed(gates: GateSet) -> list[float]:
+    """The distinct windows the gate set reads."""
+    return sorted({spec.window or gates.window for spec in gates.metrics})
+
+
+def no_data(gates: GateSet, error: str) -> Verdict:
+    """A hold for every metric because the measurement itself failed."""
+    results = tuple(
+        MetricResult(spec.metric, HOLD, None, spec.target, spec.alert, 0,
+                     gates.min_samples if spec.min_samples is None else spec.min_samples,
+                     spec.window or gates.window, f"{spec.metric}: no data ({error})")
+        for spec in gates.metrics
+    )
+    return Verdict(HOLD, results, error=f"metrics unavailable: {error}")

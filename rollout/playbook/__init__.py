@@ -1,0 +1,1 @@
+"""Playbooks: the launch plan as validated YAML."""

@@ -1,0 +1,15 @@
+"""Load a playbook file into a :class:`~rollout.playbook.model.Playbook`."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+from rollout.errors import PlaybookError
+from rollout.playbook.model import Playbook
+from rollout.yamlfile import load_model
+
+
+def load_playbook(path: Path | str, environ: Mapping[str, str] | None = None) -> Playbook:
+    """Validate ``path``; a problem raises :class:`PlaybookError` naming file, line and field path."""
+    return load_model(Path(path), Playbook, PlaybookError, environ)

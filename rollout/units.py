@@ -1,0 +1,63 @@
+"""Durations and rates as people write them in YAML: ``90s``, ``5m``, ``1d``, ``95%``."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any
+
+from pydantic import BeforeValidator
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_SCALE = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
+
+
+def parse_duration(value: Any) -> float:
+    """Seconds from ``30``, ``30s``, ``500ms``, ``5m``, ``2h``, ``1d``."""
+    if isinstance(value, bool):
+        raise ValueError("expected a duration like 30s, 5m, 1h")
+    if isinstance(value, (int, float)):
+        if value < 0:
+            raise ValueError("a duration cannot be negative")
+        return float(value)
+    if isinstance(value, str):
+        match = _DURATION.match(value)
+        if match:
+            return float(match.group(1)) * _SCALE[match.group(2)]
+    raise ValueError(f"expected a duration like 30s, 5m, 1h, got {value!r}")
+
+
+def parse_rate(value: Any) -> float:
+    """A number as written (``0.95``, ``2000``), or a percentage string (``95%`` -> 0.95)."""
+    if isinstance(value, bool):
+        raise ValueError("expected a number or a percentage")
+    if isinstance(value, str) and value.strip().endswith("%"):
+        try:
+            return float(value.strip()[:-1]) / 100.0
+        except ValueError:
+            pass
+        raise ValueError(f"expected a percentage like 95%, got {value!r}")
+    if isinstance(value, (int, float)):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            pass
+    raise ValueError(f"expected a number or a percentage, got {value!r}")
+
+
+def format_duration(seconds: float) -> str:
+    """``90.0`` -> ``1m30s``; sub-second values in ms."""
+    if seconds < 1:
+        return f"{seconds * 1000:.0f}ms"
+    whole = int(round(seconds))
+    parts = []
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        if whole >= size:
+            parts.append(f"{whole // size}{unit}")
+            whole %= size
+    return "".join(parts) or "0s"
+
+
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+Number = Annotated[float, BeforeValidator(parse_rate)]
