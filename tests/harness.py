@@ -96,9 +96,12 @@ class Service:
         self.admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 
     def set_env(self, **changes: Any) -> None:
-        """Write changed variables to the env file, as the rollout engine does."""
+        """Write changed variables to the env file, as the rollout engine does, and wait until the
+        service has re-read it (its config generation moves)."""
+        generation = self.metrics(60)["config_generation"]
         self.env.update({k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in changes.items()})
         write_env_file(self.env_file, self.env)
+        wait_until(lambda: self.metrics(60)["config_generation"] > generation, timeout=5, what="config re-read")
 
     def book(self, n: int = 1, customer: str | None = None, phone: str = PHONE, **fields: Any) -> dict[str, Any]:
         body = booking_body(n, customer=customer, phone=phone, **fields)

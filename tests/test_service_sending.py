@@ -99,7 +99,9 @@ def test_429_storm_exhausts_retries_then_falls_back(make_service, sandbox):
     sandbox.faults(rate_limit_rate=1.0, retry_after_seconds=1)
     booking = service.book(1)["id"]
     for calls in (1, 2):
-        wait_until(lambda c=calls: sandbox.stats()["requests"] == c, what=f"call {calls}")
+        # advance only once the retry is scheduled, or the schedule would start after the jump
+        wait_until(lambda c=calls: (n := service.notification(booking))["attempts"] == c
+                   and n["status"] == "pending" and n["next_attempt_at"], what=f"retry {calls} scheduled")
         service.clock.advance(2)
     note = service.wait_status(booking, "failed")
     assert note["reason"] == "retries_exhausted:rate_limited" and note["attempts"] == 3

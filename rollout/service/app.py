@@ -311,6 +311,7 @@ def _routes(app: FastAPI) -> None:  # noqa: C901 - a flat list of endpoints read
             "breaker_state": rt.breaker.state.value, "flag_enabled": settings.notifications_enabled,
             "rollout_percent": settings.rollout_percent, "outbox": rt.store.outbox_counts(),
             "config_error": rt.redactor().text(rt.live.error) if rt.live.error else None,
+            "config_generation": rt.live.generation,
         })
         return data
 

@@ -158,6 +158,8 @@ class LiveSettings:
         self._stamp: _Stamp | None = None
         self._checked_at = float("-inf")
         self.error: str | None = None
+        #: bumped on every re-read of the file: lets a client see that a change was taken in
+        self.generation = 0
         self._settings = self._load()  # raises ConfigError: start-up refuses bad configuration
         self._good = self._settings
 
@@ -197,6 +199,7 @@ class LiveSettings:
     def reload(self) -> None:
         """Re-read the env file now; on error keep the last good settings with the flag off."""
         before = self._settings
+        self.generation += 1
         try:
             fresh = self._load()
         except ConfigError as exc:
