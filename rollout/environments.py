@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from rollout.envfile import read_env_file
 from rollout.errors import ConfigError
 from rollout.redact import REDACTED, Redactor
-from rollout.yamlfile import interpolate, load_model, read_yaml
+from rollout.yamlfile import FieldProblems, interpolate, read_yaml
 
 _SECRET_NAME = re.compile(r"TOKEN|SECRET|PASSWORD|PASSWD|KEY", re.IGNORECASE)
 _REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -56,9 +56,10 @@ class Environment(BaseModel):
     @field_validator("variables")
     @classmethod
     def _secrets_are_references(cls, value: dict[str, str]) -> dict[str, str]:
-        for name, raw in value.items():
-            if is_secret_name(name) and raw and not _REF.fullmatch(raw.strip()):
-                raise ValueError(f"{name} must be a reference like ${{{name}}}, never a value in the file")
+        problems = [((name,), f"{name} must be a reference like ${{{name}}}, never a value in the file")
+                    for name, raw in value.items() if is_secret_name(name) and raw and not _REF.fullmatch(raw.strip())]
+        if problems:
+            raise FieldProblems(problems)
         return value
 
     @field_validator("sandbox_token")

@@ -45,6 +45,15 @@ class _LoadError(RolloutError):
     pass
 
 
+class FieldProblems(ValueError):
+    """Raise inside a pydantic validator with ``(sub path, problem)`` pairs: the loader then names
+    the exact key and its line, not just the field the validator sits on."""
+
+    def __init__(self, problems: list[tuple[tuple[Any, ...], str]]) -> None:
+        super().__init__("; ".join(problem for _, problem in problems))
+        self.problems = problems
+
+
 def read_yaml(path: Path, error: type[RolloutError]) -> tuple[Any, Lines]:
     """Parse ``path`` safely; return the data and a field-path -> line map."""
     try:

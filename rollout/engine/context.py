@@ -41,6 +41,8 @@ class RunContext:
     approve: bool = False
     dry_run: bool = False
     commit: str | None = None
+    #: the environment's status when this run began (a run after a hold-timeout pause sees awaiting_approval)
+    resumed_from: str | None = None
     #: filled as the run goes: check results and verdicts, for --json and JUnit
     results: list[dict[str, Any]] = field(default_factory=list)
 

@@ -22,7 +22,7 @@ from rollout.engine.observe import measure, record
 from rollout.engine.state import (
     AWAITING_APPROVAL, COMPLETED, HELD, IDLE, ROLLED_BACK, RUNNING, StateStore,
 )
-from rollout.engine.steps import AWAIT, DONE, STEP_RUNNERS
+from rollout.engine.steps import AWAIT, DONE, STEP_RUNNERS, wait_applied
 from rollout.environments import Resolved, load_environment, resolve
 from rollout.errors import EXIT_HELD, EXIT_OK, EXIT_ROLLED_BACK, ConfigError, StateError
 from rollout.flags import FlagStore
@@ -179,6 +179,7 @@ def _advance_locked(ctx: RunContext) -> RunOutcome:
     env, phase = ctx.env_name, ctx.phase
     now = ctx.clock.time()
     current = ctx.state.get(env)
+    ctx.resumed_from = current.status
     if current.phase != phase.name:
         ctx.state.update(env, now, phase=phase.name, step_index=0, ramp_index=0, ramp_applied=False,
                          observe_started=None, status=RUNNING, reason=None)
@@ -226,8 +227,21 @@ def _advance_locked(ctx: RunContext) -> RunOutcome:
         off = kill(env, ctx.flags, ctx.state, ctx.clock, f"{label} failed: {result.detail}", automatic=True,
                    verdict=verdict)
         ctx.out.line(f"flag turned off for {env}: {label} failed", "bold red")
+        confirm_off(ctx, off)
         return RunOutcome(ROLLED_BACK, EXIT_ROLLED_BACK, f"{label} failed: {result.detail}; flag turned off", env,
                           phase.name, label, off)
+
+
+def confirm_off(ctx: RunContext, off: FlagOff) -> None:
+    """After the kill (never before it): see the service take the flag in, and record when."""
+    problem = wait_applied(ctx, within=5.0)
+    now = ctx.clock.time()
+    if problem:
+        ctx.out.line(f"warning: {problem}", "bold red")
+        ctx.state.audit(ctx.env_name, "flag_off_unconfirmed", now, problem=problem)
+    else:
+        ctx.out.line(f"the service confirmed the flag off {(now - off.at) * 1000:.0f} ms after the write")
+        ctx.state.audit(ctx.env_name, "flag_off_confirmed", now, after_ms=round((now - off.at) * 1000, 1))
 
 
 def rollback(project: Project, env_name: str, reason: str, clock: Clock, who: str | None = None) -> RunOutcome:
@@ -283,6 +297,7 @@ def watch(ctx: RunContext, max_evaluations: int | None = None, duration: float |
         if verdict.verdict == FAIL:
             off = kill(ctx.env_name, ctx.flags, ctx.state, ctx.clock, f"watch: {verdict.summary}", automatic=True,
                        verdict={"summary": verdict.summary, "metrics": verdict.as_dicts()})
+            confirm_off(ctx, off)
             return RunOutcome(ROLLED_BACK, EXIT_ROLLED_BACK, f"gate failed: {verdict.summary}; flag turned off",
                               ctx.env_name, current.phase, "watch", off)
         if (max_evaluations is not None and count >= max_evaluations) or \

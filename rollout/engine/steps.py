@@ -18,6 +18,7 @@ from rollout.checks.service_api import MeasurementError, clock_sleep
 from rollout.checks.smoke import run_booking, run_health, run_http
 from rollout.engine.context import RunContext
 from rollout.engine.killswitch import guard_not_rolled_back
+from rollout.engine.state import AWAITING_APPROVAL
 from rollout.engine.observe import FAILED, HOLD_TIMEOUT, PASSED, observe
 from rollout.environments import shown_diff
 from rollout.gates import Verdict
@@ -148,9 +149,21 @@ def run_load_step(ctx: RunContext, step: LoadStep, label: str) -> StepResult:
     return _checks_result(ctx, checks)
 
 
+def accept_hold(ctx: RunContext, label: str, percent: int | None) -> bool:
+    """A run with --approve after a hold timed out accepts that hold (once), as a person decided."""
+    if not (ctx.approve and ctx.resumed_from == AWAITING_APPROVAL):
+        return False
+    ctx.approve = False
+    ctx.state.audit(ctx.env_name, "approved", ctx.clock.time(), step=label, percent=percent, accepted="hold")
+    ctx.out.line(f"  hold at {percent}% accepted by approval" if percent is not None else "  hold accepted by approval")
+    return True
+
+
 def run_gate(ctx: RunContext, step: GateStep, label: str) -> StepResult:
     interval = step.interval or ctx.playbook.watch.interval
     current = ctx.state.get(ctx.env_name)
+    if current.observe_started is not None and accept_hold(ctx, label, current.percent):
+        return StepResult(DONE, "hold accepted by approval")
     started = current.observe_started
     if started is None:
         started = ctx.clock.time()
@@ -195,6 +208,10 @@ def run_ramp(ctx: RunContext, step: RampStep, label: str) -> StepResult:
             ctx.out.line(f"  flag on for {percent}% of customers; holding {step.hold:g}s", "bold")
             current = ctx.state.get(ctx.env_name)
         else:
+            if accept_hold(ctx, label, percent):
+                ctx.state.update(ctx.env_name, ctx.clock.time(), ramp_index=current.ramp_index + 1,
+                                 ramp_applied=False, observe_started=None)
+                continue
             ctx.out.line(f"  resuming at {percent}% (applied before; not applied again)")
         result = observe(ctx, step.gate, step.hold, interval, step.max_hold, current.observe_started or ctx.clock.time(),
                          label, percent)

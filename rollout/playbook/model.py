@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from rollout.units import Duration, Number
+from rollout.yamlfile import FieldProblems
 
 #: metric -> True when higher is better; the service's /api/whatsapp/metrics names
 METRICS: dict[str, bool] = {
@@ -197,13 +198,14 @@ class RampStep(_Step):
     max_hold: Duration = Field(0.0, ge=0, description="how long a hold may last past `hold` before the policy")
     on_hold_timeout: Literal["fail", "approve"] = "fail"
 
-    @model_validator(mode="after")
-    def _increasing(self) -> RampStep:
-        if any(not 1 <= p <= 100 for p in self.percentages):
+    @field_validator("percentages")
+    @classmethod
+    def _increasing(cls, value: list[int]) -> list[int]:
+        if any(not 1 <= p <= 100 for p in value):
             raise ValueError("percentages are from 1 to 100")
-        if any(b <= a for a, b in zip(self.percentages, self.percentages[1:], strict=False)):
+        if any(b <= a for a, b in zip(value, value[1:], strict=False)):
             raise ValueError("percentages must increase (a ramp never shrinks the cohort)")
-        return self
+        return value
 
 
 class ApproveStep(_Step):
@@ -275,7 +277,7 @@ class Playbook(_Model):
             for name in {n for n in names if names.count(n) > 1}:
                 problems.append((("phases", p, "steps"), f"step name {name!r} appears twice"))
         if problems:
-            raise PlaybookConsistencyError(problems)
+            raise FieldProblems(problems)
         return self
 
     def phase_for(self, environment: str) -> Phase | None:
@@ -284,14 +286,6 @@ class Playbook(_Model):
     def previous_phase(self, phase: Phase) -> Phase | None:
         index = self.phases.index(phase)
         return self.phases[index - 1] if index else None
-
-
-class PlaybookConsistencyError(ValueError):
-    """Raised inside validation with (field path, problem) pairs, so the loader can add line numbers."""
-
-    def __init__(self, problems: list[tuple[tuple[Any, ...], str]]) -> None:
-        super().__init__("; ".join(problem for _, problem in problems))
-        self.problems = problems
 
 
 def step_label(step: Any, index: int) -> str:

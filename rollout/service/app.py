@@ -309,7 +309,7 @@ def _routes(app: FastAPI) -> None:  # noqa: C901 - a flat list of endpoints read
         settings = rt.settings
         data.update({
             "breaker_state": rt.breaker.state.value, "flag_enabled": settings.notifications_enabled,
-            "rollout_percent": settings.rollout_percent, "outbox": rt.store.outbox_counts(),
+            "rollout_percent": settings.rollout_percent, "outbox": rt.store.outbox_counts(rt.clock.time()),
             "config_error": rt.redactor().text(rt.live.error) if rt.live.error else None,
             "config_generation": rt.live.generation,
         })
@@ -322,7 +322,7 @@ def _routes(app: FastAPI) -> None:  # noqa: C901 - a flat list of endpoints read
         rt.prom.flag.set(1 if settings.notifications_enabled else 0)
         rt.prom.percent.set(settings.rollout_percent)
         rt.prom.breaker_open.set(0 if rt.breaker.state is BreakerState.CLOSED else 1)
-        rt.prom.pending.set(rt.store.outbox_counts()["pending"])
+        rt.prom.pending.set(rt.store.outbox_counts(rt.clock.time())["pending"])
         return Response(generate_latest(rt.prom.registry), media_type=CONTENT_TYPE_LATEST)
 
     @app.post("/api/whatsapp/templates/sync")
@@ -428,7 +428,7 @@ async def _health(rt: Runtime) -> dict[str, Any]:
                    "success_rate": recent["success_rate"], "avg_latency_ms": recent["avg_latency_ms"]},
         "last_error": rt.redactor().value(last) if last else None,
         "config_error": rt.redactor().text(rt.live.error) if rt.live.error else None,
-        "outbox": rt.store.outbox_counts(),
+        "outbox": rt.store.outbox_counts(rt.clock.time()),
     }
 
 

@@ -273,10 +273,13 @@ class Store:
         ).fetchall()
         return [dict(r) for r in rows]
 
-    def outbox_counts(self) -> dict[str, int]:
+    def outbox_counts(self, now: float) -> dict[str, int]:
+        """Notifications by status; ``due`` counts pending ones whose time has come."""
         rows = self._db.execute("SELECT status, COUNT(*) FROM notifications GROUP BY status").fetchall()
         counts = {"pending": 0, "sending": 0, "sent": 0, "failed": 0, "skipped": 0}
         counts.update({r[0]: r[1] for r in rows})
+        counts["due"] = self._db.execute("SELECT COUNT(*) FROM notifications WHERE status='pending' AND "
+                                         "next_attempt_at <= ?", (now,)).fetchone()[0]
         counts["fallback"] = self._db.execute("SELECT COUNT(*) FROM fallback_outbox").fetchone()[0]
         return counts
 

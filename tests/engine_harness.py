@@ -1,0 +1,153 @@
+"""An engine under test: a project folder, the real service and sandbox, and a driving clock."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from rollout.clock import ManualClock
+from rollout.cohort import bucket
+from rollout.console import QuietReporter
+from rollout.engine import runner
+from rollout.engine.runner import Project
+from rollout.flags import FlagStore
+from tests.harness import ADMIN_TOKEN, SANDBOX_TOKEN, Sandbox, Service, base_env, wait_until
+
+GROUP = "whatsapp_notifications"
+
+PLAYBOOK = """\
+version: 1
+name: engine-test
+gates:
+  g:
+    window: 30s
+    min_samples: 10
+    metrics:
+      - {{metric: success_rate, target: 95%, alert: 90%}}
+{extra_metrics}
+watch: {{gate: g, interval: 1s}}
+phases:
+  - name: production
+    environment: production
+    steps:
+      - kind: configure
+        set: {{WHATSAPP_NOTIFICATIONS_ENABLED: "false", WHATSAPP_ROLLOUT_PERCENT: "0"}}
+{before_ramp}
+      - kind: ramp
+        name: ramp
+        percentages: [{percentages}]
+        hold: {hold}
+        interval: 1s
+        gate: g
+        max_hold: {max_hold}
+        on_hold_timeout: {on_hold_timeout}
+"""
+
+
+class DrivingClock(ManualClock):
+    """The engine's and the service's clock. A sleep of 0.2 s or more first runs ``on_sleep``
+    (customer traffic, a breach, a rollback) and waits until the service has sent what it got,
+    then moves time; shorter sleeps are the engine's polls and pass in real time."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.on_sleep: list[Callable[[], None]] = []
+        self.sleeps = 0
+
+    def sleep(self, seconds: float) -> None:
+        if seconds >= 0.2:
+            self.sleeps += 1
+            for hook in list(self.on_sleep):
+                hook()
+        else:
+            time.sleep(seconds)
+        self.advance(seconds)
+
+
+def customers_in(percent_low: int, percent_high: int, count: int) -> list[str]:
+    """Fresh customer ids whose bucket is in (percent_low, percent_high]."""
+    found = []
+    while len(found) < count:
+        cid = f"c-{uuid.uuid4().hex[:10]}"
+        if percent_low < bucket(GROUP, cid) <= percent_high:
+            found.append(cid)
+    return found
+
+
+class EngineWorld:
+    """One environment 'production' served by a real service, driven by a real engine."""
+
+    def __init__(self, tmp: Path, sandbox: Sandbox, percentages: str = "10, 25, 50, 100", hold: str = "4s",
+                 max_hold: str = "3s", on_hold_timeout: str = "approve", before_ramp: str = "",
+                 extra_metrics: str = "      - {metric: error_rate, target: 1%, alert: 5%}") -> None:
+        self.tmp, self.sandbox = tmp, sandbox
+        self.clock = DrivingClock()
+        (tmp / "svc").mkdir(parents=True, exist_ok=True)
+        self.service = Service(tmp / "svc", base_env(sandbox.api_url, WHATSAPP_NOTIFICATIONS_ENABLED=False,
+                                                     WHATSAPP_ROLLOUT_PERCENT=0), clock=self.clock)
+        (tmp / "playbooks").mkdir(exist_ok=True)
+        (tmp / "environments").mkdir(exist_ok=True)
+        self.playbook = tmp / "playbooks" / "p.yaml"
+        self.playbook.write_text(PLAYBOOK.format(percentages=percentages, hold=hold, max_hold=max_hold,
+                                                 on_hold_timeout=on_hold_timeout, before_ramp=before_ramp,
+                                                 extra_metrics=extra_metrics))
+        (tmp / "environments" / "production.yaml").write_text(
+            f"name: production\nservice_url: {self.service.url}\nenv_file: {self.service.env_file}\n"
+            f"sandbox_url: {sandbox.url}\nsandbox_token: ${{ZAPTRA_SANDBOX_TOKEN}}\n"
+            "variables:\n"
+            f"  ZAPTRA_API_URL: {sandbox.api_url}\n"
+            "  ZAPTRA_API_TOKEN: ${ZAPTRA_API_TOKEN}\n"
+            "  ROLLOUT_ADMIN_TOKEN: ${ROLLOUT_ADMIN_TOKEN}\n"
+            "  WHATSAPP_TIMEOUT_MS: 2000\n")
+        self.project = Project(self.playbook, tmp / "environments", tmp / "state.db")
+        self.flags = FlagStore(self.service.env_file)
+        self.http = httpx.Client(base_url=self.service.url, timeout=10)
+        self.booked = 0
+
+    def environ(self, monkeypatch: Any) -> None:
+        monkeypatch.setenv("ZAPTRA_API_TOKEN", SANDBOX_TOKEN)
+        monkeypatch.setenv("ZAPTRA_SANDBOX_TOKEN", SANDBOX_TOKEN)
+        monkeypatch.setenv("ROLLOUT_ADMIN_TOKEN", ADMIN_TOKEN)
+
+    def book(self, customers: list[str], phone: str = "+919876543210") -> None:
+        """Bookings for ``customers``, then wait until the service has finished with all of them."""
+        for cid in customers:
+            self.booked += 1
+            body = {"customer_id": cid, "parent_name": "P", "child_name": "C", "phone": phone, "event_name": "E",
+                    "venue": "V", "event_date": "2030-01-01", "booking_ref": f"T-{uuid.uuid4().hex[:12]}",
+                    "amount": "10", "payment_method": "UPI"}
+            assert self.http.post("/api/bookings", json=body).status_code == 201
+        wait_until(lambda: (o := self.service.metrics(60)["outbox"])["due"] == 0 and o["sending"] == 0,
+                   timeout=15, what="the outbox to drain")
+
+    def traffic(self, per_tick: int = 30) -> Callable[[], None]:
+        """A hook: ``per_tick`` random customers book on every engine sleep."""
+        return lambda: self.book([f"c-{uuid.uuid4().hex[:10]}" for _ in range(per_tick)])
+
+    def advance(self, approve: bool = False) -> runner.RunOutcome:
+        with runner.open_context(self.project, "production", self.clock, QuietReporter(), approve=approve) as ctx:
+            return runner.advance(ctx)
+
+    def audit(self, action: str | None = None) -> list[dict[str, Any]]:
+        state = self.project.state()
+        try:
+            rows = state.audit_log("production")
+        finally:
+            state.close()
+        return [r for r in rows if action is None or r["action"] == action]
+
+    def env_state(self):  # noqa: ANN201
+        state = self.project.state()
+        try:
+            return state.get("production")
+        finally:
+            state.close()
+
+    def close(self) -> None:
+        self.http.close()
+        self.service.close()

@@ -1,0 +1,114 @@
+"""The shipped playbook validates; a broken one gets one message with file, line and field path."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from rollout.errors import PlaybookError
+from rollout.playbook.load import load_playbook
+from rollout.playbook.model import RampStep
+
+REPO = Path(__file__).resolve().parents[1]
+SHIPPED = REPO / "playbooks" / "whatsapp.yaml"
+
+GOOD = """\
+version: 1
+name: t
+gates:
+  g:
+    window: 60s
+    min_samples: 10
+    metrics:
+      - {metric: success_rate, target: 95%, alert: 90%}
+watch: {gate: g, interval: 1s}
+phases:
+  - name: production
+    environment: production
+    steps:
+      - kind: configure
+      - kind: ramp
+        percentages: [10, 50, 100]
+        hold: 1m
+        gate: g
+"""
+
+
+def test_shipped_playbook_encodes_the_seed_plan():
+    book = load_playbook(SHIPPED, environ={})
+    assert [p.name for p in book.phases] == ["dev", "staging", "production"]
+    seed = book.gates["seed"]
+    thresholds = {m.metric: (m.target, m.alert) for m in seed.metrics}
+    assert thresholds == {"success_rate": (0.95, 0.90), "avg_latency_ms": (2000, 5000),
+                          "breaker_activations": (1, 3), "error_rate": (0.01, 0.05)}
+    ramp = next(s for s in book.phases[2].steps if isinstance(s, RampStep))
+    assert ramp.percentages == [10, 25, 50, 100] and ramp.hold == 1800
+    production_configure = book.phases[2].steps[1]
+    assert production_configure.set["WHATSAPP_NOTIFICATIONS_ENABLED"] == "false"
+    kinds = {s.kind for p in book.phases for s in p.steps}
+    assert {"configure", "smoke", "health", "scenario", "load", "gate", "ramp", "approve"} <= kinds
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "p.yaml"
+    path.write_text(text)
+    return path
+
+
+BROKEN = [
+    # (replace this, with that, expected fragments)
+    ("        hold: 1m\n", "        hold: 1m\n        colour: red\n", ["p.yaml:18:", "phases.0.steps.1.colour: unknown key"]),
+    ("      - {metric: success_rate, target: 95%, alert: 90%}",
+     "      - {metric: success_rate, target: 95%, alert: 99%}",
+     ["p.yaml:8:", "gates.g.metrics.0", "alert (0.99) must not be above target (0.95)"]),
+    ("        gate: g\n", "        gate: nope\n", ["p.yaml:18:", "phases.0.steps.1.gate: unknown gate set 'nope'"]),
+    ("percentages: [10, 50, 100]", "percentages: [50, 10]", ["p.yaml:16:", "percentages must increase"]),
+    ("percentages: [10, 50, 100]", "percentages: [10, 150]", ["phases.0.steps.1", "from 1 to 100"]),
+    ("hold: 1m", "hold: soon", ["p.yaml:17:", "phases.0.steps.1.hold", "expected a duration"]),
+    ("min_samples: 10", "min_samples: lots", ["p.yaml:6:", "gates.g.min_samples"]),
+    ("      - kind: configure\n", "      - kind: teleport\n", ["p.yaml:14:", "phases.0.steps.0", "unknown kind 'teleport'"]),
+    ("      - kind: configure\n", "", ["p.yaml:14:", "a ramp step needs a configure step before it"]),
+    ("name: t\n", "name: t\nname: u\n", ["p.yaml:3:", "name: duplicate key (first at line 2)"]),
+    ("    window: 60s\n", "    window: [60s\n", ["p.yaml:", "invalid YAML"]),
+    ("version: 1\n", "version: 2\n", ["p.yaml:1:", "version"]),
+    ("watch: {gate: g, interval: 1s}\n", "", ["watch: required"]),
+]
+
+
+@pytest.mark.parametrize(("old", "new", "fragments"), BROKEN)
+def test_broken_playbooks_name_file_line_and_field(tmp_path, old, new, fragments):
+    assert old in GOOD
+    path = write(tmp_path, GOOD.replace(old, new))
+    with pytest.raises(PlaybookError) as info:
+        load_playbook(path, environ={})
+    message = str(info.value)
+    for fragment in fragments:
+        assert fragment in message, message
+    assert "\n" not in message
+
+
+def test_interpolation_from_the_environment_with_line_on_a_missing_name(tmp_path):
+    path = write(tmp_path, GOOD.replace("hold: 1m", "hold: ${HOLD}"))
+    assert load_playbook(path, environ={"HOLD": "5s"}).phases[0].steps[1].hold == 5
+    with pytest.raises(PlaybookError, match=r"p.yaml:17: phases.0.steps.1.hold: \$\{HOLD\} is not set"):
+        load_playbook(path, environ={})
+
+
+def test_not_a_mapping_and_missing_file(tmp_path):
+    with pytest.raises(PlaybookError, match="p.yaml:1: the file must hold a mapping"):
+        load_playbook(write(tmp_path, "- just\n- a list\n"), environ={})
+    with pytest.raises(PlaybookError, match="file not found"):
+        load_playbook(tmp_path / "missing.yaml")
+
+
+def test_cli_validate_prints_one_line_and_exits_2(tmp_path):
+    path = write(tmp_path, GOOD.replace("        gate: g\n", "        gate: nope\n"))
+    proc = subprocess.run([sys.executable, "-m", "rollout", "validate", str(path)], capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().count("\n") == 0 and "unknown gate set 'nope'" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    proc = subprocess.run([sys.executable, "-m", "rollout", "validate", str(SHIPPED)], capture_output=True, text=True)
+    assert proc.returncode == 0 and "valid playbook" in proc.stdout

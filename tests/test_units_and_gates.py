@@ -1,0 +1,93 @@
+"""Durations, rates, and the gate verdict as data: (thresholds, measurement) -> verdict."""
+
+from __future__ import annotations
+
+import pytest
+
+from rollout.gates import FAIL, HOLD, PASS, evaluate, judge, no_data
+from rollout.playbook.model import GateSet, MetricGate
+from rollout.units import format_duration, parse_duration, parse_rate
+
+
+@pytest.mark.parametrize(("text", "seconds"), [("30", 30), (30, 30), ("500ms", 0.5), ("90s", 90), ("5m", 300),
+                                               ("2h", 7200), ("1d", 86400), ("1.5s", 1.5)])
+def test_durations(text, seconds):
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("bad", ["soon", "5 minutes", -1, True, "1w"])
+def test_bad_durations(bad):
+    with pytest.raises(ValueError):
+        parse_duration(bad)
+
+
+def test_rates_and_formatting():
+    assert parse_rate("95%") == pytest.approx(0.95) and parse_rate(0.9) == 0.9 and parse_rate("2000") == 2000
+    with pytest.raises(ValueError):
+        parse_rate("lots%")
+    assert format_duration(90) == "1m30s" and format_duration(0.25) == "250ms"
+
+
+SUCCESS = MetricGate(metric="success_rate", target=0.95, alert=0.90)
+LATENCY = MetricGate(metric="avg_latency_ms", target=2000, alert=5000)
+
+# (spec, value, samples, min_samples, verdict, words the reason must contain)
+CASES = [
+    (SUCCESS, 0.99, 100, 20, PASS, ["success_rate 99.00%", "> target 95.00%", "100 samples"]),
+    (SUCCESS, 0.95, 100, 20, HOLD, ["between target 95.00% and alert 90.00%"]),  # exactly on target is not a pass
+    (SUCCESS, 0.92, 100, 20, HOLD, ["between"]),
+    (SUCCESS, 0.90, 100, 20, HOLD, ["between"]),  # exactly on alert is not yet a breach
+    (SUCCESS, 0.89, 100, 20, FAIL, ["success_rate 89.00% < alert 90.00%", "100 samples"]),
+    (SUCCESS, 0.10, 19, 20, HOLD, ["19 samples, fewer than the 20 needed"]),  # a breach needs enough samples
+    (SUCCESS, 1.00, 19, 20, HOLD, ["fewer than the 20 needed"]),  # so does a pass
+    (SUCCESS, None, 0, 20, HOLD, ["no data", "never a pass"]),
+    (LATENCY, 150, 50, 20, PASS, ["avg_latency_ms 150 ms < target 2000 ms"]),
+    (LATENCY, 3000, 50, 20, HOLD, ["between"]),
+    (LATENCY, 5001, 50, 20, FAIL, ["> alert 5000 ms"]),
+]
+
+
+@pytest.mark.parametrize(("spec", "value", "samples", "min_samples", "verdict", "words"), CASES)
+def test_judge(spec, value, samples, min_samples, verdict, words):
+    result = judge(spec, value, samples, min_samples, 300)
+    assert result.verdict == verdict
+    for word in words:
+        assert word in result.reason
+    assert (result.value, result.samples, result.target, result.alert) == (value, samples, spec.target, spec.alert)
+
+
+def gate_set(**kw):
+    return GateSet(window=60, min_samples=10, metrics=[SUCCESS, MetricGate(metric="error_rate", target=0.01, alert=0.05),
+                                                        MetricGate(metric="breaker_activations", target=1, alert=3,
+                                                                   window=86400, min_samples=1)], **kw)
+
+
+def answer(**kw):
+    base = {"attempts": 100, "provider_calls": 100, "latency_samples": 100, "success_rate": 0.99, "error_rate": 0.0,
+            "breaker_activations": 0}
+    return {**base, **kw}
+
+
+def test_worst_metric_decides_and_each_metric_reads_its_own_window():
+    gates = gate_set()
+    verdict = evaluate(gates, {"60.0": answer(), "86400.0": answer(breaker_activations=0)})
+    assert verdict.verdict == PASS and len(verdict.metrics) == 3
+    verdict = evaluate(gates, {"60.0": answer(error_rate=0.03), "86400.0": answer()})
+    assert verdict.verdict == HOLD and "error_rate 3.00% between" in verdict.summary
+    verdict = evaluate(gates, {"60.0": answer(error_rate=0.03), "86400.0": answer(breaker_activations=4)})
+    assert verdict.verdict == FAIL
+    assert verdict.summary == "fail: breaker_activations 4 > alert 3 (100 samples, 86400s)"
+
+
+def test_missing_window_and_failed_measurement_hold():
+    gates = gate_set()
+    assert evaluate(gates, {"60.0": answer()}).verdict == HOLD  # the 1d window was not measured
+    verdict = no_data(gates, "ConnectError")
+    assert verdict.verdict == HOLD and "metrics unavailable: ConnectError" in verdict.summary
+
+
+@pytest.mark.parametrize(("metric", "target", "alert"), [("success_rate", 0.9, 0.95), ("error_rate", 0.05, 0.01),
+                                                         ("success_rate", 95, 90)])
+def test_thresholds_must_make_sense(metric, target, alert):
+    with pytest.raises(ValueError):
+        MetricGate(metric=metric, target=target, alert=alert)
