@@ -1,0 +1,181 @@
+"""The CLI as people and CI run it: real processes, the real clock, short timings."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from rollout.clock import SystemClock
+from rollout.engine.state import StateStore
+from rollout.flags import FlagStore
+from tests.harness import ADMIN_TOKEN, SANDBOX_TOKEN, Service, base_env, wait_until
+
+REPO = Path(__file__).resolve().parents[1]
+
+PLAYBOOK = """\
+version: 1
+name: cli-test
+gates:
+  g:
+    window: 30s
+    min_samples: 5
+    metrics:
+      - {metric: success_rate, target: 95%, alert: 90%}
+watch: {gate: g, interval: 0.2s}
+phases:
+  - name: production
+    environment: production
+    steps:
+      - kind: configure
+        set: {WHATSAPP_NOTIFICATIONS_ENABLED: "false", WHATSAPP_ROLLOUT_PERCENT: "0"}
+      - kind: ramp
+        percentages: [10, 50]
+        hold: ${HOLD:-60s}
+        interval: 0.2s
+        gate: g
+        max_hold: ${MAX_HOLD:-0s}
+        on_hold_timeout: approve
+"""
+
+
+@pytest.fixture
+def project(tmp_path, sandbox):
+    service = Service(tmp_path / "svc", base_env(sandbox.api_url, WHATSAPP_NOTIFICATIONS_ENABLED=False),
+                      clock=SystemClock()) if (tmp_path / "svc").mkdir() is None else None
+    (tmp_path / "playbooks").mkdir()
+    (tmp_path / "playbooks" / "whatsapp.yaml").write_text(PLAYBOOK)
+    (tmp_path / "environments").mkdir()
+    (tmp_path / "environments" / "production.yaml").write_text(
+        f"name: production\nservice_url: {service.url}\nenv_file: {service.env_file}\n"
+        "variables:\n"
+        f"  ZAPTRA_API_URL: {sandbox.api_url}\n"
+        "  ZAPTRA_API_TOKEN: ${ZAPTRA_API_TOKEN}\n"
+        "  ROLLOUT_ADMIN_TOKEN: ${ROLLOUT_ADMIN_TOKEN}\n")
+    yield tmp_path, service
+    service.close()
+
+
+def env(**extra: str) -> dict[str, str]:
+    return {**os.environ, "ZAPTRA_API_TOKEN": SANDBOX_TOKEN, "ROLLOUT_ADMIN_TOKEN": ADMIN_TOKEN,
+            "ROLLOUT_ACTOR": "tester", **extra}
+
+
+def rollout(cwd: Path, *args: str, timeout: float = 120, **extra: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "rollout", *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=timeout, env=env(**extra))
+
+
+def start(cwd: Path, *args: str, **extra: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "rollout", *args], cwd=cwd, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env(**extra))
+
+
+def state_of(cwd: Path):  # noqa: ANN201
+    store = StateStore(cwd / ".rollout" / "state.db")
+    try:
+        return store.get("production"), store.audit_log("production"), store.holder("production")
+    finally:
+        store.close()
+
+
+def test_dry_run_shows_the_diff_and_writes_nothing(project):
+    cwd, service = project
+    before = service.env_file.read_text()
+    proc = rollout(cwd, "advance", "--env", "production", "--dry-run")
+    assert proc.returncode == 0, proc.stderr
+    assert "dry run: nothing was written" in proc.stdout
+    assert "ZAPTRA_API_TOKEN" not in proc.stdout or "***" in proc.stdout
+    assert SANDBOX_TOKEN not in proc.stdout + proc.stderr
+    assert service.env_file.read_text() == before
+    assert not (cwd / ".rollout" / "state.db").exists() or state_of(cwd)[1] == []
+
+
+def test_a_second_advance_is_refused_and_a_rollback_wins(project):
+    cwd, service = project
+    first = start(cwd, "advance", "--env", "production")
+    try:
+        wait_until(lambda: FlagStore(service.env_file).state() == (True, 10), timeout=30, what="ramp at 10%")
+        second = rollout(cwd, "advance", "--env", "production")
+        assert second.returncode == 2
+        assert "is being advanced by tester" in second.stderr and "Traceback" not in second.stderr
+        started = time.monotonic()
+        back = rollout(cwd, "rollback", "--env", "production", "--reason", "pager went off")
+        assert back.returncode == 0, back.stderr
+        assert FlagStore(service.env_file).state()[0] is False
+        out, err = first.communicate(timeout=30)
+        assert first.returncode == 1, err
+        assert "rolled back meanwhile" in out + err
+        assert time.monotonic() - started < 10
+    finally:
+        first.kill()
+        first.wait()
+    assert FlagStore(service.env_file).state()[0] is False  # the advance did not turn it back on
+    status = json.loads(rollout(cwd, "status", "--env", "production", "--json").stdout)[0]
+    assert status["status"] == "rolled_back" and status["live"]["flag"] is False
+    assert status["reason"] == "pager went off"
+    history = rollout(cwd, "history", "--env", "production")
+    assert "flag_off" in history.stdout and "pager went off" in history.stdout
+    # a resume lets it advance again, from the start of its ramp
+    resumed = rollout(cwd, "resume", "--env", "production", "--reason", "fixed")
+    assert resumed.returncode == 0 and state_of(cwd)[0].ramp_index == 0
+
+
+def test_a_killed_advance_resumes_without_applying_again(project):
+    cwd, service = project
+    first = start(cwd, "advance", "--env", "production")
+    wait_until(lambda: FlagStore(service.env_file).state() == (True, 10), timeout=30, what="ramp at 10%")
+    first.send_signal(signal.SIGKILL)
+    first.wait(10)
+    state, audit, holder = state_of(cwd)
+    assert (state.status, state.ramp_index, state.ramp_applied, state.percent) == ("running", 0, True, 10)
+    assert holder is not None  # the dead process's lock is still there ...
+    again = rollout(cwd, "advance", "--env", "production", HOLD="0.5s", MAX_HOLD="0.5s")
+    assert again.returncode == 3, again.stderr  # ... is taken over; no traffic, so the ramp holds
+    assert "stale lock" in again.stdout and "resuming at 10% (applied before; not applied again)" in again.stdout
+    state, audit, holder = state_of(cwd)
+    assert [a["detail"]["percent"] for a in audit if a["action"] == "ramp"] == [10]
+    assert holder is None and state.status == "awaiting_approval"
+
+
+def test_exit_codes_for_usage_and_configuration_errors(project):
+    cwd, _ = project
+    proc = rollout(cwd, "advance", "--env", "staging")
+    assert proc.returncode == 2 and "no such environment 'staging' (known: production)" in proc.stderr
+    proc = subprocess.run([sys.executable, "-m", "rollout", "advance", "--env", "production"], cwd=cwd,
+                          capture_output=True, text=True, env={k: v for k, v in env().items()
+                                                               if k != "ZAPTRA_API_TOKEN"})
+    assert proc.returncode == 2 and "ZAPTRA_API_TOKEN" in proc.stderr and "is not set" in proc.stderr
+    proc = rollout(cwd, "advance")
+    assert proc.returncode == 2 and "--env" in proc.stderr
+    for out in (proc.stdout, proc.stderr):
+        assert "Traceback" not in out
+
+
+def test_shipped_plan_shows_every_step(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "rollout", "plan", "--env", "production", "--json"], cwd=REPO,
+                          capture_output=True, text=True,
+                          env=env(ZAPTRA_SANDBOX_TOKEN="x" * 10, ROLLOUT_STATE=str(tmp_path / "s.db"),
+                                  ROLLOUT_PRODUCTION_ENV_FILE=str(tmp_path / "p.env")))
+    assert proc.returncode == 0, proc.stderr
+    plan = json.loads(proc.stdout)
+    assert [s["kind"] for s in plan["steps"]] == ["approve", "configure", "smoke", "health", "ramp"]
+    diff = {d["variable"]: d for d in plan["configure_diff"]}
+    assert diff["ZAPTRA_API_TOKEN"]["to"] == "***" and diff["WHATSAPP_NOTIFICATIONS_ENABLED"]["to"] == "false"
+
+
+def test_demo_with_a_breach_turns_the_flag_off_by_itself(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "rollout", "demo", "--breach", "--folder", str(tmp_path / "demo")],
+                          cwd=REPO, capture_output=True, text=True, timeout=240, env=env())
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "as expected: production ended rolled_back" in proc.stdout
+    assert "flag off after" in proc.stdout and "the service confirmed the flag off" in proc.stdout
+    assert (tmp_path / "demo" / "state.db").exists()
+    leftovers = subprocess.run(["pgrep", "-f", str(tmp_path / "demo")], capture_output=True, text=True)
+    assert leftovers.stdout.strip() == ""  # every process it started is gone
