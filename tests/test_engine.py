@@ -115,8 +115,9 @@ def test_rollback_during_an_advance_wins(world):
 
     w.clock.on_sleep.append(rollback_at_25)
     outcome = w.advance()
-    assert (outcome.status, outcome.exit_code) == ("rolled_back", 1)
-    assert "rolled back meanwhile" in outcome.message
+    trail = (outcome.as_dict(), [(a["action"], a["detail"]) for a in w.audit()])
+    assert (outcome.status, outcome.exit_code) == ("rolled_back", 1), trail
+    assert "rolled back meanwhile" in outcome.message, trail
     assert w.flags.state()[0] is False  # the ramp did not turn it back on
     assert [r["detail"]["percent"] for r in w.audit("ramp")] == [10, 25]
     [off] = w.audit("flag_off")
