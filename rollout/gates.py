@@ -5,11 +5,18 @@ Per metric: **fail** when it has enough samples and is beyond its alert threshol
 sits between target and alert, has too few samples, or has no value (no data is never a pass);
 **pass** when it is beyond its target. The verdict is the worst of its metrics, and every metric
 reports its value, its thresholds and its sample count.
+
+For rates (``success_rate``, ``error_rate``) a fail must also be *clear*: the Wilson score interval
+of the rate at the gate's confidence must lie wholly beyond the alert threshold. One error in the
+first ten calls is a 10 % error rate but says little; it holds instead of rolling a healthy launch
+back. A real breach is clear at once (ten failures in ten calls: the interval starts at 72 %).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
+from statistics import NormalDist
 from typing import Any
 
 from rollout.playbook.model import METRICS, SAMPLES_OF, GateSet, MetricGate
@@ -29,6 +36,7 @@ class MetricResult:
     min_samples: int
     window_seconds: float
     reason: str
+    interval: tuple[float, float] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -63,15 +71,28 @@ def fmt(metric: str, value: float | None) -> str:
     return f"{value:g}"
 
 
-def judge(spec: MetricGate, value: float | None, samples: int, min_samples: int, window: float) -> MetricResult:
+def wilson(rate: float, samples: int, confidence: float) -> tuple[float, float]:
+    """The Wilson score interval of a proportion ``rate`` observed over ``samples``."""
+    z = NormalDist().inv_cdf(0.5 + confidence / 2)
+    n = float(samples)
+    centre = (rate + z * z / (2 * n)) / (1 + z * z / n)
+    margin = z * math.sqrt(rate * (1 - rate) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return max(0.0, centre - margin), min(1.0, centre + margin)
+
+
+def judge(spec: MetricGate, value: float | None, samples: int, min_samples: int, window: float,
+          confidence: float = 0.0) -> MetricResult:
     """The verdict of one metric."""
     higher = METRICS[spec.metric]
     better, worse = (">", "<") if higher else ("<", ">")
     name = spec.metric
     shown = fmt(name, value)
     target, alert = fmt(name, spec.target), fmt(name, spec.alert)
+    interval = None
+    if value is not None and samples > 0 and confidence > 0 and name.endswith("_rate"):
+        interval = wilson(min(max(value, 0.0), 1.0), samples, confidence)
     base = dict(metric=name, value=value, target=spec.target, alert=spec.alert, samples=samples,
-                min_samples=min_samples, window_seconds=window)
+                min_samples=min_samples, window_seconds=window, interval=interval)
     if value is None:
         return MetricResult(**base, verdict=HOLD,
                             reason=f"{name} has no data ({samples} samples in {window:g}s); no data is never a pass")
@@ -80,9 +101,14 @@ def judge(spec: MetricGate, value: float | None, samples: int, min_samples: int,
     if samples < min_samples:
         return MetricResult(**base, verdict=HOLD,
                             reason=f"{name} {shown} from {samples} samples, fewer than the {min_samples} needed")
+    ci = f", {confidence * 100:g}% interval {fmt(name, interval[0])}-{fmt(name, interval[1])}" if interval else ""
     if beyond_alert:
-        return MetricResult(**base, verdict=FAIL,
-                            reason=f"{name} {shown} {worse} alert {alert} ({samples} samples, {window:g}s)")
+        clear = interval is None or (interval[1] < spec.alert if higher else interval[0] > spec.alert)
+        if clear:
+            return MetricResult(**base, verdict=FAIL,
+                                reason=f"{name} {shown} {worse} alert {alert} ({samples} samples, {window:g}s{ci})")
+        return MetricResult(**base, verdict=HOLD,
+                            reason=f"{name} {shown} {worse} alert {alert} but not yet clear ({samples} samples{ci})")
     if meets_target:
         return MetricResult(**base, verdict=PASS,
                             reason=f"{name} {shown} {better} target {target} ({samples} samples, {window:g}s)")
@@ -103,7 +129,9 @@ def evaluate(gates: GateSet, measurements: dict[str, dict[str, Any]]) -> Verdict
         value = answer.get(spec.metric)
         samples = int(answer.get(SAMPLES_OF[spec.metric]) or 0)
         min_samples = gates.min_samples if spec.min_samples is None else spec.min_samples
-        results.append(judge(spec, None if value is None else float(value), samples, min_samples, window))
+        measured = float(answer.get("window_seconds", window))
+        results.append(judge(spec, None if value is None else float(value), samples, min_samples, measured,
+                             gates.confidence))
     worst = max((r.verdict for r in results), key=_RANK.__getitem__)
     return Verdict(worst, tuple(results))
 

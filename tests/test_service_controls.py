@@ -71,3 +71,16 @@ def test_bad_env_change_fails_closed_and_health_says_why(service, sandbox):
     assert health["flag_enabled"] is False and health["status"] == "degraded"
     assert "WHATSAPP_ROLLOUT_PERCENT" in health["config_error"]
     assert service.wait_status(service.book(1)["id"], "skipped")["reason"] == "flag_off"
+
+
+def test_flag_off_after_a_failed_attempt_still_falls_back(make_service, sandbox):
+    service = make_service(WHATSAPP_RETRY_BASE_MS=10_000)
+    sandbox.faults(http_5xx_rate=1.0)
+    booking = service.book(1)["id"]
+    wait_until(lambda: (n := service.notification(booking))["attempts"] == 1 and n["status"] == "pending"
+               and n["next_attempt_at"], what="a failed first attempt")
+    service.set_env(WHATSAPP_NOTIFICATIONS_ENABLED=False)
+    service.clock.advance(60)
+    note = service.wait_status(booking, "skipped")
+    assert note["reason"] == "flag_off" and note["fallback"] is not None  # tried once, never confirmed
+    assert service.wait_status(service.book(2)["id"], "skipped")["fallback"] is None  # never tried: no fallback

@@ -49,7 +49,7 @@ CASES = [
 
 @pytest.mark.parametrize(("spec", "value", "samples", "min_samples", "verdict", "words"), CASES)
 def test_judge(spec, value, samples, min_samples, verdict, words):
-    result = judge(spec, value, samples, min_samples, 300)
+    result = judge(spec, value, samples, min_samples, 300)  # confidence 0: the point value decides
     assert result.verdict == verdict
     for word in words:
         assert word in result.reason
@@ -91,3 +91,24 @@ def test_missing_window_and_failed_measurement_hold():
 def test_thresholds_must_make_sense(metric, target, alert):
     with pytest.raises(ValueError):
         MetricGate(metric=metric, target=target, alert=alert)
+
+
+ERRORS = MetricGate(metric="error_rate", target=0.01, alert=0.05)
+
+# (spec, value, samples, verdict, words): with 95% confidence a rate fails only when clearly beyond alert
+CONFIDENT = [
+    (ERRORS, 0.10, 10, HOLD, ["error_rate 10.00% > alert 5.00% but not yet clear", "95% interval 1.79%-40.42%"]),
+    (ERRORS, 1.00, 10, FAIL, ["error_rate 100.00% > alert 5.00%", "95% interval 72.25%-100.00%"]),
+    (ERRORS, 0.12, 400, FAIL, ["95% interval 9.17%-15.55%"]),
+    (SUCCESS, 0.85, 20, HOLD, ["not yet clear"]),
+    (SUCCESS, 0.0, 10, FAIL, ["success_rate 0.00% < alert 90.00%"]),
+    (ERRORS, 0.0, 50, PASS, ["error_rate 0.00% < target 1.00%"]),
+]
+
+
+@pytest.mark.parametrize(("spec", "value", "samples", "verdict", "words"), CONFIDENT)
+def test_a_fail_must_be_statistically_clear(spec, value, samples, verdict, words):
+    result = judge(spec, value, samples, 10, 60, confidence=0.95)
+    assert result.verdict == verdict, result.reason
+    for word in words:
+        assert word in result.reason

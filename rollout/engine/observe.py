@@ -8,7 +8,7 @@ from rollout.checks.service_api import MeasurementError
 from rollout.engine.context import RunContext
 from rollout.engine.killswitch import RolledBackMeanwhile
 from rollout.engine.state import ROLLED_BACK
-from rollout.gates import FAIL, HOLD, PASS, Verdict, evaluate, no_data, windows_needed
+from rollout.gates import FAIL, PASS, Verdict, evaluate, no_data, windows_needed
 from rollout.playbook.model import GateSet
 
 PASSED, FAILED, HOLD_TIMEOUT = "passed", "failed", "hold_timeout"
@@ -24,12 +24,7 @@ def measure(ctx: RunContext, gates: GateSet, cap: float | None = None) -> Verdic
             measurements[str(window)] = answer
     except MeasurementError as exc:
         return no_data(gates, str(exc))
-    verdict = evaluate(gates, measurements)
-    if cap:
-        # report the window actually measured, not the configured one
-        verdict = Verdict(verdict.verdict, tuple(
-            type(m)(**{**m.as_dict(), "window_seconds": min(m.window_seconds, cap)}) for m in verdict.metrics))
-    return verdict
+    return evaluate(gates, measurements)
 
 
 def record(ctx: RunContext, verdict: Verdict, step: str, percent: int | None) -> None:

@@ -63,6 +63,9 @@ class GateSet(_Model):
 
     window: Duration = Field(gt=0)
     min_samples: int = Field(20, ge=1)
+    #: a rate fails only when its Wilson interval at this confidence lies wholly beyond the alert
+    #: threshold (0 turns this off: the point value decides)
+    confidence: float = Field(0.95, ge=0, lt=1)
     metrics: list[MetricGate] = Field(min_length=1)
 
 

@@ -152,7 +152,15 @@ class Outbox:
         if skip is not None:
             self._log.emit("disabled" if skip == "flag_off" else "skipped", booking_id=due.booking_id,
                            phone=due.phone, reason=skip)
-            self._finish(Result(due.booking_id, "skipped", skip), (now, "skipped", skip, None, due.booking_id))
+            events = [(now, "skipped", skip, None, due.booking_id)]
+            # an earlier attempt failed and WhatsApp is now off for this customer: they were promised a
+            # WhatsApp confirmation and never got one, so it must go by the other channel
+            fallback = due.attempts > 1 and settings.fallback_enabled
+            if fallback:
+                self._log.emit("fallback", booking_id=due.booking_id, phone=due.phone,
+                               reason=f"{skip}_after_failed_attempt")
+                events.append((now, "fallback", f"{skip}_after_failed_attempt", None, due.booking_id))
+            self._finish(Result(due.booking_id, "skipped", skip, fallback=fallback), *events)
             return
         try:
             e164 = normalize(due.phone, settings.default_region)
