@@ -408,6 +408,44 @@ def demo(breach: bool, rate: float, folder: Path | None) -> None:
     sys.exit(run_demo(repo, folder, breach, rate, ConsoleReporter()))
 
 
+
+@cli.command()
+@project_options
+@click.option("--env", "env_name", required=True)
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Write here (default: print).")
+@click.option("--template", type=click.Path(dir_okay=False, path_type=Path),
+              help="A jinja2 template to use instead of the shipped Markdown one.")
+def incident(playbook_path: Path, environments_dir: Path, state_path: Path, secrets_file: Path | None,
+             env_name: str, out: Path | None, template: Path | None) -> None:
+    """Render an incident report for ENV from the record: timeline, breach figures, configuration, errors."""
+    from rollout.checks.service_api import ServiceClient
+    from rollout.clock import SystemClock
+    from rollout.engine.runner import resolved_or_from_file
+    from rollout.engine.state import StateStore
+    from rollout.environments import load_environment
+    from rollout.flags import FlagStore
+    from rollout.incident.report import collect, render
+
+    project = _project(playbook_path, environments_dir, state_path, secrets_file)
+    playbook = project.playbook()
+    env = load_environment(env_name, environments_dir)
+    flags = FlagStore(env.env_file, playbook.flag.variable, playbook.flag.percent_variable)
+    resolved = resolved_or_from_file(project, env, flags)
+    state = StateStore(state_path)
+    service = ServiceClient(env.service_url, resolved.admin_token, timeout=3.0)
+    try:
+        text = render(collect(state, resolved, flags, service, SystemClock().time()), template)
+    finally:
+        service.close()
+        state.close()
+    if out is None:
+        click.echo(text, nl=False)
+        return
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text, encoding="utf-8")
+    click.echo(f"incident report written to {out}")
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the CLI inside the one error boundary."""
     try:

@@ -10,9 +10,10 @@ from phonenumbers import PhoneNumberType
 from rollout.errors import InvalidPhone
 
 _MOBILE_TYPES = {PhoneNumberType.MOBILE, PhoneNumberType.FIXED_LINE_OR_MOBILE}
-# 10 to 15 digits, optionally led by + and split by single spaces or dashes, not glued to a word or
-# number: a phone in free text. Dates (8 digits), Meta codes (6) and ids inside words do not match.
-_PHONE_IN_TEXT = re.compile(r"(?<![\w.+])\+?\d(?:[ \-]?\d){9,14}(?![\w.])")
+# 10 to 15 digits, optionally led by + and split by single spaces or dashes, not glued to a word, a
+# number or a time: a phone in free text. Dates (8 digits), date-times (followed by ':'), Meta codes
+# (6 digits) and ids inside words do not match.
+_PHONE_IN_TEXT = re.compile(r"(?<![\w.+:])\+?\d(?:[ \-]?\d){9,14}(?![\w.:])")
 
 
 def normalize(raw: str, region: str = "IN") -> str:
@@ -56,7 +57,9 @@ def mask(value: str | None) -> str:
     if not value:
         return ""
     digits = re.sub(r"\D", "", value)
-    country = _country_code(digits) if len(digits) >= 8 else None
+    # without a + and with at most 10 digits it is a national number: no country code to keep
+    has_country = value.lstrip().startswith("+") or len(digits) > 10
+    country = _country_code(digits) if has_country and len(digits) >= 8 else None
     if country is not None and len(digits) - len(country) > 4:
         return f"+{country}{'*' * (len(digits) - len(country) - 4)}{digits[-4:]}"
     if len(digits) < 5:

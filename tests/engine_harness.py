@@ -125,9 +125,13 @@ class EngineWorld:
         wait_until(lambda: (o := self.service.metrics(60)["outbox"])["due"] == 0 and o["sending"] == 0,
                    timeout=15, what="the outbox to drain")
 
-    def traffic(self, per_tick: int = 30) -> Callable[[], None]:
-        """A hook: ``per_tick`` random customers book on every engine sleep."""
-        return lambda: self.book([f"c-{uuid.uuid4().hex[:10]}" for _ in range(per_tick)])
+    def traffic(self, per_tick: int = 40) -> Callable[[], None]:
+        """A hook: on every engine sleep, ``per_tick`` fresh customers book, spread over the cohort
+        bands exactly as their share (1/8 in 0-10 %, 1/8 in 10-25 %, 1/4 in 25-50 %, 1/2 in 50-100 %),
+        so every percentage of the ramp sees a known number of samples."""
+        unit = max(1, per_tick // 8)
+        bands = ((0, 10, unit), (10, 25, unit), (25, 50, 2 * unit), (50, 100, 4 * unit))
+        return lambda: self.book([c for low, high, n in bands for c in customers_in(low, high, n)])
 
     def advance(self, approve: bool = False) -> runner.RunOutcome:
         with runner.open_context(self.project, "production", self.clock, QuietReporter(), approve=approve) as ctx:

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import pytest
 
+from pathlib import Path
+
 from rollout.clock import SystemClock
 from rollout.engine import runner
 from tests.engine_harness import EngineWorld, customers_in
+from tests.harness import ADMIN_TOKEN, SANDBOX_TOKEN
 
 
 @pytest.fixture
@@ -26,7 +29,7 @@ def world(tmp_path, sandbox, monkeypatch):
 
 def test_healthy_ramp_reaches_100_percent(world):
     w = world()
-    w.clock.on_sleep.append(w.traffic(30))
+    w.clock.on_sleep.append(w.traffic(40))
     outcome = w.advance()
     assert (outcome.status, outcome.exit_code) == ("completed", 0)
     assert w.flags.state() == (True, 100)
@@ -42,7 +45,7 @@ def test_healthy_ramp_reaches_100_percent(world):
 
 def test_breach_at_25_percent_turns_the_flag_off_and_the_service_stops_sending(world, sandbox):
     w = world()
-    w.clock.on_sleep.append(w.traffic(30))
+    w.clock.on_sleep.append(w.traffic(40))
 
     def breach() -> None:
         if w.flags.state() == (True, 25):
@@ -58,6 +61,16 @@ def test_breach_at_25_percent_turns_the_flag_off_and_the_service_stops_sending(w
     assert any(m["verdict"] == "fail" and m["samples"] >= 10 for m in off["detail"]["verdict"]["metrics"])
     assert w.audit("flag_off_confirmed")  # the engine saw the service take the flag in
     assert w.service.metrics(1)["flag_enabled"] is False
+    # a pre-filled incident report was written at once, with the breach's figures and nothing secret
+    [written] = w.audit("incident_report")
+    report = Path(written["detail"]["path"]).read_text()
+    assert "SEV-2" in report and "flag off" in report.lower()
+    assert "| success_rate | fail |" in report or "| error_rate | fail |" in report
+    assert "while 25% of customers had WhatsApp" in report
+    for secret in (SANDBOX_TOKEN, ADMIN_TOKEN):
+        assert secret not in report
+    assert "9876543210" not in report and "+91******3210" in report
+    assert "## Root cause" in report and "## Action items" in report
     # the service obeys: new bookings are not sent to the provider any more
     w.clock.on_sleep.clear()
     sent_before = len(sandbox.messages())
@@ -87,7 +100,7 @@ def test_a_hold_does_not_advance_and_then_waits_for_a_person(world, sandbox):
     assert [r["detail"]["percent"] for r in w.audit("ramp")] == [10]
     # a person accepts the hold: the ramp goes on to 25%, applying 10% no second time
     sandbox.faults(reject_phones=[])
-    w.clock.on_sleep[:] = [w.traffic(30)]
+    w.clock.on_sleep[:] = [w.traffic(40)]
     outcome = w.advance(approve=True)
     assert outcome.status == "completed"
     assert [r["detail"]["percent"] for r in w.audit("ramp")] == [10, 25, 50, 100]
@@ -95,7 +108,7 @@ def test_a_hold_does_not_advance_and_then_waits_for_a_person(world, sandbox):
 
 def test_approval_pauses_and_resumes(world):
     w = world(before_ramp="      - {kind: approve, name: go, message: ship it}", percentages="100")
-    w.clock.on_sleep.append(w.traffic(10))
+    w.clock.on_sleep.append(w.traffic(40))
     outcome = w.advance()
     assert (outcome.status, outcome.exit_code) == ("awaiting_approval", 3)
     assert w.flags.state()[0] is False and w.env_state().status == "awaiting_approval"
@@ -107,7 +120,7 @@ def test_approval_pauses_and_resumes(world):
 
 def test_rollback_during_an_advance_wins(world):
     w = world()
-    w.clock.on_sleep.append(w.traffic(20))
+    w.clock.on_sleep.append(w.traffic(40))
 
     def rollback_at_25() -> None:
         if w.flags.state() == (True, 25) and not w.audit("flag_off"):
@@ -127,7 +140,7 @@ def test_rollback_during_an_advance_wins(world):
 def test_a_ramp_write_after_a_rollback_is_refused(world):
     """The race itself: rollback lands between two evaluations, right before the next write."""
     w = world(percentages="10, 25", hold="2s")
-    w.clock.on_sleep.append(w.traffic(30))
+    w.clock.on_sleep.append(w.traffic(40))
     calls = []
 
     def rollback_late_at_10() -> None:

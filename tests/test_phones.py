@@ -28,10 +28,15 @@ def test_other_countries_are_accepted_when_mobile():
 @pytest.mark.parametrize(
     ("value", "masked"),
     [("+919876543210", "+91******3210"), ("919876543210", "+91******3210"), ("+447911123456", "+44******3456"),
-     ("98765", "*8765"), ("12", "**"), ("", "")],
+     ("98765", "*8765"), ("9876543210", "******3210"), ("12", "**"), ("", "")],
 )
 def test_mask_keeps_country_code_and_last_four(value, masked):
     assert mask(value) == masked
+
+
+def test_mask_in_text_leaves_date_times_alone():
+    text = "at 2026-01-01 00:00:06.020Z and 2026-01-01T00:00:06Z, call 98765 43210"
+    assert mask_in_text(text) == "at 2026-01-01 00:00:06.020Z and 2026-01-01T00:00:06Z, call ******3210"
 
 
 def test_mask_in_text_masks_phones_but_not_dates_codes_or_ids():

@@ -41,6 +41,8 @@ class RunContext:
     approve: bool = False
     dry_run: bool = False
     commit: str | None = None
+    #: where incident reports go (default: beside the state database)
+    incidents_dir: Path = Path(".rollout/incidents")
     #: the environment's status when this run began (a run after a hold-timeout pause sees awaiting_approval)
     resumed_from: str | None = None
     #: filled as the run goes: check results and verdicts, for --json and JUnit

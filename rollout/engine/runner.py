@@ -23,8 +23,8 @@ from rollout.engine.state import (
     AWAITING_APPROVAL, COMPLETED, HELD, IDLE, ROLLED_BACK, RUNNING, StateStore,
 )
 from rollout.engine.steps import AWAIT, DONE, STEP_RUNNERS, wait_applied
-from rollout.environments import Resolved, load_environment, resolve
-from rollout.errors import EXIT_HELD, EXIT_OK, EXIT_ROLLED_BACK, ConfigError, StateError
+from rollout.environments import Environment, Resolved, is_secret_name, load_environment, resolve
+from rollout.errors import EXIT_HELD, EXIT_OK, EXIT_ROLLED_BACK, ConfigError, RolloutError, StateError
 from rollout.flags import FlagStore
 from rollout.gates import FAIL
 from rollout.playbook.load import load_playbook
@@ -67,6 +67,10 @@ class Project:
     def state(self) -> StateStore:
         return StateStore(self.state_path)
 
+    @property
+    def incidents_dir(self) -> Path:
+        return self.state_path.parent / "incidents"
+
 
 @contextmanager
 def open_context(project: Project, env_name: str, clock: Clock, out: Reporter, *, approve: bool = False,
@@ -86,7 +90,7 @@ def open_context(project: Project, env_name: str, clock: Clock, out: Reporter, *
         else None
     flags = FlagStore(env.env_file, playbook.flag.variable, playbook.flag.percent_variable)
     ctx = RunContext(playbook, project.playbook_path, phase, resolved, state, flags, service, sandbox, clock, out,
-                     approve=approve, dry_run=dry_run)
+                     approve=approve, dry_run=dry_run, incidents_dir=project.incidents_dir)
     try:
         yield ctx
     finally:
@@ -232,8 +236,24 @@ def _advance_locked(ctx: RunContext) -> RunOutcome:
                           phase.name, label, off)
 
 
+def write_incident(state: StateStore, resolved: Resolved, flags: FlagStore, service: ServiceClient, clock: Clock,
+                   folder: Path, out: Reporter) -> Path | None:
+    """Write the pre-filled incident report now; a failure here is reported, never raised."""
+    from rollout.incident.report import collect, render, write_report
+
+    try:
+        now = clock.time()
+        path = write_report(folder, resolved.env.name, render(collect(state, resolved, flags, service, now)), now)
+    except (RolloutError, OSError) as exc:
+        out.line(f"warning: the incident report could not be written: {exc}", "bold red")
+        return None
+    state.audit(resolved.env.name, "incident_report", clock.time(), path=str(path))
+    out.line(f"incident report: {path}", "bold")
+    return path
+
+
 def confirm_off(ctx: RunContext, off: FlagOff) -> None:
-    """After the kill (never before it): see the service take the flag in, and record when."""
+    """After the kill (never before it): see the service take the flag in, record when, write the report."""
     problem = wait_applied(ctx, within=5.0)
     now = ctx.clock.time()
     if problem:
@@ -242,10 +262,22 @@ def confirm_off(ctx: RunContext, off: FlagOff) -> None:
     else:
         ctx.out.line(f"the service confirmed the flag off {(now - off.at) * 1000:.0f} ms after the write")
         ctx.state.audit(ctx.env_name, "flag_off_confirmed", now, after_ms=round((now - off.at) * 1000, 1))
+    write_incident(ctx.state, ctx.resolved, ctx.flags, ctx.service, ctx.clock, ctx.incidents_dir, ctx.out)
 
 
-def rollback(project: Project, env_name: str, reason: str, clock: Clock, who: str | None = None) -> RunOutcome:
-    """Immediate disable: flag off, ``rolled_back``, recorded. Never waits for an advance."""
+def resolved_or_from_file(project: Project, env: Environment, flags: FlagStore) -> Resolved:
+    """The environment resolved; if a secret is missing, what the env file holds (the kill path and
+    its report must never depend on secrets being at hand)."""
+    try:
+        return resolve(env, secrets_file=project.secrets_file)
+    except ConfigError:
+        values = flags.read()
+        return Resolved(env, values, tuple(v for k, v in values.items() if is_secret_name(k) and v))
+
+
+def rollback(project: Project, env_name: str, reason: str, clock: Clock, who: str | None = None,
+             out: Reporter | None = None) -> RunOutcome:
+    """Immediate disable: flag off, ``rolled_back``, recorded, report written. Never waits for an advance."""
     playbook = project.playbook()
     env = load_environment(env_name, project.environments_dir)
     flags = FlagStore(env.env_file, playbook.flag.variable, playbook.flag.percent_variable)
@@ -253,10 +285,22 @@ def rollback(project: Project, env_name: str, reason: str, clock: Clock, who: st
     try:
         off = kill(env_name, flags, state, clock, reason, automatic=False, who=who)
         phase = state.get(env_name).phase
+        resolved = resolved_or_from_file(project, env, flags)
+        service = ServiceClient(env.service_url, resolved.admin_token, timeout=3.0)
+        try:
+            report = write_incident(state, resolved, flags, service, clock, project.incidents_dir,
+                                    out or _Silent())
+        finally:
+            service.close()
     finally:
         state.close()
-    return RunOutcome(ROLLED_BACK, EXIT_OK, f"flag off in {env_name} ({flags.env_file}); reason: {reason}", env_name,
-                      phase, flag_off=off)
+    return RunOutcome(ROLLED_BACK, EXIT_OK, f"flag off in {env_name} ({flags.env_file}); reason: {reason}"
+                      + (f"; incident report: {report}" if report else ""), env_name, phase, flag_off=off,
+                      details={"incident_report": str(report) if report else None})
+
+
+class _Silent:
+    def line(self, *args: Any) -> None: ...
 
 
 def resume(project: Project, env_name: str, reason: str, clock: Clock) -> RunOutcome:
@@ -309,7 +353,3 @@ def watch(ctx: RunContext, max_evaluations: int | None = None, duration: float |
 
 def resolved_for(project: Project, env_name: str) -> Resolved:
     return resolve(load_environment(env_name, project.environments_dir), secrets_file=project.secrets_file)
-
-
-def phase_of(playbook: Playbook, env_name: str) -> Phase | None:
-    return playbook.phase_for(env_name)

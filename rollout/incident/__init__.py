@@ -1,0 +1,1 @@
+"""Incident reports rendered from the engine's record (jinja2)."""

@@ -1,0 +1,131 @@
+"""Render an incident report from the state (audit log, verdicts), the service and the env file.
+
+Everything in the report passes through the environment's redactor: no token, no full phone number.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+from rollout.checks.service_api import MeasurementError, ServiceClient
+from rollout.engine.state import StateStore
+from rollout.environments import Resolved
+from rollout.errors import ConfigError
+from rollout.flags import FlagStore
+from rollout.gates import fmt
+
+DEFAULT_TEMPLATE = Path(__file__).parent / "templates" / "incident.md.j2"
+SAMPLE_WINDOW_S = 3600
+
+
+def _when(ts: float | None) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z" if ts else "-"
+
+
+def _detail(action: str, detail: dict[str, Any]) -> str:
+    if action == "ramp":
+        return f"flag on for {detail.get('percent')}% (was {detail.get('previous_percent')})"
+    if action == "flag_off":
+        return f"flag off (was {'on' if detail.get('previous_flag') else 'off'} at {detail.get('previous_percent')}%): " \
+               f"{detail.get('reason')}"
+    if action == "configure":
+        changes = detail.get("changes") or []
+        return ", ".join(f"{c['variable']}: {c['from']} -> {c['to']}" for c in changes) or "no change"
+    keep = {k: v for k, v in detail.items() if k not in ("verdict", "changes") and v not in (None, "", [], {})}
+    return ", ".join(f"{k}={v}" for k, v in keep.items())
+
+
+def collect(state: StateStore, resolved: Resolved, flags: FlagStore, service: ServiceClient,
+            clock_now: float) -> dict[str, Any]:
+    """Everything the template shows, already redacted and masked."""
+    env = resolved.env.name
+    current = state.get(env)
+    audit = state.audit_log(env, limit=5000)
+    verdicts = state.verdicts(env, limit=5000)
+    offs = [a for a in audit if a["action"] == "flag_off"]
+    off = offs[-1] if offs else None
+    confirmed = [a for a in audit if a["action"] == "flag_off_confirmed" and off and a["ts"] >= off["ts"]]
+    breach = ((off or {}).get("detail") or {}).get("verdict") or {}
+    metrics = breach.get("metrics") or []
+    percent = (off or {}).get("detail", {}).get("previous_percent") if off else current.percent
+    timeline = [{"when": _when(a["ts"]), "what": a["action"], "who": a["actor"], "detail": _detail(a["action"], a["detail"])}
+                for a in audit]
+    timeline += [{"when": _when(v["ts"]), "what": f"verdict {v['verdict']}",
+                  "who": "rollout", "detail": f"{v['step']}" + (f" at {v['percent']}%" if v["percent"] is not None else "")
+                  + f": {v['summary']}"}
+                 for v in verdicts if v["verdict"] != "pass" or v is verdicts[-1]]
+    timeline.sort(key=lambda e: e["when"])
+    automatic = bool(off and off["detail"].get("automatic"))
+    data: dict[str, Any] = {
+        "env": env, "status": current.status, "phase": current.phase, "commit": current.commit_sha,
+        "off_at": _when(off["ts"]) if off else None, "off_actor": off["actor"] if off else None,
+        "automatic": automatic, "reason": (off or {}).get("detail", {}).get("reason") or current.reason,
+        "step": next((a["detail"].get("step") for a in reversed(audit) if a["action"] == "step_started"), None),
+        "percent": percent,
+        "severity": ("SEV-2: production customers affected" if env == "production" and automatic
+                     else "SEV-3: production, stopped by a person" if env == "production"
+                     else f"SEV-4: {env}, no customers affected"),
+        "confirmed_ms": confirmed[0]["detail"].get("after_ms") if confirmed else None,
+        "breach_metrics": [{**m, "value_shown": fmt(m["metric"], m["value"]),
+                            "target_shown": fmt(m["metric"], m["target"]), "alert_shown": fmt(m["metric"], m["alert"])}
+                           for m in metrics],
+        "timeline": timeline, "written_at": _when(clock_now),
+        "env_file": str(flags.env_file), "config": resolved.shown(flags.read()),
+        "sample_window": SAMPLE_WINDOW_S, "fallback_samples": [], "failure_reasons": {},
+        "service_error": None, "last_error": None, "fallbacks": 0,
+        "success_rate": "no data", "error_rate": "no data", "attempts": 0,
+        "actions": [],
+    }
+    try:
+        answer = service.metrics(SAMPLE_WINDOW_S)
+        data.update(failure_reasons=answer.get("failure_reasons") or {}, fallbacks=answer.get("fallbacks", 0),
+                    attempts=answer.get("attempts", 0), success_rate=fmt("success_rate", answer.get("success_rate")),
+                    error_rate=fmt("error_rate", answer.get("error_rate")))
+        health = service.health()
+        last = health.get("last_error") or {}
+        data["last_error"] = f"{last.get('reason')}: {last.get('detail')}" if last else None
+        response = service.request("GET", "/api/whatsapp/fallbacks?limit=10", admin=True)
+        if response.status_code == 200:
+            # the service masks phones already; the redactor below masks anything it missed
+            data["fallback_samples"] = [{"booking_ref": f["booking_ref"], "phone": f["phone"],
+                                         "reason": f["reason"], "at": _when(f["created_at"])}
+                                        for f in response.json().get("fallbacks", [])]
+    except MeasurementError as exc:
+        data["service_error"] = str(exc)
+    for a in audit:
+        if a["action"] == "flag_off":
+            data["actions"].append(f"{_when(a['ts'])}: flag turned off "
+                                   f"{'automatically' if a['detail'].get('automatic') else 'by ' + a['actor']}")
+        elif a["action"] in ("flag_off_confirmed", "resumed_after_rollback", "approved"):
+            data["actions"].append(f"{_when(a['ts'])}: {a['action'].replace('_', ' ')} ({_detail(a['action'], a['detail'])})")
+    return resolved.redactor().value(data)
+
+
+def render(data: dict[str, Any], template: Path | None = None) -> str:
+    """Render ``data`` with ``template`` (default: the Markdown template shipped with rollout)."""
+    path = Path(template) if template else DEFAULT_TEMPLATE
+    try:
+        source = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the template ({exc.__class__.__name__})") from exc
+    env = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True, autoescape=False)
+    try:
+        return env.from_string(source).render(**data)
+    except jinja2.TemplateError as exc:
+        line = getattr(exc, "lineno", None)
+        raise ConfigError(f"{path}{f':{line}' if line else ''}: template error: {exc.message}") from exc
+
+
+def write_report(folder: Path, env: str, text: str, now: float) -> Path:
+    """Write ``text`` to ``folder/ENV-TIMESTAMP.md`` atomically; return the path."""
+    folder.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.fromtimestamp(now, UTC).strftime("%Y%m%dT%H%M%S%fZ")
+    path = folder / f"{env}-{stamp}.md"
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
+    return path
