@@ -66,27 +66,42 @@ def sandbox(host: str, port: int, token: str, seed: int | None) -> None:
 
 # --- the engine ------------------------------------------------------------------------------------
 
+def _remember(ctx: click.Context, param: click.Parameter, value: object) -> object:
+    ctx.meta[f"rollout.{param.name}"] = value
+    return value
+
+
 def project_options(func):  # noqa: ANN001, ANN201 - a click decorator
-    """--playbook, --environments, --state and --secrets-file, on every engine command."""
+    """--playbook, --environments, --state, --secrets-file and --repo, on every engine command; read
+    them back with :func:`_project`."""
     options = [
         click.option("--playbook", "playbook_path", default="playbooks/whatsapp.yaml", show_default=True,
-                     envvar="ROLLOUT_PLAYBOOK", type=click.Path(dir_okay=False, path_type=Path)),
+                     envvar="ROLLOUT_PLAYBOOK", type=click.Path(dir_okay=False, path_type=Path),
+                     expose_value=False, callback=_remember),
         click.option("--environments", "environments_dir", default="environments", show_default=True,
-                     envvar="ROLLOUT_ENVIRONMENTS", type=click.Path(file_okay=False, path_type=Path)),
+                     envvar="ROLLOUT_ENVIRONMENTS", type=click.Path(file_okay=False, path_type=Path),
+                     expose_value=False, callback=_remember),
         click.option("--state", "state_path", default=".rollout/state.db", show_default=True, envvar="ROLLOUT_STATE",
-                     type=click.Path(dir_okay=False, path_type=Path), help="SQLite file of the engine's state."),
-        click.option("--secrets-file", type=click.Path(dir_okay=False, path_type=Path), envvar="ROLLOUT_SECRETS_FILE",
-                     help="Env file with secret values, read after the process environment."),
+                     type=click.Path(dir_okay=False, path_type=Path), help="SQLite file of the engine's state.",
+                     expose_value=False, callback=_remember),
+        click.option("--secrets-file", "secrets_file", type=click.Path(dir_okay=False, path_type=Path),
+                     envvar="ROLLOUT_SECRETS_FILE", help="Env file with secret values, read after the process "
+                     "environment.", expose_value=False, callback=_remember),
+        click.option("--repo", "repo_path", default=".", show_default=True, envvar="ROLLOUT_REPO",
+                     type=click.Path(file_okay=False, path_type=Path), help="The git repository promote steps use.",
+                     expose_value=False, callback=_remember),
     ]
     for option in reversed(options):
         func = option(func)
     return func
 
 
-def _project(playbook_path: Path, environments_dir: Path, state_path: Path, secrets_file: Path | None):
+def _project():  # noqa: ANN202
     from rollout.engine.runner import Project
 
-    return Project(playbook_path, environments_dir, state_path, secrets_file)
+    meta = click.get_current_context().meta
+    return Project(meta["rollout.playbook_path"], meta["rollout.environments_dir"], meta["rollout.state_path"],
+                   meta["rollout.secrets_file"], meta["rollout.repo_path"])
 
 
 def _emit(outcome, as_json: bool, extra: dict | None = None) -> None:  # noqa: ANN001
@@ -121,7 +136,7 @@ def validate(playbook: Path) -> None:
 @project_options
 @click.option("--env", "env_name", required=True, help="The environment (its phase is planned).")
 @click.option("--json", "as_json", is_flag=True)
-def plan(playbook_path: Path, environments_dir: Path, state_path: Path, secrets_file: Path | None, env_name: str,
+def plan(env_name: str,
          as_json: bool) -> None:
     """Show the environment's phase, step by step, and what its configure step would change."""
     import json
@@ -132,13 +147,13 @@ def plan(playbook_path: Path, environments_dir: Path, state_path: Path, secrets_
     from rollout.environments import resolve, shown_diff
     from rollout.playbook.model import ConfigureStep
 
-    project = _project(playbook_path, environments_dir, state_path, secrets_file)
+    project = _project()
     with open_context(project, env_name, SystemClock(), QuietReporter()) as ctx:
         rows = plan_rows(ctx)
         configure = next((s for s in ctx.phase.steps if isinstance(s, ConfigureStep)), None)
         changes = []
         if configure is not None:
-            target = resolve(ctx.resolved.env, overrides=configure.set, secrets_file=secrets_file)
+            target = resolve(ctx.resolved.env, overrides=configure.set, secrets_file=project.secrets_file)
             changes = shown_diff(target, ctx.flags.read())
         current = ctx.state.get(env_name)
     if as_json:
@@ -169,9 +184,11 @@ def plan(playbook_path: Path, environments_dir: Path, state_path: Path, secrets_
 @click.option("--dry-run", is_flag=True, help="Show what would run and change; write nothing.")
 @click.option("--approve", is_flag=True, help="Approve the approval step this run reaches.")
 @click.option("--yes", is_flag=True, help="Do not ask before a phase marked confirm changes anything.")
+@click.option("--override-evidence", metavar="REASON",
+              help="Promote even without the required gate evidence; the reason is recorded.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary instead of progress.")
-def advance(playbook_path: Path, environments_dir: Path, state_path: Path, secrets_file: Path | None, env_name: str,
-            dry_run: bool, approve: bool, yes: bool, as_json: bool) -> None:
+def advance(env_name: str, dry_run: bool, approve: bool, yes: bool, override_evidence: str | None,
+            as_json: bool) -> None:
     """Run the environment's phase from where it stopped.
 
     Exit 0 done, 1 a check or gate failed and the flag was turned off, 2 usage or configuration
@@ -181,17 +198,16 @@ def advance(playbook_path: Path, environments_dir: Path, state_path: Path, secre
     from rollout.console import ConsoleReporter, QuietReporter
     from rollout.engine import runner
 
-    project = _project(playbook_path, environments_dir, state_path, secrets_file)
+    project = _project()
     if dry_run:
-        ctx_args = dict(playbook_path=playbook_path, environments_dir=environments_dir, state_path=state_path,
-                        secrets_file=secrets_file, env_name=env_name, as_json=as_json)
-        click.get_current_context().invoke(plan, **ctx_args)
+        click.get_current_context().invoke(plan, env_name=env_name, as_json=as_json)
         if not as_json:
             click.echo("dry run: nothing was written")
         return
     resolved = runner.resolved_for(project, env_name)
     out = QuietReporter() if as_json else ConsoleReporter(redactor=resolved.redactor())
     with runner.open_context(project, env_name, SystemClock(), out, approve=approve) as ctx:
+        ctx.override_evidence = override_evidence
         current = ctx.state.get(env_name)
         if ctx.phase.confirm and not yes and current.status not in ("completed", "rolled_back"):
             if not sys.stdin.isatty():
@@ -209,13 +225,13 @@ def advance(playbook_path: Path, environments_dir: Path, state_path: Path, secre
 @click.option("--env", "env_name", required=True)
 @click.option("--reason", required=True, help="Why; recorded in the audit log.")
 @click.option("--json", "as_json", is_flag=True)
-def rollback(playbook_path: Path, environments_dir: Path, state_path: Path, secrets_file: Path | None, env_name: str,
+def rollback(env_name: str,
              reason: str, as_json: bool) -> None:
     """Turn the feature off now (WHATSAPP_NOTIFICATIONS_ENABLED=false). Never waits for an advance."""
     from rollout.clock import SystemClock
     from rollout.engine import runner
 
-    project = _project(playbook_path, environments_dir, state_path, secrets_file)
+    project = _project()
     _emit(runner.rollback(project, env_name, reason, SystemClock()), as_json)
 
 
@@ -223,13 +239,13 @@ def rollback(playbook_path: Path, environments_dir: Path, state_path: Path, secr
 @project_options
 @click.option("--env", "env_name", required=True)
 @click.option("--reason", required=True, help="Why it may go on; recorded in the audit log.")
-def resume(playbook_path: Path, environments_dir: Path, state_path: Path, secrets_file: Path | None, env_name: str,
+def resume(env_name: str,
            reason: str) -> None:
     """Let a rolled-back environment advance again (its ramp restarts at the first percentage)."""
     from rollout.clock import SystemClock
     from rollout.engine import runner
 
-    project = _project(playbook_path, environments_dir, state_path, secrets_file)
+    project = _project()
     _emit(runner.resume(project, env_name, reason, SystemClock()), False)
 
 
@@ -239,7 +255,7 @@ def resume(playbook_path: Path, environments_dir: Path, state_path: Path, secret
 @click.option("--max-evaluations", type=click.IntRange(1), help="Stop after this many evaluations.")
 @click.option("--duration", type=str, help="Stop after this long (e.g. 10m).")
 @click.option("--json", "as_json", is_flag=True)
-def watch(playbook_path: Path, environments_dir: Path, state_path: Path, secrets_file: Path | None, env_name: str,
+def watch(env_name: str,
           max_evaluations: int | None, duration: str | None, as_json: bool) -> None:
     """Keep evaluating the watch gate; turn the flag off on a breach (exit 1)."""
     from rollout.clock import SystemClock
@@ -251,7 +267,7 @@ def watch(playbook_path: Path, environments_dir: Path, state_path: Path, secrets
         seconds = parse_duration(duration) if duration else None
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--duration") from None
-    project = _project(playbook_path, environments_dir, state_path, secrets_file)
+    project = _project()
     resolved = runner.resolved_for(project, env_name)
     out = QuietReporter() if as_json else ConsoleReporter(redactor=resolved.redactor())
     with runner.open_context(project, env_name, SystemClock(), out) as ctx:
@@ -263,8 +279,7 @@ def watch(playbook_path: Path, environments_dir: Path, state_path: Path, secrets
 @project_options
 @click.option("--env", "env_name", help="One environment (default: all).")
 @click.option("--json", "as_json", is_flag=True)
-def status(playbook_path: Path, environments_dir: Path, state_path: Path, secrets_file: Path | None,
-           env_name: str | None, as_json: bool) -> None:
+def status(env_name: str | None, as_json: bool) -> None:
     """Where each environment stands: status, phase, step, percentage, flag, commit."""
     import json
     from datetime import UTC, datetime
@@ -273,13 +288,14 @@ def status(playbook_path: Path, environments_dir: Path, state_path: Path, secret
     from rollout.environments import load_environment
     from rollout.flags import FlagStore
 
-    state = StateStore(state_path)
+    project = _project()
+    state = StateStore(project.state_path)
     try:
         rows = [state.get(env_name)] if env_name else state.all()
         data = []
         for row in rows:
             try:
-                env = load_environment(row.name, environments_dir)
+                env = load_environment(row.name, project.environments_dir)
                 enabled, percent = FlagStore(env.env_file).state()
                 live = {"flag": enabled, "percent": percent, "env_file": str(env.env_file)}
             except Exception:  # status still shows what it knows when an environment file is broken
@@ -310,15 +326,14 @@ def status(playbook_path: Path, environments_dir: Path, state_path: Path, secret
 @click.option("--env", "env_name", required=True)
 @click.option("--limit", default=200, show_default=True, type=click.IntRange(1, 100_000))
 @click.option("--json", "as_json", is_flag=True)
-def history(playbook_path: Path, environments_dir: Path, state_path: Path, secrets_file: Path | None, env_name: str,
+def history(env_name: str,
             limit: int, as_json: bool) -> None:
     """The audit log and the gate verdicts of one environment, oldest first."""
     import json
     from datetime import UTC, datetime
 
-    from rollout.engine.state import StateStore
 
-    state = StateStore(state_path)
+    state = _project().state()
     try:
         events = [{"ts": a["ts"], "type": "audit", "actor": a["actor"], "action": a["action"], "detail": a["detail"]}
                   for a in state.audit_log(env_name, limit)]
@@ -415,23 +430,21 @@ def demo(breach: bool, rate: float, folder: Path | None) -> None:
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Write here (default: print).")
 @click.option("--template", type=click.Path(dir_okay=False, path_type=Path),
               help="A jinja2 template to use instead of the shipped Markdown one.")
-def incident(playbook_path: Path, environments_dir: Path, state_path: Path, secrets_file: Path | None,
-             env_name: str, out: Path | None, template: Path | None) -> None:
+def incident(env_name: str, out: Path | None, template: Path | None) -> None:
     """Render an incident report for ENV from the record: timeline, breach figures, configuration, errors."""
     from rollout.checks.service_api import ServiceClient
     from rollout.clock import SystemClock
     from rollout.engine.runner import resolved_or_from_file
-    from rollout.engine.state import StateStore
     from rollout.environments import load_environment
     from rollout.flags import FlagStore
     from rollout.incident.report import collect, render
 
-    project = _project(playbook_path, environments_dir, state_path, secrets_file)
+    project = _project()
     playbook = project.playbook()
-    env = load_environment(env_name, environments_dir)
+    env = load_environment(env_name, project.environments_dir)
     flags = FlagStore(env.env_file, playbook.flag.variable, playbook.flag.percent_variable)
     resolved = resolved_or_from_file(project, env, flags)
-    state = StateStore(state_path)
+    state = project.state()
     service = ServiceClient(env.service_url, resolved.admin_token, timeout=3.0)
     try:
         text = render(collect(state, resolved, flags, service, SystemClock().time()), template)
@@ -444,6 +457,97 @@ def incident(playbook_path: Path, environments_dir: Path, state_path: Path, secr
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text, encoding="utf-8")
     click.echo(f"incident report written to {out}")
+
+
+
+def _current_commit(path: Path) -> str | None:
+    """The commit checked out at ``path`` (or a parent folder), if it is a git repository."""
+    import git
+
+    try:
+        return git.Repo(path, search_parent_directories=True).head.commit.hexsha
+    except (git.InvalidGitRepositoryError, git.NoSuchPathError, ValueError):
+        return None
+
+
+@cli.command("gate")
+@project_options
+@click.option("--env", "env_name", required=True)
+@click.option("--phase", "phase_name", help="The phase whose checks run (default: the environment's own).")
+@click.option("--commit", help="The commit under test (default: the checked-out commit, if in a git repository).")
+@click.option("--junit", "junit_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write JUnit XML here: one test case per check and per gate metric.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON summary.")
+def gate_cmd(env_name: str,
+             phase_name: str | None, commit: str | None, junit_path: Path | None, as_json: bool) -> None:
+    """Run a phase's checks and gates for CI: no prompts, nothing changed. Exit codes as advance."""
+    from rollout.clock import SystemClock
+    from rollout.console import ConsoleReporter, QuietReporter
+    from rollout.engine import runner
+    from rollout.junit import junit_xml, write_junit
+
+    project = _project()
+    resolved = runner.resolved_for(project, env_name)
+    out = QuietReporter() if as_json else ConsoleReporter(redactor=resolved.redactor())
+    clock = SystemClock()
+    started = clock.time()
+    with runner.open_context(project, env_name, clock, out) as ctx:
+        if phase_name is not None:
+            chosen = next((p for p in ctx.playbook.phases if p.name == phase_name), None)
+            if chosen is None:
+                raise click.BadParameter(f"no phase {phase_name!r} in {project.playbook_path}", param_hint="--phase")
+            ctx.phase = chosen
+        ctx.commit = commit or _current_commit(Path.cwd())
+        outcome = runner.gate(ctx)
+        results = ctx.results
+        if junit_path is not None:
+            write_junit(junit_path, resolved.redactor().text(junit_xml(env_name, ctx.phase.name, results, started,
+                                                                       ctx.commit)))
+    _emit(outcome, as_json, {"commit": ctx.commit, "steps": results,
+                             "junit": str(junit_path) if junit_path else None})
+
+
+
+@cli.command()
+@project_options
+@click.option("--env", "env_name", required=True)
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a variable (repeatable).")
+@click.option("--dry-run", is_flag=True, help="Show the diff; write nothing.")
+def configure(env_name: str, overrides: tuple[str, ...], dry_run: bool) -> None:
+    """Apply an environment's variables to its service's env file (atomically; secrets as references)."""
+    from rollout.clock import SystemClock
+    from rollout.engine.killswitch import guard_not_rolled_back
+    from rollout.environments import load_environment, resolve, shown_diff
+    from rollout.flags import FlagStore
+
+    pairs = {}
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"expected KEY=VALUE, got {item!r}", param_hint="--set")
+        pairs[key] = value
+    project = _project()
+    playbook = project.playbook()
+    env = load_environment(env_name, project.environments_dir)
+    resolved = resolve(env, overrides=pairs, secrets_file=project.secrets_file)
+    flags = FlagStore(env.env_file, playbook.flag.variable, playbook.flag.percent_variable)
+    changes = shown_diff(resolved, flags.read())
+    for name, old, new in changes:
+        click.echo(f"{name}: {old if old is not None else '(unset)'} -> {new if new is not None else '(unset)'}")
+    if dry_run:
+        click.echo(f"dry run: {env.env_file} not written ({len(changes)} change(s))")
+        return
+    state = project.state()
+    try:
+        flags.replace(resolved.values, guard=guard_not_rolled_back(env_name, state))
+        now = SystemClock().time()
+        enabled, percent = flags.state()
+        state.update(env_name, now, flag=enabled, percent=percent)
+        state.audit(env_name, "configure", now, env_file=str(env.env_file), source="rollout configure",
+                    changes=[{"variable": n, "from": o, "to": v} for n, o, v in changes])
+    finally:
+        state.close()
+    click.echo(f"{env.env_file}: {len(changes)} change(s) written")
 
 
 def main(argv: list[str] | None = None) -> None:

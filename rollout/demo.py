@@ -114,6 +114,29 @@ class Breach:
                             headers={"Authorization": f"Bearer {self.stack.sandbox_token}"}, timeout=5)
 
 
+def make_git_repo(folder: Path) -> Path:
+    """A throwaway project repository with main, staging and the feature branch, and a bare remote."""
+    import git
+
+    remote = git.Repo.init(folder / "remote.git", bare=True, initial_branch="main")
+    repo = git.Repo.init(folder / "project", initial_branch="main")
+    with repo.config_writer() as config:
+        config.set_value("user", "name", "rollout demo")
+        config.set_value("user", "email", "demo@rollout.invalid")
+    (folder / "project" / "README.md").write_text("Nibog booking system\n")
+    repo.index.add(["README.md"])
+    repo.index.commit("Booking system")
+    repo.create_remote("origin", remote.working_dir)
+    repo.git.branch("staging")
+    repo.git.checkout("-b", "feature/whatsapp-integration")
+    (folder / "project" / "whatsapp.txt").write_text("WhatsApp booking confirmations via Zaptra\n")
+    repo.index.add(["whatsapp.txt"])
+    repo.index.commit("Add WhatsApp integration for booking confirmations")
+    repo.git.checkout("main")
+    repo.git.push("origin", "main", "staging", "feature/whatsapp-integration")
+    return folder / "project"
+
+
 def run_demo(repo: Path, folder: Path | None, breach: bool, rate: float, out: ConsoleReporter) -> int:
     """Run the demo; returns the exit code (0 when everything behaved as the demo expects)."""
     folder = folder or Path(".rollout") / "demo" / datetime.now().strftime("%Y%m%d-%H%M%S")
@@ -132,7 +155,9 @@ def run_demo(repo: Path, folder: Path | None, breach: bool, rate: float, out: Co
         out.redactor = out.redactor.with_secrets([stack.sandbox_token, stack.admin_token])
         console.print(f"sandbox {stack.url('sandbox')}; services: " +
                       ", ".join(f"{e} {stack.url(e)}" for e in stack.environments))
-        project = Project(repo / "playbooks" / "whatsapp.yaml", repo / "environments", folder / "state.db")
+        project = Project(repo / "playbooks" / "whatsapp.yaml", repo / "environments", folder / "state.db",
+                          repo_path=make_git_repo(folder / "git"))
+        console.print(f"git: promotions happen in {project.repo_path} (remote {folder / 'git' / 'remote.git'})")
         clock = SystemClock()
         outcome = None
         for env in stack.environments:

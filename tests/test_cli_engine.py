@@ -165,7 +165,7 @@ def test_shipped_plan_shows_every_step(tmp_path):
                                   ROLLOUT_PRODUCTION_ENV_FILE=str(tmp_path / "p.env")))
     assert proc.returncode == 0, proc.stderr
     plan = json.loads(proc.stdout)
-    assert [s["kind"] for s in plan["steps"]] == ["approve", "configure", "smoke", "health", "ramp"]
+    assert [s["kind"] for s in plan["steps"]] == ["approve", "promote", "configure", "smoke", "health", "ramp"]
     diff = {d["variable"]: d for d in plan["configure_diff"]}
     assert diff["ZAPTRA_API_TOKEN"]["to"] == "***" and diff["WHATSAPP_NOTIFICATIONS_ENABLED"]["to"] == "false"
 
@@ -179,3 +179,90 @@ def test_demo_with_a_breach_turns_the_flag_off_by_itself(tmp_path):
     assert (tmp_path / "demo" / "state.db").exists()
     leftovers = subprocess.run(["pgrep", "-f", str(tmp_path / "demo")], capture_output=True, text=True)
     assert leftovers.stdout.strip() == ""  # every process it started is gone
+
+
+GATE_PLAYBOOK = """\
+version: 1
+name: gate-test
+gates:
+  g: {window: 60s, min_samples: 1, metrics: [{metric: success_rate, target: 95%, alert: 90%}]}
+watch: {gate: g, interval: 1s}
+phases:
+  - name: staging
+    environment: production
+    steps:
+      - {kind: configure}
+      - kind: smoke
+        checks:
+          - {type: http, name: health answers, path: /api/whatsapp/health, expect: {status: 200}}
+          - {type: booking, name: booking is confirmed, expect: sent}
+      - {kind: gate, name: numbers hold, gate: g}
+"""
+
+
+def test_gate_writes_junit_and_records_evidence(project, sandbox):
+    import xml.etree.ElementTree as ET
+
+    cwd, service = project
+    (cwd / "playbooks" / "whatsapp.yaml").write_text(GATE_PLAYBOOK)
+    service.set_env(WHATSAPP_NOTIFICATIONS_ENABLED=True)
+    proc = rollout(cwd, "gate", "--env", "production", "--junit", "out/junit.xml", "--commit", "abc123")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    suite = ET.parse(cwd / "out" / "junit.xml").getroot().find("testsuite")
+    names = [c.get("name") for c in suite.findall("testcase")]
+    assert names == ["health answers", "booking is confirmed", "success_rate"]
+    assert suite.get("failures") == "0" and suite.find("properties/property[@name='commit']").get("value") == "abc123"
+    assert [a["action"] for a in state_of(cwd)[1]] == ["gate_passed"]  # nothing else was changed
+    # now the provider refuses everything: the same gate fails, with value and threshold in the failure
+    sandbox.faults(error_rate=1.0, error_message="(#131026) Message Undeliverable.")
+    proc = rollout(cwd, "gate", "--env", "production", "--junit", "out/junit.xml", "--json")
+    assert proc.returncode == 1
+    summary = json.loads(proc.stdout)
+    assert summary["status"] == "failed"
+    failures = {c.get("name"): c.find("failure") for c in ET.parse(cwd / "out" / "junit.xml").getroot().iter("testcase")}
+    assert failures["booking is confirmed"] is not None
+    assert "expected sent" in failures["booking is confirmed"].get("message")
+    assert failures["health answers"] is None
+    assert SANDBOX_TOKEN not in (cwd / "out" / "junit.xml").read_text()
+
+
+def test_manual_rollback_writes_an_incident_report(project, sandbox):
+    cwd, service = project
+    service.set_env(WHATSAPP_NOTIFICATIONS_ENABLED=True, WHATSAPP_ROLLOUT_PERCENT=100)
+    service.wait_status(service.book(1)["id"], "sent")
+    sandbox.faults(error_rate=1.0, error_message="(#131026) undeliverable to 919876543210")
+    service.wait_status(service.book(2)["id"], "failed")
+    proc = rollout(cwd, "rollback", "--env", "production", "--reason", "complaints from parents", "--json")
+    assert proc.returncode == 0, proc.stderr
+    report_path = Path(json.loads(proc.stdout)["incident_report"])
+    report = report_path.read_text()
+    assert "SEV-3" in report and "complaints from parents" in report and "by tester" in report
+    assert "`undeliverable` 1" in report and "+91******3210" in report
+    assert "9876543210" not in report and SANDBOX_TOKEN not in report and ADMIN_TOKEN not in report
+    assert "ZAPTRA_API_TOKEN=***" in report and "WHATSAPP_NOTIFICATIONS_ENABLED=false" in report
+    # the same report on demand, with a custom template
+    (cwd / "t.j2").write_text("{{ env }} {{ status }} {{ reason }}\n")
+    proc = rollout(cwd, "incident", "--env", "production", "--template", "t.j2")
+    assert proc.stdout == "production rolled_back complaints from parents\n"
+    (cwd / "bad.j2").write_text("{{ nonsense.field }}\n")
+    proc = rollout(cwd, "incident", "--env", "production", "--template", "bad.j2")
+    assert proc.returncode == 2 and "bad.j2" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_the_ci_script_runs_the_staging_gates_and_writes_junit(tmp_path):
+    import xml.etree.ElementTree as ET
+
+    from rollout.serving import free_port
+
+    bin_dir = Path(sys.executable).parent
+    proc = subprocess.run(
+        ["bash", str(REPO / "scripts" / "ci-staging-gates.sh")], cwd=REPO, capture_output=True, text=True,
+        timeout=300, env={**os.environ, "SANDBOX_PORT": str(free_port()), "SERVICE_PORT": str(free_port()),
+                          "WORK": str(tmp_path / "ci"), "REPORTS": str(tmp_path / "reports"),
+                          "ROLLOUT": f"{sys.executable} -m rollout", "PATH": f"{bin_dir}:{os.environ['PATH']}"})
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    suite = ET.parse(tmp_path / "reports" / "staging-gates.xml").getroot().find("testsuite")
+    names = [c.get("name") for c in suite.findall("testcase")]
+    assert "booking with a real phone number is confirmed" in names
+    assert {"invalid phone", "API timeout", "circuit breaker trips and resets"} <= set(names)
+    assert "notification success rate" in names and suite.get("failures") == "0"

@@ -43,6 +43,12 @@ class RunContext:
     commit: str | None = None
     #: where incident reports go (default: beside the state database)
     incidents_dir: Path = Path(".rollout/incidents")
+    #: the git repository promote steps work in
+    repo: Path = Path(".")
+    #: --override-evidence: promote without the required evidence, for this reason (recorded)
+    override_evidence: str | None = None
+    #: `rollout gate`: measure and judge only; the environment's state is not moved
+    read_only: bool = False
     #: the environment's status when this run began (a run after a hold-timeout pause sees awaiting_approval)
     resumed_from: str | None = None
     #: filled as the run goes: check results and verdicts, for --json and JUnit

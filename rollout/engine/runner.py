@@ -28,7 +28,7 @@ from rollout.errors import EXIT_HELD, EXIT_OK, EXIT_ROLLED_BACK, ConfigError, Ro
 from rollout.flags import FlagStore
 from rollout.gates import FAIL
 from rollout.playbook.load import load_playbook
-from rollout.playbook.model import Phase, Playbook, step_label
+from rollout.playbook.model import Playbook, step_label
 
 
 @dataclass
@@ -60,6 +60,7 @@ class Project:
     environments_dir: Path
     state_path: Path
     secrets_file: Path | None = None
+    repo_path: Path = Path(".")
 
     def playbook(self) -> Playbook:
         return load_playbook(self.playbook_path)
@@ -90,7 +91,8 @@ def open_context(project: Project, env_name: str, clock: Clock, out: Reporter, *
         else None
     flags = FlagStore(env.env_file, playbook.flag.variable, playbook.flag.percent_variable)
     ctx = RunContext(playbook, project.playbook_path, phase, resolved, state, flags, service, sandbox, clock, out,
-                     approve=approve, dry_run=dry_run, incidents_dir=project.incidents_dir)
+                     approve=approve, dry_run=dry_run, incidents_dir=project.incidents_dir, repo=project.repo_path,
+                     commit=state.get(env_name).commit_sha)
     try:
         yield ctx
     finally:
@@ -197,7 +199,7 @@ def _advance_locked(ctx: RunContext) -> RunOutcome:
         current = ctx.state.get(env)
         if current.step_index >= total:
             ctx.state.update(env, ctx.clock.time(), status=COMPLETED)
-            ctx.state.audit(env, "phase_completed", ctx.clock.time(), phase=phase.name)
+            ctx.state.audit(env, "phase_completed", ctx.clock.time(), phase=phase.name, commit=ctx.commit)
             return RunOutcome(COMPLETED, EXIT_OK, f"phase {phase.name} completed in {env}", env, phase.name)
         step = phase.steps[current.step_index]
         label = step_label(step, current.step_index)
@@ -273,6 +275,47 @@ def resolved_or_from_file(project: Project, env: Environment, flags: FlagStore) 
     except ConfigError:
         values = flags.read()
         return Resolved(env, values, tuple(v for k, v in values.items() if is_secret_name(k) and v))
+
+
+#: the step kinds `rollout gate` runs: they measure and judge, they change nothing
+CHECK_KINDS = ("smoke", "health", "scenario", "load", "gate")
+
+
+def gate(ctx: RunContext) -> RunOutcome:
+    """Run the phase's checks and gates without prompts and without changing anything, for CI.
+
+    Exit codes as ``advance``: 0 all passed, 1 a check or gate failed, 3 a gate held. The verdicts
+    are recorded against ``ctx.commit``; a run where everything passed is recorded as evidence
+    (``gate_passed``) that a promotion can require.
+    """
+    env, phase = ctx.env_name, ctx.phase
+    ctx.read_only = True
+    steps = [(i, s) for i, s in enumerate(phase.steps) if s.kind in CHECK_KINDS]
+    if not steps:
+        raise ConfigError(f"phase {phase.name} has no check or gate steps to run")
+    worst = DONE
+    for index, step in steps:
+        label = step_label(step, index)
+        ctx.out.step(index, len(phase.steps), label, step.kind)
+        result = STEP_RUNNERS[step.kind](ctx, step, label)
+        ctx.results.append({"step": label, "kind": step.kind, "status": result.status, "detail": result.detail,
+                            "checks": [c.__dict__ for c in result.checks],
+                            "verdict": result.verdict.as_dicts() if result.verdict else None})
+        if result.status != DONE:
+            held = result.verdict is not None and result.verdict.verdict != FAIL
+            worst = "fail" if not held or worst == "fail" else "hold"
+    now = ctx.clock.time()
+    if worst == DONE:
+        ctx.state.audit(env, "gate_passed", now, phase=phase.name, commit=ctx.commit)
+        return RunOutcome("passed", EXIT_OK, f"every check and gate of phase {phase.name} passed in {env}"
+                          + (f" at commit {ctx.commit[:12]}" if ctx.commit else ""), env, phase.name)
+    ctx.state.audit(env, "gate_failed" if worst == "fail" else "gate_held", now, phase=phase.name, commit=ctx.commit,
+                    failed=[r["step"] for r in ctx.results if r["status"] != DONE])
+    failed = "; ".join(f"{r['step']}: {r['detail']}" for r in ctx.results if r["status"] != DONE)
+    if worst == "fail":
+        return RunOutcome("failed", EXIT_ROLLED_BACK, f"phase {phase.name} gates failed in {env}: {failed}", env,
+                          phase.name)
+    return RunOutcome("held", EXIT_HELD, f"phase {phase.name} gates held in {env}: {failed}", env, phase.name)
 
 
 def rollback(project: Project, env_name: str, reason: str, clock: Clock, who: str | None = None,

@@ -23,7 +23,8 @@ from rollout.engine.observe import FAILED, HOLD_TIMEOUT, PASSED, observe
 from rollout.environments import shown_diff
 from rollout.gates import Verdict
 from rollout.playbook.model import (
-    ApproveStep, ConfigureStep, GateStep, HealthStep, HttpCheck, LoadStep, RampStep, ScenarioStep, SmokeStep,
+    ApproveStep, ConfigureStep, GateStep, HealthStep, HttpCheck, LoadStep, PromoteStep, RampStep, ScenarioStep,
+    SmokeStep,
 )
 
 DONE, FAIL, AWAIT = "done", "fail", "await_approval"
@@ -162,12 +163,13 @@ def accept_hold(ctx: RunContext, label: str, percent: int | None) -> bool:
 def run_gate(ctx: RunContext, step: GateStep, label: str) -> StepResult:
     interval = step.interval or ctx.playbook.watch.interval
     current = ctx.state.get(ctx.env_name)
-    if current.observe_started is not None and accept_hold(ctx, label, current.percent):
+    if not ctx.read_only and current.observe_started is not None and accept_hold(ctx, label, current.percent):
         return StepResult(DONE, "hold accepted by approval")
-    started = current.observe_started
+    started = None if ctx.read_only else current.observe_started
     if started is None:
         started = ctx.clock.time()
-        ctx.state.update(ctx.env_name, started, observe_started=started)
+        if not ctx.read_only:
+            ctx.state.update(ctx.env_name, started, observe_started=started)
     # a one-shot gate (observe: 0) judges the gate's full window, not the time since the step began
     if step.observe == 0:
         started = ctx.clock.time() - ctx.playbook.gates[step.gate].window
@@ -230,6 +232,49 @@ def run_approve(ctx: RunContext, step: ApproveStep, label: str) -> StepResult:
     return StepResult(AWAIT, step.message)
 
 
+def has_evidence(ctx: RunContext, environment: str, sha: str) -> dict[str, Any] | None:
+    """The audit entry that shows ``sha`` passed ``environment``'s gates, if there is one."""
+    for entry in reversed(ctx.state.audit_log(environment, limit=100_000)):
+        if entry["action"] in ("gate_passed", "phase_completed") and entry["detail"].get("commit") == sha:
+            return entry
+    return None
+
+
+def run_promote(ctx: RunContext, step: PromoteStep, label: str) -> StepResult:
+    from rollout.errors import StateError
+    from rollout.promote import open_repo, plan_promotion, promote
+
+    repo = open_repo(ctx.repo)
+    plan = plan_promotion(repo, step.source, step.target, step.remote)
+    for sha, summary in plan.commits[:20]:
+        ctx.out.line(f"  {sha[:10]} {summary}")
+    if step.require_evidence_from and plan.commits:
+        proof = has_evidence(ctx, step.require_evidence_from, plan.source_sha)
+        if proof is None:
+            if not ctx.override_evidence:
+                raise StateError(
+                    f"{label}: commit {plan.source_sha[:12]} of {step.source} has not passed the "
+                    f"{step.require_evidence_from} gates; run `rollout gate --env {step.require_evidence_from}` "
+                    f"at that commit, or pass --override-evidence REASON")
+            ctx.state.audit(ctx.env_name, "evidence_overridden", ctx.clock.time(), step=label,
+                            commit=plan.source_sha, reason=ctx.override_evidence)
+            ctx.out.line(f"  no {step.require_evidence_from} evidence for {plan.source_sha[:12]}; overridden: "
+                         f"{ctx.override_evidence}", "yellow")
+        else:
+            ctx.out.line(f"  evidence: {step.require_evidence_from} {proof['action'].replace('_', ' ')} at "
+                         f"{plan.source_sha[:12]}")
+    result = promote(ctx.repo, step.source, step.target, step.remote)
+    sha = result.merged_sha or repo.heads[step.target].commit.hexsha
+    now = ctx.clock.time()
+    ctx.commit = sha
+    ctx.state.update(ctx.env_name, now, commit_sha=sha)
+    ctx.state.audit(ctx.env_name, "promote", now, step=label, source=step.source, target=step.target,
+                    remote=step.remote, commits=len(result.commits), source_commit=result.source_sha, commit=sha,
+                    pushed=result.pushed)
+    what = f"{len(result.commits)} commit(s) merged and pushed" if result.pushed else "nothing new to promote"
+    return StepResult(DONE, f"{step.source} -> {step.target}: {what}; {step.target} at {sha[:12]}")
+
+
 STEP_RUNNERS: dict[str, Callable[[RunContext, Any, str], StepResult]] = {
     "configure": run_configure,
     "smoke": run_smoke,
@@ -239,4 +284,5 @@ STEP_RUNNERS: dict[str, Callable[[RunContext, Any, str], StepResult]] = {
     "gate": run_gate,
     "ramp": run_ramp,
     "approve": run_approve,
+    "promote": run_promote,
 }

@@ -128,4 +128,4 @@ def write_report(folder: Path, env: str, text: str, now: float) -> Path:
     tmp = path.with_suffix(".tmp")
     tmp.write_text(text, encoding="utf-8")
     tmp.replace(path)
-    return path
+    return path.resolve()
