@@ -10,7 +10,7 @@ import uuid
 from collections.abc import Callable
 
 from rollout.checks import CheckResult
-from rollout.checks.service_api import MeasurementError, SandboxControl, ServiceClient, clock_sleep
+from rollout.checks.service_api import MeasurementError, SandboxControl, ServiceClient
 from rollout.clock import Clock
 
 
@@ -56,7 +56,7 @@ def circuit_breaker(service: ServiceClient, sandbox: SandboxControl, clock: Cloc
     while clock.monotonic() < deadline and not opened:
         service.book(_booking())
         sent += 1
-        clock_sleep(clock, 0.05)
+        clock.sleep(0.05)
         opened = (service.health().get("breaker") or {}).get("state") == "open"
     if not opened:
         return False, f"breaker did not open after {sent} failing bookings"
@@ -73,7 +73,7 @@ def circuit_breaker(service: ServiceClient, sandbox: SandboxControl, clock: Cloc
                                            max(0.5, deadline - clock.monotonic()), clock)
         closed = result["status"] == "sent"
         if not closed:
-            clock_sleep(clock, 0.25)
+            clock.sleep(0.25)
     state = (service.health().get("breaker") or {}).get("state")
     return closed and state == "closed", (
         f"breaker opened after {sent} failing bookings; next send failed fast (circuit_open) to the fallback outbox; "

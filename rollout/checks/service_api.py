@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import httpx
@@ -72,7 +71,7 @@ class ServiceClient:
             note = self.notification(booking_id)
             if note["status"] in done or clock.monotonic() >= deadline:
                 return note
-            clock_sleep(clock, poll)
+            clock.sleep(poll)
 
 
 class SandboxControl:
@@ -100,11 +99,3 @@ class SandboxControl:
         except httpx.HTTPError as exc:
             raise MeasurementError(f"sandbox: {type(exc).__name__}") from exc
 
-
-def clock_sleep(clock: Clock, seconds: float) -> None:
-    """Sleep on ``clock`` when it can (a test clock advances), else in real time."""
-    sleep = getattr(clock, "sleep", None)
-    if sleep is not None:
-        sleep(seconds)
-    else:
-        time.sleep(seconds)

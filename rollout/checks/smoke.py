@@ -7,7 +7,7 @@ import uuid
 from typing import Any
 
 from rollout.checks import CheckResult
-from rollout.checks.service_api import MeasurementError, ServiceClient, clock_sleep
+from rollout.checks.service_api import MeasurementError, ServiceClient
 from rollout.clock import Clock
 from rollout.playbook.model import BookingCheck, HealthStep, HttpCheck
 from rollout.redact import Redactor
@@ -56,7 +56,7 @@ def run_http(client: ServiceClient, check: HttpCheck, clock: Clock) -> CheckResu
             ok, detail = False, str(exc)
         if ok or clock.monotonic() >= deadline:
             return CheckResult(check.name, ok, detail, time.perf_counter() - started)
-        clock_sleep(clock, 0.2)
+        clock.sleep(0.2)
 
 
 def run_booking(client: ServiceClient, check: BookingCheck, clock: Clock) -> CheckResult:
@@ -97,4 +97,4 @@ def run_health(client: ServiceClient, step: HealthStep, clock: Clock, name: str,
             ok, detail, health = False, str(exc), {}
         if ok or clock.monotonic() >= deadline:
             return CheckResult(name, ok, redactor.text(detail), time.perf_counter() - started, {"health": health})
-        clock_sleep(clock, 0.2)
+        clock.sleep(0.2)

@@ -14,7 +14,7 @@ from typing import Any
 from rollout.checks import CheckResult
 from rollout.checks.load import run_load
 from rollout.checks.scenarios import run_scenario
-from rollout.checks.service_api import MeasurementError, clock_sleep
+from rollout.checks.service_api import MeasurementError
 from rollout.checks.smoke import run_booking, run_health, run_http
 from rollout.engine.context import RunContext
 from rollout.engine.killswitch import guard_not_rolled_back
@@ -67,7 +67,7 @@ def wait_applied(ctx: RunContext, within: float = 10.0) -> str | None:
             return (f"the service did not pick up the change within {within:g}s (it reports flag "
                     f"{seen.get('flag_enabled')}, percent {seen.get('rollout_percent')}; "
                     f"{seen.get('config_error') or seen.get('error') or 'is it reading ' + str(ctx.flags.env_file) + '?'})")
-        clock_sleep(ctx.clock, 0.02)
+        ctx.clock.sleep(0.02)
 
 
 def run_configure(ctx: RunContext, step: ConfigureStep, label: str) -> StepResult:
@@ -126,7 +126,7 @@ def run_load_step(ctx: RunContext, step: LoadStep, label: str) -> StepResult:
             return StepResult(FAIL, str(exc))
         if (metrics.get("outbox") or {}).get("pending", 0) == 0 or ctx.clock.monotonic() >= deadline:
             break
-        clock_sleep(ctx.clock, 0.25)
+        ctx.clock.sleep(0.25)
     expect = step.expect
     checks = [CheckResult(
         "booking success rate", (result.success_rate or 0) >= expect.booking_success_rate,
