@@ -46,10 +46,13 @@ def test_shipped_playbook_encodes_the_seed_plan():
                           "breaker_activations": (1, 3), "error_rate": (0.01, 0.05)}
     ramp = next(s for s in book.phases[2].steps if isinstance(s, RampStep))
     assert ramp.percentages == [10, 25, 50, 100] and ramp.hold == 1800
-    production_configure = book.phases[2].steps[1]
+    production_configure = next(s for s in book.phases[2].steps if s.kind == "configure")
     assert production_configure.set["WHATSAPP_NOTIFICATIONS_ENABLED"] == "false"
     kinds = {s.kind for p in book.phases for s in p.steps}
-    assert {"configure", "smoke", "health", "scenario", "load", "gate", "ramp", "approve"} <= kinds
+    assert {"configure", "smoke", "health", "scenario", "load", "gate", "ramp", "approve", "promote"} <= kinds
+    promotions = [(s.source, s.target, s.require_evidence_from) for p in book.phases for s in p.steps
+                  if s.kind == "promote"]
+    assert promotions == [("feature/whatsapp-integration", "staging", None), ("staging", "main", "staging")]
 
 
 def write(tmp_path: Path, text: str) -> Path:
