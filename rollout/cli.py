@@ -204,9 +204,9 @@ def advance(env_name: str, dry_run: bool, approve: bool, yes: bool, override_evi
         if not as_json:
             click.echo("dry run: nothing was written")
         return
-    resolved = runner.resolved_for(project, env_name)
-    out = QuietReporter() if as_json else ConsoleReporter(redactor=resolved.redactor())
+    out = QuietReporter() if as_json else ConsoleReporter()
     with runner.open_context(project, env_name, SystemClock(), out, approve=approve) as ctx:
+        out.redactor = ctx.resolved.redactor()
         ctx.override_evidence = override_evidence
         current = ctx.state.get(env_name)
         if ctx.phase.confirm and not yes and current.status not in ("completed", "rolled_back"):
@@ -268,9 +268,9 @@ def watch(env_name: str,
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--duration") from None
     project = _project()
-    resolved = runner.resolved_for(project, env_name)
-    out = QuietReporter() if as_json else ConsoleReporter(redactor=resolved.redactor())
+    out = QuietReporter() if as_json else ConsoleReporter()
     with runner.open_context(project, env_name, SystemClock(), out) as ctx:
+        out.redactor = ctx.resolved.redactor()
         outcome = runner.watch(ctx, max_evaluations, seconds)
     _emit(outcome, as_json)
 
@@ -487,11 +487,11 @@ def gate_cmd(env_name: str,
     from rollout.junit import junit_xml, write_junit
 
     project = _project()
-    resolved = runner.resolved_for(project, env_name)
-    out = QuietReporter() if as_json else ConsoleReporter(redactor=resolved.redactor())
+    out = QuietReporter() if as_json else ConsoleReporter()
     clock = SystemClock()
     started = clock.time()
     with runner.open_context(project, env_name, clock, out) as ctx:
+        out.redactor = ctx.resolved.redactor()
         if phase_name is not None:
             chosen = next((p for p in ctx.playbook.phases if p.name == phase_name), None)
             if chosen is None:
@@ -501,7 +501,7 @@ def gate_cmd(env_name: str,
         outcome = runner.gate(ctx)
         results = ctx.results
         if junit_path is not None:
-            write_junit(junit_path, resolved.redactor().text(junit_xml(env_name, ctx.phase.name, results, started,
+            write_junit(junit_path, ctx.resolved.redactor().text(junit_xml(env_name, ctx.phase.name, results, started,
                                                                        ctx.commit)))
     _emit(outcome, as_json, {"commit": ctx.commit, "steps": results,
                              "junit": str(junit_path) if junit_path else None})

@@ -203,10 +203,8 @@ def _breach_summary(console, stack: Stack, project: Project, breach, outcome) ->
         console.print("[red]the breach did not happen as planned[/red]")
         return
     headers = {"Authorization": f"Bearer {stack.sandbox_token}"}
-    messages = httpx.get(f"{stack.url('sandbox')}/sandbox/messages", headers=headers, timeout=10).json()["messages"]
     stats = httpx.get(f"{stack.url('sandbox')}/sandbox/stats", headers=headers, timeout=10).json()
     metrics = httpx.get(f"{stack.url('production')}/api/whatsapp/metrics?window=600", timeout=10).json()
     console.print(f"provider failing from +0.00s; flag off after [bold]{outcome.flag_off.at - breach.started_at:.2f}s"
                   f"[/bold]; provider errors answered: {stats['errors']}; "
                   f"confirmations sent to the fallback outbox: {metrics['fallbacks']}")
-    del messages

@@ -147,7 +147,7 @@ def test_a_killed_advance_resumes_without_applying_again(project):
 def test_exit_codes_for_usage_and_configuration_errors(project):
     cwd, _ = project
     proc = rollout(cwd, "advance", "--env", "staging")
-    assert proc.returncode == 2 and "no such environment 'staging' (known: production)" in proc.stderr
+    assert proc.returncode == 2 and "no phase runs in environment 'staging' (phases run in: production)" in proc.stderr
     proc = subprocess.run([sys.executable, "-m", "rollout", "advance", "--env", "production"], cwd=cwd,
                           capture_output=True, text=True, env={k: v for k, v in env().items()
                                                                if k != "ZAPTRA_API_TOKEN"})

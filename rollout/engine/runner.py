@@ -393,6 +393,3 @@ def watch(ctx: RunContext, max_evaluations: int | None = None, duration: float |
                               current.phase)
         ctx.clock.sleep(policy.interval)
 
-
-def resolved_for(project: Project, env_name: str) -> Resolved:
-    return resolve(load_environment(env_name, project.environments_dir), secrets_file=project.secrets_file)

@@ -20,7 +20,7 @@ from rollout.engine.context import RunContext
 from rollout.engine.killswitch import guard_not_rolled_back
 from rollout.engine.state import AWAITING_APPROVAL
 from rollout.engine.observe import FAILED, HOLD_TIMEOUT, PASSED, observe
-from rollout.environments import shown_diff
+from rollout.environments import resolve, shown_diff
 from rollout.gates import Verdict
 from rollout.playbook.model import (
     ApproveStep, ConfigureStep, GateStep, HealthStep, HttpCheck, LoadStep, PromoteStep, RampStep, ScenarioStep,
@@ -71,8 +71,6 @@ def wait_applied(ctx: RunContext, within: float = 10.0) -> str | None:
 
 
 def run_configure(ctx: RunContext, step: ConfigureStep, label: str) -> StepResult:
-    from rollout.environments import resolve
-
     resolved = resolve(ctx.resolved.env, overrides={**ctx.resolved.overrides, **step.set})
     before = ctx.flags.read()
     changes = shown_diff(resolved, before)

@@ -132,9 +132,7 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         store = Store(db_path)
-        holder: dict[str, Runtime] = {}
-        events = EventLog(clock, lambda: holder["rt"].redactor() if "rt" in holder else Redactor(live.current().secrets()),
-                          stream=log_stream, path=log_path)
+        events = EventLog(clock, lambda: Redactor(live.current().secrets()), stream=log_stream, path=log_path)
         prom = PromMetrics()
         settings = live.current()
         breaker = CircuitBreaker(clock, settings.breaker_threshold, settings.breaker_reset_ms / 1000.0)
@@ -142,7 +140,6 @@ def create_app(
         outbox = Outbox(store, live, client, breaker, events, prom, clock, rng=rng)
         breaker.on_open(outbox.breaker_opened)
         rt = Runtime(live, store, clock, client, breaker, events, prom, outbox)
-        holder["rt"] = rt
         app.state.rt = rt
         events.emit("service_start", flag_enabled=settings.notifications_enabled,
                     rollout_percent=settings.rollout_percent, provider=settings.api_url)
