@@ -143,13 +143,14 @@ def plan(env_name: str,
 
     from rollout.clock import SystemClock
     from rollout.console import QuietReporter
-    from rollout.engine.runner import open_context, plan_rows
+    from rollout.engine.runner import open_context, plan_rows, promotion_previews
     from rollout.environments import resolve, shown_diff
     from rollout.playbook.model import ConfigureStep
 
     project = _project()
     with open_context(project, env_name, SystemClock(), QuietReporter()) as ctx:
         rows = plan_rows(ctx)
+        previews = promotion_previews(ctx, rows)
         configure = next((s for s in ctx.phase.steps if isinstance(s, ConfigureStep)), None)
         changes = []
         if configure is not None:
@@ -159,7 +160,10 @@ def plan(env_name: str,
     if as_json:
         click.echo(json.dumps({"environment": env_name, "phase": ctx.phase.name, "status": current.status,
                                "steps": rows, "configure_diff": [
-                                   {"variable": n, "from": o, "to": v} for n, o, v in changes]}, indent=2))
+                                   {"variable": n, "from": o, "to": v} for n, o, v in changes],
+                               "promotions": {k: v if isinstance(v, str) else [{"commit": c, "summary": m}
+                                                                               for c, m in v]
+                                              for k, v in previews.items()}}, indent=2))
         return
     from rich.console import Console
     from rich.table import Table
@@ -171,6 +175,13 @@ def plan(env_name: str,
         table.add_row(str(row["index"]), row["step"], row["kind"], row["status"], row["what"])
     console = Console(highlight=False)
     console.print(table)
+    for label, commits in previews.items():
+        if isinstance(commits, str):
+            console.print(f"{label}: {commits}", markup=False)
+            continue
+        console.print(f"{label} would promote {len(commits)} commit(s):", markup=False)
+        for sha, summary in commits:
+            console.print(f"  {sha[:10]} {summary}", markup=False)
     if changes:
         console.print(f"configure would change {ctx.flags.env_file}:")
         for name, old, new in changes:

@@ -167,3 +167,22 @@ def test_production_promotion_with_evidence_goes_through(repo, tmp_path):
     outcome = advance(project, "production")
     assert outcome.status == "completed"
     assert "Late change" not in [c.summary for c in git.Repo(repo.remotes.origin.url).iter_commits("main")]
+
+
+def test_plan_lists_the_commits_a_promotion_would_bring_and_touches_nothing(repo, tmp_path):
+    import json
+    import os
+    import subprocess
+    import sys
+
+    project = project_for(tmp_path, repo)
+    before = snapshot(repo)
+    proc = subprocess.run([sys.executable, "-m", "rollout", "advance", "--env", "staging", "--dry-run", "--json",
+                           "--playbook", str(project.playbook_path), "--environments", str(project.environments_dir),
+                           "--state", str(project.state_path), "--repo", repo.working_dir],
+                          capture_output=True, text=True, env=os.environ.copy())
+    assert proc.returncode == 0, proc.stderr
+    [commits] = json.loads(proc.stdout)["promotions"].values()
+    assert [c["summary"] for c in commits] == ["Add WhatsApp integration"]
+    assert snapshot(repo) == before
+    assert not project.state_path.exists() or StateStore(project.state_path).audit_log("staging") == []

@@ -123,6 +123,22 @@ def plan_rows(ctx: RunContext) -> list[dict[str, Any]]:
     return rows
 
 
+def promotion_previews(ctx: RunContext, rows: list[dict[str, Any]]) -> dict[str, list[tuple[str, str]] | str]:
+    """For each promote step not done yet: the commits it would bring (read-only), or why it cannot."""
+    from rollout.promote import PromotionError, open_repo, plan_promotion
+
+    previews: dict[str, list[tuple[str, str]] | str] = {}
+    for row, step in zip(rows, ctx.phase.steps, strict=True):
+        if step.kind != "promote" or row["status"] == "done":
+            continue
+        try:
+            repo = open_repo(ctx.repo)
+            previews[row["step"]] = plan_promotion(repo, step.source, step.target, step.remote).commits
+        except PromotionError as exc:
+            previews[row["step"]] = f"cannot promote: {exc}"
+    return previews
+
+
 def _describe(step: Any) -> str:
     kind = step.kind
     if kind == "configure":
