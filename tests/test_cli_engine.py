@@ -266,3 +266,18 @@ def test_the_ci_script_runs_the_staging_gates_and_writes_junit(tmp_path):
     assert "booking with a real phone number is confirmed" in names
     assert {"invalid phone", "API timeout", "circuit breaker trips and resets"} <= set(names)
     assert "notification success rate" in names and suite.get("failures") == "0"
+
+
+def test_load_command_reports_percentiles(project):
+    cwd, service = project
+    proc = rollout(cwd, "load", "--url", service.url, "--bookings", "40", "--concurrency", "8", "--json")
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads(proc.stdout)
+    assert (summary["requested"], summary["created"], summary["success_rate"]) == (40, 40, 1.0)
+    assert 0 < summary["p50_ms"] <= summary["p95_ms"] <= summary["p99_ms"]
+    outbox = service.metrics(600)["outbox"]
+    assert sum(outbox[k] for k in ("pending", "sending", "sent", "failed", "skipped")) == 40  # all 40 were stored
+    bad = rollout(cwd, "load", "--url", service.url, "--rate", "5")
+    assert bad.returncode == 2 and "--rate and --duration go together" in bad.stderr
+    too_long = rollout(cwd, "load", "--url", service.url, "--rate", "5", "--duration", "1h")
+    assert too_long.returncode == 2 and "at most 10m" in too_long.stderr

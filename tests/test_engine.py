@@ -164,3 +164,23 @@ def test_no_data_is_never_a_pass(world):
     assert (outcome.status, outcome.exit_code) == ("rolled_back", 1)
     assert "no data" in outcome.message and "never a pass" in outcome.message
     assert w.flags.state()[0] is False
+
+
+def test_watch_keeps_evaluating_and_turns_the_flag_off_on_a_breach(world, sandbox):
+    from rollout.console import QuietReporter
+    from rollout.engine.runner import open_context, watch
+
+    w = world(percentages="100", hold="2s")
+    w.clock.on_sleep.append(w.traffic(40))
+    assert w.advance().status == "completed"
+    with open_context(w.project, "production", w.clock, QuietReporter()) as ctx:
+        calm = watch(ctx, max_evaluations=3)
+    assert (calm.status, calm.exit_code) == ("watching", 0) and w.flags.state() == (True, 100)
+    sandbox.faults(error_rate=1.0, error_message="(#131026) Message Undeliverable.")
+    with open_context(w.project, "production", w.clock, QuietReporter()) as ctx:
+        breach = watch(ctx, max_evaluations=50)
+    assert (breach.status, breach.exit_code) == ("rolled_back", 1) and "success_rate" in breach.message
+    assert w.flags.state()[0] is False
+    [off] = w.audit("flag_off")
+    assert off["detail"]["automatic"] is True and off["detail"]["reason"].startswith("watch: fail")
+    assert w.audit("incident_report")
