@@ -165,15 +165,16 @@ def plan(env_name: str,
                                                                                for c, m in v]
                                               for k, v in previews.items()}}, indent=2))
         return
-    from rich.console import Console
     from rich.table import Table
+
+    from rollout.console import make_console
 
     table = Table(title=f"phase {ctx.phase.name} in {env_name} ({current.status})", title_justify="left")
     for column in ("#", "step", "kind", "status", "what"):
         table.add_column(column)
     for row in rows:
         table.add_row(str(row["index"]), row["step"], row["kind"], row["status"], row["what"])
-    console = Console(highlight=False)
+    console = make_console()
     console.print(table)
     for label, commits in previews.items():
         if isinstance(commits, str):
@@ -305,31 +306,37 @@ def status(env_name: str | None, as_json: bool) -> None:
         rows = [state.get(env_name)] if env_name else state.all()
         data = []
         for row in rows:
+            live = {"flag": None, "percent": None, "env_file": None}
             try:
                 env = load_environment(row.name, project.environments_dir)
+            except RolloutError:  # status still shows what it knows when an environment file is broken
+                env = None
+            if env is not None and env.env_file.exists():
                 enabled, percent = FlagStore(env.env_file).state()
                 live = {"flag": enabled, "percent": percent, "env_file": str(env.env_file)}
-            except Exception:  # status still shows what it knows when an environment file is broken
-                live = {"flag": None, "percent": None, "env_file": None}
             data.append({**row.__dict__, "live": live, "lock": state.holder(row.name)})
     finally:
         state.close()
     if as_json:
         click.echo(json.dumps(data, indent=2, default=str))
         return
-    from rich.console import Console
     from rich.table import Table
 
+    from rollout.console import make_console
+
     table = Table(title="rollout status", title_justify="left")
-    for column in ("environment", "status", "phase", "step", "percent", "flag (file)", "commit", "updated", "note"):
+    for column in ("environment", "status", "phase", "step", "percent", "flag", "commit", "updated", "note"):
         table.add_column(column)
     for d in data:
         updated = datetime.fromtimestamp(d["updated_at"], UTC).strftime("%Y-%m-%d %H:%M:%SZ") if d["updated_at"] else ""
-        flag = {True: "on", False: "off", None: "?"}[d["live"]["flag"]]
+        # the env file is what the service obeys; without it, what rollout last recorded
+        source = d["live"] if d["live"]["env_file"] else {"flag": d["flag"], "percent": d["percent"]}
+        mark = "" if d["live"]["env_file"] else " (recorded)"
+        flag = {True: "on", False: "off", None: "?"}[source["flag"]] + mark
         table.add_row(d["name"], d["status"], d["phase"] or "", str(d["step_index"] + 1),
-                      "" if d["live"]["percent"] is None else f"{d['live']['percent']}%", flag,
+                      "" if source["percent"] is None else f"{source['percent']}%{mark}", flag,
                       (d["commit_sha"] or "")[:10], updated, (d["reason"] or "")[:60])
-    Console(highlight=False).print(table)
+    make_console().print(table)
 
 
 @cli.command()

@@ -20,11 +20,19 @@ from rollout.redact import Redactor
 _STYLE = {PASS: "green", FAIL: "bold red"}
 
 
+def make_console() -> Console:
+    """A console for people; piped output gets wide lines instead of squeezed tables."""
+    console = Console(highlight=False, soft_wrap=True)
+    if not console.is_terminal:
+        console = Console(highlight=False, soft_wrap=True, width=200)
+    return console
+
+
 class ConsoleReporter:
     """Prints what the engine does for a person."""
 
     def __init__(self, console: Console | None = None, redactor: Redactor | None = None) -> None:
-        self.console = console or Console(highlight=False, soft_wrap=True)
+        self.console = console or make_console()
         self.redactor = redactor or Redactor()
 
     def _print(self, text: str, style: str = "") -> None:

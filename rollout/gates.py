@@ -20,6 +20,7 @@ from statistics import NormalDist
 from typing import Any
 
 from rollout.playbook.model import METRICS, SAMPLES_OF, GateSet, MetricGate
+from rollout.units import format_duration
 
 PASS, HOLD, FAIL = "pass", "hold", "fail"
 _RANK = {PASS: 0, HOLD: 1, FAIL: 2}
@@ -95,7 +96,7 @@ def judge(spec: MetricGate, value: float | None, samples: int, min_samples: int,
                 min_samples=min_samples, window_seconds=window, interval=interval)
     if value is None:
         return MetricResult(**base, verdict=HOLD,
-                            reason=f"{name} has no data ({samples} samples in {window:g}s); no data is never a pass")
+                            reason=f"{name} has no data ({samples} samples in {format_duration(window)}); no data is never a pass")
     beyond_alert = value < spec.alert if higher else value > spec.alert
     meets_target = value > spec.target if higher else value < spec.target
     if samples < min_samples:
@@ -106,12 +107,12 @@ def judge(spec: MetricGate, value: float | None, samples: int, min_samples: int,
         clear = interval is None or (interval[1] < spec.alert if higher else interval[0] > spec.alert)
         if clear:
             return MetricResult(**base, verdict=FAIL,
-                                reason=f"{name} {shown} {worse} alert {alert} ({samples} samples, {window:g}s{ci})")
+                                reason=f"{name} {shown} {worse} alert {alert} ({samples} samples, {format_duration(window)}{ci})")
         return MetricResult(**base, verdict=HOLD,
                             reason=f"{name} {shown} {worse} alert {alert} but not yet clear ({samples} samples{ci})")
     if meets_target:
         return MetricResult(**base, verdict=PASS,
-                            reason=f"{name} {shown} {better} target {target} ({samples} samples, {window:g}s)")
+                            reason=f"{name} {shown} {better} target {target} ({samples} samples, {format_duration(window)})")
     return MetricResult(**base, verdict=HOLD,
                         reason=f"{name} {shown} between target {target} and alert {alert} ({samples} samples)")
 

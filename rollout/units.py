@@ -50,6 +50,8 @@ def format_duration(seconds: float) -> str:
     """``90.0`` -> ``1m30s``; sub-second values in ms."""
     if seconds < 1:
         return f"{seconds * 1000:.0f}ms"
+    if seconds < 60 and seconds != int(seconds):
+        return f"{seconds:.1f}s"
     whole = int(round(seconds))
     parts = []
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):

@@ -76,7 +76,7 @@ def test_worst_metric_decides_and_each_metric_reads_its_own_window():
     assert verdict.verdict == HOLD and "error_rate 3.00% between" in verdict.summary
     verdict = evaluate(gates, {"60.0": answer(error_rate=0.03), "86400.0": answer(breaker_activations=4)})
     assert verdict.verdict == FAIL
-    assert verdict.summary == "fail: breaker_activations 4 > alert 3 (100 samples, 86400s)"
+    assert verdict.summary == "fail: breaker_activations 4 > alert 3 (100 samples, 1d)"
 
 
 def test_missing_window_and_failed_measurement_hold():
