@@ -1,4 +1,4 @@
-"""Human output with rich: step headers, check marks, verdict tables, progress bars.
+"""Human output with rich: step headers, check marks, verdict lines, progress bars.
 
 Under ``--json`` a :class:`QuietReporter` is used instead and only the final JSON is printed.
 Everything printed goes through the environment's redactor.
@@ -12,9 +12,8 @@ from typing import Any
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
-from rollout.gates import FAIL, PASS, Verdict, fmt
+from rollout.gates import FAIL, PASS, Verdict
 from rollout.redact import Redactor
 
 _STYLE = {PASS: "green", FAIL: "bold red"}
@@ -54,9 +53,6 @@ class ConsoleReporter:
         self.console.print(f"  [{style}]{verdict.verdict.upper()}[/{style}] ", end="")
         self._print(f"{label}: {verdict.summary}")
 
-    def verdict_table(self, verdict: Verdict) -> None:
-        self.console.print(verdict_table(verdict))
-
     @contextlib.contextmanager
     def progress(self, total: int, description: str) -> Iterator[Callable[[int], None]]:
         columns = (TextColumn("  {task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
@@ -79,13 +75,3 @@ class QuietReporter:
     def progress(self, total: int, description: str) -> Iterator[Callable[[int], None]]:
         yield lambda n: None
 
-
-def verdict_table(verdict: Verdict) -> Table:
-    table = Table(title=f"verdict: {verdict.verdict}", title_justify="left")
-    for column in ("metric", "verdict", "value", "target", "alert", "samples", "window"):
-        table.add_column(column)
-    for m in verdict.metrics:
-        style = _STYLE.get(m.verdict, "yellow")
-        table.add_row(m.metric, f"[{style}]{m.verdict}[/{style}]", fmt(m.metric, m.value), fmt(m.metric, m.target),
-                      fmt(m.metric, m.alert), f"{m.samples}/{m.min_samples}", f"{m.window_seconds:g}s")
-    return table

@@ -39,7 +39,6 @@ class RunContext:
     clock: Clock
     out: Reporter
     approve: bool = False
-    dry_run: bool = False
     commit: str | None = None
     #: where incident reports go (default: beside the state database)
     incidents_dir: Path = Path(".rollout/incidents")

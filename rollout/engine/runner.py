@@ -74,8 +74,8 @@ class Project:
 
 
 @contextmanager
-def open_context(project: Project, env_name: str, clock: Clock, out: Reporter, *, approve: bool = False,
-                 dry_run: bool = False, state: StateStore | None = None) -> Iterator[RunContext]:
+def open_context(project: Project, env_name: str, clock: Clock, out: Reporter, *,
+                 approve: bool = False) -> Iterator[RunContext]:
     """Load and resolve everything a run of ``env_name`` needs; close it afterwards."""
     playbook = project.playbook()
     phase = playbook.phase_for(env_name)
@@ -84,14 +84,13 @@ def open_context(project: Project, env_name: str, clock: Clock, out: Reporter, *
         raise ConfigError(f"{project.playbook_path}: no phase runs in environment {env_name!r} (phases run in: {known})")
     env = load_environment(env_name, project.environments_dir)
     resolved = resolve(env, secrets_file=project.secrets_file)
-    own_state = state is None
-    state = state or project.state()
+    state = project.state()
     service = ServiceClient(env.service_url, resolved.admin_token)
     sandbox = SandboxControl(env.sandbox_url, resolved.sandbox_token) if env.sandbox_url and resolved.sandbox_token \
         else None
     flags = FlagStore(env.env_file, playbook.flag.variable, playbook.flag.percent_variable)
     ctx = RunContext(playbook, project.playbook_path, phase, resolved, state, flags, service, sandbox, clock, out,
-                     approve=approve, dry_run=dry_run, incidents_dir=project.incidents_dir, repo=project.repo_path,
+                     approve=approve, incidents_dir=project.incidents_dir, repo=project.repo_path,
                      commit=state.get(env_name).commit_sha)
     try:
         yield ctx
@@ -99,8 +98,7 @@ def open_context(project: Project, env_name: str, clock: Clock, out: Reporter, *
         service.close()
         if sandbox is not None:
             sandbox.close()
-        if own_state:
-            state.close()
+        state.close()
 
 
 def plan_rows(ctx: RunContext) -> list[dict[str, Any]]:

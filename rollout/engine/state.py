@@ -30,7 +30,6 @@ CREATE TABLE IF NOT EXISTS environments (
     ramp_index      INTEGER NOT NULL DEFAULT 0,
     ramp_applied    INTEGER NOT NULL DEFAULT 0,
     observe_started REAL,
-    hold_since      REAL,
     percent         INTEGER,
     flag            INTEGER,
     commit_sha      TEXT,
@@ -107,7 +106,6 @@ class EnvState:
     ramp_index: int
     ramp_applied: bool
     observe_started: float | None
-    hold_since: float | None
     percent: int | None
     flag: bool | None
     commit_sha: str | None
@@ -148,7 +146,7 @@ class StateStore:
     def get(self, name: str) -> EnvState:
         row = self._db.execute("SELECT * FROM environments WHERE name = ?", (name,)).fetchone()
         if row is None:
-            return EnvState(name, IDLE, None, 0, 0, False, None, None, None, None, None, None, 0.0)
+            return EnvState(name, IDLE, None, 0, 0, False, None, None, None, None, None, 0.0)
         data = dict(row)
         data["ramp_applied"] = bool(data["ramp_applied"])
         data["flag"] = None if data["flag"] is None else bool(data["flag"])

@@ -196,8 +196,7 @@ def run_ramp(ctx: RunContext, step: RampStep, label: str) -> StepResult:
         if not current.ramp_applied:
             before = ctx.flags.set(enabled=True, percent=percent, guard=guard)
             now = ctx.clock.time()
-            ctx.state.update(ctx.env_name, now, ramp_applied=True, percent=percent, flag=True, observe_started=now,
-                             hold_since=None)
+            ctx.state.update(ctx.env_name, now, ramp_applied=True, percent=percent, flag=True, observe_started=now)
             ctx.state.audit(ctx.env_name, "ramp", now, step=label, percent=percent,
                             previous_percent=before.get(ctx.flags.percent_variable),
                             previous_flag=before.get(ctx.flags.flag_variable))

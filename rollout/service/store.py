@@ -226,10 +226,6 @@ class Store:
             for b in bookings
         ]
 
-    def next_due_at(self) -> float | None:
-        row = self._db.execute("SELECT MIN(next_attempt_at) FROM notifications WHERE status='pending'").fetchone()
-        return row[0]
-
     def apply_results(self, results: Sequence[Result], events: Iterable[tuple], now: float) -> None:
         """Write back outcomes, fallbacks and metric events in one transaction."""
         db = self._tx()
@@ -257,13 +253,6 @@ class Store:
             "INSERT OR IGNORE INTO fallback_outbox (booking_id, reason, created_at) VALUES (?, ?, ?)",
             [(booking_id, reason, now) for booking_id, reason in rows],
         )
-
-    def record_events(self, events: Iterable[tuple]) -> None:
-        """Insert ``(ts, kind, reason, latency_ms, booking_id)`` rows outside an outbox batch."""
-        db = self._tx()
-        db.executemany("INSERT INTO events (ts, kind, reason, latency_ms, booking_id) VALUES (?, ?, ?, ?, ?)",
-                       list(events))
-        db.execute("COMMIT")
 
     def fallbacks(self, limit: int = 100) -> list[dict[str, Any]]:
         rows = self._db.execute(
