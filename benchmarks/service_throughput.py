@@ -27,14 +27,9 @@ import httpx
 sys.path.insert(0, str(Path(__file__).parent))
 from _procs import sandbox_client, start_sandbox, start_service  # noqa: E402
 
+from rollout.checks.bookings import synthetic_booking  # noqa: E402
 from rollout.envfile import read_env_file, write_env_file  # noqa: E402
 from rollout.service.metrics import percentile  # noqa: E402
-
-
-def booking(ref: str, customer: str) -> dict:
-    return {"customer_id": customer, "parent_name": "Asha Rao", "child_name": "Ravi", "phone": "+919876543210",
-            "event_name": "Junior Art Camp", "venue": "Hall A", "event_date": "2026-12-20", "booking_ref": ref,
-            "amount": "1500", "payment_method": "UPI"}
 
 
 async def offered_load(url: str, rate: float, seconds: float, prefix: str) -> tuple[dict[str, float], list[float]]:
@@ -55,7 +50,7 @@ async def offered_load(url: str, rate: float, seconds: float, prefix: str) -> tu
         async with gate:
             t = time.perf_counter()
             started[ref] = time.time()
-            response = await clients[i % len(clients)].post("/api/bookings", json=booking(ref, f"c{i}"))
+            response = await clients[i % len(clients)].post("/api/bookings", json=synthetic_booking(ref, f"c{i}", amount="1500"))
             latencies.append(time.perf_counter() - t)
             if response.status_code != 201:
                 raise RuntimeError(f"booking failed: {response.status_code} {response.text}")

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import httpx
 
+from rollout.checks.bookings import synthetic_booking
 from rollout.clock import SystemClock
 from rollout.console import ConsoleReporter
 from rollout.engine import runner
@@ -70,10 +71,7 @@ class Traffic:
                 if wait > 0 and self._stop.wait(wait):
                     break
                 ref = uuid.uuid4().hex[:12]
-                body = {"customer_id": f"customer-{ref}", "parent_name": "Parent", "child_name": "Child",
-                        "phone": "+919876543210", "event_name": "Summer Camp", "venue": "Hall B",
-                        "event_date": "2030-05-01", "booking_ref": f"DEMO-{ref}", "amount": "1200",
-                        "payment_method": "UPI"}
+                body = synthetic_booking(f"DEMO-{ref}", f"customer-{ref}", event="Summer Camp", amount="1200")
                 try:
                     ok = client.post("/api/bookings", json=body).status_code == 201
                 except httpx.HTTPError:

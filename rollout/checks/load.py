@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 import httpx
 
+from rollout.checks.bookings import synthetic_booking
 from rollout.service.metrics import percentile
 
 POOL_SHARD = 8
@@ -42,14 +43,8 @@ class LoadResult:
         return self.created / self.elapsed_s if self.elapsed_s else 0.0
 
 
-def booking_body(run: str, i: int, phone: str = "+919876543210") -> dict[str, str]:
-    return {"customer_id": f"load-{run}-{i}", "parent_name": "Load Test", "child_name": "Load", "phone": phone,
-            "event_name": "Rollout load test", "venue": "Hall L", "event_date": "2030-01-01",
-            "booking_ref": f"LOAD-{run}-{i}", "amount": "100", "payment_method": "none"}
-
-
 async def _run(url: str, total: int, concurrency: int, rate: float | None, limit_s: float,
-               progress: Callable[[int], None] | None, body: Callable[[str, int], dict[str, str]]) -> LoadResult:
+               progress: Callable[[int], None] | None) -> LoadResult:
     run = uuid.uuid4().hex[:8]
     result = LoadResult(total)
     shards = max(1, -(-concurrency // POOL_SHARD))
@@ -70,7 +65,8 @@ async def _run(url: str, total: int, concurrency: int, rate: float | None, limit
                 return
             started = time.perf_counter()
             try:
-                response = await clients[i % shards].post("/api/bookings", json=body(run, i))
+                response = await clients[i % shards].post("/api/bookings", json=synthetic_booking(f"LOAD-{run}-{i}", f"load-{run}-{i}",
+                                                                                    event="Rollout load test"))
             except httpx.HTTPError as exc:
                 key = type(exc).__name__
             else:
@@ -96,8 +92,7 @@ async def _run(url: str, total: int, concurrency: int, rate: float | None, limit
 
 def run_load(url: str, bookings: int | None = None, concurrency: int = 10, rate: float | None = None,
              duration: float | None = None, progress: Callable[[int], None] | None = None,
-             time_limit: float | None = None,
-             body: Callable[[str, int], dict[str, str]] = booking_body) -> LoadResult:
+             time_limit: float | None = None) -> LoadResult:
     """Run a bounded load against ``url``'s ``POST /api/bookings``.
 
     Either ``bookings`` at ``concurrency``, or ``rate`` per second for ``duration`` seconds.
@@ -110,4 +105,4 @@ def run_load(url: str, bookings: int | None = None, concurrency: int = 10, rate:
         concurrency = max(concurrency, min(512, int(rate)))
     planned = (bookings / rate) if rate else bookings / max(concurrency, 1) * 0.05
     limit = time_limit if time_limit is not None else planned * 2 + 30
-    return asyncio.run(_run(url, bookings, concurrency, rate, limit, progress, body))
+    return asyncio.run(_run(url, bookings, concurrency, rate, limit, progress))

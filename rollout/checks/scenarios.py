@@ -10,15 +10,14 @@ import uuid
 from collections.abc import Callable
 
 from rollout.checks import CheckResult
+from rollout.checks.bookings import TEST_PHONE, synthetic_booking
 from rollout.checks.service_api import MeasurementError, SandboxControl, ServiceClient
 from rollout.clock import Clock
 
 
-def _booking(phone: str = "+919876543210") -> dict[str, str]:
+def _booking(phone: str = TEST_PHONE) -> dict[str, str]:
     ref = f"SCN-{uuid.uuid4().hex[:12]}"
-    return {"customer_id": f"scenario-{ref}", "parent_name": "Scenario", "child_name": "Scenario", "phone": phone,
-            "event_name": "Rollout scenario", "venue": "Nowhere", "event_date": "2030-01-01", "booking_ref": ref,
-            "amount": "0", "payment_method": "none"}
+    return synthetic_booking(ref, f"scenario-{ref}", phone, event="Rollout scenario")
 
 
 def invalid_phone(service: ServiceClient, sandbox: SandboxControl, clock: Clock, within: float) -> tuple[bool, str]:

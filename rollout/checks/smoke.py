@@ -7,6 +7,7 @@ import uuid
 from typing import Any
 
 from rollout.checks import CheckResult
+from rollout.checks.bookings import synthetic_booking
 from rollout.checks.service_api import MeasurementError, ServiceClient
 from rollout.clock import Clock
 from rollout.playbook.model import BookingCheck, HealthStep, HttpCheck
@@ -63,9 +64,7 @@ def run_booking(client: ServiceClient, check: BookingCheck, clock: Clock) -> Che
     """A real booking through the real flow; waits for its notification's final state."""
     started = time.perf_counter()
     ref = f"SMOKE-{uuid.uuid4().hex[:12]}"
-    body = {"customer_id": check.customer_id or f"smoke-{ref}", "parent_name": "Smoke Test", "child_name": "Smoke",
-            "phone": check.phone, "event_name": "Rollout smoke test", "venue": "Nowhere", "event_date": "2030-01-01",
-            "booking_ref": ref, "amount": "0", "payment_method": "none"}
+    body = synthetic_booking(ref, check.customer_id or f"smoke-{ref}", check.phone, event="Rollout smoke test")
     try:
         created = client.book(body)
         final = ("sent", "failed", "skipped") if check.expect != "pending" else ("pending",)
