@@ -60,6 +60,10 @@ class Verdict:
     def as_dicts(self) -> list[dict[str, Any]]:
         return [m.as_dict() for m in self.metrics]
 
+    def record(self) -> dict[str, Any]:
+        """The verdict as the audit log keeps it with a flag-off."""
+        return {"summary": self.summary, "metrics": self.as_dicts()}
+
 
 def fmt(metric: str, value: float | None) -> str:
     """A metric value as people read it: rates in %, latencies in ms, counts as integers."""

@@ -226,9 +226,7 @@ def _advance_locked(ctx: RunContext) -> RunOutcome:
             result = runner(ctx, step, label)
         except RolledBackMeanwhile as exc:
             return RunOutcome(ROLLED_BACK, EXIT_ROLLED_BACK, str(exc), env, phase.name, label)
-        ctx.results.append({"step": label, "kind": step.kind, "status": result.status, "detail": result.detail,
-                            "checks": [c.__dict__ for c in result.checks],
-                            "verdict": result.verdict.as_dicts() if result.verdict else None})
+        ctx.results.append(result.record(label, step.kind))
         now = ctx.clock.time()
         if result.status == DONE:
             ctx.state.audit(env, "step_done", now, step=label, detail=result.detail)
@@ -242,8 +240,7 @@ def _advance_locked(ctx: RunContext) -> RunOutcome:
             return RunOutcome(AWAITING_APPROVAL, EXIT_HELD,
                               f"{label}: {result.detail} - approve with `rollout advance --env {env} --approve`",
                               env, phase.name, label)
-        verdict = {"summary": result.verdict.summary, "metrics": result.verdict.as_dicts()} if result.verdict \
-            else {"summary": result.detail}
+        verdict = result.verdict.record() if result.verdict else {"summary": result.detail}
         off = kill(env, ctx.flags, ctx.state, ctx.clock, f"{label} failed: {result.detail}", automatic=True,
                    verdict=verdict)
         ctx.out.line(f"flag turned off for {env}: {label} failed", "bold red")
@@ -312,9 +309,7 @@ def gate(ctx: RunContext) -> RunOutcome:
         label = step_label(step, index)
         ctx.out.step(index, len(phase.steps), label, step.kind)
         result = STEP_RUNNERS[step.kind](ctx, step, label)
-        ctx.results.append({"step": label, "kind": step.kind, "status": result.status, "detail": result.detail,
-                            "checks": [c.__dict__ for c in result.checks],
-                            "verdict": result.verdict.as_dicts() if result.verdict else None})
+        ctx.results.append(result.record(label, step.kind))
         if result.status != DONE:
             held = result.verdict is not None and result.verdict.verdict != FAIL
             worst = "fail" if not held or worst == "fail" else "hold"
@@ -397,7 +392,7 @@ def watch(ctx: RunContext, max_evaluations: int | None = None, duration: float |
         count += 1
         if verdict.verdict == FAIL:
             off = kill(ctx.env_name, ctx.flags, ctx.state, ctx.clock, f"watch: {verdict.summary}", automatic=True,
-                       verdict={"summary": verdict.summary, "metrics": verdict.as_dicts()})
+                       verdict=verdict.record())
             confirm_off(ctx, off)
             return RunOutcome(ROLLED_BACK, EXIT_ROLLED_BACK, f"gate failed: {verdict.summary}; flag turned off",
                               ctx.env_name, current.phase, "watch", off)

@@ -37,6 +37,12 @@ class StepResult:
     checks: list[CheckResult] = field(default_factory=list)
     verdict: Verdict | None = None
 
+    def record(self, label: str, kind: str) -> dict[str, Any]:
+        """What --json, JUnit and ``RunContext.results`` keep of this step."""
+        return {"step": label, "kind": kind, "status": self.status, "detail": self.detail,
+                "checks": [c.__dict__ for c in self.checks],
+                "verdict": self.verdict.as_dicts() if self.verdict else None}
+
 
 def _checks_result(ctx: RunContext, checks: list[CheckResult]) -> StepResult:
     for check in checks:
