@@ -14,7 +14,7 @@ from pathlib import Path
 import click
 
 from rollout import __version__
-from rollout.errors import EXIT_USAGE, RolloutError
+from rollout.errors import EXIT_USAGE, RolloutError, StateError
 
 EXIT_INTERNAL = 70
 
@@ -148,7 +148,7 @@ def plan(env_name: str,
     from rollout.playbook.model import ConfigureStep
 
     project = _project()
-    with open_context(project, env_name, SystemClock(), QuietReporter()) as ctx:
+    with open_context(project, env_name, SystemClock(), QuietReporter(), read_only=True) as ctx:
         rows = plan_rows(ctx)
         previews = promotion_previews(ctx, rows)
         configure = next((s for s in ctx.phase.steps if isinstance(s, ConfigureStep)), None)
@@ -221,13 +221,17 @@ def advance(env_name: str, dry_run: bool, approve: bool, yes: bool, override_evi
         out.redactor = ctx.resolved.redactor()
         ctx.override_evidence = override_evidence
         current = ctx.state.get(env_name)
-        if ctx.phase.confirm and not yes and current.status not in ("completed", "rolled_back"):
+        # --approve is a person's explicit decision on this phase: it confirms as --yes does
+        if ctx.phase.confirm and not (yes or approve) and current.status not in ("completed", "rolled_back"):
             if not sys.stdin.isatty():
-                raise click.UsageError(f"phase {ctx.phase.name} asks for confirmation; pass --yes to confirm "
-                                       "non-interactively")
+                raise StateError(f"phase {ctx.phase.name} asks for confirmation and there is no terminal to ask "
+                                 f"on; run `rollout advance --env {env_name} --yes` to confirm")
             click.confirm(f"Run phase {ctx.phase.name} in {env_name} from step {current.step_index + 1}?",
                           abort=True)
-        outcome = runner.advance(ctx)
+        try:
+            outcome = runner.advance(ctx)
+        except KeyboardInterrupt:
+            outcome = runner.interrupted(ctx)
         results = ctx.results
     _emit(outcome, as_json, {"steps": results})
 
@@ -239,12 +243,17 @@ def advance(env_name: str, dry_run: bool, approve: bool, yes: bool, override_evi
 @click.option("--json", "as_json", is_flag=True)
 def rollback(env_name: str,
              reason: str, as_json: bool) -> None:
-    """Turn the feature off now (WHATSAPP_NOTIFICATIONS_ENABLED=false). Never waits for an advance."""
+    """Turn the feature off now and confirm it with the service. Never waits for an advance.
+
+    Exit 0 when the service confirmed the flag off, 1 when it did not (the feature may still be on).
+    """
     from rollout.clock import SystemClock
+    from rollout.console import ConsoleReporter, QuietReporter, make_console
     from rollout.engine import runner
 
     project = _project()
-    _emit(runner.rollback(project, env_name, reason, SystemClock()), as_json)
+    out = QuietReporter() if as_json else ConsoleReporter(make_console(stderr=True))
+    _emit(runner.rollback(project, env_name, reason, SystemClock(), out=out), as_json)
 
 
 @cli.command()
@@ -287,6 +296,24 @@ def watch(env_name: str,
     _emit(outcome, as_json)
 
 
+def _note_missing(state) -> None:  # noqa: ANN001
+    if state.missing:
+        click.echo(f"note: {state.path} does not exist: nothing has run with this state yet (is --state right?)",
+                   err=True)
+
+
+def _known_environment(project, state, env_name: str) -> None:  # noqa: ANN001
+    """Refuse (exit 2) an environment that has neither a file nor a record, listing the known ones."""
+    folder = Path(project.environments_dir)
+    files = {p.stem for p in folder.glob("*.yaml")} if folder.is_dir() else set()
+    recorded = {row.name for row in state.all()}
+    if env_name not in files | recorded:
+        from rollout.errors import ConfigError
+
+        known = ", ".join(sorted(files | recorded)) or "none"
+        raise ConfigError(f"no environment {env_name!r} (known: {known}; files in {folder})")
+
+
 @cli.command()
 @project_options
 @click.option("--env", "env_name", help="One environment (default: all).")
@@ -296,13 +323,20 @@ def status(env_name: str | None, as_json: bool) -> None:
     import json
     from datetime import UTC, datetime
 
-    from rollout.engine.state import StateStore
+    from rollout.engine.runner import flag_on_steps, shown_status
     from rollout.environments import load_environment
     from rollout.flags import FlagStore
 
     project = _project()
-    state = StateStore(project.state_path)
     try:
+        playbook = project.playbook()
+    except RolloutError:  # status still shows what it knows when the playbook is broken
+        playbook = None
+    state = project.state(read_only=True)
+    _note_missing(state)
+    try:
+        if env_name:
+            _known_environment(project, state, env_name)
         rows = [state.get(env_name)] if env_name else state.all()
         data = []
         for row in rows:
@@ -311,10 +345,18 @@ def status(env_name: str | None, as_json: bool) -> None:
                 env = load_environment(row.name, project.environments_dir)
             except RolloutError:  # status still shows what it knows when an environment file is broken
                 env = None
-            if env is not None and env.env_file.exists():
-                enabled, percent = FlagStore(env.env_file).state()
+            flags = None
+            if env is not None:
+                flags = FlagStore(env.env_file, *((playbook.flag.variable, playbook.flag.percent_variable)
+                                                  if playbook else ()))
+            if flags is not None and flags.env_file.exists():
+                enabled, percent = flags.state()
                 live = {"flag": enabled, "percent": percent, "env_file": str(env.env_file)}
-            data.append({**row.__dict__, "live": live, "lock": state.holder(row.name)})
+            phase = playbook.phase_for(row.name) if playbook else None
+            turns_on = bool(phase and env and flags and flag_on_steps(phase, env, flags.flag_variable))
+            flag_now = live["flag"] if live["env_file"] else row.flag
+            data.append({**row.__dict__, "status": shown_status(state, row, flag_now, turns_on),
+                         "recorded_status": row.status, "live": live, "lock": state.holder(row.name)})
     finally:
         state.close()
     if as_json:
@@ -351,8 +393,11 @@ def history(env_name: str,
     from datetime import UTC, datetime
 
 
-    state = _project().state()
+    project = _project()
+    state = project.state(read_only=True)
+    _note_missing(state)
     try:
+        _known_environment(project, state, env_name)
         events = [{"ts": a["ts"], "type": "audit", "actor": a["actor"], "action": a["action"], "detail": a["detail"]}
                   for a in state.audit_log(env_name, limit)]
         events += [{"ts": v["ts"], "type": "verdict", "step": v["step"], "percent": v["percent"],
@@ -445,7 +490,7 @@ def demo(breach: bool, rate: float, folder: Path | None) -> None:
 @cli.command()
 @project_options
 @click.option("--env", "env_name", required=True)
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Write here (default: print).")
+@click.option("--out", type=click.Path(path_type=Path), help="Write here (default: print); its folder must exist.")
 @click.option("--template", type=click.Path(dir_okay=False, path_type=Path),
               help="A jinja2 template to use instead of the shipped Markdown one.")
 def incident(env_name: str, out: Path | None, template: Path | None) -> None:
@@ -457,12 +502,16 @@ def incident(env_name: str, out: Path | None, template: Path | None) -> None:
     from rollout.flags import FlagStore
     from rollout.incident.report import collect, render
 
+    from rollout.outfile import check_output_path, write_output
+
+    if out is not None:
+        check_output_path(out, "--out")  # before anything is read: a bad path costs nothing
     project = _project()
     playbook = project.playbook()
     env = load_environment(env_name, project.environments_dir)
     flags = FlagStore(env.env_file, playbook.flag.variable, playbook.flag.percent_variable)
     resolved = resolved_or_from_file(project, env, flags)
-    state = project.state()
+    state = project.state(read_only=True)
     service = ServiceClient(env.service_url, resolved.admin_token, timeout=3.0)
     try:
         text = render(collect(state, resolved, flags, service, SystemClock().time()), template)
@@ -472,8 +521,7 @@ def incident(env_name: str, out: Path | None, template: Path | None) -> None:
     if out is None:
         click.echo(text, nl=False)
         return
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(text, encoding="utf-8")
+    write_output(out, text, "--out")
     click.echo(f"incident report written to {out}")
 
 
@@ -493,7 +541,7 @@ def _current_commit(path: Path) -> str | None:
 @click.option("--env", "env_name", required=True)
 @click.option("--phase", "phase_name", help="The phase whose checks run (default: the environment's own).")
 @click.option("--commit", help="The commit under test (default: the checked-out commit, if in a git repository).")
-@click.option("--junit", "junit_path", type=click.Path(dir_okay=False, path_type=Path),
+@click.option("--junit", "junit_path", type=click.Path(path_type=Path),
               help="Write JUnit XML here: one test case per check and per gate metric.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary.")
 def gate_cmd(env_name: str,
@@ -504,6 +552,10 @@ def gate_cmd(env_name: str,
     from rollout.engine import runner
     from rollout.junit import junit_xml, write_junit
 
+    from rollout.outfile import check_output_path
+
+    if junit_path is not None:
+        check_output_path(junit_path, "--junit")  # before the gates run, not after
     project = _project()
     out = QuietReporter() if as_json else ConsoleReporter()
     clock = SystemClock()

@@ -19,11 +19,11 @@ from rollout.redact import Redactor
 _STYLE = {PASS: "green", FAIL: "bold red"}
 
 
-def make_console() -> Console:
+def make_console(stderr: bool = False) -> Console:
     """A console for people; piped output gets wide lines instead of squeezed tables."""
-    console = Console(highlight=False, soft_wrap=True)
+    console = Console(highlight=False, soft_wrap=True, stderr=stderr)
     if not console.is_terminal:
-        console = Console(highlight=False, soft_wrap=True, width=200)
+        console = Console(highlight=False, soft_wrap=True, width=200, stderr=stderr)
     return console
 
 

@@ -8,6 +8,7 @@ the target, so a reader never sees half a file.
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -15,6 +16,24 @@ from pathlib import Path
 from dotenv import dotenv_values
 
 from rollout.errors import ConfigError
+
+#: what a variable name may look like, wherever it enters (playbook, environment file, --set)
+NAME = re.compile(r"^[A-Z_][A-Z0-9_]*$")
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+
+
+def name_problem(name: str) -> str | None:
+    """Why ``name`` cannot be a variable name, or None."""
+    if not isinstance(name, str) or not NAME.match(name):
+        return f"{name!r} is not a variable name (capital letters, digits and _, not starting with a digit)"
+    return None
+
+
+def value_problem(value: str) -> str | None:
+    """Why ``value`` cannot be written to an env file (a line break would start a new variable)."""
+    if _CONTROL.search(value):
+        return "contains a line break or another control character"
+    return None
 
 
 def read_env_file(path: Path) -> dict[str, str]:
@@ -41,6 +60,11 @@ def _quote(value: str) -> str:
 
 def render_env(values: Mapping[str, str], header: str | None = None) -> str:
     """Render ``values`` as env-file text, keys in the given order."""
+    for key in values:
+        # the last line of defence against a key that would start a second line; entry points check
+        # names strictly first. Values are quoted and escaped, so they cannot break a line.
+        if not key or re.search(r"[\s=#'\"]", key) or _CONTROL.search(key):
+            raise ConfigError(f"{key!r}: not a variable name that can be written to an env file")
     lines = [f"# {line}" for line in (header or "").splitlines()]
     lines += [f"{key}={_quote(str(value))}" for key, value in values.items()]
     return "\n".join(lines) + "\n"

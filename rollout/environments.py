@@ -18,7 +18,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from rollout.envfile import read_env_file
+from rollout.envfile import name_problem, read_env_file, value_problem
 from rollout.errors import ConfigError
 from rollout.redact import REDACTED, Redactor
 from rollout.yamlfile import FieldProblems, interpolate, read_yaml
@@ -58,6 +58,7 @@ class Environment(BaseModel):
     def _secrets_are_references(cls, value: dict[str, str]) -> dict[str, str]:
         problems = [((name,), f"{name} must be a reference like ${{{name}}}, never a value in the file")
                     for name, raw in value.items() if is_secret_name(name) and raw and not _REF.fullmatch(raw.strip())]
+        problems += [((name,), problem) for name, problem in variable_problems(value)]
         if problems:
             raise FieldProblems(problems)
         return value
@@ -91,6 +92,31 @@ class Resolved:
         """``values`` (default: this environment's) with secret variables as ``***``."""
         values = self.values if values is None else values
         return {k: (REDACTED if is_secret_name(k) and v else self.redactor().text(v)) for k, v in values.items()}
+
+
+def variable_problems(values: Mapping[str, str], literal_only: bool = True) -> list[tuple[str, str]]:
+    """``(name, problem)`` for each bad variable: a name that is not ``[A-Z_][A-Z0-9_]*``, a value
+    with a line break, or a value the embedded service would refuse. With ``literal_only``, values
+    that still hold ``${...}`` references are judged after they are resolved."""
+    from rollout.service.settings import variable_problems as service_problems
+
+    problems = []
+    for name, value in values.items():
+        problem = name_problem(name) or value_problem(str(value))
+        if problem:
+            problems.append((name, problem))
+    judged = {k: v for k, v in values.items() if not (literal_only and "${" in str(v)) and name_problem(k) is None}
+    return problems + service_problems(judged)
+
+
+def check_variables(values: Mapping[str, str], source: str) -> None:
+    """Raise one :class:`ConfigError` naming ``source`` and every bad variable; nothing is written."""
+    from rollout.service.settings import settings_from
+
+    problems = variable_problems(values, literal_only=False)
+    if problems:
+        raise ConfigError(f"{source}: " + "; ".join(f"{name}: {problem}" for name, problem in problems))
+    settings_from(values, source)  # the rules between variables (a token when the flag is on)
 
 
 def environment_path(name: str, folder: Path) -> Path:
@@ -164,12 +190,21 @@ def resolve(env: Environment, overrides: Mapping[str, str] | None = None, enviro
 
     values = {name: resolve_one(name, raw) for name, raw in env.variables.items()}
     extra = dict(overrides or {})
+    bad_names = [f"{name!r}" for name in extra if name_problem(name)]
+    if bad_names:
+        raise ConfigError(f"environment {env.name}: {', '.join(bad_names)}: not a variable name (capital letters, "
+                          "digits and _, not starting with a digit)")
     for name, value in extra.items():
         if is_secret_name(name) and not _REF.fullmatch(value):
             raise ConfigError(f"environment {env.name}: {name}: secrets cannot be set inline; use a reference")
         values[name] = resolve_one(name, value)
     token = resolve_one("sandbox_token", env.sandbox_token) if env.sandbox_token else None
-    return Resolved(env, values, tuple(s for s in secrets if s), token, extra)
+    resolved = Resolved(env, values, tuple(s for s in secrets if s), token, extra)
+    try:
+        check_variables(values, f"environment {env.name}")
+    except ConfigError as exc:  # a resolved secret may be quoted back in the message
+        raise ConfigError(resolved.redactor().text(str(exc))) from None
+    return resolved
 
 
 def diff(before: Mapping[str, str], after: Mapping[str, str]) -> list[tuple[str, str | None, str | None]]:

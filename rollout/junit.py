@@ -49,7 +49,7 @@ def junit_xml(env: str, phase: str, steps: list[dict[str, Any]], started: float,
 
 
 def write_junit(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
+    """Write the JUnit XML whole (see :func:`rollout.outfile.write_output`)."""
+    from rollout.outfile import write_output
+
+    write_output(path, text, "--junit")

@@ -10,10 +10,15 @@ from phonenumbers import PhoneNumberType
 from rollout.errors import InvalidPhone
 
 _MOBILE_TYPES = {PhoneNumberType.MOBILE, PhoneNumberType.FIXED_LINE_OR_MOBILE}
-# 10 to 15 digits, optionally led by + and split by single spaces or dashes, not glued to a word, a
-# number or a time: a phone in free text. Dates (8 digits), date-times (followed by ':'), Meta codes
-# (6 digits) and ids inside words do not match.
-_PHONE_IN_TEXT = re.compile(r"(?<![\w.+:])\+?\d(?:[ \-]?\d){9,14}(?![\w.:])")
+# A phone in free text: 10 to 15 digits, optionally led by +, split by at most two spaces, dashes or
+# brackets at a time. Whatever punctuation surrounds it (`to 9198...`, `recipient:9198...`,
+# `tel:+91...`, a final full stop), it matches; what it must not touch is a longer number: a digit
+# run glued to a letter or a digit, or one side of a decimal point.
+_PHONE_IN_TEXT = re.compile(
+    r"(?<![A-Za-z0-9])(?<!\d[.,])\+?\d(?:[ \-()]{0,2}\d){9,14}(?![A-Za-z0-9])(?![.,]\d)")
+# dates and date-times are never phones: 2026-11-24..., 20261124-203903, 20261124203903
+_ISO_DATE = re.compile(r"^(?:19|20)\d\d-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12]\d|3[01])")
+_STAMP = re.compile(r"^(?:19|20)\d\d(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])[ \-]?(?:[01]\d|2[0-3])[0-5]\d(?:[0-5]\d)?$")
 
 
 def normalize(raw: str, region: str = "IN") -> str:
@@ -67,11 +72,58 @@ def mask(value: str | None) -> str:
     return "*" * (len(digits) - 4) + digits[-4:]
 
 
+def _could_be_phone(found: str) -> bool:
+    if found.startswith("+"):
+        return True
+    if _ISO_DATE.match(found) or _STAMP.match(found):
+        return False
+    digits = re.sub(r"\D", "", found)
+    # a leading 1 without + is the North American code, which needs exactly 11 digits; any other
+    # length is a counter or a Unix time in seconds or milliseconds, never a dialable number
+    return not (digits.startswith("1") and len(digits) != 11)
+
+
 def mask_in_text(text: str) -> str:
-    """Mask every phone-like run of digits inside free text (provider error messages, details)."""
+    """Mask every phone-like run of digits inside free text (provider error messages, details).
+
+    Paths, dates, date-times, Unix times, decimals and ids glued to letters are left as they are.
+    """
 
     def _mask(match: re.Match[str]) -> str:
         found = match.group(0)
+        if not _could_be_phone(found):
+            return found
         return mask(found if found.startswith("+") else re.sub(r"\D", "", found))
 
     return _PHONE_IN_TEXT.sub(_mask, text)
+
+
+def forms_of(phone: str | None, region: str = "IN") -> list[str]:
+    """Every way ``phone`` may be written back to us: E.164, digits with and without the country
+    code, the national form with its trunk prefix, and the spaced international and national forms."""
+    if not phone:
+        return []
+    try:
+        number = phonenumbers.parse(phone, region)
+    except phonenumbers.NumberParseException:
+        digits = re.sub(r"\D", "", phone)
+        return [f for f in {phone, digits} if len(re.sub(r"\D", "", f)) >= 5]
+    national = str(number.national_number)
+    forms = {
+        phone, national, f"0{national}", f"{number.country_code}{national}", f"+{number.country_code}{national}",
+        phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.INTERNATIONAL),
+        phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.NATIONAL),
+    }
+    return sorted((f for f in forms if len(re.sub(r"\D", "", f)) >= 5), key=len, reverse=True)
+
+
+def mask_known(text: str, phone: str | None, region: str = "IN") -> str:
+    """Mask ``phone`` in ``text`` in every form it can take (:func:`forms_of`), then every other
+    phone-like run (:func:`mask_in_text`)."""
+    forms = forms_of(phone, region)
+    if forms:
+        e164 = next((f for f in forms if f.startswith("+") and " " not in f), phone or "")
+        shown = mask(e164)
+        for form in forms:
+            text = text.replace(form, shown)
+    return mask_in_text(text)

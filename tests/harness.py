@@ -110,7 +110,7 @@ class Service:
         return response.json()
 
     def booking(self, booking_id: int) -> dict[str, Any]:
-        return self.http.get(f"/api/bookings/{booking_id}").json()
+        return self.http.get(f"/api/bookings/{booking_id}", headers=self.admin).json()
 
     def notification(self, booking_id: int) -> dict[str, Any]:
         return self.booking(booking_id)["notification"]

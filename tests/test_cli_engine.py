@@ -207,6 +207,10 @@ def test_gate_writes_junit_and_records_evidence(project, sandbox):
     (cwd / "playbooks" / "whatsapp.yaml").write_text(GATE_PLAYBOOK)
     service.set_env(WHATSAPP_NOTIFICATIONS_ENABLED=True)
     proc = rollout(cwd, "gate", "--env", "production", "--junit", "out/junit.xml", "--commit", "abc123")
+    assert proc.returncode == 2 and "--junit: folder out does not exist" in proc.stderr, proc.stderr
+    assert state_of(cwd)[1] == []  # refused before any gate ran
+    (cwd / "out").mkdir()
+    proc = rollout(cwd, "gate", "--env", "production", "--junit", "out/junit.xml", "--commit", "abc123")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     suite = ET.parse(cwd / "out" / "junit.xml").getroot().find("testsuite")
     names = [c.get("name") for c in suite.findall("testcase")]

@@ -60,8 +60,30 @@ def test_duplicate_booking_reference_is_refused(service, sandbox):
 
 
 def test_unknown_booking_is_404(service):
-    assert service.http.get("/api/bookings/999").status_code == 404
-    assert service.http.get("/api/bookings/abc").status_code == 422
+    assert service.http.get("/api/bookings/999", headers=service.admin).status_code == 404
+    assert service.http.get("/api/bookings/abc", headers=service.admin).status_code == 422
+    # ids outside SQLite's 64 bits cannot exist: 404, never a 500 (it was an OverflowError)
+    for huge in ("9223372036854775808", "-9223372036854775809", str(10**40), "0", "-1"):
+        response = service.http.get(f"/api/bookings/{huge}", headers=service.admin)
+        assert response.status_code == 404, (huge, response.text)
+        response = service.http.get(f"/api/booking/{huge}/whatsapp-data", headers=service.admin)
+        assert response.status_code == 404, (huge, response.text)
+
+
+def test_reading_a_booking_needs_a_token(make_service):
+    service = make_service(ROLLOUT_READ_TOKEN="reader-token-0123")
+    booking = service.book(1)["id"]
+    for headers in ({}, {"Authorization": "Bearer wrong-token-xyz"}):
+        response = service.http.get(f"/api/bookings/{booking}", headers=headers)
+        assert response.status_code == 401 and "customer_id" not in response.text
+    # enumeration tells nothing either: a missing id without a token is 401 like an existing one
+    assert service.http.get("/api/bookings/999").status_code == 401
+    for token in ("reader-token-0123", service.admin["Authorization"][7:]):
+        response = service.http.get(f"/api/bookings/{booking}", headers={"Authorization": f"Bearer {token}"})
+        assert response.status_code == 200 and response.json()["customer_id"] == "cust-1"
+    # the read token reads, and nothing more
+    response = service.http.get("/api/whatsapp/fallbacks", headers={"Authorization": "Bearer reader-token-0123"})
+    assert response.status_code == 401
 
 
 @pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer wrong-token-xyz"}, {"Authorization": "Basic x"}])
@@ -181,7 +203,7 @@ def test_no_token_and_no_full_phone_in_logs_or_public_responses(make_service, sa
     service.wait_status(service.book(2)["id"], "failed")
     outputs.append(service.http.post("/api/whatsapp/test", json={"phone": PHONE}, headers=service.admin).text)
     for path in ("/api/bookings/1", "/api/bookings/2", "/api/whatsapp/health", "/api/whatsapp/metrics", "/metrics"):
-        outputs.append(service.http.get(path).text)
+        outputs.append(service.http.get(path, headers=service.admin).text)
     outputs.append(service.http.get("/api/whatsapp/fallbacks", headers=service.admin).text)
     log_text = service.log_file.read_text()
     assert "provider_response" in log_text  # debug detail is there ...

@@ -12,7 +12,9 @@ import httpx
 
 from rollout.envfile import write_env_file
 from rollout.serving import free_port
-from tests.harness import base_env, booking_body, wait_until
+from tests.harness import ADMIN_TOKEN, base_env, booking_body, wait_until
+
+ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 
 
 def test_graceful_restart_resumes_scheduled_retries(make_service, sandbox, tmp_path):
@@ -83,11 +85,12 @@ def test_kill_9_during_a_send_never_resends_and_falls_back(sandbox, tmp_path):
         sandbox.faults(latency_ms=0)
         proc = _serve(port, tmp_path)
         _wait_up(url)
-        note = httpx.get(f"{url}/api/bookings/{booking_id}").json()["notification"]
+        note = httpx.get(f"{url}/api/bookings/{booking_id}", headers=ADMIN).json()["notification"]
         assert note["status"] == "failed" and note["reason"] == "unconfirmed"
         assert note["fallback"]["reason"] == "unconfirmed"
         second = httpx.post(f"{url}/api/bookings", json=booking_body(2)).json()["id"]
-        wait_until(lambda: httpx.get(f"{url}/api/bookings/{second}").json()["notification"]["status"] == "sent")
+        wait_until(lambda: httpx.get(f"{url}/api/bookings/{second}", headers=ADMIN).json()["notification"]["status"]
+                   == "sent")
         assert [m["parameters"][5] for m in sandbox.messages()] == ["NB-000001", "NB-000002"]
     finally:
         proc.kill()

@@ -61,7 +61,7 @@ class ServiceClient:
         return response.json()
 
     def notification(self, booking_id: int) -> dict[str, Any]:
-        return self._json("GET", f"/api/bookings/{booking_id}")["notification"]
+        return self._json("GET", f"/api/bookings/{booking_id}", admin=True)["notification"]
 
     def wait_notification(self, booking_id: int, done: tuple[str, ...], within: float, clock: Clock,
                           poll: float = 0.1) -> dict[str, Any]:

@@ -8,6 +8,7 @@ not apply it again). A failing check or gate turns the flag off at once through 
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -20,15 +21,17 @@ from rollout.engine.context import Reporter, RunContext
 from rollout.engine.killswitch import FlagOff, RolledBackMeanwhile, kill
 from rollout.engine.observe import measure, record
 from rollout.engine.state import (
-    AWAITING_APPROVAL, COMPLETED, HELD, IDLE, ROLLED_BACK, RUNNING, StateStore,
+    AWAITING_APPROVAL, COMPLETED, HELD, IDLE, INTERRUPTED, ROLLED_BACK, RUNNING, EnvState, StateStore, pid_alive,
 )
-from rollout.engine.steps import AWAIT, DONE, STEP_RUNNERS, wait_applied
+from rollout.engine.steps import AWAIT, DONE, STEP_RUNNERS, wait_service_applied
 from rollout.environments import Environment, Resolved, is_secret_name, load_environment, resolve
 from rollout.errors import EXIT_HELD, EXIT_OK, EXIT_ROLLED_BACK, ConfigError, RolloutError, StateError
 from rollout.flags import FlagStore
 from rollout.gates import FAIL
 from rollout.playbook.load import load_playbook
-from rollout.playbook.model import Playbook, step_label
+from rollout.playbook.model import ConfigureStep, Phase, Playbook, RampStep, step_label
+
+_TRUE = ("true", "1", "yes", "on")
 
 
 @dataclass
@@ -65,8 +68,9 @@ class Project:
     def playbook(self) -> Playbook:
         return load_playbook(self.playbook_path)
 
-    def state(self) -> StateStore:
-        return StateStore(self.state_path)
+    def state(self, read_only: bool = False) -> StateStore:
+        """The state store; ``read_only`` never creates the file (a missing one reads as empty)."""
+        return StateStore(self.state_path, create=not read_only)
 
     @property
     def incidents_dir(self) -> Path:
@@ -75,7 +79,7 @@ class Project:
 
 @contextmanager
 def open_context(project: Project, env_name: str, clock: Clock, out: Reporter, *,
-                 approve: bool = False) -> Iterator[RunContext]:
+                 approve: bool = False, read_only: bool = False) -> Iterator[RunContext]:
     """Load and resolve everything a run of ``env_name`` needs; close it afterwards."""
     playbook = project.playbook()
     phase = playbook.phase_for(env_name)
@@ -84,7 +88,7 @@ def open_context(project: Project, env_name: str, clock: Clock, out: Reporter, *
         raise ConfigError(f"{project.playbook_path}: no phase runs in environment {env_name!r} (phases run in: {known})")
     env = load_environment(env_name, project.environments_dir)
     resolved = resolve(env, secrets_file=project.secrets_file)
-    state = project.state()
+    state = project.state(read_only=read_only)
     service = ServiceClient(env.service_url, resolved.admin_token)
     sandbox = SandboxControl(env.sandbox_url, resolved.sandbox_token) if env.sandbox_url and resolved.sandbox_token \
         else None
@@ -182,6 +186,11 @@ def advance(ctx: RunContext) -> RunOutcome:
                           f"{env} is rolled back ({current.reason}); run `rollout resume --env {env}` to try again",
                           env, phase.name)
     if current.status == COMPLETED and current.phase == phase.name:
+        if flag_on_steps(phase, ctx.resolved.env, ctx.flags.flag_variable) and not ctx.flags.state()[0]:
+            return RunOutcome("flag_off", EXIT_HELD,
+                              f"phase {phase.name} completed in {env} earlier, but the flag is off now in "
+                              f"{ctx.flags.env_file}; run `rollout resume --env {env} --reason ...` to ramp again",
+                              env, phase.name)
         return RunOutcome(COMPLETED, EXIT_OK, f"phase {phase.name} is complete in {env}; nothing to do", env,
                           phase.name)
     check_order(ctx)
@@ -206,12 +215,19 @@ def _advance_locked(ctx: RunContext) -> RunOutcome:
         ctx.state.audit(env, "phase_started", now, phase=phase.name, playbook=str(ctx.playbook_path))
     else:
         ctx.state.update(env, now, status=RUNNING)
-        if current.status in (RUNNING, HELD):
+        if current.status in (RUNNING, HELD, INTERRUPTED):
             ctx.state.audit(env, "resumed", now, phase=phase.name, step_index=current.step_index)
     total = len(phase.steps)
     while True:
         current = ctx.state.get(env)
         if current.step_index >= total:
+            if flag_on_steps(phase, ctx.resolved.env, ctx.flags.flag_variable) and not ctx.flags.state()[0]:
+                # never call a phase that turns the feature on complete while the feature is off
+                ctx.state.update(env, ctx.clock.time(), status=HELD, reason="the flag is off")
+                return RunOutcome("flag_off", EXIT_HELD,
+                                  f"phase {phase.name} reached its end in {env} but the flag is off in "
+                                  f"{ctx.flags.env_file}; not marked completed. Run `rollout resume --env {env} "
+                                  "--reason ...` to ramp again", env, phase.name)
             ctx.state.update(env, ctx.clock.time(), status=COMPLETED)
             ctx.state.audit(env, "phase_completed", ctx.clock.time(), phase=phase.name, commit=ctx.commit)
             return RunOutcome(COMPLETED, EXIT_OK, f"phase {phase.name} completed in {env}", env, phase.name)
@@ -244,9 +260,9 @@ def _advance_locked(ctx: RunContext) -> RunOutcome:
         off = kill(env, ctx.flags, ctx.state, ctx.clock, f"{label} failed: {result.detail}", automatic=True,
                    verdict=verdict)
         ctx.out.line(f"flag turned off for {env}: {label} failed", "bold red")
-        confirm_off(ctx, off)
-        return RunOutcome(ROLLED_BACK, EXIT_ROLLED_BACK, f"{label} failed: {result.detail}; flag turned off", env,
-                          phase.name, label, off)
+        problem = confirm_off(ctx, off)
+        return RunOutcome(ROLLED_BACK, EXIT_ROLLED_BACK, f"{label} failed: {result.detail}; flag turned off"
+                          + unconfirmed_note(problem), env, phase.name, label, off)
 
 
 def write_incident(state: StateStore, resolved: Resolved, flags: FlagStore, service: ServiceClient, clock: Clock,
@@ -265,17 +281,92 @@ def write_incident(state: StateStore, resolved: Resolved, flags: FlagStore, serv
     return path
 
 
-def confirm_off(ctx: RunContext, off: FlagOff) -> None:
-    """After the kill (never before it): see the service take the flag in, record when, write the report."""
-    problem = wait_applied(ctx, within=5.0)
-    now = ctx.clock.time()
-    if problem:
-        ctx.out.line(f"warning: {problem}", "bold red")
-        ctx.state.audit(ctx.env_name, "flag_off_unconfirmed", now, problem=problem)
-    else:
-        ctx.out.line(f"the service confirmed the flag off {(now - off.at) * 1000:.0f} ms after the write")
-        ctx.state.audit(ctx.env_name, "flag_off_confirmed", now, after_ms=round((now - off.at) * 1000, 1))
+def confirm_off(ctx: RunContext, off: FlagOff) -> str | None:
+    """After the kill (never before it): see the service take the flag in, record when, write the
+    report. Returns the problem when the service did not confirm, None when it did."""
+    problem = record_confirmation(ctx.state, ctx.env_name, ctx.flags, ctx.service, ctx.clock, off, ctx.out)
     write_incident(ctx.state, ctx.resolved, ctx.flags, ctx.service, ctx.clock, ctx.incidents_dir, ctx.out)
+    return problem
+
+
+def record_confirmation(state: StateStore, env: str, flags: FlagStore, service: ServiceClient, clock: Clock,
+                        off: FlagOff, out: Reporter, within: float = 5.0) -> str | None:
+    """Wait (bounded) until the target reports the flag off; record ``flag_off_confirmed`` or, loudly,
+    ``flag_off_unconfirmed``. Returns the problem, or None when confirmed."""
+    problem = wait_service_applied(flags, service, clock, within)
+    now = clock.time()
+    if problem:
+        out.line(f"WARNING: the flag was written off but the target has NOT confirmed it: {problem}", "bold red")
+        state.audit(env, "flag_off_unconfirmed", now, problem=problem, env_file=str(flags.env_file),
+                    flag_variable=flags.flag_variable)
+        return problem
+    out.line(f"the service confirmed the flag off {(now - off.at) * 1000:.0f} ms after the write")
+    state.audit(env, "flag_off_confirmed", now, after_ms=round((now - off.at) * 1000, 1))
+    return None
+
+
+def unconfirmed_note(problem: str | None) -> str:
+    """What an outcome message adds when the target did not confirm a flag-off."""
+    if not problem:
+        return ""
+    return f"; WARNING: the target has NOT confirmed the flag off, the feature may still be on: {problem}"
+
+
+def flag_on_steps(phase: Phase, env: Environment, flag_variable: str) -> list[int]:
+    """Indexes of the steps of ``phase`` that turn the flag on: ramps, and configure steps whose
+    values (the environment's, with the step's ``set`` on top) set it true."""
+    found = []
+    for index, step in enumerate(phase.steps):
+        if isinstance(step, RampStep):
+            found.append(index)
+        elif isinstance(step, ConfigureStep):
+            raw = step.set.get(flag_variable, env.variables.get(flag_variable, "false"))
+            if str(raw).strip().lower() in _TRUE:
+                found.append(index)
+    return found
+
+
+def restart_index(phase: Phase, env: Environment, flag_variable: str, step_index: int) -> int:
+    """Where a resumed phase goes on: the last step at or before ``step_index`` that turns the flag
+    on (so a ramp starts again at its first percentage), else ``step_index`` itself."""
+    earlier = [i for i in flag_on_steps(phase, env, flag_variable) if i <= step_index]
+    return earlier[-1] if earlier else step_index
+
+
+def shown_status(state: StateStore, row: EnvState, flag_on: bool | None, turns_flag_on: bool) -> str:
+    """The status a person should read: ``interrupted`` for a run whose process is gone, never
+    ``completed`` for a phase that turns the feature on while its flag is off."""
+    if row.status == RUNNING:
+        holder = state.holder(row.name)
+        if holder is None or (holder["host"] == socket.gethostname() and not pid_alive(holder["pid"])):
+            return INTERRUPTED
+    if row.status == COMPLETED and turns_flag_on and flag_on is False:
+        return "completed, flag off"
+    return row.status
+
+
+def flag_stands(flags: FlagStore, env: str) -> str:
+    """Where the flag stands now, in words: ``the flag is ON for 10% of customers in production``."""
+    enabled, percent = flags.state()
+    if not enabled:
+        return f"the flag is OFF in {env}"
+    who = "all customers" if percent is None or percent >= 100 else f"{percent}% of customers"
+    return f"the flag is still ON for {who} in {env}"
+
+
+def interrupted(ctx: RunContext) -> RunOutcome:
+    """An advance stopped by Ctrl-C: record it, and say where the flag stands and what to run next."""
+    env = ctx.env_name
+    now = ctx.clock.time()
+    current = ctx.state.get(env)
+    if current.status == RUNNING:
+        ctx.state.update(env, now, status=INTERRUPTED)
+    where = flag_stands(ctx.flags, env)
+    ctx.state.audit(env, "interrupted", now, phase=current.phase, step_index=current.step_index, flag=where)
+    hint = (f"run `rollout rollback --env {env} --reason ...` to stop it, or `rollout advance --env {env}` to continue"
+            if ctx.flags.state()[0] else f"run `rollout advance --env {env}` to continue")
+    return RunOutcome(INTERRUPTED, 130, f"advance interrupted at step {current.step_index + 1}; {where}; {hint}",
+                      env, current.phase)
 
 
 def resolved_or_from_file(project: Project, env: Environment, flags: FlagStore) -> Resolved:
@@ -328,27 +419,37 @@ def gate(ctx: RunContext) -> RunOutcome:
 
 
 def rollback(project: Project, env_name: str, reason: str, clock: Clock, who: str | None = None,
-             out: Reporter | None = None) -> RunOutcome:
-    """Immediate disable: flag off, ``rolled_back``, recorded, report written. Never waits for an advance."""
+             out: Reporter | None = None, confirm_within: float = 5.0) -> RunOutcome:
+    """Immediate disable: flag off, ``rolled_back``, recorded, confirmed with the target, report
+    written. Never waits for an advance. Exit 0 only when the target confirmed the flag off."""
     playbook = project.playbook()
     env = load_environment(env_name, project.environments_dir)
     flags = FlagStore(env.env_file, playbook.flag.variable, playbook.flag.percent_variable)
     state = project.state()
+    out = out or _Silent()
     try:
         off = kill(env_name, flags, state, clock, reason, automatic=False, who=who)
         phase = state.get(env_name).phase
         resolved = resolved_or_from_file(project, env, flags)
         service = ServiceClient(env.service_url, resolved.admin_token, timeout=3.0)
         try:
-            report = write_incident(state, resolved, flags, service, clock, project.incidents_dir,
-                                    out or _Silent())
+            problem = record_confirmation(state, env_name, flags, service, clock, off, out, confirm_within)
+            report = write_incident(state, resolved, flags, service, clock, project.incidents_dir, out)
         finally:
             service.close()
     finally:
         state.close()
-    return RunOutcome(ROLLED_BACK, EXIT_OK, f"flag off in {env_name} ({flags.env_file}); reason: {reason}"
-                      + (f"; incident report: {report}" if report else ""), env_name, phase, flag_off=off,
-                      details={"incident_report": str(report) if report else None})
+    details = {"incident_report": str(report) if report else None, "confirmed": problem is None}
+    suffix = f"; incident report: {report}" if report else ""
+    if problem:
+        return RunOutcome("unconfirmed", EXIT_ROLLED_BACK,
+                          f"{flags.flag_variable}=false written to {flags.env_file}, but the service at "
+                          f"{env.service_url} has NOT confirmed the feature off: {problem}. The feature may still be "
+                          f"ON: check that the service reads that file and that its flag variable is "
+                          f"{flags.flag_variable}{suffix}", env_name, phase, flag_off=off,
+                          details={**details, "problem": problem})
+    return RunOutcome(ROLLED_BACK, EXIT_OK, f"flag off in {env_name} ({flags.env_file}), confirmed by the service; "
+                      f"reason: {reason}{suffix}", env_name, phase, flag_off=off, details=details)
 
 
 class _Silent:
@@ -356,22 +457,42 @@ class _Silent:
 
 
 def resume(project: Project, env_name: str, reason: str, clock: Clock) -> RunOutcome:
-    """Let a rolled-back environment advance again: its ramp restarts at the first percentage."""
+    """Let a rolled-back environment advance again.
+
+    The phase goes back to the last step at or before the one it stopped in that turns the flag on
+    (its ramp, which restarts at the first percentage, or a configure step that enables it), so
+    the next ``advance`` turns the feature on again through the same guarded write and gates.
+    """
+    playbook = project.playbook()
     state = project.state()
     try:
         current = state.get(env_name)
-        if current.status != ROLLED_BACK:
+        phase = playbook.phase_for(env_name)
+        env = load_environment(env_name, project.environments_dir)
+        flags = FlagStore(env.env_file, playbook.flag.variable, playbook.flag.percent_variable)
+        switched_off = current.status == COMPLETED and phase is not None and current.phase == phase.name \
+            and bool(flag_on_steps(phase, env, flags.flag_variable)) and not flags.state()[0]
+        if current.status != ROLLED_BACK and not switched_off:
             raise StateError(f"{env_name} is {current.status}, not rolled back; nothing to resume")
         holder = state.holder(env_name)
         if holder is not None:
             raise StateError(f"{env_name} is locked by {holder['owner']} (pid {holder['pid']}); try again later")
+        step_index = current.step_index
+        if phase is not None and current.phase == phase.name:
+            step_index = restart_index(phase, env, flags.flag_variable, min(current.step_index, len(phase.steps)))
         now = clock.time()
-        state.update(env_name, now, status=HELD, reason=reason, ramp_index=0, ramp_applied=False,
-                     observe_started=None)
-        state.audit(env_name, "resumed_after_rollback", now, reason=reason, step_index=current.step_index)
+        state.update(env_name, now, status=HELD, reason=reason, step_index=step_index, ramp_index=0,
+                     ramp_applied=False, observe_started=None)
+        state.audit(env_name, "resumed_after_rollback", now, reason=reason, step_index=step_index,
+                    stopped_at=current.step_index)
     finally:
         state.close()
-    return RunOutcome(HELD, EXIT_OK, f"{env_name} may advance again from step {current.step_index + 1}; "
+    what = ""
+    if phase is not None and step_index < len(phase.steps):
+        step = phase.steps[step_index]
+        what = f" ({step_label(step, step_index)}"
+        what += f", restarting at {step.percentages[0]}%)" if isinstance(step, RampStep) else ")"
+    return RunOutcome(HELD, EXIT_OK, f"{env_name} may advance again from step {step_index + 1}{what}; "
                       f"the flag stays off until a step turns it on", env_name, current.phase)
 
 
@@ -393,9 +514,9 @@ def watch(ctx: RunContext, max_evaluations: int | None = None, duration: float |
         if verdict.verdict == FAIL:
             off = kill(ctx.env_name, ctx.flags, ctx.state, ctx.clock, f"watch: {verdict.summary}", automatic=True,
                        verdict=verdict.record())
-            confirm_off(ctx, off)
-            return RunOutcome(ROLLED_BACK, EXIT_ROLLED_BACK, f"gate failed: {verdict.summary}; flag turned off",
-                              ctx.env_name, current.phase, "watch", off)
+            problem = confirm_off(ctx, off)
+            return RunOutcome(ROLLED_BACK, EXIT_ROLLED_BACK, f"gate failed: {verdict.summary}; flag turned off"
+                              + unconfirmed_note(problem), ctx.env_name, current.phase, "watch", off)
         if (max_evaluations is not None and count >= max_evaluations) or \
                 (duration is not None and ctx.clock.monotonic() - started >= duration):
             return RunOutcome("watching", EXIT_OK, f"{count} evaluations, last {verdict.verdict}", ctx.env_name,

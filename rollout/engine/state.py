@@ -71,9 +71,9 @@ CREATE TABLE IF NOT EXISTS locks (
 );
 """
 
-#: status values of an environment
-IDLE, RUNNING, HELD, AWAITING_APPROVAL, ROLLED_BACK, COMPLETED = (
-    "idle", "running", "held", "awaiting_approval", "rolled_back", "completed")
+#: status values of an environment (``interrupted``: an advance was stopped by Ctrl-C or a signal)
+IDLE, RUNNING, HELD, AWAITING_APPROVAL, ROLLED_BACK, COMPLETED, INTERRUPTED = (
+    "idle", "running", "held", "awaiting_approval", "rolled_back", "completed", "interrupted")
 
 
 def actor() -> str:
@@ -87,7 +87,8 @@ def actor() -> str:
     return f"{user}@{socket.gethostname()}"
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Is process ``pid`` (on this host) still there?"""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -116,9 +117,17 @@ class EnvState:
 class StateStore:
     """All SQL of the engine. Short transactions only: a rollback never waits long for a write."""
 
-    def __init__(self, path: Path | str) -> None:
+    def __init__(self, path: Path | str, create: bool = True) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        #: the file did not exist and ``create`` was False: an empty store in memory, nothing written
+        self.missing = not create and not self.path.exists()
+        if self.missing:
+            self._db = sqlite3.connect(":memory:", isolation_level=None)
+            self._db.row_factory = sqlite3.Row
+            self._db.executescript(SCHEMA)
+            return
+        if create:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
             self._db = sqlite3.connect(str(self.path), isolation_level=None, timeout=15)
             self._db.row_factory = sqlite3.Row
@@ -213,7 +222,7 @@ class StateStore:
                 same_host = row["host"] == host
                 if row["pid"] == pid and same_host:
                     return None
-                if not same_host or _pid_alive(row["pid"]):
+                if not same_host or pid_alive(row["pid"]):
                     raise StateError(
                         f"environment {environment} is being advanced by {row['owner']} (pid {row['pid']} on "
                         f"{row['host']}); wait for it to finish, or run `rollout rollback --env {environment}` "

@@ -14,13 +14,15 @@ from typing import Any
 from rollout.checks import CheckResult
 from rollout.checks.load import run_load
 from rollout.checks.scenarios import run_scenario
-from rollout.checks.service_api import MeasurementError
+from rollout.checks.service_api import MeasurementError, ServiceClient
 from rollout.checks.smoke import run_booking, run_health, run_http
+from rollout.clock import Clock
 from rollout.engine.context import RunContext
 from rollout.engine.killswitch import guard_not_rolled_back
 from rollout.engine.state import AWAITING_APPROVAL
 from rollout.engine.observe import FAILED, HOLD_TIMEOUT, PASSED, observe
 from rollout.environments import resolve, shown_diff
+from rollout.flags import FlagStore
 from rollout.gates import Verdict
 from rollout.playbook.model import (
     ApproveStep, ConfigureStep, GateStep, HealthStep, HttpCheck, LoadStep, PromoteStep, RampStep, ScenarioStep,
@@ -54,26 +56,33 @@ def _checks_result(ctx: RunContext, checks: list[CheckResult]) -> StepResult:
 
 
 def wait_applied(ctx: RunContext, within: float = 10.0) -> str | None:
-    """Wait until the service reports the flag and percentage now in its env file.
+    """Wait until the service reports the flag and percentage now in its env file (see
+    :func:`wait_service_applied`). Returns a problem, or None."""
+    return wait_service_applied(ctx.flags, ctx.service, ctx.clock, within)
+
+
+def wait_service_applied(flags: FlagStore, service: ServiceClient, clock: Clock, within: float = 10.0) -> str | None:
+    """Wait until ``service`` reports the flag and percentage now in ``flags``' env file.
 
     The service re-reads the file within tens of milliseconds; checking instead of assuming means
-    no check or observation ever runs against the previous setting. Returns a problem, or None.
+    no check or observation ever runs against the previous setting, and a flag-off is only called
+    done when the target itself says so. Returns a problem, or None.
     """
-    enabled, percent = ctx.flags.state()
-    deadline = ctx.clock.monotonic() + within
+    enabled, percent = flags.state()
+    deadline = clock.monotonic() + within
     seen: dict[str, Any] = {}
     while True:
         try:
-            seen = ctx.service.metrics(1.0)
+            seen = service.metrics(1.0)
             if seen.get("flag_enabled") == enabled and (percent is None or seen.get("rollout_percent") == percent):
                 return None
         except MeasurementError as exc:
             seen = {"error": str(exc)}
-        if ctx.clock.monotonic() >= deadline:
+        if clock.monotonic() >= deadline:
             return (f"the service did not pick up the change within {within:g}s (it reports flag "
                     f"{seen.get('flag_enabled')}, percent {seen.get('rollout_percent')}; "
-                    f"{seen.get('config_error') or seen.get('error') or 'is it reading ' + str(ctx.flags.env_file) + '?'})")
-        ctx.clock.sleep(0.02)
+                    f"{seen.get('config_error') or seen.get('error') or 'is it reading ' + str(flags.env_file) + '?'})")
+        clock.sleep(0.02)
 
 
 def run_configure(ctx: RunContext, step: ConfigureStep, label: str) -> StepResult:

@@ -49,6 +49,7 @@ def collect(state: StateStore, resolved: Resolved, flags: FlagStore, service: Se
     offs = [a for a in audit if a["action"] == "flag_off"]
     off = offs[-1] if offs else None
     confirmed = [a for a in audit if a["action"] == "flag_off_confirmed" and off and a["ts"] >= off["ts"]]
+    unconfirmed = [a for a in audit if a["action"] == "flag_off_unconfirmed" and off and a["ts"] >= off["ts"]]
     breach = ((off or {}).get("detail") or {}).get("verdict") or {}
     metrics = breach.get("metrics") or []
     percent = (off or {}).get("detail", {}).get("previous_percent") if off else current.percent
@@ -70,6 +71,7 @@ def collect(state: StateStore, resolved: Resolved, flags: FlagStore, service: Se
                      else "SEV-3: production, stopped by a person" if env == "production"
                      else f"SEV-4: {env}, no customers affected"),
         "confirmed_ms": confirmed[0]["detail"].get("after_ms") if confirmed else None,
+        "unconfirmed": unconfirmed[0]["detail"].get("problem") if unconfirmed and not confirmed else None,
         "breach_metrics": [{**m, "value_shown": fmt(m["metric"], m["value"]),
                             "target_shown": fmt(m["metric"], m["target"]), "alert_shown": fmt(m["metric"], m["alert"])}
                            for m in metrics],

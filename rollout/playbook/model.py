@@ -34,7 +34,8 @@ NOTIFICATION_STATES = ("sent", "failed", "skipped", "pending")
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # a threshold of .nan or .inf would make a gate that can never fail: no non-finite number anywhere
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class MetricGate(_Model):
@@ -77,8 +78,8 @@ class WatchPolicy(_Model):
 
 
 class FlagSpec(_Model):
-    variable: str = "WHATSAPP_NOTIFICATIONS_ENABLED"
-    percent_variable: str = "WHATSAPP_ROLLOUT_PERCENT"
+    variable: str = Field("WHATSAPP_NOTIFICATIONS_ENABLED", pattern=r"^[A-Z_][A-Z0-9_]*$")
+    percent_variable: str = Field("WHATSAPP_ROLLOUT_PERCENT", pattern=r"^[A-Z_][A-Z0-9_]*$")
 
 
 # --- steps ---------------------------------------------------------------------------------------
@@ -93,6 +94,16 @@ class ConfigureStep(_Step):
 
     kind: Literal["configure"]
     set: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("set")
+    @classmethod
+    def _variables(cls, value: dict[str, str]) -> dict[str, str]:
+        from rollout.environments import variable_problems
+
+        problems = variable_problems(value)
+        if problems:
+            raise FieldProblems([((name,), problem) for name, problem in problems])
+        return value
 
 
 class JsonExpect(_Model):

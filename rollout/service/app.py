@@ -26,7 +26,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from rollout.clock import Clock, SystemClock
 from rollout.errors import InvalidPhone
-from rollout.phones import mask, normalize, provider_form
+from rollout.phones import mask, mask_known, normalize, provider_form
 from rollout.provider.breaker import BreakerState, CircuitBreaker
 from rollout.provider.client import ZaptraClient
 from rollout.redact import Redactor
@@ -190,15 +190,28 @@ def _rt(request: Request) -> Runtime:
     return request.app.state.rt
 
 
-def _require_admin(request: Request) -> None:
-    expected = _rt(request).settings.admin_token
-    if not expected:
+def _require_admin(request: Request, readers: bool = False) -> None:
+    """Refuse the request unless it carries the admin token (or, with ``readers``, the read token)."""
+    settings = _rt(request).settings
+    accepted = [t for t in (settings.admin_token, settings.read_token if readers else "") if t]
+    if not accepted:
         raise HTTPException(403, {"error": "admin_disabled", "detail": "set ROLLOUT_ADMIN_TOKEN to use admin endpoints"})
     given = request.headers.get("authorization", "")
     token = given[7:] if given.lower().startswith("bearer ") else request.headers.get("x-admin-token", "")
-    if not token or not hmac.compare_digest(token.encode(), expected.encode()):
-        raise HTTPException(401, {"error": "unauthorized", "detail": "missing or wrong admin token"},
+    if not token or not any(hmac.compare_digest(token.encode(), t.encode()) for t in accepted):
+        raise HTTPException(401, {"error": "unauthorized", "detail": "missing or wrong token"},
                             headers={"WWW-Authenticate": "Bearer"})
+
+
+#: SQLite row ids are signed 64-bit: anything outside cannot exist
+_MAX_ID = 2**63 - 1
+
+
+def _booking_row(rt: Runtime, booking_id: int) -> dict[str, Any]:
+    row = rt.store.booking(booking_id) if 1 <= booking_id <= _MAX_ID else None
+    if row is None:
+        raise HTTPException(404, {"error": "not_found", "detail": f"no booking {booking_id}"})
+    return row
 
 
 def _notification_view(row: dict[str, Any]) -> dict[str, Any]:
@@ -232,9 +245,8 @@ def _routes(app: FastAPI) -> None:  # noqa: C901 - a flat list of endpoints read
 
     @app.get("/api/bookings/{booking_id}")
     async def get_booking(booking_id: int, request: Request) -> dict[str, Any]:
-        row = _rt(request).store.booking(booking_id)
-        if row is None:
-            raise HTTPException(404, {"error": "not_found", "detail": f"no booking {booking_id}"})
+        _require_admin(request, readers=True)
+        row = _booking_row(_rt(request), booking_id)
         return {
             "id": row["id"], "booking_ref": row["booking_ref"], "customer_id": row["customer_id"],
             "phone": mask(row["phone"]), "event_name": row["event_name"], "event_date": row["event_date"],
@@ -245,9 +257,7 @@ def _routes(app: FastAPI) -> None:  # noqa: C901 - a flat list of endpoints read
     async def whatsapp_data(booking_id: int, request: Request) -> dict[str, Any]:
         _require_admin(request)
         rt = _rt(request)
-        row = rt.store.booking(booking_id)
-        if row is None:
-            raise HTTPException(404, {"error": "not_found", "detail": f"no booking {booking_id}"})
+        row = _booking_row(rt, booking_id)
         settings = rt.settings
         try:
             phone, phone_error = normalize(row["phone"], settings.default_region), None
@@ -289,12 +299,14 @@ def _routes(app: FastAPI) -> None:  # noqa: C901 - a flat list of endpoints read
             outcome = await rt.client.send_template(settings.api_url, settings.api_token, timeout, phone,
                                                     settings.template_name, settings.template_language, sample)
         rt.events.emit("test_message", phone=e164, ok=outcome.ok, reason=outcome.reason,
-                       http_status=outcome.http_status, error=outcome.detail or None,
+                       http_status=outcome.http_status,
+                       error=mask_known(outcome.detail, e164, settings.default_region) or None,
                        duration_ms=round(outcome.latency_ms, 1))
         verdict = {
             "ok": outcome.ok, "outcome": outcome.kind.value, "reason": outcome.reason, "phone": mask(e164),
             "http_status": outcome.http_status, "message_id": outcome.message_id, "wamid": outcome.wamid,
-            "meta_code": outcome.meta_code, "detail": rt.redactor().text(outcome.detail) or None,
+            "meta_code": outcome.meta_code,
+            "detail": rt.redactor().text(mask_known(outcome.detail, e164, settings.default_region)) or None,
             "duration_ms": round(outcome.latency_ms, 1), "breaker": rt.breaker.state.value,
         }
         return JSONResponse(verdict, 200 if outcome.ok else 502)

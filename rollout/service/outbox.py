@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from rollout.clock import Clock
 from rollout.cohort import in_rollout
 from rollout.errors import InvalidPhone
-from rollout.phones import normalize, provider_form
+from rollout.phones import mask_known, normalize, provider_form
 from rollout.provider.breaker import CircuitBreaker
 from rollout.provider.client import ZaptraClient
 from rollout.provider.outcome import Kind, Outcome
@@ -189,12 +189,13 @@ class Outbox:
             )
         elif outcome.kind is Kind.TRANSIENT and due.attempts <= settings.retry_attempts:
             delay = backoff_seconds(due.attempts, settings, outcome.retry_after, self._rng)
+            error = self._clean(outcome.detail or outcome.reason, settings, due.phone)
             self._log.emit("failure", booking_id=due.booking_id, phone=e164, reason=outcome.reason,
-                           error=outcome.detail or None, http_status=outcome.http_status,
+                           error=error, http_status=outcome.http_status,
                            duration_ms=round(outcome.latency_ms, 1), attempt=due.attempts,
                            retry_in_s=round(delay, 3))
             self._finish(Result(due.booking_id, "pending", outcome.reason, next_attempt_at=self._clock.time() + delay,
-                                error=self._clean(outcome.detail or outcome.reason, settings)))
+                                error=error))
         else:
             reason = outcome.reason
             if outcome.kind is Kind.TRANSIENT:
@@ -215,18 +216,20 @@ class Outbox:
             self._breaker.record_neutral()
         if settings.debug:
             self._log.emit("provider_response", booking_id=due.booking_id, kind=outcome.kind.value,
-                           reason=outcome.reason, http_status=outcome.http_status, detail=outcome.detail or None,
+                           reason=outcome.reason, http_status=outcome.http_status,
+                           detail=self._clean(outcome.detail, settings, due.phone) or None,
                            meta_code=outcome.meta_code, duration_ms=round(outcome.latency_ms, 1))
 
     @staticmethod
-    def _clean(text: str, settings: Settings) -> str:
-        """Provider text can echo the token or the phone: redact it before it is stored or shown."""
-        return Redactor(settings.secrets()).text(text)
+    def _clean(text: str, settings: Settings, phone: str | None = None) -> str:
+        """Provider text can echo the token or the phone: redact it before it is stored or shown,
+        the booking's own phone in every form it can be written."""
+        return Redactor(settings.secrets()).text(mask_known(text, phone, settings.default_region))
 
     def _fail(self, due: Due, settings: Settings, reason: str, error: str, outcome: Outcome | None = None,
               phone: str | None = None) -> None:
         now = self._clock.time()
-        error = self._clean(error, settings)
+        error = self._clean(error, settings, due.phone)
         self.last_error = {"at": now, "reason": reason, "detail": error, "booking_id": due.booking_id}
         fallback = settings.fallback_enabled
         self._log.emit("failure", booking_id=due.booking_id, phone=phone or due.phone, reason=reason, error=error,

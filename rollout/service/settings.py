@@ -43,6 +43,7 @@ VARIABLES: dict[str, str] = {
     "WHATSAPP_MAX_CONCURRENCY": "max_concurrency",
     "WHATSAPP_HEALTH_LOG_INTERVAL_S": "health_log_interval_s",
     "ROLLOUT_ADMIN_TOKEN": "admin_token",
+    "ROLLOUT_READ_TOKEN": "read_token",
 }
 FIELD_TO_VARIABLE = {field: var for var, field in VARIABLES.items()}
 _BOOL_WORDS = {"true": True, "1": True, "yes": True, "on": True, "false": False, "0": False, "no": False, "off": False}
@@ -72,6 +73,8 @@ class Settings(BaseModel):
     max_concurrency: int = Field(64, ge=1, le=1024)
     health_log_interval_s: float = Field(3600, gt=0, le=86_400)
     admin_token: str = ""
+    #: reads bookings (GET /api/bookings/{id}) without the admin token's other powers
+    read_token: str = ""
 
     @field_validator("notifications_enabled", "fallback_enabled", "debug", mode="before")
     @classmethod
@@ -90,7 +93,7 @@ class Settings(BaseModel):
             raise ValueError("must be an http:// or https:// URL")
         return value.rstrip("/")
 
-    @field_validator("api_token", "admin_token")
+    @field_validator("api_token", "admin_token", "read_token")
     @classmethod
     def _secret_length(cls, value: str) -> str:
         if value and len(value) < 8:
@@ -99,7 +102,24 @@ class Settings(BaseModel):
 
     def secrets(self) -> list[str]:
         """The values that must never appear in any output."""
-        return [s for s in (self.api_token, self.admin_token) if s]
+        return [s for s in (self.api_token, self.admin_token, self.read_token) if s]
+
+
+def variable_problems(values: Mapping[str, str]) -> list[tuple[str, str]]:
+    """``(variable, problem)`` for each known variable whose value the service would refuse, judged
+    one by one (cross-variable rules wait for :func:`settings_from`). Unknown variables pass."""
+    problems = []
+    for var, value in values.items():
+        field = VARIABLES.get(var)
+        if field is None:
+            continue
+        try:
+            Settings(**{field: value})
+        except ValidationError as exc:
+            message = exc.errors()[0]["msg"].removeprefix("Value error, ")
+            shown = "***" if field in ("api_token", "admin_token", "read_token") else repr(value)
+            problems.append((var, f"{message} (got {shown}; the service would refuse it)"))
+    return problems
 
 
 def settings_from(values: Mapping[str, str], source: str = "configuration") -> Settings:
@@ -116,7 +136,7 @@ def settings_from(values: Mapping[str, str], source: str = "configuration") -> S
         for error in exc.errors():
             field = str(error["loc"][0]) if error["loc"] else ""
             var = FIELD_TO_VARIABLE.get(field, field)
-            shown = "***" if field in ("api_token", "admin_token") else repr(values.get(var, ""))
+            shown = "***" if field in ("api_token", "admin_token", "read_token") else repr(values.get(var, ""))
             message = error["msg"].removeprefix("Value error, ")
             problems.append(f"{var}: {message} (got {shown})")
         raise ConfigError(f"{source}: " + "; ".join(problems)) from exc
