@@ -333,10 +333,10 @@ def status(env_name: str | None, as_json: bool) -> None:
     except RolloutError:  # status still shows what it knows when the playbook is broken
         playbook = None
     state = project.state(read_only=True)
-    _note_missing(state)
     try:
         if env_name:
             _known_environment(project, state, env_name)
+        _note_missing(state)
         rows = [state.get(env_name)] if env_name else state.all()
         data = []
         for row in rows:
@@ -395,9 +395,9 @@ def history(env_name: str,
 
     project = _project()
     state = project.state(read_only=True)
-    _note_missing(state)
     try:
         _known_environment(project, state, env_name)
+        _note_missing(state)
         events = [{"ts": a["ts"], "type": "audit", "actor": a["actor"], "action": a["action"], "detail": a["detail"]}
                   for a in state.audit_log(env_name, limit)]
         events += [{"ts": v["ts"], "type": "verdict", "step": v["step"], "percent": v["percent"],
@@ -490,10 +490,10 @@ def demo(breach: bool, rate: float, folder: Path | None) -> None:
 @cli.command()
 @project_options
 @click.option("--env", "env_name", required=True)
-@click.option("--out", type=click.Path(path_type=Path), help="Write here (default: print); its folder must exist.")
+@click.option("--out", type=str, help="Write here (default: print); its folder must exist.")
 @click.option("--template", type=click.Path(dir_okay=False, path_type=Path),
               help="A jinja2 template to use instead of the shipped Markdown one.")
-def incident(env_name: str, out: Path | None, template: Path | None) -> None:
+def incident(env_name: str, out: str | None, template: Path | None) -> None:
     """Render an incident report for ENV from the record: timeline, breach figures, configuration, errors."""
     from rollout.checks.service_api import ServiceClient
     from rollout.clock import SystemClock
@@ -541,11 +541,11 @@ def _current_commit(path: Path) -> str | None:
 @click.option("--env", "env_name", required=True)
 @click.option("--phase", "phase_name", help="The phase whose checks run (default: the environment's own).")
 @click.option("--commit", help="The commit under test (default: the checked-out commit, if in a git repository).")
-@click.option("--junit", "junit_path", type=click.Path(path_type=Path),
+@click.option("--junit", "junit_path", type=str,
               help="Write JUnit XML here: one test case per check and per gate metric.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary.")
 def gate_cmd(env_name: str,
-             phase_name: str | None, commit: str | None, junit_path: Path | None, as_json: bool) -> None:
+             phase_name: str | None, commit: str | None, junit_path: str | None, as_json: bool) -> None:
     """Run a phase's checks and gates for CI: no prompts, nothing changed. Exit codes as advance."""
     from rollout.clock import SystemClock
     from rollout.console import ConsoleReporter, QuietReporter

@@ -48,7 +48,7 @@ def junit_xml(env: str, phase: str, steps: list[dict[str, Any]], started: float,
     return ET.tostring(root, encoding="unicode", xml_declaration=True) + "\n"
 
 
-def write_junit(path: Path, text: str) -> None:
+def write_junit(path: Path | str, text: str) -> None:
     """Write the JUnit XML whole (see :func:`rollout.outfile.write_output`)."""
     from rollout.outfile import write_output
 

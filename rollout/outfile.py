@@ -20,13 +20,16 @@ def check_output_path(path: Path | str, option: str) -> Path:
     if not raw.strip():
         raise ConfigError(f"{option}: the path is empty")
     target = Path(raw)
-    if target.exists() and not target.is_file():
-        raise ConfigError(f"{option}: {target} exists and is not a regular file")
-    folder = target.parent
-    if not folder.is_dir():
-        raise ConfigError(f"{option}: folder {folder} does not exist (rollout does not create it)")
-    if not os.access(folder, os.W_OK):
-        raise ConfigError(f"{option}: folder {folder} is not writable")
+    try:
+        if target.exists() and not target.is_file():
+            raise ConfigError(f"{option}: {target} exists and is not a regular file")
+        folder = target.parent
+        if not folder.is_dir():
+            raise ConfigError(f"{option}: folder {folder} does not exist (rollout does not create it)")
+        if not os.access(folder, os.W_OK):
+            raise ConfigError(f"{option}: folder {folder} is not writable")
+    except OSError as exc:  # a name too long for the file system, a loop of links
+        raise ConfigError(f"{option}: cannot write {target} ({exc.strerror or type(exc).__name__})") from exc
     return target
 
 

@@ -23,12 +23,51 @@ Lines = dict[tuple[Any, ...], int]
 _REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
+#: deeper than this, a file is not configuration (and recursive composers would crash)
+MAX_DEPTH = 32
+#: nodes a file may expand to through its aliases (the shipped playbook has about 300)
+MAX_NODES = 20_000
+
+
+def check_shape(text: str, file: Path, error: type[RolloutError]) -> None:
+    """Refuse YAML that would take the loader down, before anything is built from it: nesting
+    deeper than :data:`MAX_DEPTH`, an alias that refers to the node it is in (a loop), or aliases
+    that expand to more than :data:`MAX_NODES` nodes (a "billion laughs"). PyYAML's event parser
+    is not recursive, so this scan is linear in the file whatever the file holds."""
+    expanded = 0
+    sizes: dict[str, int] = {}
+    open_nodes: list[tuple[int, str | None]] = []  # (expanded count at its start, its anchor)
+    for event in yaml.parse(text, Loader=yaml.SafeLoader):
+        line = event.start_mark.line + 1
+        if isinstance(event, yaml.AliasEvent):
+            if any(anchor == event.anchor for _, anchor in open_nodes):
+                raise error(f"{file}:{line}: alias *{event.anchor} refers to the node it is in (a loop)")
+            expanded += sizes.get(event.anchor, 1)
+        elif isinstance(event, yaml.ScalarEvent):
+            expanded += 1
+            if event.anchor:
+                sizes[event.anchor] = 1
+        elif isinstance(event, yaml.CollectionStartEvent):
+            if len(open_nodes) >= MAX_DEPTH:
+                raise error(f"{file}:{line}: nested deeper than {MAX_DEPTH} levels")
+            open_nodes.append((expanded, event.anchor))
+            expanded += 1
+        elif isinstance(event, yaml.CollectionEndEvent):
+            start, anchor = open_nodes.pop()
+            if anchor:
+                sizes[anchor] = expanded - start
+        if expanded > MAX_NODES:
+            raise error(f"{file}:{line}: aliases expand this file to more than {MAX_NODES} nodes; "
+                        "write the repeated parts out, or use fewer levels of aliases")
+
+
 def _walk(node: yaml.Node, path: tuple[Any, ...], lines: Lines, file: Path) -> None:
     lines.setdefault(path, node.start_mark.line + 1)
     if isinstance(node, yaml.MappingNode):
         seen: dict[Any, int] = {}
         for key_node, value_node in node.value:
-            key = key_node.value
+            # a key that is itself a list or a mapping is not a field name: name it by its line
+            key = key_node.value if isinstance(key_node, yaml.ScalarNode) else f"<{key_node.id} key>"
             line = key_node.start_mark.line + 1
             if key in seen:
                 raise _LoadError(f"{file}:{line}: {'.'.join(map(str, (*path, key)))}: duplicate key "
@@ -63,6 +102,7 @@ def read_yaml(path: Path, error: type[RolloutError]) -> tuple[Any, Lines]:
     except (OSError, UnicodeDecodeError) as exc:
         raise error(f"{path}: cannot be read ({exc.__class__.__name__})") from exc
     try:
+        check_shape(text, path, error)
         node = yaml.compose(text, Loader=yaml.SafeLoader)
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -70,6 +110,9 @@ def read_yaml(path: Path, error: type[RolloutError]) -> tuple[Any, Lines]:
         where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise error(f"{where}: invalid YAML: {problem}") from exc
+    except (ValueError, TypeError, OverflowError) as exc:
+        # PyYAML's constructors raise these for values that look typed but are not (2026-13-45)
+        raise error(f"{path}: invalid YAML: a value cannot be read ({exc})") from exc
     lines: Lines = {}
     if node is not None:
         try:

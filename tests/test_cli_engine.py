@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -171,13 +172,26 @@ def test_shipped_plan_shows_every_step(tmp_path):
 
 
 def test_demo_with_a_breach_turns_the_flag_off_by_itself(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "rollout", "demo", "--breach", "--folder", str(tmp_path / "demo")],
+    # named as the demo names its folders by default: a timestamp is never masked as a phone
+    folder = tmp_path / "20261124-203903"
+    proc = subprocess.run([sys.executable, "-m", "rollout", "demo", "--breach", "--folder", str(folder)],
                           cwd=REPO, capture_output=True, text=True, timeout=240, env=env())
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "as expected: production ended rolled_back" in proc.stdout
     assert "flag off after" in proc.stdout and "the service confirmed the flag off" in proc.stdout
-    assert (tmp_path / "demo" / "state.db").exists()
-    leftovers = subprocess.run(["pgrep", "-f", str(tmp_path / "demo")], capture_output=True, text=True)
+    assert (folder / "state.db").exists()
+    # every path it prints can be copied: the incident report is where it says
+    printed = re.findall(r"incident report: (\S+\.md)", proc.stdout)
+    assert printed and all(Path(p).exists() for p in printed), printed
+    report = Path(printed[-1]).read_text()
+    assert str(folder) in report or "20261124-203903" in report
+    store = StateStore(folder / "state.db")
+    try:
+        paths = [a["detail"]["path"] for a in store.audit_log("production") if a["action"] == "incident_report"]
+    finally:
+        store.close()
+    assert paths and all(Path(p).exists() for p in paths)
+    leftovers = subprocess.run(["pgrep", "-f", str(folder)], capture_output=True, text=True)
     assert leftovers.stdout.strip() == ""  # every process it started is gone
 
 

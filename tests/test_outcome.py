@@ -17,7 +17,7 @@ CASES = [
      False),
     (200, {"status": "error", "message": "(#131047) Re-engagement message"}, None, Kind.PERMANENT,
      "outside_24h_window", False),
-    (200, {"status": "error", "message": "(#130429) Rate limit hit"}, None, Kind.TRANSIENT, "throughput_limit", True),
+    (200, {"status": "error", "message": "(#130429) Rate limit hit"}, None, Kind.TRANSIENT, "throughput_limit", False),
     (200, {"status": "error", "message": "(#131056) Pair rate limit hit"}, None, Kind.TRANSIENT, "pair_rate_limit",
      False),
     (200, {"status": "error", "message": "(#132000) Number of parameters does not match"}, None, Kind.PERMANENT,
@@ -31,7 +31,7 @@ CASES = [
     (400, {"status": "error", "errors": {"template_name": ["required"]}}, None, Kind.PERMANENT, "validation_error",
      True),
     # transport-level answers
-    (429, {"status": "error", "message": "Too Many Requests"}, "7", Kind.TRANSIENT, "rate_limited", True),
+    (429, {"status": "error", "message": "Too Many Requests"}, "7", Kind.TRANSIENT, "rate_limited", False),
     (503, "Service Unavailable", None, Kind.TRANSIENT, "http_503", True),
     (500, {"status": "error"}, None, Kind.TRANSIENT, "http_500", True),
     (404, "Not Found", None, Kind.PERMANENT, "http_404", True),

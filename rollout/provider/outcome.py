@@ -54,7 +54,7 @@ class Outcome:
 _META: dict[int, tuple[Kind, str, bool]] = {
     131026: (Kind.PERMANENT, "undeliverable", False),
     131047: (Kind.PERMANENT, "outside_24h_window", False),
-    130429: (Kind.TRANSIENT, "throughput_limit", True),
+    130429: (Kind.TRANSIENT, "throughput_limit", False),
     131056: (Kind.TRANSIENT, "pair_rate_limit", False),
     131048: (Kind.PERMANENT, "spam_limit", True),
     131049: (Kind.PERMANENT, "not_delivered_by_meta", False),
@@ -67,6 +67,8 @@ _META: dict[int, tuple[Kind, str, bool]] = {
 _META_CODE = re.compile(r"\(#(\d{3,7})\)")
 #: seconds to wait after a pair-rate-limit answer (Meta allows about 1 message per 6 s per recipient)
 PAIR_RATE_WAIT = 6.0
+#: answers that say "slow down" for the whole sender: every send pauses (a shared back-off)
+SENDER_RATE_LIMITS = ("rate_limited", "throughput_limit")
 
 
 def parse_retry_after(value: str | None) -> float | None:
@@ -97,7 +99,9 @@ def classify_response(status: int, content: bytes, retry_after: str | None = Non
     except (ValueError, UnicodeDecodeError):
         body = None
     if status == 429:
-        return Outcome(Kind.TRANSIENT, "rate_limited", status, retry_after=parse_retry_after(retry_after))
+        # rate limiting is not an outage: it slows the sender down and never feeds the breaker
+        return Outcome(Kind.TRANSIENT, "rate_limited", status, retry_after=parse_retry_after(retry_after),
+                       systemic=False)
     if status >= 500:
         return Outcome(Kind.TRANSIENT, f"http_{status}", status, retry_after=parse_retry_after(retry_after))
     if not isinstance(body, dict):

@@ -14,13 +14,15 @@ import logging
 import random
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path as FilePath
 from typing import IO, Any
 
 import httpx
-from fastapi import FastAPI, HTTPException, Query, Request
+from fastapi import FastAPI, HTTPException, Path, Query, Request, Security
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from fastapi.security import APIKeyHeader, HTTPBearer
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from prometheus_client import generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
@@ -30,6 +32,7 @@ from rollout.phones import mask, mask_known, normalize, provider_form
 from rollout.provider.breaker import BreakerState, CircuitBreaker
 from rollout.provider.client import ZaptraClient
 from rollout.redact import Redactor
+from rollout.service import api_schema as S
 from rollout.service.api_models import BookingIn, PreferencesIn, TestMessageIn
 from rollout.service.eventlog import EventLog
 from rollout.service.metrics import PromMetrics, window_metrics
@@ -40,22 +43,28 @@ from rollout.service.store import DuplicateBooking, Store, template_parameters
 log = logging.getLogger("rollout.service")
 
 MAX_BODY_BYTES = 64 * 1024
+#: all request headers together; a 1 MB Authorization header is refused, not read and compared
+MAX_HEADER_BYTES = 16 * 1024
 HEALTH_WINDOW_S = 300.0
 PROBE_TTL_S = 15.0
 EVENT_RETENTION_S = 8 * 86400.0
 
 
 class BodyLimit:
-    """ASGI middleware: refuse bodies over ``limit`` bytes with 413, declared or streamed.
+    """ASGI middleware: refuse headers over ``header_limit`` bytes in all with 431, and bodies
+    over ``limit`` bytes with 413, declared or streamed.
 
     The body is read whole (it is small by definition) before the app sees the request, so an
     oversized stream is refused before any handler or body parser runs.
     """
 
-    def __init__(self, app: Any, limit: int = MAX_BODY_BYTES) -> None:
-        self.app, self.limit = app, limit
+    def __init__(self, app: Any, limit: int = MAX_BODY_BYTES, header_limit: int = MAX_HEADER_BYTES) -> None:
+        self.app, self.limit, self.header_limit = app, limit, header_limit
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and sum(len(k) + len(v) for k, v in scope.get("headers") or ()) > self.header_limit:
+            await _refuse(send, 431, "headers_too_large", f"request headers over {self.header_limit} bytes")
+            return
         if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "DELETE", "OPTIONS"):
             await self.app(scope, receive, send)
             return
@@ -88,8 +97,12 @@ class BodyLimit:
 
 
 async def _too_large(send: Any, limit: int) -> None:
-    body = f'{{"error":"payload_too_large","detail":"request body over {limit} bytes"}}'.encode()
-    await send({"type": "http.response.start", "status": 413,
+    await _refuse(send, 413, "payload_too_large", f"request body over {limit} bytes")
+
+
+async def _refuse(send: Any, status: int, error: str, detail: str) -> None:
+    body = f'{{"error":"{error}","detail":"{detail}"}}'.encode()
+    await send({"type": "http.response.start", "status": status,
                 "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
     await send({"type": "http.response.body", "body": body})
 
@@ -119,11 +132,11 @@ class Runtime:
 
 def create_app(
     live: LiveSettings,
-    db_path: Path | str,
+    db_path: FilePath | str,
     clock: Clock | None = None,
     transport: httpx.AsyncBaseTransport | None = None,
     log_stream: IO[str] | None = None,
-    log_path: Path | None = None,
+    log_path: FilePath | None = None,
     rng: random.Random | None = None,
 ) -> FastAPI:
     """Build the service. Its background tasks start and stop with the ASGI lifespan."""
@@ -173,17 +186,46 @@ def _install_error_handlers(app: FastAPI) -> None:
         for e in errors:
             path = ".".join(str(p) for p in e.get("loc", ()) if p != "body") or "body"
             fields[path] = e.get("msg", "invalid")
-        return JSONResponse({"error": "invalid_request", "fields": fields}, 422)
+        detail = "; ".join(f"{k}: {v}" for k, v in fields.items())
+        return JSONResponse({"error": "invalid_request", "detail": detail, "fields": fields}, 422)
 
-    @app.exception_handler(HTTPException)
-    async def _http(request: Request, exc: HTTPException) -> JSONResponse:
-        detail = exc.detail if isinstance(exc.detail, dict) else {"error": str(exc.detail)}
-        return JSONResponse(detail, exc.status_code, headers=getattr(exc, "headers", None))
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        headers = dict(getattr(exc, "headers", None) or {})
+        if isinstance(exc.detail, dict):
+            body = exc.detail
+        else:
+            body = {"error": {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error"),
+                    "detail": str(exc.detail)}
+        if exc.status_code == 405:
+            # two routes may share a path (GET and PUT preferences): name every method the path has
+            headers["Allow"] = ", ".join(_methods_of(request.app, request.scope))
+        return JSONResponse(body, exc.status_code, headers=headers or None)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.error("unexpected error on %s %s: %s", request.method, request.url.path, type(exc).__name__)
-        return JSONResponse({"error": "internal_error"}, 500)
+        return JSONResponse({"error": "internal_error", "detail": "the service failed; see its log"}, 500)
+
+
+def _methods_of(app: FastAPI, scope: dict) -> list[str]:
+    from starlette.routing import Match
+
+    methods: set[str] = set()
+    for route in app.router.routes:
+        match, _ = route.matches({**scope, "method": "GET"}) if hasattr(route, "methods") else (Match.NONE, {})
+        if match is not Match.NONE and getattr(route, "methods", None):
+            methods |= set(route.methods)
+    return sorted(methods)
+
+
+# Declared for the OpenAPI document (the security scheme and which operations need it); the check
+# itself is _require_admin, which also knows the read token and answers 403 when admin is disabled.
+_BEARER = HTTPBearer(auto_error=False, description="ROLLOUT_ADMIN_TOKEN (or ROLLOUT_READ_TOKEN where allowed)")
+_ADMIN_HEADER = APIKeyHeader(name="X-Admin-Token", auto_error=False, description="the same token, as a header")
+ADMIN = [Security(_BEARER), Security(_ADMIN_HEADER)]
+READERS = ADMIN
+CUSTOMER_ID = Path(min_length=1, max_length=64)
 
 
 def _rt(request: Request) -> Runtime:
@@ -229,7 +271,8 @@ def _notification_view(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def _routes(app: FastAPI) -> None:  # noqa: C901 - a flat list of endpoints reads best in one place
-    @app.post("/api/bookings", status_code=201)
+    @app.post("/api/bookings", status_code=201, response_model=None,
+              responses={201: {"model": S.BookingCreated}, **S.errors(400, 409, 413, 422)})
     async def create_booking(booking: BookingIn, request: Request) -> dict[str, Any]:
         rt = _rt(request)
         data = booking.model_dump()
@@ -243,7 +286,8 @@ def _routes(app: FastAPI) -> None:  # noqa: C901 - a flat list of endpoints read
         rt.outbox.wake()
         return {"id": booking_id, "booking_ref": booking.booking_ref, "notification": {"status": "pending"}}
 
-    @app.get("/api/bookings/{booking_id}")
+    @app.get("/api/bookings/{booking_id}", response_model=None, dependencies=READERS,
+             responses={200: {"model": S.BookingView}, **S.errors(401, 403, 404, 422)})
     async def get_booking(booking_id: int, request: Request) -> dict[str, Any]:
         _require_admin(request, readers=True)
         row = _booking_row(_rt(request), booking_id)
@@ -253,7 +297,8 @@ def _routes(app: FastAPI) -> None:  # noqa: C901 - a flat list of endpoints read
             "created_at": row["created_at"], "notification": _notification_view(row),
         }
 
-    @app.get("/api/booking/{booking_id}/whatsapp-data")
+    @app.get("/api/booking/{booking_id}/whatsapp-data", response_model=None, dependencies=ADMIN,
+             responses={200: {"model": S.WhatsAppData}, **S.errors(401, 403, 404, 422)})
     async def whatsapp_data(booking_id: int, request: Request) -> dict[str, Any]:
         _require_admin(request)
         rt = _rt(request)
@@ -275,11 +320,13 @@ def _routes(app: FastAPI) -> None:  # noqa: C901 - a flat list of endpoints read
             "notification": _notification_view(row),
         }
 
-    @app.get("/api/whatsapp/health")
+    @app.get("/api/whatsapp/health", response_model=None, responses={200: {"model": S.Health}, **S.errors()})
     async def health(request: Request) -> dict[str, Any]:
         return await _health(_rt(request))
 
-    @app.post("/api/whatsapp/test")
+    @app.post("/api/whatsapp/test", response_model=None, dependencies=ADMIN,
+              responses={200: {"model": S.TestVerdict}, **S.errors(400, 401, 403, 409, 413, 422),
+                         502: {"model": S.TestVerdict, "description": "the provider did not send it"}})
     async def test_message(body: TestMessageIn, request: Request) -> JSONResponse:
         _require_admin(request)
         rt = _rt(request)
@@ -311,7 +358,8 @@ def _routes(app: FastAPI) -> None:  # noqa: C901 - a flat list of endpoints read
         }
         return JSONResponse(verdict, 200 if outcome.ok else 502)
 
-    @app.get("/api/whatsapp/metrics")
+    @app.get("/api/whatsapp/metrics", response_model=None,
+             responses={200: {"model": S.WindowMetrics}, **S.errors(422)})
     async def metrics(request: Request, window: float = Query(300, gt=0, le=8 * 86400)) -> dict[str, Any]:
         rt = _rt(request)
         data = window_metrics(rt.store, rt.clock.time(), window)
@@ -324,7 +372,9 @@ def _routes(app: FastAPI) -> None:  # noqa: C901 - a flat list of endpoints read
         })
         return data
 
-    @app.get("/metrics")
+    @app.get("/metrics", response_class=PlainTextResponse, response_model=None,
+             responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}},
+                              "description": "Prometheus text exposition format"}, **S.errors()})
     async def prometheus(request: Request) -> Response:
         rt = _rt(request)
         settings = rt.settings
@@ -334,7 +384,8 @@ def _routes(app: FastAPI) -> None:  # noqa: C901 - a flat list of endpoints read
         rt.prom.pending.set(rt.store.outbox_counts(rt.clock.time())["pending"])
         return Response(generate_latest(rt.prom.registry), media_type=CONTENT_TYPE_LATEST)
 
-    @app.post("/api/whatsapp/templates/sync")
+    @app.post("/api/whatsapp/templates/sync", response_model=None, dependencies=ADMIN,
+              responses={200: {"model": S.TemplatesSynced}, **S.errors(401, 403, 502, s502=S.ProviderError)})
     async def sync_templates(request: Request) -> JSONResponse:
         _require_admin(request)
         rt = _rt(request)
@@ -355,11 +406,12 @@ def _routes(app: FastAPI) -> None:  # noqa: C901 - a flat list of endpoints read
                              "configured_template": {"name": settings.template_name,
                                                      "language": settings.template_language, "approved": found}})
 
-    @app.get("/api/whatsapp/templates")
+    @app.get("/api/whatsapp/templates", response_model=None, responses={200: {"model": S.Templates}, **S.errors()})
     async def list_templates(request: Request) -> dict[str, Any]:
         return {"templates": _rt(request).store.templates()}
 
-    @app.get("/api/whatsapp/fallbacks")
+    @app.get("/api/whatsapp/fallbacks", response_model=None, dependencies=ADMIN,
+             responses={200: {"model": S.Fallbacks}, **S.errors(401, 403, 422)})
     async def fallbacks(request: Request, limit: int = Query(100, ge=1, le=1000)) -> dict[str, Any]:
         _require_admin(request)
         rows = _rt(request).store.fallbacks(limit)
@@ -367,12 +419,14 @@ def _routes(app: FastAPI) -> None:  # noqa: C901 - a flat list of endpoints read
             row["phone"] = mask(row["phone"])
         return {"fallbacks": rows}
 
-    @app.get("/api/customer/{customer_id}/preferences")
-    async def get_preferences(customer_id: str, request: Request) -> dict[str, Any]:
+    @app.get("/api/customer/{customer_id}/preferences", response_model=None,
+             responses={200: {"model": S.Preferences}, **S.errors(422)})
+    async def get_preferences(request: Request, customer_id: str = CUSTOMER_ID) -> dict[str, Any]:
         return _rt(request).store.preferences(customer_id)
 
-    @app.put("/api/customer/{customer_id}/preferences")
-    async def put_preferences(customer_id: str, body: PreferencesIn, request: Request) -> dict[str, Any]:
+    @app.put("/api/customer/{customer_id}/preferences", response_model=None,
+             responses={200: {"model": S.Preferences}, **S.errors(400, 413, 422)})
+    async def put_preferences(body: PreferencesIn, request: Request, customer_id: str = CUSTOMER_ID) -> dict[str, Any]:
         rt = _rt(request)
         result = rt.store.set_preferences(customer_id, body.whatsapp_opt_out, rt.clock.time())
         rt.events.emit("preference_changed", customer_id=customer_id, whatsapp_opt_out=body.whatsapp_opt_out)
@@ -438,6 +492,7 @@ async def _health(rt: Runtime) -> dict[str, Any]:
         "last_error": rt.redactor().value(last) if last else None,
         "config_error": rt.redactor().text(rt.live.error) if rt.live.error else None,
         "outbox": rt.store.outbox_counts(rt.clock.time()),
+        "sending_paused_until": rt.outbox.paused_until if rt.outbox.paused_until > rt.clock.time() else None,
     }
 
 

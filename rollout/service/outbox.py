@@ -20,7 +20,7 @@ from rollout.errors import InvalidPhone
 from rollout.phones import mask_known, normalize, provider_form
 from rollout.provider.breaker import CircuitBreaker
 from rollout.provider.client import ZaptraClient
-from rollout.provider.outcome import Kind, Outcome
+from rollout.provider.outcome import SENDER_RATE_LIMITS, Kind, Outcome
 from rollout.redact import Redactor
 from rollout.service.eventlog import EventLog
 from rollout.service.metrics import PromMetrics
@@ -63,6 +63,8 @@ class Outbox:
         self._in_flight: set[asyncio.Task[None]] = set()
         self._batch = _Batch([], [])
         self.last_error: dict[str, object] | None = None
+        #: the provider asked the whole sender to slow down: no new send starts before this time
+        self.paused_until = 0.0
 
     def wake(self) -> None:
         """Tell the loop there is new work (a booking was created)."""
@@ -95,6 +97,8 @@ class Outbox:
 
     def _turn(self) -> None:
         self._flush()
+        if self._clock.time() < self.paused_until:
+            return
         settings = self._live.current()
         free = settings.max_concurrency - len(self._in_flight)
         for due in self._store.claim_due(self._clock.time(), free):
@@ -189,6 +193,8 @@ class Outbox:
             )
         elif outcome.kind is Kind.TRANSIENT and due.attempts <= settings.retry_attempts:
             delay = backoff_seconds(due.attempts, settings, outcome.retry_after, self._rng)
+            if outcome.reason in SENDER_RATE_LIMITS:
+                self._slow_down(outcome, settings)
             error = self._clean(outcome.detail or outcome.reason, settings, due.phone)
             self._log.emit("failure", booking_id=due.booking_id, phone=e164, reason=outcome.reason,
                            error=error, http_status=outcome.http_status,
@@ -201,6 +207,14 @@ class Outbox:
             if outcome.kind is Kind.TRANSIENT:
                 reason = f"retries_exhausted:{outcome.reason}"
             self._fail(due, settings, reason, outcome.detail or outcome.reason, outcome, phone=e164)
+
+    def _slow_down(self, outcome: Outcome, settings: Settings) -> None:
+        """A sender-wide rate limit: pause every new send for Retry-After (or the base back-off)."""
+        wait = outcome.retry_after if outcome.retry_after is not None else settings.retry_base_ms / 1000.0
+        until = self._clock.time() + min(wait, 3600.0)
+        if until > self.paused_until:
+            self.paused_until = until
+            self._log.emit("rate_limited", reason=outcome.reason, pause_s=round(wait, 3))
 
     def _record_call(self, due: Due, outcome: Outcome, settings: Settings) -> None:
         kind = "call_ok" if outcome.ok else "call_error"
