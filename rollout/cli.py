@@ -184,7 +184,7 @@ def plan(env_name: str,
         for sha, summary in commits:
             console.print(f"  {sha[:10]} {summary}", markup=False)
     if changes:
-        console.print(f"configure would change {ctx.flags.env_file}:")
+        console.print(f"configure would change {ctx.flags.describe()}:")
         for name, old, new in changes:
             console.print(f"  {name}: {old if old is not None else '(unset)'} -> {new if new is not None else '(unset)'}",
                           markup=False)
@@ -347,11 +347,16 @@ def status(env_name: str | None, as_json: bool) -> None:
                 env = None
             flags = None
             if env is not None:
-                flags = FlagStore(env.env_file, *((playbook.flag.variable, playbook.flag.percent_variable)
-                                                  if playbook else ()))
-            if flags is not None and flags.env_file.exists():
+                try:
+                    flags = project.flags(playbook, env) if playbook else \
+                        (FlagStore(env.env_file) if env.env_file else None)
+                except RolloutError:  # a token that is not at hand: show what was recorded
+                    flags = None
+            if flags is not None and (flags.env_file is None or flags.env_file.exists()):
                 enabled, percent = flags.state()
-                live = {"flag": enabled, "percent": percent, "env_file": str(env.env_file)}
+                live = {"flag": enabled, "percent": percent, "env_file": flags.describe()}
+            if flags is not None:
+                flags.close()
             phase = playbook.phase_for(row.name) if playbook else None
             turns_on = bool(phase and env and flags and flag_on_steps(phase, env, flags.flag_variable))
             flag_now = live["flag"] if live["env_file"] else row.flag
@@ -499,9 +504,7 @@ def incident(env_name: str, out: str | None, template: Path | None) -> None:
     from rollout.clock import SystemClock
     from rollout.engine.runner import resolved_or_from_file
     from rollout.environments import load_environment
-    from rollout.flags import FlagStore
     from rollout.incident.report import collect, render
-
     from rollout.outfile import check_output_path, write_output
 
     if out is not None:
@@ -509,7 +512,7 @@ def incident(env_name: str, out: str | None, template: Path | None) -> None:
     project = _project()
     playbook = project.playbook()
     env = load_environment(env_name, project.environments_dir)
-    flags = FlagStore(env.env_file, playbook.flag.variable, playbook.flag.percent_variable)
+    flags = project.flags(playbook, env)
     resolved = resolved_or_from_file(project, env, flags)
     state = project.state(read_only=True)
     service = ServiceClient(env.service_url, resolved.admin_token, timeout=3.0)
@@ -587,8 +590,8 @@ def configure(env_name: str, overrides: tuple[str, ...], dry_run: bool) -> None:
     """Apply an environment's variables to its service's env file (atomically; secrets as references)."""
     from rollout.clock import SystemClock
     from rollout.engine.killswitch import guard_not_rolled_back
+    from rollout.engine.steps import managed_values
     from rollout.environments import load_environment, resolve, shown_diff
-    from rollout.flags import FlagStore
 
     pairs = {}
     for item in overrides:
@@ -599,13 +602,13 @@ def configure(env_name: str, overrides: tuple[str, ...], dry_run: bool) -> None:
     project = _project()
     playbook = project.playbook()
     env = load_environment(env_name, project.environments_dir)
-    resolved = resolve(env, overrides=pairs, secrets_file=project.secrets_file)
-    flags = FlagStore(env.env_file, playbook.flag.variable, playbook.flag.percent_variable)
+    flags = project.flags(playbook, env)
+    resolved = managed_values(flags, resolve(env, overrides=pairs, secrets_file=project.secrets_file))
     changes = shown_diff(resolved, flags.read())
     for name, old, new in changes:
         click.echo(f"{name}: {old if old is not None else '(unset)'} -> {new if new is not None else '(unset)'}")
     if dry_run:
-        click.echo(f"dry run: {env.env_file} not written ({len(changes)} change(s))")
+        click.echo(f"dry run: {flags.describe()} not written ({len(changes)} change(s))")
         return
     state = project.state()
     try:
@@ -613,11 +616,11 @@ def configure(env_name: str, overrides: tuple[str, ...], dry_run: bool) -> None:
         now = SystemClock().time()
         enabled, percent = flags.state()
         state.update(env_name, now, flag=enabled, percent=percent)
-        state.audit(env_name, "configure", now, env_file=str(env.env_file), source="rollout configure",
+        state.audit(env_name, "configure", now, env_file=flags.describe(), source="rollout configure",
                     changes=[{"variable": n, "from": o, "to": v} for n, o, v in changes])
     finally:
         state.close()
-    click.echo(f"{env.env_file}: {len(changes)} change(s) written")
+    click.echo(f"{flags.describe()}: {len(changes)} change(s) written")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -70,14 +70,53 @@ def render_env(values: Mapping[str, str], header: str | None = None) -> str:
     return "\n".join(lines) + "\n"
 
 
+_ASSIGNMENT = re.compile(r"^(\s*(?:export\s+)?)([A-Za-z_][A-Za-z0-9_.]*)(\s*=)")
+
+
+def updated_env_text(text: str, changes: Mapping[str, str]) -> str:
+    """``text`` with each variable of ``changes`` set in place, every other line (comments, blank
+    lines, variables rollout does not manage, ``export`` prefixes) kept as it was; variables not
+    in the text yet are appended."""
+    for key in changes:
+        if not key or re.search(r"[\s=#'\"]", key) or _CONTROL.search(key):
+            raise ConfigError(f"{key!r}: not a variable name that can be written to an env file")
+    seen: set[str] = set()
+    lines = []
+    for line in text.splitlines():
+        match = _ASSIGNMENT.match(line)
+        if match and match.group(2) in changes:
+            key = match.group(2)
+            seen.add(key)
+            line = f"{match.group(1)}{key}={_quote(str(changes[key]))}"
+        lines.append(line)
+    lines += [f"{key}={_quote(str(value))}" for key, value in changes.items() if key not in seen]
+    return "\n".join(lines) + "\n"
+
+
+def edit_env_file(path: Path, changes: Mapping[str, str], header: str | None = None) -> None:
+    """Set ``changes`` in ``path`` and keep everything else (see :func:`updated_env_text`); atomic,
+    like :func:`write_env_file`. A new file starts with ``header``."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        text = "\n".join(f"# {line}" for line in (header or "").splitlines())
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: env file cannot be read ({exc.__class__.__name__})") from exc
+    _write_atomically(path, updated_env_text(text, changes) if text else render_env(changes))
+
+
 def write_env_file(path: Path, values: Mapping[str, str], header: str | None = None) -> None:
     """Write ``values`` to ``path`` atomically (temp file, fsync, rename) with mode 0600."""
-    path = Path(path)
+    _write_atomically(Path(path), render_env(values, header))
+
+
+def _write_atomically(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as stream:
-            stream.write(render_env(values, header))
+            stream.write(text)
             stream.flush()
             os.fsync(stream.fileno())
         os.chmod(tmp, 0o600)

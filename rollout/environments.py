@@ -39,7 +39,8 @@ class Environment(BaseModel):
     name: str = Field(pattern=r"^[a-z][a-z0-9_-]*$")
     description: str = ""
     service_url: str = Field(pattern=r"^https?://")
-    env_file: Path
+    #: the env file the service reads (the ``envfile`` flag backend writes it); other backends need none
+    env_file: Path | None = None
     sandbox_url: str | None = Field(None, pattern=r"^https?://")
     sandbox_token: str | None = None
     secrets_file: Path | None = None
@@ -207,10 +208,31 @@ def resolve(env: Environment, overrides: Mapping[str, str] | None = None, enviro
     return resolved
 
 
+def reference_value(raw: str, where: str, secrets_file: Path | None = None,
+                    environ: Mapping[str, str] | None = None) -> str:
+    """Resolve every ``${NAME}`` in ``raw`` (a token or header of a playbook) from the process
+    environment, then ``secrets_file``; raise :class:`ConfigError` naming ``where`` when one is unset."""
+    environ = os.environ if environ is None else environ
+    file_values = read_env_file(Path(secrets_file).expanduser()) if secrets_file else {}
+
+    def sub(match: re.Match[str]) -> str:
+        ref, default = match.group(1), match.group(2)
+        if ref in environ:
+            return environ[ref]
+        if ref in file_values:
+            return file_values[ref]
+        if default is not None:
+            return default
+        raise ConfigError(f"{where}: ${{{ref}}} is not set (process environment"
+                          f"{' or ' + str(secrets_file) if secrets_file else ''})")
+
+    return _REF.sub(sub, raw)
+
+
 def diff(before: Mapping[str, str], after: Mapping[str, str]) -> list[tuple[str, str | None, str | None]]:
-    """``(name, old, new)`` for every variable that differs; None where absent."""
-    names = list(after) + [k for k in before if k not in after]
-    return [(n, before.get(n), after.get(n)) for n in names if before.get(n) != after.get(n)]
+    """``(name, old, new)`` for every variable of ``after`` that differs; None where absent. Variables
+    only in ``before`` are not rollout's: applying ``after`` leaves them as they are."""
+    return [(n, before.get(n), after.get(n)) for n in after if before.get(n) != after.get(n)]
 
 
 def shown_diff(resolved: Resolved, before: Mapping[str, str]) -> list[tuple[str, str | None, str | None]]:

@@ -1,5 +1,7 @@
 """The flag store: the service's env file, written atomically under a short lock.
 
+Only the variables rollout manages are changed, in place; the user's own lines and comments stay.
+
 Every write (a configure, a ramp step, a rollback) takes an exclusive ``flock`` on a sidecar lock
 file for the few milliseconds of read-modify-write, so no write is lost between two writers. A
 ramp step passes a ``guard`` that is checked *inside* the lock: a rollback that got there first
@@ -12,11 +14,32 @@ import contextlib
 import fcntl
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
 
-from rollout.envfile import read_env_file, write_env_file
+from rollout.envfile import edit_env_file, read_env_file
 from rollout.errors import ConfigError
 
+if TYPE_CHECKING:
+    from rollout.environments import Environment
+    from rollout.playbook.model import FlagSpec
+
 HEADER = "Written by rollout. Changes here are read live by the service; rollout records every change."
+
+
+class FlagBackend(Protocol):
+    """What the engine needs of a flag backend (the env file, an HTTP endpoint, a command)."""
+
+    flag_variable: str
+    percent_variable: str
+    env_file: Path | None
+
+    def describe(self) -> str: ...
+    def read(self) -> dict[str, str]: ...
+    def state(self) -> tuple[bool, int | None]: ...
+    def set(self, enabled: bool | None = None, percent: int | None = None,
+            guard: Callable[[], None] | None = None) -> dict[str, str]: ...
+    def replace(self, values: Mapping[str, str], guard: Callable[[], None] | None = None) -> dict[str, str]: ...
+    def close(self) -> None: ...
 
 
 class FlagStore:
@@ -39,6 +62,12 @@ class FlagStore:
             finally:
                 fcntl.flock(lock, fcntl.LOCK_UN)
 
+    def describe(self) -> str:
+        return str(self.env_file)
+
+    def close(self) -> None:
+        """Nothing to release (the other backends hold a connection)."""
+
     def read(self) -> dict[str, str]:
         """The env file's variables; empty if it does not exist yet."""
         if not self.env_file.exists():
@@ -57,12 +86,15 @@ class FlagStore:
         return enabled, percent
 
     def replace(self, values: Mapping[str, str], guard: Callable[[], None] | None = None) -> dict[str, str]:
-        """Write ``values`` as the whole file; returns what was there before."""
+        """Set ``values`` in the file, keeping every other line (the user's own variables and
+        comments); returns what was there before."""
         with self._locked():
             if guard is not None:
                 guard()
             before = self.read()
-            write_env_file(self.env_file, values, HEADER)
+            changed = {k: v for k, v in values.items() if before.get(k) != v}
+            if changed or not self.env_file.exists():
+                edit_env_file(self.env_file, changed, HEADER)
             return before
 
     def set(self, enabled: bool | None = None, percent: int | None = None,
@@ -79,6 +111,22 @@ class FlagStore:
                 after[self.flag_variable] = "true" if enabled else "false"
             if percent is not None:
                 after[self.percent_variable] = str(percent)
-            if after != before:
-                write_env_file(self.env_file, after, HEADER)
+            changed = {k: v for k, v in after.items() if before.get(k) != v}
+            if changed:
+                edit_env_file(self.env_file, changed, HEADER)
             return before
+
+
+def make_flags(spec: FlagSpec, env: Environment, state_dir: Path, secret: Callable[[str], str]) -> FlagBackend:
+    """The flag backend ``spec`` names for ``env``: the env file (default), an HTTP endpoint, or a
+    command. ``secret`` resolves the backend's token reference."""
+    from rollout.flagbackends import CommandFlags, HttpFlags
+
+    if spec.backend == "http":
+        return HttpFlags(spec, env.name, state_dir, env.service_url, secret(spec.token) if spec.token else None)
+    if spec.backend == "command":
+        return CommandFlags(spec, env.name, state_dir)
+    if env.env_file is None:
+        raise ConfigError(f"environment {env.name}: env_file is required by the envfile flag backend (or name "
+                          "another backend in the playbook's flag section)")
+    return FlagStore(env.env_file, spec.variable, spec.percent_variable)

@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass
 from statistics import NormalDist
 from typing import Any
 
-from rollout.playbook.model import METRICS, SAMPLES_OF, GateSet, MetricGate
+from rollout.playbook.model import SAMPLES_OF, GateSet, MetricGate
 from rollout.units import format_duration
 
 PASS, HOLD, FAIL = "pass", "hold", "fail"
@@ -38,6 +38,10 @@ class MetricResult:
     window_seconds: float
     reason: str
     interval: tuple[float, float] | None = None
+    #: rate, latency, count or gauge: how the value is shown
+    unit: str = ""
+    #: where the value came from (``embedded``, or a provider's name)
+    provider: str = "embedded"
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -65,13 +69,16 @@ class Verdict:
         return {"summary": self.summary, "metrics": self.as_dicts()}
 
 
-def fmt(metric: str, value: float | None) -> str:
-    """A metric value as people read it: rates in %, latencies in ms, counts as integers."""
+def fmt(metric: str, value: float | None, unit: str | None = None) -> str:
+    """A metric value as people read it: rates in %, latencies in ms, counts as integers.
+
+    ``unit`` (rate, latency, count, gauge) decides; without it, the name's ending does."""
     if value is None:
         return "no data"
-    if metric.endswith("_rate"):
+    unit = unit or ("rate" if metric.endswith("_rate") else "latency" if metric.endswith("_ms") else "")
+    if unit == "rate":
         return f"{value * 100:.2f}%"
-    if metric.endswith("_ms"):
+    if unit == "latency":
         return f"{value:.0f} ms"
     return f"{value:g}"
 
@@ -88,16 +95,16 @@ def wilson(rate: float, samples: int, confidence: float) -> tuple[float, float]:
 def judge(spec: MetricGate, value: float | None, samples: int, min_samples: int, window: float,
           confidence: float = 0.0) -> MetricResult:
     """The verdict of one metric."""
-    higher = METRICS[spec.metric]
+    higher = spec.higher
     better, worse = (">", "<") if higher else ("<", ">")
-    name = spec.metric
-    shown = fmt(name, value)
-    target, alert = fmt(name, spec.target), fmt(name, spec.alert)
+    name, unit = spec.metric, spec.unit
+    shown = fmt(name, value, unit)
+    target, alert = fmt(name, spec.target, unit), fmt(name, spec.alert, unit)
     interval = None
-    if value is not None and samples > 0 and confidence > 0 and name.endswith("_rate"):
+    if value is not None and samples > 0 and confidence > 0 and unit == "rate":
         interval = wilson(min(max(value, 0.0), 1.0), samples, confidence)
     base = dict(metric=name, value=value, target=spec.target, alert=spec.alert, samples=samples,
-                min_samples=min_samples, window_seconds=window, interval=interval)
+                min_samples=min_samples, window_seconds=window, interval=interval, unit=unit, provider=spec.provider)
     if value is None:
         return MetricResult(**base, verdict=HOLD,
                             reason=f"{name} has no data ({samples} samples in {format_duration(window)}); no data is never a pass")
@@ -106,7 +113,8 @@ def judge(spec: MetricGate, value: float | None, samples: int, min_samples: int,
     if samples < min_samples:
         return MetricResult(**base, verdict=HOLD,
                             reason=f"{name} {shown} from {samples} samples, fewer than the {min_samples} needed")
-    ci = f", {confidence * 100:g}% interval {fmt(name, interval[0])}-{fmt(name, interval[1])}" if interval else ""
+    ci = f", {confidence * 100:g}% interval {fmt(name, interval[0], unit)}-{fmt(name, interval[1], unit)}" \
+        if interval else ""
     if beyond_alert:
         clear = interval is None or (interval[1] < spec.alert if higher else interval[0] > spec.alert)
         if clear:
@@ -141,6 +149,35 @@ def evaluate(gates: GateSet, measurements: dict[str, dict[str, Any]]) -> Verdict
     return Verdict(worst, tuple(results))
 
 
+@dataclass(frozen=True)
+class Reading:
+    """What a provider measured for one metric: its value (None: no data), its samples, the
+    window it covers, and the error when it could not be measured."""
+
+    value: float | None
+    samples: int
+    window: float
+    error: str | None = None
+
+
+def judge_readings(gates: GateSet, readings: list[Reading]) -> Verdict:
+    """Judge every metric of ``gates`` from one :class:`Reading` each (in the gates' order). A
+    reading that failed is a hold naming the error; when all failed, the verdict says so."""
+    results = []
+    for spec, reading in zip(gates.metrics, readings, strict=True):
+        min_samples = gates.min_samples if spec.min_samples is None else spec.min_samples
+        if reading.error is not None:
+            results.append(MetricResult(spec.metric, HOLD, None, spec.target, spec.alert, 0, min_samples,
+                                        reading.window, f"{spec.metric}: no data ({reading.error})",
+                                        unit=spec.unit, provider=spec.provider))
+            continue
+        results.append(judge(spec, reading.value, reading.samples, min_samples, reading.window, gates.confidence))
+    worst = max((r.verdict for r in results), key=_RANK.__getitem__)
+    errors = sorted({r.error for r in readings if r.error})
+    all_failed = bool(readings) and all(r.error for r in readings)
+    return Verdict(worst, tuple(results), error=f"metrics unavailable: {'; '.join(errors)}" if all_failed else None)
+
+
 def windows_needed(gates: GateSet) -> list[float]:
     """The distinct windows the gate set reads."""
     return sorted({spec.window or gates.window for spec in gates.metrics})
@@ -151,7 +188,8 @@ def no_data(gates: GateSet, error: str) -> Verdict:
     results = tuple(
         MetricResult(spec.metric, HOLD, None, spec.target, spec.alert, 0,
                      gates.min_samples if spec.min_samples is None else spec.min_samples,
-                     spec.window or gates.window, f"{spec.metric}: no data ({error})")
+                     spec.window or gates.window, f"{spec.metric}: no data ({error})", unit=spec.unit,
+                     provider=spec.provider)
         for spec in gates.metrics
     )
     return Verdict(HOLD, results, error=f"metrics unavailable: {error}")

@@ -32,9 +32,10 @@ def junit_xml(env: str, phase: str, steps: list[dict[str, Any]], started: float,
             failure = None if check["ok"] else ("check", check["detail"][:500], check["detail"])
             _case(suite, classname, check["name"], check.get("duration_s", 0.0), failure)
         for metric in step.get("verdict") or []:
-            shown = fmt(metric["metric"], metric["value"])
-            message = (f"{metric['metric']} {shown}: target {fmt(metric['metric'], metric['target'])}, alert "
-                       f"{fmt(metric['metric'], metric['alert'])}, {metric['samples']} samples "
+            unit = metric.get("unit")
+            shown = fmt(metric["metric"], metric["value"], unit)
+            message = (f"{metric['metric']} {shown}: target {fmt(metric['metric'], metric['target'], unit)}, alert "
+                       f"{fmt(metric['metric'], metric['alert'], unit)}, {metric['samples']} samples "
                        f"(need {metric['min_samples']}), window {metric['window_seconds']:g}s")
             failure = None if metric["verdict"] == "pass" else (metric["verdict"], message, metric["reason"])
             _case(suite, classname, metric["metric"], 0.0, failure)

@@ -137,7 +137,7 @@ def interpolate(data: Any, environ: Mapping[str, str], lines: Lines, file: Path,
         return {k: interpolate(v, environ, lines, file, error, (*path, k)) for k, v in data.items()}
     if isinstance(data, list):
         return [interpolate(v, environ, lines, file, error, (*path, i)) for i, v in enumerate(data)]
-    if isinstance(data, str) and "${" in data:
+    if isinstance(data, str) and "${" in data and not secret_field(path):
         def sub(match: re.Match[str]) -> str:
             name, default = match.group(1), match.group(2)
             if name in environ:
@@ -148,6 +148,12 @@ def interpolate(data: Any, environ: Mapping[str, str], lines: Lines, file: Path,
                         f"and has no default")
         return _REF.sub(sub, data)
     return data
+
+
+def secret_field(path: tuple[Any, ...]) -> bool:
+    """A ``token`` field or a request header: it stays a ``${REFERENCE}`` in the model and is
+    resolved only when used (and redacted everywhere), never at load time."""
+    return bool(path) and (path[-1] == "token" or "headers" in path[:-1])
 
 
 def validation_message(file: Path, exc: ValidationError, lines: Lines, limit: int = 8) -> str:

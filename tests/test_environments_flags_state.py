@@ -137,3 +137,23 @@ def test_state_survives_reopening(tmp_path):
     state.close()
     again = StateStore(tmp_path / "state.db").get("production")
     assert (again.status, again.percent, again.flag, again.reason) == (ROLLED_BACK, 25, False, "breach")
+
+
+def test_flag_writes_and_configure_keep_the_users_own_lines(tmp_path):
+    from rollout.environments import Environment, resolve
+
+    env_file = tmp_path / "service.env"
+    env_file.write_text("# my service\nDATABASE_URL=postgresql://db/app\nexport WHATSAPP_NOTIFICATIONS_ENABLED=true\n"
+                        "\n# tuning\nWHATSAPP_ROLLOUT_PERCENT = 10\nOTHER='keep me'\n")
+    flags = FlagStore(env_file)
+    flags.set(enabled=False, percent=25)
+    text = env_file.read_text()
+    assert text == ("# my service\nDATABASE_URL=postgresql://db/app\nexport WHATSAPP_NOTIFICATIONS_ENABLED=false\n"
+                    "\n# tuning\nWHATSAPP_ROLLOUT_PERCENT=25\nOTHER='keep me'\n")
+    env = Environment(name="dev", service_url="http://127.0.0.1:1", env_file=env_file,
+                      variables={"WHATSAPP_DEBUG": "true", "WHATSAPP_NOTIFICATIONS_ENABLED": "false"})
+    flags.replace(resolve(env, environ={}).values)
+    values = flags.read()
+    assert values["DATABASE_URL"] == "postgresql://db/app" and values["OTHER"] == "keep me"
+    assert values["WHATSAPP_DEBUG"] == "true" and "# tuning" in env_file.read_text()
+    assert flags.state() == (False, 25)

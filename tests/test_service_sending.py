@@ -83,9 +83,9 @@ def test_429_honours_retry_after(make_service, sandbox):
     service = make_service(WHATSAPP_RETRY_BASE_MS=100)
     sandbox.faults(rate_limit_rate=1.0, retry_after_seconds=120)
     booking = service.book(1)["id"]
-    first = wait_until(lambda: (n := service.notification(booking))["next_attempt_at"] and n)
-    assert first["reason"] == "rate_limited"
-    assert first["next_attempt_at"] - service.clock.time() >= 120
+    # a new notification is pending and due at once: wait for the attempt's answer, not just a due time
+    first = wait_until(lambda: (n := service.notification(booking))["reason"] == "rate_limited" and n)
+    assert first["attempts"] == 1 and first["next_attempt_at"] - service.clock.time() >= 120
     sandbox.faults(rate_limit_rate=0.0)
     service.clock.advance(119)
     wait_until(lambda: sandbox.stats()["requests"] == 1)

@@ -26,11 +26,15 @@ class ServiceClient:
     def close(self) -> None:
         self._http.close()
 
-    def request(self, method: str, path: str, admin: bool = False, json: Any = None) -> httpx.Response:
+    def request(self, method: str, path: str, admin: bool = False, json: Any = None,
+                headers: dict[str, str] | None = None) -> httpx.Response:
+        """``path`` on this service, or a full URL anywhere; ``admin`` adds the admin token."""
+        sent = {**(self._admin if admin else {}), **(headers or {})}
         try:
-            return self._http.request(method, path, json=json, headers=self._admin if admin else None)
+            return self._http.request(method, path, json=json, headers=sent or None)
         except httpx.HTTPError as exc:
-            raise MeasurementError(f"{self.url}{path}: {type(exc).__name__}") from exc
+            where = path if path.startswith(("http://", "https://")) else f"{self.url}{path}"
+            raise MeasurementError(f"{where}: {type(exc).__name__}") from exc
 
     def _json(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
         response = self.request(method, path, **kwargs)

@@ -4,30 +4,21 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from rollout.checks import CheckResult
 from rollout.checks.bookings import synthetic_booking
 from rollout.checks.service_api import MeasurementError, ServiceClient
 from rollout.clock import Clock
+from rollout.jsonfields import dig
 from rollout.playbook.model import BookingCheck, HealthStep, HttpCheck
 from rollout.redact import Redactor
 
 
-def dig(data: Any, dotted: str) -> Any:
-    """``dig({"a": {"b": 1}}, "a.b") == 1``; a missing step gives ``KeyError``."""
-    for part in dotted.split("."):
-        if isinstance(data, list) and part.isdigit():
-            data = data[int(part)]
-        elif isinstance(data, dict) and part in data:
-            data = data[part]
-        else:
-            raise KeyError(dotted)
-    return data
-
-
-def _http_once(client: ServiceClient, check: HttpCheck) -> tuple[bool, str]:
-    response = client.request(check.method, check.path, admin=check.admin, json=check.body)
+def _http_once(client: ServiceClient, check: HttpCheck, headers: dict[str, str]) -> tuple[bool, str]:
+    response = client.request(check.method, check.url or check.path or "/", admin=check.admin, json=check.body,
+                              headers=headers)
     statuses = check.expect.status if isinstance(check.expect.status, list) else [check.expect.status]
     if response.status_code not in statuses:
         return False, f"HTTP {response.status_code}, expected {'/'.join(map(str, statuses))}: {response.text[:200]}"
@@ -47,12 +38,16 @@ def _http_once(client: ServiceClient, check: HttpCheck) -> tuple[bool, str]:
         f", {', '.join(f'{k}={v!r}' for k, v in check.expect.json_fields.items())}" if check.expect.json_fields else "")
 
 
-def run_http(client: ServiceClient, check: HttpCheck, clock: Clock) -> CheckResult:
+def run_http(client: ServiceClient, check: HttpCheck, clock: Clock,
+             secret: Callable[[str], str] | None = None) -> CheckResult:
+    """Send ``check`` until its expectation holds or ``check.within`` passes; header references are
+    resolved by ``secret`` (which also registers them for redaction)."""
     started = time.perf_counter()
     deadline = clock.monotonic() + check.within
+    headers = {k: (secret(v) if secret else v) for k, v in check.headers.items()}
     while True:
         try:
-            ok, detail = _http_once(client, check)
+            ok, detail = _http_once(client, check, headers)
         except MeasurementError as exc:
             ok, detail = False, str(exc)
         if ok or clock.monotonic() >= deadline:

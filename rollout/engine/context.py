@@ -52,6 +52,12 @@ class RunContext:
     resumed_from: str | None = None
     #: filled as the run goes: check results and verdicts, for --json and JUnit
     results: list[dict[str, Any]] = field(default_factory=list)
+    #: where gate metrics come from (built by ``open_context``; None: the embedded service only)
+    metrics: Any = None
+    #: resolves a playbook's ``${REFERENCE}`` (tokens, headers) and registers the value for redaction
+    secret: Any = None
+    #: the target's own probes: health and the flag it applied (built by ``open_context``)
+    target: Any = None
 
     @property
     def env_name(self) -> str:

@@ -14,7 +14,7 @@ from typing import Any
 from rollout.clock import Clock
 from rollout.engine.state import ROLLED_BACK, StateStore
 from rollout.errors import RolloutError
-from rollout.flags import FlagStore
+from rollout.flags import FlagBackend
 
 
 class RolledBackMeanwhile(RolloutError):
@@ -30,13 +30,18 @@ class FlagOff:
     previous_percent: int | None
 
 
-def kill(environment: str, flags: FlagStore, state: StateStore, clock: Clock, reason: str, *,
+def kill(environment: str, flags: FlagBackend, state: StateStore, clock: Clock, reason: str, *,
          automatic: bool, verdict: dict[str, Any] | None = None, who: str | None = None) -> FlagOff:
     """Turn the flag off for ``environment`` now and record it."""
     def mark() -> None:
         state.update(environment, clock.time(), status=ROLLED_BACK, reason=reason, flag=False)
 
-    before = flags.set(enabled=False, guard=mark)
+    try:
+        before = flags.set(enabled=False, guard=mark)
+    except RolloutError as exc:  # the backend failed: record it before the error reaches the person
+        state.audit(environment, "flag_off_failed", clock.time(), who=who, automatic=automatic, reason=reason,
+                    problem=str(exc), backend=flags.describe(), verdict=verdict)
+        raise
     at = clock.time()
     was_on = before.get(flags.flag_variable, "false").lower() in ("true", "1", "yes", "on")
     percent_raw = before.get(flags.percent_variable)

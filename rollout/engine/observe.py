@@ -4,27 +4,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from rollout.checks.service_api import MeasurementError
 from rollout.engine.context import RunContext
 from rollout.engine.killswitch import RolledBackMeanwhile
 from rollout.engine.state import ROLLED_BACK
-from rollout.gates import FAIL, PASS, Verdict, evaluate, no_data, windows_needed
-from rollout.playbook.model import GateSet
+from rollout.gates import FAIL, PASS, Verdict, judge_readings
+from rollout.metrics.sources import EmbeddedProvider, MetricSources
+from rollout.playbook.model import EMBEDDED, GateSet
 
 PASSED, FAILED, HOLD_TIMEOUT = "passed", "failed", "hold_timeout"
 
 
-def measure(ctx: RunContext, gates: GateSet, cap: float | None = None) -> Verdict:
-    """Ask the service for each window the gates read (each capped at ``cap`` seconds), then judge."""
-    measurements = {}
-    try:
-        for window in windows_needed(gates):
-            effective = min(window, cap) if cap else window
-            answer = ctx.service.metrics(effective)
-            measurements[str(window)] = answer
-    except MeasurementError as exc:
-        return no_data(gates, str(exc))
-    return evaluate(gates, measurements)
+def measure(ctx: RunContext, gates: GateSet, cap: float | None = None, percent: int | None = None) -> Verdict:
+    """Ask each metric's provider for its window (each capped at ``cap`` seconds), then judge."""
+    sources = ctx.metrics or MetricSources({EMBEDDED: EmbeddedProvider(ctx.service)})
+    return judge_readings(gates, sources.read(gates, ctx.clock.time(), percent, cap))
 
 
 def record(ctx: RunContext, verdict: Verdict, step: str, percent: int | None) -> None:
@@ -61,7 +54,7 @@ def observe(ctx: RunContext, gate_name: str, duration: float, interval: float, m
         if ctx.state.get(ctx.env_name).status == ROLLED_BACK:
             raise RolledBackMeanwhile(f"environment {ctx.env_name} was rolled back meanwhile; stopping")
         elapsed = ctx.clock.time() - started_at
-        verdict = measure(ctx, gates, cap=max(elapsed, interval))
+        verdict = measure(ctx, gates, cap=max(elapsed, interval), percent=percent)
         evaluations += 1
         record(ctx, verdict, step, percent)
         # people see each change of verdict and the deciding one; the state keeps every evaluation

@@ -8,6 +8,7 @@ not apply it again). A failing check or gate turns the flag off at once through 
 
 from __future__ import annotations
 
+import dataclasses
 import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -24,9 +25,13 @@ from rollout.engine.state import (
     AWAITING_APPROVAL, COMPLETED, HELD, IDLE, INTERRUPTED, ROLLED_BACK, RUNNING, EnvState, StateStore, pid_alive,
 )
 from rollout.engine.steps import AWAIT, DONE, STEP_RUNNERS, wait_service_applied
-from rollout.environments import Environment, Resolved, is_secret_name, load_environment, resolve
+from rollout.environments import (
+    Environment, Resolved, is_secret_name, load_environment, reference_value, resolve,
+)
 from rollout.errors import EXIT_HELD, EXIT_OK, EXIT_ROLLED_BACK, ConfigError, RolloutError, StateError
-from rollout.flags import FlagStore
+from rollout.flags import FlagBackend, make_flags
+from rollout.metrics import MetricSources
+from rollout.targets import make_target
 from rollout.gates import FAIL
 from rollout.playbook.load import load_playbook
 from rollout.playbook.model import ConfigureStep, Phase, Playbook, RampStep, step_label
@@ -76,6 +81,14 @@ class Project:
     def incidents_dir(self) -> Path:
         return self.state_path.parent / "incidents"
 
+    def secret(self, raw: str, env: Environment) -> str:
+        """A playbook's ``${REFERENCE}`` resolved from the process environment, then the secrets file."""
+        return reference_value(raw, f"{self.playbook_path}", self.secrets_file or env.secrets_file)
+
+    def flags(self, playbook: Playbook, env: Environment) -> FlagBackend:
+        """The environment's flag backend, as the playbook names it."""
+        return make_flags(playbook.flag, env, self.state_path.parent, lambda raw: self.secret(raw, env))
+
 
 @contextmanager
 def open_context(project: Project, env_name: str, clock: Clock, out: Reporter, *,
@@ -92,13 +105,31 @@ def open_context(project: Project, env_name: str, clock: Clock, out: Reporter, *
     service = ServiceClient(env.service_url, resolved.admin_token)
     sandbox = SandboxControl(env.sandbox_url, resolved.sandbox_token) if env.sandbox_url and resolved.sandbox_token \
         else None
-    flags = FlagStore(env.env_file, playbook.flag.variable, playbook.flag.percent_variable)
+    extra_secrets: list[str] = []
+
+    def secret(raw: str) -> str:
+        value = project.secret(raw, env)
+        if value not in extra_secrets:
+            extra_secrets.append(value)
+        return value
+
+    # every reference is resolved now, so the redactor knows each value before anything is printed
+    for step in phase.steps:
+        for check in getattr(step, "checks", None) or []:
+            for value in getattr(check, "headers", {}).values():
+                secret(value)
+    flags = make_flags(playbook.flag, env, project.state_path.parent, secret)
+    target = make_target(playbook, service, flags)
+    metrics = MetricSources.build(playbook, service, secret)
+    resolved = dataclasses.replace(resolved, secrets=(*resolved.secrets, *(s for s in extra_secrets if s)))
     ctx = RunContext(playbook, project.playbook_path, phase, resolved, state, flags, service, sandbox, clock, out,
                      approve=approve, incidents_dir=project.incidents_dir, repo=project.repo_path,
-                     commit=state.get(env_name).commit_sha)
+                     commit=state.get(env_name).commit_sha, metrics=metrics, secret=secret, target=target)
     try:
         yield ctx
     finally:
+        metrics.close()
+        flags.close()
         service.close()
         if sandbox is not None:
             sandbox.close()
@@ -189,7 +220,7 @@ def advance(ctx: RunContext) -> RunOutcome:
         if flag_on_steps(phase, ctx.resolved.env, ctx.flags.flag_variable) and not ctx.flags.state()[0]:
             return RunOutcome("flag_off", EXIT_HELD,
                               f"phase {phase.name} completed in {env} earlier, but the flag is off now in "
-                              f"{ctx.flags.env_file}; run `rollout resume --env {env} --reason ...` to ramp again",
+                              f"{ctx.flags.describe()}; run `rollout resume --env {env} --reason ...` to ramp again",
                               env, phase.name)
         return RunOutcome(COMPLETED, EXIT_OK, f"phase {phase.name} is complete in {env}; nothing to do", env,
                           phase.name)
@@ -226,7 +257,7 @@ def _advance_locked(ctx: RunContext) -> RunOutcome:
                 ctx.state.update(env, ctx.clock.time(), status=HELD, reason="the flag is off")
                 return RunOutcome("flag_off", EXIT_HELD,
                                   f"phase {phase.name} reached its end in {env} but the flag is off in "
-                                  f"{ctx.flags.env_file}; not marked completed. Run `rollout resume --env {env} "
+                                  f"{ctx.flags.describe()}; not marked completed. Run `rollout resume --env {env} "
                                   "--reason ...` to ramp again", env, phase.name)
             ctx.state.update(env, ctx.clock.time(), status=COMPLETED)
             ctx.state.audit(env, "phase_completed", ctx.clock.time(), phase=phase.name, commit=ctx.commit)
@@ -265,7 +296,7 @@ def _advance_locked(ctx: RunContext) -> RunOutcome:
                           + unconfirmed_note(problem), env, phase.name, label, off)
 
 
-def write_incident(state: StateStore, resolved: Resolved, flags: FlagStore, service: ServiceClient, clock: Clock,
+def write_incident(state: StateStore, resolved: Resolved, flags: FlagBackend, service: ServiceClient, clock: Clock,
                    folder: Path, out: Reporter) -> Path | None:
     """Write the pre-filled incident report now; a failure here is reported, never raised."""
     from rollout.incident.report import collect, render, write_report
@@ -284,20 +315,21 @@ def write_incident(state: StateStore, resolved: Resolved, flags: FlagStore, serv
 def confirm_off(ctx: RunContext, off: FlagOff) -> str | None:
     """After the kill (never before it): see the service take the flag in, record when, write the
     report. Returns the problem when the service did not confirm, None when it did."""
-    problem = record_confirmation(ctx.state, ctx.env_name, ctx.flags, ctx.service, ctx.clock, off, ctx.out)
+    problem = record_confirmation(ctx.state, ctx.env_name, ctx.flags, ctx.target, ctx.clock, off, ctx.out)
     write_incident(ctx.state, ctx.resolved, ctx.flags, ctx.service, ctx.clock, ctx.incidents_dir, ctx.out)
     return problem
 
 
-def record_confirmation(state: StateStore, env: str, flags: FlagStore, service: ServiceClient, clock: Clock,
+def record_confirmation(state: StateStore, env: str, flags: FlagBackend, target: Any, clock: Clock,
                         off: FlagOff, out: Reporter, within: float = 5.0) -> str | None:
     """Wait (bounded) until the target reports the flag off; record ``flag_off_confirmed`` or, loudly,
-    ``flag_off_unconfirmed``. Returns the problem, or None when confirmed."""
-    problem = wait_service_applied(flags, service, clock, within)
+    ``flag_off_unconfirmed`` (also when the target has no way to report it). Returns the problem,
+    or None when confirmed."""
+    problem = wait_service_applied(flags, target, clock, within)
     now = clock.time()
     if problem:
         out.line(f"WARNING: the flag was written off but the target has NOT confirmed it: {problem}", "bold red")
-        state.audit(env, "flag_off_unconfirmed", now, problem=problem, env_file=str(flags.env_file),
+        state.audit(env, "flag_off_unconfirmed", now, problem=problem, backend=flags.describe(),
                     flag_variable=flags.flag_variable)
         return problem
     out.line(f"the service confirmed the flag off {(now - off.at) * 1000:.0f} ms after the write")
@@ -345,7 +377,7 @@ def shown_status(state: StateStore, row: EnvState, flag_on: bool | None, turns_f
     return row.status
 
 
-def flag_stands(flags: FlagStore, env: str) -> str:
+def flag_stands(flags: FlagBackend, env: str) -> str:
     """Where the flag stands now, in words: ``the flag is ON for 10% of customers in production``."""
     enabled, percent = flags.state()
     if not enabled:
@@ -369,7 +401,7 @@ def interrupted(ctx: RunContext) -> RunOutcome:
                       env, current.phase)
 
 
-def resolved_or_from_file(project: Project, env: Environment, flags: FlagStore) -> Resolved:
+def resolved_or_from_file(project: Project, env: Environment, flags: FlagBackend) -> Resolved:
     """The environment resolved; if a secret is missing, what the env file holds (the kill path and
     its report must never depend on secrets being at hand)."""
     try:
@@ -424,7 +456,7 @@ def rollback(project: Project, env_name: str, reason: str, clock: Clock, who: st
     written. Never waits for an advance. Exit 0 only when the target confirmed the flag off."""
     playbook = project.playbook()
     env = load_environment(env_name, project.environments_dir)
-    flags = FlagStore(env.env_file, playbook.flag.variable, playbook.flag.percent_variable)
+    flags = project.flags(playbook, env)
     state = project.state()
     out = out or _Silent()
     try:
@@ -433,22 +465,24 @@ def rollback(project: Project, env_name: str, reason: str, clock: Clock, who: st
         resolved = resolved_or_from_file(project, env, flags)
         service = ServiceClient(env.service_url, resolved.admin_token, timeout=3.0)
         try:
-            problem = record_confirmation(state, env_name, flags, service, clock, off, out, confirm_within)
+            target = make_target(playbook, service, flags)
+            problem = record_confirmation(state, env_name, flags, target, clock, off, out, confirm_within)
             report = write_incident(state, resolved, flags, service, clock, project.incidents_dir, out)
         finally:
             service.close()
     finally:
+        flags.close()
         state.close()
     details = {"incident_report": str(report) if report else None, "confirmed": problem is None}
     suffix = f"; incident report: {report}" if report else ""
     if problem:
         return RunOutcome("unconfirmed", EXIT_ROLLED_BACK,
-                          f"{flags.flag_variable}=false written to {flags.env_file}, but the service at "
-                          f"{env.service_url} has NOT confirmed the feature off: {problem}. The feature may still be "
-                          f"ON: check that the service reads that file and that its flag variable is "
-                          f"{flags.flag_variable}{suffix}", env_name, phase, flag_off=off,
+                          f"the flag was written off ({flags.describe()}), but the service at {env.service_url} "
+                          f"has NOT confirmed the feature off: {problem}. The feature may still be ON: check that "
+                          f"the service reads {flags.describe()} and obeys {flags.flag_variable}{suffix}",
+                          env_name, phase, flag_off=off,
                           details={**details, "problem": problem})
-    return RunOutcome(ROLLED_BACK, EXIT_OK, f"flag off in {env_name} ({flags.env_file}), confirmed by the service; "
+    return RunOutcome(ROLLED_BACK, EXIT_OK, f"flag off in {env_name} ({flags.describe()}), confirmed by the service; "
                       f"reason: {reason}{suffix}", env_name, phase, flag_off=off, details=details)
 
 
@@ -469,7 +503,7 @@ def resume(project: Project, env_name: str, reason: str, clock: Clock) -> RunOut
         current = state.get(env_name)
         phase = playbook.phase_for(env_name)
         env = load_environment(env_name, project.environments_dir)
-        flags = FlagStore(env.env_file, playbook.flag.variable, playbook.flag.percent_variable)
+        flags = project.flags(playbook, env)
         switched_off = current.status == COMPLETED and phase is not None and current.phase == phase.name \
             and bool(flag_on_steps(phase, env, flags.flag_variable)) and not flags.state()[0]
         if current.status != ROLLED_BACK and not switched_off:
@@ -507,7 +541,7 @@ def watch(ctx: RunContext, max_evaluations: int | None = None, duration: float |
         if current.status == ROLLED_BACK:
             return RunOutcome(ROLLED_BACK, EXIT_ROLLED_BACK, f"{ctx.env_name} is rolled back ({current.reason})",
                               ctx.env_name, current.phase)
-        verdict = measure(ctx, gates)
+        verdict = measure(ctx, gates, percent=current.percent)
         record(ctx, verdict, "watch", current.percent)
         ctx.out.verdict("watch", verdict)
         count += 1

@@ -7,6 +7,7 @@ guard, so a rollback that happened meanwhile refuses the write.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -14,15 +15,15 @@ from typing import Any
 from rollout.checks import CheckResult
 from rollout.checks.load import run_load
 from rollout.checks.scenarios import run_scenario
-from rollout.checks.service_api import MeasurementError, ServiceClient
+from rollout.checks.service_api import MeasurementError
 from rollout.checks.smoke import run_booking, run_health, run_http
 from rollout.clock import Clock
 from rollout.engine.context import RunContext
 from rollout.engine.killswitch import guard_not_rolled_back
 from rollout.engine.state import AWAITING_APPROVAL
 from rollout.engine.observe import FAILED, HOLD_TIMEOUT, PASSED, observe
-from rollout.environments import resolve, shown_diff
-from rollout.flags import FlagStore
+from rollout.environments import Resolved, resolve, shown_diff
+from rollout.flags import FlagBackend
 from rollout.gates import Verdict
 from rollout.playbook.model import (
     ApproveStep, ConfigureStep, GateStep, HealthStep, HttpCheck, LoadStep, PromoteStep, RampStep, ScenarioStep,
@@ -56,37 +57,53 @@ def _checks_result(ctx: RunContext, checks: list[CheckResult]) -> StepResult:
 
 
 def wait_applied(ctx: RunContext, within: float = 10.0) -> str | None:
-    """Wait until the service reports the flag and percentage now in its env file (see
-    :func:`wait_service_applied`). Returns a problem, or None."""
-    return wait_service_applied(ctx.flags, ctx.service, ctx.clock, within)
+    """Wait until the target reports the flag and percentage rollout wrote (see
+    :func:`wait_service_applied`). Returns a problem, or None. A target that cannot report its flag
+    is not waited for: the run goes on and says so (a flag-off, though, is then *unconfirmed*)."""
+    if not ctx.target.can_confirm:
+        ctx.out.line("  the target does not report its flag (no flag_state read-back): not confirmed", "yellow")
+        return None
+    return wait_service_applied(ctx.flags, ctx.target, ctx.clock, within)
 
 
-def wait_service_applied(flags: FlagStore, service: ServiceClient, clock: Clock, within: float = 10.0) -> str | None:
-    """Wait until ``service`` reports the flag and percentage now in ``flags``' env file.
+def wait_service_applied(flags: FlagBackend, target: Any, clock: Clock, within: float = 10.0) -> str | None:
+    """Wait until ``target`` reports the flag and percentage that ``flags`` holds now.
 
-    The service re-reads the file within tens of milliseconds; checking instead of assuming means
-    no check or observation ever runs against the previous setting, and a flag-off is only called
-    done when the target itself says so. Returns a problem, or None.
+    The embedded service re-reads its env file within tens of milliseconds; checking instead of
+    assuming means no check or observation ever runs against the previous setting, and a flag-off
+    is only called done when the target itself says so. Returns a problem, or None.
     """
+    if not target.can_confirm:
+        return "the target has no way to report its flag (set target.flag_state or flag.read): cannot confirm"
     enabled, percent = flags.state()
     deadline = clock.monotonic() + within
     seen: dict[str, Any] = {}
     while True:
         try:
-            seen = service.metrics(1.0)
-            if seen.get("flag_enabled") == enabled and (percent is None or seen.get("rollout_percent") == percent):
+            flag_now, percent_now, raw = target.applied()
+            seen = {**raw, "flag_enabled": flag_now, "rollout_percent": percent_now}
+            if flag_now == enabled and (percent is None or percent_now is None or percent_now == percent):
                 return None
         except MeasurementError as exc:
             seen = {"error": str(exc)}
         if clock.monotonic() >= deadline:
             return (f"the service did not pick up the change within {within:g}s (it reports flag "
                     f"{seen.get('flag_enabled')}, percent {seen.get('rollout_percent')}; "
-                    f"{seen.get('config_error') or seen.get('error') or 'is it reading ' + str(flags.env_file) + '?'})")
+                    f"{seen.get('config_error') or seen.get('error') or 'is it reading ' + flags.describe() + '?'})")
         clock.sleep(0.02)
 
 
+def managed_values(flags: FlagBackend, resolved: Resolved) -> Resolved:
+    """What a configure writes through ``flags``: every variable to an env file; only the flag and
+    the percentage to another backend (the service's other settings belong to its deployment)."""
+    if flags.env_file is not None:
+        return resolved
+    keep = (flags.flag_variable, flags.percent_variable)
+    return dataclasses.replace(resolved, values={k: v for k, v in resolved.values.items() if k in keep})
+
+
 def run_configure(ctx: RunContext, step: ConfigureStep, label: str) -> StepResult:
-    resolved = resolve(ctx.resolved.env, overrides={**ctx.resolved.overrides, **step.set})
+    resolved = managed_values(ctx.flags, resolve(ctx.resolved.env, overrides={**ctx.resolved.overrides, **step.set}))
     before = ctx.flags.read()
     changes = shown_diff(resolved, before)
     for name, old, new in changes:
@@ -97,25 +114,31 @@ def run_configure(ctx: RunContext, step: ConfigureStep, label: str) -> StepResul
     enabled, percent = ctx.flags.state()
     now = ctx.clock.time()
     ctx.state.update(ctx.env_name, now, flag=enabled, percent=percent)
-    ctx.state.audit(ctx.env_name, "configure", now, step=label, env_file=str(ctx.flags.env_file),
+    ctx.state.audit(ctx.env_name, "configure", now, step=label, env_file=ctx.flags.describe(),
                     changes=[{"variable": n, "from": o, "to": v} for n, o, v in changes])
     problem = wait_applied(ctx)
     if problem:
         return StepResult(FAIL, problem)
-    return StepResult(DONE, f"{len(changes)} variable(s) changed in {ctx.flags.env_file}")
+    return StepResult(DONE, f"{len(changes)} variable(s) changed in {ctx.flags.describe()}")
 
 
 def run_smoke(ctx: RunContext, step: SmokeStep, label: str) -> StepResult:
     checks = []
     for check in step.checks:
         if isinstance(check, HttpCheck):
-            checks.append(run_http(ctx.service, check, ctx.clock))
+            checks.append(run_http(ctx.service, check, ctx.clock, ctx.secret))
         else:
             checks.append(run_booking(ctx.service, check, ctx.clock))
     return _checks_result(ctx, checks)
 
 
 def run_health_step(ctx: RunContext, step: HealthStep, label: str) -> StepResult:
+    probe = getattr(ctx.target, "health", None)
+    if probe is not None:  # an http target: its own probe, its own expectation
+        check = HttpCheck(type="http", name=label, url=probe.url if probe.url.startswith("http") else None,
+                          path=None if probe.url.startswith("http") else probe.url, expect=probe.expect,
+                          within=step.within)
+        return _checks_result(ctx, [run_http(ctx.service, check, ctx.clock, ctx.secret)])
     return _checks_result(ctx, [run_health(ctx.service, step, ctx.clock, label, ctx.resolved.redactor())])
 
 

@@ -72,11 +72,12 @@ def collect(state: StateStore, resolved: Resolved, flags: FlagStore, service: Se
                      else f"SEV-4: {env}, no customers affected"),
         "confirmed_ms": confirmed[0]["detail"].get("after_ms") if confirmed else None,
         "unconfirmed": unconfirmed[0]["detail"].get("problem") if unconfirmed and not confirmed else None,
-        "breach_metrics": [{**m, "value_shown": fmt(m["metric"], m["value"]),
-                            "target_shown": fmt(m["metric"], m["target"]), "alert_shown": fmt(m["metric"], m["alert"])}
+        "breach_metrics": [{**m, "value_shown": fmt(m["metric"], m["value"], m.get("unit")),
+                            "target_shown": fmt(m["metric"], m["target"], m.get("unit")),
+                            "alert_shown": fmt(m["metric"], m["alert"], m.get("unit"))}
                            for m in metrics],
         "timeline": timeline, "written_at": _when(clock_now),
-        "env_file": str(flags.env_file), "config": resolved.shown(flags.read()),
+        "env_file": flags.describe(), "config": resolved.shown(flags.read()),
         "sample_window": SAMPLE_WINDOW_S, "fallback_samples": [], "failure_reasons": {},
         "service_error": None, "last_error": None, "fallbacks": 0,
         "success_rate": "no data", "error_rate": "no data", "attempts": 0,

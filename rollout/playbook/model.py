@@ -38,25 +38,107 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
-class MetricGate(_Model):
-    """One metric's thresholds: pass beyond ``target``, fail beyond ``alert``, hold in between."""
+#: a built-in metric's kind (how it is judged and shown)
+BUILTIN_KINDS: dict[str, str] = {
+    "success_rate": "rate", "error_rate": "rate", "avg_latency_ms": "latency", "p95_latency_ms": "latency",
+    "breaker_activations": "count",
+}
+EMBEDDED = "embedded"
+_REFERENCE = r"^\$\{[A-Za-z_][A-Za-z0-9_]*\}$"
 
-    metric: Literal["success_rate", "error_rate", "avg_latency_ms", "p95_latency_ms", "breaker_activations"]
+
+class HttpQuery(_Model):
+    """A metric read from any JSON endpoint (as Argo Rollouts' web provider does)."""
+
+    #: a path (joined to the provider's url, else the environment's service_url) or a full URL;
+    #: ``$window`` becomes the window in seconds
+    url: str = Field(min_length=1)
+    #: dotted path to the value in the answer
+    value: str = Field(min_length=1)
+    #: dotted path to the sample count (for rate: the denominator)
+    samples: str | None = Field(None, min_length=1)
+
+
+class MetricGate(_Model):
+    """One metric's thresholds: pass beyond ``target``, fail beyond ``alert``, hold in between.
+
+    A built-in name (``success_rate``, ...) is read from the embedded service. Any other name is a
+    query against a named provider, with its ``kind`` saying how it is judged: ``rate`` (``query``
+    counts the events of interest, ``samples`` counts all of them; value = query / samples),
+    ``latency`` (milliseconds; ``samples`` counts the observations), ``count`` or ``gauge``.
+    """
+
+    metric: str = Field(pattern=r"^[a-z][a-z0-9_]*$", max_length=64)
+    provider: str = EMBEDDED
+    kind: Literal["rate", "latency", "count", "gauge"] | None = None
+    query: str | HttpQuery | None = None
+    samples: str | None = Field(None, min_length=1)
+    #: which way is good; by default inferred from the thresholds (alert below target: higher is better)
+    higher_is_better: bool | None = None
     target: Number
     alert: Number
     window: Duration | None = Field(None, gt=0, description="overrides the gate's window for this metric")
     min_samples: int | None = Field(None, ge=0)
 
+    @property
+    def unit(self) -> str:
+        """``rate``, ``latency``, ``count`` or ``gauge``."""
+        return self.kind or BUILTIN_KINDS.get(self.metric, "gauge")
+
+    @property
+    def higher(self) -> bool:
+        """Is a higher value better?"""
+        if self.provider == EMBEDDED and self.metric in METRICS:
+            return METRICS[self.metric]
+        if self.higher_is_better is not None:
+            return self.higher_is_better
+        return self.alert < self.target
+
     @model_validator(mode="after")
     def _ordered(self) -> MetricGate:
-        higher = METRICS[self.metric]
+        if self.provider == EMBEDDED:
+            if self.metric not in METRICS:
+                raise FieldProblems([(("metric",), f"{self.metric!r} is not a built-in metric of the embedded service "
+                                      f"({', '.join(METRICS)}); name a provider and a query for your own")])
+            if self.query is not None or self.samples is not None or self.kind is not None:
+                raise ValueError("a built-in metric takes no query, samples or kind; name a provider for your own")
+        else:
+            if self.kind is None:
+                raise FieldProblems([(("kind",), "required for a provider's metric: rate, latency, count or gauge")])
+            if self.query is None:
+                raise FieldProblems([(("query",), "required for a provider's metric")])
+            if self.higher_is_better is None and self.alert == self.target:
+                raise ValueError("target equals alert: say which way is good with higher_is_better")
+        higher = self.higher
         if higher and self.alert > self.target:
             raise ValueError(f"alert ({self.alert:g}) must not be above target ({self.target:g}) for {self.metric}")
         if not higher and self.alert < self.target:
             raise ValueError(f"alert ({self.alert:g}) must not be below target ({self.target:g}) for {self.metric}")
-        if self.metric.endswith("_rate") and not (0 <= self.target <= 1 and 0 <= self.alert <= 1):
+        if self.unit == "rate" and not (0 <= self.target <= 1 and 0 <= self.alert <= 1):
             raise ValueError(f"{self.metric} thresholds are fractions from 0 to 1 (or percentages like 95%)")
         return self
+
+
+class PrometheusProvider(_Model):
+    """PromQL over the Prometheus HTTP API (``/api/v1/query``)."""
+
+    kind: Literal["prometheus"]
+    url: str = Field(pattern=r"^https?://")
+    #: a bearer token, as a reference (``${PROMETHEUS_TOKEN}``), resolved when used
+    token: str | None = Field(None, pattern=_REFERENCE)
+    timeout: Duration = Field(5.0, gt=0, le=60)
+
+
+class HttpMetricsProvider(_Model):
+    """Any JSON endpoint; each metric's query names the URL and the field paths."""
+
+    kind: Literal["http"]
+    url: str | None = Field(None, pattern=r"^https?://")
+    token: str | None = Field(None, pattern=_REFERENCE)
+    timeout: Duration = Field(5.0, gt=0, le=60)
+
+
+Provider = Annotated[PrometheusProvider | HttpMetricsProvider, Field(discriminator="kind")]
 
 
 class GateSet(_Model):
@@ -77,9 +159,43 @@ class WatchPolicy(_Model):
     interval: Duration = Field(10.0, ge=0.05)
 
 
+class FlagRead(_Model):
+    """Where the target says what it applied: a GET and the JSON field paths of the flag and the
+    percentage (``percent`` may be omitted when the target has no percentage)."""
+
+    url: str = Field(min_length=1)
+    enabled: str = Field(min_length=1)
+    percent: str | None = Field(None, min_length=1)
+
+
 class FlagSpec(_Model):
+    """Where the flag lives and how it is written.
+
+    ``envfile`` (default): the variables ``variable`` and ``percent_variable`` in the environment's
+    env file. ``http``: a request to ``url`` with ``body`` as a template (``$enabled`` and
+    ``$percent`` become JSON values) and ``token`` as a bearer reference. ``command``: run
+    ``command`` with ``{enabled}`` and ``{percent}`` replaced; a non-zero exit is a failed write.
+    ``read`` is how the written state is read back from the target (http and command backends).
+    """
+
+    backend: Literal["envfile", "http", "command"] = "envfile"
     variable: str = Field("WHATSAPP_NOTIFICATIONS_ENABLED", pattern=r"^[A-Z_][A-Z0-9_]*$")
     percent_variable: str = Field("WHATSAPP_ROLLOUT_PERCENT", pattern=r"^[A-Z_][A-Z0-9_]*$")
+    url: str | None = Field(None, min_length=1)
+    method: Literal["PUT", "POST", "PATCH"] = "PUT"
+    token: str | None = Field(None, pattern=_REFERENCE)
+    body: Any = Field(default_factory=lambda: {"enabled": "$enabled", "percent": "$percent"})
+    command: list[str] | None = Field(None, min_length=1)
+    timeout: Duration = Field(5.0, gt=0, le=60)
+    read: FlagRead | None = None
+
+    @model_validator(mode="after")
+    def _complete(self) -> FlagSpec:
+        if self.backend == "http" and not self.url:
+            raise FieldProblems([(("url",), "required for the http backend")])
+        if self.backend == "command" and not self.command:
+            raise FieldProblems([(("command",), "required for the command backend: [program, arg, ...]")])
+        return self
 
 
 # --- steps ---------------------------------------------------------------------------------------
@@ -113,15 +229,27 @@ class JsonExpect(_Model):
 
 
 class HttpCheck(_Model):
+    """One HTTP request and what its answer must be. ``path`` is joined to the environment's
+    ``service_url``; ``url`` is a full URL (another service, a gateway). Header values may hold
+    ``${SECRET}`` references: resolved when sent, redacted everywhere."""
+
     type: Literal["http"]
     name: str
-    method: Literal["GET", "POST", "PUT"] = "GET"
-    path: str = Field(pattern=r"^/")
+    method: Literal["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"] = "GET"
+    path: str | None = Field(None, pattern=r"^/")
+    url: str | None = Field(None, pattern=r"^https?://")
+    headers: dict[str, str] = Field(default_factory=dict)
     admin: bool = False
     body: Any = None
     expect: JsonExpect = JsonExpect()
     #: retry until the expectation holds, for this long
     within: Duration = Field(0.0, ge=0, le=600)
+
+    @model_validator(mode="after")
+    def _one_place(self) -> HttpCheck:
+        if (self.path is None) == (self.url is None):
+            raise ValueError("give either path (on the service) or url (anywhere)")
+        return self
 
 
 class BookingCheck(_Model):
@@ -243,6 +371,21 @@ Step = Annotated[
 ]
 
 
+class HealthProbe(_Model):
+    url: str = Field(min_length=1)
+    expect: JsonExpect = JsonExpect()
+
+
+class TargetSpec(_Model):
+    """What is being rolled out. ``embedded`` is the WhatsApp service shipped with rollout (its
+    health and metrics endpoints); ``http`` is any service: its health probe, and optionally where
+    it reports the flag it applied (``flag_state``; without it, the flag backend's ``read``)."""
+
+    kind: Literal["embedded", "http"] = "embedded"
+    health: HealthProbe | None = None
+    flag_state: FlagRead | None = None
+
+
 class Phase(_Model):
     name: str = Field(pattern=r"^[a-z][a-z0-9_-]*$")
     environment: str = Field(pattern=r"^[a-z][a-z0-9_-]*$")
@@ -257,6 +400,10 @@ class Playbook(_Model):
     name: str
     description: str = ""
     flag: FlagSpec = FlagSpec()
+    #: what is rolled out (default: the embedded WhatsApp service)
+    target: TargetSpec = TargetSpec()
+    #: where gate metrics come from, by name; ``embedded`` (the service's own endpoint) always exists
+    providers: dict[str, Provider] = Field(default_factory=dict)
     gates: dict[str, GateSet] = Field(min_length=1)
     watch: WatchPolicy
     phases: list[Phase] = Field(min_length=1)
@@ -266,6 +413,46 @@ class Playbook(_Model):
         problems: list[tuple[tuple[Any, ...], str]] = []
         if self.watch.gate not in self.gates:
             problems.append((("watch", "gate"), f"unknown gate set {self.watch.gate!r}"))
+        if self.target.kind == "http":
+            if self.target.health is None:
+                problems.append((("target", "health"), "an http target needs a health probe {url, expect}"))
+            for gate_name, gate in self.gates.items():
+                for m, spec in enumerate(gate.metrics):
+                    if spec.provider == EMBEDDED:
+                        problems.append((("gates", gate_name, "metrics", m, "provider"),
+                                         f"{spec.metric} is read from the embedded service; an http target needs a "
+                                         "provider (prometheus or http)"))
+            for p, phase in enumerate(self.phases):
+                for s, step in enumerate(phase.steps):
+                    if isinstance(step, (ScenarioStep, LoadStep)) or (
+                            isinstance(step, SmokeStep) and any(isinstance(c, BookingCheck) for c in step.checks)):
+                        problems.append((("phases", p, "steps", s), f"a {step.kind} step of this kind speaks the "
+                                         "booking API of the embedded service; an http target cannot run it"))
+        if EMBEDDED in self.providers:
+            problems.append((("providers", EMBEDDED), "the name 'embedded' is the built-in provider; choose another"))
+        for gate_name, gate in self.gates.items():
+            for m, spec in enumerate(gate.metrics):
+                where = ("gates", gate_name, "metrics", m)
+                if spec.provider == EMBEDDED:
+                    continue
+                provider = self.providers.get(spec.provider)
+                if provider is None:
+                    known = ", ".join([EMBEDDED, *self.providers])
+                    problems.append(((*where, "provider"), f"unknown provider {spec.provider!r} (known: {known})"))
+                elif provider.kind == "prometheus":
+                    if not isinstance(spec.query, str) or not spec.query.strip():
+                        problems.append(((*where, "query"), "a prometheus metric's query is a PromQL string"))
+                    if spec.unit in ("rate", "latency") and not spec.samples:
+                        problems.append(((*where, "samples"), f"a {spec.unit} needs a samples query (PromQL that "
+                                         "counts the observations)"))
+                elif provider.kind == "http":
+                    if not isinstance(spec.query, HttpQuery):
+                        problems.append(((*where, "query"), "an http metric's query is {url: ..., value: field.path, "
+                                         "samples: field.path}"))
+                    elif spec.unit in ("rate", "latency") and not spec.query.samples:
+                        problems.append(((*where, "query", "samples"), f"a {spec.unit} needs a samples field path"))
+                    if spec.samples is not None:
+                        problems.append(((*where, "samples"), "an http metric names its samples in query.samples"))
         seen_phases: set[str] = set()
         seen_envs: set[str] = set()
         for p, phase in enumerate(self.phases):

@@ -1,0 +1,144 @@
+"""Breach -> flag off: the embedded provider against Prometheus, measured side by side in one run.
+
+The same ramp (10 % then 100 %, evaluated every second over a 10 s window, at least 10 samples) runs
+against the embedded service with 50 bookings/s; 3 s into the 10 % step the sandbox starts failing
+every send. The gate is the same rule read two ways: the built-in ``success_rate`` from
+``/api/whatsapp/metrics``, or the notification failure rate computed by a real Prometheus
+(scrape interval 1 s) from the service's ``/metrics``. Runs alternate between the two.
+
+Usage: python benchmarks/breach_to_flag_off.py [--runs 3] [--rate 50]
+Needs the ``prometheus`` binary (Debian package ``prometheus``) and the test extras installed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from rollout.clock import SystemClock  # noqa: E402
+from rollout.console import QuietReporter  # noqa: E402
+from rollout.demo import DEMO_TIMINGS, Traffic  # noqa: E402
+from rollout.engine import runner  # noqa: E402
+from rollout.engine.runner import Project  # noqa: E402
+from rollout.engine.state import StateStore  # noqa: E402
+from rollout.flags import FlagStore  # noqa: E402
+from rollout.stack import Stack  # noqa: E402
+from tests.prometheus import Prometheus  # noqa: E402
+
+GATES = {
+    "embedded": "      - {metric: success_rate, target: 95%, alert: 90%}\n",
+    "prometheus": (
+        "      - metric: notification_failure_rate\n"
+        "        provider: prom\n"
+        "        kind: rate\n"
+        "        query: sum(increase(rollout_whatsapp_notifications_total{outcome=\"failed\"}[$window]))\n"
+        "        samples: sum(increase(rollout_whatsapp_notifications_total{outcome=~\"sent|failed\"}[$window]))\n"
+        "        target: 5%\n"
+        "        alert: 10%\n"),
+}
+PLAYBOOK = """\
+version: 1
+name: breach-to-flag-off
+providers:
+  prom: {{kind: prometheus, url: "{prometheus}"}}
+gates:
+  g:
+    window: 10s
+    min_samples: 10
+    metrics:
+{metrics}watch: {{gate: g, interval: 1s}}
+phases:
+  - name: production
+    environment: production
+    steps:
+      - kind: configure
+        set: {{WHATSAPP_NOTIFICATIONS_ENABLED: "false", WHATSAPP_ROLLOUT_PERCENT: "0"}}
+      - kind: ramp
+        percentages: [10, 100]
+        hold: 120s
+        interval: 1s
+        gate: g
+        max_hold: 0s
+        on_hold_timeout: fail
+"""
+REPO = Path(__file__).resolve().parents[1]
+
+
+def one_run(folder: Path, provider: str, rate: float) -> tuple[float, float]:
+    """(seconds from the breach to the flag written off, to the service confirming it)."""
+    with Stack(folder, environments=("production",)) as stack:
+        stack.start(service_env={"WHATSAPP_TIMEOUT_MS": DEMO_TIMINGS["WHATSAPP_TIMEOUT_MS"]})
+        prom = Prometheus(folder / "prometheus", [stack.url("production").removeprefix("http://")])
+        try:
+            book = folder / "p.yaml"
+            book.write_text(PLAYBOOK.format(prometheus=prom.url, metrics=GATES[provider]))
+            os.environ.update(DEMO_TIMINGS)
+            os.environ.update(stack.engine_environ())
+            project = Project(book, REPO / "environments", folder / "state.db")
+            flags = FlagStore(stack.env_file("production"))
+            traffic = Traffic(stack.url("production"), rate).start()
+            failing_at: list[float] = []
+
+            def breach() -> None:
+                while flags.state() != (True, 10):
+                    time.sleep(0.01)
+                time.sleep(3.0)
+                failing_at.append(time.time())
+                httpx.patch(f"{stack.url('sandbox')}/sandbox/faults", json={"error_rate": 1.0},
+                            headers={"Authorization": f"Bearer {stack.sandbox_token}"}, timeout=5)
+
+            threading.Thread(target=breach, daemon=True).start()
+            with runner.open_context(project, "production", SystemClock(), QuietReporter()) as ctx:
+                outcome = runner.advance(ctx)
+            traffic.stop()
+            assert outcome.status == "rolled_back", outcome.message
+            state = StateStore(project.state_path)
+            try:
+                log = state.audit_log("production")
+            finally:
+                state.close()
+            off = next(a["ts"] for a in log if a["action"] == "flag_off")
+            confirmed = next((a["ts"] for a in log if a["action"] == "flag_off_confirmed"), float("nan"))
+            return off - failing_at[0], confirmed - failing_at[0]
+        finally:
+            prom.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--rate", type=float, default=50)
+    args = parser.parse_args()
+    results: dict[str, list[tuple[float, float]]] = {"embedded": [], "prometheus": []}
+    saved = dict(os.environ)
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            for i in range(args.runs):
+                for provider in ("embedded", "prometheus"):
+                    written, confirmed = one_run(Path(tmp) / f"{provider}-{i}", provider, args.rate)
+                    results[provider].append((written, confirmed))
+                    print(f"run {i + 1} {provider:<10}: breach -> flag written off {written:.2f} s, "
+                          f"-> service confirms {confirmed:.2f} s", flush=True)
+        finally:
+            os.environ.clear()
+            os.environ.update(saved)
+    for provider, runs in results.items():
+        written = [w for w, _ in runs]
+        print(f"{provider:<10}: breach -> flag off: median {statistics.median(written):.2f} s, "
+              f"max {max(written):.2f} s over {len(runs)} runs")
+    ratio = statistics.median(w for w, _ in results["prometheus"]) / statistics.median(w for w, _ in results["embedded"])
+    print(f"prometheus / embedded (medians): {ratio:.2f}x")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
