@@ -174,7 +174,7 @@ def validation_message(file: Path, exc: ValidationError, lines: Lines, limit: in
 
 # pydantic inserts the union member's tag into the location of discriminated-union errors
 _UNION_TAGS = {"configure", "smoke", "health", "scenario", "load", "gate", "ramp", "approve", "promote", "http",
-               "booking"}
+               "booking", "prometheus"}
 
 
 def _friendly(err: dict[str, Any], text: str) -> str:

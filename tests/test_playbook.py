@@ -115,3 +115,68 @@ def test_cli_validate_prints_one_line_and_exits_2(tmp_path):
     assert "Traceback" not in proc.stderr
     proc = subprocess.run([sys.executable, "-m", "rollout", "validate", str(SHIPPED)], capture_output=True, text=True)
     assert proc.returncode == 0 and "valid playbook" in proc.stdout
+
+
+PROVIDERS = """\
+version: 1
+name: t
+providers:
+  prom: {kind: prometheus, url: "http://127.0.0.1:9090", token: "${PROM_TOKEN}"}
+  stats: {kind: http}
+gates:
+  g:
+    window: 60s
+    metrics:
+METRICS
+watch: {gate: g, interval: 1s}
+phases:
+  - name: production
+    environment: production
+    steps:
+      - kind: configure
+"""
+
+
+@pytest.mark.parametrize(("metrics", "says"), [
+    ("      - {metric: errors, provider: nope, kind: rate, query: x, samples: y, target: 1%, alert: 5%}",
+     ":10: gates.g.metrics.0.provider: unknown provider 'nope' (known: embedded, prom, stats)"),
+    ("      - {metric: errors, provider: prom, kind: rate, query: 'sum(x)', target: 1%, alert: 5%}",
+     ":10: gates.g.metrics.0.samples: a rate needs a samples query"),
+    ("      - {metric: errors, provider: prom, query: 'sum(x)', target: 1, alert: 5}",
+     ":10: gates.g.metrics.0.kind: required for a provider's metric"),
+    ("      - {metric: errors, provider: prom, kind: rate, query: 'sum(x)', samples: 'sum(y)', target: 1, alert: 5}",
+     "thresholds are fractions from 0 to 1"),
+    ("      - {metric: errors, provider: stats, kind: gauge, query: 'sum(x)', target: 1, alert: 5}",
+     ":10: gates.g.metrics.0.query: an http metric's query is {url: ..., value: field.path"),
+    ("      - {metric: p95_ms, provider: prom, kind: latency, query: {url: /x, value: v}, samples: 'n', target: 300, "
+     "alert: 800}", ":10: gates.g.metrics.0.query: a prometheus metric's query is a PromQL string"),
+    ("      - {metric: queue, provider: prom, kind: gauge, query: 'q', target: 5, alert: 5}",
+     "target equals alert: say which way is good with higher_is_better"),
+    ("      - {metric: nonsense, target: 1, alert: 2}",
+     "gates.g.metrics.0.metric: 'nonsense' is not a built-in metric of the embedded service"),
+])
+def test_provider_metrics_are_validated_with_their_line(tmp_path, metrics, says):
+    path = write(tmp_path, PROVIDERS.replace("METRICS", metrics))
+    with pytest.raises(PlaybookError) as info:
+        load_playbook(path, environ={})
+    assert says in str(info.value)
+
+
+def test_a_provider_token_stays_a_reference_until_used(tmp_path):
+    metrics = "      - {metric: errors, provider: prom, kind: rate, query: 'a', samples: 'b', target: 1%, alert: 5%}"
+    book = load_playbook(write(tmp_path, PROVIDERS.replace("METRICS", metrics)), environ={"PROM_TOKEN": "s3cret-xyz"})
+    assert book.providers["prom"].token == "${PROM_TOKEN}"  # resolved only when a run uses it, then redacted
+    assert book.gates["g"].metrics[0].higher is False and book.gates["g"].metrics[0].unit == "rate"
+    literal = PROVIDERS.replace('token: "${PROM_TOKEN}"', "token: s3cret-xyz").replace("METRICS", metrics)
+    with pytest.raises(PlaybookError, match=r":4: providers.prom.token: must be a reference like \$\{PROMETHEUS_TOKEN\}"):
+        load_playbook(write(tmp_path, literal), environ={})
+
+
+def test_an_http_target_refuses_what_only_the_embedded_service_can_do(tmp_path):
+    text = GOOD.replace("version: 1\n", "version: 1\ntarget: {kind: http, health: {url: /healthz}}\n")
+    with pytest.raises(PlaybookError) as info:
+        load_playbook(write(tmp_path, text), environ={})
+    assert "gates.g.metrics.0.provider: success_rate is read from the embedded service" in str(info.value)
+    text = GOOD.replace("version: 1\n", "version: 1\ntarget: {kind: http}\n")
+    with pytest.raises(PlaybookError, match="target.health: an http target needs a health probe"):
+        load_playbook(write(tmp_path, text), environ={})

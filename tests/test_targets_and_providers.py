@@ -11,6 +11,7 @@ import pytest
 from rollout.checks.service_api import MeasurementError
 from rollout.clock import SystemClock
 from rollout.console import QuietReporter
+from rollout.demo import Traffic
 from rollout.engine import runner
 from rollout.engine.runner import Project
 from rollout.environments import Environment
@@ -178,6 +179,12 @@ phases:
             headers: {{Authorization: "Bearer ${{STANDIN_TOKEN}}"}}
             expect: {{status: 200, json: {{feature.enabled: false}}}}
       - {{kind: health, name: healthy}}
+      - kind: load
+        name: the old path under load
+        request: {{method: POST, path: "/work?user=load-$i", ok_status: [200]}}
+        rate: 100
+        duration: 2s
+        expect: {{booking_success_rate: 99%, p99_ms: 1000}}
       - kind: ramp
         percentages: [10, 100]
         hold: 5s
@@ -216,6 +223,8 @@ def test_a_stand_in_service_ramps_to_100_percent_on_prometheus_gates(standin, pr
         state.close()
     assert (outcome.status, outcome.exit_code) == ("completed", 0), (outcome.message, trail)
     assert (standin.flag["enabled"], standin.flag["percent"]) == (True, 100)
+    load = next(a for a in trail if a[0] == "step_done" and a[1]["step"] == "the old path under load")
+    assert "2 check(s) passed" in load[1]["detail"]
     last = verdicts[-1]["metrics"][0]
     assert verdicts[-1]["verdict"] == "pass" and last["provider"] == "prom" and last["samples"] >= 5
     assert TOKEN not in str(trail)
@@ -287,7 +296,7 @@ phases:
     monkeypatch.setenv("ROLLOUT_RAMP_INTERVAL", "1s")
     monkeypatch.setenv("ROLLOUT_MAX_HOLD", "15s")
     project = Project(book, tmp_path / "environments", tmp_path / "state.db")
-    traffic = _booking_traffic(service.url)
+    traffic = Traffic(service.url, 50).start()
     try:
         if breach:
             sandbox.faults(error_rate=1.0, error_message="(#131000) Something went wrong")
@@ -295,7 +304,7 @@ phases:
             outcome = runner.advance(ctx)
         flag = service.metrics(1)["flag_enabled"], service.metrics(1)["rollout_percent"]
     finally:
-        traffic.set()
+        traffic.stop()
         service.close()
     if breach:
         assert (outcome.status, outcome.exit_code) == ("rolled_back", 1), outcome.message
@@ -303,25 +312,3 @@ phases:
     else:
         assert (outcome.status, outcome.exit_code) == ("completed", 0), outcome.message
         assert flag == (True, 100)
-
-
-def _booking_traffic(url: str):  # noqa: ANN202 - returns the stop event
-    import threading
-    import time
-    import uuid
-
-    import httpx
-
-    from rollout.checks.bookings import synthetic_booking
-
-    stop = threading.Event()
-
-    def run() -> None:
-        with httpx.Client(base_url=url, timeout=5) as http:
-            while not stop.is_set():
-                ref = f"T-{uuid.uuid4().hex[:12]}"
-                http.post("/api/bookings", json=synthetic_booking(ref, f"c-{ref}", "+919876543210"))
-                time.sleep(0.02)
-
-    threading.Thread(target=run, daemon=True).start()
-    return stop

@@ -11,6 +11,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import httpx
 
@@ -43,9 +44,33 @@ class LoadResult:
         return self.created / self.elapsed_s if self.elapsed_s else 0.0
 
 
+#: one request of a load: (method, path or URL, JSON body, headers)
+Request = tuple[str, str, Any, dict[str, str] | None]
+
+
+def booking_requests(run: str) -> Callable[[int], Request]:
+    """Request ``i`` of a booking load: a fresh synthetic booking."""
+    return lambda i: ("POST", "/api/bookings",
+                      synthetic_booking(f"LOAD-{run}-{i}", f"load-{run}-{i}", event="Rollout load test"), None)
+
+
+def templated_requests(method: str, url: str, body: Any, headers: dict[str, str]) -> Callable[[int], Request]:
+    """Request ``i`` of a generic load: ``$i`` in the URL and in the body's strings becomes ``i``."""
+    def fill(value: Any, i: int) -> Any:
+        if isinstance(value, dict):
+            return {k: fill(v, i) for k, v in value.items()}
+        if isinstance(value, list):
+            return [fill(v, i) for v in value]
+        return value.replace("$i", str(i)) if isinstance(value, str) else value
+
+    return lambda i: (method, url.replace("$i", str(i)), fill(body, i), headers or None)
+
+
 async def _run(url: str, total: int, concurrency: int, rate: float | None, limit_s: float,
-               progress: Callable[[int], None] | None) -> LoadResult:
+               progress: Callable[[int], None] | None, request: Callable[[int], Request] | None = None,
+               ok_status: tuple[int, ...] = (201,)) -> LoadResult:
     run = uuid.uuid4().hex[:8]
+    request = request or booking_requests(run)
     result = LoadResult(total)
     shards = max(1, -(-concurrency // POOL_SHARD))
     limits = httpx.Limits(max_connections=POOL_SHARD, max_keepalive_connections=POOL_SHARD)
@@ -63,15 +88,15 @@ async def _run(url: str, total: int, concurrency: int, rate: float | None, limit
             if time.perf_counter() > deadline:
                 result.stopped_early = True
                 return
+            method, target, body, headers = request(i)
             started = time.perf_counter()
             try:
-                response = await clients[i % shards].post("/api/bookings", json=synthetic_booking(f"LOAD-{run}-{i}", f"load-{run}-{i}",
-                                                                                    event="Rollout load test"))
+                response = await clients[i % shards].request(method, target, json=body, headers=headers)
             except httpx.HTTPError as exc:
                 key = type(exc).__name__
             else:
-                key = None if response.status_code == 201 else f"HTTP {response.status_code}"
-                if key is None:
+                key = None if response.status_code in ok_status else f"HTTP {response.status_code}"
+                if key is None and target == "/api/bookings":
                     result.booking_ids.append(response.json()["id"])
             result.latencies.append(time.perf_counter() - started)
             if key is None:
@@ -92,11 +117,13 @@ async def _run(url: str, total: int, concurrency: int, rate: float | None, limit
 
 def run_load(url: str, bookings: int | None = None, concurrency: int = 10, rate: float | None = None,
              duration: float | None = None, progress: Callable[[int], None] | None = None,
-             time_limit: float | None = None) -> LoadResult:
-    """Run a bounded load against ``url``'s ``POST /api/bookings``.
+             time_limit: float | None = None, request: Callable[[int], Request] | None = None,
+             ok_status: tuple[int, ...] = (201,)) -> LoadResult:
+    """Run a bounded load against ``url``: ``POST /api/bookings`` by default, or ``request(i)``
+    (see :func:`templated_requests`) counting ``ok_status`` answers as successes.
 
-    Either ``bookings`` at ``concurrency``, or ``rate`` per second for ``duration`` seconds.
-    ``time_limit`` (default: twice the planned time plus 30 s) stops it regardless.
+    Either ``bookings`` (requests) at ``concurrency``, or ``rate`` per second for ``duration``
+    seconds. ``time_limit`` (default: twice the planned time plus 30 s) stops it regardless.
     """
     if bookings is None:
         if rate is None or duration is None:
@@ -105,4 +132,4 @@ def run_load(url: str, bookings: int | None = None, concurrency: int = 10, rate:
         concurrency = max(concurrency, min(512, int(rate)))
     planned = (bookings / rate) if rate else bookings / max(concurrency, 1) * 0.05
     limit = time_limit if time_limit is not None else planned * 2 + 30
-    return asyncio.run(_run(url, bookings, concurrency, rate, limit, progress))
+    return asyncio.run(_run(url, bookings, concurrency, rate, limit, progress, request, ok_status))

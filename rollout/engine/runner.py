@@ -184,8 +184,9 @@ def _describe(step: Any) -> str:
     if kind == "scenario":
         return step.scenario.replace("_", " ")
     if kind == "load":
-        return (f"{step.bookings} bookings at concurrency {step.concurrency}" if step.bookings
-                else f"{step.rate:g} bookings/s for {step.duration:g}s")
+        what = "bookings" if step.request is None else f"{step.request.method} {step.request.url or step.request.path}"
+        return (f"{step.bookings} {what} at concurrency {step.concurrency}" if step.bookings
+                else f"{step.rate:g} {what}/s for {step.duration:g}s")
     if kind == "gate":
         return f"gate {step.gate!r}" + (f" observed for {step.observe:g}s" if step.observe else "")
     if kind == "ramp":

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rollout.checks import CheckResult
-from rollout.checks.load import run_load
+from rollout.checks.load import run_load, templated_requests
 from rollout.checks.scenarios import run_scenario
 from rollout.checks.service_api import MeasurementError
 from rollout.checks.smoke import run_booking, run_health, run_http
@@ -148,6 +148,8 @@ def run_scenario_step(ctx: RunContext, step: ScenarioStep, label: str) -> StepRe
 
 def run_load_step(ctx: RunContext, step: LoadStep, label: str) -> StepResult:
     total = step.bookings if step.bookings is not None else int(step.rate * step.duration)
+    if step.request is not None:
+        return _generic_load(ctx, step, label, total)
     with ctx.out.progress(total, f"{label}: bookings") as advance:
         started = ctx.clock.time()
         result = run_load(ctx.service.url, bookings=step.bookings, concurrency=step.concurrency, rate=step.rate,
@@ -169,11 +171,7 @@ def run_load_step(ctx: RunContext, step: LoadStep, label: str) -> StepResult:
         f"{result.created}/{result.requested} bookings created ({(result.success_rate or 0) * 100:.2f}%, "
         f"need >= {expect.booking_success_rate * 100:.2f}%)" + (f"; errors {result.errors}" if result.errors else ""),
         result.elapsed_s, {"achieved_rate": result.achieved_rate})]
-    for q, limit in ((95, expect.p95_ms), (99, expect.p99_ms)):
-        if limit is not None:
-            value = result.p(q)
-            checks.append(CheckResult(f"booking p{q} latency", value is not None and value <= limit,
-                                      f"p{q} {value:.1f} ms (limit {limit:g} ms, {len(result.latencies)} requests)"))
+    checks += [CheckResult(f"booking {c.name}", c.ok, c.detail) for c in _latency_checks(result, expect)]
     if expect.notification_success_rate is not None:
         rate = metrics.get("success_rate")
         attempts = metrics.get("attempts", 0)
@@ -184,6 +182,39 @@ def run_load_step(ctx: RunContext, step: LoadStep, label: str) -> StepResult:
     ctx.out.line(f"  {result.created} bookings in {result.elapsed_s:.1f}s ({result.achieved_rate:.0f}/s), "
                  f"p50 {result.p(50) or 0:.1f} ms, p95 {result.p(95) or 0:.1f} ms, p99 {result.p(99) or 0:.1f} ms")
     return _checks_result(ctx, checks)
+
+
+def _generic_load(ctx: RunContext, step: LoadStep, label: str, total: int) -> StepResult:
+    """A load of any HTTP request: judged on its success rate and latency percentiles."""
+    spec = step.request
+    assert spec is not None
+    headers = {k: ctx.secret(v) if ctx.secret else v for k, v in spec.headers.items()}
+    requests = templated_requests(spec.method, spec.url or spec.path or "/", spec.body, headers)
+    with ctx.out.progress(total, f"{label}: requests") as advance:
+        result = run_load(ctx.service.url, bookings=step.bookings, concurrency=step.concurrency, rate=step.rate,
+                          duration=step.duration, progress=advance, request=requests,
+                          ok_status=tuple(spec.ok_status))
+    expect = step.expect
+    checks = [CheckResult(
+        "request success rate", (result.success_rate or 0) >= expect.booking_success_rate,
+        f"{result.created}/{result.requested} requests answered {'/'.join(map(str, spec.ok_status))} "
+        f"({(result.success_rate or 0) * 100:.2f}%, need >= {expect.booking_success_rate * 100:.2f}%)"
+        + (f"; errors {result.errors}" if result.errors else ""), result.elapsed_s,
+        {"achieved_rate": result.achieved_rate})]
+    checks += _latency_checks(result, expect)
+    ctx.out.line(f"  {result.requested} requests in {result.elapsed_s:.1f}s, p50 {result.p(50) or 0:.1f} ms, "
+                 f"p95 {result.p(95) or 0:.1f} ms, p99 {result.p(99) or 0:.1f} ms")
+    return _checks_result(ctx, checks)
+
+
+def _latency_checks(result: Any, expect: Any) -> list[CheckResult]:
+    checks = []
+    for q, limit in ((95, expect.p95_ms), (99, expect.p99_ms)):
+        if limit is not None:
+            value = result.p(q)
+            checks.append(CheckResult(f"p{q} latency", value is not None and value <= limit,
+                                      f"p{q} {value or 0:.1f} ms (limit {limit:g} ms, {len(result.latencies)} requests)"))
+    return checks
 
 
 def accept_hold(ctx: RunContext, label: str, percent: int | None) -> bool:

@@ -7,9 +7,10 @@ together") are checked in :meth:`Playbook._consistent` and report the field path
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from rollout.units import Duration, Number
 from rollout.yamlfile import FieldProblems
@@ -44,7 +45,16 @@ BUILTIN_KINDS: dict[str, str] = {
     "breaker_activations": "count",
 }
 EMBEDDED = "embedded"
-_REFERENCE = r"^\$\{[A-Za-z_][A-Za-z0-9_]*\}$"
+
+
+def _reference(value: str) -> str:
+    if not re.fullmatch(r"\$\{[A-Za-z_][A-Za-z0-9_]*\}", value.strip()):
+        raise ValueError("must be a reference like ${PROMETHEUS_TOKEN}, never a token in the file")
+    return value.strip()
+
+
+#: a secret, written as a ``${REFERENCE}`` and resolved only when used
+Reference = Annotated[str, AfterValidator(_reference)]
 
 
 class HttpQuery(_Model):
@@ -125,7 +135,7 @@ class PrometheusProvider(_Model):
     kind: Literal["prometheus"]
     url: str = Field(pattern=r"^https?://")
     #: a bearer token, as a reference (``${PROMETHEUS_TOKEN}``), resolved when used
-    token: str | None = Field(None, pattern=_REFERENCE)
+    token: Reference | None = None
     timeout: Duration = Field(5.0, gt=0, le=60)
 
 
@@ -134,7 +144,7 @@ class HttpMetricsProvider(_Model):
 
     kind: Literal["http"]
     url: str | None = Field(None, pattern=r"^https?://")
-    token: str | None = Field(None, pattern=_REFERENCE)
+    token: Reference | None = None
     timeout: Duration = Field(5.0, gt=0, le=60)
 
 
@@ -183,7 +193,7 @@ class FlagSpec(_Model):
     percent_variable: str = Field("WHATSAPP_ROLLOUT_PERCENT", pattern=r"^[A-Z_][A-Z0-9_]*$")
     url: str | None = Field(None, min_length=1)
     method: Literal["PUT", "POST", "PATCH"] = "PUT"
-    token: str | None = Field(None, pattern=_REFERENCE)
+    token: Reference | None = None
     body: Any = Field(default_factory=lambda: {"enabled": "$enabled", "percent": "$percent"})
     command: list[str] | None = Field(None, min_length=1)
     timeout: Duration = Field(5.0, gt=0, le=60)
@@ -294,10 +304,31 @@ class LoadExpect(_Model):
     p99_ms: Number | None = Field(None, gt=0)
 
 
+class LoadRequest(_Model):
+    """The request of a generic load (any HTTP service); ``$i`` in the URL or the body's strings
+    becomes the request's number."""
+
+    method: Literal["GET", "POST", "PUT", "PATCH", "DELETE"] = "GET"
+    path: str | None = Field(None, pattern=r"^/")
+    url: str | None = Field(None, pattern=r"^https?://")
+    headers: dict[str, str] = Field(default_factory=dict)
+    body: Any = None
+    #: the statuses that count as a success
+    ok_status: list[int] = Field(default_factory=lambda: [200, 201, 202, 204], min_length=1)
+
+    @model_validator(mode="after")
+    def _one_place(self) -> LoadRequest:
+        if (self.path is None) == (self.url is None):
+            raise ValueError("give either path (on the service) or url (anywhere)")
+        return self
+
+
 class LoadStep(_Step):
-    """N bookings at a concurrency, or a rate for a duration; bounded in count and time."""
+    """N requests at a concurrency, or a rate for a duration; bounded in count and time. Bookings
+    against the embedded service by default; any HTTP request with ``request``."""
 
     kind: Literal["load"]
+    request: LoadRequest | None = None
     bookings: int | None = Field(None, ge=1, le=100_000)
     concurrency: int = Field(10, ge=1, le=512)
     rate: float | None = Field(None, gt=0, le=5000)
@@ -315,6 +346,8 @@ class LoadStep(_Step):
             raise ValueError("rate and duration go together")
         if by_rate and self.rate * self.duration > 100_000:
             raise ValueError("rate x duration is over 100000 bookings")
+        if self.request is not None and self.expect.notification_success_rate is not None:
+            raise ValueError("notification_success_rate is about bookings; a generic request load has none")
         return self
 
 
@@ -424,7 +457,7 @@ class Playbook(_Model):
                                          "provider (prometheus or http)"))
             for p, phase in enumerate(self.phases):
                 for s, step in enumerate(phase.steps):
-                    if isinstance(step, (ScenarioStep, LoadStep)) or (
+                    if isinstance(step, ScenarioStep) or (isinstance(step, LoadStep) and step.request is None) or (
                             isinstance(step, SmokeStep) and any(isinstance(c, BookingCheck) for c in step.checks)):
                         problems.append((("phases", p, "steps", s), f"a {step.kind} step of this kind speaks the "
                                          "booking API of the embedded service; an http target cannot run it"))
