@@ -6,10 +6,14 @@ sits between target and alert, has too few samples, or has no value (no data is 
 **pass** when it is beyond its target. The verdict is the worst of its metrics, and every metric
 reports its value, its thresholds and its sample count.
 
-For rates (``success_rate``, ``error_rate``) a fail must also be *clear*: the Wilson score interval
-of the rate at the gate's confidence must lie wholly beyond the alert threshold. One error in the
-first ten calls is a 10 % error rate but says little; it holds instead of rolling a healthy launch
-back. A real breach is clear at once (ten failures in ten calls: the interval starts at 72 %).
+For rates (``success_rate``, ``error_rate``) a fail must also be *clear*: the rate's interval at
+the gate's confidence must lie wholly beyond the alert threshold. The interval is an always-valid
+confidence sequence (a beta-binomial mixture martingale): a ramp looks at its growing sample every
+interval, and however many looks it takes, a healthy step is rolled back with probability at most
+``1 - confidence``. A fixed-sample Wilson interval, checked again and again, gives no such bound
+(``test: wilson`` keeps it). One error in the first ten calls is a 10 % error rate but says
+little; it holds. A real breach is clear at once (ten failures in ten calls: the interval starts
+at 50 %).
 """
 
 from __future__ import annotations
@@ -92,28 +96,73 @@ def wilson(rate: float, samples: int, confidence: float) -> tuple[float, float]:
     return max(0.0, centre - margin), min(1.0, centre + margin)
 
 
+def _log_beta(a: float, b: float) -> float:
+    return math.lgamma(a) + math.lgamma(b) - math.lgamma(a + b)
+
+
+def mixture_log_evidence(successes: int, n: int, theta: float) -> float:
+    """log M_n(theta): the beta-binomial mixture martingale (uniform prior) against the proportion
+    ``theta`` after ``successes`` in ``n``. Under a true proportion theta it is a nonnegative
+    martingale with mean 1, so by Ville's inequality it ever reaches 1/delta with probability at
+    most delta, however often it is looked at (Robbins' confidence sequence)."""
+    if theta <= 0.0:
+        return math.inf if successes > 0 else _log_beta(1, 1 + n)
+    if theta >= 1.0:
+        return math.inf if successes < n else _log_beta(1 + n, 1)
+    return (_log_beta(1 + successes, 1 + n - successes)
+            - successes * math.log(theta) - (n - successes) * math.log1p(-theta))
+
+
+def confidence_sequence(rate: float, samples: int, confidence: float) -> tuple[float, float]:
+    """The always-valid interval of a proportion: every theta whose mixture evidence stays below
+    1 / (1 - confidence). Valid at every look at once, unlike a fixed-sample (Wilson) interval."""
+    n = int(samples)
+    successes = min(n, max(0, round(rate * n)))
+    bound = math.log(1.0 / (1.0 - confidence))
+    mle = successes / n
+
+    def outside(theta: float) -> bool:
+        return mixture_log_evidence(successes, n, theta) >= bound
+
+    def edge(inside: float, out: float) -> float:
+        for _ in range(60):  # bisection: the evidence falls towards the MLE and rises away from it
+            mid = (inside + out) / 2
+            inside, out = (inside, mid) if outside(mid) else (mid, out)
+        return inside
+
+    low = 0.0 if not outside(0.0) else edge(mle, 0.0)
+    high = 1.0 if not outside(1.0) else edge(mle, 1.0)
+    return low, high
+
+
 def judge(spec: MetricGate, value: float | None, samples: int, min_samples: int, window: float,
-          confidence: float = 0.0) -> MetricResult:
-    """The verdict of one metric."""
+          confidence: float = 0.0, test: str = "sequential") -> MetricResult:
+    """The verdict of one metric. A rate fails only when its interval at ``confidence`` lies wholly
+    beyond the alert: the always-valid confidence sequence (``test="sequential"``, the default),
+    or the fixed-sample Wilson interval (``test="wilson"``, rollout before 0.2)."""
     higher = spec.higher
     better, worse = (">", "<") if higher else ("<", ">")
     name, unit = spec.metric, spec.unit
     shown = fmt(name, value, unit)
     target, alert = fmt(name, spec.target, unit), fmt(name, spec.alert, unit)
     interval = None
-    if value is not None and samples > 0 and confidence > 0 and unit == "rate":
-        interval = wilson(min(max(value, 0.0), 1.0), samples, confidence)
+    beyond_alert = value is not None and (value < spec.alert if higher else value > spec.alert)
+    # the interval decides only beyond the alert (and is shown only there): computed only then
+    if beyond_alert and samples > 0 and confidence > 0 and unit == "rate":
+        rate = min(max(value, 0.0), 1.0)
+        interval = confidence_sequence(rate, samples, confidence) if test == "sequential" \
+            else wilson(rate, samples, confidence)
     base = dict(metric=name, value=value, target=spec.target, alert=spec.alert, samples=samples,
                 min_samples=min_samples, window_seconds=window, interval=interval, unit=unit, provider=spec.provider)
     if value is None:
         return MetricResult(**base, verdict=HOLD,
                             reason=f"{name} has no data ({samples} samples in {format_duration(window)}); no data is never a pass")
-    beyond_alert = value < spec.alert if higher else value > spec.alert
     meets_target = value > spec.target if higher else value < spec.target
     if samples < min_samples:
         return MetricResult(**base, verdict=HOLD,
                             reason=f"{name} {shown} from {samples} samples, fewer than the {min_samples} needed")
-    ci = f", {confidence * 100:g}% interval {fmt(name, interval[0], unit)}-{fmt(name, interval[1], unit)}" \
+    kind = "always-valid interval" if test == "sequential" else "interval"
+    ci = f", {confidence * 100:g}% {kind} {fmt(name, interval[0], unit)}-{fmt(name, interval[1], unit)}" \
         if interval else ""
     if beyond_alert:
         clear = interval is None or (interval[1] < spec.alert if higher else interval[0] > spec.alert)
@@ -144,7 +193,7 @@ def evaluate(gates: GateSet, measurements: dict[str, dict[str, Any]]) -> Verdict
         min_samples = gates.min_samples if spec.min_samples is None else spec.min_samples
         measured = float(answer.get("window_seconds", window))
         results.append(judge(spec, None if value is None else float(value), samples, min_samples, measured,
-                             gates.confidence))
+                             gates.confidence, gates.test))
     worst = max((r.verdict for r in results), key=_RANK.__getitem__)
     return Verdict(worst, tuple(results))
 
@@ -171,7 +220,8 @@ def judge_readings(gates: GateSet, readings: list[Reading]) -> Verdict:
                                         reading.window, f"{spec.metric}: no data ({reading.error})",
                                         unit=spec.unit, provider=spec.provider))
             continue
-        results.append(judge(spec, reading.value, reading.samples, min_samples, reading.window, gates.confidence))
+        results.append(judge(spec, reading.value, reading.samples, min_samples, reading.window, gates.confidence,
+                             gates.test))
     worst = max((r.verdict for r in results), key=_RANK.__getitem__)
     errors = sorted({r.error for r in readings if r.error})
     all_failed = bool(readings) and all(r.error for r in readings)
@@ -193,3 +243,39 @@ def no_data(gates: GateSet, error: str) -> Verdict:
         for spec in gates.metrics
     )
     return Verdict(HOLD, results, error=f"metrics unavailable: {error}")
+
+
+#: the sample-ratio check: fewer decided bookings than this say nothing; below this p-value, bucketing is broken
+SRM_MIN_COUNT, SRM_ALPHA = 100, 0.001
+
+
+def sample_ratio(in_cohort: int, out_of_cohort: int, percent: int, window: float) -> MetricResult | None:
+    """Did the service put ``percent`` % of the decided bookings in the cohort? A chi-square
+    goodness-of-fit test (one degree of freedom); None below :data:`SRM_MIN_COUNT` bookings.
+
+    A mismatch fails the step with a message that blames the bucketing, not the feature: the
+    cohort the gates judged is not the cohort the ramp asked for."""
+    total = in_cohort + out_of_cohort
+    if total < SRM_MIN_COUNT or not 0 < percent < 100:
+        return None
+    expected_in = total * percent / 100.0
+    expected_out = total - expected_in
+    chi2 = (in_cohort - expected_in) ** 2 / expected_in + (out_of_cohort - expected_out) ** 2 / expected_out
+    p_value = math.erfc(math.sqrt(chi2 / 2.0))
+    share = in_cohort / total
+    base = dict(metric="sample_ratio", value=share, target=percent / 100.0, alert=percent / 100.0, samples=total,
+                min_samples=SRM_MIN_COUNT, window_seconds=window, unit="rate")
+    seen = f"{in_cohort} of {total} decided bookings ({share * 100:.1f}%) went to the cohort at {percent}%"
+    if p_value < SRM_ALPHA:
+        return MetricResult(**base, verdict=FAIL, reason=(
+            f"sample ratio mismatch: {seen} (chi-square p = {p_value:.1e} < {SRM_ALPHA:g}): bucketing is broken, "
+            "not the feature; check the group id and the percentage the service reads"))
+    return MetricResult(**base, verdict=PASS, reason=f"sample ratio: {seen} (chi-square p = {p_value:.2f})")
+
+
+def with_check(verdict: Verdict, check: MetricResult | None) -> Verdict:
+    """``verdict`` with one more result (the sample-ratio check), the worst deciding."""
+    if check is None:
+        return verdict
+    worst = max((verdict.verdict, check.verdict), key=_RANK.__getitem__)
+    return Verdict(worst, (*verdict.metrics, check), verdict.error)

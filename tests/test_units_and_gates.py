@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import math
+import random
+
 import pytest
 
-from rollout.gates import FAIL, HOLD, PASS, evaluate, judge, no_data
+from rollout.gates import FAIL, HOLD, PASS, confidence_sequence, evaluate, judge, no_data
 from rollout.playbook.model import GateSet, MetricGate
 from rollout.units import format_duration, parse_duration, parse_rate
 
@@ -107,8 +110,95 @@ CONFIDENT = [
 
 
 @pytest.mark.parametrize(("spec", "value", "samples", "verdict", "words"), CONFIDENT)
-def test_a_fail_must_be_statistically_clear(spec, value, samples, verdict, words):
-    result = judge(spec, value, samples, 10, 60, confidence=0.95)
+def test_a_fail_must_be_statistically_clear_with_the_fixed_sample_test(spec, value, samples, verdict, words):
+    result = judge(spec, value, samples, 10, 60, confidence=0.95, test="wilson")
     assert result.verdict == verdict, result.reason
     for word in words:
         assert word in result.reason
+
+
+# (spec, value, samples, verdict, words): the default, always-valid test at 99 %
+SEQUENTIAL = [
+    (ERRORS, 0.10, 10, HOLD, ["not yet clear", "99% always-valid interval"]),
+    (ERRORS, 0.30, 10, HOLD, ["not yet clear"]),
+    (ERRORS, 0.30, 30, FAIL, ["error_rate 30.00% > alert 5.00% (30 samples", "always-valid interval 7.96%-61.74%"]),
+    (ERRORS, 1.00, 10, FAIL, ["interval 49.64%-100.00%"]),
+    (SUCCESS, 0.0, 10, FAIL, ["success_rate 0.00% < alert 90.00%"]),
+    (ERRORS, 0.0, 50, PASS, ["error_rate 0.00% < target 1.00%"]),
+]
+
+
+@pytest.mark.parametrize(("spec", "value", "samples", "verdict", "words"), SEQUENTIAL)
+def test_the_sequential_test_fails_only_on_clear_evidence(spec, value, samples, verdict, words):
+    result = judge(spec, value, samples, 10, 60, confidence=0.99)
+    assert result.verdict == verdict, result.reason
+    for word in words:
+        assert word in result.reason, result.reason
+
+
+@pytest.mark.parametrize(("successes", "n"), [(0, 10), (3, 10), (10, 10), (9, 30), (12, 1000), (990, 1000)])
+def test_the_confidence_sequence_matches_a_brute_force_computation(successes, n):
+    """The interval is every theta whose mixture evidence B(1+S, 1+n-S) / (theta^S (1-theta)^(n-S)) stays
+    below 1/delta: computed here directly from the integral of the likelihood (a Riemann sum over the
+    uniform prior) on a fine grid, independently of the code's closed form and bisection."""
+    delta = 0.01
+    grid = 20_000
+    # the mixture's numerator, integral over p of p^S (1-p)^(n-S) dp, by a midpoint sum in log space
+    logs = [successes * math.log((i + 0.5) / grid) + (n - successes) * math.log1p(-(i + 0.5) / grid)
+            for i in range(grid)]
+    top = max(logs)
+    log_integral = top + math.log(sum(math.exp(v - top) for v in logs) / grid)
+    inside = [t / 2000 for t in range(1, 2000)
+              if log_integral - successes * math.log(t / 2000) - (n - successes) * math.log1p(-t / 2000)
+              < math.log(1 / delta)]
+    low, high = confidence_sequence(successes / n, n, 1 - delta)
+    assert low == pytest.approx(max(0.0, inside[0] - 0.0005), abs=0.001)
+    assert high == pytest.approx(min(1.0, inside[-1] + 0.0005), abs=0.001)
+
+
+def test_looking_after_every_sample_keeps_false_alarms_under_the_bound():
+    """The promise itself, simulated: streams whose true error rate sits exactly at the alert are
+    judged after every single send, 1,500 sends each. The always-valid test fails at most 1 % of
+    them; the fixed-sample Wilson test, looked at as often, fails many more."""
+    rng = random.Random(11)
+    spec = MetricGate(metric="error_rate", target=0.01, alert=0.05)
+    streams, length = 300, 1500
+    failed = {"sequential": 0, "wilson": 0}
+    for _ in range(streams):
+        errors = 0
+        fired = {"sequential": False, "wilson": False}
+        for n in range(1, length + 1):
+            errors += rng.random() < spec.alert
+            for test in ("sequential", "wilson"):
+                if not fired[test] and n >= 10 and n % 5 == 0:
+                    fired[test] = judge(spec, errors / n, n, 10, 60, 0.99 if test == "sequential" else 0.95,
+                                        test).verdict == FAIL
+        for test in fired:
+            failed[test] += fired[test]
+    assert failed["sequential"] / streams <= 0.01, failed
+    assert failed["wilson"] > 3 * max(failed["sequential"], 1), failed
+
+
+@pytest.mark.parametrize(("inside", "outside", "percent", "verdict"), [
+    (100, 900, 10, PASS), (112, 888, 10, PASS), (400, 600, 10, FAIL), (60, 940, 10, FAIL), (30, 50, 10, None),
+    (2550, 2450, 50, PASS), (2700, 2300, 50, FAIL), (500, 0, 100, None),
+])
+def test_the_sample_ratio_check_on_constructed_counts(inside, outside, percent, verdict):
+    from rollout.gates import sample_ratio
+
+    result = sample_ratio(inside, outside, percent, 60)
+    assert (result.verdict if result else None) == verdict
+    if verdict == FAIL:
+        assert "sample ratio mismatch" in result.reason and "bucketing is broken, not the feature" in result.reason
+        assert f"{inside} of {inside + outside} decided bookings" in result.reason
+
+
+def test_low_traffic_is_said_early_with_the_time_a_decision_needs():
+    from rollout.engine.observe import slow_traffic
+    from rollout.gates import Verdict
+
+    spec = MetricGate(metric="error_rate", target=0.01, alert=0.05)
+    short = judge(spec, 0.0, 24, 50, 60)  # 0.4 samples/s; 50 samples take about 2 minutes
+    verdict = slow_traffic(Verdict(HOLD, (short,)), hold=90)
+    assert "at 0.4 samples/s this step needs about 2m5s to decide; the hold is 1m30s" in verdict.summary
+    assert slow_traffic(Verdict(HOLD, (short,)), hold=600).summary == Verdict(HOLD, (short,)).summary

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 from rollout.engine.context import RunContext
 from rollout.engine.killswitch import RolledBackMeanwhile
 from rollout.engine.state import ROLLED_BACK
-from rollout.gates import FAIL, PASS, Verdict, judge_readings
+from rollout.checks.service_api import MeasurementError
+from rollout.gates import FAIL, HOLD, PASS, Verdict, judge_readings, sample_ratio, with_check
 from rollout.metrics.sources import EmbeddedProvider, MetricSources
 from rollout.playbook.model import EMBEDDED, GateSet
+from rollout.targets import EmbeddedTarget
+from rollout.units import format_duration
 
 PASSED, FAILED, HOLD_TIMEOUT = "passed", "failed", "hold_timeout"
 
@@ -17,7 +21,34 @@ PASSED, FAILED, HOLD_TIMEOUT = "passed", "failed", "hold_timeout"
 def measure(ctx: RunContext, gates: GateSet, cap: float | None = None, percent: int | None = None) -> Verdict:
     """Ask each metric's provider for its window (each capped at ``cap`` seconds), then judge."""
     sources = ctx.metrics or MetricSources({EMBEDDED: EmbeddedProvider(ctx.service)})
-    return judge_readings(gates, sources.read(gates, ctx.clock.time(), percent, cap))
+    verdict = judge_readings(gates, sources.read(gates, ctx.clock.time(), percent, cap))
+    embedded = sources.providers.get(EMBEDDED)
+    if percent and isinstance(ctx.target, EmbeddedTarget) and isinstance(embedded, EmbeddedProvider):
+        window = min(gates.window, cap) if cap else gates.window
+        try:
+            inside, outside = embedded.cohort_counts(window)
+        except MeasurementError:
+            return verdict  # the gate metrics already say the service cannot be asked
+        verdict = with_check(verdict, sample_ratio(inside, outside, percent, window))
+    return verdict
+
+
+def slow_traffic(verdict: Verdict, hold: float) -> Verdict:
+    """Say early when the traffic cannot reach a decision within the hold: a metric short of its
+    samples gets the projection (``at 0.4 samples/s this step needs about 40m to decide; the hold
+    is 30m``) in its reason."""
+    if verdict.verdict != HOLD or hold <= 0:
+        return verdict
+    results = []
+    for m in verdict.metrics:
+        if m.verdict == HOLD and m.value is not None and 0 < m.samples < m.min_samples and m.window_seconds > 0:
+            rate = m.samples / m.window_seconds
+            needed = m.min_samples / rate
+            if needed > hold:
+                m = dataclasses.replace(m, reason=f"{m.reason}; at {rate:.2g} samples/s this step needs about "
+                                        f"{format_duration(needed)} to decide; the hold is {format_duration(hold)}")
+        results.append(m)
+    return dataclasses.replace(verdict, metrics=tuple(results))
 
 
 def record(ctx: RunContext, verdict: Verdict, step: str, percent: int | None) -> None:
@@ -54,7 +85,7 @@ def observe(ctx: RunContext, gate_name: str, duration: float, interval: float, m
         if ctx.state.get(ctx.env_name).status == ROLLED_BACK:
             raise RolledBackMeanwhile(f"environment {ctx.env_name} was rolled back meanwhile; stopping")
         elapsed = ctx.clock.time() - started_at
-        verdict = measure(ctx, gates, cap=max(elapsed, interval), percent=percent)
+        verdict = slow_traffic(measure(ctx, gates, cap=max(elapsed, interval), percent=percent), duration)
         evaluations += 1
         record(ctx, verdict, step, percent)
         # people see each change of verdict and the deciding one; the state keeps every evaluation

@@ -78,6 +78,9 @@ def collect(state: StateStore, resolved: Resolved, flags: FlagStore, service: Se
                            for m in metrics],
         "timeline": timeline, "written_at": _when(clock_now),
         "env_file": flags.describe(), "config": resolved.shown(flags.read()),
+        "flag_variable": flags.flag_variable,
+        "feature": "WhatsApp notifications" if flags.flag_variable == "WHATSAPP_NOTIFICATIONS_ENABLED"
+        else f"the feature behind {flags.flag_variable}",
         "sample_window": SAMPLE_WINDOW_S, "fallback_samples": [], "failure_reasons": {},
         "service_error": None, "last_error": None, "fallbacks": 0,
         "success_rate": "no data", "error_rate": "no data", "attempts": 0,

@@ -37,10 +37,22 @@ class EmbeddedProvider:
     def start_evaluation(self) -> None:
         self._answers = {}
 
-    def measure(self, spec: MetricGate, window: float, now: float, percent: int | None) -> Reading:
+    def answer(self, window: float) -> dict[str, Any]:
+        """The service's metrics over ``window``, asked once per evaluation."""
         if window not in self._answers:
             self._answers[window] = self._service.metrics(window)
-        answer = self._answers[window]
+        return self._answers[window]
+
+    def cohort_counts(self, window: float) -> tuple[int, int]:
+        """Decided bookings in the window: (sent to the cohort's WhatsApp path, kept out of it)."""
+        answer = self.answer(window)
+        skipped = answer.get("skipped_by_reason") or {}
+        inside = int(answer.get("attempts") or 0) + int(answer.get("invalid_phone") or 0) + \
+            int(skipped.get("opted_out") or 0)
+        return inside, int(skipped.get("not_in_cohort") or 0)
+
+    def measure(self, spec: MetricGate, window: float, now: float, percent: int | None) -> Reading:
+        answer = self.answer(window)
         value = answer.get(spec.metric)
         return Reading(None if value is None else float(value), int(answer.get(SAMPLES_OF[spec.metric]) or 0),
                        float(answer.get("window_seconds", window)))

@@ -156,9 +156,12 @@ class GateSet(_Model):
 
     window: Duration = Field(gt=0)
     min_samples: int = Field(20, ge=1)
-    #: a rate fails only when its Wilson interval at this confidence lies wholly beyond the alert
-    #: threshold (0 turns this off: the point value decides)
-    confidence: float = Field(0.95, ge=0, lt=1)
+    #: a rate fails only when its interval at this confidence lies wholly beyond the alert threshold
+    #: (0 turns this off: the point value decides); with the sequential test, 1 - confidence bounds
+    #: the chance that a healthy step is ever rolled back, however often it is evaluated
+    confidence: float = Field(0.99, ge=0, lt=1)
+    #: ``sequential``: an always-valid confidence sequence; ``wilson``: a fixed-sample interval
+    test: Literal["sequential", "wilson"] = "sequential"
     metrics: list[MetricGate] = Field(min_length=1)
 
 

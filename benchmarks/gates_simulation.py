@@ -1,0 +1,157 @@
+"""Today's gates (a 95 % Wilson interval, checked at every evaluation) against the new ones (a 99 %
+always-valid confidence sequence), side by side on the same simulated traffic.
+
+One simulated ramp step: the cohort sends ``traffic`` messages per second, each failing with the
+true error rate from the step's first second. The engine's loop is replayed on a simulated clock:
+every ``interval`` the gate judges the error rate over the window since the step began (capped at
+``window``), calling the real :func:`rollout.gates.judge`; a fail ends the step (the flag goes
+off), a pass after ``hold`` ends it, and a hold past ``hold + max_hold`` ends it for a person. The
+gate is the seed's error-rate rule (target 1 %, alert 5 %).
+
+For each cell: the probability of a false rollback (true rate at or below the target), of missing
+a breach within the hold (true rate at least twice the alert), the median and p95 time from the
+breach to the fail, and the failed sends before the flag went off.
+
+Usage: python benchmarks/gates_simulation.py [--ramps 1000] [--seed 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import random
+import statistics
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from rollout.gates import FAIL, PASS, judge  # noqa: E402
+from rollout.playbook.model import MetricGate  # noqa: E402
+
+SPEC = MetricGate(metric="error_rate", target=0.01, alert=0.05)
+TRAFFIC = (1, 5, 50)
+RATES = (0.005, 0.01, 0.02, 0.05, 0.08, 0.15, 0.30, 1.0)
+GATES = {"today": ("wilson", 0.95), "new": ("sequential", 0.99)}
+
+
+@dataclass(frozen=True)
+class Settings:
+    name: str
+    window: float
+    min_samples: int
+    hold: float
+    interval: float
+    max_hold: float
+
+
+SETTINGS = (
+    Settings("production", window=300, min_samples=50, hold=1800, interval=60, max_hold=7200),
+    Settings("demo", window=10, min_samples=10, hold=4, interval=0.5, max_hold=10),
+)
+
+
+def binomial(n: int, p: float, rng: random.Random) -> int:
+    """Failures among ``n`` sends: geometric gaps between failures (cost ~ n * p draws)."""
+    if p >= 1.0:
+        return n
+    if p <= 0.0 or n <= 0:
+        return 0
+    log_q = math.log1p(-p)
+    count, position = 0, -1
+    while True:
+        position += 1 + int(math.log(1.0 - rng.random()) / log_q)
+        if position >= n:
+            return count
+        count += 1
+
+
+def one_step(settings: Settings, traffic: int, rate: float, test: str, confidence: float,
+             rng: random.Random) -> tuple[str, float, int]:
+    """(how the step ended: fail / pass / hold, when, failed sends until then) on a simulated clock."""
+    per_chunk = traffic * settings.interval
+    chunks: list[tuple[int, int]] = []  # (sends, failures) per interval, oldest first
+    failures_total = 0
+    t = 0.0
+    while True:
+        t += settings.interval
+        sends = int(round(per_chunk))
+        failed = binomial(sends, rate, rng)
+        chunks.append((sends, failed))
+        failures_total += failed
+        covered = int(min(t, settings.window) / settings.interval + 1e-9) or 1
+        recent = chunks[-covered:]
+        n = sum(c[0] for c in recent)
+        errors = sum(c[1] for c in recent)
+        result = judge(SPEC, errors / n if n else None, n, settings.min_samples, min(t, settings.window),
+                       confidence, test)
+        if result.verdict == FAIL:
+            return "fail", t, failures_total
+        if t >= settings.hold and result.verdict == PASS:
+            return "pass", t, failures_total
+        if t >= settings.hold + settings.max_hold:
+            return "hold", t, failures_total
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
+
+
+def cell(settings: Settings, traffic: int, rate: float, gate: str, ramps: int, seed: int) -> dict[str, float | None]:
+    test, confidence = GATES[gate]
+    rng = random.Random(f"{seed}-{settings.name}-{traffic}-{rate}")  # the same traffic for both gates
+    ends = [one_step(settings, traffic, rate, test, confidence, rng) for _ in range(ramps)]
+    fails = [e for e in ends if e[0] == "fail"]
+    times = [e[1] for e in fails]
+    return {
+        "rollback": len(fails) / ramps,
+        "missed": sum(1 for e in ends if e[0] != "fail" or e[1] > settings.hold) / ramps,
+        "median_s": statistics.median(times) if times else None,
+        "p95_s": percentile(times, 95) if times else None,
+        "failed_sends": statistics.median(e[2] for e in fails) if fails else None,
+    }
+
+
+def shown(value: float | None, kind: str) -> str:
+    if value is None:
+        return "-"
+    if kind == "p":
+        return f"{value * 100:.1f}%"
+    if kind == "s":
+        return f"{value:.0f}s" if value >= 10 else f"{value:.1f}s"
+    return f"{value:.0f}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--ramps", type=int, default=1000)
+    parser.add_argument("--seed", type=int, default=1)
+    args = parser.parse_args()
+    started = time.monotonic()
+    print(f"{args.ramps} simulated ramp steps per cell; error-rate gate target 1%, alert 5%; "
+          "today = 95% Wilson at every look, new = 99% always-valid confidence sequence")
+    print("| settings | sends/s | true rate | rollback today | rollback new | missed today | missed new | "
+          "breach->fail median today / new | p95 today / new | failed sends today / new |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for settings in SETTINGS:
+        for traffic in TRAFFIC:
+            for rate in RATES:
+                old = cell(settings, traffic, rate, "today", args.ramps, args.seed)
+                new = cell(settings, traffic, rate, "new", args.ramps, args.seed)
+                breach = rate >= 2 * SPEC.alert
+                healthy = rate <= SPEC.target
+                print(f"| {settings.name} | {traffic} | {rate * 100:g}% | {shown(old['rollback'], 'p')}"
+                      f"{' (false)' if healthy else ''} | {shown(new['rollback'], 'p')}"
+                      f"{' (false)' if healthy else ''} | "
+                      f"{shown(old['missed'], 'p') if breach else ''} | {shown(new['missed'], 'p') if breach else ''} | "
+                      f"{shown(old['median_s'], 's')} / {shown(new['median_s'], 's')} | "
+                      f"{shown(old['p95_s'], 's')} / {shown(new['p95_s'], 's')} | "
+                      f"{shown(old['failed_sends'], 'n')} / {shown(new['failed_sends'], 'n')} |", flush=True)
+    print(f"({time.monotonic() - started:.0f} s)")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
