@@ -137,7 +137,7 @@ def test_read_only_commands_never_create_state_and_refuse_unknown_environments(p
     for command in ("status", "history"):
         proc = rollout(cwd, command, "--env", "prod")
         assert proc.returncode == 2, proc.stdout
-        assert proc.stderr.strip() == f"rollout: no environment 'prod' (known: production; files in environments)"
+        assert proc.stderr.strip() == "rollout: no environment 'prod' (known: production; files in environments)"
     StateStore(state).close()  # an environment with a record but no file is known too
     store = StateStore(state)
     store.update("old-env", 1.0, status="completed")

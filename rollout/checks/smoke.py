@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable
-from typing import Any
 
 from rollout.checks import CheckResult
 from rollout.checks.bookings import synthetic_booking

@@ -58,6 +58,18 @@ class RunContext:
     secret: Any = None
     #: the target's own probes: health and the flag it applied (built by ``open_context``)
     target: Any = None
+    #: the playbook's webhooks (built by ``open_context``; None: no notifications)
+    notifier: Any = None
+    #: the incident report written by the last flag-off of this run
+    incident_report: Path | None = None
+
+    def notify(self, event: str, **details: Any) -> None:
+        """Tell the playbook's webhooks, in the background (never before or instead of a flag write)."""
+        if self.notifier is not None:
+            current = self.state.get(self.env_name)
+            details.setdefault("phase", self.phase.name)
+            details.setdefault("percent", current.percent if current.flag else None)
+            self.notifier.fire(event, self.env_name, **details)
 
     @property
     def env_name(self) -> str:

@@ -22,7 +22,8 @@ from rollout.engine.context import Reporter, RunContext
 from rollout.engine.killswitch import FlagOff, RolledBackMeanwhile, kill
 from rollout.engine.observe import measure, record
 from rollout.engine.state import (
-    AWAITING_APPROVAL, COMPLETED, HELD, IDLE, INTERRUPTED, ROLLED_BACK, RUNNING, EnvState, StateStore, pid_alive,
+    AWAITING_APPROVAL, COMPLETED, HELD, IDLE, INTERRUPTED, ROLLED_BACK, RUNNING, EnvState, StateStore, actor,
+    pid_alive,
 )
 from rollout.engine.steps import AWAIT, DONE, STEP_RUNNERS, wait_service_applied
 from rollout.environments import (
@@ -31,6 +32,7 @@ from rollout.environments import (
 from rollout.errors import EXIT_HELD, EXIT_OK, EXIT_ROLLED_BACK, ConfigError, RolloutError, StateError
 from rollout.flags import FlagBackend, make_flags
 from rollout.metrics import MetricSources
+from rollout.notify import Notifier
 from rollout.targets import make_target
 from rollout.gates import FAIL
 from rollout.playbook.load import load_playbook
@@ -121,13 +123,20 @@ def open_context(project: Project, env_name: str, clock: Clock, out: Reporter, *
     flags = make_flags(playbook.flag, env, project.state_path.parent, secret)
     target = make_target(playbook, service, flags)
     metrics = MetricSources.build(playbook, service, secret)
+    for hook in playbook.notify:
+        if hook.token:
+            secret(hook.token)
     resolved = dataclasses.replace(resolved, secrets=(*resolved.secrets, *(s for s in extra_secrets if s)))
+    notifier = Notifier(playbook.notify, secret, resolved.redactor(), project.state_path) if playbook.notify else None
     ctx = RunContext(playbook, project.playbook_path, phase, resolved, state, flags, service, sandbox, clock, out,
                      approve=approve, incidents_dir=project.incidents_dir, repo=project.repo_path,
-                     commit=state.get(env_name).commit_sha, metrics=metrics, secret=secret, target=target)
+                     commit=state.get(env_name).commit_sha, metrics=metrics, secret=secret, target=target,
+                     notifier=notifier)
     try:
         yield ctx
     finally:
+        if notifier is not None:
+            notifier.drain()
         metrics.close()
         flags.close()
         service.close()
@@ -262,6 +271,10 @@ def _advance_locked(ctx: RunContext) -> RunOutcome:
                                   "--reason ...` to ramp again", env, phase.name)
             ctx.state.update(env, ctx.clock.time(), status=COMPLETED)
             ctx.state.audit(env, "phase_completed", ctx.clock.time(), phase=phase.name, commit=ctx.commit)
+            ctx.notify("phase_completed", summary=f"phase {phase.name} completed", commit=ctx.commit)
+            if phase is ctx.playbook.phases[-1]:
+                ctx.notify("rollout_completed", summary=f"{ctx.playbook.name}: every phase completed",
+                           commit=ctx.commit)
             return RunOutcome(COMPLETED, EXIT_OK, f"phase {phase.name} completed in {env}", env, phase.name)
         step = phase.steps[current.step_index]
         label = step_label(step, current.step_index)
@@ -285,6 +298,8 @@ def _advance_locked(ctx: RunContext) -> RunOutcome:
         if result.status == AWAIT:
             ctx.state.update(env, now, status=AWAITING_APPROVAL, reason=result.detail)
             ctx.state.audit(env, "awaiting_approval", now, step=label, detail=result.detail)
+            ctx.notify("hold_timeout" if result.verdict is not None else "approval_needed", step=label,
+                       summary=f"{result.detail}; approve with `rollout advance --env {env} --approve`")
             return RunOutcome(AWAITING_APPROVAL, EXIT_HELD,
                               f"{label}: {result.detail} - approve with `rollout advance --env {env} --approve`",
                               env, phase.name, label)
@@ -293,6 +308,9 @@ def _advance_locked(ctx: RunContext) -> RunOutcome:
                    verdict=verdict)
         ctx.out.line(f"flag turned off for {env}: {label} failed", "bold red")
         problem = confirm_off(ctx, off)
+        ctx.notify("flag_off", step=label, percent=off.previous_percent, automatic=True,
+                   summary=f"{label} failed: {result.detail}" + unconfirmed_note(problem), confirmed=problem is None,
+                   incident_report=str(ctx.incident_report) if ctx.incident_report else None)
         return RunOutcome(ROLLED_BACK, EXIT_ROLLED_BACK, f"{label} failed: {result.detail}; flag turned off"
                           + unconfirmed_note(problem), env, phase.name, label, off)
 
@@ -317,7 +335,8 @@ def confirm_off(ctx: RunContext, off: FlagOff) -> str | None:
     """After the kill (never before it): see the service take the flag in, record when, write the
     report. Returns the problem when the service did not confirm, None when it did."""
     problem = record_confirmation(ctx.state, ctx.env_name, ctx.flags, ctx.target, ctx.clock, off, ctx.out)
-    write_incident(ctx.state, ctx.resolved, ctx.flags, ctx.service, ctx.clock, ctx.incidents_dir, ctx.out)
+    ctx.incident_report = write_incident(ctx.state, ctx.resolved, ctx.flags, ctx.service, ctx.clock,
+                                         ctx.incidents_dir, ctx.out)
     return problem
 
 
@@ -474,6 +493,13 @@ def rollback(project: Project, env_name: str, reason: str, clock: Clock, who: st
     finally:
         flags.close()
         state.close()
+    if playbook.notify:  # after the write, its confirmation and the report: it can never delay them
+        notifier = Notifier(playbook.notify, lambda raw: project.secret(raw, env), resolved.redactor(),
+                            project.state_path, actor=who or actor())
+        notifier.fire("flag_off", env_name, phase=phase, percent=off.previous_percent, automatic=False,
+                      summary=f"rolled back by {who or actor()}: {reason}" + unconfirmed_note(problem),
+                      confirmed=problem is None, incident_report=str(report) if report else None)
+        notifier.drain()
     details = {"incident_report": str(report) if report else None, "confirmed": problem is None}
     suffix = f"; incident report: {report}" if report else ""
     if problem:
@@ -550,6 +576,9 @@ def watch(ctx: RunContext, max_evaluations: int | None = None, duration: float |
             off = kill(ctx.env_name, ctx.flags, ctx.state, ctx.clock, f"watch: {verdict.summary}", automatic=True,
                        verdict=verdict.record())
             problem = confirm_off(ctx, off)
+            ctx.notify("flag_off", step="watch", percent=off.previous_percent, automatic=True,
+                       summary=f"watch: {verdict.summary}" + unconfirmed_note(problem), confirmed=problem is None,
+                       incident_report=str(ctx.incident_report) if ctx.incident_report else None)
             return RunOutcome(ROLLED_BACK, EXIT_ROLLED_BACK, f"gate failed: {verdict.summary}; flag turned off"
                               + unconfirmed_note(problem), ctx.env_name, current.phase, "watch", off)
         if (max_evaluations is not None and count >= max_evaluations) or \

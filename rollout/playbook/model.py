@@ -422,6 +422,19 @@ class TargetSpec(_Model):
     flag_state: FlagRead | None = None
 
 
+class NotifyHook(_Model):
+    """A webhook: JSON (with a Slack-compatible ``text``) POSTed on the events it lists."""
+
+    name: str = Field("webhook", min_length=1, max_length=100)
+    url: str = Field(pattern=r"^https?://")
+    token: Reference | None = None
+    events: list[Literal["flag_off", "hold_timeout", "approval_needed", "phase_completed", "rollout_completed"]] = \
+        Field(default_factory=lambda: ["flag_off", "hold_timeout", "approval_needed", "phase_completed",
+                                       "rollout_completed"], min_length=1)
+    timeout: Duration = Field(5.0, gt=0, le=60)
+    retries: int = Field(2, ge=0, le=5)
+
+
 class Phase(_Model):
     name: str = Field(pattern=r"^[a-z][a-z0-9_-]*$")
     environment: str = Field(pattern=r"^[a-z][a-z0-9_-]*$")
@@ -442,6 +455,8 @@ class Playbook(_Model):
     providers: dict[str, Provider] = Field(default_factory=dict)
     gates: dict[str, GateSet] = Field(min_length=1)
     watch: WatchPolicy
+    #: webhooks told of flag-offs, hold timeouts, approvals needed and completions
+    notify: list[NotifyHook] = Field(default_factory=list)
     phases: list[Phase] = Field(min_length=1)
 
     @model_validator(mode="after")
