@@ -497,14 +497,16 @@ def demo(breach: bool, rate: float, folder: Path | None) -> None:
 @click.option("--env", "env_name", required=True)
 @click.option("--out", type=str, help="Write here (default: print); its folder must exist.")
 @click.option("--template", type=click.Path(dir_okay=False, path_type=Path),
-              help="A jinja2 template to use instead of the shipped Markdown one.")
-def incident(env_name: str, out: str | None, template: Path | None) -> None:
+              help="A jinja2 template to use instead of the shipped one.")
+@click.option("--format", "fmt", type=click.Choice(["md", "html"]), default="md", show_default=True,
+              help="Markdown (with --out, the timeline chart is written beside it as .svg) or self-contained HTML.")
+def incident(env_name: str, out: str | None, template: Path | None, fmt: str) -> None:
     """Render an incident report for ENV from the record: timeline, breach figures, configuration, errors."""
     from rollout.checks.service_api import ServiceClient
     from rollout.clock import SystemClock
     from rollout.engine.runner import resolved_or_from_file
     from rollout.environments import load_environment
-    from rollout.incident.report import collect, render
+    from rollout.incident.report import HTML_TEMPLATE, collect, render
     from rollout.outfile import check_output_path, write_output
 
     if out is not None:
@@ -517,15 +519,22 @@ def incident(env_name: str, out: str | None, template: Path | None) -> None:
     state = project.state(read_only=True)
     service = ServiceClient(env.service_url, resolved.admin_token, timeout=3.0)
     try:
-        text = render(collect(state, resolved, flags, service, SystemClock().time()), template)
+        data = collect(state, resolved, flags, service, SystemClock().time())
     finally:
         service.close()
         state.close()
+        flags.close()
+    chart = Path(out).with_suffix(".svg") if out and fmt == "md" and data.get("chart_svg") else None
+    if chart is not None:
+        data["chart_file"] = chart.name
+    text = render(data, template or (HTML_TEMPLATE if fmt == "html" else None))
     if out is None:
         click.echo(text, nl=False)
         return
+    if chart is not None:
+        write_output(chart, data["chart_svg"], "--out")
     write_output(out, text, "--out")
-    click.echo(f"incident report written to {out}")
+    click.echo(f"incident report written to {out}" + (f" (chart: {chart})" if chart else ""))
 
 
 

@@ -318,11 +318,11 @@ def _advance_locked(ctx: RunContext) -> RunOutcome:
 def write_incident(state: StateStore, resolved: Resolved, flags: FlagBackend, service: ServiceClient, clock: Clock,
                    folder: Path, out: Reporter) -> Path | None:
     """Write the pre-filled incident report now; a failure here is reported, never raised."""
-    from rollout.incident.report import collect, render, write_report
+    from rollout.incident.report import collect, write_report
 
     try:
         now = clock.time()
-        path = write_report(folder, resolved.env.name, render(collect(state, resolved, flags, service, now)), now)
+        path = write_report(folder, resolved.env.name, collect(state, resolved, flags, service, now), now)
     except (RolloutError, OSError) as exc:
         out.line(f"warning: the incident report could not be written: {exc}", "bold red")
         return None

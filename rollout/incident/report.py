@@ -17,8 +17,10 @@ from rollout.environments import Resolved
 from rollout.errors import ConfigError
 from rollout.flags import FlagStore
 from rollout.gates import fmt
+from rollout.incident.chart import timeline_svg
 
 DEFAULT_TEMPLATE = Path(__file__).parent / "templates" / "incident.md.j2"
+HTML_TEMPLATE = Path(__file__).parent / "templates" / "incident.html.j2"
 SAMPLE_WINDOW_S = 3600
 
 
@@ -108,7 +110,23 @@ def collect(state: StateStore, resolved: Resolved, flags: FlagStore, service: Se
                                    f"{'automatically' if a['detail'].get('automatic') else 'by ' + a['actor']}")
         elif a["action"] in ("flag_off_confirmed", "resumed_after_rollback", "approved"):
             data["actions"].append(f"{_when(a['ts'])}: {a['action'].replace('_', ' ')} ({_detail(a['action'], a['detail'])})")
-    return resolved.redactor().value(data)
+    data = resolved.redactor().value(data)
+    # numbers and metric names only: drawn after redaction, so nothing in it needs masking
+    failing = [m["metric"] for m in metrics if m.get("verdict") == "fail"]
+    until = off["ts"] if off else clock_now
+    # the whole ramp that ended in this flag-off: from its first percentage on
+    since = max((a["ts"] for a in audit if a["action"] in ("phase_started", "resumed_after_rollback")
+                 and a["ts"] <= until), default=0.0)
+    first_ramp = min((a["ts"] for a in audit if a["action"] == "ramp" and since <= a["ts"] <= until), default=since)
+    shown = [v for v in verdicts if first_ramp <= v["ts"] <= until + 1]
+    data["chart_svg"] = timeline_svg(shown[-2000:], failing, off["ts"] if off else None)
+    data["chart_file"] = None
+    return data
+
+
+def report_name(env: str, now: float) -> str:
+    """``ENV-TIMESTAMP``: the stem of a report and of its chart."""
+    return f"{env}-{datetime.fromtimestamp(now, UTC).strftime('%Y%m%dT%H%M%S%fZ')}"
 
 
 def render(data: dict[str, Any], template: Path | None = None) -> str:
@@ -118,7 +136,8 @@ def render(data: dict[str, Any], template: Path | None = None) -> str:
         source = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read the template ({exc.__class__.__name__})") from exc
-    env = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True, autoescape=False)
+    env = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True,
+                             autoescape=path.suffix == ".j2" and path.stem.endswith(".html"))
     try:
         return env.from_string(source).render(**data)
     except jinja2.TemplateError as exc:
@@ -126,12 +145,20 @@ def render(data: dict[str, Any], template: Path | None = None) -> str:
         raise ConfigError(f"{path}{f':{line}' if line else ''}: template error: {exc.message}") from exc
 
 
-def write_report(folder: Path, env: str, text: str, now: float) -> Path:
-    """Write ``text`` to ``folder/ENV-TIMESTAMP.md`` atomically; return the path."""
+def write_report(folder: Path, env: str, data: dict[str, Any], now: float, template: Path | None = None) -> Path:
+    """Write the report to ``folder/ENV-TIMESTAMP.md`` (and its chart beside it as ``.svg``),
+    each atomically; return the report's path."""
     folder.mkdir(parents=True, exist_ok=True)
-    stamp = datetime.fromtimestamp(now, UTC).strftime("%Y%m%dT%H%M%S%fZ")
-    path = folder / f"{env}-{stamp}.md"
-    tmp = path.with_suffix(".tmp")
+    path = folder / f"{report_name(env, now)}.md"
+    if data.get("chart_svg"):
+        chart = path.with_suffix(".svg")
+        _atomic(chart, data["chart_svg"])
+        data = {**data, "chart_file": chart.name}
+    _atomic(path, render(data, template))
+    return path.resolve()
+
+
+def _atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(text, encoding="utf-8")
     tmp.replace(path)
-    return path.resolve()
