@@ -632,6 +632,26 @@ def configure(env_name: str, overrides: tuple[str, ...], dry_run: bool) -> None:
     click.echo(f"{flags.describe()}: {len(changes)} change(s) written")
 
 
+@cli.command()
+@project_options
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
+@click.option("--port", default=8700, show_default=True, type=click.IntRange(0, 65535))
+def dashboard(host: str, port: int) -> None:
+    """A live view of every environment, its ramp chart and the audit timeline.
+
+    Roll back and Approve need the token in $ROLLOUT_DASHBOARD_TOKEN (at least 8 characters);
+    without it the dashboard is read-only.
+    """
+    from rollout.dashboard.app import create_dashboard
+    from rollout.serving import serve_forever
+
+    token = os.environ.get("ROLLOUT_DASHBOARD_TOKEN") or None
+    if token is not None and len(token) < 8:
+        raise click.BadParameter("ROLLOUT_DASHBOARD_TOKEN must be at least 8 characters")
+    click.echo(f"dashboard: http://{host}:{port}/ ({'actions need the token' if token else 'read-only'})", err=True)
+    serve_forever(create_dashboard(_project(), token), host, port, access_log=False)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the CLI inside the one error boundary."""
     try:

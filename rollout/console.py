@@ -12,6 +12,7 @@ from typing import Any
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.status import Status
 
 from rollout.gates import FAIL, PASS, Verdict
 from rollout.redact import Redactor
@@ -33,6 +34,24 @@ class ConsoleReporter:
     def __init__(self, console: Console | None = None, redactor: Redactor | None = None) -> None:
         self.console = console or make_console()
         self.redactor = redactor or Redactor()
+        self._status: Status | None = None
+
+    def waiting(self, text: str) -> None:
+        """A live line while the engine waits (a hold, a breaker reset): replaced in place, gone when
+        the wait ends. Only on a terminal: piped output and logs get the verdict lines alone."""
+        if not self.console.is_terminal:
+            return
+        shown = self.redactor.text(text)
+        if self._status is None:
+            self._status = self.console.status(shown, spinner="dots")
+            self._status.start()
+        else:
+            self._status.update(shown)
+
+    def done_waiting(self) -> None:
+        if self._status is not None:
+            self._status.stop()
+            self._status = None
 
     def _print(self, text: str, style: str = "") -> None:
         self.console.print(self.redactor.text(text), style=style or None, markup=False)
@@ -68,6 +87,8 @@ class QuietReporter:
 
     def step(self, *args: Any) -> None: ...
     def line(self, *args: Any) -> None: ...
+    def waiting(self, *args: Any) -> None: ...
+    def done_waiting(self) -> None: ...
     def check(self, *args: Any) -> None: ...
     def verdict(self, *args: Any) -> None: ...
 

@@ -58,20 +58,28 @@ class Notifier:
         self._state_path = state_path
         self._actor = actor
         self._threads: list[threading.Thread] = []
+        self._last: dict[int, threading.Thread] = {}
 
     def fire(self, event: str, environment: str, **details: Any) -> None:
         """Send ``event`` to every hook that listens for it, in the background."""
         payload = self._redactor.value({"event": event, "environment": environment, **details,
                                         "at": time.time()})
         payload["text"] = self._redactor.text(slack_text(event, payload))
-        for hook, token in self._hooks:
+        for index, (hook, token) in enumerate(self._hooks):
             if event not in hook.events:
                 continue
-            thread = threading.Thread(target=self._deliver, args=(hook, token, environment, payload), daemon=True)
+            # one hook's events arrive in the order they happened: each delivery waits for the one before
+            previous = self._last.get(index)
+            thread = threading.Thread(target=self._deliver, args=(hook, token, environment, payload, previous),
+                                      daemon=True)
             thread.start()
+            self._last[index] = thread
             self._threads.append(thread)
 
-    def _deliver(self, hook: Any, token: str | None, environment: str, payload: dict[str, Any]) -> None:
+    def _deliver(self, hook: Any, token: str | None, environment: str, payload: dict[str, Any],
+                 previous: threading.Thread | None = None) -> None:
+        if previous is not None:
+            previous.join()
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         problem = "not tried"
         attempts = 0

@@ -202,3 +202,27 @@ def test_low_traffic_is_said_early_with_the_time_a_decision_needs():
     verdict = slow_traffic(Verdict(HOLD, (short,)), hold=90)
     assert "at 0.4 samples/s this step needs about 2m5s to decide; the hold is 1m30s" in verdict.summary
     assert slow_traffic(Verdict(HOLD, (short,)), hold=600).summary == Verdict(HOLD, (short,)).summary
+
+
+def test_a_hold_shows_a_live_line_on_a_terminal_and_nothing_when_piped():
+    import io
+
+    from rich.console import Console
+
+    from rollout.console import ConsoleReporter
+    from rollout.engine.observe import progress_line
+    from rollout.gates import Verdict
+
+    spec = MetricGate(metric="error_rate", target=0.01, alert=0.05)
+    line = progress_line("ramp at 10%", Verdict(HOLD, (judge(spec, 0.0, 12, 50, 60),)), 65, 1800, 7200, 60)
+    assert line == ("ramp at 10%: HOLD; 28m55s left in the hold; next evaluation in 1m; samples error_rate 12/50")
+    terminal = io.StringIO()
+    reporter = ConsoleReporter(Console(file=terminal, force_terminal=True, width=200))
+    reporter.waiting(line)
+    reporter.done_waiting()
+    assert "28m55s left in the hold" in terminal.getvalue()
+    piped = io.StringIO()
+    reporter = ConsoleReporter(Console(file=piped, force_terminal=False, width=200))
+    reporter.waiting(line)
+    reporter.done_waiting()
+    assert piped.getvalue() == ""

@@ -33,6 +33,17 @@ def measure(ctx: RunContext, gates: GateSet, cap: float | None = None, percent: 
     return verdict
 
 
+def progress_line(where: str, verdict: Verdict, elapsed: float, hold: float, max_hold: float,
+                  interval: float) -> str:
+    """What a person watching a hold wants to know: time left, next evaluation, samples, verdict."""
+    left = hold - elapsed
+    when = (f"{format_duration(left)} left in the hold" if left > 0
+            else f"holding past the hold, {format_duration(max(0.0, hold + max_hold - elapsed))} before a person decides")
+    samples = ", ".join(f"{m.metric} {m.samples}/{m.min_samples}" for m in verdict.metrics)
+    return (f"{where}: {verdict.verdict.upper()}; {when}; next evaluation in {format_duration(interval)}; "
+            f"samples {samples}")
+
+
 def slow_traffic(verdict: Verdict, hold: float) -> Verdict:
     """Say early when the traffic cannot reach a decision within the hold: a metric short of its
     samples gets the projection (``at 0.4 samples/s this step needs about 40m to decide; the hold
@@ -100,7 +111,9 @@ def observe(ctx: RunContext, gate_name: str, duration: float, interval: float, m
             elif elapsed >= duration + max_hold:
                 result = HOLD_TIMEOUT
         if result is not None:
+            ctx.out.done_waiting()
             if evaluations > 1 and shown == verdict.verdict and result != FAILED:
                 show(verdict, elapsed)
             return Observation(result, verdict, evaluations)
+        ctx.out.waiting(progress_line(where, verdict, elapsed, duration, max_hold, interval))
         ctx.clock.sleep(interval)

@@ -341,7 +341,7 @@ def confirm_off(ctx: RunContext, off: FlagOff) -> str | None:
 
 
 def record_confirmation(state: StateStore, env: str, flags: FlagBackend, target: Any, clock: Clock,
-                        off: FlagOff, out: Reporter, within: float = 5.0) -> str | None:
+                        off: FlagOff, out: Reporter, within: float = 5.0, who: str | None = None) -> str | None:
     """Wait (bounded) until the target reports the flag off; record ``flag_off_confirmed`` or, loudly,
     ``flag_off_unconfirmed`` (also when the target has no way to report it). Returns the problem,
     or None when confirmed."""
@@ -349,11 +349,11 @@ def record_confirmation(state: StateStore, env: str, flags: FlagBackend, target:
     now = clock.time()
     if problem:
         out.line(f"WARNING: the flag was written off but the target has NOT confirmed it: {problem}", "bold red")
-        state.audit(env, "flag_off_unconfirmed", now, problem=problem, backend=flags.describe(),
+        state.audit(env, "flag_off_unconfirmed", now, who=who, problem=problem, backend=flags.describe(),
                     flag_variable=flags.flag_variable)
         return problem
     out.line(f"the service confirmed the flag off {(now - off.at) * 1000:.0f} ms after the write")
-    state.audit(env, "flag_off_confirmed", now, after_ms=round((now - off.at) * 1000, 1))
+    state.audit(env, "flag_off_confirmed", now, who=who, after_ms=round((now - off.at) * 1000, 1))
     return None
 
 
@@ -486,7 +486,7 @@ def rollback(project: Project, env_name: str, reason: str, clock: Clock, who: st
         service = ServiceClient(env.service_url, resolved.admin_token, timeout=3.0)
         try:
             target = make_target(playbook, service, flags)
-            problem = record_confirmation(state, env_name, flags, target, clock, off, out, confirm_within)
+            problem = record_confirmation(state, env_name, flags, target, clock, off, out, confirm_within, who)
             report = write_incident(state, resolved, flags, service, clock, project.incidents_dir, out)
         finally:
             service.close()

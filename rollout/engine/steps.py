@@ -143,7 +143,15 @@ def run_health_step(ctx: RunContext, step: HealthStep, label: str) -> StepResult
 
 
 def run_scenario_step(ctx: RunContext, step: ScenarioStep, label: str) -> StepResult:
-    return _checks_result(ctx, [run_scenario(step.scenario, label, ctx.service, ctx.sandbox, ctx.clock, step.within)])
+    waits = {"circuit_breaker": "the circuit breaker to open, then to reset and close",
+             "provider_timeout": "a provider call to time out"}
+    ctx.out.waiting(f"{label}: waiting for {waits.get(step.scenario, 'the scenario')} "
+                    f"(at most {step.within:g}s)")
+    try:
+        result = run_scenario(step.scenario, label, ctx.service, ctx.sandbox, ctx.clock, step.within)
+    finally:
+        ctx.out.done_waiting()
+    return _checks_result(ctx, [result])
 
 
 def run_load_step(ctx: RunContext, step: LoadStep, label: str) -> StepResult:

@@ -1,0 +1,173 @@
+"""The dashboard's web app: the state store as JSON, the page and its assets, and two actions.
+
+It reads the same state store as the CLI and acts through the same library functions: Roll back is
+:func:`rollout.engine.runner.rollback`; Approve records the approval and runs ``rollout advance
+--approve --yes`` as its own process (an advance runs for as long as its ramp, not a request). Both
+need the dashboard's token; without one configured the dashboard is read-only. Pages are plain
+HTML, CSS and JavaScript shipped in the package, polling ``/api/state`` every second; charts are the
+server-rendered SVG of :mod:`rollout.incident.chart`.
+"""
+
+from __future__ import annotations
+
+import hmac
+import os
+import subprocess
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.responses import FileResponse, JSONResponse
+from pydantic import BaseModel, Field
+
+from rollout.clock import Clock, SystemClock
+from rollout.engine.runner import Project, flag_on_steps, rollback, shown_status
+from rollout.engine.state import AWAITING_APPROVAL, StateStore
+from rollout.environments import load_environment
+from rollout.errors import RolloutError
+from rollout.incident.chart import timeline_svg
+from rollout.playbook.model import step_label
+
+STATIC = Path(__file__).parent / "static"
+
+
+class Action(BaseModel):
+    environment: str = Field(min_length=1, max_length=64, pattern=r"^[a-z][a-z0-9_-]*$")
+    reason: str = Field(min_length=1, max_length=500)
+
+
+def _when(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] + "Z"
+
+
+def snapshot(project: Project) -> dict[str, Any]:
+    """Every environment as a person should read it, each with its last ramp's chart, and the
+    audit timeline (verdict reasons in full), newest first."""
+    try:
+        playbook = project.playbook()
+    except RolloutError:
+        playbook = None
+    state = project.state(read_only=True)
+    try:
+        rows, timeline = [], []
+        for row in state.all():
+            audit = state.audit_log(row.name, limit=2000)
+            verdicts = state.verdicts(row.name, limit=2000)
+            flag, percent, source = row.flag, row.percent, "recorded"
+            phase = playbook.phase_for(row.name) if playbook else None
+            turns_on = False
+            try:
+                env = load_environment(row.name, project.environments_dir)
+                flags = project.flags(playbook, env) if playbook else None
+                if flags is not None:
+                    if flags.env_file is None or flags.env_file.exists():
+                        flag, percent = flags.state()
+                        source = flags.describe()
+                    turns_on = bool(phase and flag_on_steps(phase, env, flags.flag_variable))
+                    flags.close()
+            except RolloutError:
+                pass
+            started = max((a["ts"] for a in audit if a["action"] in ("phase_started", "resumed_after_rollback")),
+                          default=0.0)
+            first_ramp = min((a["ts"] for a in audit if a["action"] == "ramp" and a["ts"] >= started), default=None)
+            ramp_verdicts = [v for v in verdicts if first_ramp is not None and v["ts"] >= first_ramp]
+            offs = [a["ts"] for a in audit if a["action"] == "flag_off" and first_ramp and a["ts"] >= first_ramp]
+            names = [m["metric"] for m in (ramp_verdicts[-1]["metrics"] if ramp_verdicts else [])]
+            step = None
+            if phase is not None and row.phase == phase.name and row.step_index < len(phase.steps):
+                step = f"{row.step_index + 1}/{len(phase.steps)} {step_label(phase.steps[row.step_index], row.step_index)}"
+            last = ramp_verdicts[-1] if ramp_verdicts else None
+            holder = state.holder(row.name)
+            rows.append({
+                "name": row.name, "status": shown_status(state, row, flag, turns_on), "phase": row.phase,
+                "step": step, "percent": percent, "flag": {True: "on", False: "off", None: "?"}[flag],
+                "flag_source": source, "commit": (row.commit_sha or "")[:12], "reason": row.reason,
+                "lock": f"{holder['owner']} (pid {holder['pid']})" if holder else None,
+                "evaluations": len(ramp_verdicts),
+                "last_verdict": {"verdict": last["verdict"], "summary": last["summary"], "when": _when(last["ts"]),
+                                 "samples": {m["metric"]: m["samples"] for m in last["metrics"]}} if last else None,
+                "chart": timeline_svg(ramp_verdicts, names, offs[-1] if offs else None) if ramp_verdicts else None,
+                "can_approve": row.status == AWAITING_APPROVAL,
+            })
+            timeline += [{"ts": a["ts"], "when": _when(a["ts"]), "environment": row.name, "who": a["actor"],
+                          "what": a["action"], "detail": a["detail"].get("reason") or a["detail"].get("problem")
+                          or ", ".join(f"{k}={v}" for k, v in a["detail"].items() if k != "verdict" and v not in
+                                       (None, "", [], {}))} for a in audit[-200:]]
+            timeline += [{"ts": v["ts"], "when": _when(v["ts"]), "environment": row.name, "who": "rollout",
+                          "what": f"verdict {v['verdict']}", "detail": f"{v['step']}"
+                          + (f" at {v['percent']}%" if v["percent"] is not None else "") + f": {v['summary']}"}
+                         for v in verdicts[-200:] if v["verdict"] != "pass" or v is verdicts[-1]]
+    finally:
+        state.close()
+    timeline.sort(key=lambda e: e["ts"], reverse=True)
+    return {"environments": rows, "timeline": timeline[:200]}
+
+
+def create_dashboard(project: Project, token: str | None, clock: Clock | None = None) -> FastAPI:
+    """The dashboard for ``project``; ``token`` (None: read-only) guards Roll back and Approve."""
+    clock = clock or SystemClock()
+    app = FastAPI(title="rollout dashboard", docs_url=None, redoc_url=None, openapi_url=None)
+
+    def authorize(request: Request) -> str:
+        if not token:
+            raise HTTPException(403, "the dashboard is read-only (start it with a token to act)")
+        given = request.headers.get("authorization", "")
+        if not given.lower().startswith("bearer ") or not hmac.compare_digest(given[7:].encode(), token.encode()):
+            raise HTTPException(401, "missing or wrong dashboard token")
+        who = (request.headers.get("x-actor") or "someone").strip()[:64] or "someone"
+        return f"{who} via dashboard"
+
+    @app.exception_handler(HTTPException)
+    async def _http(request: Request, exc: HTTPException) -> JSONResponse:
+        return JSONResponse({"error": str(exc.detail)}, exc.status_code)
+
+    @app.exception_handler(RolloutError)
+    async def _rollout(request: Request, exc: RolloutError) -> JSONResponse:
+        return JSONResponse({"error": str(exc)}, 400)
+
+    @app.get("/")
+    async def page() -> FileResponse:
+        return FileResponse(STATIC / "index.html", media_type="text/html")
+
+    @app.get("/static/{name}")
+    async def asset(name: str) -> FileResponse:
+        path = STATIC / name
+        if name not in {p.name for p in STATIC.iterdir()}:
+            raise HTTPException(404, "no such asset")
+        return FileResponse(path)
+
+    @app.get("/api/state")
+    def state() -> dict[str, Any]:
+        return {**snapshot(project), "writable": bool(token), "now": clock.time()}
+
+    @app.post("/api/rollback")
+    def do_rollback(action: Action, request: Request) -> dict[str, Any]:
+        who = authorize(request)
+        outcome = rollback(project, action.environment, action.reason, clock, who=who)
+        return {**outcome.as_dict(), "ok": outcome.exit_code == 0}
+
+    @app.post("/api/approve")
+    def approve(action: Action, request: Request) -> dict[str, Any]:
+        who = authorize(request)
+        store = project.state()
+        try:
+            current = store.get(action.environment)
+            if current.status != AWAITING_APPROVAL:
+                raise HTTPException(409, f"{action.environment} is {current.status}, not awaiting approval")
+            store.audit(action.environment, "approval_requested", clock.time(), who=who, reason=action.reason)
+        finally:
+            store.close()
+        log = project.state_path.parent / f"dashboard-advance-{action.environment}.log"
+        args = [sys.executable, "-m", "rollout", "advance", "--env", action.environment, "--approve", "--yes",
+                "--playbook", str(project.playbook_path), "--environments", str(project.environments_dir),
+                "--state", str(project.state_path), "--repo", str(project.repo_path)]
+        if project.secrets_file:
+            args += ["--secrets-file", str(project.secrets_file)]
+        with open(log, "ab") as out:
+            subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+                             env={**os.environ, "ROLLOUT_ACTOR": who})
+        return {"ok": True, "status": "approved", "message": f"advance started for {action.environment}; log: {log}"}
+
+    return app

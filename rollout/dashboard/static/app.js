@@ -1,0 +1,77 @@
+// The dashboard page: polls /api/state every second and renders it. Text goes in with textContent;
+// only the charts (SVG the server drew from numbers) go in as markup.
+"use strict";
+
+const operator = { token: () => document.getElementById("token").value, actor: () => document.getElementById("actor").value };
+
+function el(tag, attrs, ...children) {
+  const node = document.createElement(tag);
+  Object.entries(attrs || {}).forEach(([k, v]) => (k === "class" ? (node.className = v) : node.setAttribute(k, v)));
+  children.filter((c) => c !== null && c !== undefined).forEach((c) => node.append(c instanceof Node ? c : String(c)));
+  return node;
+}
+
+async function act(path, environment, what) {
+  const reason = window.prompt(`${what} ${environment}: why? (recorded in the audit log)`);
+  if (!reason) return;
+  const response = await fetch(path, {
+    method: "POST",
+    headers: { "Content-Type": "application/json", Authorization: `Bearer ${operator.token()}`, "X-Actor": operator.actor() || "someone" },
+    body: JSON.stringify({ environment, reason }),
+  });
+  const body = await response.json();
+  document.getElementById("message").textContent = response.ok ? `${what}: ${body.status}: ${body.message}` : `${what} refused: ${body.error}`;
+  refresh();
+}
+
+function renderEnvironment(env, writable) {
+  const card = el("section", { class: "env", "data-env": env.name },
+    el("h2", {}, env.name, el("span", { class: `status ${env.status.replace(/[ ,]+/g, "_")}`, "data-role": "status" }, env.status.replace(/_/g, " "))),
+    el("div", { class: "facts" },
+      el("span", {}, `phase ${env.phase || "-"}`), el("span", {}, `step ${env.step || "-"}`),
+      el("span", { "data-role": "flag" }, `flag ${env.flag}${env.percent !== null && env.percent !== undefined ? ` at ${env.percent}%` : ""}`),
+      el("span", {}, `commit ${env.commit || "-"}`), el("span", {}, `lock ${env.lock || "free"}`),
+      el("span", { "data-role": "evaluations" }, `${env.evaluations} evaluations`)));
+  if (env.last_verdict) {
+    card.append(el("p", { class: "verdict" }, `${env.last_verdict.when}: ${env.last_verdict.summary}`));
+  }
+  if (env.chart) {
+    const holder = el("div", { class: "chart", "data-role": "chart" });
+    holder.innerHTML = env.chart;
+    card.append(holder);
+  }
+  if (writable) {
+    const buttons = el("p", {});
+    if (env.flag !== "off" || env.status !== "rolled_back") {
+      const back = el("button", { class: "danger", "data-action": "rollback" }, "Roll back");
+      back.onclick = () => act("/api/rollback", env.name, "Roll back");
+      buttons.append(back, " ");
+    }
+    if (env.can_approve) {
+      const approve = el("button", { "data-action": "approve" }, "Approve");
+      approve.onclick = () => act("/api/approve", env.name, "Approve");
+      buttons.append(approve);
+    }
+    card.append(buttons);
+  }
+  return card;
+}
+
+async function refresh() {
+  let data;
+  try {
+    data = await (await fetch("/api/state")).json();
+  } catch (error) {
+    document.getElementById("updated").textContent = `cannot reach the dashboard: ${error}`;
+    return;
+  }
+  document.getElementById("operator").hidden = !data.writable;
+  document.getElementById("readonly").hidden = data.writable;
+  document.getElementById("environments").replaceChildren(...data.environments.map((env) => renderEnvironment(env, data.writable)));
+  document.querySelector("#timeline tbody").replaceChildren(...data.timeline.map((e) =>
+    el("tr", {}, el("td", {}, e.when), el("td", {}, e.environment), el("td", {}, e.who), el("td", {}, e.what), el("td", {}, e.detail || ""))));
+  document.getElementById("updated").textContent = `updated ${new Date(data.now * 1000).toISOString().slice(11, 19)}Z`;
+}
+
+refresh();
+setInterval(refresh, 1000);

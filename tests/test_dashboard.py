@@ -1,0 +1,100 @@
+"""The dashboard in a real browser (Debian's Chromium driven by Playwright) against a real ramp."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from pathlib import Path
+
+import httpx
+import pytest
+
+from rollout.dashboard.app import create_dashboard
+from rollout.engine.runner import Project
+from rollout.flags import FlagStore
+from rollout.serving import ServerThread
+from tests.harness import ADMIN_TOKEN, SANDBOX_TOKEN, wait_until
+from tests.test_cli_engine import project, start, state_of  # noqa: F401 - fixtures
+
+REPO = Path(__file__).resolve().parents[1]
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+ARTIFACTS = Path(os.environ.get("ROLLOUT_TEST_ARTIFACTS", REPO / "test-artifacts"))
+TOKEN = "dashboard-token-0123"
+
+
+@pytest.fixture
+def browser():
+    if not Path(CHROMIUM).exists():
+        if os.environ.get("CI"):
+            pytest.fail("chromium is not installed (.ci/run installs the Debian package)")
+        pytest.skip("chromium is not installed (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        launched = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync"])
+        yield launched
+        launched.close()
+
+
+def test_the_dashboard_shows_a_live_ramp_and_its_rollback_button_stops_it(project, browser,  # noqa: F811
+                                                                          monkeypatch):
+    cwd, service = project
+    monkeypatch.setenv("ZAPTRA_API_TOKEN", SANDBOX_TOKEN)
+    monkeypatch.setenv("ROLLOUT_ADMIN_TOKEN", ADMIN_TOKEN)
+    advance = start(cwd, "advance", "--env", "production")
+    dashboard = ServerThread(create_dashboard(
+        Project(cwd / "playbooks" / "whatsapp.yaml", cwd / "environments", cwd / ".rollout" / "state.db"),
+        TOKEN)).start()
+    try:
+        wait_until(lambda: FlagStore(service.env_file).state() == (True, 10), timeout=30, what="ramp at 10%")
+        page = browser.new_page(viewport={"width": 1100, "height": 900})
+        page.goto(dashboard.url)
+        card = page.locator("[data-env=production]")
+        card.locator("[data-role=status]", has_text="running").wait_for(timeout=15_000)
+        card.locator("[data-role=chart] svg").wait_for(timeout=15_000)
+        assert "flag on at 10%" in card.locator("[data-role=flag]").inner_text()
+        # the page follows the record: more verdicts are recorded, the count on the page grows
+        first = int(re.match(r"\d+", card.locator("[data-role=evaluations]").inner_text()).group())
+        page.wait_for_function(
+            "n => parseInt(document.querySelector('[data-env=production] [data-role=evaluations]').textContent) > n",
+            arg=first, timeout=15_000)
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "dashboard-running.png"), full_page=True)
+        # Roll back: token and name, a reason asked for, the same library call as the CLI
+        page.fill("#token", TOKEN)
+        page.fill("#actor", "ana")
+        page.once("dialog", lambda dialog: dialog.accept("checkout errors seen in support"))
+        card.locator("[data-action=rollback]").click()
+        card.locator("[data-role=status]", has_text="rolled back").wait_for(timeout=20_000)
+        assert service.metrics(1)["flag_enabled"] is False
+        page.locator("#timeline", has_text="checkout errors seen in support").wait_for(timeout=10_000)
+        page.screenshot(path=str(ARTIFACTS / "dashboard-rolled-back.png"), full_page=True)
+        [off] = [a for a in state_of(cwd)[1] if a["action"] == "flag_off"]
+        assert off["actor"] == "ana via dashboard" and off["detail"]["reason"] == "checkout errors seen in support"
+        advance.wait(30)
+        assert advance.returncode == 1  # the advance saw the rollback and stopped
+    finally:
+        advance.kill()
+        advance.wait()
+        dashboard.stop()
+
+
+def test_without_a_token_the_dashboard_is_read_only(project, browser):  # noqa: F811
+    cwd, _ = project
+    dashboard = ServerThread(create_dashboard(
+        Project(cwd / "playbooks" / "whatsapp.yaml", cwd / "environments", cwd / ".rollout" / "state.db"),
+        None)).start()
+    try:
+        answer = httpx.post(f"{dashboard.url}/api/rollback", json={"environment": "production", "reason": "x"})
+        assert answer.status_code == 403 and "read-only" in answer.json()["error"]
+        page = browser.new_page()
+        page.goto(dashboard.url)
+        page.locator("#readonly").wait_for(state="visible", timeout=10_000)
+        assert page.locator("[data-action=rollback]").count() == 0
+        wrong = httpx.post(f"{dashboard.url}/api/rollback", json={"environment": "Bad Name", "reason": "x"})
+        assert wrong.status_code == 422
+    finally:
+        dashboard.stop()
