@@ -98,3 +98,36 @@ def test_without_a_token_the_dashboard_is_read_only(project, browser):  # noqa: 
         assert wrong.status_code == 422
     finally:
         dashboard.stop()
+
+
+def test_approve_from_the_dashboard_runs_the_advance_it_approves(project, monkeypatch):  # noqa: F811
+    cwd, service = project
+    monkeypatch.setenv("ZAPTRA_API_TOKEN", SANDBOX_TOKEN)
+    monkeypatch.setenv("ROLLOUT_ADMIN_TOKEN", ADMIN_TOKEN)
+    monkeypatch.setenv("HOLD", "0.3s")
+    monkeypatch.setenv("MAX_HOLD", "0.3s")
+    first = start(cwd, "advance", "--env", "production")
+    first.communicate(timeout=60)
+    assert first.returncode == 3 and state_of(cwd)[0].status == "awaiting_approval"  # no traffic: a person decides
+    dashboard = ServerThread(create_dashboard(
+        Project(cwd / "playbooks" / "whatsapp.yaml", cwd / "environments", cwd / ".rollout" / "state.db"),
+        TOKEN)).start()
+    try:
+        headers = {"Authorization": f"Bearer {TOKEN}", "X-Actor": "ana"}
+        body = {"environment": "production", "reason": "numbers look fine in Grafana"}
+        assert httpx.post(f"{dashboard.url}/api/approve", json=body).status_code == 401
+        answer = httpx.post(f"{dashboard.url}/api/approve", json=body, headers=headers)
+        assert answer.status_code == 200, answer.text
+        # the advance it started accepts the hold and moves the ramp on, under the approver's name
+        wait_until(lambda: [a["detail"]["percent"] for a in state_of(cwd)[1] if a["action"] == "ramp"] == [10, 50],
+                   timeout=60, what="the approved advance to ramp to 50%")
+        audit = state_of(cwd)[1]
+        [asked] = [a for a in audit if a["action"] == "approval_requested"]
+        assert asked["actor"] == "ana via dashboard" and asked["detail"]["reason"] == "numbers look fine in Grafana"
+        assert any(a["action"] == "approved" and a["actor"] == "ana via dashboard" for a in audit)
+        wait_until(lambda: state_of(cwd)[2] is None, timeout=60, what="the approved advance to finish")
+        # an environment that is not waiting for a person cannot be approved
+        assert httpx.post(f"{dashboard.url}/api/approve", json={**body, "environment": "staging"},
+                          headers=headers).status_code == 409
+    finally:
+        dashboard.stop()
