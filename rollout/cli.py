@@ -82,7 +82,7 @@ def project_options(func):  # noqa: ANN001, ANN201 - a click decorator
                      envvar="ROLLOUT_ENVIRONMENTS", type=click.Path(file_okay=False, path_type=Path),
                      expose_value=False, callback=_remember),
         click.option("--state", "state_path", default=".rollout/state.db", show_default=True, envvar="ROLLOUT_STATE",
-                     type=click.Path(dir_okay=False, path_type=Path), help="SQLite file of the engine's state.",
+                     type=str, help="The engine's state: a SQLite file, or postgresql://... to share it.",
                      expose_value=False, callback=_remember),
         click.option("--secrets-file", "secrets_file", type=click.Path(dir_okay=False, path_type=Path),
                      envvar="ROLLOUT_SECRETS_FILE", help="Env file with secret values, read after the process "
@@ -100,8 +100,11 @@ def _project():  # noqa: ANN202
     from rollout.engine.runner import Project
 
     meta = click.get_current_context().meta
-    return Project(meta["rollout.playbook_path"], meta["rollout.environments_dir"], meta["rollout.state_path"],
-                   meta["rollout.secrets_file"], meta["rollout.repo_path"])
+    state = meta["rollout.state_path"]
+    url = state if state.startswith(("postgresql://", "postgres://")) else None
+    return Project(meta["rollout.playbook_path"], meta["rollout.environments_dir"],
+                   Path(".rollout/state.db") if url else Path(state), meta["rollout.secrets_file"],
+                   meta["rollout.repo_path"], state_url=url)
 
 
 def _emit(outcome, as_json: bool, extra: dict | None = None) -> None:  # noqa: ANN001

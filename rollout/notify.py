@@ -13,7 +13,6 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -51,11 +50,11 @@ def slack_text(event: str, payload: dict[str, Any]) -> str:
 class Notifier:
     """Delivers events to the playbook's webhooks; see the module docstring."""
 
-    def __init__(self, hooks: list[Any], secret: Callable[[str], str], redactor: Redactor, state_path: Path,
-                 actor: str = "rollout") -> None:
+    def __init__(self, hooks: list[Any], secret: Callable[[str], str], redactor: Redactor,
+                 open_state: Callable[[], Any], actor: str = "rollout") -> None:
         self._hooks = [(hook, secret(hook.token) if hook.token else None) for hook in hooks]
         self._redactor = redactor
-        self._state_path = state_path
+        self._open_state = open_state
         self._actor = actor
         self._threads: list[threading.Thread] = []
         self._last: dict[int, threading.Thread] = {}
@@ -101,10 +100,8 @@ class Notifier:
                      problem=problem)
 
     def _record(self, environment: str, action: str, **detail: Any) -> None:
-        from rollout.engine.state import StateStore
-
         try:  # a thread of its own needs a connection of its own
-            state = StateStore(self._state_path)
+            state = self._open_state()
             try:
                 state.audit(environment, action, time.time(), who=self._actor, **detail)
             finally:

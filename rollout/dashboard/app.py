@@ -24,7 +24,7 @@ from pydantic import BaseModel, Field
 
 from rollout.clock import Clock, SystemClock
 from rollout.engine.runner import Project, flag_on_steps, rollback, shown_status
-from rollout.engine.state import AWAITING_APPROVAL, StateStore
+from rollout.engine.state import AWAITING_APPROVAL
 from rollout.environments import load_environment
 from rollout.errors import RolloutError
 from rollout.incident.chart import timeline_svg
@@ -162,7 +162,7 @@ def create_dashboard(project: Project, token: str | None, clock: Clock | None = 
         log = project.state_path.parent / f"dashboard-advance-{action.environment}.log"
         args = [sys.executable, "-m", "rollout", "advance", "--env", action.environment, "--approve", "--yes",
                 "--playbook", str(project.playbook_path), "--environments", str(project.environments_dir),
-                "--state", str(project.state_path), "--repo", str(project.repo_path)]
+                "--state", project.state_url or str(project.state_path), "--repo", str(project.repo_path)]
         if project.secrets_file:
             args += ["--secrets-file", str(project.secrets_file)]
         with open(log, "ab") as out:

@@ -71,12 +71,20 @@ class Project:
     state_path: Path
     secrets_file: Path | None = None
     repo_path: Path = Path(".")
+    #: ``postgresql://...``: the state lives there; ``state_path``'s folder still holds local files
+    #: (incident reports, the flag backends' records)
+    state_url: str | None = None
 
     def playbook(self) -> Playbook:
         return load_playbook(self.playbook_path)
 
     def state(self, read_only: bool = False) -> StateStore:
-        """The state store; ``read_only`` never creates the file (a missing one reads as empty)."""
+        """The state store (SQLite, or PostgreSQL for a ``state_url``); ``read_only`` never creates a
+        SQLite file (a missing one reads as empty)."""
+        if self.state_url:
+            from rollout.engine.pgstate import PgStateStore
+
+            return PgStateStore(self.state_url)  # type: ignore[return-value] - the same interface
         return StateStore(self.state_path, create=not read_only)
 
     @property
@@ -127,7 +135,7 @@ def open_context(project: Project, env_name: str, clock: Clock, out: Reporter, *
         if hook.token:
             secret(hook.token)
     resolved = dataclasses.replace(resolved, secrets=(*resolved.secrets, *(s for s in extra_secrets if s)))
-    notifier = Notifier(playbook.notify, secret, resolved.redactor(), project.state_path) if playbook.notify else None
+    notifier = Notifier(playbook.notify, secret, resolved.redactor(), project.state) if playbook.notify else None
     ctx = RunContext(playbook, project.playbook_path, phase, resolved, state, flags, service, sandbox, clock, out,
                      approve=approve, incidents_dir=project.incidents_dir, repo=project.repo_path,
                      commit=state.get(env_name).commit_sha, metrics=metrics, secret=secret, target=target,
@@ -495,7 +503,7 @@ def rollback(project: Project, env_name: str, reason: str, clock: Clock, who: st
         state.close()
     if playbook.notify:  # after the write, its confirmation and the report: it can never delay them
         notifier = Notifier(playbook.notify, lambda raw: project.secret(raw, env), resolved.redactor(),
-                            project.state_path, actor=who or actor())
+                            project.state, actor=who or actor())
         notifier.fire("flag_off", env_name, phase=phase, percent=off.previous_percent, automatic=False,
                       summary=f"rolled back by {who or actor()}: {reason}" + unconfirmed_note(problem),
                       confirmed=problem is None, incident_report=str(report) if report else None)
