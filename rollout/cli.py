@@ -35,15 +35,27 @@ def cli() -> None:
 @click.option("--log-file", type=click.Path(dir_okay=False, path_type=Path),
               help="Write the JSON event log here instead of stderr.")
 @click.option("--access-log/--no-access-log", default=False, show_default=True)
+@click.option("--flag-db", envvar="ROLLOUT_FLAG_DB", help="postgresql://...: follow the flag and percentage of "
+              "--flag-env there (LISTEN/NOTIFY), for a fleet of replicas.")
+@click.option("--flag-env", help="The environment whose flag row this replica follows (with --flag-db).")
+@click.option("--replica-id", help="This replica's name in the fleet (default: host-pid).")
 def serve(host: str, port: int, env_file: Path | None, db_path: Path, log_file: Path | None,
-          access_log: bool) -> None:
+          access_log: bool, flag_db: str | None, flag_env: str | None, replica_id: str | None) -> None:
     """Run the WhatsApp booking-notification service."""
     from rollout.serving import serve_forever
     from rollout.service.app import create_app
     from rollout.service.settings import LiveSettings
 
+    follower = None
+    if flag_db:
+        from rollout.flagdb import FlagFollower
+
+        if not flag_env:
+            raise click.UsageError("--flag-db needs --flag-env (the environment whose flag to follow)")
+        follower = FlagFollower(flag_db, flag_env, replica_id)
     live = LiveSettings(env_file=env_file, environ=os.environ)
-    serve_forever(create_app(live, db_path, log_path=log_file), host, port, access_log=access_log)
+    serve_forever(create_app(live, db_path, log_path=log_file, follower=follower), host, port,
+                  access_log=access_log)
 
 
 @cli.command()

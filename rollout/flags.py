@@ -126,6 +126,10 @@ def make_flags(spec: FlagSpec, env: Environment, state_dir: Path, secret: Callab
         return HttpFlags(spec, env.name, state_dir, env.service_url, secret(spec.token) if spec.token else None)
     if spec.backend == "command":
         return CommandFlags(spec, env.name, state_dir)
+    if spec.backend == "postgres":
+        from rollout.flagdb import PostgresFlags
+
+        return PostgresFlags(spec, env.name, state_dir, secret(spec.database or ""))
     if env.env_file is None:
         raise ConfigError(f"environment {env.name}: env_file is required by the envfile flag backend (or name "
                           "another backend in the playbook's flag section)")

@@ -69,9 +69,13 @@ class HttpTarget:
         return enabled, percent, {}
 
 
-def make_target(playbook: Any, service: ServiceClient, flags: Any) -> EmbeddedTarget | HttpTarget:
+def make_target(playbook: Any, service: ServiceClient, flags: Any) -> Any:
     """The playbook's target for one environment's ``service``. An http target reads the flag back
     from ``target.flag_state``, else from the flag backend's ``read`` (with the backend's token)."""
+    from rollout.flagdb import PostgresFlags, ReplicasTarget
+
+    if isinstance(flags, PostgresFlags):  # a fleet: confirmed when every live replica applied it
+        return ReplicasTarget(flags, playbook.target.health if playbook.target.kind == "http" else None)
     if playbook.target.kind == "embedded":
         return EmbeddedTarget(service)
     read = playbook.target.flag_state or playbook.flag.read

@@ -151,9 +151,9 @@ def interpolate(data: Any, environ: Mapping[str, str], lines: Lines, file: Path,
 
 
 def secret_field(path: tuple[Any, ...]) -> bool:
-    """A ``token`` field or a request header: it stays a ``${REFERENCE}`` in the model and is
+    """A ``token`` or ``database`` field or a request header: it stays a ``${REFERENCE}`` in the model and is
     resolved only when used (and redacted everywhere), never at load time."""
-    return bool(path) and (path[-1] == "token" or "headers" in path[:-1])
+    return bool(path) and (path[-1] in ("token", "database") or "headers" in path[:-1])
 
 
 def validation_message(file: Path, exc: ValidationError, lines: Lines, limit: int = 8) -> str:

@@ -79,7 +79,8 @@ def base_env(sandbox_url: str, **overrides: Any) -> dict[str, str]:
 class Service:
     """The real service app served from a thread, with a manual clock and files in ``folder``."""
 
-    def __init__(self, folder: Path, env: dict[str, str], clock: ManualClock | None = None) -> None:
+    def __init__(self, folder: Path, env: dict[str, str], clock: ManualClock | None = None,
+                 follower: Any = None) -> None:
         self.folder = folder
         self.env_file = folder / "service.env"
         self.db = folder / "service.db"
@@ -89,7 +90,7 @@ class Service:
         if not self.env_file.exists():
             write_env_file(self.env_file, self.env)
         self.live = LiveSettings(env_file=self.env_file, environ={})
-        self.app = create_app(self.live, self.db, clock=self.clock, log_path=self.log_file)
+        self.app = create_app(self.live, self.db, clock=self.clock, log_path=self.log_file, follower=follower)
         self.server = ServerThread(self.app).start()
         self.url = self.server.url
         self.http = httpx.Client(base_url=self.url, timeout=15)

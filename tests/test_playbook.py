@@ -168,7 +168,7 @@ def test_a_provider_token_stays_a_reference_until_used(tmp_path):
     assert book.providers["prom"].token == "${PROM_TOKEN}"  # resolved only when a run uses it, then redacted
     assert book.gates["g"].metrics[0].higher is False and book.gates["g"].metrics[0].unit == "rate"
     literal = PROVIDERS.replace('token: "${PROM_TOKEN}"', "token: s3cret-xyz").replace("METRICS", metrics)
-    with pytest.raises(PlaybookError, match=r":4: providers.prom.token: must be a reference like \$\{PROMETHEUS_TOKEN\}"):
+    with pytest.raises(PlaybookError, match=r":4: providers.prom.token: must be a reference like \$\{NAME\}"):
         load_playbook(write(tmp_path, literal), environ={})
 
 

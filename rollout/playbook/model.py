@@ -49,7 +49,7 @@ EMBEDDED = "embedded"
 
 def _reference(value: str) -> str:
     if not re.fullmatch(r"\$\{[A-Za-z_][A-Za-z0-9_]*\}", value.strip()):
-        raise ValueError("must be a reference like ${PROMETHEUS_TOKEN}, never a token in the file")
+        raise ValueError("must be a reference like ${NAME}, never a secret in the file")
     return value.strip()
 
 
@@ -191,12 +191,14 @@ class FlagSpec(_Model):
     ``read`` is how the written state is read back from the target (http and command backends).
     """
 
-    backend: Literal["envfile", "http", "command"] = "envfile"
+    backend: Literal["envfile", "http", "command", "postgres"] = "envfile"
     variable: str = Field("WHATSAPP_NOTIFICATIONS_ENABLED", pattern=r"^[A-Z_][A-Z0-9_]*$")
     percent_variable: str = Field("WHATSAPP_ROLLOUT_PERCENT", pattern=r"^[A-Z_][A-Z0-9_]*$")
     url: str | None = Field(None, min_length=1)
     method: Literal["PUT", "POST", "PATCH"] = "PUT"
     token: Reference | None = None
+    #: the postgres backend's database (``${FLAG_DB_URL}``): the row every replica follows
+    database: Reference | None = None
     body: Any = Field(default_factory=lambda: {"enabled": "$enabled", "percent": "$percent"})
     command: list[str] | None = Field(None, min_length=1)
     timeout: Duration = Field(5.0, gt=0, le=60)
@@ -206,6 +208,9 @@ class FlagSpec(_Model):
     def _complete(self) -> FlagSpec:
         if self.backend == "http" and not self.url:
             raise FieldProblems([(("url",), "required for the http backend")])
+        if self.backend == "postgres" and not self.database:
+            raise FieldProblems([(("database",), "required for the postgres backend: a reference like "
+                                  "${FLAG_DB_URL}")])
         if self.backend == "command" and not self.command:
             raise FieldProblems([(("command",), "required for the command backend: [program, arg, ...]")])
         return self

@@ -80,6 +80,8 @@ class Health(_Open):
     config_error: str | None
     outbox: dict[str, int]
     sending_paused_until: float | None
+    replica_id: str | None
+    flag_version: int | None
 
 
 class TestVerdict(_Open):
@@ -122,6 +124,8 @@ class WindowMetrics(_Open):
     outbox: dict[str, int]
     config_error: str | None
     config_generation: int
+    replica_id: str | None
+    flag_version: int | None
 
 
 class TemplateRow(_Open):

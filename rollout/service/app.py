@@ -121,6 +121,8 @@ class Runtime:
     outbox: Outbox
     probe: dict[str, Any] = field(default_factory=dict)
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
+    #: this replica's id when the flag follows PostgreSQL
+    replica_id: str | None = None
 
     @property
     def settings(self) -> Settings:
@@ -138,8 +140,10 @@ def create_app(
     log_stream: IO[str] | None = None,
     log_path: FilePath | None = None,
     rng: random.Random | None = None,
+    follower: Any = None,
 ) -> FastAPI:
-    """Build the service. Its background tasks start and stop with the ASGI lifespan."""
+    """Build the service. Its background tasks start and stop with the ASGI lifespan; ``follower``
+    (a :class:`rollout.flagdb.FlagFollower`) makes the flag follow a PostgreSQL row."""
     clock = clock or SystemClock()
 
     @contextlib.asynccontextmanager
@@ -157,9 +161,14 @@ def create_app(
         events.emit("service_start", flag_enabled=settings.notifications_enabled,
                     rollout_percent=settings.rollout_percent, provider=settings.api_url)
         rt.tasks = [asyncio.create_task(outbox.run()), asyncio.create_task(_housekeeping(rt))]
+        rt.replica_id = follower.replica_id if follower is not None else None
+        if follower is not None:
+            follower.start(live)
         try:
             yield
         finally:
+            if follower is not None:
+                follower.stop()
             await outbox.stop(grace=settings.timeout_ms / 1000.0 + 1)
             for task in rt.tasks:
                 task.cancel()
@@ -369,6 +378,7 @@ def _routes(app: FastAPI) -> None:  # noqa: C901 - a flat list of endpoints read
             "rollout_percent": settings.rollout_percent, "outbox": rt.store.outbox_counts(rt.clock.time()),
             "config_error": rt.redactor().text(rt.live.error) if rt.live.error else None,
             "config_generation": rt.live.generation,
+            "replica_id": rt.replica_id, "flag_version": rt.live.flag_version,
         })
         return data
 
@@ -493,6 +503,7 @@ async def _health(rt: Runtime) -> dict[str, Any]:
         "config_error": rt.redactor().text(rt.live.error) if rt.live.error else None,
         "outbox": rt.store.outbox_counts(rt.clock.time()),
         "sending_paused_until": rt.outbox.paused_until if rt.outbox.paused_until > rt.clock.time() else None,
+        "replica_id": rt.replica_id, "flag_version": rt.live.flag_version,
     }
 
 

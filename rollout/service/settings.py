@@ -180,6 +180,10 @@ class LiveSettings:
         self.error: str | None = None
         #: bumped on every re-read of the file: lets a client see that a change was taken in
         self.generation = 0
+        #: variables pushed by a flag follower (PostgreSQL): they win over the file
+        self._overlay: dict[str, str] = {}
+        #: the flag version the follower last applied (None: the flag comes from the file)
+        self.flag_version: int | None = None
         self._settings = self._load()  # raises ConfigError: start-up refuses bad configuration
         self._good = self._settings
 
@@ -188,7 +192,17 @@ class LiveSettings:
         if self.env_file is not None:
             self._stamp = self._stamp_of(self.env_file)
             values.update(read_env_file(self.env_file))
+        values.update(self._overlay)
         return values
+
+    def set_overlay(self, values: dict[str, str], version: int | None = None) -> None:
+        """Apply ``values`` over the file now (the flag and percentage a follower was told of); the
+        very next :meth:`current` sees them, so a flag-off stops the next send."""
+        with self._lock:
+            self._overlay = dict(values)
+            self.flag_version = version
+            self.reload()
+            self._checked_at = time.monotonic()
 
     def _load(self) -> Settings:
         source = str(self.env_file) if self.env_file else "environment"
@@ -205,7 +219,7 @@ class LiveSettings:
     def current(self) -> Settings:
         """The settings in force now, re-read from the env file if it changed."""
         if self.env_file is None:
-            return self._settings
+            return self._settings  # an overlay re-builds them itself (set_overlay)
         now = time.monotonic()  # a 20 ms stat cache, not a window: real time is right here
         if now - self._checked_at < self._check_interval:
             return self._settings

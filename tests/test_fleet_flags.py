@@ -1,0 +1,95 @@
+"""A fleet of replicas following one flag row in a real PostgreSQL: a flag-off through the postgres
+backend reaches every replica (LISTEN/NOTIFY), sends stop on each, and a change is confirmed only
+when every live replica reports it applied."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from rollout.clock import SystemClock
+from rollout.engine.runner import Project, rollback
+from rollout.engine.steps import wait_service_applied
+from rollout.flagdb import FlagFollower, PostgresFlags, ReplicasTarget
+from rollout.playbook.model import FlagSpec
+from tests.harness import ADMIN_TOKEN, SANDBOX_TOKEN, Service, base_env, wait_until
+from tests.postgres import Postgres
+
+
+@pytest.fixture(scope="module")
+def postgres():
+    server = Postgres()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def fleet(tmp_path, sandbox, postgres):
+    url = postgres.database()
+    replicas = [Service(tmp_path / f"r{i}", base_env(sandbox.api_url, WHATSAPP_NOTIFICATIONS_ENABLED=False),
+                        clock=SystemClock(), follower=FlagFollower(url, "production", f"r{i}", poll=0.5))
+                for i in (1, 2) if (tmp_path / f"r{i}").mkdir() is None]
+    flags = PostgresFlags(FlagSpec(backend="postgres", database="${FLAG_DB_URL}"), "production", tmp_path, url)
+    yield url, replicas, flags
+    flags.close()
+    for replica in replicas:
+        replica.close()
+
+
+def test_a_flag_off_reaches_every_replica_and_stops_their_sends(fleet):
+    url, replicas, flags = fleet
+    flags.set(enabled=True, percent=100)
+    for replica in replicas:
+        wait_until(lambda r=replica: (m := r.metrics(1))["flag_enabled"] and m["flag_version"] == 1, timeout=10,
+                   what="the replica to follow the flag on")
+    assert wait_service_applied(flags, ReplicasTarget(flags), SystemClock(), 5) is None
+    for n, replica in enumerate(replicas, 1):
+        assert replica.wait_status(replica.book(n)["id"], "sent")["reason"] in ("sent", "accepted")
+    flags.set(enabled=False)
+    for replica in replicas:
+        wait_until(lambda r=replica: r.metrics(1)["flag_enabled"] is False, timeout=10, what="the flag off")
+        health = replica.http.get("/api/whatsapp/health").json()
+        assert health["replica_id"] in ("r1", "r2") and health["flag_version"] == 2
+    for n, replica in enumerate(replicas, 10):
+        assert replica.wait_status(replica.book(n)["id"], "skipped")["reason"] == "flag_off"
+    assert wait_service_applied(flags, ReplicasTarget(flags), SystemClock(), 5) is None
+
+
+def test_a_replica_that_has_not_applied_the_change_holds_the_confirmation_back(fleet):
+    url, replicas, flags = fleet
+    flags.set(enabled=True, percent=50)
+    wait_until(lambda: len([r for r in flags.replicas() if r["applied_version"] == 1]) == 2, timeout=10)
+    # a third replica is alive (it reports) but stuck on an old version
+    flags._db.execute("INSERT INTO rollout_replicas (replica_id, environment, applied_version, seen_at) "
+                      "VALUES ('r-stuck', 'production', 0, %s)", (time.time() + 60,))
+    problem = wait_service_applied(flags, ReplicasTarget(flags), SystemClock(), 0.5)
+    assert problem is not None and "2 of 3 replicas applied flag version 1; r-stuck is at 0" in problem
+
+
+def test_a_rollback_through_the_postgres_backend_is_confirmed_by_the_fleet(fleet, tmp_path, monkeypatch):
+    url, replicas, flags = fleet
+    flags.set(enabled=True, percent=100)
+    monkeypatch.setenv("FLAG_DB_URL", url)
+    monkeypatch.setenv("ZAPTRA_API_TOKEN", SANDBOX_TOKEN)
+    monkeypatch.setenv("ROLLOUT_ADMIN_TOKEN", ADMIN_TOKEN)
+    (tmp_path / "environments").mkdir()
+    (tmp_path / "environments" / "production.yaml").write_text(
+        f"name: production\nservice_url: {replicas[0].url}\n")
+    (tmp_path / "p.yaml").write_text("""\
+version: 1
+name: fleet
+flag: {backend: postgres, database: "${FLAG_DB_URL}"}
+gates:
+  g: {window: 10s, metrics: [{metric: success_rate, target: 95%, alert: 90%}]}
+watch: {gate: g}
+phases:
+  - name: production
+    environment: production
+    steps:
+      - {kind: configure}
+""")
+    project = Project(tmp_path / "p.yaml", tmp_path / "environments", tmp_path / "state.db")
+    outcome = rollback(project, "production", "pager", SystemClock(), who="oncall")
+    assert (outcome.exit_code, outcome.details["confirmed"]) == (0, True), outcome.message
+    assert all(r.metrics(1)["flag_enabled"] is False for r in replicas)
