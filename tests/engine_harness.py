@@ -133,6 +133,16 @@ class EngineWorld:
         bands = ((0, 10, unit), (10, 25, unit), (25, 50, 2 * unit), (50, 100, 4 * unit))
         return lambda: self.book([c for low, high, n in bands for c in customers_in(low, high, n)])
 
+    def breach_at(self, percent: int, message: str = "(#131000) Something went wrong") -> None:
+        """Customer traffic on every engine sleep, and the provider failing every send once the ramp
+        holds ``percent``."""
+        def breach() -> None:
+            if self.flags.state() == (True, percent):
+                self.sandbox.faults(error_rate=1.0, error_message=message)
+
+        self.clock.on_sleep[:0] = [breach]
+        self.clock.on_sleep.append(self.traffic(40))
+
     def advance(self, approve: bool = False) -> runner.RunOutcome:
         with runner.open_context(self.project, "production", self.clock, QuietReporter(), approve=approve) as ctx:
             return runner.advance(ctx)

@@ -45,13 +45,7 @@ def test_healthy_ramp_reaches_100_percent(world):
 
 def test_breach_at_25_percent_turns_the_flag_off_and_the_service_stops_sending(world, sandbox):
     w = world()
-    w.clock.on_sleep.append(w.traffic(40))
-
-    def breach() -> None:
-        if w.flags.state() == (True, 25):
-            sandbox.faults(error_rate=1.0, error_message="(#131000) Something went wrong")
-
-    w.clock.on_sleep.insert(0, breach)
+    w.breach_at(25)
     outcome = w.advance()
     trail = (outcome.as_dict(), [(a["action"], a["detail"]) for a in w.audit()])
     assert (outcome.status, outcome.exit_code) == ("rolled_back", 1), trail

@@ -13,13 +13,7 @@ from tests.test_engine import world  # noqa: F401 - fixture
 
 def test_a_breach_report_has_its_timeline_chart(world, sandbox, tmp_path, monkeypatch):  # noqa: F811
     w = world()
-    w.clock.on_sleep.append(w.traffic(40))
-
-    def breach() -> None:
-        if w.flags.state() == (True, 25):
-            sandbox.faults(error_rate=1.0, error_message="(#131000) Something went wrong")
-
-    w.clock.on_sleep.insert(0, breach)
+    w.breach_at(25)
     assert w.advance().status == "rolled_back"
     [written] = w.audit("incident_report")
     report = Path(written["detail"]["path"])

@@ -63,13 +63,7 @@ def test_a_breach_is_told_to_the_webhook_after_the_flag_is_off(world, receiver, 
     w = world()
     with_hooks(w.playbook, f"{{name: oncall, url: '{receiver.url}/ok', token: '${{HOOK_TOKEN}}'}}",
                f"{{name: flaky, url: '{receiver.url}/flaky', events: [flag_off], retries: 2}}")
-    w.clock.on_sleep.append(w.traffic(40))
-
-    def breach() -> None:
-        if w.flags.state() == (True, 25):
-            sandbox.faults(error_rate=1.0, error_message="(#131000) Something went wrong to 919876543210")
-
-    w.clock.on_sleep.insert(0, breach)
+    w.breach_at(25, "(#131000) Something went wrong to 919876543210")
     assert w.advance().status == "rolled_back"
     [call] = [c for c in receiver.calls if c["mode"] == "ok"]
     body = call["body"]
