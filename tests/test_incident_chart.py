@@ -26,7 +26,7 @@ def test_a_breach_report_has_its_timeline_chart(world, sandbox, tmp_path, monkey
     assert failing and "flag off" in texts and "cohort %" in texts
     for metric in failing:  # a panel per failing metric, with its alert line
         assert metric["metric"] in texts, repr(texts)
-    assert any(t and t.startswith("alert ") for t in texts)
+    assert any(t and t.startswith("alert ") for t in texts) and any(t and t.endswith(" samples") for t in texts)
     assert len(list(svg.iter("{http://www.w3.org/2000/svg}path"))) >= 2  # the percentage and the metric
     # the HTML report carries the same picture inline, and nothing of it needs the network
     monkeypatch.chdir(w.tmp)

@@ -63,6 +63,8 @@ def timeline_svg(verdicts: list[dict[str, Any]], metrics: list[str], off_at: flo
             return top + PANEL - (value - low) / (high - low) * PANEL
 
         parts.append(f'<text x="4" y="{top + 12}" font-weight="bold">{escape(label)}</text>')
+        if metric is not None and found:
+            parts.append(f'<text x="4" y="{top + 26}" fill="#555">{int(found[-1][1].get("samples") or 0)} samples</text>')
         for value in (low, high):
             shown = f"{value:g}%" if metric is None else fmt(metric, value, unit)
             parts.append(f'<text x="{LEFT - 4}" y="{y(value) + 4:.1f}" text-anchor="end" fill="#555">'
@@ -77,8 +79,10 @@ def timeline_svg(verdicts: list[dict[str, Any]], metrics: list[str], off_at: flo
                             for i, (ts, v) in enumerate(series))
             colour = "#1f77b4" if metric is None else "#9467bd"
             parts.append(f'<path d="{path}" fill="none" stroke="{colour}" stroke-width="2"/>')
-            for ts, v in series[-1:]:
-                parts.append(f'<circle cx="{_x(ts, start, span):.1f}" cy="{y(v):.1f}" r="3" fill="{colour}"/>')
+            # every evaluation is a dot on its line (thinned past 300 so the picture stays small)
+            step = max(1, len(series) // 300)
+            for ts, v in series[::step] + series[-1:]:
+                parts.append(f'<circle cx="{_x(ts, start, span):.1f}" cy="{y(v):.1f}" r="2" fill="{colour}"/>')
         for verdict in points:
             if verdict.get("verdict") == "fail":
                 parts.append(f'<circle cx="{_x(verdict["ts"], start, span):.1f}" cy="{bottom - 4}" r="3" '
