@@ -39,6 +39,9 @@ def test_healthy_ramp_reaches_100_percent(world):
     state.close()
     assert verdicts[-1]["verdict"] == "pass" and verdicts[-1]["percent"] == 100
     assert all({"metric", "value", "target", "alert", "samples"} <= set(m) for m in verdicts[-1]["metrics"])
+    # the sample-ratio check ran on the real service's decisions, and found the bucketing sound
+    ratios = [m for v in verdicts for m in v["metrics"] if m["metric"] == "sample_ratio"]
+    assert ratios and all(m["verdict"] == "pass" for m in ratios), ratios[:3]
     # the service obeyed every step: at 100% every customer is messaged
     assert w.service.metrics(1)["rollout_percent"] == 100
 

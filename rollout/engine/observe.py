@@ -18,13 +18,21 @@ from rollout.units import format_duration
 PASSED, FAILED, HOLD_TIMEOUT = "passed", "failed", "hold_timeout"
 
 
-def measure(ctx: RunContext, gates: GateSet, cap: float | None = None, percent: int | None = None) -> Verdict:
-    """Ask each metric's provider for its window (each capped at ``cap`` seconds), then judge."""
+#: the sample-ratio check waits this long into a step, so no decision of the step before is counted
+SRM_SETTLE_S = 2.0
+
+
+def measure(ctx: RunContext, gates: GateSet, cap: float | None = None, percent: int | None = None,
+            elapsed: float | None = None) -> Verdict:
+    """Ask each metric's provider for its window (each capped at ``cap`` seconds), then judge. With
+    ``elapsed`` (the time since the step's percentage was applied), the sample-ratio check joins in
+    once its window lies wholly inside the step."""
     sources = ctx.metrics or MetricSources({EMBEDDED: EmbeddedProvider(ctx.service)})
     verdict = judge_readings(gates, sources.read(gates, ctx.clock.time(), percent, cap))
     embedded = sources.providers.get(EMBEDDED)
-    if percent and isinstance(ctx.target, EmbeddedTarget) and isinstance(embedded, EmbeddedProvider):
-        window = min(gates.window, cap) if cap else gates.window
+    if percent and elapsed is not None and elapsed >= SRM_SETTLE_S and isinstance(ctx.target, EmbeddedTarget) \
+            and isinstance(embedded, EmbeddedProvider):
+        window = min(gates.window, elapsed - SRM_SETTLE_S / 2)
         try:
             inside, outside = embedded.cohort_counts(window)
         except MeasurementError:
@@ -96,7 +104,8 @@ def observe(ctx: RunContext, gate_name: str, duration: float, interval: float, m
         if ctx.state.get(ctx.env_name).status == ROLLED_BACK:
             raise RolledBackMeanwhile(f"environment {ctx.env_name} was rolled back meanwhile; stopping")
         elapsed = ctx.clock.time() - started_at
-        verdict = slow_traffic(measure(ctx, gates, cap=max(elapsed, interval), percent=percent), duration)
+        verdict = slow_traffic(measure(ctx, gates, cap=max(elapsed, interval), percent=percent, elapsed=elapsed),
+                               duration)
         evaluations += 1
         record(ctx, verdict, step, percent)
         # people see each change of verdict and the deciding one; the state keeps every evaluation

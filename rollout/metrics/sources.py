@@ -44,12 +44,9 @@ class EmbeddedProvider:
         return self._answers[window]
 
     def cohort_counts(self, window: float) -> tuple[int, int]:
-        """Decided bookings in the window: (sent to the cohort's WhatsApp path, kept out of it)."""
-        answer = self.answer(window)
-        skipped = answer.get("skipped_by_reason") or {}
-        inside = int(answer.get("attempts") or 0) + int(answer.get("invalid_phone") or 0) + \
-            int(skipped.get("opted_out") or 0)
-        return inside, int(skipped.get("not_in_cohort") or 0)
+        """Bookings whose cohort the service decided in the window: (in the cohort, out of it)."""
+        decided = self.answer(window).get("cohort_decisions") or {}
+        return int(decided.get("in") or 0), int(decided.get("out") or 0)
 
     def measure(self, spec: MetricGate, window: float, now: float, percent: int | None) -> Reading:
         answer = self.answer(window)

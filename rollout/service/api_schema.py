@@ -124,6 +124,7 @@ class WindowMetrics(_Open):
     outbox: dict[str, int]
     config_error: str | None
     config_generation: int
+    cohort_decisions: dict[str, int]
     replica_id: str | None
     flag_version: int | None
 

@@ -75,6 +75,9 @@ def window_metrics(store: Store, now: float, window: float) -> dict[str, Any]:
         "p95_latency_ms": percentile(latencies, 95),
         "latency_samples": len(latencies),
         "breaker_activations": total("breaker_open"),
+        # each booking's cohort, counted once, when the flag was on and the sender decided it: the
+        # sample-ratio check compares these with the percentage
+        "cohort_decisions": {"in": total("cohort", "in"), "out": total("cohort", "out")},
     }
 
 

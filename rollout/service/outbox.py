@@ -149,10 +149,14 @@ class Outbox:
         skip = None
         if not settings.notifications_enabled:
             skip = "flag_off"
-        elif not in_rollout(settings.rollout_group, due.customer_id, settings.rollout_percent):
-            skip = "not_in_cohort"
-        elif self._store.opted_out(due.customer_id):
-            skip = "opted_out"
+        else:
+            inside = in_rollout(settings.rollout_group, due.customer_id, settings.rollout_percent)
+            if due.attempts == 1:  # the booking's cohort, counted once, at the moment it is decided
+                self._batch.events.append((now, "cohort", "in" if inside else "out", None, due.booking_id))
+            if not inside:
+                skip = "not_in_cohort"
+            elif self._store.opted_out(due.customer_id):
+                skip = "opted_out"
         if skip is not None:
             self._log.emit("disabled" if skip == "flag_off" else "skipped", booking_id=due.booking_id,
                            phone=due.phone, reason=skip)
