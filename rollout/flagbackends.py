@@ -10,21 +10,17 @@ the target *applied* is read back by the target (see :mod:`rollout.targets`).
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import json
 import subprocess
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from rollout.errors import ConfigError, RolloutError
+from rollout.errors import RolloutError
+from rollout.flags import check_percent, file_lock, is_on
 from rollout.playbook.model import FlagSpec
-
-_TRUE = ("true", "1", "yes", "on")
-
 
 class FlagWriteError(RolloutError):
     """The backend refused or failed a flag write: the flag may not be where rollout wanted it."""
@@ -59,15 +55,6 @@ class _BackendBase:
         self._lock_path = state_dir / f"flag-{env}.lock"
         self._record = state_dir / f"flag-{env}.json"
 
-    @contextlib.contextmanager
-    def _locked(self) -> Iterator[None]:
-        with open(self._lock_path, "a") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(lock, fcntl.LOCK_UN)
-
     def state(self) -> tuple[bool, int | None]:
         """What rollout last wrote: (flag on?, percentage); off and unknown before any write."""
         try:
@@ -77,7 +64,9 @@ class _BackendBase:
             return False, None
 
     def read(self) -> dict[str, str]:
-        enabled, percent = self.state()
+        return self._as_variables(*self.state())
+
+    def _as_variables(self, enabled: bool, percent: int | None) -> dict[str, str]:
         values = {self.flag_variable: "true" if enabled else "false"}
         if percent is not None:
             values[self.percent_variable] = str(percent)
@@ -86,29 +75,31 @@ class _BackendBase:
     def set(self, enabled: bool | None = None, percent: int | None = None,
             guard: Callable[[], None] | None = None) -> dict[str, str]:
         """Write the flag and/or percentage through the backend; returns what was there before."""
-        if percent is not None and not 0 <= percent <= 100:
-            raise ConfigError(f"{self.percent_variable}: must be 0-100, got {percent}")
-        with self._locked():
+        check_percent(self.percent_variable, percent)
+        with file_lock(self._lock_path):
             if guard is not None:
                 guard()
-            before = self.read()
             was_on, was_percent = self.state()
             new_on = was_on if enabled is None else enabled
             new_percent = was_percent if percent is None else percent
             self._write(new_on, 100 if new_percent is None else new_percent)
-            self._record.write_text(json.dumps({"enabled": new_on, "percent": new_percent}))
-            return before
+            self._remember(new_on, new_percent)
+            return self._as_variables(was_on, was_percent)
 
     def replace(self, values: Mapping[str, str], guard: Callable[[], None] | None = None) -> dict[str, str]:
         """A configure step: the flag and percentage variables among ``values`` go to the backend;
         the service's other settings are its deployment's business, not this backend's."""
         enabled = values.get(self.flag_variable)
         percent = values.get(self.percent_variable)
-        return self.set(None if enabled is None else enabled.strip().lower() in _TRUE,
+        return self.set(None if enabled is None else is_on(enabled),
                         None if percent in (None, "") else int(percent), guard)
 
     def _write(self, enabled: bool, percent: int) -> None:
         raise NotImplementedError
+
+    def _remember(self, enabled: bool, percent: int | None) -> None:
+        """Keep what was written, for :meth:`state` (a backend that can read its own row needs not)."""
+        self._record.write_text(json.dumps({"enabled": enabled, "percent": percent}))
 
 
 class HttpFlags(_BackendBase):

@@ -77,6 +77,9 @@ class PostgresFlags(_BackendBase):
                                (self.environment,)).fetchone()
         return (bool(row["enabled"]), row["percent"]) if row else (False, None)
 
+    def _remember(self, enabled: bool, percent: int | None) -> None:
+        """The row is the record: nothing to keep beside it."""
+
     def version(self) -> int:
         row = self._db.execute("SELECT version FROM rollout_flags WHERE environment = %s",
                                (self.environment,)).fetchone()

@@ -24,6 +24,31 @@ if TYPE_CHECKING:
     from rollout.playbook.model import FlagSpec
 
 HEADER = "Written by rollout. Changes here are read live by the service; rollout records every change."
+_ON_WORDS = ("true", "1", "yes", "on")
+
+
+def is_on(raw: object) -> bool:
+    """Does a flag value (``true``, ``1``, ``yes``, ``on``, any case, or a bool) mean on?"""
+    return raw if isinstance(raw, bool) else str(raw).strip().lower() in _ON_WORDS
+
+
+def check_percent(name: str, percent: int | None) -> None:
+    """Refuse a percentage outside 0-100 before any backend writes it."""
+    if percent is not None and not 0 <= percent <= 100:
+        raise ConfigError(f"{name}: must be 0-100, got {percent}")
+
+
+@contextlib.contextmanager
+def file_lock(path: Path) -> Iterator[None]:
+    """An exclusive ``flock`` on ``path`` (created if missing) for the few milliseconds of a flag
+    write: every writer of one environment's flag, whatever its backend, takes it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 class FlagBackend(Protocol):
@@ -51,16 +76,8 @@ class FlagStore:
         self.flag_variable = flag_variable
         self.percent_variable = percent_variable
 
-    @contextlib.contextmanager
-    def _locked(self) -> Iterator[None]:
-        self.env_file.parent.mkdir(parents=True, exist_ok=True)
-        lock_path = self.env_file.with_name(self.env_file.name + ".lock")
-        with open(lock_path, "a") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(lock, fcntl.LOCK_UN)
+    def _locked(self) -> contextlib.AbstractContextManager[None]:
+        return file_lock(self.env_file.with_name(self.env_file.name + ".lock"))
 
     def describe(self) -> str:
         return str(self.env_file)
@@ -77,7 +94,7 @@ class FlagStore:
     def state(self) -> tuple[bool, int | None]:
         """(flag on?, percentage) as the service will read them."""
         values = self.read()
-        enabled = values.get(self.flag_variable, "false").strip().lower() in ("true", "1", "yes", "on")
+        enabled = is_on(values.get(self.flag_variable, "false"))
         raw = values.get(self.percent_variable)
         try:
             percent = int(raw) if raw not in (None, "") else None
@@ -100,8 +117,7 @@ class FlagStore:
     def set(self, enabled: bool | None = None, percent: int | None = None,
             guard: Callable[[], None] | None = None) -> dict[str, str]:
         """Change only the flag and/or the percentage; returns what was there before."""
-        if percent is not None and not 0 <= percent <= 100:
-            raise ConfigError(f"{self.percent_variable}: must be 0-100, got {percent}")
+        check_percent(self.percent_variable, percent)
         with self._locked():
             if guard is not None:
                 guard()

@@ -11,11 +11,9 @@ from __future__ import annotations
 from typing import Any
 
 from rollout.checks.service_api import MeasurementError, ServiceClient
+from rollout.flags import is_on
 from rollout.jsonfields import dig
 from rollout.playbook.model import FlagRead, HealthProbe
-
-_TRUE = ("true", "1", "yes", "on")
-
 
 def read_flag(service: ServiceClient, spec: FlagRead, headers: dict[str, str] | None = None) -> tuple[bool, int | None]:
     """GET ``spec.url`` and pick the flag (and the percentage) by their field paths."""
@@ -30,7 +28,7 @@ def read_flag(service: ServiceClient, spec: FlagRead, headers: dict[str, str] | 
         raise MeasurementError(f"{spec.url}: answer is not JSON") from exc
     except KeyError as exc:
         raise MeasurementError(f"{spec.url}: no field {exc.args[0]!r} in the answer") from None
-    enabled = raw if isinstance(raw, bool) else str(raw).strip().lower() in _TRUE
+    enabled = is_on(raw)
     try:
         return enabled, None if percent is None else int(percent)
     except (TypeError, ValueError):

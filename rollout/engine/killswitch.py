@@ -14,7 +14,7 @@ from typing import Any
 from rollout.clock import Clock
 from rollout.engine.state import ROLLED_BACK, StateStore
 from rollout.errors import RolloutError
-from rollout.flags import FlagBackend
+from rollout.flags import FlagBackend, is_on
 
 
 class RolledBackMeanwhile(RolloutError):
@@ -43,7 +43,7 @@ def kill(environment: str, flags: FlagBackend, state: StateStore, clock: Clock, 
                     problem=str(exc), backend=flags.describe(), verdict=verdict)
         raise
     at = clock.time()
-    was_on = before.get(flags.flag_variable, "false").lower() in ("true", "1", "yes", "on")
+    was_on = is_on(before.get(flags.flag_variable, "false"))
     percent_raw = before.get(flags.percent_variable)
     percent = int(percent_raw) if percent_raw and percent_raw.isdigit() else None
     state.audit(environment, "flag_off", at, who=who, automatic=automatic, reason=reason, previous_flag=was_on,

@@ -30,7 +30,7 @@ from rollout.environments import (
     Environment, Resolved, is_secret_name, load_environment, reference_value, resolve,
 )
 from rollout.errors import EXIT_HELD, EXIT_OK, EXIT_ROLLED_BACK, ConfigError, RolloutError, StateError
-from rollout.flags import FlagBackend, make_flags
+from rollout.flags import FlagBackend, is_on, make_flags
 from rollout.metrics import MetricSources
 from rollout.notify import Notifier
 from rollout.targets import make_target
@@ -38,7 +38,6 @@ from rollout.gates import FAIL
 from rollout.playbook.load import load_playbook
 from rollout.playbook.model import ConfigureStep, Phase, Playbook, RampStep, step_label
 
-_TRUE = ("true", "1", "yes", "on")
 
 
 @dataclass
@@ -381,7 +380,7 @@ def flag_on_steps(phase: Phase, env: Environment, flag_variable: str) -> list[in
             found.append(index)
         elif isinstance(step, ConfigureStep):
             raw = step.set.get(flag_variable, env.variables.get(flag_variable, "false"))
-            if str(raw).strip().lower() in _TRUE:
+            if is_on(raw):
                 found.append(index)
     return found
 
