@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -172,22 +172,11 @@ def resolve(env: Environment, overrides: Mapping[str, str] | None = None, enviro
     secrets: list[str] = []
 
     def resolve_one(name: str, raw: str) -> str:
-        def sub(match: re.Match[str]) -> str:
-            ref, default = match.group(1), match.group(2)
-            if ref in environ:
-                value = environ[ref]
-            elif ref in file_values:
-                value = file_values[ref]
-            elif default is not None:
-                value = default
-            else:
-                raise ConfigError(f"environment {env.name}: {name}: ${{{ref}}} is not set (process environment"
-                                  f"{' or ' + str(source) if source else ''})")
+        def found(ref: str, value: str) -> None:
             if is_secret_name(name) or is_secret_name(ref):
                 secrets.append(value)
-            return value
 
-        return _REF.sub(sub, raw)
+        return _substitute(raw, f"environment {env.name}: {name}", environ, file_values, source, found)
 
     values = {name: resolve_one(name, raw) for name, raw in env.variables.items()}
     extra = dict(overrides or {})
@@ -208,25 +197,35 @@ def resolve(env: Environment, overrides: Mapping[str, str] | None = None, enviro
     return resolved
 
 
-def reference_value(raw: str, where: str, secrets_file: Path | None = None,
-                    environ: Mapping[str, str] | None = None) -> str:
-    """Resolve every ``${NAME}`` in ``raw`` (a token or header of a playbook) from the process
-    environment, then ``secrets_file``; raise :class:`ConfigError` naming ``where`` when one is unset."""
-    environ = os.environ if environ is None else environ
-    file_values = read_env_file(Path(secrets_file).expanduser()) if secrets_file else {}
-
+def _substitute(raw: str, where: str, environ: Mapping[str, str], file_values: Mapping[str, str],
+                source: Path | None, found: Callable[[str, str], None] | None = None) -> str:
+    """Every ``${NAME}`` or ``${NAME:-default}`` of ``raw`` from ``environ``, then ``file_values``
+    (read from ``source``), then the default; ``found(name, value)`` hears of each. Raises
+    :class:`ConfigError` naming ``where`` for a reference with no value and no default."""
     def sub(match: re.Match[str]) -> str:
         ref, default = match.group(1), match.group(2)
         if ref in environ:
-            return environ[ref]
-        if ref in file_values:
-            return file_values[ref]
-        if default is not None:
-            return default
-        raise ConfigError(f"{where}: ${{{ref}}} is not set (process environment"
-                          f"{' or ' + str(secrets_file) if secrets_file else ''})")
+            value = environ[ref]
+        elif ref in file_values:
+            value = file_values[ref]
+        elif default is not None:
+            value = default
+        else:
+            raise ConfigError(f"{where}: ${{{ref}}} is not set (process environment"
+                              f"{' or ' + str(source) if source else ''})")
+        if found is not None:
+            found(ref, value)
+        return value
 
     return _REF.sub(sub, raw)
+
+
+def reference_value(raw: str, where: str, secrets_file: Path | None = None,
+                    environ: Mapping[str, str] | None = None) -> str:
+    """Resolve every ``${NAME}`` in ``raw`` (a token or header of a playbook) as :func:`resolve`
+    does: the process environment, then ``secrets_file``."""
+    file_values = read_env_file(Path(secrets_file).expanduser()) if secrets_file else {}
+    return _substitute(raw, where, os.environ if environ is None else environ, file_values, secrets_file)
 
 
 def diff(before: Mapping[str, str], after: Mapping[str, str]) -> list[tuple[str, str | None, str | None]]:
