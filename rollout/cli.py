@@ -338,9 +338,7 @@ def status(env_name: str | None, as_json: bool) -> None:
     import json
     from datetime import UTC, datetime
 
-    from rollout.engine.runner import flag_on_steps, shown_status
-    from rollout.environments import load_environment
-    from rollout.flags import FlagStore
+    from rollout.engine.runner import flag_view
 
     project = _project()
     try:
@@ -355,28 +353,11 @@ def status(env_name: str | None, as_json: bool) -> None:
         rows = [state.get(env_name)] if env_name else state.all()
         data = []
         for row in rows:
-            live = {"flag": None, "percent": None, "env_file": None}
-            try:
-                env = load_environment(row.name, project.environments_dir)
-            except RolloutError:  # status still shows what it knows when an environment file is broken
-                env = None
-            flags = None
-            if env is not None:
-                try:
-                    flags = project.flags(playbook, env) if playbook else \
-                        (FlagStore(env.env_file) if env.env_file else None)
-                except RolloutError:  # a token that is not at hand: show what was recorded
-                    flags = None
-            if flags is not None and (flags.env_file is None or flags.env_file.exists()):
-                enabled, percent = flags.state()
-                live = {"flag": enabled, "percent": percent, "env_file": flags.describe()}
-            if flags is not None:
-                flags.close()
-            phase = playbook.phase_for(row.name) if playbook else None
-            turns_on = bool(phase and env and flags and flag_on_steps(phase, env, flags.flag_variable))
-            flag_now = live["flag"] if live["env_file"] else row.flag
-            data.append({**row.__dict__, "status": shown_status(state, row, flag_now, turns_on),
-                         "recorded_status": row.status, "live": live, "lock": state.holder(row.name)})
+            view = flag_view(project, playbook, state, row)
+            live = {"flag": view.flag if view.source else None, "percent": view.percent if view.source else None,
+                    "env_file": view.source}
+            data.append({**row.__dict__, "status": view.status, "recorded_status": row.status, "live": live,
+                         "lock": state.holder(row.name)})
     finally:
         state.close()
     if as_json:

@@ -23,11 +23,10 @@ from fastapi.responses import FileResponse, JSONResponse
 from pydantic import BaseModel, Field
 
 from rollout.clock import Clock, SystemClock
-from rollout.engine.runner import Project, flag_on_steps, rollback, shown_status
+from rollout.engine.runner import Project, flag_view, rollback
 from rollout.engine.state import AWAITING_APPROVAL
-from rollout.environments import load_environment
 from rollout.errors import RolloutError
-from rollout.incident.chart import timeline_svg
+from rollout.incident.chart import ramp_start, timeline_svg
 from rollout.playbook.model import step_label
 
 STATIC = Path(__file__).parent / "static"
@@ -55,23 +54,9 @@ def snapshot(project: Project) -> dict[str, Any]:
         for row in state.all():
             audit = state.audit_log(row.name, limit=2000)
             verdicts = state.verdicts(row.name, limit=2000)
-            flag, percent, source = row.flag, row.percent, "recorded"
+            view = flag_view(project, playbook, state, row)
             phase = playbook.phase_for(row.name) if playbook else None
-            turns_on = False
-            try:
-                env = load_environment(row.name, project.environments_dir)
-                flags = project.flags(playbook, env) if playbook else None
-                if flags is not None:
-                    if flags.env_file is None or flags.env_file.exists():
-                        flag, percent = flags.state()
-                        source = flags.describe()
-                    turns_on = bool(phase and flag_on_steps(phase, env, flags.flag_variable))
-                    flags.close()
-            except RolloutError:
-                pass
-            started = max((a["ts"] for a in audit if a["action"] in ("phase_started", "resumed_after_rollback")),
-                          default=0.0)
-            first_ramp = min((a["ts"] for a in audit if a["action"] == "ramp" and a["ts"] >= started), default=None)
+            _, first_ramp = ramp_start(audit)
             ramp_verdicts = [v for v in verdicts if first_ramp is not None and v["ts"] >= first_ramp]
             offs = [a["ts"] for a in audit if a["action"] == "flag_off" and first_ramp and a["ts"] >= first_ramp]
             names = [m["metric"] for m in (ramp_verdicts[-1]["metrics"] if ramp_verdicts else [])]
@@ -81,9 +66,9 @@ def snapshot(project: Project) -> dict[str, Any]:
             last = ramp_verdicts[-1] if ramp_verdicts else None
             holder = state.holder(row.name)
             rows.append({
-                "name": row.name, "status": shown_status(state, row, flag, turns_on), "phase": row.phase,
-                "step": step, "percent": percent, "flag": {True: "on", False: "off", None: "?"}[flag],
-                "flag_source": source, "commit": (row.commit_sha or "")[:12], "reason": row.reason,
+                "name": row.name, "status": view.status, "phase": row.phase,
+                "step": step, "percent": view.percent, "flag": {True: "on", False: "off", None: "?"}[view.flag],
+                "flag_source": view.source or "recorded", "commit": (row.commit_sha or "")[:12], "reason": row.reason,
                 "lock": f"{holder['owner']} (pid {holder['pid']})" if holder else None,
                 "evaluations": len(ramp_verdicts),
                 "last_verdict": {"verdict": last["verdict"], "summary": last["summary"], "when": _when(last["ts"]),

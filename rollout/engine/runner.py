@@ -30,7 +30,7 @@ from rollout.environments import (
     Environment, Resolved, is_secret_name, load_environment, reference_value, resolve,
 )
 from rollout.errors import EXIT_HELD, EXIT_OK, EXIT_ROLLED_BACK, ConfigError, RolloutError, StateError
-from rollout.flags import FlagBackend, is_on, make_flags
+from rollout.flags import FlagBackend, FlagStore, is_on, make_flags
 from rollout.metrics import MetricSources
 from rollout.notify import Notifier
 from rollout.targets import make_target
@@ -234,7 +234,7 @@ def advance(ctx: RunContext) -> RunOutcome:
                           f"{env} is rolled back ({current.reason}); run `rollout resume --env {env}` to try again",
                           env, phase.name)
     if current.status == COMPLETED and current.phase == phase.name:
-        if flag_on_steps(phase, ctx.resolved.env, ctx.flags.flag_variable) and not ctx.flags.state()[0]:
+        if switched_off(phase, ctx.resolved.env, ctx.flags):
             return RunOutcome("flag_off", EXIT_HELD,
                               f"phase {phase.name} completed in {env} earlier, but the flag is off now in "
                               f"{ctx.flags.describe()}; run `rollout resume --env {env} --reason ...` to ramp again",
@@ -269,7 +269,7 @@ def _advance_locked(ctx: RunContext) -> RunOutcome:
     while True:
         current = ctx.state.get(env)
         if current.step_index >= total:
-            if flag_on_steps(phase, ctx.resolved.env, ctx.flags.flag_variable) and not ctx.flags.state()[0]:
+            if switched_off(phase, ctx.resolved.env, ctx.flags):
                 # never call a phase that turns the feature on complete while the feature is off
                 ctx.state.update(env, ctx.clock.time(), status=HELD, reason="the flag is off")
                 return RunOutcome("flag_off", EXIT_HELD,
@@ -314,10 +314,7 @@ def _advance_locked(ctx: RunContext) -> RunOutcome:
         off = kill(env, ctx.flags, ctx.state, ctx.clock, f"{label} failed: {result.detail}", automatic=True,
                    verdict=verdict)
         ctx.out.line(f"flag turned off for {env}: {label} failed", "bold red")
-        problem = confirm_off(ctx, off)
-        ctx.notify("flag_off", step=label, percent=off.previous_percent, automatic=True,
-                   summary=f"{label} failed: {result.detail}" + unconfirmed_note(problem), confirmed=problem is None,
-                   incident_report=str(ctx.incident_report) if ctx.incident_report else None)
+        problem = confirm_off(ctx, off, label, f"{label} failed: {result.detail}")
         return RunOutcome(ROLLED_BACK, EXIT_ROLLED_BACK, f"{label} failed: {result.detail}; flag turned off"
                           + unconfirmed_note(problem), env, phase.name, label, off)
 
@@ -338,12 +335,16 @@ def write_incident(state: StateStore, resolved: Resolved, flags: FlagBackend, se
     return path
 
 
-def confirm_off(ctx: RunContext, off: FlagOff) -> str | None:
-    """After the kill (never before it): see the service take the flag in, record when, write the
-    report. Returns the problem when the service did not confirm, None when it did."""
+def confirm_off(ctx: RunContext, off: FlagOff, step: str, summary: str) -> str | None:
+    """After an automatic kill (never before it): see the target take the flag in, record when,
+    write the report, tell the webhooks. Returns the problem when the target did not confirm, None
+    when it did."""
     problem = record_confirmation(ctx.state, ctx.env_name, ctx.flags, ctx.target, ctx.clock, off, ctx.out)
     ctx.incident_report = write_incident(ctx.state, ctx.resolved, ctx.flags, ctx.service, ctx.clock,
                                          ctx.incidents_dir, ctx.out)
+    ctx.notify("flag_off", step=step, percent=off.previous_percent, automatic=True,
+               summary=summary + unconfirmed_note(problem), confirmed=problem is None,
+               incident_report=str(ctx.incident_report) if ctx.incident_report else None)
     return problem
 
 
@@ -385,6 +386,11 @@ def flag_on_steps(phase: Phase, env: Environment, flag_variable: str) -> list[in
     return found
 
 
+def switched_off(phase: Phase, env: Environment, flags: FlagBackend) -> bool:
+    """Is ``phase`` one that turns the flag on, while the flag is off now?"""
+    return bool(flag_on_steps(phase, env, flags.flag_variable)) and not flags.state()[0]
+
+
 def restart_index(phase: Phase, env: Environment, flag_variable: str, step_index: int) -> int:
     """Where a resumed phase goes on: the last step at or before ``step_index`` that turns the flag
     on (so a ramp starts again at its first percentage), else ``step_index`` itself."""
@@ -402,6 +408,39 @@ def shown_status(state: StateStore, row: EnvState, flag_on: bool | None, turns_f
     if row.status == COMPLETED and turns_flag_on and flag_on is False:
         return "completed, flag off"
     return row.status
+
+
+@dataclass(frozen=True)
+class FlagView:
+    """An environment's flag as a person should read it."""
+
+    flag: bool | None
+    percent: int | None
+    #: where the flag was read (the env file, the backend); None: only what the state recorded
+    source: str | None
+    #: :func:`shown_status` with that flag
+    status: str
+
+
+def flag_view(project: Project, playbook: Playbook | None, state: StateStore, row: EnvState) -> FlagView:
+    """The flag of ``row``'s environment as its backend holds it now (what was recorded when the
+    environment file, the playbook or a token is not at hand), and the status to show with it."""
+    env = flags = None
+    try:
+        env = load_environment(row.name, project.environments_dir)
+        flags = project.flags(playbook, env) if playbook else (FlagStore(env.env_file) if env.env_file else None)
+    except RolloutError:  # still show what is known when a file is broken or a token is missing
+        pass
+    flag, percent, source, turns_on = row.flag, row.percent, None, False
+    if flags is not None and env is not None:
+        try:
+            if flags.env_file is None or flags.env_file.exists():
+                (flag, percent), source = flags.state(), flags.describe()
+            phase = playbook.phase_for(row.name) if playbook else None
+            turns_on = bool(phase and flag_on_steps(phase, env, flags.flag_variable))
+        finally:
+            flags.close()
+    return FlagView(flag, percent, source, shown_status(state, row, flag, turns_on))
 
 
 def flag_stands(flags: FlagBackend, env: str) -> str:
@@ -538,9 +577,9 @@ def resume(project: Project, env_name: str, reason: str, clock: Clock) -> RunOut
         phase = playbook.phase_for(env_name)
         env = load_environment(env_name, project.environments_dir)
         flags = project.flags(playbook, env)
-        switched_off = current.status == COMPLETED and phase is not None and current.phase == phase.name \
-            and bool(flag_on_steps(phase, env, flags.flag_variable)) and not flags.state()[0]
-        if current.status != ROLLED_BACK and not switched_off:
+        completed_but_off = current.status == COMPLETED and phase is not None and current.phase == phase.name \
+            and switched_off(phase, env, flags)
+        if current.status != ROLLED_BACK and not completed_but_off:
             raise StateError(f"{env_name} is {current.status}, not rolled back; nothing to resume")
         holder = state.holder(env_name)
         if holder is not None:
@@ -582,10 +621,7 @@ def watch(ctx: RunContext, max_evaluations: int | None = None, duration: float |
         if verdict.verdict == FAIL:
             off = kill(ctx.env_name, ctx.flags, ctx.state, ctx.clock, f"watch: {verdict.summary}", automatic=True,
                        verdict=verdict.record())
-            problem = confirm_off(ctx, off)
-            ctx.notify("flag_off", step="watch", percent=off.previous_percent, automatic=True,
-                       summary=f"watch: {verdict.summary}" + unconfirmed_note(problem), confirmed=problem is None,
-                       incident_report=str(ctx.incident_report) if ctx.incident_report else None)
+            problem = confirm_off(ctx, off, "watch", f"watch: {verdict.summary}")
             return RunOutcome(ROLLED_BACK, EXIT_ROLLED_BACK, f"gate failed: {verdict.summary}; flag turned off"
                               + unconfirmed_note(problem), ctx.env_name, current.phase, "watch", off)
         if (max_evaluations is not None and count >= max_evaluations) or \

@@ -9,12 +9,22 @@ and it renders the same in every viewer.
 
 from __future__ import annotations
 
+import math
 from html import escape
 from typing import Any
 
 from rollout.gates import fmt
 
 WIDTH, PANEL, GAP, LEFT, RIGHT, TOP = 760, 120, 36, 70, 20, 24
+
+
+def ramp_start(audit: list[dict[str, Any]], until: float = math.inf) -> tuple[float, float | None]:
+    """(when the phase last started or resumed, when its ramp wrote its first percentage after
+    that, or None), counting only audit entries up to ``until``: where a ramp's chart begins."""
+    since = max((a["ts"] for a in audit if a["action"] in ("phase_started", "resumed_after_rollback")
+                 and a["ts"] <= until), default=0.0)
+    first = min((a["ts"] for a in audit if a["action"] == "ramp" and since <= a["ts"] <= until), default=None)
+    return since, first
 
 
 def _x(ts: float, start: float, span: float) -> float:

@@ -17,7 +17,7 @@ from rollout.environments import Resolved
 from rollout.errors import ConfigError
 from rollout.flags import FlagStore
 from rollout.gates import fmt
-from rollout.incident.chart import timeline_svg
+from rollout.incident.chart import ramp_start, timeline_svg
 
 DEFAULT_TEMPLATE = Path(__file__).parent / "templates" / "incident.md.j2"
 HTML_TEMPLATE = Path(__file__).parent / "templates" / "incident.html.j2"
@@ -114,11 +114,9 @@ def collect(state: StateStore, resolved: Resolved, flags: FlagStore, service: Se
     # numbers and metric names only: drawn after redaction, so nothing in it needs masking
     failing = [m["metric"] for m in metrics if m.get("verdict") == "fail"]
     until = off["ts"] if off else clock_now
-    # the whole ramp that ended in this flag-off: from its first percentage on
-    since = max((a["ts"] for a in audit if a["action"] in ("phase_started", "resumed_after_rollback")
-                 and a["ts"] <= until), default=0.0)
-    first_ramp = min((a["ts"] for a in audit if a["action"] == "ramp" and since <= a["ts"] <= until), default=since)
-    shown = [v for v in verdicts if first_ramp <= v["ts"] <= until + 1]
+    # the whole ramp that ended in this flag-off, from its first percentage on (without a ramp: the phase)
+    since, first_ramp = ramp_start(audit, until)
+    shown = [v for v in verdicts if (first_ramp or since) <= v["ts"] <= until + 1]
     data["chart_svg"] = timeline_svg(shown[-2000:], failing, off["ts"] if off else None)
     data["chart_file"] = None
     return data
