@@ -54,7 +54,7 @@ class RunContext:
     resumed_from: str | None = None
     #: filled as the run goes: check results and verdicts, for --json and JUnit
     results: list[dict[str, Any]] = field(default_factory=list)
-    #: where gate metrics come from (built by ``open_context``; None: the embedded service only)
+    #: where gate metrics come from, a :class:`rollout.metrics.MetricSources` (built by ``open_context``)
     metrics: Any = None
     #: resolves a playbook's ``${REFERENCE}`` (tokens, headers) and registers the value for redaction
     secret: Any = None

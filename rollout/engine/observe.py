@@ -10,7 +10,7 @@ from rollout.engine.killswitch import RolledBackMeanwhile
 from rollout.engine.state import ROLLED_BACK
 from rollout.checks.service_api import MeasurementError
 from rollout.gates import FAIL, HOLD, PASS, Verdict, judge_readings, sample_ratio, with_check
-from rollout.metrics.sources import EmbeddedProvider, MetricSources
+from rollout.metrics.sources import EmbeddedProvider
 from rollout.playbook.model import EMBEDDED, GateSet
 from rollout.targets import EmbeddedTarget
 from rollout.units import format_duration
@@ -27,7 +27,7 @@ def measure(ctx: RunContext, gates: GateSet, cap: float | None = None, percent: 
     """Ask each metric's provider for its window (each capped at ``cap`` seconds), then judge. With
     ``elapsed`` (the time since the step's percentage was applied), the sample-ratio check joins in
     once its window lies wholly inside the step."""
-    sources = ctx.metrics or MetricSources({EMBEDDED: EmbeddedProvider(ctx.service)})
+    sources = ctx.metrics
     verdict = judge_readings(gates, sources.read(gates, ctx.clock.time(), percent, cap))
     embedded = sources.providers.get(EMBEDDED)
     if percent and elapsed is not None and elapsed >= SRM_SETTLE_S and isinstance(ctx.target, EmbeddedTarget) \

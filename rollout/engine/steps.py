@@ -196,7 +196,7 @@ def _generic_load(ctx: RunContext, step: LoadStep, label: str, total: int) -> St
     """A load of any HTTP request: judged on its success rate and latency percentiles."""
     spec = step.request
     assert spec is not None
-    headers = {k: ctx.secret(v) if ctx.secret else v for k, v in spec.headers.items()}
+    headers = {k: ctx.secret(v) for k, v in spec.headers.items()}
     requests = templated_requests(spec.method, spec.url or spec.path or "/", spec.body, headers)
     with ctx.out.progress(total, f"{label}: requests") as advance:
         result = run_load(ctx.service.url, bookings=step.bookings, concurrency=step.concurrency, rate=step.rate,
