@@ -51,7 +51,9 @@ def start_sandbox(folder: Path) -> Proc:
                 folder / "sandbox.log")
 
 
-def start_service(folder: Path, sandbox_url: str, **env: str) -> tuple[Proc, Path]:
+def start_service(folder: Path, sandbox_url: str, db: str | None = None, replica_id: str | None = None,
+                  **env: str) -> tuple[Proc, Path]:
+    """A ``rollout serve`` process on a free port; ``db`` defaults to a SQLite file in ``folder``."""
     env_file = folder / "service.env"
     values = {
         "WHATSAPP_NOTIFICATIONS_ENABLED": "true", "ZAPTRA_API_URL": f"{sandbox_url}/api/wpbox",
@@ -59,10 +61,19 @@ def start_service(folder: Path, sandbox_url: str, **env: str) -> tuple[Proc, Pat
     }
     write_env_file(env_file, values)
     port = free_port()
-    proc = Proc(["serve", "--port", str(port), "--env-file", str(env_file), "--db", str(folder / "service.db"),
-                 "--log-file", str(folder / "events.log")], f"http://127.0.0.1:{port}", folder / "service.log")
+    extra = ["--replica-id", replica_id] if replica_id else []
+    proc = Proc(["serve", "--port", str(port), "--env-file", str(env_file), "--db", db or str(folder / "service.db"),
+                 "--log-file", str(folder / "events.log"), *extra], f"http://127.0.0.1:{port}", folder / "service.log")
     return proc, env_file
 
 
 def sandbox_client(url: str) -> httpx.Client:
     return httpx.Client(base_url=url, headers={"Authorization": f"Bearer {SANDBOX_TOKEN}"}, timeout=30)
+
+
+def wait_for_messages(sandbox: httpx.Client, count: int, timeout: float) -> list[dict]:
+    """The sandbox's received messages once there are ``count`` of them (or ``timeout`` has passed)."""
+    deadline = time.monotonic() + timeout
+    while sandbox.get("/sandbox/stats").json()["messages"] < count and time.monotonic() < deadline:
+        time.sleep(0.25)
+    return sandbox.get("/sandbox/messages").json()["messages"]

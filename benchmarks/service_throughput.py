@@ -25,7 +25,7 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _procs import sandbox_client, start_sandbox, start_service  # noqa: E402
+from _procs import sandbox_client, start_sandbox, start_service, wait_for_messages  # noqa: E402
 
 from rollout.checks.bookings import synthetic_booking  # noqa: E402
 from rollout.envfile import read_env_file, write_env_file  # noqa: E402
@@ -61,13 +61,6 @@ async def offered_load(url: str, rate: float, seconds: float, prefix: str) -> tu
         for client in clients:
             await client.aclose()
     return started, latencies
-
-
-def wait_for_messages(sandbox, count: int, timeout: float) -> list[dict]:
-    deadline = time.monotonic() + timeout
-    while sandbox.get("/sandbox/stats").json()["messages"] < count and time.monotonic() < deadline:
-        time.sleep(0.25)
-    return sandbox.get("/sandbox/messages").json()["messages"]
 
 
 def measure_offered(folder: Path, rate: float, seconds: float) -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 import click
 
 from rollout import __version__
-from rollout.errors import EXIT_USAGE, RolloutError, StateError
+from rollout.errors import EXIT_USAGE, ConfigError, RolloutError, StateError
 
 EXIT_INTERNAL = 70
 
@@ -31,21 +31,28 @@ def cli() -> None:
 @click.option("--env-file", type=click.Path(dir_okay=False, path_type=Path),
               help="Env file read at start and re-read live (flag, percentage, every setting).")
 @click.option("--db", "db_path", default=".rollout/service.db", show_default=True,
-              type=click.Path(dir_okay=False, path_type=Path), help="SQLite database of the service.")
+              help="The service's database: a SQLite file, or postgresql://... shared by a fleet of replicas.")
 @click.option("--log-file", type=click.Path(dir_okay=False, path_type=Path),
               help="Write the JSON event log here instead of stderr.")
 @click.option("--access-log/--no-access-log", default=False, show_default=True)
 @click.option("--flag-db", envvar="ROLLOUT_FLAG_DB", help="postgresql://...: follow the flag and percentage of "
               "--flag-env there (LISTEN/NOTIFY), for a fleet of replicas.")
 @click.option("--flag-env", help="The environment whose flag row this replica follows (with --flag-db).")
-@click.option("--replica-id", help="This replica's name in the fleet (default: host-pid).")
-def serve(host: str, port: int, env_file: Path | None, db_path: Path, log_file: Path | None,
+@click.option("--replica-id", help="This replica's name in the fleet, unique per running replica (default: host-pid).")
+def serve(host: str, port: int, env_file: Path | None, db_path: str, log_file: Path | None,
           access_log: bool, flag_db: str | None, flag_env: str | None, replica_id: str | None) -> None:
     """Run the WhatsApp booking-notification service."""
     from rollout.serving import serve_forever
     from rollout.service.app import create_app
     from rollout.service.settings import LiveSettings
+    from rollout.service.store import StorageError, open_store
 
+    if replica_id is not None and not replica_id.strip():
+        raise click.BadParameter("must not be empty", param_hint="--replica-id")
+    try:  # a database that cannot be opened or is too new stops start-up with one line
+        open_store(db_path, replica_id or "start-up check").close()
+    except StorageError as exc:
+        raise ConfigError(str(exc)) from exc
     follower = None
     if flag_db:
         from rollout.flagdb import FlagFollower
@@ -54,7 +61,7 @@ def serve(host: str, port: int, env_file: Path | None, db_path: Path, log_file: 
             raise click.UsageError("--flag-db needs --flag-env (the environment whose flag to follow)")
         follower = FlagFollower(flag_db, flag_env, replica_id)
     live = LiveSettings(env_file=env_file, environ=os.environ)
-    serve_forever(create_app(live, db_path, log_path=log_file, follower=follower), host, port,
+    serve_forever(create_app(live, db_path, log_path=log_file, follower=follower, replica_id=replica_id), host, port,
                   access_log=access_log)
 
 

@@ -26,6 +26,9 @@ from rollout.playbook.model import FlagSpec
 CHANNEL = "rollout_flags"
 #: a replica that has not reported for this long is gone (it does not hold a confirmation back)
 REPLICA_TTL_S = 5.0
+#: a replica that has not read its flag row for this long stops sending (shorter than the TTL, so a
+#: replica counted as gone has already stopped)
+FLAG_LEASE_S = 4.0
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS rollout_flags (
     environment TEXT PRIMARY KEY,
@@ -49,7 +52,7 @@ def _connect(url: str) -> Any:
     import psycopg
     from psycopg.rows import dict_row
 
-    from rollout.engine.pgstate import LOCK_CLASS, shown_url
+    from rollout.engine.pgstate import LOCK_CLASS, error_text, shown_url
 
     try:
         conn = psycopg.connect(url, autocommit=True, row_factory=dict_row, connect_timeout=10)
@@ -57,7 +60,7 @@ def _connect(url: str) -> Any:
             conn.execute("SELECT pg_advisory_xact_lock(%s, 1)", (LOCK_CLASS,))
             conn.execute(SCHEMA)
     except psycopg.Error as exc:
-        raise ConfigError(f"{shown_url(url)}: cannot open the flag database ({str(exc).strip()[:300]})") from exc
+        raise ConfigError(f"{shown_url(url)}: cannot open the flag database ({error_text(exc)})") from exc
     return conn
 
 
@@ -136,8 +139,8 @@ class FlagFollower:
 
     def __init__(self, url: str, environment: str, replica_id: str | None = None, poll: float = 0.5,
                  flag_variable: str = "WHATSAPP_NOTIFICATIONS_ENABLED",
-                 percent_variable: str = "WHATSAPP_ROLLOUT_PERCENT") -> None:
-        self.url, self.environment, self.poll = url, environment, poll
+                 percent_variable: str = "WHATSAPP_ROLLOUT_PERCENT", lease: float = FLAG_LEASE_S) -> None:
+        self.url, self.environment, self.poll, self.lease = url, environment, poll, lease
         self.replica_id = replica_id or f"{socket.gethostname()}-{os.getpid()}"
         self.variables = (flag_variable, percent_variable)
         self.version: int | None = None
@@ -165,6 +168,8 @@ class FlagFollower:
                 values[percent] = str(row["percent"])
             self._live.set_overlay(values, version=row["version"])
             self.version = row["version"]
+        if row is not None:
+            self._live.renew_lease(self.lease)
         enabled, percent = (row["enabled"], row["percent"]) if row else (None, None)
         conn.execute(
             "INSERT INTO rollout_replicas (replica_id, environment, applied_version, enabled, percent, seen_at) "
@@ -183,6 +188,6 @@ class FlagFollower:
                     # wake at once on a NOTIFY; the poll is the safety net (and the heartbeat)
                     for _ in conn.notifies(timeout=self.poll, stop_after=1):
                         pass
-            except Exception:  # noqa: BLE001 - the database went away: keep the last flag, try again
+            except Exception:  # noqa: BLE001 - the database went away: try again; the lease runs out meanwhile
                 if self._stop.wait(1.0):
                     return

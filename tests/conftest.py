@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 from tests.harness import Sandbox, Service, base_env
+from tests.postgres import Postgres
 
 
 @pytest.fixture
@@ -36,3 +37,11 @@ def make_service(tmp_path: Path, sandbox: Sandbox) -> Iterator[Callable[..., Ser
 @pytest.fixture
 def service(make_service: Callable[..., Service]) -> Service:
     return make_service()
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[Postgres]:
+    """One real PostgreSQL cluster for the run; each test takes a fresh database with ``database()``."""
+    server = Postgres()
+    yield server
+    server.close()

@@ -80,17 +80,18 @@ class Service:
     """The real service app served from a thread, with a manual clock and files in ``folder``."""
 
     def __init__(self, folder: Path, env: dict[str, str], clock: ManualClock | None = None,
-                 follower: Any = None) -> None:
+                 follower: Any = None, db: str | None = None, replica_id: str | None = None) -> None:
         self.folder = folder
         self.env_file = folder / "service.env"
-        self.db = folder / "service.db"
+        self.db = db or folder / "service.db"
         self.log_file = folder / "events.log"
         self.clock = clock or ManualClock()
         self.env = dict(env)
         if not self.env_file.exists():
             write_env_file(self.env_file, self.env)
         self.live = LiveSettings(env_file=self.env_file, environ={})
-        self.app = create_app(self.live, self.db, clock=self.clock, log_path=self.log_file, follower=follower)
+        self.app = create_app(self.live, self.db, clock=self.clock, log_path=self.log_file, follower=follower,
+                              replica_id=replica_id)
         self.server = ServerThread(self.app).start()
         self.url = self.server.url
         self.http = httpx.Client(base_url=self.url, timeout=15)

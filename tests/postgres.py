@@ -61,9 +61,13 @@ class Postgres:
             conn.execute(f'CREATE DATABASE "{name}"')
         return f"{self.url}/{name}"
 
-    def close(self) -> None:
+    def stop(self) -> None:
+        """Stop the server at once (clients see their connections dropped)."""
         try:
             self._run("pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "stop")
         except RuntimeError:
             pass
+
+    def close(self) -> None:
+        self.stop()
         shutil.rmtree(self.folder, ignore_errors=True)

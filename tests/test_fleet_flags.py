@@ -13,22 +13,17 @@ from rollout.engine.runner import Project, rollback
 from rollout.engine.steps import wait_service_applied
 from rollout.flagdb import FlagFollower, PostgresFlags, ReplicasTarget
 from rollout.playbook.model import FlagSpec
+from rollout.service.settings import LiveSettings
 from tests.harness import ADMIN_TOKEN, SANDBOX_TOKEN, Service, base_env, wait_until
 from tests.postgres import Postgres
-
-
-@pytest.fixture(scope="module")
-def postgres():
-    server = Postgres()
-    yield server
-    server.close()
 
 
 @pytest.fixture
 def fleet(tmp_path, sandbox, postgres):
     url = postgres.database()
     replicas = [Service(tmp_path / f"r{i}", base_env(sandbox.api_url, WHATSAPP_NOTIFICATIONS_ENABLED=False),
-                        clock=SystemClock(), follower=FlagFollower(url, "production", f"r{i}", poll=0.5))
+                        clock=SystemClock(), follower=FlagFollower(url, "production", f"r{i}", poll=0.5),
+                        db=url)  # one shared outbox, in the same database as the flag
                 for i in (1, 2) if (tmp_path / f"r{i}").mkdir() is None]
     flags = PostgresFlags(FlagSpec(backend="postgres", database="${FLAG_DB_URL}"), "production", tmp_path, url)
     yield url, replicas, flags
@@ -93,3 +88,42 @@ phases:
     outcome = rollback(project, "production", "pager", SystemClock(), who="oncall")
     assert (outcome.exit_code, outcome.details["confirmed"]) == (0, True), outcome.message
     assert all(r.metrics(1)["flag_enabled"] is False for r in replicas)
+
+
+def test_the_flag_overlay_is_a_lease_that_fails_closed_when_not_renewed(tmp_path):
+    now = [100.0]
+    live = LiveSettings(environ={"WHATSAPP_NOTIFICATIONS_ENABLED": "false", "ZAPTRA_API_TOKEN": SANDBOX_TOKEN},
+                        monotonic=lambda: now[0])
+    live.set_overlay({"WHATSAPP_NOTIFICATIONS_ENABLED": "true"}, version=1, lease_s=4.0)
+    assert live.current().notifications_enabled and not live.lease_expired
+    now[0] += 3.9
+    assert live.current().notifications_enabled
+    now[0] += 0.2
+    assert not live.current().notifications_enabled and live.lease_expired
+    live.renew_lease(4.0)
+    assert live.current().notifications_enabled and not live.lease_expired
+
+
+def test_a_replica_cut_off_from_the_flag_database_stops_sending_before_the_engine_counts_it_gone(sandbox, tmp_path):
+    own = Postgres()  # a server of its own: this test stops it
+    try:
+        url = own.database()
+        flags = PostgresFlags(FlagSpec(backend="postgres", database="${FLAG_DB_URL}"), "production", tmp_path, url)
+        flags.set(enabled=True, percent=100)
+        flags.close()
+        (tmp_path / "r1").mkdir()
+        replica = Service(tmp_path / "r1", base_env(sandbox.api_url, WHATSAPP_NOTIFICATIONS_ENABLED=False),
+                          clock=SystemClock(), follower=FlagFollower(url, "production", "r1", poll=0.2, lease=1.0))
+        try:
+            wait_until(lambda: replica.metrics(1)["flag_enabled"], timeout=10, what="the flag on from the row")
+            assert replica.wait_status(replica.book(1)["id"], "sent")["status"] == "sent"
+            own.stop()
+            wait_until(lambda: replica.metrics(1)["flag_enabled"] is False, timeout=10,
+                       what="the replica to stop once its lease ran out")
+            health = replica.http.get("/api/whatsapp/health").json()
+            assert "flag database unreachable past the lease; sends stopped" in health["problems"]
+            assert replica.wait_status(replica.book(2)["id"], "skipped")["reason"] == "flag_off"
+        finally:
+            replica.close()
+    finally:
+        own.close()

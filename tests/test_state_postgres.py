@@ -12,15 +12,7 @@ import pytest
 from rollout.engine.pgstate import PgStateStore, shown_url
 from rollout.flags import FlagStore
 from tests.harness import wait_until
-from tests.postgres import Postgres
 from tests.test_cli_engine import project, rollout, start  # noqa: F401 - fixtures
-
-
-@pytest.fixture(scope="module")
-def postgres():
-    server = Postgres()
-    yield server
-    server.close()
 
 
 def test_the_record_round_trips(postgres):

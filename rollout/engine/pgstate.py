@@ -77,6 +77,11 @@ CREATE TABLE IF NOT EXISTS locks (
 """
 
 
+def error_text(exc: BaseException) -> str:
+    """A driver error on one line (libpq's messages span several), bounded."""
+    return " ".join(str(exc).split())[:300]
+
+
 def shown_url(url: str) -> str:
     """``url`` with any password replaced by ``***``."""
     return re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", url)
@@ -106,7 +111,7 @@ class PgStateStore:
                 self._db.execute("SELECT pg_advisory_xact_lock(%s, 0)", (LOCK_CLASS,))
                 self._db.execute(SCHEMA)
         except psycopg.Error as exc:
-            raise StateError(f"{self.path}: cannot open the state database ({str(exc).strip()[:300]})") from exc
+            raise StateError(f"{self.path}: cannot open the state database ({error_text(exc)})") from exc
 
     def close(self) -> None:
         self._db.close()

@@ -11,7 +11,9 @@ import contextlib
 import hashlib
 import hmac
 import logging
+import os
 import random
+import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path as FilePath
@@ -23,7 +25,6 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from fastapi.security import APIKeyHeader, HTTPBearer
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from prometheus_client import generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from rollout.clock import Clock, SystemClock
@@ -38,7 +39,7 @@ from rollout.service.eventlog import EventLog
 from rollout.service.metrics import PromMetrics, window_metrics
 from rollout.service.outbox import Outbox
 from rollout.service.settings import LiveSettings, Settings
-from rollout.service.store import DuplicateBooking, Store, template_parameters
+from rollout.service.store import DuplicateBooking, StorageError, Store, open_store, template_parameters
 
 log = logging.getLogger("rollout.service")
 
@@ -141,16 +142,22 @@ def create_app(
     log_path: FilePath | None = None,
     rng: random.Random | None = None,
     follower: Any = None,
+    replica_id: str | None = None,
 ) -> FastAPI:
     """Build the service. Its background tasks start and stop with the ASGI lifespan; ``follower``
-    (a :class:`rollout.flagdb.FlagFollower`) makes the flag follow a PostgreSQL row."""
+    (a :class:`rollout.flagdb.FlagFollower`) makes the flag follow a PostgreSQL row.
+
+    ``db_path`` is a SQLite file or a ``postgresql://`` URL that a fleet of replicas shares;
+    ``replica_id`` names this process in its outbox claims (default: the follower's id, else host-pid).
+    """
     clock = clock or SystemClock()
+    replica_id = replica_id or (follower.replica_id if follower is not None else default_replica_id())
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        store = Store(db_path)
+        store = open_store(db_path, replica_id)
         events = EventLog(clock, lambda: Redactor(live.current().secrets()), stream=log_stream, path=log_path)
-        prom = PromMetrics()
+        prom = PromMetrics(replica_id if store.shared else None)
         settings = live.current()
         breaker = CircuitBreaker(clock, settings.breaker_threshold, settings.breaker_reset_ms / 1000.0)
         client = ZaptraClient(transport=transport, max_connections=max(settings.max_concurrency, 16))
@@ -161,7 +168,7 @@ def create_app(
         events.emit("service_start", flag_enabled=settings.notifications_enabled,
                     rollout_percent=settings.rollout_percent, provider=settings.api_url)
         rt.tasks = [asyncio.create_task(outbox.run()), asyncio.create_task(_housekeeping(rt))]
-        rt.replica_id = follower.replica_id if follower is not None else None
+        rt.replica_id = replica_id
         if follower is not None:
             follower.start(live)
         try:
@@ -183,6 +190,11 @@ def create_app(
     _install_error_handlers(app)
     _routes(app)
     return app
+
+
+def default_replica_id() -> str:
+    """host-pid: unique on a machine, readable in logs."""
+    return f"{socket.gethostname()}-{os.getpid()}"
 
 
 def _install_error_handlers(app: FastAPI) -> None:
@@ -210,6 +222,11 @@ def _install_error_handlers(app: FastAPI) -> None:
             # two routes may share a path (GET and PUT preferences): name every method the path has
             headers["Allow"] = ", ".join(_methods_of(request.app, request.scope))
         return JSONResponse(body, exc.status_code, headers=headers or None)
+
+    @app.exception_handler(StorageError)
+    async def _storage(request: Request, exc: StorageError) -> JSONResponse:
+        log.error("storage unavailable on %s %s: %s", request.method, request.url.path, exc)
+        return JSONResponse({"error": "storage_unavailable", "detail": str(exc)}, 503)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
@@ -379,6 +396,8 @@ def _routes(app: FastAPI) -> None:  # noqa: C901 - a flat list of endpoints read
             "config_error": rt.redactor().text(rt.live.error) if rt.live.error else None,
             "config_generation": rt.live.generation,
             "replica_id": rt.replica_id, "flag_version": rt.live.flag_version,
+            # counts come from the store: on PostgreSQL they are the whole fleet's
+            "store": rt.store.kind, "scope": "fleet" if rt.store.shared else "replica",
         })
         return data
 
@@ -392,7 +411,7 @@ def _routes(app: FastAPI) -> None:  # noqa: C901 - a flat list of endpoints read
         rt.prom.percent.set(settings.rollout_percent)
         rt.prom.breaker_open.set(0 if rt.breaker.state is BreakerState.CLOSED else 1)
         rt.prom.pending.set(rt.store.outbox_counts(rt.clock.time())["pending"])
-        return Response(generate_latest(rt.prom.registry), media_type=CONTENT_TYPE_LATEST)
+        return Response(rt.prom.exposition(), media_type=CONTENT_TYPE_LATEST)
 
     @app.post("/api/whatsapp/templates/sync", response_model=None, dependencies=ADMIN,
               responses={200: {"model": S.TemplatesSynced}, **S.errors(401, 403, 502, s502=S.ProviderError)})
@@ -488,6 +507,8 @@ async def _health(rt: Runtime) -> dict[str, Any]:
             status, problems = "degraded", [*problems, "provider latency above 2 s in the last 5 minutes"]
         if rt.live.error:
             status, problems = "degraded", [*problems, "configuration refused; sends disabled"]
+    if rt.live.lease_expired:
+        status, problems = "down", [*problems, "flag database unreachable past the lease; sends stopped"]
     last = rt.outbox.last_error
     return {
         "status": status,

@@ -15,9 +15,11 @@ Definitions (also in the README):
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.metrics_core import Metric
 
 from rollout.service.store import Store
 
@@ -81,11 +83,31 @@ def window_metrics(store: Store, now: float, window: float) -> dict[str, Any]:
     }
 
 
-class PromMetrics:
-    """Cumulative counters for ``GET /metrics`` (Prometheus computes rates from them)."""
+class _Labelled:
+    """A collector that adds constant labels to every sample of another registry."""
 
-    def __init__(self) -> None:
+    def __init__(self, inner: CollectorRegistry, labels: dict[str, str]) -> None:
+        self._inner, self._labels = inner, labels
+
+    def collect(self) -> Iterator[Metric]:
+        for family in self._inner.collect():
+            family.samples = [s._replace(labels={**s.labels, **self._labels}) for s in family.samples]
+            yield family
+
+
+class PromMetrics:
+    """Cumulative counters for ``GET /metrics`` (Prometheus computes rates from them).
+
+    In a fleet every series carries ``replica="<id>"``, so one Prometheus scraping every replica
+    can sum them (``sum(rate(...))``) or tell them apart; alone, the series have no extra label.
+    """
+
+    def __init__(self, replica: str | None = None) -> None:
         self.registry = CollectorRegistry()
+        self._exposed = self.registry
+        if replica is not None:
+            self._exposed = CollectorRegistry()
+            self._exposed.register(_Labelled(self.registry, {"replica": replica}))
         self.notifications = Counter(
             "rollout_whatsapp_notifications", "Notifications by final outcome", ["outcome", "reason"],
             registry=self.registry,
@@ -106,3 +128,7 @@ class PromMetrics:
         self.percent = Gauge("rollout_whatsapp_rollout_percent", "WHATSAPP_ROLLOUT_PERCENT", registry=self.registry)
         self.pending = Gauge("rollout_whatsapp_outbox_pending", "Notifications waiting to be sent",
                              registry=self.registry)
+
+    def exposition(self) -> bytes:
+        """The text exposition format of every metric."""
+        return generate_latest(self._exposed)

@@ -29,6 +29,10 @@ from rollout.service.store import Due, Result, Store
 
 log = logging.getLogger("rollout.service")
 
+#: a claim older than the send timeout plus this is a dead replica's (see Store.recover_stale)
+CLAIM_GRACE_S = 5.0
+STALE_CHECK_S = 1.0
+
 
 def backoff_seconds(attempt: int, settings: Settings, retry_after: float | None, rng: random.Random) -> float:
     """Delay before retry number ``attempt`` (1-based): exponential, capped, with equal jitter,
@@ -62,6 +66,7 @@ class Outbox:
         self._stopping = False
         self._in_flight: set[asyncio.Task[None]] = set()
         self._batch = _Batch([], [])
+        self._last_stale_check = 0.0
         self.last_error: dict[str, object] | None = None
         #: the provider asked the whole sender to slow down: no new send starts before this time
         self.paused_until = 0.0
@@ -76,13 +81,17 @@ class Outbox:
         self._prom.breaker_activations.inc()
         self._log.emit("breaker_open", consecutive_failures=self._breaker.consecutive_failures)
 
+    def stale_before(self, settings: Settings) -> float:
+        """Claims made before this time belong to a replica that died (or hung past its timeout)."""
+        return self._clock.time() - (settings.timeout_ms / 1000.0 + CLAIM_GRACE_S)
+
     async def run(self) -> None:
         """Recover rows a crash left in flight, then send until :meth:`stop`."""
         settings = self._live.current()
-        recovered = self._store.recover_in_flight(self._clock.time(), settings.fallback_enabled)
-        for booking_id in recovered:
-            self._log.emit("failure", booking_id=booking_id, reason="unconfirmed",
-                           error="service stopped while the send was in flight; not resent")
+        recovered = self._store.recover_in_flight(self._clock.time(), settings.fallback_enabled,
+                                                  self.stale_before(settings))
+        self._recovered(recovered, "service stopped while the send was in flight; not resent")
+        self._last_stale_check = self._clock.monotonic()
         while not self._stopping:
             try:
                 self._turn()
@@ -95,8 +104,22 @@ class Outbox:
             self._wake.clear()
         self._flush()
 
+    def _recovered(self, ids: list[int], error: str) -> None:
+        for booking_id in ids:
+            self._log.emit("failure", booking_id=booking_id, reason="unconfirmed", error=error)
+
+    def _recover_stale(self) -> None:
+        """With replicas sharing the outbox, take over the claims of one that died, once a second."""
+        if not self._store.shared or self._clock.monotonic() - self._last_stale_check < STALE_CHECK_S:
+            return
+        self._last_stale_check = self._clock.monotonic()
+        settings = self._live.current()
+        ids = self._store.recover_stale(self._clock.time(), settings.fallback_enabled, self.stale_before(settings))
+        self._recovered(ids, "the replica holding the send stopped answering; not resent")
+
     def _turn(self) -> None:
         self._flush()
+        self._recover_stale()
         if self._clock.time() < self.paused_until:
             return
         settings = self._live.current()
@@ -115,7 +138,14 @@ class Outbox:
         if not batch.results and not batch.events:
             return
         self._batch = _Batch([], [])
-        self._store.apply_results(batch.results, batch.events, self._clock.time())
+        try:
+            late = self._store.apply_results(batch.results, batch.events, self._clock.time())
+        except Exception:  # the database is away: keep the results for the next turn
+            self._batch = _Batch(batch.results + self._batch.results, batch.events + self._batch.events)
+            raise
+        for booking_id in late:
+            self._log.emit("late_result_dropped", booking_id=booking_id,
+                           error="the claim was recovered as stale before this result came back")
 
     async def stop(self, grace: float) -> None:
         """Stop claiming, let sends in flight finish for up to ``grace`` seconds, write results."""

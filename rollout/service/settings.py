@@ -169,8 +169,10 @@ class LiveSettings:
         environ: Mapping[str, str] | None = None,
         check_interval: float = 0.02,
         on_change: Callable[[Settings, Settings], None] | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.env_file = Path(env_file) if env_file else None
+        self._monotonic = monotonic
         self._environ = dict(os.environ if environ is None else environ)
         self._check_interval = check_interval
         self._on_change = on_change
@@ -184,6 +186,9 @@ class LiveSettings:
         self._overlay: dict[str, str] = {}
         #: the flag version the follower last applied (None: the flag comes from the file)
         self.flag_version: int | None = None
+        #: the overlay holds only while its follower keeps renewing it (see :meth:`renew_lease`)
+        self._lease_until: float | None = None
+        self.lease_expired = False
         self._settings = self._load()  # raises ConfigError: start-up refuses bad configuration
         self._good = self._settings
 
@@ -195,14 +200,26 @@ class LiveSettings:
         values.update(self._overlay)
         return values
 
-    def set_overlay(self, values: dict[str, str], version: int | None = None) -> None:
+    def set_overlay(self, values: dict[str, str], version: int | None = None, lease_s: float | None = None) -> None:
         """Apply ``values`` over the file now (the flag and percentage a follower was told of); the
-        very next :meth:`current` sees them, so a flag-off stops the next send."""
+        very next :meth:`current` sees them, so a flag-off stops the next send. With ``lease_s``,
+        the overlay is a lease: see :meth:`renew_lease`."""
         with self._lock:
             self._overlay = dict(values)
             self.flag_version = version
             self.reload()
             self._checked_at = time.monotonic()
+        if lease_s is not None:
+            self.renew_lease(lease_s)
+
+    def renew_lease(self, lease_s: float) -> None:
+        """The follower has just read its flag row: the overlay holds for ``lease_s`` more seconds.
+
+        A replica that cannot read its flag for longer sends nothing (fail closed) until it can
+        again: the engine counts a replica silent for 5 s as gone when it confirms a flag-off, so a
+        replica cut off from the flag must have stopped by then, whatever the row now says.
+        """
+        self._lease_until = self._monotonic() + lease_s
 
     def _load(self) -> Settings:
         source = str(self.env_file) if self.env_file else "environment"
@@ -217,7 +234,19 @@ class LiveSettings:
         return _Stamp(st.st_ino, st.st_mtime_ns, st.st_size)
 
     def current(self) -> Settings:
-        """The settings in force now, re-read from the env file if it changed."""
+        """The settings in force now, re-read from the env file if it changed; WhatsApp off while
+        a flag lease has expired."""
+        settings = self._from_file()
+        if self._lease_until is not None and self._monotonic() > self._lease_until:
+            if not self.lease_expired:
+                log.error("the flag database has not answered for the lease time: WhatsApp sends stopped "
+                          "until it answers again")
+                self.lease_expired = True
+            return settings.model_copy(update={"notifications_enabled": False})
+        self.lease_expired = False
+        return settings
+
+    def _from_file(self) -> Settings:
         if self.env_file is None:
             return self._settings  # an overlay re-builds them itself (set_overlay)
         now = time.monotonic()  # a 20 ms stat cache, not a window: real time is right here
