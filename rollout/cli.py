@@ -151,7 +151,7 @@ def validate(playbook: Path) -> None:
     for phase in book.phases:
         click.echo(f"  {phase.name} (environment {phase.environment}): {len(phase.steps)} steps")
         for i, step in enumerate(phase.steps):
-            click.echo(f"    {i + 1}. {step.kind:<9} {step_label(step, i)}: {_describe(step)}")
+            click.echo(f"    {i + 1}. {step.kind:<9} {step_label(step, i)}: {_describe(step, book)}")
 
 
 @cli.command()

@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass
 from statistics import NormalDist
 from typing import Any
 
+from rollout.compare import Cohort, cohort_of, judge_difference
 from rollout.playbook.model import SAMPLES_OF, GateSet, MetricGate
 from rollout.units import format_duration
 
@@ -184,29 +185,57 @@ def evaluate(gates: GateSet, measurements: dict[str, dict[str, Any]]) -> Verdict
     ``measurements`` maps a window length (as ``str(seconds)``) to the service's metrics answer
     over that window, as :func:`windows_needed` asked for.
     """
-    results = []
+    readings = []
     for spec in gates.metrics:
         window = spec.window or gates.window
-        answer = measurements.get(str(window)) or {}
-        value = answer.get(spec.metric)
-        samples = int(answer.get(SAMPLES_OF[spec.metric]) or 0)
-        min_samples = gates.min_samples if spec.min_samples is None else spec.min_samples
-        measured = float(answer.get("window_seconds", window))
-        results.append(judge(spec, None if value is None else float(value), samples, min_samples, measured,
-                             gates.confidence, gates.test))
-    worst = max((r.verdict for r in results), key=_RANK.__getitem__)
-    return Verdict(worst, tuple(results))
+        readings.append(embedded_reading(spec, measurements.get(str(window)) or {}, window))
+    return judge_readings(gates, readings)
 
 
 @dataclass(frozen=True)
 class Reading:
     """What a provider measured for one metric: its value (None: no data), its samples, the
-    window it covers, and the error when it could not be measured."""
+    window it covers, and the error when it could not be measured. A ``compare`` metric carries
+    its two cohorts (treatment, control) and the percentage they were split at instead."""
 
     value: float | None
     samples: int
     window: float
     error: str | None = None
+    cohorts: tuple[Cohort, Cohort] | None = None
+    percent: int | None = None
+
+
+def embedded_reading(spec: MetricGate, answer: dict[str, Any], window: float) -> Reading:
+    """One metric's reading from the embedded service's metrics answer over ``window``."""
+    measured = float(answer.get("window_seconds", window))
+    if spec.kind == "compare":
+        cohorts = answer.get("cohorts") or {}
+        treatment, control = (cohort_of(spec.metric, cohorts.get(c)) for c in ("treatment", "control"))
+        # only a service that says its flag is off (or at 0 or 100 %) has nobody to compare: a missing
+        # answer is no data, never a pass
+        percent = 0 if answer.get("flag_enabled") is False else answer.get("rollout_percent")
+        return Reading(None, min(treatment.samples, control.samples), measured, cohorts=(treatment, control),
+                       percent=percent if isinstance(percent, int) else None)
+    value = answer.get(spec.metric)
+    return Reading(None if value is None else float(value), int(answer.get(SAMPLES_OF[spec.metric]) or 0), measured)
+
+
+def judge_compare(spec: MetricGate, reading: Reading, min_samples: int, confidence: float) -> MetricResult:
+    """Treatment against control (see :mod:`rollout.compare`). At 0 % or 100 % there is nobody to
+    compare with: the metric says so and does not hold the step."""
+    assert reading.cohorts is not None
+    treatment, control = reading.cohorts
+    base = dict(metric=spec.metric, target=spec.target, alert=spec.alert, min_samples=min_samples,
+                window_seconds=reading.window, unit=spec.unit, provider=spec.provider)
+    if reading.percent in (0, 100):
+        missing = "no control group at 100%" if reading.percent == 100 else "no treatment group (flag off or 0%)"
+        return MetricResult(**base, verdict=PASS, value=None, samples=0,
+                            reason=f"{spec.metric} (treatment vs control): not compared, {missing}")
+    verdict, difference, interval, reason = judge_difference(
+        spec.metric, spec.target, spec.alert, treatment, control, min_samples, reading.window, confidence)
+    return MetricResult(**base, verdict=verdict, value=difference, samples=min(treatment.samples, control.samples),
+                        interval=interval, reason=reason)
 
 
 def judge_readings(gates: GateSet, readings: list[Reading]) -> Verdict:
@@ -219,6 +248,9 @@ def judge_readings(gates: GateSet, readings: list[Reading]) -> Verdict:
             results.append(MetricResult(spec.metric, HOLD, None, spec.target, spec.alert, 0, min_samples,
                                         reading.window, f"{spec.metric}: no data ({reading.error})",
                                         unit=spec.unit, provider=spec.provider))
+            continue
+        if spec.kind == "compare":
+            results.append(judge_compare(spec, reading, min_samples, gates.confidence))
             continue
         results.append(judge(spec, reading.value, reading.samples, min_samples, reading.window, gates.confidence,
                              gates.test))

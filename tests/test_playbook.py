@@ -43,7 +43,10 @@ def test_shipped_playbook_encodes_the_seed_plan():
     seed = book.gates["seed"]
     thresholds = {m.metric: (m.target, m.alert) for m in seed.metrics}
     assert thresholds == {"success_rate": (0.95, 0.90), "avg_latency_ms": (2000, 5000),
-                          "breaker_activations": (1, 3), "error_rate": (0.01, 0.05)}
+                          "breaker_activations": (1, 3), "error_rate": (0.01, 0.05),
+                          # the seed's "no negative impact on booking flow performance": treatment vs control
+                          "booking_latency_ms": (50, 250), "booking_error_rate": (0.005, 0.02)}
+    assert {m.metric for m in seed.metrics if m.kind == "compare"} == {"booking_latency_ms", "booking_error_rate"}
     ramp = next(s for s in book.phases[2].steps if isinstance(s, RampStep))
     assert ramp.percentages == [10, 25, 50, 100] and ramp.hold == 1800
     production_configure = next(s for s in book.phases[2].steps if s.kind == "configure")

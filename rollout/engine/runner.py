@@ -34,6 +34,7 @@ from rollout.flags import FlagBackend, FlagStore, is_on, make_flags
 from rollout.metrics import MetricSources
 from rollout.notify import Notifier
 from rollout.targets import make_target
+from rollout.units import format_duration
 from rollout.gates import FAIL
 from rollout.playbook.load import load_playbook
 from rollout.playbook.model import ConfigureStep, Phase, Playbook, RampStep, step_label
@@ -166,7 +167,7 @@ def plan_rows(ctx: RunContext) -> list[dict[str, Any]]:
             status = current.status
         else:
             status = "pending"
-        what = _describe(step)
+        what = _describe(step, ctx.playbook)
         rows.append({"index": index + 1, "step": step_label(step, index), "kind": step.kind, "status": status,
                      "what": what})
     return rows
@@ -188,7 +189,25 @@ def promotion_previews(ctx: RunContext, rows: list[dict[str, Any]]) -> dict[str,
     return previews
 
 
-def _describe(step: Any) -> str:
+def traffic_needed(step: Any, gates: Any) -> str:
+    """What a ramp's gates need to decide in one window: ``min_samples`` per metric, at the smallest
+    share a metric sees (the cohort at the first percentage; for a compare metric, also the control
+    at the last percentage below 100)."""
+    window = min(gates.window, step.hold)
+    shares = [p / 100 for p in step.percentages if p < 100]
+    if any(m.kind == "compare" for m in gates.metrics):
+        shares += [(100 - p) / 100 for p in step.percentages if p < 100]
+    if not shares or window <= 0:
+        return ""
+    share = min(shares)
+    samples = max((gates.min_samples if m.min_samples is None else m.min_samples) for m in gates.metrics)
+    rate = samples / window / share
+    return (f"; deciding needs {samples} samples per metric in a {format_duration(window)} window: about "
+            f"{rate:.2g} bookings/s overall at {share * 100:g}% (less and the steps hold, then "
+            f"{'wait for approval' if step.on_hold_timeout == 'approve' else 'fail'})")
+
+
+def _describe(step: Any, playbook: Any = None) -> str:
     kind = step.kind
     if kind == "configure":
         return "apply the environment's variables" + (f" with {', '.join(f'{k}={v}' for k, v in step.set.items())}"
@@ -206,7 +225,9 @@ def _describe(step: Any) -> str:
     if kind == "gate":
         return f"gate {step.gate!r}" + (f" observed for {step.observe:g}s" if step.observe else "")
     if kind == "ramp":
-        return f"{' -> '.join(f'{p}%' for p in step.percentages)}, each held {step.hold:g}s on gate {step.gate!r}"
+        needed = traffic_needed(step, playbook.gates[step.gate]) if playbook is not None else ""
+        return (f"{' -> '.join(f'{p}%' for p in step.percentages)}, each held {step.hold:g}s on gate {step.gate!r}"
+                f"{needed}")
     if kind == "approve":
         return step.message
     if kind == "promote":

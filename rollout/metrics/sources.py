@@ -8,8 +8,8 @@ from typing import Any, Protocol
 import httpx
 
 from rollout.checks.service_api import MeasurementError, ServiceClient
-from rollout.gates import Reading
-from rollout.playbook.model import EMBEDDED, SAMPLES_OF, GateSet, MetricGate, Playbook
+from rollout.gates import Reading, embedded_reading
+from rollout.playbook.model import EMBEDDED, GateSet, MetricGate, Playbook
 
 
 class Provider(Protocol):
@@ -49,10 +49,7 @@ class EmbeddedProvider:
         return int(decided.get("in") or 0), int(decided.get("out") or 0)
 
     def measure(self, spec: MetricGate, window: float, now: float, percent: int | None) -> Reading:
-        answer = self.answer(window)
-        value = answer.get(spec.metric)
-        return Reading(None if value is None else float(value), int(answer.get(SAMPLES_OF[spec.metric]) or 0),
-                       float(answer.get("window_seconds", window)))
+        return embedded_reading(spec, self.answer(window), window)
 
 
 def _number(value: Any, what: str) -> float | None:

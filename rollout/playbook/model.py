@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from rollout.compare import COMPARE_METRICS
 from rollout.units import Duration, Number
 from rollout.yamlfile import FieldProblems
 
@@ -80,7 +81,7 @@ class MetricGate(_Model):
 
     metric: str = Field(pattern=r"^[a-z][a-z0-9_]*$", max_length=64)
     provider: str = EMBEDDED
-    kind: Literal["rate", "latency", "count", "gauge"] | None = None
+    kind: Literal["rate", "latency", "count", "gauge", "compare"] | None = None
     query: str | HttpQuery | None = None
     samples: str | None = Field(None, min_length=1)
     #: which way is good; by default inferred from the thresholds (alert below target: higher is better)
@@ -92,12 +93,16 @@ class MetricGate(_Model):
 
     @property
     def unit(self) -> str:
-        """``rate``, ``latency``, ``count`` or ``gauge``."""
+        """``rate``, ``latency``, ``count`` or ``gauge`` (for ``compare``: the compared metric's)."""
+        if self.kind == "compare":
+            return COMPARE_METRICS[self.metric]["unit"]
         return self.kind or BUILTIN_KINDS.get(self.metric, "gauge")
 
     @property
     def higher(self) -> bool:
-        """Is a higher value better?"""
+        """Is a higher value better? (A compare metric is a difference: treatment worse is higher.)"""
+        if self.kind == "compare":
+            return False
         if self.provider == EMBEDDED and self.metric in METRICS:
             return METRICS[self.metric]
         if self.higher_is_better is not None:
@@ -106,6 +111,8 @@ class MetricGate(_Model):
 
     @model_validator(mode="after")
     def _ordered(self) -> MetricGate:
+        if self.kind == "compare" or (self.provider == EMBEDDED and self.metric in COMPARE_METRICS):
+            return self._compare()
         if self.provider == EMBEDDED:
             if self.metric not in METRICS:
                 raise FieldProblems([(("metric",), f"{self.metric!r} is not a built-in metric of the embedded service "
@@ -126,6 +133,26 @@ class MetricGate(_Model):
             raise ValueError(f"alert ({self.alert:g}) must not be below target ({self.target:g}) for {self.metric}")
         if self.unit == "rate" and not (0 <= self.target <= 1 and 0 <= self.alert <= 1):
             raise ValueError(f"{self.metric} thresholds are fractions from 0 to 1 (or percentages like 95%)")
+        return self
+
+
+    def _compare(self) -> MetricGate:
+        if self.provider != EMBEDDED:
+            raise FieldProblems([(("kind",), "compare reads the embedded service's cohorts; a provider's metric is "
+                                  "judged on its own (rate, latency, count or gauge)")])
+        if self.metric not in COMPARE_METRICS:
+            raise FieldProblems([(("metric",), f"{self.metric!r} cannot be compared; kind: compare takes "
+                                  f"{', '.join(COMPARE_METRICS)}")])
+        if self.kind != "compare":
+            raise FieldProblems([(("kind",), f"{self.metric} is judged treatment against control: write kind: compare "
+                                  "(target and alert are the differences allowed)")])
+        if self.query is not None or self.samples is not None:
+            raise ValueError("a compare metric takes no query or samples")
+        if self.alert < self.target:
+            raise ValueError(f"alert ({self.alert:g}) must not be below target ({self.target:g}) for {self.metric}: "
+                             "both are how much worse than control the treatment may be")
+        if self.unit == "rate" and not (-1 <= self.target <= 1 and -1 <= self.alert <= 1):
+            raise ValueError(f"{self.metric} margins are fractions (or percentages like 1%)")
         return self
 
 

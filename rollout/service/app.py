@@ -37,7 +37,7 @@ from rollout.service import api_schema as S
 from rollout.service.api_models import BookingIn, PreferencesIn, TestMessageIn
 from rollout.service.eventlog import EventLog
 from rollout.service.metrics import PromMetrics, window_metrics
-from rollout.service.outbox import Outbox
+from rollout.service.outbox import Outbox, cohort_of
 from rollout.service.settings import LiveSettings, Settings
 from rollout.service.store import DuplicateBooking, StorageError, Store, open_store, template_parameters
 
@@ -301,16 +301,23 @@ def _routes(app: FastAPI) -> None:  # noqa: C901 - a flat list of endpoints read
               responses={201: {"model": S.BookingCreated}, **S.errors(400, 409, 413, 422)})
     async def create_booking(booking: BookingIn, request: Request) -> dict[str, Any]:
         rt = _rt(request)
+        started, failed = rt.clock.monotonic(), True
         data = booking.model_dump()
         data["amount"] = f"{booking.amount:.2f}"
         data["event_date"] = booking.event_date.isoformat()
         try:
-            booking_id = rt.store.create_booking(data, rt.clock.time())
-        except DuplicateBooking:
-            raise HTTPException(409, {"error": "duplicate_booking",
-                                      "detail": f"booking_ref {booking.booking_ref!r} exists already"}) from None
-        rt.outbox.wake()
-        return {"id": booking_id, "booking_ref": booking.booking_ref, "notification": {"status": "pending"}}
+            try:
+                booking_id = rt.store.create_booking(data, rt.clock.time())
+            except DuplicateBooking:
+                failed = False  # the client's mistake, not the booking flow's
+                raise HTTPException(409, {"error": "duplicate_booking",
+                                          "detail": f"booking_ref {booking.booking_ref!r} exists already"}) from None
+            rt.outbox.wake()
+            failed = False
+            return {"id": booking_id, "booking_ref": booking.booking_ref, "notification": {"status": "pending"}}
+        finally:  # the booking flow per cohort: treatment against control (the compare gate)
+            rt.outbox.record_booking(cohort_of(rt.settings, booking.customer_id),
+                                     (rt.clock.monotonic() - started) * 1000.0, error=failed)
 
     @app.get("/api/bookings/{booking_id}", response_model=None, dependencies=READERS,
              responses={200: {"model": S.BookingView}, **S.errors(401, 403, 404, 422)})

@@ -80,7 +80,42 @@ def window_metrics(store: Store, now: float, window: float) -> dict[str, Any]:
         # each booking's cohort, counted once, when the flag was on and the sender decided it: the
         # sample-ratio check compares these with the percentage
         "cohort_decisions": {"in": total("cohort", "in"), "out": total("cohort", "out")},
+        "cohorts": cohort_metrics(store.cohort_stats(since)),
     }
+
+
+def _spread(n: float, mean: float | None, square: float | None) -> float | None:
+    """The sample standard deviation from a count, a mean and a mean square."""
+    if n < 2 or mean is None or square is None:
+        return None
+    return math.sqrt(max(0.0, square - mean * mean) * n / (n - 1))
+
+
+def cohort_metrics(stats: dict[tuple[str, str], dict[str, float]]) -> dict[str, dict[str, Any]]:
+    """Per cohort (``treatment``: flag on and in the rollout; ``control``: everyone else): booking
+    requests, the service's errors on them, their latency, and the delay from booking to the
+    confirmation leaving the service (what the ``compare`` gate judges)."""
+    out = {}
+    for cohort in ("treatment", "control"):
+        ok = stats.get(("booking", cohort)) or {"n": 0, "mean": None, "square": None}
+        bad = stats.get(("booking_error", cohort)) or {"n": 0, "mean": None, "square": None}
+        confirmed = stats.get(("confirmation", cohort)) or {"n": 0, "mean": None, "square": None}
+        n = ok["n"] + bad["n"]
+        mean = square = None
+        if n:  # one latency over every request, failed ones too
+            mean = ((ok["mean"] or 0.0) * ok["n"] + (bad["mean"] or 0.0) * bad["n"]) / n
+            square = ((ok["square"] or 0.0) * ok["n"] + (bad["square"] or 0.0) * bad["n"]) / n
+        out[cohort] = {
+            "booking_requests": n,
+            "booking_errors": bad["n"],
+            "booking_error_rate": bad["n"] / n if n else None,
+            "booking_latency_ms": mean,
+            "booking_latency_sd_ms": _spread(n, mean, square),
+            "confirmations": confirmed["n"],
+            "confirmation_delay_ms": confirmed["mean"],
+            "confirmation_delay_sd_ms": _spread(confirmed["n"], confirmed["mean"], confirmed["square"]),
+        }
+    return out
 
 
 class _Labelled:
@@ -128,6 +163,16 @@ class PromMetrics:
         self.percent = Gauge("rollout_whatsapp_rollout_percent", "WHATSAPP_ROLLOUT_PERCENT", registry=self.registry)
         self.pending = Gauge("rollout_whatsapp_outbox_pending", "Notifications waiting to be sent",
                              registry=self.registry)
+        self.bookings = Counter("rollout_booking_requests", "Booking requests by cohort and outcome",
+                                ["cohort", "outcome"], registry=self.registry)
+        self.booking_latency = Histogram(
+            "rollout_booking_request_seconds", "Booking request latency by cohort", ["cohort"],
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5), registry=self.registry,
+        )
+        self.confirmation_delay = Histogram(
+            "rollout_confirmation_delay_seconds", "Booking to confirmation handed off, by cohort", ["cohort"],
+            buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300), registry=self.registry,
+        )
 
     def exposition(self) -> bytes:
         """The text exposition format of every metric."""

@@ -34,6 +34,13 @@ CLAIM_GRACE_S = 5.0
 STALE_CHECK_S = 1.0
 
 
+def cohort_of(settings: Settings, customer_id: str) -> str:
+    """``treatment`` when the flag is on and the customer is in the rollout, else ``control``."""
+    inside = settings.notifications_enabled and in_rollout(settings.rollout_group, customer_id,
+                                                           settings.rollout_percent)
+    return "treatment" if inside else "control"
+
+
 def backoff_seconds(attempt: int, settings: Settings, retry_after: float | None, rng: random.Random) -> float:
     """Delay before retry number ``attempt`` (1-based): exponential, capped, with equal jitter,
     and never shorter than the provider's Retry-After (bounded to one hour)."""
@@ -155,9 +162,26 @@ class Outbox:
             await asyncio.wait(set(self._in_flight), timeout=grace)
         self._flush()
 
-    def _finish(self, result: Result, *events: tuple) -> None:
+    def record_booking(self, cohort: str, latency_ms: float, error: bool) -> None:
+        """A booking request ended (``error``: the service failed it): counted per cohort with the
+        next batch of results, so the request itself pays for no extra write."""
+        self._batch.events.append((self._clock.time(), "booking_error" if error else "booking", cohort, latency_ms,
+                                   None))
+        self._prom.bookings.labels(cohort, "error" if error else "ok").inc()
+        self._prom.booking_latency.labels(cohort).observe(latency_ms / 1000.0)
+
+    def _confirmed(self, due: Due, cohort: str) -> None:
+        """The booking's confirmation left this service's hands: by WhatsApp (sent, or failed to the
+        fallback) for the treatment, by the existing channel for the control."""
+        delay_ms = max(0.0, (self._clock.time() - due.created_at) * 1000.0)
+        self._batch.events.append((self._clock.time(), "confirmation", cohort, delay_ms, due.booking_id))
+        self._prom.confirmation_delay.labels(cohort).observe(delay_ms / 1000.0)
+
+    def _finish(self, result: Result, *events: tuple, due: Due | None = None) -> None:
         self._batch.results.append(result)
         self._batch.events.extend(events)
+        if due is not None and (result.status in ("sent", "failed") or result.reason == "not_in_cohort"):
+            self._confirmed(due, "control" if result.reason == "not_in_cohort" else "treatment")
         if result.status in ("sent", "failed", "skipped"):
             self._prom.notifications.labels(result.status, result.reason or "").inc()
         if result.fallback:
@@ -180,7 +204,7 @@ class Outbox:
         if not settings.notifications_enabled:
             skip = "flag_off"
         else:
-            inside = in_rollout(settings.rollout_group, due.customer_id, settings.rollout_percent)
+            inside = cohort_of(settings, due.customer_id) == "treatment"
             if due.attempts == 1:  # the booking's cohort, counted once, at the moment it is decided
                 self._batch.events.append((now, "cohort", "in" if inside else "out", None, due.booking_id))
             if not inside:
@@ -198,7 +222,8 @@ class Outbox:
                 self._log.emit("fallback", booking_id=due.booking_id, phone=due.phone,
                                reason=f"{skip}_after_failed_attempt")
                 events.append((now, "fallback", f"{skip}_after_failed_attempt", None, due.booking_id))
-            self._finish(Result(due.booking_id, "skipped", skip, fallback=fallback), *events)
+            self._finish(Result(due.booking_id, "skipped", skip, fallback=fallback), *events,
+                         due=due if due.attempts == 1 else None)
             return
         try:
             e164 = normalize(due.phone, settings.default_region)
@@ -223,7 +248,7 @@ class Outbox:
                 Result(due.booking_id, "sent", outcome.reason,
                        message_id=None if outcome.message_id is None else str(outcome.message_id),
                        wamid=outcome.wamid),
-                (self._clock.time(), "sent", outcome.reason, None, due.booking_id),
+                (self._clock.time(), "sent", outcome.reason, None, due.booking_id), due=due,
             )
         elif outcome.kind is Kind.TRANSIENT and due.attempts <= settings.retry_attempts:
             delay = backoff_seconds(due.attempts, settings, outcome.retry_after, self._rng)
@@ -287,4 +312,4 @@ class Outbox:
         if fallback:
             self._log.emit("fallback", booking_id=due.booking_id, phone=phone or due.phone, reason=reason)
             events.append((now, "fallback", reason, None, due.booking_id))
-        self._finish(Result(due.booking_id, "failed", reason, error=error, fallback=fallback), *events)
+        self._finish(Result(due.booking_id, "failed", reason, error=error, fallback=fallback), *events, due=due)

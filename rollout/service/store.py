@@ -46,6 +46,8 @@ class Due:
     customer_id: str
     phone: str
     parameters: tuple[str, ...]
+    #: when the booking was made: a confirmation's delay is measured from here
+    created_at: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -202,11 +204,12 @@ class Store:
         attempts = {r[0]: r[1] for r in rows}
         bookings = self._all(
             f"SELECT id, customer_id, phone, parent_name, event_name, event_date, venue, child_name, "
-            f"booking_ref, amount, payment_method FROM bookings WHERE id IN ({','.join('?' * len(attempts))})",
+            f"booking_ref, amount, payment_method, created_at FROM bookings "
+            f"WHERE id IN ({','.join('?' * len(attempts))})",
             list(attempts),
         )
         return [
-            Due(b["id"], attempts[b["id"]], b["customer_id"], b["phone"], template_parameters(b))
+            Due(b["id"], attempts[b["id"]], b["customer_id"], b["phone"], template_parameters(b), b["created_at"])
             for b in bookings
         ]
 
@@ -281,6 +284,16 @@ class Store:
             (since,),
         )
         return [r["latency_ms"] for r in rows]
+
+    def cohort_stats(self, since: float) -> dict[tuple[str, str], dict[str, float]]:
+        """Per (kind, cohort) of the ``booking``, ``booking_error`` and ``confirmation`` events since
+        ``since``: count, mean and mean square of their latency (the standard deviation follows)."""
+        rows = self._all(
+            "SELECT kind, reason, COUNT(*) AS n, AVG(latency_ms) AS mean, AVG(latency_ms * latency_ms) AS square "
+            "FROM events WHERE ts >= ? AND kind IN ('booking', 'booking_error', 'confirmation') GROUP BY kind, reason",
+            (since,),
+        )
+        return {(r["kind"], r["reason"]): {"n": r["n"], "mean": r["mean"], "square": r["square"]} for r in rows}
 
     def prune_events(self, before: float) -> int:
         with self._tx() as db:
