@@ -23,11 +23,14 @@ from dataclasses import asdict, dataclass
 from statistics import NormalDist
 from typing import Any
 
-from rollout.compare import Cohort, cohort_of, judge_difference
+from rollout.compare import Cohort, cohort_of, judge_difference, mean_margin
 from rollout.playbook.model import SAMPLES_OF, GateSet, MetricGate
 from rollout.units import format_duration
 
 PASS, HOLD, FAIL = "pass", "hold", "fail"
+#: built-in latency metrics judged as a mean (with the calls' standard deviation) or a percentile
+MEANS = frozenset({"avg_latency_ms"})
+PERCENTILES = {"p95_latency_ms": 95}
 _RANK = {PASS: 0, HOLD: 1, FAIL: 2}
 
 
@@ -137,10 +140,14 @@ def confidence_sequence(rate: float, samples: int, confidence: float) -> tuple[f
 
 
 def judge(spec: MetricGate, value: float | None, samples: int, min_samples: int, window: float,
-          confidence: float = 0.0, test: str = "sequential") -> MetricResult:
+          confidence: float = 0.0, test: str = "sequential", sd: float | None = None,
+          above: int | None = None) -> MetricResult:
     """The verdict of one metric. A rate fails only when its interval at ``confidence`` lies wholly
     beyond the alert: the always-valid confidence sequence (``test="sequential"``, the default),
-    or the fixed-sample Wilson interval (``test="wilson"``, rollout before 0.2)."""
+    or the fixed-sample Wilson interval (``test="wilson"``, rollout before 0.2). With the
+    sequential test a mean latency with its standard deviation ``sd`` fails only when its
+    always-valid interval lies above the alert, and a 95th percentile with ``above`` (its samples
+    slower than the alert) only when more than 5 % of samples are surely slower."""
     higher = spec.higher
     better, worse = (">", "<") if higher else ("<", ">")
     name, unit = spec.metric, spec.unit
@@ -148,11 +155,24 @@ def judge(spec: MetricGate, value: float | None, samples: int, min_samples: int,
     target, alert = fmt(name, spec.target, unit), fmt(name, spec.alert, unit)
     interval = None
     beyond_alert = value is not None and (value < spec.alert if higher else value > spec.alert)
+    evidence = ""
+    clear_latency: bool | None = None
     # the interval decides only beyond the alert (and is shown only there): computed only then
     if beyond_alert and samples > 0 and confidence > 0 and unit == "rate":
         rate = min(max(value, 0.0), 1.0)
         interval = confidence_sequence(rate, samples, confidence) if test == "sequential" \
             else wilson(rate, samples, confidence)
+    elif beyond_alert and confidence > 0 and test == "sequential" and unit == "latency" and not higher:
+        if sd is not None and samples > 1:
+            margin = mean_margin(samples, sd, 1.0 - confidence)
+            interval = (value - margin, value + margin)
+            clear_latency = interval[0] > spec.alert
+        elif above is not None and samples > 0:
+            low, high = confidence_sequence(above / samples, samples, confidence)
+            share = 1.0 - PERCENTILES[name] / 100.0
+            clear_latency = low > share
+            evidence = (f", {confidence * 100:g}% always-valid interval {low * 100:.1f}%-{high * 100:.1f}% of "
+                        f"calls slower than {alert}")
     base = dict(metric=name, value=value, target=spec.target, alert=spec.alert, samples=samples,
                 min_samples=min_samples, window_seconds=window, interval=interval, unit=unit, provider=spec.provider)
     if value is None:
@@ -164,9 +184,11 @@ def judge(spec: MetricGate, value: float | None, samples: int, min_samples: int,
                             reason=f"{name} {shown} from {samples} samples, fewer than the {min_samples} needed")
     kind = "always-valid interval" if test == "sequential" else "interval"
     ci = f", {confidence * 100:g}% {kind} {fmt(name, interval[0], unit)}-{fmt(name, interval[1], unit)}" \
-        if interval else ""
+        if interval else evidence
     if beyond_alert:
         clear = interval is None or (interval[1] < spec.alert if higher else interval[0] > spec.alert)
+        if clear_latency is not None:
+            clear = clear_latency
         if clear:
             return MetricResult(**base, verdict=FAIL,
                                 reason=f"{name} {shown} {worse} alert {alert} ({samples} samples, {format_duration(window)}{ci})")
@@ -204,6 +226,9 @@ class Reading:
     error: str | None = None
     cohorts: tuple[Cohort, Cohort] | None = None
     percent: int | None = None
+    #: a mean's standard deviation; a percentile's count of samples beyond its alert
+    sd: float | None = None
+    above: int | None = None
 
 
 def embedded_reading(spec: MetricGate, answer: dict[str, Any], window: float) -> Reading:
@@ -218,7 +243,11 @@ def embedded_reading(spec: MetricGate, answer: dict[str, Any], window: float) ->
         return Reading(None, min(treatment.samples, control.samples), measured, cohorts=(treatment, control),
                        percent=percent if isinstance(percent, int) else None)
     value = answer.get(spec.metric)
-    return Reading(None if value is None else float(value), int(answer.get(SAMPLES_OF[spec.metric]) or 0), measured)
+    sd = answer.get("latency_sd_ms") if spec.metric in MEANS else None
+    above = answer.get("latency_above") or {}
+    count = above.get("count") if spec.metric in PERCENTILES and above.get("threshold_ms") == spec.alert else None
+    return Reading(None if value is None else float(value), int(answer.get(SAMPLES_OF[spec.metric]) or 0), measured,
+                   sd=None if sd is None else float(sd), above=None if count is None else int(count))
 
 
 def judge_compare(spec: MetricGate, reading: Reading, min_samples: int, confidence: float) -> MetricResult:
@@ -253,7 +282,7 @@ def judge_readings(gates: GateSet, readings: list[Reading]) -> Verdict:
             results.append(judge_compare(spec, reading, min_samples, gates.confidence))
             continue
         results.append(judge(spec, reading.value, reading.samples, min_samples, reading.window, gates.confidence,
-                             gates.test))
+                             gates.test, sd=reading.sd, above=reading.above))
     worst = max((r.verdict for r in results), key=_RANK.__getitem__)
     errors = sorted({r.error for r in readings if r.error})
     all_failed = bool(readings) and all(r.error for r in readings)

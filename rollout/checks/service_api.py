@@ -48,9 +48,10 @@ class ServiceClient:
             raise MeasurementError(f"{self.url}{path}: HTTP {response.status_code}: {data.get('error', data)}")
         return data
 
-    def metrics(self, window: float) -> dict[str, Any]:
-        """``GET /api/whatsapp/metrics?window=...``; raises :class:`MeasurementError`."""
-        data = self._json("GET", f"/api/whatsapp/metrics?window={max(window, 0.001):g}")
+    def metrics(self, window: float, above_ms: float | None = None) -> dict[str, Any]:
+        """``GET /api/whatsapp/metrics?window=...[&above_ms=...]``; raises :class:`MeasurementError`."""
+        above = "" if above_ms is None else f"&above_ms={float(above_ms)!r}"  # exact: the answer echoes it
+        data = self._json("GET", f"/api/whatsapp/metrics?window={max(window, 0.001):g}{above}")
         if "attempts" not in data:
             raise MeasurementError(f"{self.url}: metrics answer lacks 'attempts'")
         return data

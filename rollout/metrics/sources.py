@@ -8,7 +8,7 @@ from typing import Any, Protocol
 import httpx
 
 from rollout.checks.service_api import MeasurementError, ServiceClient
-from rollout.gates import Reading, embedded_reading
+from rollout.gates import PERCENTILES, Reading, embedded_reading
 from rollout.playbook.model import EMBEDDED, GateSet, MetricGate, Playbook
 
 
@@ -32,16 +32,18 @@ class EmbeddedProvider:
 
     def __init__(self, service: ServiceClient) -> None:
         self._service = service
-        self._answers: dict[float, dict[str, Any]] = {}
+        self._answers: dict[tuple[float, float | None], dict[str, Any]] = {}
 
     def start_evaluation(self) -> None:
         self._answers = {}
 
-    def answer(self, window: float) -> dict[str, Any]:
-        """The service's metrics over ``window``, asked once per evaluation."""
-        if window not in self._answers:
-            self._answers[window] = self._service.metrics(window)
-        return self._answers[window]
+    def answer(self, window: float, above_ms: float | None = None) -> dict[str, Any]:
+        """The service's metrics over ``window`` (with the count of calls slower than ``above_ms``),
+        asked once per evaluation."""
+        key = (window, above_ms)
+        if key not in self._answers:
+            self._answers[key] = self._service.metrics(window, above_ms)
+        return self._answers[key]
 
     def cohort_counts(self, window: float) -> tuple[int, int]:
         """Bookings whose cohort the service decided in the window: (in the cohort, out of it)."""
@@ -49,7 +51,9 @@ class EmbeddedProvider:
         return int(decided.get("in") or 0), int(decided.get("out") or 0)
 
     def measure(self, spec: MetricGate, window: float, now: float, percent: int | None) -> Reading:
-        return embedded_reading(spec, self.answer(window), window)
+        # a percentile gate's evidence is how many calls were slower than its alert
+        above = float(spec.alert) if spec.metric in PERCENTILES else None
+        return embedded_reading(spec, self.answer(window, above), window)
 
 
 def _number(value: Any, what: str) -> float | None:

@@ -127,6 +127,11 @@ class WindowMetrics(_Open):
     cohort_decisions: dict[str, int]
     replica_id: str | None
     flag_version: int | None
+    latency_sd_ms: float | None
+    latency_above: dict[str, float] | None = None
+    cohorts: dict[str, dict[str, float | None]]
+    store: str
+    scope: str
 
 
 class TemplateRow(_Open):

@@ -393,9 +393,10 @@ def _routes(app: FastAPI) -> None:  # noqa: C901 - a flat list of endpoints read
 
     @app.get("/api/whatsapp/metrics", response_model=None,
              responses={200: {"model": S.WindowMetrics}, **S.errors(422)})
-    async def metrics(request: Request, window: float = Query(300, gt=0, le=8 * 86400)) -> dict[str, Any]:
+    async def metrics(request: Request, window: float = Query(300, gt=0, le=8 * 86400),
+                      above_ms: float | None = Query(None, ge=0, le=3_600_000)) -> dict[str, Any]:
         rt = _rt(request)
-        data = window_metrics(rt.store, rt.clock.time(), window)
+        data = window_metrics(rt.store, rt.clock.time(), window, above_ms)
         settings = rt.settings
         data.update({
             "breaker_state": rt.breaker.state.value, "flag_enabled": settings.notifications_enabled,

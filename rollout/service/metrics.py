@@ -15,6 +15,7 @@ Definitions (also in the README):
 from __future__ import annotations
 
 import math
+import statistics
 from collections.abc import Iterator
 from typing import Any
 
@@ -35,8 +36,9 @@ def percentile(values: list[float], q: float) -> float | None:
     return ordered[rank - 1]
 
 
-def window_metrics(store: Store, now: float, window: float) -> dict[str, Any]:
-    """The gate metrics over ``[now - window, now]``."""
+def window_metrics(store: Store, now: float, window: float, above_ms: float | None = None) -> dict[str, Any]:
+    """The gate metrics over ``[now - window, now]``; with ``above_ms``, also how many provider
+    calls took longer (a percentile gate's evidence)."""
     since = now - window
     counts = store.event_counts(since)
 
@@ -76,6 +78,9 @@ def window_metrics(store: Store, now: float, window: float) -> dict[str, Any]:
         "avg_latency_ms": sum(latencies) / len(latencies) if latencies else None,
         "p95_latency_ms": percentile(latencies, 95),
         "latency_samples": len(latencies),
+        "latency_sd_ms": statistics.stdev(latencies) if len(latencies) > 1 else None,
+        "latency_above": None if above_ms is None else {
+            "threshold_ms": above_ms, "count": sum(1 for latency in latencies if latency > above_ms)},
         "breaker_activations": total("breaker_open"),
         # each booking's cohort, counted once, when the flag was on and the sender decided it: the
         # sample-ratio check compares these with the percentage
