@@ -82,7 +82,6 @@ def sandbox(host: str, port: int, token: str, seed: int | None) -> None:
     serve_forever(create_sandbox_app(token, seed), host, port)
 
 
-
 # --- the engine ------------------------------------------------------------------------------------
 
 def _remember(ctx: click.Context, param: click.Parameter, value: object) -> object:
@@ -400,7 +399,6 @@ def history(env_name: str,
     import json
     from datetime import UTC, datetime
 
-
     project = _project()
     state = project.state(read_only=True)
     try:
@@ -476,7 +474,6 @@ def load_cmd(url: str, bookings: int | None, concurrency: int, rate: float | Non
         sys.exit(1)
 
 
-
 @cli.command()
 @click.option("--breach", is_flag=True, help="Turn the provider bad during the ramp; watch the flag go off.")
 @click.option("--rate", default=50.0, show_default=True, type=click.FloatRange(1, 500),
@@ -492,7 +489,6 @@ def demo(breach: bool, rate: float, folder: Path | None) -> None:
     if not (repo / "playbooks" / "whatsapp.yaml").exists():
         raise click.UsageError("run the demo from the rollout repository (playbooks/whatsapp.yaml not found)")
     sys.exit(run_demo(repo, folder, breach, rate, ConsoleReporter()))
-
 
 
 @cli.command()
@@ -538,7 +534,6 @@ def incident(env_name: str, out: str | None, template: Path | None, fmt: str) ->
         write_output(chart, data["chart_svg"], "--out")
     write_output(out, text, "--out")
     click.echo(f"incident report written to {out}" + (f" (chart: {chart})" if chart else ""))
-
 
 
 def _current_commit(path: Path) -> str | None:
@@ -590,7 +585,6 @@ def gate_cmd(env_name: str,
                                                                        ctx.commit)))
     _emit(outcome, as_json, {"commit": ctx.commit, "steps": results,
                              "junit": str(junit_path) if junit_path else None})
-
 
 
 @cli.command()

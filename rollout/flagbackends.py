@@ -22,6 +22,7 @@ from rollout.errors import RolloutError
 from rollout.flags import check_percent, file_lock, is_on
 from rollout.playbook.model import FlagSpec
 
+
 class FlagWriteError(RolloutError):
     """The backend refused or failed a flag write: the flag may not be where rollout wanted it."""
 

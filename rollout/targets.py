@@ -15,6 +15,7 @@ from rollout.flags import is_on
 from rollout.jsonfields import dig
 from rollout.playbook.model import FlagRead, HealthProbe
 
+
 def read_flag(service: ServiceClient, spec: FlagRead, headers: dict[str, str] | None = None) -> tuple[bool, int | None]:
     """GET ``spec.url`` and pick the flag (and the percentage) by their field paths."""
     response = service.request("GET", spec.url, headers=headers)

@@ -7,8 +7,6 @@ from __future__ import annotations
 import math
 import random
 
-import pytest
-
 from rollout.checks.service_api import ServiceClient
 from rollout.clock import SystemClock
 from rollout.gates import FAIL, HOLD, embedded_reading, judge

@@ -40,7 +40,6 @@ from rollout.playbook.load import load_playbook
 from rollout.playbook.model import ConfigureStep, Phase, Playbook, RampStep, step_label
 
 
-
 @dataclass
 class RunOutcome:
     """How a command ended, for its exit code and --json."""

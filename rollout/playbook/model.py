@@ -135,7 +135,6 @@ class MetricGate(_Model):
             raise ValueError(f"{self.metric} thresholds are fractions from 0 to 1 (or percentages like 95%)")
         return self
 
-
     def _compare(self) -> MetricGate:
         if self.provider != EMBEDDED:
             raise FieldProblems([(("kind",), "compare reads the embedded service's cohorts; a provider's metric is "

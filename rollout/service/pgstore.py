@@ -72,14 +72,7 @@ class PostgresStore(Store):
             db.execute("SELECT pg_advisory_xact_lock(?, ?)", (LOCK_CLASS, MIGRATION_LOCK))
             db.execute(schema.VERSION_TABLE)
             found = db.execute("SELECT MAX(version) FROM schema_version").fetchone()[0] or 0
-            refusal = schema.too_new(found, self.path)
-            if refusal:
-                raise StorageError(refusal)
-            if found < schema.LATEST:
-                for sql in schema.statements(found, schema.POSTGRES):
-                    db.execute(sql)
-                db.execute("DELETE FROM schema_version")
-                db.execute("INSERT INTO schema_version (version) VALUES (?)", (schema.LATEST,))
+            schema.migrate(db, found, schema.POSTGRES, self.path)
 
     def close(self) -> None:
         self._db.close()

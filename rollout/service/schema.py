@@ -12,6 +12,7 @@ key), ``{int}`` (a 64-bit integer) and ``{real}`` (a double-precision float).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -114,3 +115,19 @@ def too_new(found: int, where: str) -> str | None:
         return None
     return (f"{where}: the service database is at schema version {found}, newer than this rollout knows "
             f"({LATEST}); upgrade rollout on this machine, or point --db at another database")
+
+
+def migrate(db: Any, found: int, dialect: Dialect, where: str) -> None:
+    """Take a database at version ``found`` to :data:`LATEST` inside the caller's transaction
+    (``db.execute`` with ``?`` placeholders); refuse one newer than this code."""
+    refusal = too_new(found, where)
+    if refusal:
+        from rollout.service.store import StorageError
+
+        raise StorageError(refusal)
+    if found < LATEST:
+        for sql in statements(found, dialect):
+            db.execute(sql)
+        db.execute(VERSION_TABLE)
+        db.execute("DELETE FROM schema_version")
+        db.execute("INSERT INTO schema_version (version) VALUES (?)", (LATEST,))

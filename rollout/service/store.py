@@ -362,15 +362,7 @@ class SqliteStore(Store):
                 found = db.execute("SELECT MAX(version) FROM schema_version").fetchone()[0] or 0
             else:
                 found = 1 if "notifications" in tables else 0  # a file from before the version table
-            refusal = schema.too_new(found, self.path)
-            if refusal:
-                raise StorageError(refusal)
-            if found < schema.LATEST:
-                for sql in schema.statements(found, schema.SQLITE):
-                    db.execute(sql)
-                db.execute(schema.VERSION_TABLE)
-                db.execute("DELETE FROM schema_version")
-                db.execute("INSERT INTO schema_version (version) VALUES (?)", (schema.LATEST,))
+            schema.migrate(db, found, schema.SQLITE, self.path)
 
     def close(self) -> None:
         self._db.close()
