@@ -108,9 +108,10 @@ def plain(value: float | None, unit: str) -> str:
 
 
 def judge_difference(metric: str, target: float, alert: float, treatment: Cohort, control: Cohort,
-                     min_samples: int, window: float, confidence: float) -> tuple[str, float | None,
-                                                                                  tuple[float, float] | None, str]:
-    """(verdict, difference, interval, reason) for one compare metric."""
+                     min_samples: int, window: float, confidence: float,
+                     pass_when: str = "estimate") -> tuple[str, float | None, tuple[float, float] | None, str]:
+    """(verdict, difference, interval, reason) for one compare metric; with ``pass_when="interval"``
+    a pass needs the whole interval below the target."""
     unit = COMPARE_METRICS[metric]["unit"]
     counts = f"treatment {treatment.samples} / control {control.samples} samples"
     both = (f"treatment {plain(treatment.value, unit)} vs control {plain(control.value, unit)}")
@@ -129,6 +130,9 @@ def judge_difference(metric: str, target: float, alert: float, treatment: Cohort
                                                  f"control ({counts}, {format_duration(window)}, {ci})")
     if difference > alert:
         return "hold", difference, (low, high), f"{shown} > alert {signed(alert, unit)} but not yet clear ({counts}, {ci})"
+    if difference < target and pass_when == "interval" and confidence > 0 and high >= target:
+        return "hold", difference, (low, high), (f"{shown} < target {signed(target, unit)} but not yet sure "
+                                                 f"({counts}, {ci})")
     if difference < target:
         return "pass", difference, (low, high), (f"{shown} < target {signed(target, unit)} ({counts}, "
                                                  f"{format_duration(window)})")

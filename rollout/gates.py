@@ -141,7 +141,7 @@ def confidence_sequence(rate: float, samples: int, confidence: float) -> tuple[f
 
 def judge(spec: MetricGate, value: float | None, samples: int, min_samples: int, window: float,
           confidence: float = 0.0, test: str = "sequential", sd: float | None = None,
-          above: int | None = None) -> MetricResult:
+          above: int | None = None, pass_when: str = "estimate") -> MetricResult:
     """The verdict of one metric. A rate fails only when its interval at ``confidence`` lies wholly
     beyond the alert: the always-valid confidence sequence (``test="sequential"``, the default),
     or the fixed-sample Wilson interval (``test="wilson"``, rollout before 0.2). With the
@@ -195,10 +195,32 @@ def judge(spec: MetricGate, value: float | None, samples: int, min_samples: int,
         return MetricResult(**base, verdict=HOLD,
                             reason=f"{name} {shown} {worse} alert {alert} but not yet clear ({samples} samples{ci})")
     if meets_target:
+        sure = _sure_beyond_target(spec, value, samples, confidence, sd) if pass_when == "interval" else None
+        if sure is not None and not sure[0]:
+            low, high = sure[1]
+            return MetricResult(**{**base, "interval": sure[1]}, verdict=HOLD,
+                                reason=f"{name} {shown} {better} target {target} but not yet sure ({samples} samples, "
+                                f"{confidence * 100:g}% always-valid interval {fmt(name, low, unit)}-{fmt(name, high, unit)})")
         return MetricResult(**base, verdict=PASS,
                             reason=f"{name} {shown} {better} target {target} ({samples} samples, {format_duration(window)})")
     return MetricResult(**base, verdict=HOLD,
                         reason=f"{name} {shown} between target {target} and alert {alert} ({samples} samples)")
+
+
+def _sure_beyond_target(spec: MetricGate, value: float, samples: int, confidence: float,
+                        sd: float | None) -> tuple[bool, tuple[float, float]] | None:
+    """With ``pass_when: interval``: is the always-valid interval wholly beyond the target (and the
+    interval)? None where there is no interval to go on (counts, gauges, a latency without its spread)."""
+    if confidence <= 0 or samples <= 0:
+        return None
+    if spec.unit == "rate":
+        interval = confidence_sequence(min(max(value, 0.0), 1.0), samples, confidence)
+    elif spec.unit == "latency" and sd is not None and samples > 1:
+        margin = mean_margin(samples, sd, 1.0 - confidence)
+        interval = (value - margin, value + margin)
+    else:
+        return None
+    return (interval[0] > spec.target if spec.higher else interval[1] < spec.target), interval
 
 
 def evaluate(gates: GateSet, measurements: dict[str, dict[str, Any]]) -> Verdict:
@@ -250,7 +272,8 @@ def embedded_reading(spec: MetricGate, answer: dict[str, Any], window: float) ->
                    sd=None if sd is None else float(sd), above=None if count is None else int(count))
 
 
-def judge_compare(spec: MetricGate, reading: Reading, min_samples: int, confidence: float) -> MetricResult:
+def judge_compare(spec: MetricGate, reading: Reading, min_samples: int, confidence: float,
+                  pass_when: str = "estimate") -> MetricResult:
     """Treatment against control (see :mod:`rollout.compare`). At 0 % or 100 % there is nobody to
     compare with: the metric says so and does not hold the step."""
     assert reading.cohorts is not None
@@ -262,7 +285,7 @@ def judge_compare(spec: MetricGate, reading: Reading, min_samples: int, confiden
         return MetricResult(**base, verdict=PASS, value=None, samples=0,
                             reason=f"{spec.metric} (treatment vs control): not compared, {missing}")
     verdict, difference, interval, reason = judge_difference(
-        spec.metric, spec.target, spec.alert, treatment, control, min_samples, reading.window, confidence)
+        spec.metric, spec.target, spec.alert, treatment, control, min_samples, reading.window, confidence, pass_when)
     return MetricResult(**base, verdict=verdict, value=difference, samples=min(treatment.samples, control.samples),
                         interval=interval, reason=reason)
 
@@ -279,10 +302,10 @@ def judge_readings(gates: GateSet, readings: list[Reading]) -> Verdict:
                                         unit=spec.unit, provider=spec.provider))
             continue
         if spec.kind == "compare":
-            results.append(judge_compare(spec, reading, min_samples, gates.confidence))
+            results.append(judge_compare(spec, reading, min_samples, gates.confidence, gates.pass_when))
             continue
         results.append(judge(spec, reading.value, reading.samples, min_samples, reading.window, gates.confidence,
-                             gates.test, sd=reading.sd, above=reading.above))
+                             gates.test, sd=reading.sd, above=reading.above, pass_when=gates.pass_when))
     worst = max((r.verdict for r in results), key=_RANK.__getitem__)
     errors = sorted({r.error for r in readings if r.error})
     all_failed = bool(readings) and all(r.error for r in readings)

@@ -200,3 +200,12 @@ def test_plan_says_what_traffic_a_ramp_needs_to_decide(monkeypatch):
     # 50 samples per metric in the 5-minute window, at the 10 % cohort (and a 50 % control): 50 / 300 / 0.1
     assert _describe(ramp, book).endswith("deciding needs 50 samples per metric in a 5m window: about 1.7 "
                                           "bookings/s overall at 10% (less and the steps hold, then wait for approval)")
+
+
+def test_pass_when_interval_a_compare_metric_passes_only_when_surely_below_the_target():
+    few = judge_difference("booking_latency_ms", 50, 250, Cohort(125.0, 30, 80.0), Cohort(120.0, 30, 80.0),
+                           20, 300.0, 0.99, pass_when="interval")
+    assert few[0] == HOLD and "< target +50 ms but not yet sure" in few[3]
+    many = judge_difference("booking_latency_ms", 50, 250, Cohort(125.0, 5000, 60.0), Cohort(120.0, 5000, 60.0),
+                            20, 300.0, 0.99, pass_when="interval")
+    assert many[0] == PASS

@@ -9,7 +9,7 @@ import random
 
 from rollout.checks.service_api import ServiceClient
 from rollout.clock import SystemClock
-from rollout.gates import FAIL, HOLD, embedded_reading, judge
+from rollout.gates import FAIL, HOLD, PASS, embedded_reading, judge
 from rollout.metrics.sources import EmbeddedProvider
 from rollout.playbook.model import MetricGate
 
@@ -67,3 +67,15 @@ def test_the_service_reports_the_spread_and_the_calls_slower_than_an_alert(make_
     # an answer for another threshold is not evidence for this one
     answer = service.http.get("/api/whatsapp/metrics", params={"window": 300, "above_ms": 10}).json()
     assert embedded_reading(P95, answer, 300).above is None
+
+
+def test_pass_when_interval_needs_the_whole_interval_beyond_the_target():
+    success = MetricGate(metric="success_rate", target=0.95, alert=0.90)
+    early = judge(success, 1.0, 20, 10, 300, 0.99, pass_when="interval")
+    assert early.verdict == HOLD and "> target 95.00% but not yet sure" in early.reason
+    assert early.interval[0] < 0.95
+    assert judge(success, 1.0, 20, 10, 300, 0.99).verdict == PASS  # the estimate, as shipped
+    assert judge(success, 1.0, 400, 10, 300, 0.99, pass_when="interval").verdict == PASS
+    mean = judge(MEAN, 1500, 30, 10, 300, 0.99, sd=1500, pass_when="interval")
+    assert mean.verdict == HOLD and "not yet sure" in mean.reason
+    assert judge(MEAN, 1500, 3000, 10, 300, 0.99, sd=300, pass_when="interval").verdict == PASS

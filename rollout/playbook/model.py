@@ -188,6 +188,10 @@ class GateSet(_Model):
     confidence: float = Field(0.99, ge=0, lt=1)
     #: ``sequential``: an always-valid confidence sequence; ``wilson``: a fixed-sample interval
     test: Literal["sequential", "wilson"] = "sequential"
+    #: ``estimate``: a metric passes when its value is beyond the target (with ``min_samples``);
+    #: ``interval``: only when its always-valid interval at ``confidence`` lies wholly beyond it
+    #: (rates, mean latencies and compare metrics; others keep the estimate)
+    pass_when: Literal["estimate", "interval"] = "estimate"
     metrics: list[MetricGate] = Field(min_length=1)
 
 
