@@ -108,11 +108,12 @@ def plain(value: float | None, unit: str) -> str:
 
 
 def judge_difference(metric: str, target: float, alert: float, treatment: Cohort, control: Cohort,
-                     min_samples: int, window: float, confidence: float,
-                     pass_when: str = "estimate") -> tuple[str, float | None, tuple[float, float] | None, str]:
-    """(verdict, difference, interval, reason) for one compare metric; with ``pass_when="interval"``
-    a pass needs the whole interval below the target."""
-    unit = COMPARE_METRICS[metric]["unit"]
+                     min_samples: int, window: float, confidence: float, pass_when: str = "estimate",
+                     unit: str | None = None) -> tuple[str, float | None, tuple[float, float] | None, str]:
+    """(verdict, difference, interval, reason) for one compare metric (``unit``: rate or latency,
+    by default the built-in metric's); with ``pass_when="interval"`` a pass needs the whole interval
+    below the target."""
+    unit = unit or COMPARE_METRICS[metric]["unit"]
     counts = f"treatment {treatment.samples} / control {control.samples} samples"
     both = (f"treatment {plain(treatment.value, unit)} vs control {plain(control.value, unit)}")
     if treatment.value is None or control.value is None:

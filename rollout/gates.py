@@ -285,7 +285,8 @@ def judge_compare(spec: MetricGate, reading: Reading, min_samples: int, confiden
         return MetricResult(**base, verdict=PASS, value=None, samples=0,
                             reason=f"{spec.metric} (treatment vs control): not compared, {missing}")
     verdict, difference, interval, reason = judge_difference(
-        spec.metric, spec.target, spec.alert, treatment, control, min_samples, reading.window, confidence, pass_when)
+        spec.metric, spec.target, spec.alert, treatment, control, min_samples, reading.window, confidence, pass_when,
+        spec.unit)
     return MetricResult(**base, verdict=verdict, value=difference, samples=min(treatment.samples, control.samples),
                         interval=interval, reason=reason)
 

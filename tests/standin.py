@@ -1,7 +1,8 @@
 """A stand-in for a team's own service, with nothing of the embedded WhatsApp service in it: a
 health endpoint, Prometheus counters at ``/metrics``, a JSON stats endpoint, and an admin flag
 endpoint behind a bearer token. ``POST /work?user=ID`` takes the new code path when the flag is on
-and the user's bucket is within the percentage; the new path fails with ``fail_rate``."""
+and the user's bucket is within the percentage; the new path fails with ``fail_rate``, both paths with
+``everyone_fail_rate``."""
 
 from __future__ import annotations
 
@@ -26,7 +27,8 @@ def create_standin() -> FastAPI:
     registry = CollectorRegistry()
     requests = Counter("standin_requests", "Requests by code path", ["path"], registry=registry)
     errors = Counter("standin_errors", "Failed requests by code path", ["path"], registry=registry)
-    state: dict[str, Any] = {"enabled": False, "percent": 0, "fail_rate": 0.0, "new": [0, 0], "writes": 0}
+    state: dict[str, Any] = {"enabled": False, "percent": 0, "fail_rate": 0.0, "everyone_fail_rate": 0.0,
+                             "new": [0, 0], "writes": 0}
     rng = random.Random(7)
 
     def admin(request: Request) -> None:
@@ -60,13 +62,14 @@ def create_standin() -> FastAPI:
         new = state["enabled"] and in_rollout("standin", user, state["percent"])
         path = "new" if new else "old"
         requests.labels(path).inc()
-        failed = new and rng.random() < state["fail_rate"]
+        # fail_rate: the new code path is bad; everyone_fail_rate: a bad day for both paths alike
+        failed = (new and rng.random() < state["fail_rate"]) or rng.random() < state["everyone_fail_rate"]
         if new:
             state["new"][0] += 1
             state["new"][1] += int(failed)
         if failed:
             errors.labels(path).inc()
-            raise HTTPException(500, "the new code path failed")
+            raise HTTPException(500, "the request failed")
         return {"path": path}
 
     @app.get("/stats")

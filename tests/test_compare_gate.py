@@ -116,7 +116,7 @@ def test_at_100_percent_there_is_no_control_and_the_metric_says_so():
     ({"metric": "success_rate", "kind": "compare", "target": 0, "alert": 0.01}, "cannot be compared"),
     ({"metric": "booking_latency_ms", "kind": "compare", "target": 250, "alert": 50}, "must not be below target"),
     ({"metric": "latency", "provider": "prom", "kind": "compare", "query": "x", "target": 1, "alert": 2},
-     "compare reads the embedded service's cohorts"),
+     "needs a PromQL query with \\$cohort"),
 ])
 def test_the_playbook_refuses_a_compare_gate_that_cannot_be_judged(fields, problem):
     with pytest.raises((FieldProblems, ValueError), match=problem):

@@ -157,6 +157,12 @@ phases:
      "target equals alert: say which way is good with higher_is_better"),
     ("      - {metric: nonsense, target: 1, alert: 2}",
      "gates.g.metrics.0.metric: 'nonsense' is not a built-in metric of the embedded service"),
+    ("      - {metric: errs, provider: stats, kind: compare, query: 'e{p=\"$cohort\"}', samples: 'n{p=\"$cohort\"}', "
+     "target: 1%, alert: 5%}", ":10: gates.g.metrics.0.provider: compare reads a prometheus provider"),
+    ("      - {metric: errs, provider: prom, kind: compare, query: 'sum(e)', samples: 'sum(n)', target: 1%, alert: 5%}",
+     ":10: gates.g.metrics.0.query: a provider's compare metric needs a PromQL query with $cohort"),
+    ("      - {metric: errs, provider: prom, kind: compare, query: 'e{p=\"$cohort\"}', samples: 'n{p=\"$cohort\"}', "
+     "cohorts: {treatment: 'new\"}'}, target: 1%, alert: 5%}", "gates.g.metrics.0.cohorts.treatment"),
 ])
 def test_provider_metrics_are_validated_with_their_line(tmp_path, metrics, says):
     path = write(tmp_path, PROVIDERS.replace("METRICS", metrics))

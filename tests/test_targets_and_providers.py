@@ -19,7 +19,8 @@ from rollout.flagbackends import FlagWriteError
 from rollout.flags import make_flags
 from rollout.metrics.http import HttpMetrics
 from rollout.metrics.prometheus import PrometheusMetrics
-from rollout.playbook.model import FlagSpec, HttpQuery, MetricGate
+from rollout.gates import FAIL, judge_readings
+from rollout.playbook.model import FlagSpec, GateSet, HttpQuery, MetricGate
 from tests.harness import Service, base_env, wait_until
 from tests.prometheus import Prometheus
 from tests.standin import TOKEN, StandIn
@@ -312,3 +313,38 @@ phases:
     else:
         assert (outcome.status, outcome.exit_code) == ("completed", 0), outcome.message
         assert flag == (True, 100)
+
+
+def test_a_prometheus_compare_gate_fails_the_new_path_and_not_a_bad_day_for_everyone(standin, prometheus_of):
+    everyone = StandIn()  # a second service, on a bad day for both code paths
+    try:
+        prom = prometheus_of(standin.host_port, everyone.host_port)
+        metrics = PrometheusMetrics(prom.url, None, 5.0, "prom")
+
+        def spec(instance: str) -> MetricGate:
+            return MetricGate(
+                metric="request_error_rate", provider="prom", kind="compare", target=0.01, alert=0.05,
+                query=f'sum(increase(standin_errors_total{{instance="{instance}",path="$cohort"}}[$window]))',
+                samples=f'sum(increase(standin_requests_total{{instance="{instance}",path="$cohort"}}[$window]))',
+                cohorts={"treatment": "new", "control": "old"})
+
+        bad_path, bad_day = spec(standin.host_port), spec(everyone.host_port)
+        gates = GateSet(window=60, min_samples=40, metrics=[bad_path, bad_day])
+        standin.flag.update(enabled=True, percent=50, fail_rate=0.4)
+        everyone.flag.update(enabled=True, percent=50, everyone_fail_rate=0.4)
+        standin.start_traffic(60)
+        everyone.start_traffic(60)
+
+        def judged():
+            now = SystemClock().time()
+            return judge_readings(gates, [metrics.measure(s, 60, now, 50) for s in (bad_path, bad_day)])
+
+        verdict = wait_until(lambda: (v := judged()).metrics[0].verdict == FAIL and v.metrics[1].samples >= 40 and v,
+                             timeout=60, what="the new path's breach to be clear")
+        new_path, both = verdict.metrics
+        assert "request_error_rate: treatment" in new_path.reason and "treatment is worse than control" in new_path.reason
+        assert both.verdict != FAIL, both.reason  # 40 % errors on both paths: not the feature's fault
+        assert both.value is not None and abs(both.value) < 0.2
+        metrics.close()
+    finally:
+        everyone.close()

@@ -12,7 +12,8 @@ import httpx
 from rollout.checks.service_api import MeasurementError
 from rollout.gates import Reading
 from rollout.metrics.sources import _number, placeholders, reading
-from rollout.playbook.model import MetricGate
+from rollout.compare import Cohort
+from rollout.playbook.model import CohortLabels, MetricGate
 
 
 class PrometheusMetrics:
@@ -60,6 +61,8 @@ class PrometheusMetrics:
 
     def measure(self, spec: MetricGate, window: float, now: float, percent: int | None) -> Reading:
         assert isinstance(spec.query, str)
+        if spec.kind == "compare":
+            return self._compare(spec, window, now, percent)
         value = self.query(placeholders(spec.query, window, percent, promql=True), now)
         samples = self.query(placeholders(spec.samples, window, percent, promql=True), now) if spec.samples else None
         if spec.unit == "rate":
@@ -68,3 +71,17 @@ class PrometheusMetrics:
                 return Reading(None, 0, window)
             return reading((value or 0.0) / samples, samples, window)
         return reading(value, samples, window)
+
+    def _compare(self, spec: MetricGate, window: float, now: float, percent: int | None) -> Reading:
+        """A rate per cohort: the same two queries with ``$cohort`` as each cohort's label value."""
+        assert isinstance(spec.query, str) and spec.samples
+        labels = spec.cohorts or CohortLabels()
+        cohorts = []
+        for label in (labels.treatment, labels.control):
+            value = self.query(placeholders(spec.query.replace("$cohort", label), window, percent, promql=True), now)
+            samples = self.query(placeholders(spec.samples.replace("$cohort", label), window, percent, promql=True),
+                                 now)
+            n = int(round(samples or 0))
+            cohorts.append(Cohort((value or 0.0) / samples if samples else None, max(n, 0)))
+        return Reading(None, min(c.samples for c in cohorts), window, cohorts=(cohorts[0], cohorts[1]),
+                       percent=percent)

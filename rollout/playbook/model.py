@@ -70,6 +70,13 @@ class HttpQuery(_Model):
     samples: str | None = Field(None, min_length=1)
 
 
+class CohortLabels(_Model):
+    """What ``$cohort`` becomes in a compare metric's queries for each cohort."""
+
+    treatment: str = Field("treatment", pattern=r"^[A-Za-z0-9_.:-]{1,64}$")
+    control: str = Field("control", pattern=r"^[A-Za-z0-9_.:-]{1,64}$")
+
+
 class MetricGate(_Model):
     """One metric's thresholds: pass beyond ``target``, fail beyond ``alert``, hold in between.
 
@@ -90,12 +97,15 @@ class MetricGate(_Model):
     alert: Number
     window: Duration | None = Field(None, gt=0, description="overrides the gate's window for this metric")
     min_samples: int | None = Field(None, ge=0)
+    #: a provider's compare metric: the label values ``$cohort`` stands for in its queries
+    cohorts: CohortLabels | None = None
 
     @property
     def unit(self) -> str:
-        """``rate``, ``latency``, ``count`` or ``gauge`` (for ``compare``: the compared metric's)."""
+        """``rate``, ``latency``, ``count`` or ``gauge`` (for ``compare``: the compared metric's; a
+        provider's compare metric is a rate)."""
         if self.kind == "compare":
-            return COMPARE_METRICS[self.metric]["unit"]
+            return COMPARE_METRICS[self.metric]["unit"] if self.provider == EMBEDDED else "rate"
         return self.kind or BUILTIN_KINDS.get(self.metric, "gauge")
 
     @property
@@ -111,7 +121,8 @@ class MetricGate(_Model):
 
     @model_validator(mode="after")
     def _ordered(self) -> MetricGate:
-        if self.kind == "compare" or (self.provider == EMBEDDED and self.metric in COMPARE_METRICS):
+        if self.kind == "compare" or self.cohorts is not None or (
+                self.provider == EMBEDDED and self.metric in COMPARE_METRICS):
             return self._compare()
         if self.provider == EMBEDDED:
             if self.metric not in METRICS:
@@ -137,8 +148,9 @@ class MetricGate(_Model):
 
     def _compare(self) -> MetricGate:
         if self.provider != EMBEDDED:
-            raise FieldProblems([(("kind",), "compare reads the embedded service's cohorts; a provider's metric is "
-                                  "judged on its own (rate, latency, count or gauge)")])
+            return self._provider_compare()
+        if self.cohorts is not None:
+            raise ValueError("cohorts names the label values of a provider's queries; the embedded service knows its own")
         if self.metric not in COMPARE_METRICS:
             raise FieldProblems([(("metric",), f"{self.metric!r} cannot be compared; kind: compare takes "
                                   f"{', '.join(COMPARE_METRICS)}")])
@@ -151,6 +163,27 @@ class MetricGate(_Model):
             raise ValueError(f"alert ({self.alert:g}) must not be below target ({self.target:g}) for {self.metric}: "
                              "both are how much worse than control the treatment may be")
         if self.unit == "rate" and not (-1 <= self.target <= 1 and -1 <= self.alert <= 1):
+            raise ValueError(f"{self.metric} margins are fractions (or percentages like 1%)")
+        return self
+
+
+    def _provider_compare(self) -> MetricGate:
+        """A rate per cohort from a provider: ``query`` counts the events of interest and ``samples``
+        all events, each with ``$cohort`` where the cohort's label value goes."""
+        problems = []
+        if self.kind != "compare":
+            problems.append((("kind",), "a metric with cohorts is judged treatment against control: write kind: compare"))
+        for field in ("query", "samples"):
+            text = getattr(self, field)
+            if not isinstance(text, str) or "$cohort" not in text:
+                problems.append(((field,), "a provider's compare metric needs a PromQL query with $cohort in it "
+                                 "(treatment and control are read by the same query)"))
+        if problems:
+            raise FieldProblems(problems)
+        if self.alert < self.target:
+            raise ValueError(f"alert ({self.alert:g}) must not be below target ({self.target:g}) for {self.metric}: "
+                             "both are how much worse than control the treatment may be")
+        if not (-1 <= self.target <= 1 and -1 <= self.alert <= 1):
             raise ValueError(f"{self.metric} margins are fractions (or percentages like 1%)")
         return self
 
@@ -531,6 +564,9 @@ class Playbook(_Model):
                     if spec.unit in ("rate", "latency") and not spec.samples:
                         problems.append(((*where, "samples"), f"a {spec.unit} needs a samples query (PromQL that "
                                          "counts the observations)"))
+                elif spec.kind == "compare":
+                    problems.append(((*where, "provider"), "compare reads a prometheus provider (a query per cohort) "
+                                     "or the embedded service; an http provider has no cohorts"))
                 elif provider.kind == "http":
                     if not isinstance(spec.query, HttpQuery):
                         problems.append(((*where, "query"), "an http metric's query is {url: ..., value: field.path, "
