@@ -168,8 +168,6 @@ class FlagFollower:
                 values[percent] = str(row["percent"])
             self._live.set_overlay(values, version=row["version"])
             self.version = row["version"]
-        if row is not None:
-            self._live.renew_lease(self.lease)
         enabled, percent = (row["enabled"], row["percent"]) if row else (None, None)
         conn.execute(
             "INSERT INTO rollout_replicas (replica_id, environment, applied_version, enabled, percent, seen_at) "
@@ -177,6 +175,8 @@ class FlagFollower:
             " applied_version = EXCLUDED.applied_version, enabled = EXCLUDED.enabled, percent = EXCLUDED.percent, "
             "seen_at = EXCLUDED.seen_at", (self.replica_id, self.environment, self.version, enabled, percent,
                                            time.time()))
+        if row is not None:  # renewed only once the engine can see this replica: seen <=> still obeying
+            self._live.renew_lease(self.lease)
 
     def _run(self) -> None:
         while not self._stop.is_set():

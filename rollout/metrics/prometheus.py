@@ -10,9 +10,9 @@ from __future__ import annotations
 import httpx
 
 from rollout.checks.service_api import MeasurementError
+from rollout.compare import Cohort
 from rollout.gates import Reading
 from rollout.metrics.sources import _number, placeholders, reading
-from rollout.compare import Cohort
 from rollout.playbook.model import CohortLabels, MetricGate
 
 
