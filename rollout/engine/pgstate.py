@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from rollout.engine.state import IDLE, EnvState, actor
+from rollout.engine.state import StateRecords, actor
 from rollout.errors import StateError
 
 #: the first key of every rollout advisory lock (the second is the environment's hash)
@@ -87,16 +87,28 @@ def shown_url(url: str) -> str:
     return re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", url)
 
 
-def _json(value: Any) -> Any:
-    from psycopg.types.json import Jsonb
-
-    return Jsonb(value, dumps=lambda v: json.dumps(v, default=str, sort_keys=True))
-
-
-class PgStateStore:
+class PgStateStore(StateRecords):
     """The :class:`~rollout.engine.state.StateStore` interface over PostgreSQL (psycopg 3)."""
 
     missing = False
+
+    @staticmethod
+    def _sql(sql: str) -> str:
+        return sql.replace("?", "%s")
+
+    @staticmethod
+    def _bool(value: Any) -> Any:
+        return bool(value)
+
+    @staticmethod
+    def _dump(value: Any, sort_keys: bool) -> Any:
+        from psycopg.types.json import Jsonb
+
+        return Jsonb(value, dumps=lambda v: json.dumps(v, default=str, sort_keys=True))
+
+    @staticmethod
+    def _load(value: Any) -> Any:
+        return value  # JSONB comes back decoded
 
     def __init__(self, url: str) -> None:
         import psycopg
@@ -120,58 +132,6 @@ class PgStateStore:
     def tx(self) -> Iterator[Any]:
         with self._db.transaction():
             yield self._db
-
-    # --- environments ----------------------------------------------------------------------------
-
-    def get(self, name: str) -> EnvState:
-        row = self._db.execute("SELECT * FROM environments WHERE name = %s", (name,)).fetchone()
-        if row is None:
-            return EnvState(name, IDLE, None, 0, 0, False, None, None, None, None, None, 0.0)
-        return EnvState(**row)
-
-    def all(self) -> list[EnvState]:
-        names = [r["name"] for r in self._db.execute("SELECT name FROM environments ORDER BY name")]
-        return [self.get(n) for n in names]
-
-    def update(self, name: str, now: float, db: Any = None, **fields: Any) -> None:
-        """Set ``fields`` of environment ``name`` (created if new)."""
-        for key in ("ramp_applied", "flag"):
-            if key in fields and fields[key] is not None:
-                fields[key] = bool(fields[key])
-        conn = db or self._db
-        conn.execute("INSERT INTO environments (name, updated_at) VALUES (%s, %s) ON CONFLICT (name) DO NOTHING",
-                     (name, now))
-        if fields:
-            assignments = ", ".join(f"{k} = %s" for k in fields)
-            conn.execute(f"UPDATE environments SET {assignments}, updated_at = %s WHERE name = %s",
-                         [*fields.values(), now, name])
-
-    # --- audit and verdicts ----------------------------------------------------------------------
-
-    def audit(self, environment: str, action: str, now: float, who: str | None = None, db: Any = None,
-              **detail: Any) -> None:
-        (db or self._db).execute(
-            "INSERT INTO audit (ts, environment, actor, action, detail) VALUES (%s, %s, %s, %s, %s)",
-            (now, environment, who or actor(), action, _json(detail)))
-
-    def audit_log(self, environment: str | None = None, limit: int = 1000) -> list[dict[str, Any]]:
-        query = "SELECT * FROM audit" + (" WHERE environment = %s" if environment else "") + \
-            " ORDER BY id DESC LIMIT %s"
-        rows = self._db.execute(query, (environment, limit) if environment else (limit,)).fetchall()
-        return [dict(r) for r in reversed(rows)]
-
-    def record_verdict(self, environment: str, now: float, phase: str | None, step: str | None,
-                       percent: int | None, verdict: str, summary: str, metrics: list[dict[str, Any]],
-                       commit_sha: str | None = None) -> None:
-        self._db.execute(
-            "INSERT INTO verdicts (ts, environment, phase, step, percent, verdict, summary, metrics, commit_sha) "
-            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
-            (now, environment, phase, step, percent, verdict, summary, _json(metrics), commit_sha))
-
-    def verdicts(self, environment: str, limit: int = 1000) -> list[dict[str, Any]]:
-        rows = self._db.execute("SELECT * FROM verdicts WHERE environment = %s ORDER BY id DESC LIMIT %s",
-                                (environment, limit)).fetchall()
-        return [dict(r) for r in reversed(rows)]
 
     # --- the writer lock -------------------------------------------------------------------------
 

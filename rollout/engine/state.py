@@ -114,8 +114,90 @@ class EnvState:
     updated_at: float
 
 
-class StateStore:
-    """All SQL of the engine. Short transactions only: a rollback never waits long for a write."""
+class StateRecords:
+    """The record both state stores keep with the same SQL: environments, the audit log and
+    verdicts. A store supplies ``_db`` and the few things its engine does differently: placeholders
+    (:meth:`_sql`), how a boolean and a JSON document are stored (:meth:`_bool`, :meth:`_dump`) and
+    read back (:meth:`_load`). The writer lock is each store's own."""
+
+    _db: Any
+
+    @staticmethod
+    def _sql(sql: str) -> str:
+        return sql
+
+    @staticmethod
+    def _bool(value: Any) -> Any:
+        return int(bool(value))
+
+    @staticmethod
+    def _dump(value: Any, sort_keys: bool) -> Any:
+        return json.dumps(value, default=str, sort_keys=sort_keys)
+
+    @staticmethod
+    def _load(value: Any) -> Any:
+        return json.loads(value)
+
+    def _run(self, sql: str, params: Any = (), db: Any = None) -> Any:
+        return (db or self._db).execute(self._sql(sql), params)
+
+    # --- environments ----------------------------------------------------------------------------
+
+    def get(self, name: str) -> EnvState:
+        row = self._run("SELECT * FROM environments WHERE name = ?", (name,)).fetchone()
+        if row is None:
+            return EnvState(name, IDLE, None, 0, 0, False, None, None, None, None, None, 0.0)
+        data = dict(row)
+        data["ramp_applied"] = bool(data["ramp_applied"])
+        data["flag"] = None if data["flag"] is None else bool(data["flag"])
+        return EnvState(**data)
+
+    def all(self) -> list[EnvState]:
+        names = [r["name"] for r in self._run("SELECT name FROM environments ORDER BY name")]
+        return [self.get(n) for n in names]
+
+    def update(self, name: str, now: float, db: Any = None, **fields: Any) -> None:
+        """Set ``fields`` of environment ``name`` (created if new)."""
+        for key in ("ramp_applied", "flag"):
+            if key in fields and fields[key] is not None:
+                fields[key] = self._bool(fields[key])
+        self._run("INSERT INTO environments (name, updated_at) VALUES (?, ?) ON CONFLICT (name) DO NOTHING",
+                  (name, now), db)
+        if fields:
+            assignments = ", ".join(f"{k} = ?" for k in fields)
+            self._run(f"UPDATE environments SET {assignments}, updated_at = ? WHERE name = ?",
+                      [*fields.values(), now, name], db)
+
+    # --- audit and verdicts ----------------------------------------------------------------------
+
+    def audit(self, environment: str, action: str, now: float, who: str | None = None, db: Any = None,
+              **detail: Any) -> None:
+        self._run("INSERT INTO audit (ts, environment, actor, action, detail) VALUES (?, ?, ?, ?, ?)",
+                  (now, environment, who or actor(), action, self._dump(detail, True)), db)
+
+    def audit_log(self, environment: str | None = None, limit: int = 1000) -> list[dict[str, Any]]:
+        query = "SELECT * FROM audit" + (" WHERE environment = ?" if environment else "") + " ORDER BY id DESC LIMIT ?"
+        rows = self._run(query, (environment, limit) if environment else (limit,)).fetchall()
+        return [{**dict(r), "detail": self._load(r["detail"])} for r in reversed(rows)]
+
+    def record_verdict(self, environment: str, now: float, phase: str | None, step: str | None,
+                       percent: int | None, verdict: str, summary: str, metrics: list[dict[str, Any]],
+                       commit_sha: str | None = None) -> None:
+        self._run(
+            "INSERT INTO verdicts (ts, environment, phase, step, percent, verdict, summary, metrics, commit_sha) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (now, environment, phase, step, percent, verdict, summary, self._dump(metrics, False), commit_sha),
+        )
+
+    def verdicts(self, environment: str, limit: int = 1000) -> list[dict[str, Any]]:
+        rows = self._run("SELECT * FROM verdicts WHERE environment = ? ORDER BY id DESC LIMIT ?",
+                         (environment, limit)).fetchall()
+        return [{**dict(r), "metrics": self._load(r["metrics"])} for r in reversed(rows)]
+
+
+class StateStore(StateRecords):
+    """The engine's record in SQLite, and its writer lock. Short transactions only: a rollback never waits
+    long for a write."""
 
     def __init__(self, path: Path | str, create: bool = True) -> None:
         self.path = Path(path)
@@ -149,62 +231,6 @@ class StateStore:
             self._db.execute("ROLLBACK")
             raise
         self._db.execute("COMMIT")
-
-    # --- environments ----------------------------------------------------------------------------
-
-    def get(self, name: str) -> EnvState:
-        row = self._db.execute("SELECT * FROM environments WHERE name = ?", (name,)).fetchone()
-        if row is None:
-            return EnvState(name, IDLE, None, 0, 0, False, None, None, None, None, None, 0.0)
-        data = dict(row)
-        data["ramp_applied"] = bool(data["ramp_applied"])
-        data["flag"] = None if data["flag"] is None else bool(data["flag"])
-        return EnvState(**data)
-
-    def all(self) -> list[EnvState]:
-        names = [r[0] for r in self._db.execute("SELECT name FROM environments ORDER BY name")]
-        return [self.get(n) for n in names]
-
-    def update(self, name: str, now: float, db: sqlite3.Connection | None = None, **fields: Any) -> None:
-        """Set ``fields`` of environment ``name`` (created if new)."""
-        for key in ("ramp_applied", "flag"):
-            if key in fields and fields[key] is not None:
-                fields[key] = int(bool(fields[key]))
-        conn = db or self._db
-        conn.execute("INSERT INTO environments (name, updated_at) VALUES (?, ?) ON CONFLICT(name) DO NOTHING",
-                     (name, now))
-        if fields:
-            assignments = ", ".join(f"{k} = ?" for k in fields)
-            conn.execute(f"UPDATE environments SET {assignments}, updated_at = ? WHERE name = ?",
-                         [*fields.values(), now, name])
-
-    # --- audit and verdicts ----------------------------------------------------------------------
-
-    def audit(self, environment: str, action: str, now: float, who: str | None = None,
-              db: sqlite3.Connection | None = None, **detail: Any) -> None:
-        (db or self._db).execute(
-            "INSERT INTO audit (ts, environment, actor, action, detail) VALUES (?, ?, ?, ?, ?)",
-            (now, environment, who or actor(), action, json.dumps(detail, default=str, sort_keys=True)),
-        )
-
-    def audit_log(self, environment: str | None = None, limit: int = 1000) -> list[dict[str, Any]]:
-        query = "SELECT * FROM audit" + (" WHERE environment = ?" if environment else "") + " ORDER BY id DESC LIMIT ?"
-        rows = self._db.execute(query, (environment, limit) if environment else (limit,)).fetchall()
-        return [{**dict(r), "detail": json.loads(r["detail"])} for r in reversed(rows)]
-
-    def record_verdict(self, environment: str, now: float, phase: str | None, step: str | None,
-                       percent: int | None, verdict: str, summary: str, metrics: list[dict[str, Any]],
-                       commit_sha: str | None = None) -> None:
-        self._db.execute(
-            "INSERT INTO verdicts (ts, environment, phase, step, percent, verdict, summary, metrics, commit_sha) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (now, environment, phase, step, percent, verdict, summary, json.dumps(metrics, default=str), commit_sha),
-        )
-
-    def verdicts(self, environment: str, limit: int = 1000) -> list[dict[str, Any]]:
-        rows = self._db.execute("SELECT * FROM verdicts WHERE environment = ? ORDER BY id DESC LIMIT ?",
-                                (environment, limit)).fetchall()
-        return [{**dict(r), "metrics": json.loads(r["metrics"])} for r in reversed(rows)]
 
     # --- the writer lock -------------------------------------------------------------------------
 
