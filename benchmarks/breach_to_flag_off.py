@@ -21,8 +21,6 @@ import threading
 import time
 from pathlib import Path
 
-import httpx
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from rollout.clock import SystemClock  # noqa: E402
@@ -94,8 +92,7 @@ def one_run(folder: Path, provider: str, rate: float) -> tuple[float, float]:
                     time.sleep(0.01)
                 time.sleep(3.0)
                 failing_at.append(time.time())
-                httpx.patch(f"{stack.url('sandbox')}/sandbox/faults", json={"error_rate": 1.0},
-                            headers={"Authorization": f"Bearer {stack.sandbox_token}"}, timeout=5)
+                stack.faults(error_rate=1.0)
 
             threading.Thread(target=breach, daemon=True).start()
             with runner.open_context(project, "production", SystemClock(), QuietReporter()) as ctx:

@@ -24,7 +24,6 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-import httpx
 
 from rollout.clock import SystemClock
 from rollout.console import QuietReporter
@@ -104,8 +103,7 @@ def breach_run(folder: Path, rate: float) -> None:
                 time.sleep(0.01)
             time.sleep(2.0)  # healthy data at 25% first
             failing_at.append(time.time())
-            httpx.patch(f"{stack.url('sandbox')}/sandbox/faults", json={"error_rate": 1.0},
-                        headers={"Authorization": f"Bearer {stack.sandbox_token}"}, timeout=5)
+            stack.faults(error_rate=1.0)
 
         threading.Thread(target=breach, daemon=True).start()
         with runner.open_context(project, "production", SystemClock(), QuietReporter()) as ctx:
@@ -172,8 +170,7 @@ def healthy_runs(folder: Path, rate: float, runs: int) -> None:
     for i in range(runs):
         with Stack(folder / f"healthy-{i}", environments=("production",)) as stack:
             stack.start()
-            httpx.patch(f"{stack.url('sandbox')}/sandbox/faults", json={"error_rate": 0.01},
-                        headers={"Authorization": f"Bearer {stack.sandbox_token}"}, timeout=5)
+            stack.faults(error_rate=0.01)
             project = prepare(folder / f"healthy-{i}", stack)
             traffic = Traffic(stack.url("production"), rate).start()
             started = time.monotonic()

@@ -108,8 +108,7 @@ class Breach:
             self.seen_at = self.seen_at or now
             if now - self.seen_at >= self.after:
                 self.started_at = time.time()
-                httpx.patch(f"{self.stack.url('sandbox')}/sandbox/faults", json={"error_rate": 1.0},
-                            headers={"Authorization": f"Bearer {self.stack.sandbox_token}"}, timeout=5)
+                self.stack.faults(error_rate=1.0)
 
 
 def make_git_repo(folder: Path) -> Path:

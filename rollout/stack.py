@@ -86,6 +86,11 @@ class Stack:
     def provider_url(self) -> str:
         return self.procs["sandbox"].url + "/api/wpbox"
 
+    def faults(self, **changes: float) -> None:
+        """Change the sandbox's faults (``error_rate=1.0``: the provider turns bad)."""
+        httpx.patch(f"{self.url('sandbox')}/sandbox/faults", json=changes,
+                    headers={"Authorization": f"Bearer {self.sandbox_token}"}, timeout=5)
+
     def engine_environ(self) -> dict[str, str]:
         """The variables the shipped environments/*.yaml read to find this stack."""
         environ = {

@@ -166,7 +166,6 @@ class MetricGate(_Model):
             raise ValueError(f"{self.metric} margins are fractions (or percentages like 1%)")
         return self
 
-
     def _provider_compare(self) -> MetricGate:
         """A rate per cohort from a provider: ``query`` counts the events of interest and ``samples``
         all events, each with ``$cohort`` where the cohort's label value goes."""
