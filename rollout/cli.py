@@ -19,7 +19,38 @@ from rollout.errors import EXIT_USAGE, ConfigError, RolloutError, StateError
 EXIT_INTERNAL = 70
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+class InternalError(RolloutError):
+    """Something rollout did not expect; shown as one line, never a traceback."""
+
+    exit_code = EXIT_INTERNAL
+
+
+class _RedactingGroup(click.Group):
+    """Every error a command raises leaves through here: its text passes the command's redactor
+    (a backend's answer may quote a token, a reason may hold a phone) before anyone sees it."""
+
+    def invoke(self, ctx: click.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except (click.ClickException, click.exceptions.Abort, click.exceptions.Exit, KeyboardInterrupt):
+            raise
+        except RolloutError as exc:
+            exc.args = (_redactor(ctx).text(str(exc)),)
+            raise
+        except Exception as exc:  # noqa: BLE001 - the last line of defence: no user ever sees a traceback
+            raise InternalError(f"internal error: {type(exc).__name__}: {_redactor(ctx).text(str(exc))}") from exc
+
+
+def _redactor(ctx: click.Context | None = None):  # noqa: ANN202
+    """The redactor of this command's project (phones only before a project is made)."""
+    from rollout.redact import Redactor
+
+    ctx = ctx or click.get_current_context(silent=True)
+    project = ctx.meta.get("rollout.project") if ctx is not None else None
+    return project.redactor if project is not None else Redactor()
+
+
+@click.group(cls=_RedactingGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="rollout")
 def cli() -> None:
     """Turn a risky feature launch into code: playbooks, gates, ramps, and a kill switch."""
@@ -115,24 +146,34 @@ def project_options(func):  # noqa: ANN001, ANN201 - a click decorator
 
 
 def _project():  # noqa: ANN202
+    """This command's project (one per command: its redactor learns every secret the command resolves)."""
     from rollout.engine.runner import Project
 
     meta = click.get_current_context().meta
-    state = meta["rollout.state_path"]
-    url = state if state.startswith(("postgresql://", "postgres://")) else None
-    return Project(meta["rollout.playbook_path"], meta["rollout.environments_dir"],
-                   Path(".rollout/state.db") if url else Path(state), meta["rollout.secrets_file"],
-                   meta["rollout.repo_path"], state_url=url)
+    if "rollout.project" not in meta:
+        state = meta["rollout.state_path"]
+        url = state if state.startswith(("postgresql://", "postgres://")) else None
+        meta["rollout.project"] = Project(meta["rollout.playbook_path"], meta["rollout.environments_dir"],
+                                          Path(".rollout/state.db") if url else Path(state),
+                                          meta["rollout.secrets_file"], meta["rollout.repo_path"], state_url=url)
+    return meta["rollout.project"]
 
 
-def _emit(outcome, as_json: bool, extra: dict | None = None) -> None:  # noqa: ANN001
+def _emit(outcome, as_json: bool, extra: dict | None = None, *, then=None) -> None:  # noqa: ANN001
+    """Print ``outcome`` (redacted) at once; run ``then`` (deliveries still going) after, before exiting."""
     import json
 
+    redactor = _redactor()
     if as_json:
-        click.echo(json.dumps({**outcome.as_dict(), **(extra or {})}, indent=2, default=str))
+        click.echo(json.dumps(redactor.value({**outcome.as_dict(), **(extra or {})}), indent=2, default=str))
     else:
         colour = {"completed": "green", "rolled_back": "red", "awaiting_approval": "yellow"}.get(outcome.status)
-        click.secho(f"{outcome.status}: {outcome.message}", fg=colour, err=outcome.exit_code not in (0,))
+        click.secho(f"{outcome.status}: {redactor.text(outcome.message)}", fg=colour,
+                    err=outcome.exit_code not in (0,))
+    sys.stdout.flush()
+    sys.stderr.flush()
+    if then is not None:
+        then()
     if outcome.exit_code:
         sys.exit(outcome.exit_code)
 
@@ -151,6 +192,8 @@ def validate(playbook: Path) -> None:
         click.echo(f"  {phase.name} (environment {phase.environment}): {len(phase.steps)} steps")
         for i, step in enumerate(phase.steps):
             click.echo(f"    {i + 1}. {step.kind:<9} {step_label(step, i)}: {_describe(step, book)}")
+    for warning in book.warnings():
+        click.echo(f"warning: {playbook}: {warning}", err=True)
 
 
 @cli.command()
@@ -165,7 +208,7 @@ def plan(env_name: str,
     from rollout.clock import SystemClock
     from rollout.console import QuietReporter
     from rollout.engine.runner import open_context, plan_rows, promotion_previews
-    from rollout.environments import resolve, shown_diff
+    from rollout.environments import shown_diff
     from rollout.playbook.model import ConfigureStep
 
     project = _project()
@@ -175,7 +218,7 @@ def plan(env_name: str,
         configure = next((s for s in ctx.phase.steps if isinstance(s, ConfigureStep)), None)
         changes = []
         if configure is not None:
-            target = resolve(ctx.resolved.env, overrides=configure.set, secrets_file=project.secrets_file)
+            target = project.resolve(ctx.resolved.env, overrides=configure.set)
             changes = shown_diff(target, ctx.flags.read())
         current = ctx.state.get(env_name)
     if as_json:
@@ -238,7 +281,7 @@ def advance(env_name: str, dry_run: bool, approve: bool, yes: bool, override_evi
             click.echo("dry run: nothing was written")
         return
     out = QuietReporter() if as_json else ConsoleReporter()
-    with runner.open_context(project, env_name, SystemClock(), out, approve=approve) as ctx:
+    with runner.open_context(project, env_name, SystemClock(), out, approve=approve, drain=False) as ctx:
         out.redactor = ctx.resolved.redactor()
         ctx.override_evidence = override_evidence
         current = ctx.state.get(env_name)
@@ -254,7 +297,7 @@ def advance(env_name: str, dry_run: bool, approve: bool, yes: bool, override_evi
         except KeyboardInterrupt:
             outcome = runner.interrupted(ctx)
         results = ctx.results
-    _emit(outcome, as_json, {"steps": results})
+    _emit(outcome, as_json, {"steps": results}, then=ctx.notifier.drain if ctx.notifier else None)
 
 
 @cli.command()
@@ -273,8 +316,9 @@ def rollback(env_name: str,
     from rollout.engine import runner
 
     project = _project()
-    out = QuietReporter() if as_json else ConsoleReporter(make_console(stderr=True))
-    _emit(runner.rollback(project, env_name, reason, SystemClock(), out=out), as_json)
+    out = QuietReporter() if as_json else ConsoleReporter(make_console(stderr=True), project.redactor)
+    outcome = runner.rollback(project, env_name, reason, SystemClock(), out=out)
+    _emit(outcome, as_json, then=outcome.pending)  # the answer first; webhook deliveries finish after
 
 
 @cli.command()
@@ -311,10 +355,10 @@ def watch(env_name: str,
         raise click.BadParameter(str(exc), param_hint="--duration") from None
     project = _project()
     out = QuietReporter() if as_json else ConsoleReporter()
-    with runner.open_context(project, env_name, SystemClock(), out) as ctx:
+    with runner.open_context(project, env_name, SystemClock(), out, drain=False) as ctx:
         out.redactor = ctx.resolved.redactor()
         outcome = runner.watch(ctx, max_evaluations, seconds)
-    _emit(outcome, as_json)
+    _emit(outcome, as_json, then=ctx.notifier.drain if ctx.notifier else None)
 
 
 def _note_missing(state) -> None:  # noqa: ANN001
@@ -361,7 +405,7 @@ def status(env_name: str | None, as_json: bool) -> None:
         for row in rows:
             view = flag_view(project, playbook, state, row)
             live = {"flag": view.flag if view.source else None, "percent": view.percent if view.source else None,
-                    "env_file": view.source}
+                    "env_file": view.source, "reported_by": view.reported_by}
             data.append({**row.__dict__, "status": view.status, "recorded_status": row.status, "live": live,
                          "lock": state.holder(row.name)})
     finally:
@@ -513,6 +557,7 @@ def incident(env_name: str, out: str | None, template: Path | None, fmt: str) ->
     project = _project()
     playbook = project.playbook()
     env = load_environment(env_name, project.environments_dir)
+    project.learn_secrets(playbook, env)
     flags = project.flags(playbook, env)
     resolved = resolved_or_from_file(project, env, flags)
     state = project.state(read_only=True)
@@ -597,7 +642,7 @@ def configure(env_name: str, overrides: tuple[str, ...], dry_run: bool) -> None:
     from rollout.clock import SystemClock
     from rollout.engine.killswitch import guard_not_rolled_back
     from rollout.engine.steps import managed_values
-    from rollout.environments import load_environment, resolve, shown_diff
+    from rollout.environments import load_environment, shown_diff
 
     pairs = {}
     for item in overrides:
@@ -608,13 +653,15 @@ def configure(env_name: str, overrides: tuple[str, ...], dry_run: bool) -> None:
     project = _project()
     playbook = project.playbook()
     env = load_environment(env_name, project.environments_dir)
+    project.learn_secrets(playbook, env)
     flags = project.flags(playbook, env)
-    resolved = managed_values(flags, resolve(env, overrides=pairs, secrets_file=project.secrets_file))
+    resolved = managed_values(flags, project.resolve(env, overrides=pairs))
     changes = shown_diff(resolved, flags.read())
+    shown = project.redactor.text
     for name, old, new in changes:
-        click.echo(f"{name}: {old if old is not None else '(unset)'} -> {new if new is not None else '(unset)'}")
+        click.echo(shown(f"{name}: {old if old is not None else '(unset)'} -> {new if new is not None else '(unset)'}"))
     if dry_run:
-        click.echo(f"dry run: {flags.describe()} not written ({len(changes)} change(s))")
+        click.echo(shown(f"dry run: {flags.describe()} not written ({len(changes)} change(s))"))
         return
     state = project.state()
     try:
@@ -626,7 +673,7 @@ def configure(env_name: str, overrides: tuple[str, ...], dry_run: bool) -> None:
                     changes=[{"variable": n, "from": o, "to": v} for n, o, v in changes])
     finally:
         state.close()
-    click.echo(f"{flags.describe()}: {len(changes)} change(s) written")
+    click.echo(shown(f"{flags.describe()}: {len(changes)} change(s) written"))
 
 
 @cli.command()

@@ -9,6 +9,7 @@ never printed.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -81,13 +82,20 @@ class Resolved:
     secrets: tuple[str, ...]
     sandbox_token: str | None = None
     overrides: dict[str, str] = field(default_factory=dict)
+    #: the command's one redactor (it has learned ``secrets``); None: one of these secrets alone
+    shared: Redactor | None = field(default=None, compare=False, repr=False)
 
     @property
     def admin_token(self) -> str:
         return self.values.get("ROLLOUT_ADMIN_TOKEN", "")
 
     def redactor(self) -> Redactor:
-        return Redactor(self.secrets)
+        return self.shared if self.shared is not None else Redactor(self.secrets)
+
+    def sharing(self, redactor: Redactor) -> Resolved:
+        """This environment with ``redactor`` taught its secrets and used for everything it shows."""
+        redactor.learn(self.secrets)
+        return dataclasses.replace(self, shared=redactor)
 
     def shown(self, values: Mapping[str, str] | None = None) -> dict[str, str]:
         """``values`` (default: this environment's) with secret variables as ``***``."""
@@ -221,11 +229,13 @@ def _substitute(raw: str, where: str, environ: Mapping[str, str], file_values: M
 
 
 def reference_value(raw: str, where: str, secrets_file: Path | None = None,
-                    environ: Mapping[str, str] | None = None) -> str:
-    """Resolve every ``${NAME}`` in ``raw`` (a token or header of a playbook) as :func:`resolve`
-    does: the process environment, then ``secrets_file``."""
+                    environ: Mapping[str, str] | None = None,
+                    found: Callable[[str, str], None] | None = None) -> str:
+    """Resolve every ``${NAME}`` in ``raw`` (a token, header or command argument of a playbook) as
+    :func:`resolve` does: the process environment, then ``secrets_file``; ``found(name, value)``
+    hears of each value (to learn it for redaction)."""
     file_values = read_env_file(Path(secrets_file).expanduser()) if secrets_file else {}
-    return _substitute(raw, where, os.environ if environ is None else environ, file_values, secrets_file)
+    return _substitute(raw, where, os.environ if environ is None else environ, file_values, secrets_file, found)
 
 
 def diff(before: Mapping[str, str], after: Mapping[str, str]) -> list[tuple[str, str | None, str | None]]:

@@ -18,15 +18,11 @@ from typing import Any
 
 import httpx
 
-from rollout.errors import RolloutError
-from rollout.flags import check_percent, file_lock, is_on
+from rollout.errors import ConfigError
+from rollout.flags import FlagWriteError, check_percent, file_lock, is_on
 from rollout.playbook.model import FlagSpec
 
-
-class FlagWriteError(RolloutError):
-    """The backend refused or failed a flag write: the flag may not be where rollout wanted it."""
-
-    exit_code = 1
+__all__ = ["CommandFlags", "FlagWriteError", "HttpFlags", "render_body"]
 
 
 def render_body(template: Any, enabled: bool, percent: int) -> Any:
@@ -91,9 +87,12 @@ class _BackendBase:
         """A configure step: the flag and percentage variables among ``values`` go to the backend;
         the service's other settings are its deployment's business, not this backend's."""
         enabled = values.get(self.flag_variable)
-        percent = values.get(self.percent_variable)
-        return self.set(None if enabled is None else is_on(enabled),
-                        None if percent in (None, "") else int(percent), guard)
+        raw = values.get(self.percent_variable)
+        try:
+            percent = None if raw in (None, "") else int(raw)
+        except ValueError:
+            raise ConfigError(f"{self.percent_variable}: must be a whole number from 0 to 100, got {raw!r}") from None
+        return self.set(None if enabled is None else is_on(enabled), percent, guard)
 
     def _write(self, enabled: bool, percent: int) -> None:
         raise NotImplementedError
@@ -130,21 +129,34 @@ class HttpFlags(_BackendBase):
 
 
 class CommandFlags(_BackendBase):
-    """Run ``spec.command`` with ``{enabled}`` (true/false) and ``{percent}`` filled in."""
+    """Run ``spec.command`` with ``{enabled}`` (true/false) and ``{percent}`` filled in.
+
+    An argument may hold a ``${REFERENCE}`` (``--token ${DEPLOY_TOKEN}``): it is resolved only to
+    run the command, through ``secret`` (which teaches the value to the redactor); what is shown,
+    recorded and reported is the command as written."""
+
+    def __init__(self, spec: FlagSpec, env: str, state_dir: Path, secret: Callable[[str], str]) -> None:
+        super().__init__(spec, env, state_dir)
+        self._secret = secret
 
     def describe(self) -> str:
         return " ".join(self.spec.command or [])
 
     def _write(self, enabled: bool, percent: int) -> None:
-        argv = [a.replace("{enabled}", "true" if enabled else "false").replace("{percent}", str(percent))
-                for a in self.spec.command or []]
+        written = self.spec.command or []
+        argv = [(self._secret(a) if "${" in a else a)
+                .replace("{enabled}", "true" if enabled else "false").replace("{percent}", str(percent))
+                for a in written]
         try:
             done = subprocess.run(argv, capture_output=True, text=True, timeout=self.spec.timeout, check=False)
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            raise FlagWriteError(f"flag command {argv[0]!r} could not run ({type(exc).__name__}: {exc}); the flag "
-                                 "may not have changed") from exc
+        except subprocess.TimeoutExpired as exc:  # its message repeats the whole argument list
+            raise FlagWriteError(f"flag command {written[0]!r} did not finish within {self.spec.timeout:g}s; the "
+                                 "flag may not have changed") from exc
+        except OSError as exc:
+            raise FlagWriteError(f"flag command {written[0]!r} could not run ({type(exc).__name__}: "
+                                 f"{exc.strerror or exc}); the flag may not have changed") from exc
         if done.returncode != 0:
-            raise FlagWriteError(f"flag command {argv[0]!r} exited {done.returncode}: "
+            raise FlagWriteError(f"flag command {written[0]!r} exited {done.returncode}: "
                                  f"{(done.stderr or done.stdout).strip()[-200:]}; the flag may not have changed")
 
     def close(self) -> None:

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from rollout.envfile import edit_env_file, read_env_file
-from rollout.errors import ConfigError
+from rollout.errors import ConfigError, RolloutError
 
 if TYPE_CHECKING:
     from rollout.environments import Environment
@@ -25,6 +25,12 @@ if TYPE_CHECKING:
 
 HEADER = "Written by rollout. Changes here are read live by the service; rollout records every change."
 _ON_WORDS = ("true", "1", "yes", "on")
+
+
+class FlagWriteError(RolloutError):
+    """The backend refused or failed a flag write: the flag may not be where rollout wanted it."""
+
+    exit_code = 1
 
 
 def is_on(raw: object) -> bool:
@@ -141,7 +147,7 @@ def make_flags(spec: FlagSpec, env: Environment, state_dir: Path, secret: Callab
     if spec.backend == "http":
         return HttpFlags(spec, env.name, state_dir, env.service_url, secret(spec.token) if spec.token else None)
     if spec.backend == "command":
-        return CommandFlags(spec, env.name, state_dir)
+        return CommandFlags(spec, env.name, state_dir, secret)
     if spec.backend == "postgres":
         from rollout.flagdb import PostgresFlags
 

@@ -302,11 +302,20 @@ def judge_readings(gates: GateSet, readings: list[Reading]) -> Verdict:
                                         reading.window, f"{spec.metric}: no data ({reading.error})",
                                         unit=spec.unit, provider=spec.provider))
             continue
-        if spec.kind == "compare":
-            results.append(judge_compare(spec, reading, min_samples, gates.confidence, gates.pass_when))
-            continue
-        results.append(judge(spec, reading.value, reading.samples, min_samples, reading.window, gates.confidence,
-                             gates.test, sd=reading.sd, above=reading.above, pass_when=gates.pass_when))
+        try:
+            if spec.kind == "compare":
+                results.append(judge_compare(spec, reading, min_samples, gates.confidence, gates.pass_when))
+            else:
+                results.append(judge(spec, reading.value, reading.samples, min_samples, reading.window,
+                                     gates.confidence, gates.test, sd=reading.sd, above=reading.above,
+                                     pass_when=gates.pass_when))
+        except (ArithmeticError, ValueError, TypeError) as exc:
+            # a value the statistics cannot take (1e308 overflows an interval): no verdict, never a crash
+            results.append(MetricResult(spec.metric, HOLD, None, spec.target, spec.alert, reading.samples,
+                                        min_samples, reading.window,
+                                        f"{spec.metric}: {reading.value!r} from {reading.samples} samples could not be "
+                                        f"judged ({type(exc).__name__}: {exc}); held", unit=spec.unit,
+                                        provider=spec.provider))
     worst = max((r.verdict for r in results), key=_RANK.__getitem__)
     errors = sorted({r.error for r in readings if r.error})
     all_failed = bool(readings) and all(r.error for r in readings)

@@ -151,9 +151,11 @@ def interpolate(data: Any, environ: Mapping[str, str], lines: Lines, file: Path,
 
 
 def secret_field(path: tuple[Any, ...]) -> bool:
-    """A ``token`` or ``database`` field or a request header: it stays a ``${REFERENCE}`` in the model and is
+    """A ``token`` or ``database`` field, a request header or an argument of the flag's command (the
+    natural place for ``--token ${DEPLOY_TOKEN}``): it stays a ``${REFERENCE}`` in the model and is
     resolved only when used (and redacted everywhere), never at load time."""
-    return bool(path) and (path[-1] in ("token", "database") or "headers" in path[:-1])
+    return bool(path) and (path[-1] in ("token", "database") or "headers" in path[:-1]
+                           or tuple(path[:-1]) == ("flag", "command"))
 
 
 def validation_message(file: Path, exc: ValidationError, lines: Lines, limit: int = 8) -> str:

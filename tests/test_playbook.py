@@ -155,6 +155,9 @@ phases:
      "alert: 800}", ":10: gates.g.metrics.0.query: a prometheus metric's query is a PromQL string"),
     ("      - {metric: queue, provider: prom, kind: gauge, query: 'q', target: 5, alert: 5}",
      "target equals alert: say which way is good with higher_is_better"),
+    ("      - {metric: restarts, provider: prom, kind: count, query: 'sum(r)', target: 1, alert: 3}",
+     ":10: gates.g.metrics.0.samples: a count without samples counts as 1 sample, so restarts could never reach "
+     "the 20 samples needed"),
     ("      - {metric: nonsense, target: 1, alert: 2}",
      "gates.g.metrics.0.metric: 'nonsense' is not a built-in metric of the embedded service"),
     ("      - {metric: errs, provider: stats, kind: compare, query: 'e{p=\"$cohort\"}', samples: 'n{p=\"$cohort\"}', "

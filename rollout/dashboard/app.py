@@ -110,7 +110,7 @@ def create_dashboard(project: Project, token: str | None, clock: Clock | None = 
 
     @app.exception_handler(RolloutError)
     async def _rollout(request: Request, exc: RolloutError) -> JSONResponse:
-        return JSONResponse({"error": str(exc)}, 400)
+        return JSONResponse({"error": project.redactor.text(str(exc))}, 400)
 
     @app.get("/")
     async def page() -> FileResponse:

@@ -9,7 +9,7 @@ from rollout.engine.context import RunContext
 from rollout.engine.killswitch import RolledBackMeanwhile
 from rollout.engine.state import ROLLED_BACK
 from rollout.checks.service_api import MeasurementError
-from rollout.gates import FAIL, HOLD, PASS, Verdict, judge_readings, sample_ratio, with_check
+from rollout.gates import FAIL, HOLD, PASS, Verdict, judge_readings, no_data, sample_ratio, with_check
 from rollout.metrics.sources import EmbeddedProvider
 from rollout.playbook.model import EMBEDDED, GateSet
 from rollout.targets import EmbeddedTarget
@@ -28,7 +28,10 @@ def measure(ctx: RunContext, gates: GateSet, cap: float | None = None, percent: 
     ``elapsed`` (the time since the step's percentage was applied), the sample-ratio check joins in
     once its window lies wholly inside the step."""
     sources = ctx.metrics
-    verdict = judge_readings(gates, sources.read(gates, ctx.clock.time(), percent, cap))
+    try:
+        verdict = judge_readings(gates, sources.read(gates, ctx.clock.time(), percent, cap))
+    except Exception as exc:  # noqa: BLE001 - an evaluation that cannot be completed is a hold, never a crash
+        return no_data(gates, f"the evaluation could not be completed ({type(exc).__name__}: {exc})")
     embedded = sources.providers.get(EMBEDDED)
     if percent and elapsed is not None and elapsed >= SRM_SETTLE_S and isinstance(ctx.target, EmbeddedTarget) \
             and isinstance(embedded, EmbeddedProvider):

@@ -20,6 +20,7 @@ from typing import Any
 
 from rollout.engine.state import StateRecords, actor
 from rollout.errors import StateError
+from rollout.redact import Redactor
 
 #: the first key of every rollout advisory lock (the second is the environment's hash)
 LOCK_CLASS = 0x726F6C6C & 0x7FFFFFFF
@@ -110,10 +111,12 @@ class PgStateStore(StateRecords):
     def _load(value: Any) -> Any:
         return value  # JSONB comes back decoded
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, redactor: Redactor | None = None) -> None:
         import psycopg
         from psycopg.rows import dict_row
 
+        if redactor is not None:
+            self.redactor = redactor
         self.url = url
         self.path = shown_url(url)
         try:

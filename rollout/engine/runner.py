@@ -8,9 +8,8 @@ not apply it again). A failing check or gate turns the flag off at once through 
 
 from __future__ import annotations
 
-import dataclasses
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,13 +18,14 @@ from typing import Any
 from rollout.checks.service_api import SandboxControl, ServiceClient
 from rollout.clock import Clock
 from rollout.engine.context import Reporter, RunContext
-from rollout.engine.killswitch import FlagOff, RolledBackMeanwhile, kill
+from rollout.engine.killswitch import FlagOff, RolledBackMeanwhile, UnreachableFlags, kill
 from rollout.engine.observe import measure, record
 from rollout.engine.state import (
     AWAITING_APPROVAL, COMPLETED, HELD, IDLE, INTERRUPTED, ROLLED_BACK, RUNNING, EnvState, StateStore, actor,
     pid_alive,
 )
-from rollout.engine.steps import AWAIT, DONE, STEP_RUNNERS, wait_service_applied
+from rollout.engine.steps import AWAIT, DONE, STEP_RUNNERS, StepResult, wait_service_applied
+from rollout.engine.steps import FAIL as STEP_FAIL
 from rollout.environments import (
     Environment, Resolved, is_secret_name, load_environment, reference_value, resolve,
 )
@@ -33,11 +33,13 @@ from rollout.errors import EXIT_HELD, EXIT_OK, EXIT_ROLLED_BACK, ConfigError, Ro
 from rollout.flags import FlagBackend, FlagStore, is_on, make_flags
 from rollout.metrics import MetricSources
 from rollout.notify import Notifier
+from rollout.redact import Redactor
 from rollout.targets import make_target
 from rollout.units import format_duration
 from rollout.gates import FAIL
 from rollout.playbook.load import load_playbook
 from rollout.playbook.model import ConfigureStep, Phase, Playbook, RampStep, step_label
+from rollout.yamlfile import secret_field
 
 
 @dataclass
@@ -52,6 +54,8 @@ class RunOutcome:
     step: str | None = None
     flag_off: FlagOff | None = None
     details: dict[str, Any] = field(default_factory=dict)
+    #: what is still going after the answer (webhook deliveries): the CLI calls it once it has printed
+    pending: Callable[[], None] | None = field(default=None, repr=False, compare=False)
 
     def as_dict(self) -> dict[str, Any]:
         data = {"status": self.status, "exit_code": self.exit_code, "message": self.message,
@@ -73,26 +77,55 @@ class Project:
     #: ``postgresql://...``: the state lives there; ``state_path``'s folder still holds local files
     #: (incident reports, the flag backends' records)
     state_url: str | None = None
+    #: the command's one redactor: every secret resolved through this project is taught to it, and
+    #: everything written (console, state, reports, webhooks, the CLI's error line) passes through it
+    redactor: Redactor = field(default_factory=Redactor)
 
     def playbook(self) -> Playbook:
         return load_playbook(self.playbook_path)
 
     def state(self, read_only: bool = False) -> StateStore:
         """The state store (SQLite, or PostgreSQL for a ``state_url``); ``read_only`` never creates a
-        SQLite file (a missing one reads as empty)."""
+        SQLite file (a missing one reads as empty). What it writes passes through :attr:`redactor`."""
         if self.state_url:
             from rollout.engine.pgstate import PgStateStore
 
-            return PgStateStore(self.state_url)  # type: ignore[return-value] - the same interface
-        return StateStore(self.state_path, create=not read_only)
+            return PgStateStore(self.state_url, self.redactor)  # type: ignore[return-value] - the same interface
+        return StateStore(self.state_path, create=not read_only, redactor=self.redactor)
 
     @property
     def incidents_dir(self) -> Path:
         return self.state_path.parent / "incidents"
 
     def secret(self, raw: str, env: Environment) -> str:
-        """A playbook's ``${REFERENCE}`` resolved from the process environment, then the secrets file."""
-        return reference_value(raw, f"{self.playbook_path}", self.secrets_file or env.secrets_file)
+        """A playbook's ``${REFERENCE}`` resolved from the process environment, then the secrets
+        file; each value found is taught to :attr:`redactor` before anyone can print it."""
+        return reference_value(raw, f"{self.playbook_path}", self.secrets_file or env.secrets_file,
+                               found=lambda _name, value: self.redactor.learn([value]))
+
+    def resolve(self, env: Environment, overrides: Mapping[str, str] | None = None) -> Resolved:
+        """``env`` resolved (see :func:`~rollout.environments.resolve`), its secrets taught to :attr:`redactor`."""
+        return resolve(env, overrides=overrides, secrets_file=self.secrets_file).sharing(self.redactor)
+
+    def learn_secrets(self, playbook: Playbook, env: Environment) -> None:
+        """Resolve every reference of ``playbook`` that is set (tokens, databases, headers, the flag
+        command's arguments), so :attr:`redactor` knows each value before anything is written. A
+        reference that is not set is skipped here: it is reported where it is used, and a missing
+        webhook token must never stop a rollback."""
+        def walk(value: Any, path: tuple[Any, ...]) -> None:
+            if isinstance(value, dict):
+                for key, item in value.items():
+                    walk(item, (*path, key))
+            elif isinstance(value, list):
+                for index, item in enumerate(value):
+                    walk(item, (*path, index))
+            elif isinstance(value, str) and "${" in value and secret_field(path):
+                try:
+                    self.secret(value, env)
+                except ConfigError:
+                    pass
+
+        walk(playbook.model_dump(), ())
 
     def flags(self, playbook: Playbook, env: Environment) -> FlagBackend:
         """The environment's flag backend, as the playbook names it."""
@@ -101,39 +134,34 @@ class Project:
 
 @contextmanager
 def open_context(project: Project, env_name: str, clock: Clock, out: Reporter, *,
-                 approve: bool = False, read_only: bool = False) -> Iterator[RunContext]:
-    """Load and resolve everything a run of ``env_name`` needs; close it afterwards."""
+                 approve: bool = False, read_only: bool = False, drain: bool = True) -> Iterator[RunContext]:
+    """Load and resolve everything a run of ``env_name`` needs; close it afterwards. With ``drain``
+    False the webhook deliveries still going are left to the caller (``ctx.notifier.drain()``
+    after it has printed its answer)."""
     playbook = project.playbook()
     phase = playbook.phase_for(env_name)
     if phase is None:
         known = ", ".join(p.environment for p in playbook.phases)
         raise ConfigError(f"{project.playbook_path}: no phase runs in environment {env_name!r} (phases run in: {known})")
     env = load_environment(env_name, project.environments_dir)
-    resolved = resolve(env, secrets_file=project.secrets_file)
+    resolved = project.resolve(env)
+    # every reference is resolved now, so the redactor knows each value before anything is printed
+    project.learn_secrets(playbook, env)
     state = project.state(read_only=read_only)
     service = ServiceClient(env.service_url, resolved.admin_token)
     sandbox = SandboxControl(env.sandbox_url, resolved.sandbox_token) if env.sandbox_url and resolved.sandbox_token \
         else None
-    extra_secrets: list[str] = []
 
     def secret(raw: str) -> str:
-        value = project.secret(raw, env)
-        if value not in extra_secrets:
-            extra_secrets.append(value)
-        return value
+        return project.secret(raw, env)
 
-    # every reference is resolved now, so the redactor knows each value before anything is printed
-    for step in phase.steps:
+    for step in phase.steps:  # a check's header that is not set stops the run before it starts
         for check in getattr(step, "checks", None) or []:
             for value in getattr(check, "headers", {}).values():
                 secret(value)
     flags = make_flags(playbook.flag, env, project.state_path.parent, secret)
     target = make_target(playbook, service, flags)
     metrics = MetricSources.build(playbook, service, secret)
-    for hook in playbook.notify:
-        if hook.token:
-            secret(hook.token)
-    resolved = dataclasses.replace(resolved, secrets=(*resolved.secrets, *(s for s in extra_secrets if s)))
     notifier = Notifier(playbook.notify, secret, resolved.redactor(), project.state) if playbook.notify else None
     ctx = RunContext(playbook, project.playbook_path, phase, resolved, state, flags, service, sandbox, clock, out,
                      approve=approve, incidents_dir=project.incidents_dir, repo=project.repo_path,
@@ -142,7 +170,7 @@ def open_context(project: Project, env_name: str, clock: Clock, out: Reporter, *
     try:
         yield ctx
     finally:
-        if notifier is not None:
+        if notifier is not None and drain:
             notifier.drain()
         metrics.close()
         flags.close()
@@ -188,7 +216,7 @@ def promotion_previews(ctx: RunContext, rows: list[dict[str, Any]]) -> dict[str,
     return previews
 
 
-def traffic_needed(step: Any, gates: Any) -> str:
+def traffic_needed(step: Any, gates: Any, unit: str = "bookings") -> str:
     """What a ramp's gates need to decide in one window: ``min_samples`` per metric, at the smallest
     share a metric sees (the cohort at the first percentage; for a compare metric, also the control
     at the last percentage below 100)."""
@@ -202,7 +230,7 @@ def traffic_needed(step: Any, gates: Any) -> str:
     samples = max((gates.min_samples if m.min_samples is None else m.min_samples) for m in gates.metrics)
     rate = samples / window / share
     return (f"; deciding needs {samples} samples per metric in a {format_duration(window)} window: about "
-            f"{rate:.2g} bookings/s overall at {share * 100:g}% (less and the steps hold, then "
+            f"{rate:.2g} {unit}/s overall at {share * 100:g}% (less and the steps hold, then "
             f"{'wait for approval' if step.on_hold_timeout == 'approve' else 'fail'})")
 
 
@@ -224,7 +252,8 @@ def _describe(step: Any, playbook: Any = None) -> str:
     if kind == "gate":
         return f"gate {step.gate!r}" + (f" observed for {step.observe:g}s" if step.observe else "")
     if kind == "ramp":
-        needed = traffic_needed(step, playbook.gates[step.gate]) if playbook is not None else ""
+        unit = "requests" if playbook is not None and playbook.target.kind == "http" else "bookings"
+        needed = traffic_needed(step, playbook.gates[step.gate], unit) if playbook is not None else ""
         return (f"{' -> '.join(f'{p}%' for p in step.percentages)}, each held {step.hold:g}s on gate {step.gate!r}"
                 f"{needed}")
     if kind == "approve":
@@ -314,6 +343,8 @@ def _advance_locked(ctx: RunContext) -> RunOutcome:
             result = runner(ctx, step, label)
         except RolledBackMeanwhile as exc:
             return RunOutcome(ROLLED_BACK, EXIT_ROLLED_BACK, str(exc), env, phase.name, label)
+        except Exception as exc:  # noqa: BLE001 - see cannot_continue
+            result = cannot_continue(ctx, step, exc)
         ctx.results.append(result.record(label, step.kind))
         now = ctx.clock.time()
         if result.status == DONE:
@@ -331,57 +362,126 @@ def _advance_locked(ctx: RunContext) -> RunOutcome:
                               f"{label}: {result.detail} - approve with `rollout advance --env {env} --approve`",
                               env, phase.name, label)
         verdict = result.verdict.record() if result.verdict else {"summary": result.detail}
-        off = kill(env, ctx.flags, ctx.state, ctx.clock, f"{label} failed: {result.detail}", automatic=True,
-                   verdict=verdict)
-        ctx.out.line(f"flag turned off for {env}: {label} failed", "bold red")
-        problem = confirm_off(ctx, off, label, f"{label} failed: {result.detail}")
-        return RunOutcome(ROLLED_BACK, EXIT_ROLLED_BACK, f"{label} failed: {result.detail}; flag turned off"
-                          + unconfirmed_note(problem), env, phase.name, label, off)
+        done = switch_off(OffPath.of(ctx), f"{label} failed: {result.detail}", automatic=True, verdict=verdict,
+                          step=label)
+        ctx.incident_report = done.report
+        return done.outcome(env, phase.name, label, f"{label} failed: {result.detail}")
 
 
-def write_incident(state: StateStore, resolved: Resolved, flags: FlagBackend, service: ServiceClient, clock: Clock,
-                   folder: Path, out: Reporter) -> Path | None:
+def cannot_continue(ctx: RunContext, step: Any, exc: Exception) -> StepResult:
+    """A step that raised. While the feature may be on (a ramp or gate step, or the flag recorded
+    on), the answer is a failed step, so the flag goes off: a ramp that cannot continue never
+    leaves the feature on behind a crash. Otherwise (the flag off, a configuration problem in
+    another step) the error goes to the person as before."""
+    watching = step.kind in ("ramp", "gate") or bool(ctx.state.get(ctx.env_name).flag)
+    if not watching or isinstance(exc, KeyboardInterrupt) or \
+            (isinstance(exc, RolloutError) and step.kind not in ("ramp", "gate")):
+        raise exc
+    what = str(exc) if isinstance(exc, RolloutError) else f"{type(exc).__name__}: {exc}"
+    return StepResult(STEP_FAIL, f"could not continue ({what})")
+
+
+@dataclass
+class OffPath:
+    """What a flag-off works with, for an automatic one (from a run's context) and a person's
+    (``rollout rollback``, the dashboard) alike."""
+
+    env: str
+    flags: FlagBackend
+    state: StateStore
+    clock: Clock
+    out: Reporter
+    #: the target that confirms the flag off (None: it could not be built)
+    target: Any
+    resolved: Resolved
+    service: ServiceClient
+    incidents_dir: Path
+    notify: Callable[..., None]
+
+    @classmethod
+    def of(cls, ctx: RunContext) -> OffPath:
+        return cls(ctx.env_name, ctx.flags, ctx.state, ctx.clock, ctx.out, ctx.target, ctx.resolved, ctx.service,
+                   ctx.incidents_dir, ctx.notify)
+
+
+@dataclass(frozen=True)
+class SwitchedOff:
+    """How a flag-off went: ``off`` None when the write itself failed; ``problem`` why it is not
+    confirmed (the write's failure, or the target not reporting the flag off); the report written."""
+
+    off: FlagOff | None
+    problem: str | None
+    report: Path | None
+
+    def outcome(self, env: str, phase: str | None, step: str | None, summary: str) -> RunOutcome:
+        """An automatic flag-off as a run's outcome (exit 1 either way; the message says which)."""
+        if self.off is None:
+            return RunOutcome("flag_off_failed", EXIT_ROLLED_BACK, f"{summary}; the flag-off FAILED, the feature "
+                              f"may still be ON: {self.problem}", env, phase, step)
+        return RunOutcome(ROLLED_BACK, EXIT_ROLLED_BACK, f"{summary}; flag turned off" + unconfirmed_note(self.problem),
+                          env, phase, step, self.off)
+
+
+def switch_off(path: OffPath, reason: str, *, automatic: bool, verdict: dict[str, Any] | None = None,
+               who: str | None = None, step: str | None = None) -> SwitchedOff:
+    """The one flag-off path: write the flag off (:func:`kill`; nothing waits before it), then see
+    the target take it in, write the incident report and tell the webhooks, whatever the write
+    did. A write that failed is recorded (``flag_off_failed``), reported and notified as loudly
+    as a flag-off that the target did not confirm."""
+    try:
+        off: FlagOff | None = kill(path.env, path.flags, path.state, path.clock, reason, automatic=automatic,
+                                   verdict=verdict, who=who)
+    except RolloutError as exc:
+        off, problem = None, f"the flag write failed: {exc}"
+        path.out.line(f"FLAG-OFF FAILED for {path.env}: {exc}", "bold red")
+    else:
+        path.out.line(f"flag turned off for {path.env}" + (f": {step} failed" if step else ""), "bold red")
+        problem = record_confirmation(path, off, who=who)
+    report = write_incident(path, who)
+    path.notify("flag_off", step=step, percent=off.previous_percent if off else None, automatic=automatic,
+                summary=(f"{reason}; THE FLAG-OFF FAILED, the feature may still be ON: {problem}" if off is None
+                         else reason + unconfirmed_note(problem)),
+                confirmed=problem is None, write_failed=off is None,
+                incident_report=str(report) if report else None)
+    return SwitchedOff(off, problem, report)
+
+
+def write_incident(path: OffPath, who: str | None = None) -> Path | None:
     """Write the pre-filled incident report now; a failure here is reported, never raised."""
     from rollout.incident.report import collect, write_report
 
     try:
-        now = clock.time()
-        path = write_report(folder, resolved.env.name, collect(state, resolved, flags, service, now), now)
-    except (RolloutError, OSError) as exc:
-        out.line(f"warning: the incident report could not be written: {exc}", "bold red")
+        now = path.clock.time()
+        written = write_report(path.incidents_dir, path.env,
+                               collect(path.state, path.resolved, path.flags, path.service, now), now)
+    except Exception as exc:  # noqa: BLE001 - the report must never stand between a flag-off and its notice
+        path.out.line(f"warning: the incident report could not be written: {exc}", "bold red")
         return None
-    state.audit(resolved.env.name, "incident_report", clock.time(), path=str(path))
-    out.line(f"incident report: {path}", "bold")
-    return path
+    path.state.audit(path.env, "incident_report", path.clock.time(), who=who, path=str(written))
+    path.out.line(f"incident report: {written}", "bold")
+    return written
 
 
-def confirm_off(ctx: RunContext, off: FlagOff, step: str, summary: str) -> str | None:
-    """After an automatic kill (never before it): see the target take the flag in, record when,
-    write the report, tell the webhooks. Returns the problem when the target did not confirm, None
-    when it did."""
-    problem = record_confirmation(ctx.state, ctx.env_name, ctx.flags, ctx.target, ctx.clock, off, ctx.out)
-    ctx.incident_report = write_incident(ctx.state, ctx.resolved, ctx.flags, ctx.service, ctx.clock,
-                                         ctx.incidents_dir, ctx.out)
-    ctx.notify("flag_off", step=step, percent=off.previous_percent, automatic=True,
-               summary=summary + unconfirmed_note(problem), confirmed=problem is None,
-               incident_report=str(ctx.incident_report) if ctx.incident_report else None)
-    return problem
-
-
-def record_confirmation(state: StateStore, env: str, flags: FlagBackend, target: Any, clock: Clock,
-                        off: FlagOff, out: Reporter, within: float = 5.0, who: str | None = None) -> str | None:
+def record_confirmation(path: OffPath, off: FlagOff, within: float = 5.0, who: str | None = None) -> str | None:
     """Wait (bounded) until the target reports the flag off; record ``flag_off_confirmed`` or, loudly,
-    ``flag_off_unconfirmed`` (also when the target has no way to report it). Returns the problem,
-    or None when confirmed."""
-    problem = wait_service_applied(flags, target, clock, within)
-    now = clock.time()
+    ``flag_off_unconfirmed`` (also when the target has no way to report it). When the target
+    answers but is still on, what it reports becomes the environment's recorded flag: status, the
+    dashboard and the next flag-off then show the feature on, as it is. Returns the problem, or
+    None when confirmed."""
+    seen: dict[str, Any] = {}
+    problem = "the target could not be built" if path.target is None else \
+        wait_service_applied(path.flags, path.target, path.clock, within, seen)
+    now = path.clock.time()
     if problem:
-        out.line(f"WARNING: the flag was written off but the target has NOT confirmed it: {problem}", "bold red")
-        state.audit(env, "flag_off_unconfirmed", now, who=who, problem=problem, backend=flags.describe(),
-                    flag_variable=flags.flag_variable)
+        path.out.line(f"WARNING: the flag was written off but the target has NOT confirmed it: {problem}", "bold red")
+        if seen.get("flag_enabled") is not None:
+            path.state.update(path.env, now, flag=bool(seen["flag_enabled"]), percent=seen.get("rollout_percent"))
+        path.state.audit(path.env, "flag_off_unconfirmed", now, who=who, problem=problem,
+                         backend=path.flags.describe(), flag_variable=path.flags.flag_variable,
+                         reported_flag=seen.get("flag_enabled"), reported_percent=seen.get("rollout_percent"))
         return problem
-    out.line(f"the service confirmed the flag off {(now - off.at) * 1000:.0f} ms after the write")
-    state.audit(env, "flag_off_confirmed", now, who=who, after_ms=round((now - off.at) * 1000, 1))
+    path.out.line(f"the service confirmed the flag off {(now - off.at) * 1000:.0f} ms after the write")
+    path.state.audit(path.env, "flag_off_confirmed", now, who=who, after_ms=round((now - off.at) * 1000, 1))
     return None
 
 
@@ -436,31 +536,69 @@ class FlagView:
 
     flag: bool | None
     percent: int | None
-    #: where the flag was read (the env file, the backend); None: only what the state recorded
+    #: where the flag was read (the service that reported it, or the backend); None: only what
+    #: the state recorded
     source: str | None
     #: :func:`shown_status` with that flag
     status: str
+    #: ``target`` (the service reported what it applied), ``backend`` (what the flag backend
+    #: holds: the service could not say) or None (what rollout recorded)
+    reported_by: str | None = None
+
+
+#: how long ``status`` and the dashboard wait for a service to report its flag
+REPORT_TIMEOUT_S = 1.0
 
 
 def flag_view(project: Project, playbook: Playbook | None, state: StateStore, row: EnvState) -> FlagView:
-    """The flag of ``row``'s environment as its backend holds it now (what was recorded when the
-    environment file, the playbook or a token is not at hand), and the status to show with it."""
+    """The flag of ``row``'s environment as a person must read it: what the service *reports* it
+    applied, when it can report it (the embedded service, ``target.flag_state``, ``flag.read``, a
+    fleet's replicas); else what the backend holds now; else what the state recorded. After a
+    flag-off the service did not obey, this says "on" as the service does."""
     env = flags = None
     try:
         env = load_environment(row.name, project.environments_dir)
         flags = project.flags(playbook, env) if playbook else (FlagStore(env.env_file) if env.env_file else None)
     except RolloutError:  # still show what is known when a file is broken or a token is missing
         pass
-    flag, percent, source, turns_on = row.flag, row.percent, None, False
+    flag, percent, source, by, turns_on = row.flag, row.percent, None, None, False
     if flags is not None and env is not None:
         try:
-            if flags.env_file is None or flags.env_file.exists():
-                (flag, percent), source = flags.state(), flags.describe()
             phase = playbook.phase_for(row.name) if playbook else None
             turns_on = bool(phase and flag_on_steps(phase, env, flags.flag_variable))
+            reported = _reported_flag(project, playbook, env, flags)
+            if reported is not None:
+                flag, percent, source, by = *reported, f"reported by the service at {env.service_url}", "target"
+            elif flags.env_file is None or flags.env_file.exists():
+                (flag, percent), source, by = flags.state(), flags.describe(), "backend"
+        except Exception:  # noqa: BLE001 - a backend that cannot be read leaves what was recorded
+            pass
         finally:
             flags.close()
-    return FlagView(flag, percent, source, shown_status(state, row, flag, turns_on))
+    return FlagView(flag, percent, source, shown_status(state, row, flag, turns_on), by)
+
+
+def _reported_flag(project: Project, playbook: Playbook | None, env: Environment,
+                   flags: FlagBackend) -> tuple[bool, int | None] | None:
+    """What the environment's target reports it applied, or None when it cannot say (no
+    read-back configured, not answering within :data:`REPORT_TIMEOUT_S`)."""
+    if playbook is None:
+        return None
+    try:
+        resolved = resolved_or_from_file(project, env, flags)
+    except RolloutError:
+        return None
+    service = ServiceClient(env.service_url, resolved.admin_token, timeout=REPORT_TIMEOUT_S)
+    try:
+        target = make_target(playbook, service, flags)
+        if not target.can_confirm:
+            return None
+        enabled, percent, _ = target.applied()
+        return None if enabled is None else (bool(enabled), percent)
+    except Exception:  # noqa: BLE001 - a target that cannot say is not an error here: the backend answers
+        return None
+    finally:
+        service.close()
 
 
 def flag_stands(flags: FlagBackend, env: str) -> str:
@@ -491,10 +629,11 @@ def resolved_or_from_file(project: Project, env: Environment, flags: FlagBackend
     """The environment resolved; if a secret is missing, what the env file holds (the kill path and
     its report must never depend on secrets being at hand)."""
     try:
-        return resolve(env, secrets_file=project.secrets_file)
+        return project.resolve(env)
     except ConfigError:
         values = flags.read()
-        return Resolved(env, values, tuple(v for k, v in values.items() if is_secret_name(k) and v))
+        return Resolved(env, values, tuple(v for k, v in values.items() if is_secret_name(k) and v)) \
+            .sharing(project.redactor)
 
 
 #: the step kinds `rollout gate` runs: they measure and judge, they change nothing
@@ -539,44 +678,59 @@ def gate(ctx: RunContext) -> RunOutcome:
 def rollback(project: Project, env_name: str, reason: str, clock: Clock, who: str | None = None,
              out: Reporter | None = None, confirm_within: float = 5.0) -> RunOutcome:
     """Immediate disable: flag off, ``rolled_back``, recorded, confirmed with the target, report
-    written. Never waits for an advance. Exit 0 only when the target confirmed the flag off."""
+    written, webhooks told (in the background: the outcome's ``pending`` waits for them). Never
+    waits for an advance. Exit 0 only when the target confirmed the flag off; 1 when it did not,
+    or when the flag write failed (a backend that cannot even be opened included)."""
     playbook = project.playbook()
     env = load_environment(env_name, project.environments_dir)
-    flags = project.flags(playbook, env)
+    project.learn_secrets(playbook, env)  # a token quoted back by a backend, or pasted in the reason
     state = project.state()
     out = out or _Silent()
     try:
-        off = kill(env_name, flags, state, clock, reason, automatic=False, who=who)
+        flags = project.flags(playbook, env)
+    except RolloutError as exc:  # its database down, its token missing: the flag-off fails, loudly
+        flags = UnreachableFlags(playbook.flag.variable, playbook.flag.percent_variable,
+                                 f"{playbook.flag.backend} flag backend", str(exc))
+    notifier = Notifier(playbook.notify, lambda raw: project.secret(raw, env), project.redactor, project.state,
+                        actor=who or actor()) if playbook.notify else None
+    resolved = resolved_or_from_file(project, env, flags)
+    service = ServiceClient(env.service_url, resolved.admin_token, timeout=3.0)
+    try:
         phase = state.get(env_name).phase
-        resolved = resolved_or_from_file(project, env, flags)
-        service = ServiceClient(env.service_url, resolved.admin_token, timeout=3.0)
+
+        def notify(event: str, **details: Any) -> None:
+            if notifier is not None:
+                notifier.fire(event, env_name, phase=phase, **details)
+
         try:
-            target = make_target(playbook, service, flags)
-            problem = record_confirmation(state, env_name, flags, target, clock, off, out, confirm_within, who)
-            report = write_incident(state, resolved, flags, service, clock, project.incidents_dir, out)
-        finally:
-            service.close()
+            target = make_target(playbook, service, flags) if not isinstance(flags, UnreachableFlags) else None
+        except RolloutError:
+            target = None
+        path = OffPath(env_name, flags, state, clock, out, target, resolved, service, project.incidents_dir, notify)
+        done = switch_off(path, reason, automatic=False, who=who)
     finally:
+        service.close()
         flags.close()
         state.close()
-    if playbook.notify:  # after the write, its confirmation and the report: it can never delay them
-        notifier = Notifier(playbook.notify, lambda raw: project.secret(raw, env), resolved.redactor(),
-                            project.state, actor=who or actor())
-        notifier.fire("flag_off", env_name, phase=phase, percent=off.previous_percent, automatic=False,
-                      summary=f"rolled back by {who or actor()}: {reason}" + unconfirmed_note(problem),
-                      confirmed=problem is None, incident_report=str(report) if report else None)
-        notifier.drain()
+    report, problem = done.report, done.problem
     details = {"incident_report": str(report) if report else None, "confirmed": problem is None}
     suffix = f"; incident report: {report}" if report else ""
+    pending = notifier.drain if notifier is not None else None
+    if done.off is None:
+        return RunOutcome("flag_off_failed", EXIT_ROLLED_BACK,
+                          f"the flag-off FAILED in {env_name} ({flags.describe()}): the service at {env.service_url} "
+                          f"has NOT confirmed the feature off and may still be ON: {problem}{suffix}",
+                          env_name, phase, details={**details, "problem": problem}, pending=pending)
     if problem:
         return RunOutcome("unconfirmed", EXIT_ROLLED_BACK,
                           f"the flag was written off ({flags.describe()}), but the service at {env.service_url} "
                           f"has NOT confirmed the feature off: {problem}. The feature may still be ON: check that "
                           f"the service reads {flags.describe()} and obeys {flags.flag_variable}{suffix}",
-                          env_name, phase, flag_off=off,
-                          details={**details, "problem": problem})
+                          env_name, phase, flag_off=done.off,
+                          details={**details, "problem": problem}, pending=pending)
     return RunOutcome(ROLLED_BACK, EXIT_OK, f"flag off in {env_name} ({flags.describe()}), confirmed by the service; "
-                      f"reason: {reason}{suffix}", env_name, phase, flag_off=off, details=details)
+                      f"reason: {reason}{suffix}", env_name, phase, flag_off=done.off, details=details,
+                      pending=pending)
 
 
 class _Silent:
@@ -639,11 +793,10 @@ def watch(ctx: RunContext, max_evaluations: int | None = None, duration: float |
         ctx.out.verdict("watch", verdict)
         count += 1
         if verdict.verdict == FAIL:
-            off = kill(ctx.env_name, ctx.flags, ctx.state, ctx.clock, f"watch: {verdict.summary}", automatic=True,
-                       verdict=verdict.record())
-            problem = confirm_off(ctx, off, "watch", f"watch: {verdict.summary}")
-            return RunOutcome(ROLLED_BACK, EXIT_ROLLED_BACK, f"gate failed: {verdict.summary}; flag turned off"
-                              + unconfirmed_note(problem), ctx.env_name, current.phase, "watch", off)
+            done = switch_off(OffPath.of(ctx), f"watch: {verdict.summary}", automatic=True, verdict=verdict.record(),
+                              step="watch")
+            ctx.incident_report = done.report
+            return done.outcome(ctx.env_name, current.phase, "watch", f"gate failed: {verdict.summary}")
         if (max_evaluations is not None and count >= max_evaluations) or \
                 (duration is not None and ctx.clock.monotonic() - started >= duration):
             return RunOutcome("watching", EXIT_OK, f"{count} evaluations, last {verdict.verdict}", ctx.env_name,

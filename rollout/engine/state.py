@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from rollout.errors import StateError
+from rollout.redact import Redactor
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS environments (
@@ -114,6 +115,10 @@ class EnvState:
     updated_at: float
 
 
+#: a store given no redactor still masks phones
+_PHONES_ONLY = Redactor()
+
+
 class StateRecords:
     """The record both state stores keep with the same SQL: environments, the audit log and
     verdicts. A store supplies ``_db`` and the few things its engine does differently: placeholders
@@ -121,6 +126,9 @@ class StateRecords:
     read back (:meth:`_load`). The writer lock is each store's own."""
 
     _db: Any
+    #: what every text written passes through: known secrets as ``***``, phones masked (a reason
+    #: typed by a person, a backend's error quoting a token, a check's detail)
+    redactor: Redactor = _PHONES_ONLY
 
     @staticmethod
     def _sql(sql: str) -> str:
@@ -161,6 +169,8 @@ class StateRecords:
         for key in ("ramp_applied", "flag"):
             if key in fields and fields[key] is not None:
                 fields[key] = self._bool(fields[key])
+        if isinstance(fields.get("reason"), str):
+            fields["reason"] = self.redactor.text(fields["reason"])
         self._run("INSERT INTO environments (name, updated_at) VALUES (?, ?) ON CONFLICT (name) DO NOTHING",
                   (name, now), db)
         if fields:
@@ -173,7 +183,8 @@ class StateRecords:
     def audit(self, environment: str, action: str, now: float, who: str | None = None, db: Any = None,
               **detail: Any) -> None:
         self._run("INSERT INTO audit (ts, environment, actor, action, detail) VALUES (?, ?, ?, ?, ?)",
-                  (now, environment, who or actor(), action, self._dump(detail, True)), db)
+                  (now, environment, self.redactor.text(who or actor()), action,
+                   self._dump(self.redactor.value(detail), True)), db)
 
     def audit_log(self, environment: str | None = None, limit: int = 1000) -> list[dict[str, Any]]:
         query = "SELECT * FROM audit" + (" WHERE environment = ?" if environment else "") + " ORDER BY id DESC LIMIT ?"
@@ -186,7 +197,8 @@ class StateRecords:
         self._run(
             "INSERT INTO verdicts (ts, environment, phase, step, percent, verdict, summary, metrics, commit_sha) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (now, environment, phase, step, percent, verdict, summary, self._dump(metrics, False), commit_sha),
+            (now, environment, phase, step, percent, verdict, self.redactor.text(summary),
+             self._dump(self.redactor.value(metrics), False), commit_sha),
         )
 
     def verdicts(self, environment: str, limit: int = 1000) -> list[dict[str, Any]]:
@@ -199,8 +211,10 @@ class StateStore(StateRecords):
     """The engine's record in SQLite, and its writer lock. Short transactions only: a rollback never waits
     long for a write."""
 
-    def __init__(self, path: Path | str, create: bool = True) -> None:
+    def __init__(self, path: Path | str, create: bool = True, redactor: Redactor | None = None) -> None:
         self.path = Path(path)
+        if redactor is not None:
+            self.redactor = redactor
         #: the file did not exist and ``create`` was False: an empty store in memory, nothing written
         self.missing = not create and not self.path.exists()
         if self.missing:

@@ -66,26 +66,31 @@ def wait_applied(ctx: RunContext, within: float = 10.0) -> str | None:
     return wait_service_applied(ctx.flags, ctx.target, ctx.clock, within)
 
 
-def wait_service_applied(flags: FlagBackend, target: Any, clock: Clock, within: float = 10.0) -> str | None:
+def wait_service_applied(flags: FlagBackend, target: Any, clock: Clock, within: float = 10.0,
+                         seen: dict[str, Any] | None = None) -> str | None:
     """Wait until ``target`` reports the flag and percentage that ``flags`` holds now.
 
     The embedded service re-reads its env file within tens of milliseconds; checking instead of
     assuming means no check or observation ever runs against the previous setting, and a flag-off
-    is only called done when the target itself says so. Returns a problem, or None.
+    is only called done when the target itself says so. Returns a problem, or None; ``seen`` (if
+    given) is filled with the target's last answer (``flag_enabled``, ``rollout_percent``). A
+    target that cannot be asked is a problem, never a crash.
     """
     if not target.can_confirm:
         return "the target has no way to report its flag (set target.flag_state or flag.read): cannot confirm"
     enabled, percent = flags.state()
     deadline = clock.monotonic() + within
-    seen: dict[str, Any] = {}
+    seen = {} if seen is None else seen
     while True:
         try:
             flag_now, percent_now, raw = target.applied()
-            seen = {**raw, "flag_enabled": flag_now, "rollout_percent": percent_now}
+            seen.clear()
+            seen.update({**raw, "flag_enabled": flag_now, "rollout_percent": percent_now})
             if flag_now == enabled and (percent is None or percent_now is None or percent_now == percent):
                 return None
-        except MeasurementError as exc:
-            seen = {"error": str(exc)}
+        except Exception as exc:  # noqa: BLE001 - a target that cannot be asked has not confirmed
+            seen.clear()
+            seen["error"] = str(exc) if isinstance(exc, MeasurementError) else f"{type(exc).__name__}: {exc}"
         if clock.monotonic() >= deadline:
             return (f"the service did not pick up the change within {within:g}s (it reports flag "
                     f"{seen.get('flag_enabled')}, percent {seen.get('rollout_percent')}; "
@@ -103,7 +108,8 @@ def managed_values(flags: FlagBackend, resolved: Resolved) -> Resolved:
 
 
 def run_configure(ctx: RunContext, step: ConfigureStep, label: str) -> StepResult:
-    resolved = managed_values(ctx.flags, resolve(ctx.resolved.env, overrides={**ctx.resolved.overrides, **step.set}))
+    resolved = managed_values(ctx.flags, resolve(ctx.resolved.env, overrides={**ctx.resolved.overrides, **step.set})
+                              .sharing(ctx.resolved.redactor()))
     before = ctx.flags.read()
     changes = shown_diff(resolved, before)
     for name, old, new in changes:

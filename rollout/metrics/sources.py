@@ -110,6 +110,8 @@ class MetricSources:
                 readings.append(self.providers[spec.provider].measure(spec, effective, now, percent))
             except MeasurementError as exc:
                 readings.append(Reading(None, 0, effective, error=str(exc)))
+            except Exception as exc:  # noqa: BLE001 - a provider's surprise is no data (a hold), never a crash
+                readings.append(Reading(None, 0, effective, error=f"{spec.provider}: {type(exc).__name__}: {exc}"))
         return readings
 
     def close(self) -> None:

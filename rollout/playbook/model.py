@@ -526,6 +526,16 @@ class Playbook(_Model):
     notify: list[NotifyHook] = Field(default_factory=list)
     phases: list[Phase] = Field(min_length=1)
 
+    def warnings(self) -> list[str]:
+        """What is valid but will not work as a person expects, for ``validate`` to say."""
+        found = []
+        if self.flag.backend in ("http", "command") and self.target.kind == "http" and self.flag.read is None \
+                and self.target.flag_state is None:
+            found.append(f"flag: the {self.flag.backend} backend has neither flag.read nor target.flag_state, so "
+                         "rollout cannot see the service apply the flag: every flag-off will be reported NOT "
+                         "confirmed (rollback exits 1); add one of them")
+        return found
+
     @model_validator(mode="after")
     def _consistent(self) -> Playbook:
         problems: list[tuple[tuple[Any, ...], str]] = []
@@ -574,6 +584,13 @@ class Playbook(_Model):
                         problems.append(((*where, "query", "samples"), f"a {spec.unit} needs a samples field path"))
                     if spec.samples is not None:
                         problems.append(((*where, "samples"), "an http metric names its samples in query.samples"))
+                counted = spec.samples or (spec.query.samples if isinstance(spec.query, HttpQuery) else None)
+                needed = gate.min_samples if spec.min_samples is None else spec.min_samples
+                if provider is not None and spec.kind in ("count", "gauge") and not counted and needed > 1:
+                    # one reading is one sample: it could never pass (and plan's traffic hint would be false)
+                    problems.append(((*where, "samples"), f"a {spec.kind} without samples counts as 1 sample, so "
+                                     f"{spec.metric} could never reach the {needed} samples needed and never pass; "
+                                     "add a samples query or min_samples: 1 on the metric"))
         seen_phases: set[str] = set()
         seen_envs: set[str] = set()
         for p, phase in enumerate(self.phases):
