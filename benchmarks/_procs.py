@@ -10,8 +10,8 @@ from pathlib import Path
 
 import httpx
 
-from rollout.envfile import write_env_file
-from rollout.serving import free_port
+from rollout.util.envfile import write_env_file
+from rollout.util.serving import free_port
 
 SANDBOX_TOKEN = "bench-sandbox-token"
 ADMIN_TOKEN = "bench-admin-token"

@@ -23,14 +23,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from rollout.clock import SystemClock  # noqa: E402
+from rollout.util.clock import SystemClock  # noqa: E402
 from rollout.console import QuietReporter  # noqa: E402
 from rollout.demo import DEMO_TIMINGS, Traffic  # noqa: E402
 from rollout.engine import runner  # noqa: E402
 from rollout.engine.runner import Project  # noqa: E402
 from rollout.engine.state import StateStore  # noqa: E402
 from rollout.flags import FlagStore  # noqa: E402
-from rollout.stack import Stack  # noqa: E402
+from rollout.demo.stack import Stack  # noqa: E402
 from tests.prometheus import Prometheus  # noqa: E402
 
 GATES = {

@@ -23,10 +23,10 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks._procs import ADMIN_TOKEN, SANDBOX_TOKEN, Proc, start_sandbox  # noqa: E402
-from rollout.envfile import write_env_file  # noqa: E402
-from rollout.flagdb import PostgresFlags  # noqa: E402
+from rollout.util.envfile import write_env_file  # noqa: E402
+from rollout.flags.postgres import PostgresFlags  # noqa: E402
 from rollout.playbook.model import FlagSpec  # noqa: E402
-from rollout.serving import free_port  # noqa: E402
+from rollout.util.serving import free_port  # noqa: E402
 from tests.postgres import Postgres  # noqa: E402
 
 

@@ -33,7 +33,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks._procs import Proc, sandbox_client, start_sandbox, start_service, wait_for_messages  # noqa: E402
 from rollout.checks.bookings import synthetic_booking  # noqa: E402
-from rollout.service.store import BOOKING_FIELDS, Store, open_store  # noqa: E402
+from rollout.booking.service.store import BOOKING_FIELDS, Store  # noqa: E402
+from rollout.booking.service.stores import open_store  # noqa: E402
 from tests.postgres import Postgres  # noqa: E402
 
 NEVER = 1e12

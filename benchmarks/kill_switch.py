@@ -25,14 +25,14 @@ from datetime import datetime
 from pathlib import Path
 
 
-from rollout.clock import SystemClock
+from rollout.util.clock import SystemClock
 from rollout.console import QuietReporter
 from rollout.demo import DEMO_TIMINGS, Traffic
 from rollout.engine import runner
 from rollout.engine.runner import Project
 from rollout.engine.state import StateStore
 from rollout.flags import FlagStore
-from rollout.stack import Stack
+from rollout.demo.stack import Stack
 
 PLAYBOOK = """\
 version: 1

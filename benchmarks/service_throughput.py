@@ -28,8 +28,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _procs import sandbox_client, start_sandbox, start_service, wait_for_messages  # noqa: E402
 
 from rollout.checks.bookings import synthetic_booking  # noqa: E402
-from rollout.envfile import read_env_file, write_env_file  # noqa: E402
-from rollout.service.metrics import percentile  # noqa: E402
+from rollout.util.envfile import read_env_file, write_env_file  # noqa: E402
+from rollout.util.numbers import percentile  # noqa: E402
 
 
 async def offered_load(url: str, rate: float, seconds: float, prefix: str) -> tuple[dict[str, float], list[float]]:

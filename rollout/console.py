@@ -15,7 +15,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.status import Status
 
 from rollout.gates import FAIL, PASS, Verdict
-from rollout.redact import Redactor
+from rollout.util.redact import Redactor
 
 _STYLE = {PASS: "green", FAIL: "bold red"}
 

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from rollout.util.outfile import write_output
 from rollout.gates import fmt
 
 
@@ -51,6 +52,4 @@ def junit_xml(env: str, phase: str, steps: list[dict[str, Any]], started: float,
 
 def write_junit(path: Path | str, text: str) -> None:
     """Write the JUnit XML whole (see :func:`rollout.outfile.write_output`)."""
-    from rollout.outfile import write_output
-
     write_output(path, text, "--junit")

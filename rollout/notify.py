@@ -18,8 +18,8 @@ from typing import Any
 
 import httpx
 
-from rollout.errors import RolloutError
-from rollout.redact import Redactor
+from rollout.util.errors import RolloutError
+from rollout.util.redact import Redactor
 
 EVENTS = ("flag_off", "hold_timeout", "approval_needed", "phase_completed", "rollout_completed")
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import git
 
-from rollout.errors import RolloutError
+from rollout.util.errors import RolloutError
 
 
 class PromotionError(RolloutError):
@@ -53,7 +53,7 @@ def plan_promotion(repo: git.Repo, source: str, target: str, remote: str) -> Pro
             raise PromotionError(f"{role} branch {name!r} does not exist in {repo.working_dir}")
     if remote not in {r.name for r in repo.remotes}:
         raise PromotionError(f"remote {remote!r} is not configured in {repo.working_dir}")
-    commits = [(c.hexsha, c.summary) for c in repo.iter_commits(f"{target}..{source}")]
+    commits = [(c.hexsha, str(c.summary)) for c in repo.iter_commits(f"{target}..{source}")]
     return Promotion(source, target, commits, repo.heads[source].commit.hexsha)
 
 
@@ -61,8 +61,8 @@ def promote(path: Path, source: str, target: str, remote: str = "origin", dry_ru
     """Merge ``source`` into ``target`` (a merge commit) and push ``target`` to ``remote``."""
     repo = open_repo(path)
     if repo.is_dirty(untracked_files=True):
-        dirty = [d.a_path for d in repo.index.diff(None)] + repo.untracked_files
-        staged = [d.a_path for d in repo.index.diff("HEAD")] if repo.head.is_valid() else []
+        dirty = [d.a_path for d in repo.index.diff(None) if d.a_path] + repo.untracked_files
+        staged = [d.a_path for d in repo.index.diff("HEAD") if d.a_path] if repo.head.is_valid() else []
         names = sorted(set(dirty + staged))
         raise PromotionError(f"{repo.working_dir}: the working tree is dirty ({len(names)} file(s): "
                              f"{', '.join(names[:5])}{' ...' if len(names) > 5 else ''}); commit or stash first")

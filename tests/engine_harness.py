@@ -10,8 +10,8 @@ from typing import Any
 
 import httpx
 
-from rollout.clock import ManualClock
-from rollout.cohort import bucket
+from rollout.util.clock import ManualClock
+from rollout.booking.cohort import bucket
 from rollout.console import QuietReporter
 from rollout.engine import runner
 from rollout.engine.runner import Project

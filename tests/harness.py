@@ -10,12 +10,12 @@ from typing import Any
 
 import httpx
 
-from rollout.clock import ManualClock
-from rollout.envfile import write_env_file
-from rollout.sandbox.app import create_sandbox_app
-from rollout.service.app import create_app
-from rollout.service.settings import LiveSettings
-from rollout.serving import ServerThread
+from rollout.util.clock import ManualClock
+from rollout.util.envfile import write_env_file
+from rollout.booking.sandbox.app import create_sandbox_app
+from rollout.booking.service.app import create_app
+from rollout.booking.service.settings import LiveSettings
+from rollout.util.serving import ServerThread
 
 SANDBOX_TOKEN = "sandbox-token-0123456789"
 ADMIN_TOKEN = "admin-token-0123456789"

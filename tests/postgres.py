@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from rollout.serving import free_port
+from rollout.util.serving import free_port
 
 
 def _bindir() -> Path | None:

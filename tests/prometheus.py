@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from rollout.serving import free_port
+from rollout.util.serving import free_port
 
 BINARY = shutil.which("prometheus") or "/usr/bin/prometheus"
 

@@ -16,8 +16,8 @@ from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import PlainTextResponse
 from prometheus_client import CollectorRegistry, Counter, generate_latest
 
-from rollout.cohort import in_rollout
-from rollout.serving import ServerThread
+from rollout.booking.cohort import in_rollout
+from rollout.util.serving import ServerThread
 
 TOKEN = "standin-admin-token-42"
 

@@ -19,7 +19,7 @@ import pytest
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse
 
-from rollout.clock import SystemClock
+from rollout.util.clock import SystemClock
 from rollout.console import QuietReporter
 from rollout.dashboard.app import create_dashboard, snapshot
 from rollout.engine import runner
@@ -27,8 +27,8 @@ from rollout.engine.runner import Project
 from rollout.gates import HOLD, Reading, judge_readings
 from rollout.notify import Notifier, slack_text
 from rollout.playbook.model import GateSet
-from rollout.redact import Redactor
-from rollout.serving import ServerThread, free_port
+from rollout.util.redact import Redactor
+from rollout.util.serving import ServerThread, free_port
 
 TOKEN = "flag-admin-token-7f3a9c"
 WRONG = "wrong-pasted-secret-51d2"

@@ -1,5 +1,5 @@
-from rollout.clock import ManualClock
-from rollout.provider.breaker import BreakerState, CircuitBreaker
+from rollout.util.clock import ManualClock
+from rollout.booking.provider.breaker import BreakerState, CircuitBreaker
 
 
 def make(threshold=5, reset=60.0):

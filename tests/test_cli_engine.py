@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from rollout.clock import SystemClock
+from rollout.util.clock import SystemClock
 from rollout.engine.state import StateStore
 from rollout.flags import FlagStore
 from tests.harness import ADMIN_TOKEN, SANDBOX_TOKEN, Service, base_env, wait_until
@@ -270,7 +270,7 @@ def test_manual_rollback_writes_an_incident_report(project, sandbox):
 def test_the_ci_script_runs_the_staging_gates_and_writes_junit(tmp_path):
     import xml.etree.ElementTree as ET
 
-    from rollout.serving import free_port
+    from rollout.util.serving import free_port
 
     bin_dir = Path(sys.executable).parent
     proc = subprocess.run(

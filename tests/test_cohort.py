@@ -2,7 +2,7 @@ from collections import Counter
 
 import pytest
 
-from rollout.cohort import bucket, in_rollout
+from rollout.booking.cohort import bucket, in_rollout
 
 
 @pytest.mark.parametrize(("group", "user", "expected"), [("gr1", "123", 73), ("groupX", "999", 25)])

@@ -13,11 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from rollout.clock import SystemClock
-from rollout.compare import Cohort, difference_interval, judge_difference, mean_margin
+from rollout.util.clock import SystemClock
+from rollout.stats import Cohort, difference_interval, mean_margin
+from rollout.gates.compare import judge_difference
 from rollout.gates import FAIL, HOLD, PASS, Reading, evaluate, judge_compare
 from rollout.playbook.model import GateSet, MetricGate
-from rollout.yamlfile import FieldProblems
+from rollout.util.yamlfile import FieldProblems
 
 from tests.harness import wait_until
 
@@ -190,7 +191,7 @@ def test_a_slowdown_for_everyone_does_not_fail_the_compare_gate(make_service, sa
 
 
 def test_plan_says_what_traffic_a_ramp_needs_to_decide(monkeypatch):
-    from rollout.engine.runner import _describe
+    from rollout.engine.steps import describe as _describe
     from rollout.playbook.load import load_playbook
 
     for name in ("ROLLOUT_MIN_SAMPLES", "ROLLOUT_GATE_WINDOW", "ROLLOUT_RAMP_HOLD"):

@@ -13,7 +13,7 @@ import pytest
 from rollout.dashboard.app import create_dashboard
 from rollout.engine.runner import Project
 from rollout.flags import FlagStore
-from rollout.serving import ServerThread
+from rollout.util.serving import ServerThread
 from tests.harness import ADMIN_TOKEN, SANDBOX_TOKEN, wait_until
 from tests.test_cli_engine import project, start, state_of  # noqa: F401 - fixtures
 

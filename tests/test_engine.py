@@ -6,7 +6,7 @@ import pytest
 
 from pathlib import Path
 
-from rollout.clock import SystemClock
+from rollout.util.clock import SystemClock
 from rollout.engine import runner
 from tests.engine_harness import EngineWorld, customers_in
 from tests.harness import ADMIN_TOKEN, SANDBOX_TOKEN

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from rollout.engine.state import ROLLED_BACK, StateStore
-from rollout.environments import load_environment, resolve, shown_diff
-from rollout.errors import ConfigError, StateError
+from rollout.playbook.environments import load_environment, resolve, shown_diff
+from rollout.util.errors import ConfigError, StateError
 from rollout.flags import FlagStore
 
 REPO = Path(__file__).resolve().parents[1]
@@ -89,7 +89,7 @@ def test_concurrent_writers_lose_nothing(tmp_path):
             with flags._locked():
                 values = flags.read()
                 values[f"W{n}"] = str(i)
-                from rollout.envfile import write_env_file
+                from rollout.util.envfile import write_env_file
                 write_env_file(flags.env_file, values)
 
     threads = [threading.Thread(target=writer, args=(n,)) for n in range(8)]
@@ -140,7 +140,7 @@ def test_state_survives_reopening(tmp_path):
 
 
 def test_flag_writes_and_configure_keep_the_users_own_lines(tmp_path):
-    from rollout.environments import Environment, resolve
+    from rollout.playbook.environments import Environment, resolve
 
     env_file = tmp_path / "service.env"
     env_file.write_text("# my service\nDATABASE_URL=postgresql://db/app\nexport WHATSAPP_NOTIFICATIONS_ENABLED=true\n"

@@ -8,12 +8,14 @@ import time
 
 import pytest
 
-from rollout.clock import SystemClock
+from rollout.util.clock import SystemClock
 from rollout.engine.runner import Project, rollback
 from rollout.engine.steps import wait_service_applied
-from rollout.flagdb import FlagFollower, PostgresFlags, ReplicasTarget
+from rollout.booking.flagfollower import FlagFollower
+from rollout.flags.postgres import PostgresFlags
+from rollout.targets.fleet import ReplicasTarget
 from rollout.playbook.model import FlagSpec
-from rollout.service.settings import LiveSettings
+from rollout.booking.service.settings import LiveSettings
 from tests.harness import ADMIN_TOKEN, SANDBOX_TOKEN, Service, base_env, wait_until
 from tests.postgres import Postgres
 

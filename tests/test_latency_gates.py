@@ -8,9 +8,9 @@ import math
 import random
 
 from rollout.checks.service_api import ServiceClient
-from rollout.clock import SystemClock
+from rollout.util.clock import SystemClock
 from rollout.gates import FAIL, HOLD, PASS, embedded_reading, judge
-from rollout.metrics.sources import EmbeddedProvider
+from rollout.providers.embedded import EmbeddedProvider
 from rollout.playbook.model import MetricGate
 
 MEAN = MetricGate(metric="avg_latency_ms", target=2000, alert=5000)

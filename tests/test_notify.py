@@ -11,9 +11,9 @@ import pytest
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from rollout.clock import SystemClock
+from rollout.util.clock import SystemClock
 from rollout.engine import runner
-from rollout.serving import ServerThread
+from rollout.util.serving import ServerThread
 from tests.test_engine import world  # noqa: F401 - fixture
 
 HOOK_TOKEN = "hook-token-0123456789"

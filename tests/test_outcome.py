@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from rollout.provider.outcome import Kind, classify_response, parse_retry_after
+from rollout.booking.provider.outcome import Kind, classify_response, parse_retry_after
 
 CASES = [
     # success, and success without Meta's id (queued: accepted, not confirmed)

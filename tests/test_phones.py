@@ -1,7 +1,7 @@
 import pytest
 
-from rollout.errors import InvalidPhone
-from rollout.phones import mask, mask_in_text, normalize, provider_form
+from rollout.booking.phones import InvalidPhone
+from rollout.booking.phones import mask, mask_in_text, normalize, provider_form
 
 
 @pytest.mark.parametrize("raw", ["9876543210", "09876543210", "919876543210", "+91 98765 43210", "+91-98765-43210"])

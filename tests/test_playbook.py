@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from rollout.errors import PlaybookError
+from rollout.util.errors import PlaybookError
 from rollout.playbook.load import load_playbook
 from rollout.playbook.model import RampStep
 

@@ -7,11 +7,11 @@ from pathlib import Path
 import git
 import pytest
 
-from rollout.clock import ManualClock
+from rollout.util.clock import ManualClock
 from rollout.console import QuietReporter
 from rollout.engine.runner import Project, open_context
 from rollout.engine.state import StateStore
-from rollout.errors import StateError
+from rollout.util.errors import StateError
 from rollout.promote import PromotionError, promote
 
 

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from rollout.demo import make_git_repo
-from rollout.serving import free_port
+from rollout.util.serving import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 GUIDE = REPO / "docs" / "run-for-real.md"

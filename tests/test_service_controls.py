@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from rollout.cohort import bucket
+from rollout.booking.cohort import bucket
 from tests.harness import wait_until
 
 

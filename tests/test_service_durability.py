@@ -10,8 +10,8 @@ from collections import Counter
 
 import httpx
 
-from rollout.envfile import write_env_file
-from rollout.serving import free_port
+from rollout.util.envfile import write_env_file
+from rollout.util.serving import free_port
 from tests.harness import ADMIN_TOKEN, base_env, booking_body, wait_until
 
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}

@@ -19,14 +19,14 @@ import httpx
 import psycopg
 import pytest
 
-from rollout.checks.service_api import MeasurementError
-from rollout.clock import SystemClock
-from rollout.envfile import write_env_file
-from rollout.metrics.prometheus import PrometheusMetrics
-from rollout.service import schema
-from rollout.service.pgstore import PostgresStore
-from rollout.service.store import Result, SqliteStore, StorageError
-from rollout.serving import free_port
+from rollout.util.errors import MeasurementError
+from rollout.util.clock import SystemClock
+from rollout.util.envfile import write_env_file
+from rollout.providers.prometheus import PrometheusMetrics
+from rollout.booking.service import schema
+from rollout.booking.service.pgstore import PostgresStore
+from rollout.booking.service.store import Result, SqliteStore, StorageError
+from rollout.util.serving import free_port
 from tests.harness import Service, base_env, booking_body, wait_until
 from tests.prometheus import Prometheus
 

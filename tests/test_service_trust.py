@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from rollout.engine.runner import Project, rollback
-from rollout.phones import mask_in_text, mask_known
-from rollout.redact import Redactor
+from rollout.booking.phones import mask_in_text, mask_known
+from rollout.util.redact import Redactor
 from tests.harness import ADMIN_TOKEN, wait_until
 from tests.test_cli_engine import project  # noqa: F401 - fixture
 
@@ -75,7 +75,7 @@ def test_the_incident_report_never_shows_the_phone(project, sandbox):  # noqa: F
 
 
 def _clock():  # noqa: ANN202
-    from rollout.clock import SystemClock
+    from rollout.util.clock import SystemClock
 
     return SystemClock()
 

@@ -1,8 +1,8 @@
 import pytest
 
-from rollout.envfile import read_env_file, write_env_file
-from rollout.errors import ConfigError
-from rollout.service.settings import LiveSettings, settings_from
+from rollout.util.envfile import read_env_file, write_env_file
+from rollout.util.errors import ConfigError
+from rollout.booking.service.settings import LiveSettings, settings_from
 
 TOKEN = "zaptra-secret-token"
 

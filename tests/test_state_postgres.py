@@ -9,7 +9,8 @@ import signal
 import psycopg
 import pytest
 
-from rollout.engine.pgstate import PgStateStore, shown_url
+from rollout.engine.pgstate import PgStateStore
+from rollout.util.pg import shown_url
 from rollout.flags import FlagStore
 from tests.harness import wait_until
 from tests.test_cli_engine import project, rollout, start  # noqa: F401 - fixtures

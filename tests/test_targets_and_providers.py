@@ -8,17 +8,17 @@ from pathlib import Path
 
 import pytest
 
-from rollout.checks.service_api import MeasurementError
-from rollout.clock import SystemClock
+from rollout.util.errors import MeasurementError
+from rollout.util.clock import SystemClock
 from rollout.console import QuietReporter
 from rollout.demo import Traffic
 from rollout.engine import runner
 from rollout.engine.runner import Project
-from rollout.environments import Environment
-from rollout.flagbackends import FlagWriteError
+from rollout.playbook.environments import Environment
+from rollout.flags import FlagWriteError
 from rollout.flags import make_flags
-from rollout.metrics.http import HttpMetrics
-from rollout.metrics.prometheus import PrometheusMetrics
+from rollout.providers.http import HttpMetrics
+from rollout.providers.prometheus import PrometheusMetrics
 from rollout.gates import FAIL, judge_readings
 from rollout.playbook.model import FlagSpec, GateSet, HttpQuery, MetricGate
 from tests.harness import Service, base_env, wait_until

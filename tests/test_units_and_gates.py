@@ -7,9 +7,10 @@ import random
 
 import pytest
 
-from rollout.gates import FAIL, HOLD, PASS, confidence_sequence, evaluate, judge, no_data
+from rollout.gates import FAIL, HOLD, PASS, evaluate, judge, no_data
+from rollout.stats import confidence_sequence
 from rollout.playbook.model import GateSet, MetricGate
-from rollout.units import format_duration, parse_duration, parse_rate
+from rollout.util.units import format_duration, parse_duration, parse_rate
 
 
 @pytest.mark.parametrize(("text", "seconds"), [("30", 30), (30, 30), ("500ms", 0.5), ("90s", 90), ("5m", 300),

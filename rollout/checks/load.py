@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 
 from rollout.checks.bookings import synthetic_booking
-from rollout.service.metrics import percentile
+from rollout.util.numbers import percentile
 
 POOL_SHARD = 8
 
@@ -93,7 +93,7 @@ async def _run(url: str, total: int, concurrency: int, rate: float | None, limit
             try:
                 response = await clients[i % shards].request(method, target, json=body, headers=headers)
             except httpx.HTTPError as exc:
-                key = type(exc).__name__
+                key: str | None = type(exc).__name__
             else:
                 key = None if response.status_code in ok_status else f"HTTP {response.status_code}"
                 if key is None and target == "/api/bookings":

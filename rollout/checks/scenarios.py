@@ -11,8 +11,9 @@ from collections.abc import Callable
 
 from rollout.checks import CheckResult
 from rollout.checks.bookings import TEST_PHONE, synthetic_booking
-from rollout.checks.service_api import MeasurementError, SandboxControl, ServiceClient
-from rollout.clock import Clock
+from rollout.util.errors import MeasurementError
+from rollout.checks.service_api import SandboxControl, ServiceClient
+from rollout.util.clock import Clock
 
 
 def _booking(phone: str = TEST_PHONE) -> dict[str, str]:

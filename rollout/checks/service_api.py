@@ -6,12 +6,8 @@ from typing import Any
 
 import httpx
 
-from rollout.clock import Clock
-from rollout.errors import RolloutError
-
-
-class MeasurementError(RolloutError):
-    """The service could not be asked (down, timeout, nonsense answer)."""
+from rollout.util.clock import Clock
+from rollout.util.errors import MeasurementError
 
 
 class ServiceClient:

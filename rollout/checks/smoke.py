@@ -8,11 +8,12 @@ from collections.abc import Callable
 
 from rollout.checks import CheckResult
 from rollout.checks.bookings import synthetic_booking
-from rollout.checks.service_api import MeasurementError, ServiceClient
-from rollout.clock import Clock
-from rollout.jsonfields import dig
+from rollout.util.errors import MeasurementError
+from rollout.checks.service_api import ServiceClient
+from rollout.util.clock import Clock
+from rollout.util.jsonfields import dig
 from rollout.playbook.model import BookingCheck, HealthStep, HttpCheck
-from rollout.redact import Redactor
+from rollout.util.redact import Redactor
 
 
 def _http_once(client: ServiceClient, check: HttpCheck, headers: dict[str, str]) -> tuple[bool, str]:

@@ -22,10 +22,10 @@ from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import FileResponse, JSONResponse
 from pydantic import BaseModel, Field
 
-from rollout.clock import Clock, SystemClock
+from rollout.util.clock import Clock, SystemClock
 from rollout.engine.runner import Project, flag_view, rollback
 from rollout.engine.state import AWAITING_APPROVAL
-from rollout.errors import RolloutError
+from rollout.util.errors import RolloutError
 from rollout.incident.chart import ramp_start, timeline_svg
 from rollout.playbook.model import step_label
 

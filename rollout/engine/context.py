@@ -7,10 +7,10 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from rollout.checks.service_api import SandboxControl, ServiceClient
-from rollout.clock import Clock
-from rollout.engine.state import StateStore
-from rollout.environments import Resolved
-from rollout.flags import FlagStore
+from rollout.util.clock import Clock
+from rollout.engine.state import StateRecords
+from rollout.playbook.environments import Resolved
+from rollout.flags import FlagBackend
 from rollout.playbook.model import Phase, Playbook
 
 
@@ -34,8 +34,8 @@ class RunContext:
     playbook_path: Path
     phase: Phase
     resolved: Resolved
-    state: StateStore
-    flags: FlagStore
+    state: StateRecords
+    flags: FlagBackend
     service: ServiceClient
     sandbox: SandboxControl | None
     clock: Clock

@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rollout.clock import Clock
-from rollout.engine.state import ROLLED_BACK, StateStore
-from rollout.errors import RolloutError
+from rollout.util.clock import Clock
+from rollout.engine.state import ROLLED_BACK, StateRecords
+from rollout.util.errors import RolloutError
 from rollout.flags import FlagBackend, FlagWriteError, is_on
 
 
@@ -40,7 +40,7 @@ def _percent(raw: str | None) -> int | None:
     return int(raw) if raw and raw.isdigit() else None
 
 
-def kill(environment: str, flags: FlagBackend, state: StateStore, clock: Clock, reason: str, *,
+def kill(environment: str, flags: FlagBackend, state: StateRecords, clock: Clock, reason: str, *,
          automatic: bool, verdict: dict[str, Any] | None = None, who: str | None = None) -> FlagOff:
     """Turn the flag off for ``environment`` now and record it.
 
@@ -73,7 +73,7 @@ def kill(environment: str, flags: FlagBackend, state: StateStore, clock: Clock, 
     return FlagOff(at, was_on, percent)
 
 
-def guard_not_rolled_back(environment: str, state: StateStore) -> Callable[[], None]:
+def guard_not_rolled_back(environment: str, state: StateRecords) -> Callable[[], None]:
     """A flag-store guard that refuses a write once the environment was rolled back."""
     def guard() -> None:
         current = state.get(environment)

@@ -8,12 +8,13 @@ from dataclasses import dataclass
 from rollout.engine.context import RunContext
 from rollout.engine.killswitch import RolledBackMeanwhile
 from rollout.engine.state import ROLLED_BACK
-from rollout.checks.service_api import MeasurementError
+from rollout.util.errors import MeasurementError
 from rollout.gates import FAIL, HOLD, PASS, Verdict, judge_readings, no_data, sample_ratio, with_check
-from rollout.metrics.sources import EmbeddedProvider
-from rollout.playbook.model import EMBEDDED, GateSet
+from rollout.providers.embedded import EmbeddedProvider
+from rollout.playbook.builtin import EMBEDDED
+from rollout.playbook.model import GateSet
 from rollout.targets import EmbeddedTarget
-from rollout.units import format_duration
+from rollout.util.units import format_duration
 
 PASSED, FAILED, HOLD_TIMEOUT = "passed", "failed", "hold_timeout"
 

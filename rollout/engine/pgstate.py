@@ -19,11 +19,10 @@ from contextlib import contextmanager
 from typing import Any
 
 from rollout.engine.state import StateRecords, actor
-from rollout.errors import StateError
-from rollout.redact import Redactor
+from rollout.util.errors import StateError
+from rollout.util.redact import Redactor
+from rollout.util.pg import LOCK_CLASS, error_text, shown_url
 
-#: the first key of every rollout advisory lock (the second is the environment's hash)
-LOCK_CLASS = 0x726F6C6C & 0x7FFFFFFF
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS environments (
@@ -76,16 +75,6 @@ CREATE TABLE IF NOT EXISTS locks (
     acquired_at DOUBLE PRECISION NOT NULL
 );
 """
-
-
-def error_text(exc: BaseException) -> str:
-    """A driver error on one line (libpq's messages span several), bounded."""
-    return " ".join(str(exc).split())[:300]
-
-
-def shown_url(url: str) -> str:
-    """``url`` with any password replaced by ``***``."""
-    return re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", url)
 
 
 class PgStateStore(StateRecords):

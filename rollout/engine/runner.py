@@ -13,33 +13,41 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from rollout.checks.service_api import SandboxControl, ServiceClient
-from rollout.clock import Clock
+from rollout.util.clock import Clock
 from rollout.engine.context import Reporter, RunContext
 from rollout.engine.killswitch import FlagOff, RolledBackMeanwhile, UnreachableFlags, kill
 from rollout.engine.observe import measure, record
+from rollout.engine.pgstate import PgStateStore
 from rollout.engine.state import (
-    AWAITING_APPROVAL, COMPLETED, HELD, IDLE, INTERRUPTED, ROLLED_BACK, RUNNING, EnvState, StateStore, actor,
+    AWAITING_APPROVAL, COMPLETED, HELD, IDLE, INTERRUPTED, ROLLED_BACK, RUNNING, EnvState, StateRecords, StateStore, actor,
     pid_alive,
 )
-from rollout.engine.steps import AWAIT, DONE, STEP_RUNNERS, StepResult, wait_service_applied
+from rollout.engine.steps import AWAIT, DONE, KINDS, StepResult, describe, wait_service_applied
 from rollout.engine.steps import FAIL as STEP_FAIL
-from rollout.environments import (
-    Environment, Resolved, is_secret_name, load_environment, reference_value, resolve,
+from rollout.playbook.environments import (
+    Environment,
+    Resolved,
+    is_secret_name,
+    load_environment,
+    reference_value,
+    resolve,
 )
-from rollout.errors import EXIT_HELD, EXIT_OK, EXIT_ROLLED_BACK, ConfigError, RolloutError, StateError
+from rollout.util.errors import EXIT_HELD, EXIT_OK, EXIT_ROLLED_BACK, ConfigError, RolloutError, StateError
 from rollout.flags import FlagBackend, FlagStore, is_on, make_flags
-from rollout.metrics import MetricSources
+from rollout.providers import MetricSources
+from rollout.incident.report import collect, write_report
 from rollout.notify import Notifier
-from rollout.redact import Redactor
+from rollout.promote import PromotionError, open_repo, plan_promotion
+from rollout.util.redact import Redactor
 from rollout.targets import make_target
-from rollout.units import format_duration
+from rollout.util.units import format_duration
 from rollout.gates import FAIL
 from rollout.playbook.load import load_playbook
 from rollout.playbook.model import ConfigureStep, Phase, Playbook, RampStep, step_label
-from rollout.yamlfile import secret_field
+from rollout.util.yamlfile import secret_field
 
 
 @dataclass
@@ -84,13 +92,11 @@ class Project:
     def playbook(self) -> Playbook:
         return load_playbook(self.playbook_path)
 
-    def state(self, read_only: bool = False) -> StateStore:
+    def state(self, read_only: bool = False) -> StateRecords:
         """The state store (SQLite, or PostgreSQL for a ``state_url``); ``read_only`` never creates a
         SQLite file (a missing one reads as empty). What it writes passes through :attr:`redactor`."""
         if self.state_url:
-            from rollout.engine.pgstate import PgStateStore
-
-            return PgStateStore(self.state_url, self.redactor)  # type: ignore[return-value] - the same interface
+            return PgStateStore(self.state_url, self.redactor)
         return StateStore(self.state_path, create=not read_only, redactor=self.redactor)
 
     @property
@@ -194,7 +200,7 @@ def plan_rows(ctx: RunContext) -> list[dict[str, Any]]:
             status = current.status
         else:
             status = "pending"
-        what = _describe(step, ctx.playbook)
+        what = describe(step, ctx.playbook)
         rows.append({"index": index + 1, "step": step_label(step, index), "kind": step.kind, "status": status,
                      "what": what})
     return rows
@@ -202,8 +208,6 @@ def plan_rows(ctx: RunContext) -> list[dict[str, Any]]:
 
 def promotion_previews(ctx: RunContext, rows: list[dict[str, Any]]) -> dict[str, list[tuple[str, str]] | str]:
     """For each promote step not done yet: the commits it would bring (read-only), or why it cannot."""
-    from rollout.promote import PromotionError, open_repo, plan_promotion
-
     previews: dict[str, list[tuple[str, str]] | str] = {}
     for row, step in zip(rows, ctx.phase.steps, strict=True):
         if step.kind != "promote" or row["status"] == "done":
@@ -214,53 +218,6 @@ def promotion_previews(ctx: RunContext, rows: list[dict[str, Any]]) -> dict[str,
         except PromotionError as exc:
             previews[row["step"]] = f"cannot promote: {exc}"
     return previews
-
-
-def traffic_needed(step: Any, gates: Any, unit: str = "bookings") -> str:
-    """What a ramp's gates need to decide in one window: ``min_samples`` per metric, at the smallest
-    share a metric sees (the cohort at the first percentage; for a compare metric, also the control
-    at the last percentage below 100)."""
-    window = min(gates.window, step.hold)
-    shares = [p / 100 for p in step.percentages if p < 100]
-    if any(m.kind == "compare" for m in gates.metrics):
-        shares += [(100 - p) / 100 for p in step.percentages if p < 100]
-    if not shares or window <= 0:
-        return ""
-    share = min(shares)
-    samples = max((gates.min_samples if m.min_samples is None else m.min_samples) for m in gates.metrics)
-    rate = samples / window / share
-    return (f"; deciding needs {samples} samples per metric in a {format_duration(window)} window: about "
-            f"{rate:.2g} {unit}/s overall at {share * 100:g}% (less and the steps hold, then "
-            f"{'wait for approval' if step.on_hold_timeout == 'approve' else 'fail'})")
-
-
-def _describe(step: Any, playbook: Any = None) -> str:
-    kind = step.kind
-    if kind == "configure":
-        return "apply the environment's variables" + (f" with {', '.join(f'{k}={v}' for k, v in step.set.items())}"
-                                                      if step.set else "")
-    if kind == "smoke":
-        return ", ".join(c.name for c in step.checks)
-    if kind == "health":
-        return f"health is {'/'.join(step.expect)}"
-    if kind == "scenario":
-        return step.scenario.replace("_", " ")
-    if kind == "load":
-        what = "bookings" if step.request is None else f"{step.request.method} {step.request.url or step.request.path}"
-        return (f"{step.bookings} {what} at concurrency {step.concurrency}" if step.bookings
-                else f"{step.rate:g} {what}/s for {step.duration:g}s")
-    if kind == "gate":
-        return f"gate {step.gate!r}" + (f" observed for {step.observe:g}s" if step.observe else "")
-    if kind == "ramp":
-        unit = "requests" if playbook is not None and playbook.target.kind == "http" else "bookings"
-        needed = traffic_needed(step, playbook.gates[step.gate], unit) if playbook is not None else ""
-        return (f"{' -> '.join(f'{p}%' for p in step.percentages)}, each held {step.hold:g}s on gate {step.gate!r}"
-                f"{needed}")
-    if kind == "approve":
-        return step.message
-    if kind == "promote":
-        return f"merge {step.source} into {step.target} and push to {step.remote}"
-    return kind
 
 
 def check_order(ctx: RunContext) -> None:
@@ -336,11 +293,11 @@ def _advance_locked(ctx: RunContext) -> RunOutcome:
         label = step_label(step, current.step_index)
         ctx.out.step(current.step_index, total, label, step.kind)
         ctx.state.audit(env, "step_started", ctx.clock.time(), step=label, kind=step.kind)
-        runner = STEP_RUNNERS.get(step.kind)
-        if runner is None:
+        kind = KINDS.get(step.kind)
+        if kind is None:
             raise ConfigError(f"step {label}: kind {step.kind!r} is not available in this version of rollout")
         try:
-            result = runner(ctx, step, label)
+            result = kind.run(ctx, step, label)
         except RolledBackMeanwhile as exc:
             return RunOutcome(ROLLED_BACK, EXIT_ROLLED_BACK, str(exc), env, phase.name, label)
         except Exception as exc:  # noqa: BLE001 - see cannot_continue
@@ -381,6 +338,17 @@ def cannot_continue(ctx: RunContext, step: Any, exc: Exception) -> StepResult:
     return StepResult(STEP_FAIL, f"could not continue ({what})")
 
 
+class Lines(Protocol):
+    """Where a flag-off tells a person what it does (a :class:`Reporter` is one)."""
+
+    def line(self, text: str, style: str = "") -> None: ...
+
+
+class _Silent:
+    def line(self, text: str, style: str = "") -> None:
+        """Says nothing."""
+
+
 @dataclass
 class OffPath:
     """What a flag-off works with, for an automatic one (from a run's context) and a person's
@@ -388,9 +356,9 @@ class OffPath:
 
     env: str
     flags: FlagBackend
-    state: StateStore
+    state: StateRecords
     clock: Clock
-    out: Reporter
+    out: Lines
     #: the target that confirms the flag off (None: it could not be built)
     target: Any
     resolved: Resolved
@@ -428,11 +396,12 @@ def switch_off(path: OffPath, reason: str, *, automatic: bool, verdict: dict[str
     the target take it in, write the incident report and tell the webhooks, whatever the write
     did. A write that failed is recorded (``flag_off_failed``), reported and notified as loudly
     as a flag-off that the target did not confirm."""
+    off: FlagOff | None = None
+    problem: str | None
     try:
-        off: FlagOff | None = kill(path.env, path.flags, path.state, path.clock, reason, automatic=automatic,
-                                   verdict=verdict, who=who)
+        off = kill(path.env, path.flags, path.state, path.clock, reason, automatic=automatic, verdict=verdict, who=who)
     except RolloutError as exc:
-        off, problem = None, f"the flag write failed: {exc}"
+        problem = f"the flag write failed: {exc}"
         path.out.line(f"FLAG-OFF FAILED for {path.env}: {exc}", "bold red")
     else:
         path.out.line(f"flag turned off for {path.env}" + (f": {step} failed" if step else ""), "bold red")
@@ -448,8 +417,6 @@ def switch_off(path: OffPath, reason: str, *, automatic: bool, verdict: dict[str
 
 def write_incident(path: OffPath, who: str | None = None) -> Path | None:
     """Write the pre-filled incident report now; a failure here is reported, never raised."""
-    from rollout.incident.report import collect, write_report
-
     try:
         now = path.clock.time()
         written = write_report(path.incidents_dir, path.env,
@@ -518,7 +485,7 @@ def restart_index(phase: Phase, env: Environment, flag_variable: str, step_index
     return earlier[-1] if earlier else step_index
 
 
-def shown_status(state: StateStore, row: EnvState, flag_on: bool | None, turns_flag_on: bool) -> str:
+def shown_status(state: StateRecords, row: EnvState, flag_on: bool | None, turns_flag_on: bool) -> str:
     """The status a person should read: ``interrupted`` for a run whose process is gone, never
     ``completed`` for a phase that turns the feature on while its flag is off."""
     if row.status == RUNNING:
@@ -550,7 +517,7 @@ class FlagView:
 REPORT_TIMEOUT_S = 1.0
 
 
-def flag_view(project: Project, playbook: Playbook | None, state: StateStore, row: EnvState) -> FlagView:
+def flag_view(project: Project, playbook: Playbook | None, state: StateRecords, row: EnvState) -> FlagView:
     """The flag of ``row``'s environment as a person must read it: what the service *reports* it
     applied, when it can report it (the embedded service, ``target.flag_state``, ``flag.read``, a
     fleet's replicas); else what the backend holds now; else what the state recorded. After a
@@ -656,7 +623,7 @@ def gate(ctx: RunContext) -> RunOutcome:
     for index, step in steps:
         label = step_label(step, index)
         ctx.out.step(index, len(phase.steps), label, step.kind)
-        result = STEP_RUNNERS[step.kind](ctx, step, label)
+        result = KINDS[step.kind].run(ctx, step, label)
         ctx.results.append(result.record(label, step.kind))
         if result.status != DONE:
             held = result.verdict is not None and result.verdict.verdict != FAIL
@@ -685,7 +652,7 @@ def rollback(project: Project, env_name: str, reason: str, clock: Clock, who: st
     env = load_environment(env_name, project.environments_dir)
     project.learn_secrets(playbook, env)  # a token quoted back by a backend, or pasted in the reason
     state = project.state()
-    out = out or _Silent()
+    lines: Lines = out if out is not None else _Silent()
     try:
         flags = project.flags(playbook, env)
     except RolloutError as exc:  # its database down, its token missing: the flag-off fails, loudly
@@ -706,7 +673,7 @@ def rollback(project: Project, env_name: str, reason: str, clock: Clock, who: st
             target = make_target(playbook, service, flags) if not isinstance(flags, UnreachableFlags) else None
         except RolloutError:
             target = None
-        path = OffPath(env_name, flags, state, clock, out, target, resolved, service, project.incidents_dir, notify)
+        path = OffPath(env_name, flags, state, clock, lines, target, resolved, service, project.incidents_dir, notify)
         done = switch_off(path, reason, automatic=False, who=who)
     finally:
         service.close()
@@ -731,10 +698,6 @@ def rollback(project: Project, env_name: str, reason: str, clock: Clock, who: st
     return RunOutcome(ROLLED_BACK, EXIT_OK, f"flag off in {env_name} ({flags.describe()}), confirmed by the service; "
                       f"reason: {reason}{suffix}", env_name, phase, flag_off=done.off, details=details,
                       pending=pending)
-
-
-class _Silent:
-    def line(self, *args: Any) -> None: ...
 
 
 def resume(project: Project, env_name: str, reason: str, clock: Clock) -> RunOutcome:

@@ -8,6 +8,7 @@ time, held by a pid; a lock whose process is gone is stale and is taken over.
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import json
 import os
@@ -19,8 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rollout.errors import StateError
-from rollout.redact import Redactor
+from rollout.util.errors import StateError
+from rollout.util.redact import Redactor
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS environments (
@@ -123,9 +124,36 @@ class StateRecords:
     """The record both state stores keep with the same SQL: environments, the audit log and
     verdicts. A store supplies ``_db`` and the few things its engine does differently: placeholders
     (:meth:`_sql`), how a boolean and a JSON document are stored (:meth:`_bool`, :meth:`_dump`) and
-    read back (:meth:`_load`). The writer lock is each store's own."""
+    read back (:meth:`_load`). The writer lock is each store's own.
+
+    It is also the interface the engine types against: SQLite (:class:`StateStore`) and PostgreSQL
+    (:class:`rollout.engine.pgstate.PgStateStore`) alike."""
 
     _db: Any
+    #: where it lives, for messages (a file, or a URL with its password hidden)
+    path: Any
+    #: a SQLite file that does not exist yet, opened read-only: nothing has run with it
+    missing = False
+
+    def close(self) -> None:
+        """Close the connection."""
+        raise NotImplementedError
+
+    def tx(self) -> contextlib.AbstractContextManager[Any]:
+        """One transaction; pass what it yields as ``db=`` to :meth:`update` and :meth:`audit`."""
+        raise NotImplementedError
+
+    def acquire(self, environment: str, now: float) -> str | None:
+        """Take ``environment``'s writer lock (a dead holder's is taken over: returns a note saying so)."""
+        raise NotImplementedError
+
+    def release(self, environment: str) -> None:
+        """Give the writer lock back."""
+        raise NotImplementedError
+
+    def holder(self, environment: str) -> dict[str, Any] | None:
+        """Who holds the writer lock (owner, pid, host), or None."""
+        raise NotImplementedError
     #: what every text written passes through: known secrets as ``***``, phones masked (a reason
     #: typed by a person, a backend's error quoting a token, a check's detail)
     redactor: Redactor = _PHONES_ONLY

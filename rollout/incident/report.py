@@ -7,17 +7,20 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jinja2
 
-from rollout.checks.service_api import MeasurementError, ServiceClient
-from rollout.engine.state import StateStore
-from rollout.environments import Resolved
-from rollout.errors import ConfigError
-from rollout.flags import FlagStore
+from rollout.util.errors import MeasurementError
+from rollout.checks.service_api import ServiceClient
+from rollout.playbook.environments import Resolved
+from rollout.util.errors import ConfigError
+from rollout.flags import FlagBackend
 from rollout.gates import fmt
 from rollout.incident.chart import ramp_start, timeline_svg
+
+if TYPE_CHECKING:  # the record it reads; the engine hands it over
+    from rollout.engine.state import StateRecords
 
 DEFAULT_TEMPLATE = Path(__file__).parent / "templates" / "incident.md.j2"
 HTML_TEMPLATE = Path(__file__).parent / "templates" / "incident.html.j2"
@@ -41,7 +44,7 @@ def _detail(action: str, detail: dict[str, Any]) -> str:
     return ", ".join(f"{k}={v}" for k, v in keep.items())
 
 
-def collect(state: StateStore, resolved: Resolved, flags: FlagStore, service: ServiceClient,
+def collect(state: StateRecords, resolved: Resolved, flags: FlagBackend, service: ServiceClient,
             clock_now: float) -> dict[str, Any]:
     """Everything the template shows, already redacted and masked."""
     env = resolved.env.name

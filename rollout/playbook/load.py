@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
-from rollout.errors import PlaybookError
+from rollout.util.errors import PlaybookError
 from rollout.playbook.model import Playbook
-from rollout.yamlfile import load_model
+from rollout.util.yamlfile import load_model
 
 
 def load_playbook(path: Path | str, environ: Mapping[str, str] | None = None) -> Playbook:

@@ -8,44 +8,20 @@ together") are checked in :meth:`Playbook._consistent` and report the field path
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from rollout.compare import COMPARE_METRICS
-from rollout.units import Duration, Number
-from rollout.yamlfile import FieldProblems
-
-#: metric -> True when higher is better; the service's /api/whatsapp/metrics names
-METRICS: dict[str, bool] = {
-    "success_rate": True,
-    "error_rate": False,
-    "avg_latency_ms": False,
-    "p95_latency_ms": False,
-    "breaker_activations": False,
-}
-#: metric -> the field of the metrics answer that counts its samples
-SAMPLES_OF: dict[str, str] = {
-    "success_rate": "attempts",
-    "error_rate": "provider_calls",
-    "avg_latency_ms": "latency_samples",
-    "p95_latency_ms": "latency_samples",
-    "breaker_activations": "attempts",
-}
-NOTIFICATION_STATES = ("sent", "failed", "skipped", "pending")
-
+from rollout.playbook.builtin import BUILTIN_KINDS, COMPARE_METRICS, EMBEDDED, FLAG_VARIABLE, METRICS, PERCENT_VARIABLE
+from rollout.playbook.environments import variable_problems
+from rollout.util.units import Duration, Number
+from rollout.util.yamlfile import FieldProblems
 
 class _Model(BaseModel):
     # a threshold of .nan or .inf would make a gate that can never fail: no non-finite number anywhere
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
-#: a built-in metric's kind (how it is judged and shown)
-BUILTIN_KINDS: dict[str, str] = {
-    "success_rate": "rate", "error_rate": "rate", "avg_latency_ms": "latency", "p95_latency_ms": "latency",
-    "breaker_activations": "count",
-}
-EMBEDDED = "embedded"
 
 
 def _reference(value: str) -> str:
@@ -254,8 +230,8 @@ class FlagSpec(_Model):
     """
 
     backend: Literal["envfile", "http", "command", "postgres"] = "envfile"
-    variable: str = Field("WHATSAPP_NOTIFICATIONS_ENABLED", pattern=r"^[A-Z_][A-Z0-9_]*$")
-    percent_variable: str = Field("WHATSAPP_ROLLOUT_PERCENT", pattern=r"^[A-Z_][A-Z0-9_]*$")
+    variable: str = Field(FLAG_VARIABLE, pattern=r"^[A-Z_][A-Z0-9_]*$")
+    percent_variable: str = Field(PERCENT_VARIABLE, pattern=r"^[A-Z_][A-Z0-9_]*$")
     url: str | None = Field(None, min_length=1)
     method: Literal["PUT", "POST", "PATCH"] = "PUT"
     token: Reference | None = None
@@ -294,8 +270,6 @@ class ConfigureStep(_Step):
     @field_validator("set")
     @classmethod
     def _variables(cls, value: dict[str, str]) -> dict[str, str]:
-        from rollout.environments import variable_problems
-
         problems = variable_problems(value)
         if problems:
             raise FieldProblems([((name,), problem) for name, problem in problems])
@@ -414,7 +388,7 @@ class LoadStep(_Step):
             raise ValueError("give either bookings (with concurrency) or rate and duration")
         if by_rate and (self.rate is None or self.duration is None):
             raise ValueError("rate and duration go together")
-        if by_rate and self.rate * self.duration > 100_000:
+        if self.rate is not None and self.duration is not None and self.rate * self.duration > 100_000:
             raise ValueError("rate x duration is over 100000 bookings")
         if self.request is not None and self.expect.notification_success_rate is not None:
             raise ValueError("notification_success_rate is about bookings; a generic request load has none")
@@ -489,15 +463,17 @@ class TargetSpec(_Model):
     flag_state: FlagRead | None = None
 
 
+#: what a webhook can be told of
+NotifyEvent = Literal["flag_off", "hold_timeout", "approval_needed", "phase_completed", "rollout_completed"]
+
+
 class NotifyHook(_Model):
     """A webhook: JSON (with a Slack-compatible ``text``) POSTed on the events it lists."""
 
     name: str = Field("webhook", min_length=1, max_length=100)
     url: str = Field(pattern=r"^https?://")
     token: Reference | None = None
-    events: list[Literal["flag_off", "hold_timeout", "approval_needed", "phase_completed", "rollout_completed"]] = \
-        Field(default_factory=lambda: ["flag_off", "hold_timeout", "approval_needed", "phase_completed",
-                                       "rollout_completed"], min_length=1)
+    events: list[NotifyEvent] = Field(default_factory=lambda: list(get_args(NotifyEvent)), min_length=1)
     timeout: Duration = Field(5.0, gt=0, le=60)
     retries: int = Field(2, ge=0, le=5)
 
@@ -560,7 +536,7 @@ class Playbook(_Model):
             problems.append((("providers", EMBEDDED), "the name 'embedded' is the built-in provider; choose another"))
         for gate_name, gate in self.gates.items():
             for m, spec in enumerate(gate.metrics):
-                where = ("gates", gate_name, "metrics", m)
+                where: tuple[Any, ...] = ("gates", gate_name, "metrics", m)
                 if spec.provider == EMBEDDED:
                     continue
                 provider = self.providers.get(spec.provider)

@@ -1,0 +1,8 @@
+"""The ``rollout`` command line: commands parse their options, call the library and print
+(:mod:`rollout.cli.main`)."""
+
+from __future__ import annotations
+
+from rollout.cli.main import cli, main
+
+__all__ = ["cli", "main"]

@@ -1,0 +1,719 @@
+"""The ``rollout`` command line.
+
+Commands parse their options, call the library and print. Errors cross one boundary,
+:func:`main`: a :class:`~rollout.errors.RolloutError` becomes one line on stderr and its exit code;
+anything else becomes one line too (never a traceback), exit code 70.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from rollout import __version__
+from rollout.util.errors import EXIT_USAGE, ConfigError, RolloutError, StateError
+
+EXIT_INTERNAL = 70
+
+
+class InternalError(RolloutError):
+    """Something rollout did not expect; shown as one line, never a traceback."""
+
+    exit_code = EXIT_INTERNAL
+
+
+class _RedactingGroup(click.Group):
+    """Every error a command raises leaves through here: its text passes the command's redactor
+    (a backend's answer may quote a token, a reason may hold a phone) before anyone sees it."""
+
+    def invoke(self, ctx: click.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except (click.ClickException, click.exceptions.Abort, click.exceptions.Exit, KeyboardInterrupt):
+            raise
+        except RolloutError as exc:
+            exc.args = (_redactor(ctx).text(str(exc)),)
+            raise
+        except Exception as exc:  # noqa: BLE001 - the last line of defence: no user ever sees a traceback
+            raise InternalError(f"internal error: {type(exc).__name__}: {_redactor(ctx).text(str(exc))}") from exc
+
+
+def _redactor(ctx: click.Context | None = None):  # noqa: ANN202
+    """The redactor of this command's project (phones only before a project is made)."""
+    from rollout.util.redact import Redactor
+
+    ctx = ctx or click.get_current_context(silent=True)
+    project = ctx.meta.get("rollout.project") if ctx is not None else None
+    return project.redactor if project is not None else Redactor()
+
+
+@click.group(cls=_RedactingGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="rollout")
+def cli() -> None:
+    """Turn a risky feature launch into code: playbooks, gates, ramps, and a kill switch."""
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535))
+@click.option("--env-file", type=click.Path(dir_okay=False, path_type=Path),
+              help="Env file read at start and re-read live (flag, percentage, every setting).")
+@click.option("--db", "db_path", default=".rollout/service.db", show_default=True,
+              help="The service's database: a SQLite file, or postgresql://... shared by a fleet of replicas.")
+@click.option("--log-file", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the JSON event log here instead of stderr.")
+@click.option("--access-log/--no-access-log", default=False, show_default=True)
+@click.option("--flag-db", envvar="ROLLOUT_FLAG_DB", help="postgresql://...: follow the flag and percentage of "
+              "--flag-env there (LISTEN/NOTIFY), for a fleet of replicas.")
+@click.option("--flag-env", help="The environment whose flag row this replica follows (with --flag-db).")
+@click.option("--replica-id", help="This replica's name in the fleet, unique per running replica (default: host-pid).")
+def serve(host: str, port: int, env_file: Path | None, db_path: str, log_file: Path | None,
+          access_log: bool, flag_db: str | None, flag_env: str | None, replica_id: str | None) -> None:
+    """Run the WhatsApp booking-notification service."""
+    from rollout.util.serving import serve_forever
+    from rollout.booking.service.app import create_app
+    from rollout.booking.service.settings import LiveSettings
+    from rollout.booking.service.store import StorageError
+    from rollout.booking.service.stores import open_store
+
+    if replica_id is not None and not replica_id.strip():
+        raise click.BadParameter("must not be empty", param_hint="--replica-id")
+    try:  # a database that cannot be opened or is too new stops start-up with one line
+        open_store(db_path, replica_id or "start-up check").close()
+    except StorageError as exc:
+        raise ConfigError(str(exc)) from exc
+    follower = None
+    if flag_db:
+        from rollout.booking.flagfollower import FlagFollower
+
+        if not flag_env:
+            raise click.UsageError("--flag-db needs --flag-env (the environment whose flag to follow)")
+        follower = FlagFollower(flag_db, flag_env, replica_id)
+    live = LiveSettings(env_file=env_file, environ=os.environ)
+    serve_forever(create_app(live, db_path, log_path=log_file, follower=follower, replica_id=replica_id), host, port,
+                  access_log=access_log)
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8900, show_default=True, type=click.IntRange(0, 65535))
+@click.option("--token", envvar="ZAPTRA_API_TOKEN", required=True,
+              help="The API token the sandbox accepts (default: $ZAPTRA_API_TOKEN).")
+@click.option("--seed", type=int, help="Seed for fault draws, for repeatable runs.")
+def sandbox(host: str, port: int, token: str, seed: int | None) -> None:
+    """Run the local Zaptra-compatible sandbox (base URL http://HOST:PORT/api/wpbox)."""
+    from rollout.booking.sandbox.app import create_sandbox_app
+    from rollout.util.serving import serve_forever
+
+    if len(token) < 8:
+        raise click.BadParameter("must be at least 8 characters", param_hint="--token")
+    click.echo(f"sandbox: ZAPTRA_API_URL=http://{host}:{port}/api/wpbox", err=True)
+    serve_forever(create_sandbox_app(token, seed), host, port)
+
+
+# --- the engine ------------------------------------------------------------------------------------
+
+def _remember(ctx: click.Context, param: click.Parameter, value: object) -> object:
+    ctx.meta[f"rollout.{param.name}"] = value
+    return value
+
+
+def project_options(func):  # noqa: ANN001, ANN201 - a click decorator
+    """--playbook, --environments, --state, --secrets-file and --repo, on every engine command; read
+    them back with :func:`_project`."""
+    options = [
+        click.option("--playbook", "playbook_path", default="playbooks/whatsapp.yaml", show_default=True,
+                     envvar="ROLLOUT_PLAYBOOK", type=click.Path(dir_okay=False, path_type=Path),
+                     expose_value=False, callback=_remember),
+        click.option("--environments", "environments_dir", default="environments", show_default=True,
+                     envvar="ROLLOUT_ENVIRONMENTS", type=click.Path(file_okay=False, path_type=Path),
+                     expose_value=False, callback=_remember),
+        click.option("--state", "state_path", default=".rollout/state.db", show_default=True, envvar="ROLLOUT_STATE",
+                     type=str, help="The engine's state: a SQLite file, or postgresql://... to share it.",
+                     expose_value=False, callback=_remember),
+        click.option("--secrets-file", "secrets_file", type=click.Path(dir_okay=False, path_type=Path),
+                     envvar="ROLLOUT_SECRETS_FILE", help="Env file with secret values, read after the process "
+                     "environment.", expose_value=False, callback=_remember),
+        click.option("--repo", "repo_path", default=".", show_default=True, envvar="ROLLOUT_REPO",
+                     type=click.Path(file_okay=False, path_type=Path), help="The git repository promote steps use.",
+                     expose_value=False, callback=_remember),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def _project():  # noqa: ANN202
+    """This command's project (one per command: its redactor learns every secret the command resolves)."""
+    from rollout.engine.runner import Project
+
+    meta = click.get_current_context().meta
+    if "rollout.project" not in meta:
+        state = meta["rollout.state_path"]
+        url = state if state.startswith(("postgresql://", "postgres://")) else None
+        meta["rollout.project"] = Project(meta["rollout.playbook_path"], meta["rollout.environments_dir"],
+                                          Path(".rollout/state.db") if url else Path(state),
+                                          meta["rollout.secrets_file"], meta["rollout.repo_path"], state_url=url)
+    return meta["rollout.project"]
+
+
+def _emit(outcome, as_json: bool, extra: dict | None = None, *, then=None) -> None:  # noqa: ANN001
+    """Print ``outcome`` (redacted) at once; run ``then`` (deliveries still going) after, before exiting."""
+    import json
+
+    redactor = _redactor()
+    if as_json:
+        click.echo(json.dumps(redactor.value({**outcome.as_dict(), **(extra or {})}), indent=2, default=str))
+    else:
+        colour = {"completed": "green", "rolled_back": "red", "awaiting_approval": "yellow"}.get(outcome.status)
+        click.secho(f"{outcome.status}: {redactor.text(outcome.message)}", fg=colour,
+                    err=outcome.exit_code not in (0,))
+    sys.stdout.flush()
+    sys.stderr.flush()
+    if then is not None:
+        then()
+    if outcome.exit_code:
+        sys.exit(outcome.exit_code)
+
+
+@cli.command()
+@click.argument("playbook", type=click.Path(dir_okay=False, path_type=Path))
+def validate(playbook: Path) -> None:
+    """Check a playbook; print its phases, or one line per problem (exit 2)."""
+    from rollout.engine.steps import describe as _describe
+    from rollout.playbook.load import load_playbook
+    from rollout.playbook.model import step_label
+
+    book = load_playbook(playbook)
+    click.echo(f"{playbook}: valid playbook {book.name!r}, {len(book.phases)} phases, gates: {', '.join(book.gates)}")
+    for phase in book.phases:
+        click.echo(f"  {phase.name} (environment {phase.environment}): {len(phase.steps)} steps")
+        for i, step in enumerate(phase.steps):
+            click.echo(f"    {i + 1}. {step.kind:<9} {step_label(step, i)}: {_describe(step, book)}")
+    for warning in book.warnings():
+        click.echo(f"warning: {playbook}: {warning}", err=True)
+
+
+@cli.command()
+@project_options
+@click.option("--env", "env_name", required=True, help="The environment (its phase is planned).")
+@click.option("--json", "as_json", is_flag=True)
+def plan(env_name: str,
+         as_json: bool) -> None:
+    """Show the environment's phase, step by step, and what its configure step would change."""
+    import json
+
+    from rollout.util.clock import SystemClock
+    from rollout.console import QuietReporter
+    from rollout.engine.runner import open_context, plan_rows, promotion_previews
+    from rollout.playbook.environments import shown_diff
+    from rollout.playbook.model import ConfigureStep
+
+    project = _project()
+    with open_context(project, env_name, SystemClock(), QuietReporter(), read_only=True) as ctx:
+        rows = plan_rows(ctx)
+        previews = promotion_previews(ctx, rows)
+        configure = next((s for s in ctx.phase.steps if isinstance(s, ConfigureStep)), None)
+        changes = []
+        if configure is not None:
+            target = project.resolve(ctx.resolved.env, overrides=configure.set)
+            changes = shown_diff(target, ctx.flags.read())
+        current = ctx.state.get(env_name)
+    if as_json:
+        click.echo(json.dumps({"environment": env_name, "phase": ctx.phase.name, "status": current.status,
+                               "steps": rows, "configure_diff": [
+                                   {"variable": n, "from": o, "to": v} for n, o, v in changes],
+                               "promotions": {k: v if isinstance(v, str) else [{"commit": c, "summary": m}
+                                                                               for c, m in v]
+                                              for k, v in previews.items()}}, indent=2))
+        return
+    from rich.table import Table
+
+    from rollout.console import make_console
+
+    table = Table(title=f"phase {ctx.phase.name} in {env_name} ({current.status})", title_justify="left")
+    for column in ("#", "step", "kind", "status", "what"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(str(row["index"]), row["step"], row["kind"], row["status"], row["what"])
+    console = make_console()
+    console.print(table)
+    for label, commits in previews.items():
+        if isinstance(commits, str):
+            console.print(f"{label}: {commits}", markup=False)
+            continue
+        console.print(f"{label} would promote {len(commits)} commit(s):", markup=False)
+        for sha, summary in commits:
+            console.print(f"  {sha[:10]} {summary}", markup=False)
+    if changes:
+        console.print(f"configure would change {ctx.flags.describe()}:")
+        for name, old, new in changes:
+            console.print(f"  {name}: {old if old is not None else '(unset)'} -> {new if new is not None else '(unset)'}",
+                          markup=False)
+
+
+@cli.command()
+@project_options
+@click.option("--env", "env_name", required=True)
+@click.option("--dry-run", is_flag=True, help="Show what would run and change; write nothing.")
+@click.option("--approve", is_flag=True, help="Approve the approval step this run reaches.")
+@click.option("--yes", is_flag=True, help="Do not ask before a phase marked confirm changes anything.")
+@click.option("--override-evidence", metavar="REASON",
+              help="Promote even without the required gate evidence; the reason is recorded.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON summary instead of progress.")
+def advance(env_name: str, dry_run: bool, approve: bool, yes: bool, override_evidence: str | None,
+            as_json: bool) -> None:
+    """Run the environment's phase from where it stopped.
+
+    Exit 0 done, 1 a check or gate failed and the flag was turned off, 2 usage or configuration
+    error, 3 held or waiting for approval.
+    """
+    from rollout.util.clock import SystemClock
+    from rollout.console import ConsoleReporter, QuietReporter
+    from rollout.engine import runner
+
+    project = _project()
+    if dry_run:
+        click.get_current_context().invoke(plan, env_name=env_name, as_json=as_json)
+        if not as_json:
+            click.echo("dry run: nothing was written")
+        return
+    out = QuietReporter() if as_json else ConsoleReporter()
+    with runner.open_context(project, env_name, SystemClock(), out, approve=approve, drain=False) as ctx:
+        out.redactor = ctx.resolved.redactor()
+        ctx.override_evidence = override_evidence
+        current = ctx.state.get(env_name)
+        # --approve is a person's explicit decision on this phase: it confirms as --yes does
+        if ctx.phase.confirm and not (yes or approve) and current.status not in ("completed", "rolled_back"):
+            if not sys.stdin.isatty():
+                raise StateError(f"phase {ctx.phase.name} asks for confirmation and there is no terminal to ask "
+                                 f"on; run `rollout advance --env {env_name} --yes` to confirm")
+            click.confirm(f"Run phase {ctx.phase.name} in {env_name} from step {current.step_index + 1}?",
+                          abort=True)
+        try:
+            outcome = runner.advance(ctx)
+        except KeyboardInterrupt:
+            outcome = runner.interrupted(ctx)
+        results = ctx.results
+    _emit(outcome, as_json, {"steps": results}, then=ctx.notifier.drain if ctx.notifier else None)
+
+
+@cli.command()
+@project_options
+@click.option("--env", "env_name", required=True)
+@click.option("--reason", required=True, help="Why; recorded in the audit log.")
+@click.option("--json", "as_json", is_flag=True)
+def rollback(env_name: str,
+             reason: str, as_json: bool) -> None:
+    """Turn the feature off now and confirm it with the service. Never waits for an advance.
+
+    Exit 0 when the service confirmed the flag off, 1 when it did not (the feature may still be on).
+    """
+    from rollout.util.clock import SystemClock
+    from rollout.console import ConsoleReporter, QuietReporter, make_console
+    from rollout.engine import runner
+
+    project = _project()
+    out = QuietReporter() if as_json else ConsoleReporter(make_console(stderr=True), project.redactor)
+    outcome = runner.rollback(project, env_name, reason, SystemClock(), out=out)
+    _emit(outcome, as_json, then=outcome.pending)  # the answer first; webhook deliveries finish after
+
+
+@cli.command()
+@project_options
+@click.option("--env", "env_name", required=True)
+@click.option("--reason", required=True, help="Why it may go on; recorded in the audit log.")
+def resume(env_name: str,
+           reason: str) -> None:
+    """Let a rolled-back environment advance again (its ramp restarts at the first percentage)."""
+    from rollout.util.clock import SystemClock
+    from rollout.engine import runner
+
+    project = _project()
+    _emit(runner.resume(project, env_name, reason, SystemClock()), False)
+
+
+@cli.command()
+@project_options
+@click.option("--env", "env_name", required=True)
+@click.option("--max-evaluations", type=click.IntRange(1), help="Stop after this many evaluations.")
+@click.option("--duration", type=str, help="Stop after this long (e.g. 10m).")
+@click.option("--json", "as_json", is_flag=True)
+def watch(env_name: str,
+          max_evaluations: int | None, duration: str | None, as_json: bool) -> None:
+    """Keep evaluating the watch gate; turn the flag off on a breach (exit 1)."""
+    from rollout.util.clock import SystemClock
+    from rollout.console import ConsoleReporter, QuietReporter
+    from rollout.engine import runner
+    from rollout.util.units import parse_duration
+
+    try:
+        seconds = parse_duration(duration) if duration else None
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--duration") from None
+    project = _project()
+    out = QuietReporter() if as_json else ConsoleReporter()
+    with runner.open_context(project, env_name, SystemClock(), out, drain=False) as ctx:
+        out.redactor = ctx.resolved.redactor()
+        outcome = runner.watch(ctx, max_evaluations, seconds)
+    _emit(outcome, as_json, then=ctx.notifier.drain if ctx.notifier else None)
+
+
+def _note_missing(state) -> None:  # noqa: ANN001
+    if state.missing:
+        click.echo(f"note: {state.path} does not exist: nothing has run with this state yet (is --state right?)",
+                   err=True)
+
+
+def _known_environment(project, state, env_name: str) -> None:  # noqa: ANN001
+    """Refuse (exit 2) an environment that has neither a file nor a record, listing the known ones."""
+    folder = Path(project.environments_dir)
+    files = {p.stem for p in folder.glob("*.yaml")} if folder.is_dir() else set()
+    recorded = {row.name for row in state.all()}
+    if env_name not in files | recorded:
+        from rollout.util.errors import ConfigError
+
+        known = ", ".join(sorted(files | recorded)) or "none"
+        raise ConfigError(f"no environment {env_name!r} (known: {known}; files in {folder})")
+
+
+@cli.command()
+@project_options
+@click.option("--env", "env_name", help="One environment (default: all).")
+@click.option("--json", "as_json", is_flag=True)
+def status(env_name: str | None, as_json: bool) -> None:
+    """Where each environment stands: status, phase, step, percentage, flag, commit."""
+    import json
+    from datetime import UTC, datetime
+
+    from rollout.engine.runner import flag_view
+
+    project = _project()
+    try:
+        playbook = project.playbook()
+    except RolloutError:  # status still shows what it knows when the playbook is broken
+        playbook = None
+    state = project.state(read_only=True)
+    try:
+        if env_name:
+            _known_environment(project, state, env_name)
+        _note_missing(state)
+        rows = [state.get(env_name)] if env_name else state.all()
+        data = []
+        for row in rows:
+            view = flag_view(project, playbook, state, row)
+            live = {"flag": view.flag if view.source else None, "percent": view.percent if view.source else None,
+                    "env_file": view.source, "reported_by": view.reported_by}
+            data.append({**row.__dict__, "status": view.status, "recorded_status": row.status, "live": live,
+                         "lock": state.holder(row.name)})
+    finally:
+        state.close()
+    if as_json:
+        click.echo(json.dumps(data, indent=2, default=str))
+        return
+    from rich.table import Table
+
+    from rollout.console import make_console
+
+    table = Table(title="rollout status", title_justify="left")
+    for column in ("environment", "status", "phase", "step", "percent", "flag", "commit", "updated", "note"):
+        table.add_column(column)
+    for d in data:
+        updated = datetime.fromtimestamp(d["updated_at"], UTC).strftime("%Y-%m-%d %H:%M:%SZ") if d["updated_at"] else ""
+        # the env file is what the service obeys; without it, what rollout last recorded
+        source = d["live"] if d["live"]["env_file"] else {"flag": d["flag"], "percent": d["percent"]}
+        mark = "" if d["live"]["env_file"] else " (recorded)"
+        flag = {True: "on", False: "off", None: "?"}[source["flag"]] + mark
+        table.add_row(d["name"], d["status"], d["phase"] or "", str(d["step_index"] + 1),
+                      "" if source["percent"] is None else f"{source['percent']}%{mark}", flag,
+                      (d["commit_sha"] or "")[:10], updated, (d["reason"] or "")[:60])
+    make_console().print(table)
+
+
+@cli.command()
+@project_options
+@click.option("--env", "env_name", required=True)
+@click.option("--limit", default=200, show_default=True, type=click.IntRange(1, 100_000))
+@click.option("--json", "as_json", is_flag=True)
+def history(env_name: str,
+            limit: int, as_json: bool) -> None:
+    """The audit log and the gate verdicts of one environment, oldest first."""
+    import json
+    from datetime import UTC, datetime
+
+    project = _project()
+    state = project.state(read_only=True)
+    try:
+        _known_environment(project, state, env_name)
+        _note_missing(state)
+        events = [{"ts": a["ts"], "type": "audit", "actor": a["actor"], "action": a["action"], "detail": a["detail"]}
+                  for a in state.audit_log(env_name, limit)]
+        events += [{"ts": v["ts"], "type": "verdict", "step": v["step"], "percent": v["percent"],
+                    "verdict": v["verdict"], "summary": v["summary"], "metrics": v["metrics"]}
+                   for v in state.verdicts(env_name, limit)]
+    finally:
+        state.close()
+    events.sort(key=lambda e: e["ts"])
+    events = events[-limit:]
+    if as_json:
+        click.echo(json.dumps(events, indent=2, default=str))
+        return
+    for e in events:
+        when = datetime.fromtimestamp(e["ts"], UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] + "Z"
+        if e["type"] == "audit":
+            detail = ", ".join(f"{k}={v}" for k, v in e["detail"].items() if v not in (None, "", [], {}))
+            click.echo(f"{when}  {e['action']:<20} {e['actor']}  {detail}")
+        else:
+            where = f"{e['step']}" + (f" at {e['percent']}%" if e["percent"] is not None else "")
+            click.echo(f"{when}  verdict {e['verdict']:<12} {where}: {e['summary']}")
+
+
+@cli.command("load")
+@click.option("--url", required=True, help="The service's base URL (http://127.0.0.1:8000).")
+@click.option("--bookings", type=click.IntRange(1, 100_000), help="How many bookings.")
+@click.option("--concurrency", default=10, show_default=True, type=click.IntRange(1, 512))
+@click.option("--rate", type=click.FloatRange(0.1, 5000), help="Bookings per second (with --duration).")
+@click.option("--duration", type=str, help="How long at --rate (e.g. 30s); at most 10m.")
+@click.option("--json", "as_json", is_flag=True)
+def load_cmd(url: str, bookings: int | None, concurrency: int, rate: float | None, duration: str | None,
+             as_json: bool) -> None:
+    """Send a bounded booking load to a service and report latency percentiles."""
+    import json
+
+    from rollout.checks.load import run_load
+    from rollout.console import ConsoleReporter
+    from rollout.util.units import parse_duration
+
+    if (bookings is None) == (rate is None and duration is None):
+        raise click.UsageError("give --bookings, or --rate with --duration")
+    seconds = None
+    if duration is not None:
+        try:
+            seconds = parse_duration(duration)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--duration") from None
+        if not 0 < seconds <= 600:
+            raise click.BadParameter("must be more than 0 and at most 10m", param_hint="--duration")
+    if bookings is None and (rate is None or seconds is None):
+        raise click.UsageError("--rate and --duration go together")
+    total = bookings or int((rate or 0) * (seconds or 0))
+    if as_json:
+        result = run_load(url, bookings, concurrency, rate, seconds)
+    else:
+        with ConsoleReporter().progress(total, "bookings") as tick:
+            result = run_load(url, bookings, concurrency, rate, seconds, progress=tick)
+    summary = {"requested": result.requested, "created": result.created, "errors": result.errors,
+               "success_rate": result.success_rate, "elapsed_s": round(result.elapsed_s, 3),
+               "achieved_rate": round(result.achieved_rate, 1),
+               "p50_ms": result.p(50), "p95_ms": result.p(95), "p99_ms": result.p(99)}
+    if as_json:
+        click.echo(json.dumps(summary, indent=2))
+    else:
+        click.echo(f"{result.created}/{result.requested} bookings in {result.elapsed_s:.1f}s "
+                   f"({result.achieved_rate:.0f}/s); p50 {result.p(50) or 0:.1f} ms, p95 {result.p(95) or 0:.1f} ms, "
+                   f"p99 {result.p(99) or 0:.1f} ms" + (f"; errors {result.errors}" if result.errors else ""))
+    if result.created < result.requested:
+        sys.exit(1)
+
+
+@cli.command()
+@click.option("--breach", is_flag=True, help="Turn the provider bad during the ramp; watch the flag go off.")
+@click.option("--rate", default=50.0, show_default=True, type=click.FloatRange(1, 500),
+              help="Simulated customer bookings per second in production.")
+@click.option("--folder", type=click.Path(file_okay=False, path_type=Path),
+              help="Where state and logs go (default .rollout/demo/TIMESTAMP).")
+def demo(breach: bool, rate: float, folder: Path | None) -> None:
+    """Run the whole plan locally: sandbox and services on free ports, dev -> staging -> production."""
+    from rollout.console import ConsoleReporter
+    from rollout.demo import run_demo
+
+    repo = Path.cwd() if (Path.cwd() / "playbooks" / "whatsapp.yaml").exists() else Path(__file__).resolve().parents[1]
+    if not (repo / "playbooks" / "whatsapp.yaml").exists():
+        raise click.UsageError("run the demo from the rollout repository (playbooks/whatsapp.yaml not found)")
+    sys.exit(run_demo(repo, folder, breach, rate, ConsoleReporter()))
+
+
+@cli.command()
+@project_options
+@click.option("--env", "env_name", required=True)
+@click.option("--out", type=str, help="Write here (default: print); its folder must exist.")
+@click.option("--template", type=click.Path(dir_okay=False, path_type=Path),
+              help="A jinja2 template to use instead of the shipped one.")
+@click.option("--format", "fmt", type=click.Choice(["md", "html"]), default="md", show_default=True,
+              help="Markdown (with --out, the timeline chart is written beside it as .svg) or self-contained HTML.")
+def incident(env_name: str, out: str | None, template: Path | None, fmt: str) -> None:
+    """Render an incident report for ENV from the record: timeline, breach figures, configuration, errors."""
+    from rollout.checks.service_api import ServiceClient
+    from rollout.util.clock import SystemClock
+    from rollout.engine.runner import resolved_or_from_file
+    from rollout.playbook.environments import load_environment
+    from rollout.incident.report import HTML_TEMPLATE, collect, render
+    from rollout.util.outfile import check_output_path, write_output
+
+    if out is not None:
+        check_output_path(out, "--out")  # before anything is read: a bad path costs nothing
+    project = _project()
+    playbook = project.playbook()
+    env = load_environment(env_name, project.environments_dir)
+    project.learn_secrets(playbook, env)
+    flags = project.flags(playbook, env)
+    resolved = resolved_or_from_file(project, env, flags)
+    state = project.state(read_only=True)
+    service = ServiceClient(env.service_url, resolved.admin_token, timeout=3.0)
+    try:
+        data = collect(state, resolved, flags, service, SystemClock().time())
+    finally:
+        service.close()
+        state.close()
+        flags.close()
+    chart = Path(out).with_suffix(".svg") if out and fmt == "md" and data.get("chart_svg") else None
+    if chart is not None:
+        data["chart_file"] = chart.name
+    text = render(data, template or (HTML_TEMPLATE if fmt == "html" else None))
+    if out is None:
+        click.echo(text, nl=False)
+        return
+    if chart is not None:
+        write_output(chart, data["chart_svg"], "--out")
+    write_output(out, text, "--out")
+    click.echo(f"incident report written to {out}" + (f" (chart: {chart})" if chart else ""))
+
+
+def _current_commit(path: Path) -> str | None:
+    """The commit checked out at ``path`` (or a parent folder), if it is a git repository."""
+    import git
+
+    try:
+        return git.Repo(path, search_parent_directories=True).head.commit.hexsha
+    except (git.InvalidGitRepositoryError, git.NoSuchPathError, ValueError):
+        return None
+
+
+@cli.command("gate")
+@project_options
+@click.option("--env", "env_name", required=True)
+@click.option("--phase", "phase_name", help="The phase whose checks run (default: the environment's own).")
+@click.option("--commit", help="The commit under test (default: the checked-out commit, if in a git repository).")
+@click.option("--junit", "junit_path", type=str,
+              help="Write JUnit XML here: one test case per check and per gate metric.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON summary.")
+def gate_cmd(env_name: str,
+             phase_name: str | None, commit: str | None, junit_path: str | None, as_json: bool) -> None:
+    """Run a phase's checks and gates for CI: no prompts, nothing changed. Exit codes as advance."""
+    from rollout.util.clock import SystemClock
+    from rollout.console import ConsoleReporter, QuietReporter
+    from rollout.engine import runner
+    from rollout.junit import junit_xml, write_junit
+
+    from rollout.util.outfile import check_output_path
+
+    if junit_path is not None:
+        check_output_path(junit_path, "--junit")  # before the gates run, not after
+    project = _project()
+    out = QuietReporter() if as_json else ConsoleReporter()
+    clock = SystemClock()
+    started = clock.time()
+    with runner.open_context(project, env_name, clock, out) as ctx:
+        out.redactor = ctx.resolved.redactor()
+        if phase_name is not None:
+            chosen = next((p for p in ctx.playbook.phases if p.name == phase_name), None)
+            if chosen is None:
+                raise click.BadParameter(f"no phase {phase_name!r} in {project.playbook_path}", param_hint="--phase")
+            ctx.phase = chosen
+        ctx.commit = commit or _current_commit(Path.cwd())
+        outcome = runner.gate(ctx)
+        results = ctx.results
+        if junit_path is not None:
+            write_junit(junit_path, ctx.resolved.redactor().text(junit_xml(env_name, ctx.phase.name, results, started,
+                                                                       ctx.commit)))
+    _emit(outcome, as_json, {"commit": ctx.commit, "steps": results,
+                             "junit": str(junit_path) if junit_path else None})
+
+
+@cli.command()
+@project_options
+@click.option("--env", "env_name", required=True)
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a variable (repeatable).")
+@click.option("--dry-run", is_flag=True, help="Show the diff; write nothing.")
+def configure(env_name: str, overrides: tuple[str, ...], dry_run: bool) -> None:
+    """Apply an environment's variables to its service's env file (atomically; secrets as references)."""
+    from rollout.util.clock import SystemClock
+    from rollout.engine.killswitch import guard_not_rolled_back
+    from rollout.engine.steps import managed_values
+    from rollout.playbook.environments import load_environment, shown_diff
+
+    pairs = {}
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"expected KEY=VALUE, got {item!r}", param_hint="--set")
+        pairs[key] = value
+    project = _project()
+    playbook = project.playbook()
+    env = load_environment(env_name, project.environments_dir)
+    project.learn_secrets(playbook, env)
+    flags = project.flags(playbook, env)
+    resolved = managed_values(flags, project.resolve(env, overrides=pairs))
+    changes = shown_diff(resolved, flags.read())
+    shown = project.redactor.text
+    for name, old, new in changes:
+        click.echo(shown(f"{name}: {old if old is not None else '(unset)'} -> {new if new is not None else '(unset)'}"))
+    if dry_run:
+        click.echo(shown(f"dry run: {flags.describe()} not written ({len(changes)} change(s))"))
+        return
+    state = project.state()
+    try:
+        flags.replace(resolved.values, guard=guard_not_rolled_back(env_name, state))
+        now = SystemClock().time()
+        enabled, percent = flags.state()
+        state.update(env_name, now, flag=enabled, percent=percent)
+        state.audit(env_name, "configure", now, env_file=flags.describe(), source="rollout configure",
+                    changes=[{"variable": n, "from": o, "to": v} for n, o, v in changes])
+    finally:
+        state.close()
+    click.echo(shown(f"{flags.describe()}: {len(changes)} change(s) written"))
+
+
+@cli.command()
+@project_options
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
+@click.option("--port", default=8700, show_default=True, type=click.IntRange(0, 65535))
+def dashboard(host: str, port: int) -> None:
+    """A live view of every environment, its ramp chart and the audit timeline.
+
+    Roll back and Approve need the token in $ROLLOUT_DASHBOARD_TOKEN (at least 8 characters);
+    without it the dashboard is read-only.
+    """
+    from rollout.dashboard.app import create_dashboard
+    from rollout.util.serving import serve_forever
+
+    token = os.environ.get("ROLLOUT_DASHBOARD_TOKEN") or None
+    if token is not None and len(token) < 8:
+        raise click.BadParameter("ROLLOUT_DASHBOARD_TOKEN must be at least 8 characters")
+    click.echo(f"dashboard: http://{host}:{port}/ ({'actions need the token' if token else 'read-only'})", err=True)
+    serve_forever(create_dashboard(_project(), token), host, port, access_log=False)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: run the CLI inside the one error boundary."""
+    try:
+        result = cli.main(args=argv, prog_name="rollout", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("rollout: aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code if exc.exit_code != 1 else EXIT_USAGE)
+    except RolloutError as exc:
+        click.echo(f"rollout: {exc}", err=True)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        click.echo("rollout: interrupted", err=True)
+        sys.exit(130)
+    except Exception as exc:  # the last line of defence: no user ever sees a traceback
+        click.echo(f"rollout: internal error: {type(exc).__name__}: {exc}", err=True)
+        sys.exit(EXIT_INTERNAL)
+    sys.exit(result if isinstance(result, int) else 0)

@@ -1,0 +1,61 @@
+"""The ``http`` flag backend: a team's own admin endpoint, written with a rendered body and a bearer
+token. What rollout last wrote is kept beside the state database; what the target *applied* is
+read back by the target (:mod:`rollout.targets`)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from rollout.flags.base import FlagWriteError, RecordedBackend
+from rollout.playbook.environments import Environment
+from rollout.playbook.model import FlagSpec
+
+
+def render_body(template: Any, enabled: bool, percent: int) -> Any:
+    """``template`` with ``"$enabled"`` and ``"$percent"`` as JSON values (inside longer strings, as text)."""
+    if isinstance(template, dict):
+        return {k: render_body(v, enabled, percent) for k, v in template.items()}
+    if isinstance(template, list):
+        return [render_body(v, enabled, percent) for v in template]
+    if template == "$enabled":
+        return enabled
+    if template == "$percent":
+        return percent
+    if isinstance(template, str):
+        return template.replace("$enabled", "true" if enabled else "false").replace("$percent", str(percent))
+    return template
+
+
+class HttpFlags(RecordedBackend):
+    """PUT/POST the rendered body to ``spec.url`` (a path joins the environment's service_url)."""
+
+    def __init__(self, spec: FlagSpec, env: str, state_dir: Path, base_url: str, token: str | None) -> None:
+        super().__init__(spec, env, state_dir)
+        self.headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self._http = httpx.Client(base_url=base_url.rstrip("/"), timeout=spec.timeout)
+
+    def describe(self) -> str:
+        return f"{self.spec.method} {self.spec.url}"
+
+    def _write(self, enabled: bool, percent: int) -> None:
+        body = render_body(self.spec.body, enabled, percent)
+        try:
+            response = self._http.request(self.spec.method, self.spec.url or "/", json=body, headers=self.headers)
+        except httpx.HTTPError as exc:
+            raise FlagWriteError(f"flag write {self.describe()} failed ({type(exc).__name__}); the flag may not "
+                                 "have changed") from exc
+        if not 200 <= response.status_code < 300:
+            raise FlagWriteError(f"flag write {self.describe()} answered HTTP {response.status_code}: "
+                                 f"{response.text[:200]}; the flag may not have changed")
+
+    def close(self) -> None:
+        self._http.close()
+
+
+def open_backend(spec: FlagSpec, env: Environment, state_dir: Path, secret: Callable[[str], str]) -> HttpFlags:
+    """The playbook's endpoint (a path joins the environment's ``service_url``), its token resolved."""
+    return HttpFlags(spec, env.name, state_dir, env.service_url, secret(spec.token) if spec.token else None)

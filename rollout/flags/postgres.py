@@ -1,0 +1,71 @@
+"""The ``postgres`` flag backend: the fleet's flag row (:mod:`rollout.util.flagrow`), written with its
+version bumped and NOTIFYed in one transaction. Each replica follows the row
+(:class:`rollout.booking.flagfollower.FlagFollower`); :class:`rollout.targets.fleet.ReplicasTarget`
+confirms a change only when every live replica reports it applied.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from rollout.flags.base import FlagWriteError, RecordedBackend
+from rollout.playbook.environments import Environment
+from rollout.playbook.model import FlagSpec
+from rollout.util.flagrow import CHANNEL, REPLICA_TTL_S, connect
+
+
+class PostgresFlags(RecordedBackend):
+    """The engine's side: the environment's flag row (see the module docstring)."""
+
+    def __init__(self, spec: FlagSpec, env: str, state_dir: Path, url: str) -> None:
+        super().__init__(spec, env, state_dir)
+        self.environment = env
+        self._db = connect(url)
+
+    def describe(self) -> str:
+        return f"rollout_flags[{self.environment}]"
+
+    def state(self) -> tuple[bool, int | None]:
+        row = self._db.execute("SELECT enabled, percent FROM rollout_flags WHERE environment = %s",
+                               (self.environment,)).fetchone()
+        return (bool(row["enabled"]), row["percent"]) if row else (False, None)
+
+    def _remember(self, enabled: bool, percent: int | None) -> None:
+        """The row is the record: nothing to keep beside it."""
+
+    def version(self) -> int:
+        row = self._db.execute("SELECT version FROM rollout_flags WHERE environment = %s",
+                               (self.environment,)).fetchone()
+        return int(row["version"]) if row else 0
+
+    def _write(self, enabled: bool, percent: int) -> None:
+        import psycopg
+
+        try:
+            with self._db.transaction():
+                self._db.execute(
+                    "INSERT INTO rollout_flags (environment, enabled, percent, version, updated_at) "
+                    "VALUES (%s, %s, %s, 1, %s) ON CONFLICT (environment) DO UPDATE SET enabled = EXCLUDED.enabled, "
+                    "percent = EXCLUDED.percent, version = rollout_flags.version + 1, updated_at = EXCLUDED.updated_at",
+                    (self.environment, enabled, percent, time.time()))
+                self._db.execute("SELECT pg_notify(%s, %s)", (CHANNEL, self.environment))
+        except psycopg.Error as exc:
+            raise FlagWriteError(f"flag write to {self.describe()} failed ({str(exc).strip()[:200]}); the flag may "
+                                 "not have changed") from exc
+
+    def replicas(self) -> list[dict[str, Any]]:
+        """The replicas of this environment that reported within :data:`REPLICA_TTL_S`."""
+        return list(self._db.execute(
+            "SELECT * FROM rollout_replicas WHERE environment = %s AND seen_at >= %s ORDER BY replica_id",
+            (self.environment, time.time() - REPLICA_TTL_S)))
+
+    def close(self) -> None:
+        self._db.close()
+
+
+def open_backend(spec: FlagSpec, env: Environment, state_dir: Path, secret: Callable[[str], str]) -> PostgresFlags:
+    """The environment's row in the flag database the playbook's ``database`` reference names."""
+    return PostgresFlags(spec, env.name, state_dir, secret(spec.database or ""))

@@ -1,0 +1,93 @@
+"""Treatment against control: the ``compare`` gate.
+
+The embedded service labels every booking request and every confirmation with its cohort
+(``treatment``: the flag is on and the customer is in the rollout; ``control``: everyone else) and
+reports, per cohort, counts, error counts and the mean and standard deviation of latencies. A
+``compare`` metric judges the difference *treatment minus control*, so a slowdown for everyone
+(both cohorts) does not fail it and a slowdown of the feature's customers does.
+
+The difference's interval holds at every look, like the rate gates' (:mod:`rollout.gates`): it is
+the difference of one always-valid interval per cohort, each at half the error budget (a union
+bound), so a ramp that looks every few seconds still fails a healthy step with probability at most
+``1 - confidence``:
+
+* rates (``booking_error_rate``): the beta-binomial confidence sequence of each proportion;
+* means (``booking_latency_ms``, ``confirmation_delay_ms``): Robbins' normal-mixture boundary with
+  the observed standard deviation, the asymptotic confidence sequence of Waudby-Smith, Arbour, Sinha,
+  Kennedy and Ramdas (2021). Latencies are skewed; it is asymptotic, which is why a cohort needs
+  ``min_samples`` before it is judged.
+
+A fail needs the whole interval above the alert margin; a pass needs the point estimate below the
+target margin with ``min_samples`` in each cohort. At 0 % or 100 % there is no one to compare with:
+the metric says so and does not hold the step (it was judged at every step in between).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from rollout.playbook.builtin import COMPARE_METRICS
+from rollout.stats import Cohort, difference_interval
+from rollout.util.units import format_duration
+
+def cohort_of(metric: str, figures: dict[str, Any] | None) -> Cohort:
+    """Read one cohort's :class:`Cohort` for ``metric`` from the service's ``cohorts`` answer."""
+    spec, figures = COMPARE_METRICS[metric], figures or {}
+    n = int(figures.get(spec["count"]) or 0)
+    if spec["unit"] == "rate":
+        return Cohort(int(figures.get(spec["events"]) or 0) / n if n else None, n)
+    mean, sd = figures.get(spec["mean"]), figures.get(spec["sd"])
+    return Cohort(None if mean is None else float(mean), n, None if sd is None else float(sd))
+
+
+def _ms(value: float, sign: str = "") -> str:
+    # a booking request takes well under a millisecond here: whole milliseconds would show 0 ms
+    return f"{value:{sign}.1f} ms" if abs(value) < 10 else f"{value:{sign}.0f} ms"
+
+
+def signed(value: float, unit: str) -> str:
+    """A difference as people read it: ``+1.20%``, ``-3.5 ms``, ``+1202 ms``."""
+    return f"{value * 100:+.2f}%" if unit == "rate" else _ms(value, "+")
+
+
+def plain(value: float | None, unit: str) -> str:
+    """A cohort's value as people read it."""
+    if value is None:
+        return "no data"
+    return f"{value * 100:.2f}%" if unit == "rate" else _ms(value)
+
+
+def judge_difference(metric: str, target: float, alert: float, treatment: Cohort, control: Cohort,
+                     min_samples: int, window: float, confidence: float, pass_when: str = "estimate",
+                     unit: str | None = None) -> tuple[str, float | None, tuple[float, float] | None, str]:
+    """(verdict, difference, interval, reason) for one compare metric (``unit``: rate or latency,
+    by default the built-in metric's); with ``pass_when="interval"`` a pass needs the whole interval
+    below the target."""
+    unit = unit or COMPARE_METRICS[metric]["unit"]
+    counts = f"treatment {treatment.samples} / control {control.samples} samples"
+    both = (f"treatment {plain(treatment.value, unit)} vs control {plain(control.value, unit)}")
+    if treatment.value is None or control.value is None:
+        return "hold", None, None, (f"{metric} (treatment vs control) has no data ({counts} in "
+                                    f"{format_duration(window)}); no data is never a pass")
+    difference = treatment.value - control.value
+    if min(treatment.samples, control.samples) < min_samples:
+        return "hold", difference, None, (f"{metric}: {both} from {counts}, fewer than the {min_samples} "
+                                          "needed in each")
+    low, high = difference_interval(unit, treatment, control, confidence)
+    ci = f"{confidence * 100:g}% always-valid interval of the difference {signed(low, unit)}..{signed(high, unit)}"
+    shown = f"{metric}: {both}, difference {signed(difference, unit)}"
+    if low > alert:
+        return "fail", difference, (low, high), (f"{shown} > alert {signed(alert, unit)}: treatment is worse than "
+                                                 f"control ({counts}, {format_duration(window)}, {ci})")
+    if difference > alert:
+        return "hold", difference, (low, high), f"{shown} > alert {signed(alert, unit)} but not yet clear ({counts}, {ci})"
+    if difference < target and pass_when == "interval" and confidence > 0 and high >= target:
+        return "hold", difference, (low, high), (f"{shown} < target {signed(target, unit)} but not yet sure "
+                                                 f"({counts}, {ci})")
+    if difference < target:
+        return "pass", difference, (low, high), (f"{shown} < target {signed(target, unit)} ({counts}, "
+                                                 f"{format_duration(window)})")
+    return "hold", difference, (low, high), (f"{shown} between target {signed(target, unit)} and alert "
+                                             f"{signed(alert, unit)} ({counts})")

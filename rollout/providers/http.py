@@ -1,0 +1,50 @@
+"""Any JSON endpoint as a metric source: a value (and a sample count) picked by field paths."""
+
+from __future__ import annotations
+
+import httpx
+
+from rollout.util.errors import MeasurementError
+from rollout.gates import Reading
+from rollout.util.jsonfields import dig
+from rollout.providers.base import number, placeholders, reading
+from rollout.playbook.model import HttpQuery, MetricGate
+
+
+class HttpMetrics:
+    """GET ``query.url`` (a path is joined to ``base_url``), read ``query.value`` and ``query.samples``."""
+
+    def __init__(self, base_url: str, token: str | None, timeout: float, name: str = "http",
+                 transport: httpx.BaseTransport | None = None) -> None:
+        self.name = name
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self._http = httpx.Client(base_url=base_url.rstrip("/"), timeout=timeout, headers=headers,
+                                  transport=transport)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def measure(self, spec: MetricGate, window: float, now: float, percent: int | None) -> Reading:
+        query = spec.query
+        assert isinstance(query, HttpQuery)
+        url = placeholders(query.url, window, percent)
+        try:
+            response = self._http.get(url)
+        except httpx.HTTPError as exc:
+            raise MeasurementError(f"{self.name}: {url} unreachable ({type(exc).__name__})") from exc
+        if response.status_code != 200:
+            raise MeasurementError(f"{self.name}: {url}: HTTP {response.status_code}")
+        try:
+            data = response.json()
+        except ValueError as exc:
+            raise MeasurementError(f"{self.name}: {url}: answer is not JSON") from exc
+
+        def pick(path: str) -> float | None:
+            try:
+                return number(dig(data, path), f"{self.name}: {url}: {path}")
+            except KeyError:
+                raise MeasurementError(f"{self.name}: {url}: no field {path!r} in the answer") from None
+
+        value = pick(query.value)
+        samples = pick(query.samples) if query.samples else None
+        return reading(value, samples, window)

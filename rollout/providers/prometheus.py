@@ -1,0 +1,87 @@
+"""PromQL over the Prometheus HTTP API, at the evaluation's time.
+
+An empty vector is *no data* (a hold), never zero and never a pass. A query error names the query
+and Prometheus' own message. A query that returns more than one series is refused: a gate judges
+one number, so the query must aggregate (``sum(...)``).
+"""
+
+from __future__ import annotations
+
+import httpx
+
+from rollout.util.errors import MeasurementError
+from rollout.stats import Cohort
+from rollout.gates import Reading
+from rollout.providers.base import number, placeholders, reading
+from rollout.playbook.model import CohortLabels, MetricGate
+
+
+class PrometheusMetrics:
+    """One Prometheus server (``url``), with an optional bearer token."""
+
+    def __init__(self, url: str, token: str | None, timeout: float, name: str = "prometheus",
+                 transport: httpx.BaseTransport | None = None) -> None:
+        self.name = name
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self._http = httpx.Client(base_url=url.rstrip("/"), timeout=timeout, headers=headers, transport=transport)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def query(self, promql: str, now: float) -> float | None:
+        """The single value of ``promql`` at ``now``; None for an empty vector or NaN."""
+        try:
+            response = self._http.get("/api/v1/query", params={"query": promql, "time": f"{now:.3f}"})
+        except httpx.HTTPError as exc:
+            raise MeasurementError(f"{self.name}: {self._http.base_url} unreachable ({type(exc).__name__})") from exc
+        try:
+            body = response.json()
+        except ValueError as exc:
+            raise MeasurementError(f"{self.name}: answer is not JSON (HTTP {response.status_code})") from exc
+        if not isinstance(body, dict):
+            raise MeasurementError(f"{self.name}: answer is not a JSON object")
+        if body.get("status") != "success":
+            raise MeasurementError(f"{self.name}: query {promql!r} failed: {body.get('errorType', 'error')}: "
+                                   f"{str(body.get('error', 'no message'))[:300]}")
+        data = body.get("data") or {}
+        kind, result = data.get("resultType"), data.get("result")
+        if kind in ("scalar", "string") and isinstance(result, list) and len(result) == 2:
+            return number(result[1], f"{self.name}: {promql!r}")
+        if kind != "vector" or not isinstance(result, list):
+            raise MeasurementError(f"{self.name}: query {promql!r} returned a {kind}, not an instant vector")
+        if not result:
+            return None
+        if len(result) > 1:
+            raise MeasurementError(f"{self.name}: query {promql!r} returned {len(result)} series; a gate judges one "
+                                   "number: aggregate it (sum(...), max(...))")
+        value = result[0].get("value") if isinstance(result[0], dict) else None
+        if not isinstance(value, list) or len(value) != 2:
+            raise MeasurementError(f"{self.name}: query {promql!r}: a sample without a value")
+        return number(value[1], f"{self.name}: {promql!r}")
+
+    def measure(self, spec: MetricGate, window: float, now: float, percent: int | None) -> Reading:
+        assert isinstance(spec.query, str)
+        if spec.kind == "compare":
+            return self._compare(spec, window, now, percent)
+        value = self.query(placeholders(spec.query, window, percent, promql=True), now)
+        samples = self.query(placeholders(spec.samples, window, percent, promql=True), now) if spec.samples else None
+        if spec.unit == "rate":
+            # events of interest over all events: no events at all is no data, never a 0 % rate
+            if not samples:
+                return Reading(None, 0, window)
+            return reading((value or 0.0) / samples, samples, window)
+        return reading(value, samples, window)
+
+    def _compare(self, spec: MetricGate, window: float, now: float, percent: int | None) -> Reading:
+        """A rate per cohort: the same two queries with ``$cohort`` as each cohort's label value."""
+        assert isinstance(spec.query, str) and spec.samples
+        labels = spec.cohorts or CohortLabels()
+        cohorts = []
+        for label in (labels.treatment, labels.control):
+            value = self.query(placeholders(spec.query.replace("$cohort", label), window, percent, promql=True), now)
+            samples = self.query(placeholders(spec.samples.replace("$cohort", label), window, percent, promql=True),
+                                 now)
+            n = int(round(samples or 0))
+            cohorts.append(Cohort((value or 0.0) / samples if samples else None, max(n, 0)))
+        return Reading(None, min(c.samples for c in cohorts), window, cohorts=(cohorts[0], cohorts[1]),
+                       percent=percent)

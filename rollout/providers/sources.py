@@ -1,0 +1,66 @@
+"""The metric providers of one run, by name, and one evaluation of a gate set through them."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+
+from rollout.checks.service_api import ServiceClient
+from rollout.gates import Reading
+from rollout.playbook.model import GateSet
+from rollout.playbook.builtin import EMBEDDED
+from rollout.playbook.model import Playbook
+from rollout.providers.base import Provider
+from rollout.providers.embedded import EmbeddedProvider
+from rollout.providers.http import HttpMetrics
+from rollout.providers.prometheus import PrometheusMetrics
+from rollout.util.errors import MeasurementError
+
+#: a provider's ``kind`` -> its class, opened with (url, token, timeout, name). A new provider kind is
+#: one module in this folder and one line here.
+KINDS: dict[str, Callable[[str, str | None, float, str], Provider]] = {
+    "prometheus": PrometheusMetrics,
+    "http": HttpMetrics,
+}
+
+
+class MetricSources:
+    """The providers a playbook names, plus ``embedded``; :meth:`read` measures a gate set."""
+
+    def __init__(self, providers: dict[str, Provider]) -> None:
+        self.providers = providers
+
+    @classmethod
+    def build(cls, playbook: Playbook, service: ServiceClient, secret: Callable[[str], str],
+              http_client: httpx.Client | None = None) -> MetricSources:
+        """Providers for ``playbook``; ``secret`` resolves a ``${REFERENCE}`` (and registers it for
+        redaction)."""
+        providers: dict[str, Provider] = {EMBEDDED: EmbeddedProvider(service)}
+        for name, spec in playbook.providers.items():
+            token = secret(spec.token) if spec.token else None
+            providers[name] = KINDS[spec.kind](spec.url or service.url, token, spec.timeout, name)
+        return cls(providers)
+
+    def read(self, gates: GateSet, now: float, percent: int | None, cap: float | None = None) -> list[Reading]:
+        """One reading per metric of ``gates``; a metric that cannot be measured carries its error."""
+        for provider in self.providers.values():
+            if hasattr(provider, "start_evaluation"):
+                provider.start_evaluation()
+        readings = []
+        for spec in gates.metrics:
+            window = spec.window or gates.window
+            effective = min(window, cap) if cap else window
+            try:
+                readings.append(self.providers[spec.provider].measure(spec, effective, now, percent))
+            except MeasurementError as exc:
+                readings.append(Reading(None, 0, effective, error=str(exc)))
+            except Exception as exc:  # noqa: BLE001 - a provider's surprise is no data (a hold), never a crash
+                readings.append(Reading(None, 0, effective, error=f"{spec.provider}: {type(exc).__name__}: {exc}"))
+        return readings
+
+    def close(self) -> None:
+        for provider in self.providers.values():
+            if hasattr(provider, "close"):
+                provider.close()

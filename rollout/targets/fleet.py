@@ -1,0 +1,30 @@
+"""A fleet of replicas on one flag row: a change is confirmed when every live replica applied it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rollout.flags.postgres import PostgresFlags
+from rollout.util.errors import MeasurementError
+from rollout.util.flagrow import REPLICA_TTL_S
+
+
+class ReplicasTarget:
+    """Confirms a flag change only when every live replica reports the version written."""
+
+    can_confirm = True
+
+    def __init__(self, flags: PostgresFlags, health: Any = None) -> None:
+        self.flags, self.health = flags, health
+
+    def applied(self) -> tuple[bool | None, int | None, dict[str, Any]]:
+        version = self.flags.version()
+        live = self.flags.replicas()
+        if not live:
+            raise MeasurementError(f"no replica of {self.flags.environment} reported in the last {REPLICA_TTL_S:g}s")
+        behind = [r for r in live if (r["applied_version"] or 0) < version]
+        if behind:
+            raise MeasurementError(f"{len(live) - len(behind)} of {len(live)} replicas applied flag version {version}; "
+                                   + ", ".join(f"{r['replica_id']} is at {r['applied_version']}" for r in behind))
+        enabled, percent = self.flags.state()
+        return enabled, percent, {"replicas": [r["replica_id"] for r in live], "version": version}

@@ -1,0 +1,86 @@
+"""Running ASGI apps with uvicorn: in the foreground (CLI) or in a thread (tests, demo, benchmarks)."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from typing import Any
+
+import uvicorn
+
+from rollout.util.errors import ConfigError
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """Bind a listening socket now, so a taken port is a clear error and never a race."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise ConfigError(f"--host/--port: cannot listen on {host}:{port} ({exc.strerror})") from exc
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port nobody listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
+def _config(app: Any, access_log: bool, log_level: str) -> uvicorn.Config:
+    return uvicorn.Config(app, access_log=access_log, log_level=log_level, lifespan="on",
+                          timeout_graceful_shutdown=15, server_header=False, date_header=False)
+
+
+def serve_forever(app: Any, host: str, port: int, access_log: bool = False, log_level: str = "info") -> None:
+    """Serve ``app`` until SIGINT/SIGTERM; graceful shutdown runs the app's lifespan exit."""
+    sock = bind(host, port)
+    server = uvicorn.Server(_config(app, access_log, log_level))
+    server.run(sockets=[sock])
+
+
+class ServerThread:
+    """An ASGI app served on 127.0.0.1:``port`` from a background thread.
+
+    ``with ServerThread(app) as srv: ...`` starts it, waits until it listens, and stops it
+    (graceful shutdown, lifespan exit) on leaving the block.
+    """
+
+    def __init__(self, app: Any, host: str = "127.0.0.1", port: int = 0, log_level: str = "warning") -> None:
+        self._sock = bind(host, port)
+        self.host, self.port = host, self._sock.getsockname()[1]
+        self.server = uvicorn.Server(_config(app, False, log_level))
+        self._thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self._sock]}, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def start(self, timeout: float = 20.0) -> ServerThread:
+        self._thread.start()
+        deadline = time.monotonic() + timeout
+        while not self.server.started:
+            if not self._thread.is_alive():
+                raise RuntimeError("server thread died during start-up")
+            if time.monotonic() > deadline:
+                raise RuntimeError("server did not start in time")
+            time.sleep(0.01)
+        return self
+
+    def stop(self, timeout: float = 30.0) -> None:
+        self.server.should_exit = True
+        self._thread.join(timeout)
+        self._sock.close()
+
+    def __enter__(self) -> ServerThread:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -1,0 +1,206 @@
+"""YAML files validated into pydantic models, with errors that name the file, line and field.
+
+``yaml.compose`` keeps every node's position; :func:`load_model` walks the node tree to map each
+field path to its line, so a pydantic error ``phases.2.steps.0.gate: ...`` becomes
+``playbooks/whatsapp.yaml:41: phases.2.steps.0.gate: unknown gate set 'x'``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from rollout.util.errors import RolloutError
+
+M = TypeVar("M", bound=BaseModel)
+Lines = dict[tuple[Any, ...], int]
+_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+#: deeper than this, a file is not configuration (and recursive composers would crash)
+MAX_DEPTH = 32
+#: nodes a file may expand to through its aliases (the shipped playbook has about 300)
+MAX_NODES = 20_000
+
+
+def check_shape(text: str, file: Path, error: type[RolloutError]) -> None:
+    """Refuse YAML that would take the loader down, before anything is built from it: nesting
+    deeper than :data:`MAX_DEPTH`, an alias that refers to the node it is in (a loop), or aliases
+    that expand to more than :data:`MAX_NODES` nodes (a "billion laughs"). PyYAML's event parser
+    is not recursive, so this scan is linear in the file whatever the file holds."""
+    expanded = 0
+    sizes: dict[str, int] = {}
+    open_nodes: list[tuple[int, str | None]] = []  # (expanded count at its start, its anchor)
+    for event in yaml.parse(text, Loader=yaml.SafeLoader):
+        line = event.start_mark.line + 1 if event.start_mark is not None else 0
+        if isinstance(event, yaml.AliasEvent):
+            if any(anchor == event.anchor for _, anchor in open_nodes):
+                raise error(f"{file}:{line}: alias *{event.anchor} refers to the node it is in (a loop)")
+            expanded += sizes.get(event.anchor or "", 1)
+        elif isinstance(event, yaml.ScalarEvent):
+            expanded += 1
+            if event.anchor:
+                sizes[event.anchor] = 1
+        elif isinstance(event, yaml.CollectionStartEvent):
+            if len(open_nodes) >= MAX_DEPTH:
+                raise error(f"{file}:{line}: nested deeper than {MAX_DEPTH} levels")
+            open_nodes.append((expanded, event.anchor))
+            expanded += 1
+        elif isinstance(event, yaml.CollectionEndEvent):
+            start, anchor = open_nodes.pop()
+            if anchor:
+                sizes[anchor] = expanded - start
+        if expanded > MAX_NODES:
+            raise error(f"{file}:{line}: aliases expand this file to more than {MAX_NODES} nodes; "
+                        "write the repeated parts out, or use fewer levels of aliases")
+
+
+def _walk(node: yaml.Node, path: tuple[Any, ...], lines: Lines, file: Path) -> None:
+    lines.setdefault(path, node.start_mark.line + 1)
+    if isinstance(node, yaml.MappingNode):
+        seen: dict[Any, int] = {}
+        for key_node, value_node in node.value:
+            # a key that is itself a list or a mapping is not a field name: name it by its line
+            key = key_node.value if isinstance(key_node, yaml.ScalarNode) else f"<{key_node.id} key>"
+            line = key_node.start_mark.line + 1
+            if key in seen:
+                raise _LoadError(f"{file}:{line}: {'.'.join(map(str, (*path, key)))}: duplicate key "
+                                 f"(first at line {seen[key]})")
+            seen[key] = line
+            lines[(*path, key)] = line
+            _walk(value_node, (*path, key), lines, file)
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            _walk(item, (*path, index), lines, file)
+
+
+class _LoadError(RolloutError):
+    pass
+
+
+class FieldProblems(ValueError):
+    """Raise inside a pydantic validator with ``(sub path, problem)`` pairs: the loader then names
+    the exact key and its line, not just the field the validator sits on."""
+
+    def __init__(self, problems: list[tuple[tuple[Any, ...], str]]) -> None:
+        super().__init__("; ".join(problem for _, problem in problems))
+        self.problems = problems
+
+
+def read_yaml(path: Path, error: type[RolloutError]) -> tuple[Any, Lines]:
+    """Parse ``path`` safely; return the data and a field-path -> line map."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError as exc:
+        raise error(f"{path}: file not found") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise error(f"{path}: cannot be read ({exc.__class__.__name__})") from exc
+    try:
+        check_shape(text, path, error)
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise error(f"{where}: invalid YAML: {problem}") from exc
+    except (ValueError, TypeError, OverflowError) as exc:
+        # PyYAML's constructors raise these for values that look typed but are not (2026-13-45)
+        raise error(f"{path}: invalid YAML: a value cannot be read ({exc})") from exc
+    lines: Lines = {}
+    if node is not None:
+        try:
+            _walk(node, (), lines, path)
+        except _LoadError as exc:
+            raise error(str(exc)) from exc
+    return data, lines
+
+
+def line_of(lines: Lines, path: tuple[Any, ...]) -> int | None:
+    """The line of ``path`` or of its nearest ancestor present in the file."""
+    for end in range(len(path), -1, -1):
+        if path[:end] in lines:
+            return lines[path[:end]]
+    return None
+
+
+def interpolate(data: Any, environ: Mapping[str, str], lines: Lines, file: Path, error: type[RolloutError],
+                path: tuple[Any, ...] = ()) -> Any:
+    """Replace ``${NAME}`` and ``${NAME:-default}`` in strings from ``environ``."""
+    if isinstance(data, dict):
+        return {k: interpolate(v, environ, lines, file, error, (*path, k)) for k, v in data.items()}
+    if isinstance(data, list):
+        return [interpolate(v, environ, lines, file, error, (*path, i)) for i, v in enumerate(data)]
+    if isinstance(data, str) and "${" in data and not secret_field(path):
+        def sub(match: re.Match[str]) -> str:
+            name, default = match.group(1), match.group(2)
+            if name in environ:
+                return environ[name]
+            if default is not None:
+                return default
+            raise error(f"{file}:{line_of(lines, path)}: {'.'.join(map(str, path))}: ${{{name}}} is not set "
+                        f"and has no default")
+        return _REF.sub(sub, data)
+    return data
+
+
+def secret_field(path: tuple[Any, ...]) -> bool:
+    """A ``token`` or ``database`` field, a request header or an argument of the flag's command (the
+    natural place for ``--token ${DEPLOY_TOKEN}``): it stays a ``${REFERENCE}`` in the model and is
+    resolved only when used (and redacted everywhere), never at load time."""
+    return bool(path) and (path[-1] in ("token", "database") or "headers" in path[:-1]
+                           or tuple(path[:-1]) == ("flag", "command"))
+
+
+def validation_message(file: Path, exc: ValidationError, lines: Lines, limit: int = 8) -> str:
+    """One line per problem, ``file:line: field.path: problem``, joined with '; '."""
+    problems: list[str] = []
+    for err in exc.errors():
+        loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p in _UNION_TAGS))
+        nested = (err.get("ctx") or {}).get("error")
+        for sub_path, text in getattr(nested, "problems", None) or [((), err["msg"].removeprefix("Value error, "))]:
+            full = (*loc, *sub_path)
+            field = ".".join(map(str, full)) or "(top level)"
+            line = line_of(lines, full)
+            text = _friendly(dict(err), text)
+            problems.append(f"{file}:{line}: {field}: {text}" if line else f"{file}: {field}: {text}")
+    more = f" (+{len(problems) - limit} more)" if len(problems) > limit else ""
+    return "; ".join(problems[:limit]) + more
+
+
+# pydantic inserts the union member's tag into the location of discriminated-union errors
+_UNION_TAGS = {"configure", "smoke", "health", "scenario", "load", "gate", "ramp", "approve", "promote", "http",
+               "booking", "prometheus"}
+
+
+def _friendly(err: dict[str, Any], text: str) -> str:
+    kind = err.get("type")
+    if kind == "extra_forbidden":
+        return "unknown key"
+    if kind == "missing":
+        return "required"
+    if kind == "union_tag_invalid":
+        expected = (err.get("ctx") or {}).get("expected_tags", "")
+        return f"unknown kind {err.get('input', {}).get('kind') or err.get('input', {}).get('type')!r}; " \
+               f"expected one of {expected}"
+    if kind == "union_tag_not_found":
+        return f"missing {(err.get('ctx') or {}).get('discriminator', 'kind')}"
+    return text
+
+
+def load_model(path: Path, model: type[M], error: type[RolloutError], environ: Mapping[str, str] | None = None) -> M:
+    """Read ``path``, interpolate ``${...}``, and validate it into ``model``; raise ``error`` on any problem."""
+    data, lines = read_yaml(path, error)
+    if not isinstance(data, dict):
+        raise error(f"{path}:1: the file must hold a mapping (key: value) at the top level")
+    data = interpolate(data, os.environ if environ is None else environ, lines, path, error)
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise error(validation_message(path, exc, lines)) from exc
