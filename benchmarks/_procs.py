@@ -31,9 +31,13 @@ def _wait(url: str, timeout: float = 30.0) -> None:
 class Proc:
     def __init__(self, args: list[str], url: str, log: Path) -> None:
         self.url = url
-        self._log = open(log, "w")
-        self.proc = subprocess.Popen([sys.executable, "-m", "rollout", *args], stdout=self._log, stderr=self._log,
-                                     env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        self._log = open(log, "w")  # noqa: SIM115 - the process writes to it until stop() closes it
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "rollout", *args],
+            stdout=self._log,
+            stderr=self._log,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
         _wait(url)
 
     def stop(self) -> None:
@@ -47,23 +51,42 @@ class Proc:
 
 def start_sandbox(folder: Path) -> Proc:
     port = free_port()
-    return Proc(["sandbox", "--port", str(port), "--token", SANDBOX_TOKEN], f"http://127.0.0.1:{port}",
-                folder / "sandbox.log")
+    return Proc(
+        ["sandbox", "--port", str(port), "--token", SANDBOX_TOKEN], f"http://127.0.0.1:{port}", folder / "sandbox.log"
+    )
 
 
-def start_service(folder: Path, sandbox_url: str, db: str | None = None, replica_id: str | None = None,
-                  **env: str) -> tuple[Proc, Path]:
+def start_service(
+    folder: Path, sandbox_url: str, db: str | None = None, replica_id: str | None = None, **env: str
+) -> tuple[Proc, Path]:
     """A ``rollout serve`` process on a free port; ``db`` defaults to a SQLite file in ``folder``."""
     env_file = folder / "service.env"
     values = {
-        "WHATSAPP_NOTIFICATIONS_ENABLED": "true", "ZAPTRA_API_URL": f"{sandbox_url}/api/wpbox",
-        "ZAPTRA_API_TOKEN": SANDBOX_TOKEN, "ROLLOUT_ADMIN_TOKEN": ADMIN_TOKEN, **env,
+        "WHATSAPP_NOTIFICATIONS_ENABLED": "true",
+        "ZAPTRA_API_URL": f"{sandbox_url}/api/wpbox",
+        "ZAPTRA_API_TOKEN": SANDBOX_TOKEN,
+        "ROLLOUT_ADMIN_TOKEN": ADMIN_TOKEN,
+        **env,
     }
     write_env_file(env_file, values)
     port = free_port()
     extra = ["--replica-id", replica_id] if replica_id else []
-    proc = Proc(["serve", "--port", str(port), "--env-file", str(env_file), "--db", db or str(folder / "service.db"),
-                 "--log-file", str(folder / "events.log"), *extra], f"http://127.0.0.1:{port}", folder / "service.log")
+    proc = Proc(
+        [
+            "serve",
+            "--port",
+            str(port),
+            "--env-file",
+            str(env_file),
+            "--db",
+            db or str(folder / "service.db"),
+            "--log-file",
+            str(folder / "events.log"),
+            *extra,
+        ],
+        f"http://127.0.0.1:{port}",
+        folder / "service.log",
+    )
     return proc, env_file
 
 

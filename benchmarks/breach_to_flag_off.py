@@ -23,15 +23,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from rollout.util.clock import SystemClock  # noqa: E402
-from rollout.console import QuietReporter  # noqa: E402
-from rollout.demo import DEMO_TIMINGS, Traffic  # noqa: E402
-from rollout.engine import runner  # noqa: E402
-from rollout.engine.runner import Project  # noqa: E402
-from rollout.engine.state import StateStore  # noqa: E402
-from rollout.flags import FlagStore  # noqa: E402
-from rollout.demo.stack import Stack  # noqa: E402
-from tests.prometheus import Prometheus  # noqa: E402
+from rollout.console import QuietReporter
+from rollout.demo import DEMO_TIMINGS, Traffic
+from rollout.demo.stack import Stack
+from rollout.engine import runner
+from rollout.engine.runner import Project
+from rollout.engine.state import StateStore
+from rollout.flags import FlagStore
+from rollout.util.clock import SystemClock
+from tests.prometheus import Prometheus
 
 GATES = {
     "embedded": "      - {metric: success_rate, target: 95%, alert: 90%}\n",
@@ -39,10 +39,11 @@ GATES = {
         "      - metric: notification_failure_rate\n"
         "        provider: prom\n"
         "        kind: rate\n"
-        "        query: sum(increase(rollout_whatsapp_notifications_total{outcome=\"failed\"}[$window]))\n"
-        "        samples: sum(increase(rollout_whatsapp_notifications_total{outcome=~\"sent|failed\"}[$window]))\n"
+        '        query: sum(increase(rollout_whatsapp_notifications_total{outcome="failed"}[$window]))\n'
+        '        samples: sum(increase(rollout_whatsapp_notifications_total{outcome=~"sent|failed"}[$window]))\n'
         "        target: 5%\n"
-        "        alert: 10%\n"),
+        "        alert: 10%\n"
+    ),
 }
 PLAYBOOK = """\
 version: 1
@@ -124,16 +125,23 @@ def main() -> None:
                 for provider in ("embedded", "prometheus"):
                     written, confirmed = one_run(Path(tmp) / f"{provider}-{i}", provider, args.rate)
                     results[provider].append((written, confirmed))
-                    print(f"run {i + 1} {provider:<10}: breach -> flag written off {written:.2f} s, "
-                          f"-> service confirms {confirmed:.2f} s", flush=True)
+                    print(
+                        f"run {i + 1} {provider:<10}: breach -> flag written off {written:.2f} s, "
+                        f"-> service confirms {confirmed:.2f} s",
+                        flush=True,
+                    )
         finally:
             os.environ.clear()
             os.environ.update(saved)
     for provider, runs in results.items():
         written = [w for w, _ in runs]
-        print(f"{provider:<10}: breach -> flag off: median {statistics.median(written):.2f} s, "
-              f"max {max(written):.2f} s over {len(runs)} runs")
-    ratio = statistics.median(w for w, _ in results["prometheus"]) / statistics.median(w for w, _ in results["embedded"])
+        print(
+            f"{provider:<10}: breach -> flag off: median {statistics.median(written):.2f} s, "
+            f"max {max(written):.2f} s over {len(runs)} runs"
+        )
+    ratio = statistics.median(w for w, _ in results["prometheus"]) / statistics.median(
+        w for w, _ in results["embedded"]
+    )
     print(f"prometheus / embedded (medians): {ratio:.2f}x")
 
 

@@ -22,12 +22,12 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks._procs import ADMIN_TOKEN, SANDBOX_TOKEN, Proc, start_sandbox  # noqa: E402
-from rollout.util.envfile import write_env_file  # noqa: E402
-from rollout.flags.postgres import PostgresFlags  # noqa: E402
-from rollout.playbook.model import FlagSpec  # noqa: E402
-from rollout.util.serving import free_port  # noqa: E402
-from tests.postgres import Postgres  # noqa: E402
+from benchmarks._procs import ADMIN_TOKEN, SANDBOX_TOKEN, Proc, start_sandbox
+from rollout.flags.postgres import PostgresFlags
+from rollout.playbook.model import FlagSpec
+from rollout.util.envfile import write_env_file
+from rollout.util.serving import free_port
+from tests.postgres import Postgres
 
 
 def main() -> None:
@@ -45,13 +45,37 @@ def main() -> None:
             procs.append(sandbox)
             for i in range(args.replicas):
                 env_file = folder / f"r{i}.env"
-                write_env_file(env_file, {"WHATSAPP_NOTIFICATIONS_ENABLED": "false",
-                                          "ZAPTRA_API_URL": f"{sandbox.url}/api/wpbox",
-                                          "ZAPTRA_API_TOKEN": SANDBOX_TOKEN, "ROLLOUT_ADMIN_TOKEN": ADMIN_TOKEN})
+                write_env_file(
+                    env_file,
+                    {
+                        "WHATSAPP_NOTIFICATIONS_ENABLED": "false",
+                        "ZAPTRA_API_URL": f"{sandbox.url}/api/wpbox",
+                        "ZAPTRA_API_TOKEN": SANDBOX_TOKEN,
+                        "ROLLOUT_ADMIN_TOKEN": ADMIN_TOKEN,
+                    },
+                )
                 port = free_port()
-                procs.append(Proc(["serve", "--port", str(port), "--env-file", str(env_file), "--db",
-                                   str(folder / f"r{i}.db"), "--flag-db", url, "--flag-env", "production",
-                                   "--replica-id", f"r{i}"], f"http://127.0.0.1:{port}", folder / f"r{i}.log"))
+                procs.append(
+                    Proc(
+                        [
+                            "serve",
+                            "--port",
+                            str(port),
+                            "--env-file",
+                            str(env_file),
+                            "--db",
+                            str(folder / f"r{i}.db"),
+                            "--flag-db",
+                            url,
+                            "--flag-env",
+                            "production",
+                            "--replica-id",
+                            f"r{i}",
+                        ],
+                        f"http://127.0.0.1:{port}",
+                        folder / f"r{i}.log",
+                    )
+                )
             flags = PostgresFlags(FlagSpec(backend="postgres", database="${FLAG_DB_URL}"), "production", folder, url)
             clients = [httpx.Client(base_url=p.url, timeout=5) for p in procs[1:]]
 
@@ -72,9 +96,11 @@ def main() -> None:
             for c in clients:
                 c.close()
             flags.close()
-            print(f"{args.replicas} replicas, {args.flips} flag-offs: every replica reports the flag off "
-                  f"p50 {statistics.median(delays) * 1000:.1f} ms, max {max(delays) * 1000:.1f} ms "
-                  f"(aim: max <= 250 ms)")
+            print(
+                f"{args.replicas} replicas, {args.flips} flag-offs: every replica reports the flag off "
+                f"p50 {statistics.median(delays) * 1000:.1f} ms, max {max(delays) * 1000:.1f} ms "
+                f"(aim: max <= 250 ms)"
+            )
     finally:
         for proc in procs:
             proc.stop()

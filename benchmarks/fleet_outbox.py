@@ -31,11 +31,11 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks._procs import Proc, sandbox_client, start_sandbox, start_service, wait_for_messages  # noqa: E402
-from rollout.checks.bookings import synthetic_booking  # noqa: E402
-from rollout.booking.service.store import BOOKING_FIELDS, Store  # noqa: E402
-from rollout.booking.service.stores import open_store  # noqa: E402
-from tests.postgres import Postgres  # noqa: E402
+from benchmarks._procs import Proc, sandbox_client, start_sandbox, start_service, wait_for_messages
+from rollout.booking.service.store import BOOKING_FIELDS, Store
+from rollout.booking.service.stores import open_store
+from rollout.checks.bookings import synthetic_booking
+from tests.postgres import Postgres
 
 NEVER = 1e12
 
@@ -47,11 +47,16 @@ def fill_backlog(store: Store, count: int) -> None:
         db.executemany(
             f"INSERT INTO bookings ({', '.join(BOOKING_FIELDS)}, created_at) "
             f"VALUES ({', '.join('?' * len(BOOKING_FIELDS))}, ?)",
-            [[b[f] for f in BOOKING_FIELDS] + [now]
-             for b in (synthetic_booking(f"B-{i}", f"c{i}", amount="1500") for i in range(count))],
+            [
+                [b[f] for f in BOOKING_FIELDS] + [now]
+                for b in (synthetic_booking(f"B-{i}", f"c{i}", amount="1500") for i in range(count))
+            ],
         )
-        db.execute("INSERT INTO notifications (booking_id, status, next_attempt_at, created_at, updated_at) "
-                   "SELECT id, 'pending', ?, ?, ? FROM bookings", (NEVER, now, now))
+        db.execute(
+            "INSERT INTO notifications (booking_id, status, next_attempt_at, created_at, updated_at) "
+            "SELECT id, 'pending', ?, ?, ? FROM bookings",
+            (NEVER, now, now),
+        )
 
 
 def measure_drain(folder: Path, db: str, replicas: int, backlog: int, label: str) -> None:
@@ -62,21 +67,28 @@ def measure_drain(folder: Path, db: str, replicas: int, backlog: int, label: str
     try:
         for i in range(1, replicas + 1):
             (folder / f"r{i}").mkdir()
-            procs.append(start_service(folder / f"r{i}", sandbox.url, db=db, replica_id=f"r{i}",
-                                       WHATSAPP_MAX_CONCURRENCY="128")[0])
+            procs.append(
+                start_service(folder / f"r{i}", sandbox.url, db=db, replica_id=f"r{i}", WHATSAPP_MAX_CONCURRENCY="128")[
+                    0
+                ]
+            )
         with store._tx() as tx:  # every replica is up: release the whole backlog at once
             tx.execute("UPDATE notifications SET next_attempt_at = 0")
         with sandbox_client(sandbox.url) as client:
             messages = wait_for_messages(client, backlog, 180)
         stamps = sorted(m["ts"] for m in messages)
         rate = (len(stamps) - 1) / (stamps[-1] - stamps[0])
-        shares = store._all("SELECT claimed_by AS r, COUNT(*) AS n FROM notifications GROUP BY claimed_by "
-                            "ORDER BY claimed_by")
+        shares = store._all(
+            "SELECT claimed_by AS r, COUNT(*) AS n FROM notifications GROUP BY claimed_by ORDER BY claimed_by"
+        )
         refs = Counter(m["parameters"][5] for m in messages)
         twice = sum(1 for n in refs.values() if n > 1)
         shown = ", ".join(f"{r['r']}: {r['n']}" for r in shares)
-        print(f"(a) {label:<24} {len(messages):>6} sent in {stamps[-1] - stamps[0]:5.1f} s = {rate:6.0f}/s   "
-              f"shares {shown}   sent twice: {twice}", flush=True)
+        print(
+            f"(a) {label:<24} {len(messages):>6} sent in {stamps[-1] - stamps[0]:5.1f} s = {rate:6.0f}/s   "
+            f"shares {shown}   sent twice: {twice}",
+            flush=True,
+        )
     finally:
         for proc in procs:
             proc.stop()
@@ -84,8 +96,9 @@ def measure_drain(folder: Path, db: str, replicas: int, backlog: int, label: str
         sandbox.stop()
 
 
-async def post_bookings(urls: dict[str, str], live: list[str], total: int, rate: float, kill_at: int,
-                        kill: object) -> tuple[list[str], list[str]]:
+async def post_bookings(
+    urls: dict[str, str], live: list[str], total: int, rate: float, kill_at: int, kill: object
+) -> tuple[list[str], list[str]]:
     """POST ``total`` bookings at ``rate``/s round-robin over ``live``; call ``kill`` after ``kill_at``."""
     accepted: list[str] = []
     refused: list[str] = []
@@ -102,8 +115,9 @@ async def post_bookings(urls: dict[str, str], live: list[str], total: int, rate:
             ref = f"K-{i}"
             async with gate:
                 try:
-                    response = await http.post(f"{urls[live[i % len(live)]]}/api/bookings",
-                                               json=synthetic_booking(ref, f"c{i}", amount="1500"))
+                    response = await http.post(
+                        f"{urls[live[i % len(live)]]}/api/bookings", json=synthetic_booking(ref, f"c{i}", amount="1500")
+                    )
                     (accepted if response.status_code == 201 else refused).append(ref)
                 except httpx.HTTPError:
                     refused.append(ref)
@@ -121,28 +135,35 @@ def measure_kill(folder: Path, db: str, total: int, rate: float, latency_ms: flo
             client.patch("/sandbox/faults", json={"latency_ms": latency_ms}).raise_for_status()
         for name in ("r1", "r2", "r3"):
             (folder / name).mkdir()
-            procs[name] = start_service(folder / name, sandbox.url, db=db, replica_id=name,
-                                        WHATSAPP_TIMEOUT_MS="2000")[0]
+            procs[name] = start_service(folder / name, sandbox.url, db=db, replica_id=name, WHATSAPP_TIMEOUT_MS="2000")[
+                0
+            ]
         live = list(procs)
         in_flight_at_kill: list[int] = []
         killed_at: list[float] = []
 
         def kill() -> None:
-            in_flight_at_kill.append(store._value(
-                "SELECT COUNT(*) AS n FROM notifications WHERE status = 'sending' AND claimed_by = 'r2'"))
+            in_flight_at_kill.append(
+                store._value("SELECT COUNT(*) AS n FROM notifications WHERE status = 'sending' AND claimed_by = 'r2'")
+            )
             procs["r2"].proc.send_signal(signal.SIGKILL)
             killed_at.append(time.monotonic())
             live.remove("r2")
 
-        accepted, refused = asyncio.run(post_bookings({n: p.url for n, p in procs.items()}, live, total, rate,
-                                                      total // 3, kill))
+        accepted, refused = asyncio.run(
+            post_bookings({n: p.url for n, p in procs.items()}, live, total, rate, total // 3, kill)
+        )
         deadline = time.monotonic() + 120
-        while store._value("SELECT COUNT(*) AS n FROM notifications WHERE status IN ('pending', 'sending')") \
-                and time.monotonic() < deadline:
+        while (
+            store._value("SELECT COUNT(*) AS n FROM notifications WHERE status IN ('pending', 'sending')")
+            and time.monotonic() < deadline
+        ):
             time.sleep(0.2)
         ended = time.monotonic() - killed_at[0]
-        rows = store._all("SELECT b.booking_ref AS ref, n.status, n.reason FROM notifications n "
-                          "JOIN bookings b ON b.id = n.booking_id")
+        rows = store._all(
+            "SELECT b.booking_ref AS ref, n.status, n.reason FROM notifications n "
+            "JOIN bookings b ON b.id = n.booking_id"
+        )
         committed = {r["ref"] for r in rows}
         open_rows = [r for r in rows if r["status"] in ("pending", "sending")]
         missing = [ref for ref in accepted if ref not in committed]
@@ -150,13 +171,20 @@ def measure_kill(folder: Path, db: str, total: int, rate: float, latency_ms: flo
             sent = Counter(m["parameters"][5] for m in client.get("/sandbox/messages").json()["messages"])
         unconfirmed = [r for r in rows if r["reason"] == "unconfirmed"]
         fallbacks = store._value("SELECT COUNT(*) AS n FROM fallback_outbox")
-        print(f"(c) {total} bookings at {rate:.0f}/s over 3 replicas, r2 killed (SIGKILL) after {total // 3} with "
-              f"{in_flight_at_kill[0]} sends in flight", flush=True)
-        print(f"    accepted {len(accepted)}, refused {len(refused)} (requests to r2 as it died), committed "
-              f"{len(committed)}; sent {sum(1 for r in rows if r['status'] == 'sent')}, unconfirmed "
-              f"{len(unconfirmed)} (all to the fallback: {fallbacks}); every row ended {ended:.1f} s after the kill")
-        print(f"    lost: {len(open_rows) + len(missing)}   sent twice: {sum(1 for n in sent.values() if n > 1)}",
-              flush=True)
+        print(
+            f"(c) {total} bookings at {rate:.0f}/s over 3 replicas, r2 killed (SIGKILL) after {total // 3} with "
+            f"{in_flight_at_kill[0]} sends in flight",
+            flush=True,
+        )
+        print(
+            f"    accepted {len(accepted)}, refused {len(refused)} (requests to r2 as it died), committed "
+            f"{len(committed)}; sent {sum(1 for r in rows if r['status'] == 'sent')}, unconfirmed "
+            f"{len(unconfirmed)} (all to the fallback: {fallbacks}); every row ended {ended:.1f} s after the kill"
+        )
+        print(
+            f"    lost: {len(open_rows) + len(missing)}   sent twice: {sum(1 for n in sent.values() if n > 1)}",
+            flush=True,
+        )
     finally:
         for proc in procs.values():
             if proc.proc.poll() is None:
@@ -176,8 +204,12 @@ def main() -> None:
     try:
         with tempfile.TemporaryDirectory() as tmp:
             base = Path(tmp)
-            runs = [("1 replica, SQLite", None, 1), ("1 replica, PostgreSQL", "pg", 1),
-                    ("2 replicas, PostgreSQL", "pg", 2), ("3 replicas, PostgreSQL", "pg", 3)]
+            runs = [
+                ("1 replica, SQLite", None, 1),
+                ("1 replica, PostgreSQL", "pg", 1),
+                ("2 replicas, PostgreSQL", "pg", 2),
+                ("3 replicas, PostgreSQL", "pg", 3),
+            ]
             for n, (label, kind, replicas) in enumerate(runs):
                 folder = base / f"drain-{n}"
                 folder.mkdir()

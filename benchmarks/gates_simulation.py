@@ -28,8 +28,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from rollout.gates import FAIL, PASS, judge  # noqa: E402
-from rollout.playbook.model import MetricGate  # noqa: E402
+from rollout.gates import FAIL, PASS, judge
+from rollout.playbook.model import MetricGate
 
 SPEC = MetricGate(metric="error_rate", target=0.01, alert=0.05)
 TRAFFIC = (1, 5, 50)
@@ -68,8 +68,9 @@ def binomial(n: int, p: float, rng: random.Random) -> int:
         count += 1
 
 
-def one_step(settings: Settings, traffic: int, rate: float, test: str, confidence: float,
-             rng: random.Random) -> tuple[str, float, int]:
+def one_step(
+    settings: Settings, traffic: int, rate: float, test: str, confidence: float, rng: random.Random
+) -> tuple[str, float, int]:
     """(how the step ended: fail / pass / hold, when, failed sends until then) on a simulated clock."""
     per_chunk = traffic * settings.interval
     chunks: list[tuple[int, int]] = []  # (sends, failures) per interval, oldest first
@@ -77,7 +78,7 @@ def one_step(settings: Settings, traffic: int, rate: float, test: str, confidenc
     t = 0.0
     while True:
         t += settings.interval
-        sends = int(round(per_chunk))
+        sends = round(per_chunk)
         failed = binomial(sends, rate, rng)
         chunks.append((sends, failed))
         failures_total += failed
@@ -85,8 +86,9 @@ def one_step(settings: Settings, traffic: int, rate: float, test: str, confidenc
         recent = chunks[-covered:]
         n = sum(c[0] for c in recent)
         errors = sum(c[1] for c in recent)
-        result = judge(SPEC, errors / n if n else None, n, settings.min_samples, min(t, settings.window),
-                       confidence, test)
+        result = judge(
+            SPEC, errors / n if n else None, n, settings.min_samples, min(t, settings.window), confidence, test
+        )
         if result.verdict == FAIL:
             return "fail", t, failures_total
         if t >= settings.hold and result.verdict == PASS:
@@ -97,7 +99,7 @@ def one_step(settings: Settings, traffic: int, rate: float, test: str, confidenc
 
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
 
 
 def cell(settings: Settings, traffic: int, rate: float, gate: str, ramps: int, seed: int) -> dict[str, float | None]:
@@ -131,10 +133,14 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
     started = time.monotonic()
-    print(f"{args.ramps} simulated ramp steps per cell; error-rate gate target 1%, alert 5%; "
-          "today = 95% Wilson at every look, new = 99% always-valid confidence sequence")
-    print("| settings | sends/s | true rate | rollback today | rollback new | missed today | missed new | "
-          "breach->fail median today / new | p95 today / new | failed sends today / new |")
+    print(
+        f"{args.ramps} simulated ramp steps per cell; error-rate gate target 1%, alert 5%; "
+        "today = 95% Wilson at every look, new = 99% always-valid confidence sequence"
+    )
+    print(
+        "| settings | sends/s | true rate | rollback today | rollback new | missed today | missed new | "
+        "breach->fail median today / new | p95 today / new | failed sends today / new |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|")
     for settings in SETTINGS:
         for traffic in TRAFFIC:
@@ -143,13 +149,16 @@ def main() -> None:
                 new = cell(settings, traffic, rate, "new", args.ramps, args.seed)
                 breach = rate >= 2 * SPEC.alert
                 healthy = rate <= SPEC.target
-                print(f"| {settings.name} | {traffic} | {rate * 100:g}% | {shown(old['rollback'], 'p')}"
-                      f"{' (false)' if healthy else ''} | {shown(new['rollback'], 'p')}"
-                      f"{' (false)' if healthy else ''} | "
-                      f"{shown(old['missed'], 'p') if breach else ''} | {shown(new['missed'], 'p') if breach else ''} | "
-                      f"{shown(old['median_s'], 's')} / {shown(new['median_s'], 's')} | "
-                      f"{shown(old['p95_s'], 's')} / {shown(new['p95_s'], 's')} | "
-                      f"{shown(old['failed_sends'], 'n')} / {shown(new['failed_sends'], 'n')} |", flush=True)
+                print(
+                    f"| {settings.name} | {traffic} | {rate * 100:g}% | {shown(old['rollback'], 'p')}"
+                    f"{' (false)' if healthy else ''} | {shown(new['rollback'], 'p')}"
+                    f"{' (false)' if healthy else ''} | "
+                    f"{shown(old['missed'], 'p') if breach else ''} | {shown(new['missed'], 'p') if breach else ''} | "
+                    f"{shown(old['median_s'], 's')} / {shown(new['median_s'], 's')} | "
+                    f"{shown(old['p95_s'], 's')} / {shown(new['p95_s'], 's')} | "
+                    f"{shown(old['failed_sends'], 'n')} / {shown(new['failed_sends'], 'n')} |",
+                    flush=True,
+                )
     print(f"({time.monotonic() - started:.0f} s)")
 
 

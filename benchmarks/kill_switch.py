@@ -24,15 +24,14 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-
-from rollout.util.clock import SystemClock
 from rollout.console import QuietReporter
 from rollout.demo import DEMO_TIMINGS, Traffic
+from rollout.demo.stack import Stack
 from rollout.engine import runner
-from rollout.engine.runner import Project
+from rollout.engine.project import Project
 from rollout.engine.state import StateStore
 from rollout.flags import FlagStore
-from rollout.demo.stack import Stack
+from rollout.util.clock import SystemClock
 
 PLAYBOOK = """\
 version: 1
@@ -122,24 +121,39 @@ def breach_run(folder: Path, rate: float) -> None:
             if time.time() > deadline:
                 break
             time.sleep(0.2)
-        failed_customers = {r[0] for r in db.execute(
-            "SELECT DISTINCT b.customer_id FROM events e JOIN bookings b ON b.id = e.booking_id "
-            "WHERE e.ts >= ? AND (e.kind = 'call_error' OR (e.kind = 'failed' AND e.reason != 'invalid_phone'))",
-            (t_fail,))}
-        in_fallback = {r[0] for r in db.execute(
-            "SELECT DISTINCT b.customer_id FROM fallback_outbox f JOIN bookings b ON b.id = f.booking_id")}
-        sent_after = db.execute("SELECT COUNT(*) FROM events WHERE kind IN ('call_ok','call_error') AND ts > ?",
-                                (t_write,)).fetchone()[0]
+        failed_customers = {
+            r[0]
+            for r in db.execute(
+                "SELECT DISTINCT b.customer_id FROM events e JOIN bookings b ON b.id = e.booking_id "
+                "WHERE e.ts >= ? AND (e.kind = 'call_error' OR (e.kind = 'failed' AND e.reason != 'invalid_phone'))",
+                (t_fail,),
+            )
+        }
+        in_fallback = {
+            r[0]
+            for r in db.execute(
+                "SELECT DISTINCT b.customer_id FROM fallback_outbox f JOIN bookings b ON b.id = f.booking_id"
+            )
+        }
+        sent_after = db.execute(
+            "SELECT COUNT(*) FROM events WHERE kind IN ('call_ok','call_error') AND ts > ?", (t_write,)
+        ).fetchone()[0]
         db.close()
         last = last_attempt(folder / "logs" / "production-events.log")
-        print(f"(a) provider failing -> flag written off: {t_write - t_fail:.2f} s; "
-              f"-> service confirms it off: {t_confirmed - t_fail:.2f} s")
-        print(f"(b) flag write -> last WhatsApp send by the service: "
-              f"{max(0.0, (last or t_write) - t_write) * 1000:.0f} ms ({sent_after} provider calls after the write)")
+        print(
+            f"(a) provider failing -> flag written off: {t_write - t_fail:.2f} s; "
+            f"-> service confirms it off: {t_confirmed - t_fail:.2f} s"
+        )
+        print(
+            f"(b) flag write -> last WhatsApp send by the service: "
+            f"{max(0.0, (last or t_write) - t_write) * 1000:.0f} ms ({sent_after} provider calls after the write)"
+        )
         missing = failed_customers - in_fallback
-        print(f"(c) {len(failed_customers)} customers got a failed WhatsApp attempt; "
-              f"{len(failed_customers) - len(missing)} of them are in the fallback outbox"
-              + (f"; MISSING: {sorted(missing)}" if missing else ""))
+        print(
+            f"(c) {len(failed_customers)} customers got a failed WhatsApp attempt; "
+            f"{len(failed_customers) - len(missing)} of them are in the fallback outbox"
+            + (f"; MISSING: {sorted(missing)}" if missing else "")
+        )
 
 
 def pure_propagation(folder: Path, rate: float, samples: int) -> None:
@@ -159,8 +173,10 @@ def pure_propagation(folder: Path, rate: float, samples: int) -> None:
             last = last_attempt(log) or t_write
             delays.append(max(0.0, last - t_write))
         traffic.stop()
-    print(f"(b') flag write -> last send under healthy traffic at {rate:g}/s, {samples} kills: "
-          f"median {statistics.median(delays) * 1000:.0f} ms, max {max(delays) * 1000:.0f} ms")
+    print(
+        f"(b') flag write -> last send under healthy traffic at {rate:g}/s, {samples} kills: "
+        f"median {statistics.median(delays) * 1000:.0f} ms, max {max(delays) * 1000:.0f} ms"
+    )
 
 
 def healthy_runs(folder: Path, rate: float, runs: int) -> None:
@@ -180,11 +196,16 @@ def healthy_runs(folder: Path, rate: float, runs: int) -> None:
             durations.append(time.monotonic() - started)
             false_rollbacks += outcome.status == "rolled_back"
             held += outcome.status == "awaiting_approval"
-            print(f"    run {i + 1}: {outcome.status} in {durations[-1]:.1f}s"
-                  + (f" - {outcome.message[:160]}" if outcome.status != "completed" else ""), flush=True)
-    print(f"(d) {runs} healthy runs at a 1% provider error rate: {false_rollbacks} false rollbacks, "
-          f"{held} stopped for approval after a long hold, {runs - false_rollbacks - held} completed; "
-          f"median {statistics.median(durations):.1f}s per ramp")
+            print(
+                f"    run {i + 1}: {outcome.status} in {durations[-1]:.1f}s"
+                + (f" - {outcome.message[:160]}" if outcome.status != "completed" else ""),
+                flush=True,
+            )
+    print(
+        f"(d) {runs} healthy runs at a 1% provider error rate: {false_rollbacks} false rollbacks, "
+        f"{held} stopped for approval after a long hold, {runs - false_rollbacks - held} completed; "
+        f"median {statistics.median(durations):.1f}s per ramp"
+    )
 
 
 def main() -> None:

@@ -25,11 +25,11 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _procs import sandbox_client, start_sandbox, start_service, wait_for_messages  # noqa: E402
+from _procs import sandbox_client, start_sandbox, start_service, wait_for_messages
 
-from rollout.checks.bookings import synthetic_booking  # noqa: E402
-from rollout.util.envfile import read_env_file, write_env_file  # noqa: E402
-from rollout.util.numbers import percentile  # noqa: E402
+from rollout.checks.bookings import synthetic_booking
+from rollout.util.envfile import read_env_file, write_env_file
+from rollout.util.numbers import percentile
 
 
 async def offered_load(url: str, rate: float, seconds: float, prefix: str) -> tuple[dict[str, float], list[float]]:
@@ -50,7 +50,9 @@ async def offered_load(url: str, rate: float, seconds: float, prefix: str) -> tu
         async with gate:
             t = time.perf_counter()
             started[ref] = time.time()
-            response = await clients[i % len(clients)].post("/api/bookings", json=synthetic_booking(ref, f"c{i}", amount="1500"))
+            response = await clients[i % len(clients)].post(
+                "/api/bookings", json=synthetic_booking(ref, f"c{i}", amount="1500")
+            )
             latencies.append(time.perf_counter() - t)
             if response.status_code != 201:
                 raise RuntimeError(f"booking failed: {response.status_code} {response.text}")
@@ -75,12 +77,16 @@ def measure_offered(folder: Path, rate: float, seconds: float) -> None:
         done_at = max(m["ts"] for m in messages)
         delays = sorted(m["ts"] - started[m["parameters"][5]] for m in messages)
         sent_rate = len(messages) / (done_at - min(started.values()))
-        print(f"(a1) offered {rate:.0f} bookings/s for {seconds:.0f} s ({len(started)} bookings, "
-              f"posted in {offered_s:.1f} s = {len(started) / offered_s:.0f}/s achieved)")
-        print(f"     sent {len(messages)}/{len(started)} notifications at {sent_rate:.0f}/s end to end; "
-              f"booking->provider delay p50 {percentile(delays, 50) * 1000:.0f} ms, "
-              f"p99 {percentile(delays, 99) * 1000:.0f} ms; booking POST p99 "
-              f"{percentile(latencies, 99) * 1000:.1f} ms")
+        print(
+            f"(a1) offered {rate:.0f} bookings/s for {seconds:.0f} s ({len(started)} bookings, "
+            f"posted in {offered_s:.1f} s = {len(started) / offered_s:.0f}/s achieved)"
+        )
+        print(
+            f"     sent {len(messages)}/{len(started)} notifications at {sent_rate:.0f}/s end to end; "
+            f"booking->provider delay p50 {percentile(delays, 50) * 1000:.0f} ms, "
+            f"p99 {percentile(delays, 99) * 1000:.0f} ms; booking POST p99 "
+            f"{percentile(latencies, 99) * 1000:.1f} ms"
+        )
     finally:
         svc.stop()
         sb.stop()
@@ -89,7 +95,7 @@ def measure_offered(folder: Path, rate: float, seconds: float) -> None:
 def measure_drain(folder: Path, backlog: int) -> None:
     """Fill the outbox with the service stopped, then time how fast it empties."""
     sb = start_sandbox(folder)
-    svc, env_file = start_service(folder, sb.url, WHATSAPP_MAX_CONCURRENCY="128")
+    svc, _env_file = start_service(folder, sb.url, WHATSAPP_MAX_CONCURRENCY="128")
     svc.stop()
     db = sqlite3.connect(folder / "service.db")
     now = time.time()
@@ -98,10 +104,25 @@ def measure_drain(folder: Path, backlog: int) -> None:
             cur = db.execute(
                 "INSERT INTO bookings (booking_ref, customer_id, parent_name, child_name, phone, event_name, venue, "
                 "event_date, amount, payment_method, created_at) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-                (f"B-{i}", f"c{i}", "Asha", "Ravi", "+919876543210", "Camp", "Hall", "2026-12-20", "1500.00", "UPI",
-                 now))
-            db.execute("INSERT INTO notifications (booking_id, status, next_attempt_at, created_at, updated_at) "
-                       "VALUES (?, 'pending', 0, ?, ?)", (cur.lastrowid, now, now))
+                (
+                    f"B-{i}",
+                    f"c{i}",
+                    "Asha",
+                    "Ravi",
+                    "+919876543210",
+                    "Camp",
+                    "Hall",
+                    "2026-12-20",
+                    "1500.00",
+                    "UPI",
+                    now,
+                ),
+            )
+            db.execute(
+                "INSERT INTO notifications (booking_id, status, next_attempt_at, created_at, updated_at) "
+                "VALUES (?, 'pending', 0, ?, ?)",
+                (cur.lastrowid, now, now),
+            )
     db.close()
     svc, _ = start_service(folder, sb.url, WHATSAPP_MAX_CONCURRENCY="128")
     try:
@@ -109,8 +130,10 @@ def measure_drain(folder: Path, backlog: int) -> None:
             messages = wait_for_messages(sandbox, backlog, 120)
         stamps = sorted(m["ts"] for m in messages)
         rate = (len(stamps) - 1) / (stamps[-1] - stamps[0])
-        print(f"(a2) backlog of {backlog} drained at {rate:.0f} notifications/s "
-              f"({len(messages)} sent, first to last {stamps[-1] - stamps[0]:.1f} s)")
+        print(
+            f"(a2) backlog of {backlog} drained at {rate:.0f} notifications/s "
+            f"({len(messages)} sent, first to last {stamps[-1] - stamps[0]:.1f} s)"
+        )
     finally:
         svc.stop()
         sb.stop()
@@ -134,10 +157,12 @@ def measure_hang_ratio(folder: Path, rate: float, block_s: float, rounds: int) -
                     bucket.extend(latencies)
             hung = sandbox.get("/sandbox/stats").json()["hung"]
         p99_on, p99_off = percentile(on, 99), percentile(off, 99)
-        print(f"(b)  provider hanging ({hung} requests hung): booking POST p99 with WhatsApp on "
-              f"{p99_on * 1000:.2f} ms, off {p99_off * 1000:.2f} ms; ratio {p99_on / p99_off:.3f} "
-              f"(medians {statistics.median(on) * 1000:.2f} / {statistics.median(off) * 1000:.2f} ms; "
-              f"{len(on)} + {len(off)} requests at {rate:.0f}/s in {rounds} alternating rounds of {block_s:.0f} s)")
+        print(
+            f"(b)  provider hanging ({hung} requests hung): booking POST p99 with WhatsApp on "
+            f"{p99_on * 1000:.2f} ms, off {p99_off * 1000:.2f} ms; ratio {p99_on / p99_off:.3f} "
+            f"(medians {statistics.median(on) * 1000:.2f} / {statistics.median(off) * 1000:.2f} ms; "
+            f"{len(on)} + {len(off)} requests at {rate:.0f}/s in {rounds} alternating rounds of {block_s:.0f} s)"
+        )
     finally:
         svc.stop()
         sb.stop()

@@ -95,4 +95,3 @@ class QuietReporter:
     @contextlib.contextmanager
     def progress(self, total: int, description: str) -> Iterator[Callable[[int], None]]:
         yield lambda n: None
-

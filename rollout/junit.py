@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from rollout.util.outfile import write_output
 from rollout.gates import fmt
+from rollout.util.outfile import write_output
 
 
 def _case(suite: ET.Element, classname: str, name: str, seconds: float, failure: tuple[str, str, str] | None) -> None:
@@ -22,8 +22,12 @@ def _case(suite: ET.Element, classname: str, name: str, seconds: float, failure:
 def junit_xml(env: str, phase: str, steps: list[dict[str, Any]], started: float, commit: str | None) -> str:
     """Render the step results of one ``rollout gate`` run."""
     root = ET.Element("testsuites", name="rollout")
-    suite = ET.SubElement(root, "testsuite", name=f"rollout.{env}.{phase}",
-                          timestamp=datetime.fromtimestamp(started, UTC).isoformat(timespec="seconds"))
+    suite = ET.SubElement(
+        root,
+        "testsuite",
+        name=f"rollout.{env}.{phase}",
+        timestamp=datetime.fromtimestamp(started, UTC).isoformat(timespec="seconds"),
+    )
     props = ET.SubElement(suite, "properties")
     for key, value in (("environment", env), ("phase", phase), ("commit", commit or "unknown")):
         ET.SubElement(props, "property", name=key, value=value)
@@ -35,9 +39,11 @@ def junit_xml(env: str, phase: str, steps: list[dict[str, Any]], started: float,
         for metric in step.get("verdict") or []:
             unit = metric.get("unit")
             shown = fmt(metric["metric"], metric["value"], unit)
-            message = (f"{metric['metric']} {shown}: target {fmt(metric['metric'], metric['target'], unit)}, alert "
-                       f"{fmt(metric['metric'], metric['alert'], unit)}, {metric['samples']} samples "
-                       f"(need {metric['min_samples']}), window {metric['window_seconds']:g}s")
+            message = (
+                f"{metric['metric']} {shown}: target {fmt(metric['metric'], metric['target'], unit)}, alert "
+                f"{fmt(metric['metric'], metric['alert'], unit)}, {metric['samples']} samples "
+                f"(need {metric['min_samples']}), window {metric['window_seconds']:g}s"
+            )
             failure = None if metric["verdict"] == "pass" else (metric["verdict"], message, metric["reason"])
             _case(suite, classname, metric["metric"], 0.0, failure)
         if not step.get("checks") and not step.get("verdict") and step["status"] != "done":

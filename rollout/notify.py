@@ -40,6 +40,7 @@ def slack_escape(text: str) -> str:
 
 def slack_text(event: str, payload: dict[str, Any]) -> str:
     """One Slack-compatible line (mrkdwn) for ``payload``; every value in it is escaped."""
+
     def shown(key: str) -> str:
         return slack_escape(str(payload[key]))
 
@@ -76,8 +77,14 @@ class Notifier:
     A hook's token is resolved in its delivery's thread, when it is sent: a token that is not set
     fails that delivery (recorded as ``notify_failed``), never the flag-off it reports on."""
 
-    def __init__(self, hooks: list[Any], secret: Callable[[str], str], redactor: Redactor,
-                 open_state: Callable[[], Any], actor: str = "rollout") -> None:
+    def __init__(
+        self,
+        hooks: list[Any],
+        secret: Callable[[str], str],
+        redactor: Redactor,
+        open_state: Callable[[], Any],
+        actor: str = "rollout",
+    ) -> None:
         self._hooks = list(hooks)
         self._secret = secret
         self._redactor = redactor
@@ -88,8 +95,7 @@ class Notifier:
 
     def fire(self, event: str, environment: str, **details: Any) -> None:
         """Send ``event`` to every hook that listens for it, in the background."""
-        payload = self._redactor.value({"event": event, "environment": environment, **details,
-                                        "at": time.time()})
+        payload = self._redactor.value({"event": event, "environment": environment, **details, "at": time.time()})
         payload["text"] = self._redactor.text(slack_text(event, payload))
         for index, hook in enumerate(self._hooks):
             if event not in hook.events:
@@ -125,7 +131,7 @@ class Notifier:
                     return
                 delivery.problem = f"HTTP {response.status_code}"
             if attempt < hook.retries:
-                time.sleep(min(0.25 * 2 ** attempt, 2.0))
+                time.sleep(min(0.25 * 2**attempt, 2.0))
         self._finish(delivery, "notify_failed")
 
     def _finish(self, delivery: _Delivery, action: str, note: str | None = None) -> None:
@@ -134,8 +140,11 @@ class Notifier:
             if delivery.recorded:
                 return
             delivery.recorded = True
-        detail: dict[str, Any] = {"hook": delivery.hook.name, "event": delivery.payload["event"],
-                                  "attempts": delivery.attempts}
+        detail: dict[str, Any] = {
+            "hook": delivery.hook.name,
+            "event": delivery.payload["event"],
+            "attempts": delivery.attempts,
+        }
         if action == "notify_failed":
             detail["problem"] = delivery.problem + (f"; {note}" if note else "")
         try:  # a thread of its own needs a connection of its own

@@ -64,8 +64,10 @@ def promote(path: Path, source: str, target: str, remote: str = "origin", dry_ru
         dirty = [d.a_path for d in repo.index.diff(None) if d.a_path] + repo.untracked_files
         staged = [d.a_path for d in repo.index.diff("HEAD") if d.a_path] if repo.head.is_valid() else []
         names = sorted(set(dirty + staged))
-        raise PromotionError(f"{repo.working_dir}: the working tree is dirty ({len(names)} file(s): "
-                             f"{', '.join(names[:5])}{' ...' if len(names) > 5 else ''}); commit or stash first")
+        raise PromotionError(
+            f"{repo.working_dir}: the working tree is dirty ({len(names)} file(s): "
+            f"{', '.join(names[:5])}{' ...' if len(names) > 5 else ''}); commit or stash first"
+        )
     plan = plan_promotion(repo, source, target, remote)
     if dry_run or not plan.commits:
         return plan
@@ -82,16 +84,19 @@ def promote(path: Path, source: str, target: str, remote: str = "origin", dry_ru
             except git.GitCommandError:
                 repo.git.reset("--hard", before)
             detail = f"conflicts in {', '.join(conflicts)}" if conflicts else _clean(exc.stderr or str(exc))
-            raise PromotionError(f"merging {source} into {target} failed ({detail}); merge aborted, "
-                                 "nothing changed") from exc
+            raise PromotionError(
+                f"merging {source} into {target} failed ({detail}); merge aborted, nothing changed"
+            ) from exc
         plan.merged_sha = repo.head.commit.hexsha
         try:
             repo.git.push(remote, f"{target}:{target}")
         except git.GitCommandError as exc:
             repo.git.reset("--hard", before)
             plan.merged_sha = None
-            raise PromotionError(f"pushing {target} to {remote} was rejected ({_clean(exc.stderr or str(exc))}); "
-                                 f"{target} reset to {before[:12]}, nothing changed") from exc
+            raise PromotionError(
+                f"pushing {target} to {remote} was rejected ({_clean(exc.stderr or str(exc))}); "
+                f"{target} reset to {before[:12]}, nothing changed"
+            ) from exc
         plan.pushed = True
         return plan
     finally:

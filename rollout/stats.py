@@ -50,8 +50,9 @@ def mixture_log_evidence(successes: int, n: int, theta: float) -> float:
         return math.inf if successes > 0 else _log_beta(1, 1 + n)
     if theta >= 1.0:
         return math.inf if successes < n else _log_beta(1 + n, 1)
-    return (_log_beta(1 + successes, 1 + n - successes)
-            - successes * math.log(theta) - (n - successes) * math.log1p(-theta))
+    return (
+        _log_beta(1 + successes, 1 + n - successes) - successes * math.log(theta) - (n - successes) * math.log1p(-theta)
+    )
 
 
 def confidence_sequence(rate: float, samples: int, confidence: float) -> tuple[float, float]:
@@ -96,8 +97,9 @@ def difference_interval(unit: str, treatment: Cohort, control: Cohort, confidenc
         c_low, c_high = confidence_sequence(control.value or 0.0, control.samples, per_cohort)
         return t_low - c_high, t_high - c_low
     alpha = 1.0 - per_cohort
-    spread = (mean_margin(treatment.samples, treatment.sd or 0.0, alpha)
-              + mean_margin(control.samples, control.sd or 0.0, alpha))
+    spread = mean_margin(treatment.samples, treatment.sd or 0.0, alpha) + mean_margin(
+        control.samples, control.sd or 0.0, alpha
+    )
     difference = (treatment.value or 0.0) - (control.value or 0.0)
     return difference - spread, difference + spread
 

@@ -10,12 +10,12 @@ from typing import Any
 
 import httpx
 
-from rollout.util.clock import ManualClock
 from rollout.booking.cohort import bucket
 from rollout.console import QuietReporter
 from rollout.engine import runner
-from rollout.engine.runner import Project
+from rollout.engine.project import Project
 from rollout.flags import FlagStore
+from rollout.util.clock import ManualClock
 from tests.harness import ADMIN_TOKEN, SANDBOX_TOKEN, Sandbox, Service, base_env, wait_until
 
 GROUP = "whatsapp_notifications"
@@ -82,20 +82,38 @@ def customers_in(percent_low: int, percent_high: int, count: int) -> list[str]:
 class EngineWorld:
     """One environment 'production' served by a real service, driven by a real engine."""
 
-    def __init__(self, tmp: Path, sandbox: Sandbox, percentages: str = "10, 25, 50, 100", hold: str = "4s",
-                 max_hold: str = "3s", on_hold_timeout: str = "approve", before_ramp: str = "",
-                 extra_metrics: str = "      - {metric: error_rate, target: 1%, alert: 5%}") -> None:
+    def __init__(
+        self,
+        tmp: Path,
+        sandbox: Sandbox,
+        percentages: str = "10, 25, 50, 100",
+        hold: str = "4s",
+        max_hold: str = "3s",
+        on_hold_timeout: str = "approve",
+        before_ramp: str = "",
+        extra_metrics: str = "      - {metric: error_rate, target: 1%, alert: 5%}",
+    ) -> None:
         self.tmp, self.sandbox = tmp, sandbox
         self.clock = DrivingClock()
         (tmp / "svc").mkdir(parents=True, exist_ok=True)
-        self.service = Service(tmp / "svc", base_env(sandbox.api_url, WHATSAPP_NOTIFICATIONS_ENABLED=False,
-                                                     WHATSAPP_ROLLOUT_PERCENT=0), clock=self.clock)
+        self.service = Service(
+            tmp / "svc",
+            base_env(sandbox.api_url, WHATSAPP_NOTIFICATIONS_ENABLED=False, WHATSAPP_ROLLOUT_PERCENT=0),
+            clock=self.clock,
+        )
         (tmp / "playbooks").mkdir(exist_ok=True)
         (tmp / "environments").mkdir(exist_ok=True)
         self.playbook = tmp / "playbooks" / "p.yaml"
-        self.playbook.write_text(PLAYBOOK.format(percentages=percentages, hold=hold, max_hold=max_hold,
-                                                 on_hold_timeout=on_hold_timeout, before_ramp=before_ramp,
-                                                 extra_metrics=extra_metrics))
+        self.playbook.write_text(
+            PLAYBOOK.format(
+                percentages=percentages,
+                hold=hold,
+                max_hold=max_hold,
+                on_hold_timeout=on_hold_timeout,
+                before_ramp=before_ramp,
+                extra_metrics=extra_metrics,
+            )
+        )
         (tmp / "environments" / "production.yaml").write_text(
             f"name: production\nservice_url: {self.service.url}\nenv_file: {self.service.env_file}\n"
             f"sandbox_url: {sandbox.url}\nsandbox_token: ${{ZAPTRA_SANDBOX_TOKEN}}\n"
@@ -103,7 +121,8 @@ class EngineWorld:
             f"  ZAPTRA_API_URL: {sandbox.api_url}\n"
             "  ZAPTRA_API_TOKEN: ${ZAPTRA_API_TOKEN}\n"
             "  ROLLOUT_ADMIN_TOKEN: ${ROLLOUT_ADMIN_TOKEN}\n"
-            "  WHATSAPP_TIMEOUT_MS: 2000\n")
+            "  WHATSAPP_TIMEOUT_MS: 2000\n"
+        )
         self.project = Project(self.playbook, tmp / "environments", tmp / "state.db")
         self.flags = FlagStore(self.service.env_file)
         self.http = httpx.Client(base_url=self.service.url, timeout=10)
@@ -118,12 +137,24 @@ class EngineWorld:
         """Bookings for ``customers``, then wait until the service has finished with all of them."""
         for cid in customers:
             self.booked += 1
-            body = {"customer_id": cid, "parent_name": "P", "child_name": "C", "phone": phone, "event_name": "E",
-                    "venue": "V", "event_date": "2030-01-01", "booking_ref": f"T-{uuid.uuid4().hex[:12]}",
-                    "amount": "10", "payment_method": "UPI"}
+            body = {
+                "customer_id": cid,
+                "parent_name": "P",
+                "child_name": "C",
+                "phone": phone,
+                "event_name": "E",
+                "venue": "V",
+                "event_date": "2030-01-01",
+                "booking_ref": f"T-{uuid.uuid4().hex[:12]}",
+                "amount": "10",
+                "payment_method": "UPI",
+            }
             assert self.http.post("/api/bookings", json=body).status_code == 201
-        wait_until(lambda: (o := self.service.metrics(60)["outbox"])["due"] == 0 and o["sending"] == 0,
-                   timeout=15, what="the outbox to drain")
+        wait_until(
+            lambda: (o := self.service.metrics(60)["outbox"])["due"] == 0 and o["sending"] == 0,
+            timeout=15,
+            what="the outbox to drain",
+        )
 
     def traffic(self, per_tick: int = 40) -> Callable[[], None]:
         """A hook: on every engine sleep, ``per_tick`` fresh customers book, spread over the cohort
@@ -136,6 +167,7 @@ class EngineWorld:
     def breach_at(self, percent: int, message: str = "(#131000) Something went wrong") -> None:
         """Customer traffic on every engine sleep, and the provider failing every send once the ramp
         holds ``percent``."""
+
         def breach() -> None:
             if self.flags.state() == (True, percent):
                 self.sandbox.faults(error_rate=1.0, error_message=message)
@@ -155,7 +187,7 @@ class EngineWorld:
             state.close()
         return [r for r in rows if action is None or r["action"] == action]
 
-    def env_state(self):  # noqa: ANN201
+    def env_state(self):
         state = self.project.state()
         try:
             return state.get("production")

@@ -10,11 +10,11 @@ from typing import Any
 
 import httpx
 
-from rollout.util.clock import ManualClock
-from rollout.util.envfile import write_env_file
 from rollout.booking.sandbox.app import create_sandbox_app
 from rollout.booking.service.app import create_app
 from rollout.booking.service.settings import LiveSettings
+from rollout.util.clock import ManualClock
+from rollout.util.envfile import write_env_file
 from rollout.util.serving import ServerThread
 
 SANDBOX_TOKEN = "sandbox-token-0123456789"
@@ -79,8 +79,15 @@ def base_env(sandbox_url: str, **overrides: Any) -> dict[str, str]:
 class Service:
     """The real service app served from a thread, with a manual clock and files in ``folder``."""
 
-    def __init__(self, folder: Path, env: dict[str, str], clock: ManualClock | None = None,
-                 follower: Any = None, db: str | None = None, replica_id: str | None = None) -> None:
+    def __init__(
+        self,
+        folder: Path,
+        env: dict[str, str],
+        clock: ManualClock | None = None,
+        follower: Any = None,
+        db: str | None = None,
+        replica_id: str | None = None,
+    ) -> None:
         self.folder = folder
         self.env_file = folder / "service.env"
         self.db = db or folder / "service.db"
@@ -90,8 +97,9 @@ class Service:
         if not self.env_file.exists():
             write_env_file(self.env_file, self.env)
         self.live = LiveSettings(env_file=self.env_file, environ={})
-        self.app = create_app(self.live, self.db, clock=self.clock, log_path=self.log_file, follower=follower,
-                              replica_id=replica_id)
+        self.app = create_app(
+            self.live, self.db, clock=self.clock, log_path=self.log_file, follower=follower, replica_id=replica_id
+        )
         self.server = ServerThread(self.app).start()
         self.url = self.server.url
         self.http = httpx.Client(base_url=self.url, timeout=15)
@@ -120,7 +128,8 @@ class Service:
     def wait_status(self, booking_id: int, *statuses: str, timeout: float = 10.0) -> dict[str, Any]:
         return wait_until(
             lambda: (n := self.notification(booking_id))["status"] in statuses and n,
-            timeout, f"booking {booking_id} to reach {statuses}",
+            timeout,
+            f"booking {booking_id} to reach {statuses}",
         )
 
     def metrics(self, window: float = 3600) -> dict[str, Any]:

@@ -43,13 +43,25 @@ class Postgres:
             shutil.chown(folder, "postgres")
             self._as = ["runuser", "-u", "postgres", "--"]
         self._run("initdb", "-D", str(self.data), "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync")
-        self._run("pg_ctl", "-D", str(self.data), "-l", str(folder / "postgres.log"), "-w", "-t", "60", "-o",
-                  f"-p {self.port} -c listen_addresses=127.0.0.1 -k {folder} -c fsync=off", "start")
+        self._run(
+            "pg_ctl",
+            "-D",
+            str(self.data),
+            "-l",
+            str(folder / "postgres.log"),
+            "-w",
+            "-t",
+            "60",
+            "-o",
+            f"-p {self.port} -c listen_addresses=127.0.0.1 -k {folder} -c fsync=off",
+            "start",
+        )
         self.url = f"postgresql://postgres@127.0.0.1:{self.port}"
 
     def _run(self, program: str, *args: str) -> None:
-        done = subprocess.run([*self._as, str(self.bindir / program), *args], capture_output=True, text=True,
-                              timeout=120)
+        done = subprocess.run(
+            [*self._as, str(self.bindir / program), *args], capture_output=True, text=True, timeout=120
+        )
         if done.returncode != 0:
             raise RuntimeError(f"{program} failed: {done.stdout[-1000:]} {done.stderr[-1000:]}")
 

@@ -29,13 +29,22 @@ class Prometheus:
         self.url = f"http://127.0.0.1:{self.port}"
         config = folder / "prometheus.yml"
         listed = ", ".join(f'"{t}"' for t in targets)
-        config.write_text(f"global:\n  scrape_interval: {interval}\n  evaluation_interval: {interval}\n"
-                          f"scrape_configs:\n  - job_name: app\n    static_configs:\n      - targets: [{listed}]\n")
+        config.write_text(
+            f"global:\n  scrape_interval: {interval}\n  evaluation_interval: {interval}\n"
+            f"scrape_configs:\n  - job_name: app\n    static_configs:\n      - targets: [{listed}]\n"
+        )
         self.log = open(folder / "prometheus.log", "w")  # noqa: SIM115 - closed in close()
         self.proc = subprocess.Popen(
-            [BINARY, f"--config.file={config}", f"--storage.tsdb.path={folder / 'data'}",
-             f"--web.listen-address=127.0.0.1:{self.port}", "--log.level=warn"],
-            stdout=self.log, stderr=subprocess.STDOUT)
+            [
+                BINARY,
+                f"--config.file={config}",
+                f"--storage.tsdb.path={folder / 'data'}",
+                f"--web.listen-address=127.0.0.1:{self.port}",
+                "--log.level=warn",
+            ],
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
         deadline = time.monotonic() + 30
         while True:
             try:

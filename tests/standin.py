@@ -27,8 +27,14 @@ def create_standin() -> FastAPI:
     registry = CollectorRegistry()
     requests = Counter("standin_requests", "Requests by code path", ["path"], registry=registry)
     errors = Counter("standin_errors", "Failed requests by code path", ["path"], registry=registry)
-    state: dict[str, Any] = {"enabled": False, "percent": 0, "fail_rate": 0.0, "everyone_fail_rate": 0.0,
-                             "new": [0, 0], "writes": 0}
+    state: dict[str, Any] = {
+        "enabled": False,
+        "percent": 0,
+        "fail_rate": 0.0,
+        "everyone_fail_rate": 0.0,
+        "new": [0, 0],
+        "writes": 0,
+    }
     rng = random.Random(7)
 
     def admin(request: Request) -> None:
@@ -105,6 +111,7 @@ class StandIn:
 
     def start_traffic(self, per_second: float = 60.0) -> None:
         """Requests from ever new users at ``per_second``, in the background, until :meth:`close`."""
+
         def run() -> None:
             with httpx.Client(base_url=self.url, timeout=5) as http:
                 n = 0

@@ -19,14 +19,14 @@ import pytest
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse
 
-from rollout.util.clock import SystemClock
 from rollout.console import QuietReporter
 from rollout.dashboard.app import create_dashboard, snapshot
 from rollout.engine import runner
-from rollout.engine.runner import Project
+from rollout.engine.project import Project
 from rollout.gates import HOLD, Reading, judge_readings
 from rollout.notify import Notifier, slack_text
 from rollout.playbook.model import GateSet
+from rollout.util.clock import SystemClock
 from rollout.util.redact import Redactor
 from rollout.util.serving import ServerThread, free_port
 
@@ -88,8 +88,14 @@ class FlagService:
     (``ok``, ``hang``)."""
 
     def __init__(self) -> None:
-        self.state: dict[str, Any] = {"enabled": False, "percent": 0, "mode": "echo", "refuse_percent": None,
-                                      "rate": 0.0, "n": 100}
+        self.state: dict[str, Any] = {
+            "enabled": False,
+            "percent": 0,
+            "mode": "echo",
+            "refuse_percent": None,
+            "rate": 0.0,
+            "n": 100,
+        }
         self.hooks: list[dict[str, Any]] = []
         app = FastAPI()
 
@@ -126,8 +132,14 @@ class FlagService:
 
         @app.post("/hook/{mode}")
         async def hook(mode: str, request: Request) -> JSONResponse:
-            self.hooks.append({"mode": mode, "body": await request.json(), "at": time.time(),
-                               "authorization": request.headers.get("authorization")})
+            self.hooks.append(
+                {
+                    "mode": mode,
+                    "body": await request.json(),
+                    "at": time.time(),
+                    "authorization": request.headers.get("authorization"),
+                }
+            )
             if mode == "hang":
                 await asyncio.sleep(4)
             return JSONResponse({"ok": True})
@@ -150,8 +162,9 @@ def svc(flagservice):
     return flagservice
 
 
-def make_project(tmp: Path, svc: FlagService, *, backend: str = "http", flag: str = HTTP_FLAG,
-                 notify: str = "") -> Project:
+def make_project(
+    tmp: Path, svc: FlagService, *, backend: str = "http", flag: str = HTTP_FLAG, notify: str = ""
+) -> Project:
     (tmp / "environments").mkdir(exist_ok=True)
     (tmp / "environments" / "production.yaml").write_text(f"name: production\nservice_url: {svc.url}\n")
     book = tmp / "trust.yaml"
@@ -159,13 +172,29 @@ def make_project(tmp: Path, svc: FlagService, *, backend: str = "http", flag: st
     return Project(book, tmp / "environments", tmp / "state" / "state.db")
 
 
-def cli(project: Project, *args: str, env: dict[str, str] | None = None,
-        timeout: float = 60) -> subprocess.CompletedProcess[str]:
+def cli(
+    project: Project, *args: str, env: dict[str, str] | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
     """``rollout ARGS`` as a user runs it, on ``project``'s files."""
-    return subprocess.run([sys.executable, "-m", "rollout", *args, "--playbook", str(project.playbook_path),
-                           "--environments", str(project.environments_dir), "--state", str(project.state_path)],
-                          capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, "FLAG_TOKEN": TOKEN, **(env or {})}, cwd=project.playbook_path.parent)
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "rollout",
+            *args,
+            "--playbook",
+            str(project.playbook_path),
+            "--environments",
+            str(project.environments_dir),
+            "--state",
+            str(project.state_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "FLAG_TOKEN": TOKEN, **(env or {})},
+        cwd=project.playbook_path.parent,
+    )
 
 
 def audit(project: Project, action: str | None = None) -> list[dict[str, Any]]:
@@ -180,17 +209,29 @@ def everything_written(project: Project) -> str:
     """The state database's bytes, the incident reports and ``history``/``status`` as JSON."""
     texts = [project.state_path.read_bytes().decode("latin-1")]
     texts += [p.read_text() for p in (project.state_path.parent / "incidents").glob("*")]
-    texts += [cli(project, "history", "--env", "production", "--json").stdout,
-              cli(project, "status", "--json").stdout, json.dumps(snapshot(project))]
+    texts += [
+        cli(project, "history", "--env", "production", "--json").stdout,
+        cli(project, "status", "--json").stdout,
+        json.dumps(snapshot(project)),
+    ]
     return "\n".join(texts)
 
 
 # --- 1. tokens quoted back by a flag endpoint, or pasted into a reason -----------------------------
 
+
 def test_a_token_a_flag_endpoint_echoes_is_redacted_in_every_output(svc, tmp_path):
     project = make_project(tmp_path, svc)
-    done = cli(project, "rollback", "--env", "production", "--reason", f"paging; token was {WRONG}", "--json",
-               env={"FLAG_TOKEN": WRONG})
+    done = cli(
+        project,
+        "rollback",
+        "--env",
+        "production",
+        "--reason",
+        f"paging; token was {WRONG}",
+        "--json",
+        env={"FLAG_TOKEN": WRONG},
+    )
     assert done.returncode == 1, done.stderr
     answer = json.loads(done.stdout)
     assert answer["status"] == "flag_off_failed" and "HTTP 401" in answer["message"] and "***" in answer["message"]
@@ -204,22 +245,47 @@ def test_a_token_a_flag_endpoint_echoes_is_redacted_in_every_output(svc, tmp_pat
 
 # --- 2. a command backend that carries a token ------------------------------------------------------
 
+
 def command_flag(svc: FlagService, sleep: float = 0.0) -> str:
-    script = ("import os, sys, time, httpx; args = dict(zip(sys.argv[1::2], sys.argv[2::2])); "
-              f"time.sleep({sleep}); assert args['--token'] == os.environ['DEPLOY_TOKEN'], 'token not resolved'; "
-              "r = httpx.put(args['--url'] + '/admin/flag', json={'on': args['--on'] == 'true', "
-              f"'share': int(args['--share'])}}, headers={{'Authorization': 'Bearer {TOKEN}'}}); "
-              "sys.exit(0 if r.status_code == 200 else 3)")
-    argv = [sys.executable, "-c", script, "--url", svc.url, "--token", "${DEPLOY_TOKEN}", "--on", "{enabled}",
-            "--share", "{percent}"]
-    return f"  command: {json.dumps(argv)}\n  timeout: 2s\n" \
-           "  read: {url: /admin/flag, enabled: feature.enabled, percent: feature.percent}"
+    script = (
+        "import os, sys, time, httpx; args = dict(zip(sys.argv[1::2], sys.argv[2::2])); "
+        f"time.sleep({sleep}); assert args['--token'] == os.environ['DEPLOY_TOKEN'], 'token not resolved'; "
+        "r = httpx.put(args['--url'] + '/admin/flag', json={'on': args['--on'] == 'true', "
+        f"'share': int(args['--share'])}}, headers={{'Authorization': 'Bearer {TOKEN}'}}); "
+        "sys.exit(0 if r.status_code == 200 else 3)"
+    )
+    argv = [
+        sys.executable,
+        "-c",
+        script,
+        "--url",
+        svc.url,
+        "--token",
+        "${DEPLOY_TOKEN}",
+        "--on",
+        "{enabled}",
+        "--share",
+        "{percent}",
+    ]
+    return (
+        f"  command: {json.dumps(argv)}\n  timeout: 2s\n"
+        "  read: {url: /admin/flag, enabled: feature.enabled, percent: feature.percent}"
+    )
 
 
 def test_a_command_backend_token_is_resolved_to_run_and_shown_nowhere(svc, tmp_path):
     project = make_project(tmp_path, svc, backend="command", flag=command_flag(svc))
-    configured = cli(project, "configure", "--env", "production", "--set", "FEATURE_ON=true", "--set",
-                     "FEATURE_SHARE=30", env={"DEPLOY_TOKEN": DEPLOY})
+    configured = cli(
+        project,
+        "configure",
+        "--env",
+        "production",
+        "--set",
+        "FEATURE_ON=true",
+        "--set",
+        "FEATURE_SHARE=30",
+        env={"DEPLOY_TOKEN": DEPLOY},
+    )
     assert configured.returncode == 0, configured.stderr
     assert (svc.state["enabled"], svc.state["percent"]) == (True, 30)  # the command ran with the real token
     assert "${DEPLOY_TOKEN}" in configured.stdout and DEPLOY not in configured.stdout + configured.stderr
@@ -235,10 +301,12 @@ def test_a_command_backend_token_is_resolved_to_run_and_shown_nowhere(svc, tmp_p
 
 # --- 3. what the service reports, not what rollout last wrote -------------------------------------
 
+
 def test_status_dashboard_and_the_next_flag_off_show_a_service_that_stayed_on(svc, tmp_path, monkeypatch):
     project = make_project(tmp_path, svc)
-    configured = cli(project, "configure", "--env", "production", "--set", "FEATURE_ON=true", "--set",
-                     "FEATURE_SHARE=50")
+    configured = cli(
+        project, "configure", "--env", "production", "--set", "FEATURE_ON=true", "--set", "FEATURE_SHARE=50"
+    )
     assert configured.returncode == 0, configured.stderr
     svc.state["mode"] = "stuck"  # from now on every write answers 200 and nothing changes
     first = cli(project, "rollback", "--env", "production", "--reason", "first", "--json")
@@ -246,8 +314,12 @@ def test_status_dashboard_and_the_next_flag_off_show_a_service_that_stayed_on(sv
     [unconfirmed] = audit(project, "flag_off_unconfirmed")
     assert (unconfirmed["detail"]["reported_flag"], unconfirmed["detail"]["reported_percent"]) == (True, 50)
     [row] = json.loads(cli(project, "status", "--json").stdout)
-    assert row["live"] == {"flag": True, "percent": 50, "reported_by": "target",
-                           "env_file": f"reported by the service at {svc.url}"}
+    assert row["live"] == {
+        "flag": True,
+        "percent": 50,
+        "reported_by": "target",
+        "env_file": f"reported by the service at {svc.url}",
+    }
     [shown] = snapshot(project)["environments"]
     assert (shown["flag"], shown["percent"]) == ("on", 50)
     table = cli(project, "status").stdout
@@ -262,11 +334,26 @@ def test_status_dashboard_and_the_next_flag_off_show_a_service_that_stayed_on(sv
 
 # --- 4. a value the engine cannot judge: a hold, then a flag-off; never a crash -----------------
 
+
 def test_a_reading_of_1e308_is_a_hold_not_an_overflow():
-    gates = GateSet.model_validate({"window": 10, "min_samples": 1, "metrics": [
-        {"metric": "errors", "provider": "p", "kind": "rate", "query": "q", "samples": "n", "target": 0.01,
-         "alert": 0.05}]})
-    verdict = judge_readings(gates, [Reading(1e308, 10 ** 308, 10.0)])
+    gates = GateSet.model_validate(
+        {
+            "window": 10,
+            "min_samples": 1,
+            "metrics": [
+                {
+                    "metric": "errors",
+                    "provider": "p",
+                    "kind": "rate",
+                    "query": "q",
+                    "samples": "n",
+                    "target": 0.01,
+                    "alert": 0.05,
+                }
+            ],
+        }
+    )
+    verdict = judge_readings(gates, [Reading(1e308, 10**308, 10.0)])
     assert verdict.verdict == HOLD and "could not be judged (OverflowError" in verdict.metrics[0].reason
 
 
@@ -302,6 +389,7 @@ def test_a_ramp_whose_flag_write_fails_turns_the_flag_off(svc, tmp_path, monkeyp
 
 # --- 5. a flag-off whose write fails: exit 1, recorded, reported, notified ----------------------
 
+
 @pytest.mark.parametrize("broken", ["unreachable flag database", "hanging endpoint"])
 def test_a_failed_flag_off_is_recorded_reported_and_notified(svc, tmp_path, broken):
     hook = f"notify:\n  - {{url: '{svc.url}/hook/ok'}}"
@@ -329,6 +417,7 @@ def test_a_failed_flag_off_is_recorded_reported_and_notified(svc, tmp_path, brok
 
 # --- 6. webhooks never hold the answer ---------------------------------------------------------------
 
+
 def test_a_webhook_without_its_token_never_turns_a_confirmed_flag_off_into_an_error(svc, tmp_path):
     project = make_project(tmp_path, svc, notify=f"notify:\n  - {{url: '{svc.url}/hook/ok', token: '${{HOOK_TOKEN}}'}}")
     done = cli(project, "rollback", "--env", "production", "--reason", "pager", "--json")
@@ -339,13 +428,29 @@ def test_a_webhook_without_its_token_never_turns_a_confirmed_flag_off_into_an_er
 
 
 def test_a_hanging_webhook_delays_neither_the_cli_nor_the_dashboard_answer(svc, tmp_path, monkeypatch):
-    project = make_project(tmp_path, svc, notify=f"notify:\n  - {{url: '{svc.url}/hook/hang', timeout: 3s, "
-                                                 "retries: 0}")
-    command = [sys.executable, "-m", "rollout", "rollback", "--env", "production", "--reason", "pager", "--json",
-               "--playbook", str(project.playbook_path), "--environments", str(project.environments_dir),
-               "--state", str(project.state_path)]
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "FLAG_TOKEN": TOKEN})
+    project = make_project(
+        tmp_path, svc, notify=f"notify:\n  - {{url: '{svc.url}/hook/hang', timeout: 3s, retries: 0}}"
+    )
+    command = [
+        sys.executable,
+        "-m",
+        "rollout",
+        "rollback",
+        "--env",
+        "production",
+        "--reason",
+        "pager",
+        "--json",
+        "--playbook",
+        str(project.playbook_path),
+        "--environments",
+        str(project.environments_dir),
+        "--state",
+        str(project.state_path),
+    ]
+    proc = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "FLAG_TOKEN": TOKEN}
+    )
     lines = []
     while not lines or lines[-1] != "}\n":
         lines.append(proc.stdout.readline())
@@ -363,18 +468,32 @@ def test_a_hanging_webhook_delays_neither_the_cli_nor_the_dashboard_answer(svc, 
     monkeypatch.setenv("FLAG_TOKEN", TOKEN)
     with ServerThread(create_dashboard(project, "dash-token-1234")) as dash:
         started = time.monotonic()
-        response = httpx.post(f"{dash.url}/api/rollback", json={"environment": "production", "reason": "again"},
-                              headers={"Authorization": "Bearer dash-token-1234", "X-Actor": "ana"}, timeout=10)
+        response = httpx.post(
+            f"{dash.url}/api/rollback",
+            json={"environment": "production", "reason": "again"},
+            headers={"Authorization": "Bearer dash-token-1234", "X-Actor": "ana"},
+            timeout=10,
+        )
         took = time.monotonic() - started
     assert response.status_code == 200 and response.json()["ok"] is True and took < 1.5
-    reports = [a for a in audit(project, "incident_report")]
+    reports = audit(project, "incident_report")
     assert reports[-1]["actor"] == "ana via dashboard"
 
 
 def test_drain_records_a_delivery_still_going_at_exit(svc, tmp_path):
     project = make_project(tmp_path, svc)
-    hook = type("Hook", (), {"name": "slow", "url": f"{svc.url}/hook/hang", "token": None, "events": ["flag_off"],
-                             "timeout": 3.0, "retries": 0})()
+    hook = type(
+        "Hook",
+        (),
+        {
+            "name": "slow",
+            "url": f"{svc.url}/hook/hang",
+            "token": None,
+            "events": ["flag_off"],
+            "timeout": 3.0,
+            "retries": 0,
+        },
+    )()
     notifier = Notifier([hook], lambda raw: raw, Redactor(), project.state)
     notifier.fire("flag_off", "production", summary="x")
     notifier.drain(limit=0.3)
@@ -383,6 +502,7 @@ def test_drain_records_a_delivery_still_going_at_exit(svc, tmp_path):
 
 
 # --- 7. phones in a reason; phone lists ---------------------------------------------------------------
+
 
 def test_a_phone_in_a_reason_is_masked_in_history_status_and_the_dashboard(svc, tmp_path):
     project = make_project(tmp_path, svc)
@@ -396,6 +516,7 @@ def test_a_phone_in_a_reason_is_masked_in_history_status_and_the_dashboard(svc, 
 
 # --- 8. the smaller ones -------------------------------------------------------------------------------
 
+
 def test_slack_text_escapes_what_a_person_wrote():
     text = slack_text("flag_off", {"environment": "production", "summary": "<!channel> see <https://x|here> & go"})
     assert "<!channel>" not in text and "&lt;!channel&gt; see &lt;https://x|here&gt; &amp; go" in text
@@ -406,9 +527,16 @@ def test_configure_names_a_bad_percentage_and_validate_warns_of_no_read_back(svc
     bad = cli(project, "configure", "--env", "production", "--set", "FEATURE_SHARE=5;x")
     assert bad.returncode == 2 and "FEATURE_SHARE: must be a whole number from 0 to 100, got '5;x'" in bad.stderr
     assert "Traceback" not in bad.stderr
-    project.playbook_path.write_text(project.playbook_path.read_text().replace(
-        "  read: {url: /admin/flag, enabled: feature.enabled, percent: feature.percent}\n", ""))
-    checked = subprocess.run([sys.executable, "-m", "rollout", "validate", str(project.playbook_path)],
-                             capture_output=True, text=True, timeout=60)
+    project.playbook_path.write_text(
+        project.playbook_path.read_text().replace(
+            "  read: {url: /admin/flag, enabled: feature.enabled, percent: feature.percent}\n", ""
+        )
+    )
+    checked = subprocess.run(
+        [sys.executable, "-m", "rollout", "validate", str(project.playbook_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert checked.returncode == 0 and "neither flag.read nor target.flag_state" in checked.stderr
     assert "requests/s" in checked.stdout and "bookings/s" not in checked.stdout

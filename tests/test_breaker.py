@@ -1,5 +1,5 @@
-from rollout.util.clock import ManualClock
 from rollout.booking.provider.breaker import BreakerState, CircuitBreaker
+from rollout.util.clock import ManualClock
 
 
 def make(threshold=5, reset=60.0):

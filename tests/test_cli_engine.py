@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from rollout.util.clock import SystemClock
 from rollout.engine.state import StateStore
 from rollout.flags import FlagStore
+from rollout.util.clock import SystemClock
 from tests.harness import ADMIN_TOKEN, SANDBOX_TOKEN, Service, base_env, wait_until
 
 REPO = Path(__file__).resolve().parents[1]
@@ -48,8 +48,11 @@ phases:
 
 @pytest.fixture
 def project(tmp_path, sandbox):
-    service = Service(tmp_path / "svc", base_env(sandbox.api_url, WHATSAPP_NOTIFICATIONS_ENABLED=False),
-                      clock=SystemClock()) if (tmp_path / "svc").mkdir() is None else None
+    service = (
+        Service(tmp_path / "svc", base_env(sandbox.api_url, WHATSAPP_NOTIFICATIONS_ENABLED=False), clock=SystemClock())
+        if (tmp_path / "svc").mkdir() is None
+        else None
+    )
     (tmp_path / "playbooks").mkdir()
     (tmp_path / "playbooks" / "whatsapp.yaml").write_text(PLAYBOOK)
     (tmp_path / "environments").mkdir()
@@ -58,27 +61,45 @@ def project(tmp_path, sandbox):
         "variables:\n"
         f"  ZAPTRA_API_URL: {sandbox.api_url}\n"
         "  ZAPTRA_API_TOKEN: ${ZAPTRA_API_TOKEN}\n"
-        "  ROLLOUT_ADMIN_TOKEN: ${ROLLOUT_ADMIN_TOKEN}\n")
+        "  ROLLOUT_ADMIN_TOKEN: ${ROLLOUT_ADMIN_TOKEN}\n"
+    )
     yield tmp_path, service
     service.close()
 
 
 def env(**extra: str) -> dict[str, str]:
-    return {**os.environ, "ZAPTRA_API_TOKEN": SANDBOX_TOKEN, "ROLLOUT_ADMIN_TOKEN": ADMIN_TOKEN,
-            "ROLLOUT_ACTOR": "tester", **extra}
+    return {
+        **os.environ,
+        "ZAPTRA_API_TOKEN": SANDBOX_TOKEN,
+        "ROLLOUT_ADMIN_TOKEN": ADMIN_TOKEN,
+        "ROLLOUT_ACTOR": "tester",
+        **extra,
+    }
 
 
 def rollout(cwd: Path, *args: str, timeout: float = 120, **extra: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "rollout", *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=timeout, env=env(**extra))
+    return subprocess.run(
+        [sys.executable, "-m", "rollout", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env(**extra),
+    )
 
 
 def start(cwd: Path, *args: str, **extra: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "rollout", *args], cwd=cwd, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=env(**extra))
+    return subprocess.Popen(
+        [sys.executable, "-m", "rollout", *args],
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env(**extra),
+    )
 
 
-def state_of(cwd: Path):  # noqa: ANN201
+def state_of(cwd: Path):
     store = StateStore(cwd / ".rollout" / "state.db")
     try:
         return store.get("production"), store.audit_log("production"), store.holder("production")
@@ -149,9 +170,13 @@ def test_exit_codes_for_usage_and_configuration_errors(project):
     cwd, _ = project
     proc = rollout(cwd, "advance", "--env", "staging")
     assert proc.returncode == 2 and "no phase runs in environment 'staging' (phases run in: production)" in proc.stderr
-    proc = subprocess.run([sys.executable, "-m", "rollout", "advance", "--env", "production"], cwd=cwd,
-                          capture_output=True, text=True, env={k: v for k, v in env().items()
-                                                               if k != "ZAPTRA_API_TOKEN"})
+    proc = subprocess.run(
+        [sys.executable, "-m", "rollout", "advance", "--env", "production"],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        env={k: v for k, v in env().items() if k != "ZAPTRA_API_TOKEN"},
+    )
     assert proc.returncode == 2 and "ZAPTRA_API_TOKEN" in proc.stderr and "is not set" in proc.stderr
     proc = rollout(cwd, "advance")
     assert proc.returncode == 2 and "--env" in proc.stderr
@@ -160,10 +185,17 @@ def test_exit_codes_for_usage_and_configuration_errors(project):
 
 
 def test_shipped_plan_shows_every_step(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "rollout", "plan", "--env", "production", "--json"], cwd=REPO,
-                          capture_output=True, text=True,
-                          env=env(ZAPTRA_SANDBOX_TOKEN="x" * 10, ROLLOUT_STATE=str(tmp_path / "s.db"),
-                                  ROLLOUT_PRODUCTION_ENV_FILE=str(tmp_path / "p.env")))
+    proc = subprocess.run(
+        [sys.executable, "-m", "rollout", "plan", "--env", "production", "--json"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        env=env(
+            ZAPTRA_SANDBOX_TOKEN="x" * 10,
+            ROLLOUT_STATE=str(tmp_path / "s.db"),
+            ROLLOUT_PRODUCTION_ENV_FILE=str(tmp_path / "p.env"),
+        ),
+    )
     assert proc.returncode == 0, proc.stderr
     plan = json.loads(proc.stdout)
     assert [s["kind"] for s in plan["steps"]] == ["approve", "promote", "configure", "smoke", "health", "ramp"]
@@ -174,8 +206,14 @@ def test_shipped_plan_shows_every_step(tmp_path):
 def test_demo_with_a_breach_turns_the_flag_off_by_itself(tmp_path):
     # named as the demo names its folders by default: a timestamp is never masked as a phone
     folder = tmp_path / "20261124-203903"
-    proc = subprocess.run([sys.executable, "-m", "rollout", "demo", "--breach", "--folder", str(folder)],
-                          cwd=REPO, capture_output=True, text=True, timeout=240, env=env())
+    proc = subprocess.run(
+        [sys.executable, "-m", "rollout", "demo", "--breach", "--folder", str(folder)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        env=env(),
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "as expected: production ended rolled_back" in proc.stdout
     assert "flag off after" in proc.stdout and "the service confirmed the flag off" in proc.stdout
@@ -237,7 +275,9 @@ def test_gate_writes_junit_and_records_evidence(project, sandbox):
     assert proc.returncode == 1
     summary = json.loads(proc.stdout)
     assert summary["status"] == "failed"
-    failures = {c.get("name"): c.find("failure") for c in ET.parse(cwd / "out" / "junit.xml").getroot().iter("testcase")}
+    failures = {
+        c.get("name"): c.find("failure") for c in ET.parse(cwd / "out" / "junit.xml").getroot().iter("testcase")
+    }
     assert failures["booking is confirmed"] is not None
     assert "expected sent" in failures["booking is confirmed"].get("message")
     assert failures["health answers"] is None
@@ -274,10 +314,21 @@ def test_the_ci_script_runs_the_staging_gates_and_writes_junit(tmp_path):
 
     bin_dir = Path(sys.executable).parent
     proc = subprocess.run(
-        ["bash", str(REPO / "scripts" / "ci-staging-gates.sh")], cwd=REPO, capture_output=True, text=True,
-        timeout=300, env={**os.environ, "SANDBOX_PORT": str(free_port()), "SERVICE_PORT": str(free_port()),
-                          "WORK": str(tmp_path / "ci"), "REPORTS": str(tmp_path / "reports"),
-                          "ROLLOUT": f"{sys.executable} -m rollout", "PATH": f"{bin_dir}:{os.environ['PATH']}"})
+        ["bash", str(REPO / "scripts" / "ci-staging-gates.sh")],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={
+            **os.environ,
+            "SANDBOX_PORT": str(free_port()),
+            "SERVICE_PORT": str(free_port()),
+            "WORK": str(tmp_path / "ci"),
+            "REPORTS": str(tmp_path / "reports"),
+            "ROLLOUT": f"{sys.executable} -m rollout",
+            "PATH": f"{bin_dir}:{os.environ['PATH']}",
+        },
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     suite = ET.parse(tmp_path / "reports" / "staging-gates.xml").getroot().find("testsuite")
     names = [c.get("name") for c in suite.findall("testcase")]

@@ -13,13 +13,13 @@ from pathlib import Path
 
 import pytest
 
-from rollout.util.clock import SystemClock
-from rollout.stats import Cohort, difference_interval, mean_margin
+from rollout.gates import FAIL, HOLD, PASS, Reading, judge_compare
 from rollout.gates.compare import judge_difference
-from rollout.gates import FAIL, HOLD, PASS, Reading, evaluate, judge_compare
 from rollout.playbook.model import GateSet, MetricGate
+from rollout.providers.embedded import evaluate
+from rollout.stats import Cohort, difference_interval, mean_margin
+from rollout.util.clock import SystemClock
 from rollout.util.yamlfile import FieldProblems
-
 from tests.harness import wait_until
 
 
@@ -60,10 +60,14 @@ def test_identical_skewed_cohorts_are_almost_never_failed_however_often_they_are
             cohort = t if rng.random() < share else c
             x = 50.0 * rng.lognormvariate(0.0, 1.5)
             cohort[0], cohort[1], cohort[2] = cohort[0] + x, cohort[1] + x * x, cohort[2] + 1
-            if i % 10 == 0 and t[2] >= 30 and c[2] >= 30:
-                if difference_interval("latency", _cohort(*t), _cohort(*c), 0.99)[0] > 0:
-                    fails += 1
-                    break
+            if (
+                i % 10 == 0
+                and t[2] >= 30
+                and c[2] >= 30
+                and difference_interval("latency", _cohort(*t), _cohort(*c), 0.99)[0] > 0
+            ):
+                fails += 1
+                break
     assert fails / 200 <= 0.01, fails
 
 
@@ -74,8 +78,16 @@ def test_the_bound_narrows_with_samples_and_scales_with_the_spread():
 
 def test_rate_difference_verdicts_on_constructed_cohorts():
     def verdict(t_errors, t_n, c_errors, c_n, min_samples=50):
-        return judge_difference("booking_error_rate", 0.005, 0.02, Cohort(t_errors / t_n if t_n else None, t_n),
-                                Cohort(c_errors / c_n if c_n else None, c_n), min_samples, 300.0, 0.99)
+        return judge_difference(
+            "booking_error_rate",
+            0.005,
+            0.02,
+            Cohort(t_errors / t_n if t_n else None, t_n),
+            Cohort(c_errors / c_n if c_n else None, c_n),
+            min_samples,
+            300.0,
+            0.99,
+        )
 
     v, diff, interval, reason = verdict(30, 100, 1, 1000)
     assert v == FAIL and diff == pytest.approx(0.299) and interval[0] > 0.02
@@ -89,11 +101,13 @@ def test_rate_difference_verdicts_on_constructed_cohorts():
 
 
 def test_latency_difference_a_slower_treatment_fails_an_equal_one_passes():
-    slow = judge_difference("booking_latency_ms", 50, 250, Cohort(900.0, 200, 150.0), Cohort(120.0, 1800, 60.0),
-                            50, 300.0, 0.99)
+    slow = judge_difference(
+        "booking_latency_ms", 50, 250, Cohort(900.0, 200, 150.0), Cohort(120.0, 1800, 60.0), 50, 300.0, 0.99
+    )
     assert slow[0] == FAIL and "difference +780 ms > alert +250 ms" in slow[3]
-    same = judge_difference("booking_latency_ms", 50, 250, Cohort(125.0, 200, 60.0), Cohort(120.0, 1800, 60.0),
-                            50, 300.0, 0.99)
+    same = judge_difference(
+        "booking_latency_ms", 50, 250, Cohort(125.0, 200, 60.0), Cohort(120.0, 1800, 60.0), 50, 300.0, 0.99
+    )
     assert same[0] == PASS and "difference +5.0 ms < target +50 ms" in same[3]
     low, high = difference_interval("latency", Cohort(125.0, 200, 60.0), Cohort(120.0, 1800, 60.0), 0.99)
     assert low < 5 < high
@@ -112,24 +126,33 @@ def test_at_100_percent_there_is_no_control_and_the_metric_says_so():
     assert result.verdict == PASS and "not compared, no control group at 100%" in result.reason
 
 
-@pytest.mark.parametrize("fields, problem", [
-    ({"metric": "booking_latency_ms", "target": 50, "alert": 250}, "write kind: compare"),
-    ({"metric": "success_rate", "kind": "compare", "target": 0, "alert": 0.01}, "cannot be compared"),
-    ({"metric": "booking_latency_ms", "kind": "compare", "target": 250, "alert": 50}, "must not be below target"),
-    ({"metric": "latency", "provider": "prom", "kind": "compare", "query": "x", "target": 1, "alert": 2},
-     "needs a PromQL query with \\$cohort"),
-])
+@pytest.mark.parametrize(
+    "fields, problem",
+    [
+        ({"metric": "booking_latency_ms", "target": 50, "alert": 250}, "write kind: compare"),
+        ({"metric": "success_rate", "kind": "compare", "target": 0, "alert": 0.01}, "cannot be compared"),
+        ({"metric": "booking_latency_ms", "kind": "compare", "target": 250, "alert": 50}, "must not be below target"),
+        (
+            {"metric": "latency", "provider": "prom", "kind": "compare", "query": "x", "target": 1, "alert": 2},
+            "needs a PromQL query with \\$cohort",
+        ),
+    ],
+)
 def test_the_playbook_refuses_a_compare_gate_that_cannot_be_judged(fields, problem):
     with pytest.raises((FieldProblems, ValueError), match=problem):
         MetricGate(**fields)
 
 
 def _gates() -> GateSet:
-    return GateSet(window=300, min_samples=15, metrics=[
-        MetricGate(metric="confirmation_delay_ms", kind="compare", target=200, alert=500),
-        MetricGate(metric="booking_latency_ms", kind="compare", target=50, alert=250),
-        MetricGate(metric="booking_error_rate", kind="compare", target=0.005, alert=0.02),
-    ])
+    return GateSet(
+        window=300,
+        min_samples=15,
+        metrics=[
+            MetricGate(metric="confirmation_delay_ms", kind="compare", target=200, alert=500),
+            MetricGate(metric="booking_latency_ms", kind="compare", target=50, alert=250),
+            MetricGate(metric="booking_error_rate", kind="compare", target=0.005, alert=0.02),
+        ],
+    )
 
 
 def _verdict(service) -> dict[str, object]:
@@ -181,8 +204,14 @@ def test_a_slowdown_for_everyone_does_not_fail_the_compare_gate(make_service, sa
         writer.join()
     for booking_id in ids:
         service.wait_status(booking_id, "sent", "skipped", timeout=20)
-    wait_until(lambda: service.metrics(300)["cohorts"]["control"]["booking_requests"] +
-               service.metrics(300)["cohorts"]["treatment"]["booking_requests"] == 80, what="every request counted")
+    wait_until(
+        lambda: (
+            service.metrics(300)["cohorts"]["control"]["booking_requests"]
+            + service.metrics(300)["cohorts"]["treatment"]["booking_requests"]
+            == 80
+        ),
+        what="every request counted",
+    )
     cohorts = service.metrics(300)["cohorts"]
     assert cohorts["treatment"]["booking_latency_ms"] > 20 and cohorts["control"]["booking_latency_ms"] > 20
     results = _verdict(service)
@@ -199,14 +228,34 @@ def test_plan_says_what_traffic_a_ramp_needs_to_decide(monkeypatch):
     book = load_playbook(Path(__file__).resolve().parents[1] / "playbooks" / "whatsapp.yaml")
     ramp = book.phases[-1].steps[-1]
     # 50 samples per metric in the 5-minute window, at the 10 % cohort (and a 50 % control): 50 / 300 / 0.1
-    assert _describe(ramp, book).endswith("deciding needs 50 samples per metric in a 5m window: about 1.7 "
-                                          "bookings/s overall at 10% (less and the steps hold, then wait for approval)")
+    assert _describe(ramp, book).endswith(
+        "deciding needs 50 samples per metric in a 5m window: about 1.7 "
+        "bookings/s overall at 10% (less and the steps hold, then wait for approval)"
+    )
 
 
 def test_pass_when_interval_a_compare_metric_passes_only_when_surely_below_the_target():
-    few = judge_difference("booking_latency_ms", 50, 250, Cohort(125.0, 30, 80.0), Cohort(120.0, 30, 80.0),
-                           20, 300.0, 0.99, pass_when="interval")
+    few = judge_difference(
+        "booking_latency_ms",
+        50,
+        250,
+        Cohort(125.0, 30, 80.0),
+        Cohort(120.0, 30, 80.0),
+        20,
+        300.0,
+        0.99,
+        pass_when="interval",
+    )
     assert few[0] == HOLD and "< target +50 ms but not yet sure" in few[3]
-    many = judge_difference("booking_latency_ms", 50, 250, Cohort(125.0, 5000, 60.0), Cohort(120.0, 5000, 60.0),
-                            20, 300.0, 0.99, pass_when="interval")
+    many = judge_difference(
+        "booking_latency_ms",
+        50,
+        250,
+        Cohort(125.0, 5000, 60.0),
+        Cohort(120.0, 5000, 60.0),
+        20,
+        300.0,
+        0.99,
+        pass_when="interval",
+    )
     assert many[0] == PASS

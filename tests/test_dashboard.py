@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from rollout.dashboard.app import create_dashboard
-from rollout.engine.runner import Project
+from rollout.engine.project import Project
 from rollout.flags import FlagStore
 from rollout.util.serving import ServerThread
 from tests.harness import ADMIN_TOKEN, SANDBOX_TOKEN, wait_until
@@ -32,22 +32,33 @@ def browser():
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:
-        launched = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync"])
+        launched = pw.chromium.launch(
+            executable_path=CHROMIUM,
+            headless=True,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+            ],
+        )
         yield launched
         launched.close()
 
 
-def test_the_dashboard_shows_a_live_ramp_and_its_rollback_button_stops_it(project, browser,  # noqa: F811
-                                                                          monkeypatch):
+def test_the_dashboard_shows_a_live_ramp_and_its_rollback_button_stops_it(project, browser, monkeypatch):  # noqa: F811
     cwd, service = project
     monkeypatch.setenv("ZAPTRA_API_TOKEN", SANDBOX_TOKEN)
     monkeypatch.setenv("ROLLOUT_ADMIN_TOKEN", ADMIN_TOKEN)
     advance = start(cwd, "advance", "--env", "production")
-    dashboard = ServerThread(create_dashboard(
-        Project(cwd / "playbooks" / "whatsapp.yaml", cwd / "environments", cwd / ".rollout" / "state.db"),
-        TOKEN)).start()
+    dashboard = ServerThread(
+        create_dashboard(
+            Project(cwd / "playbooks" / "whatsapp.yaml", cwd / "environments", cwd / ".rollout" / "state.db"), TOKEN
+        )
+    ).start()
     try:
         wait_until(lambda: FlagStore(service.env_file).state() == (True, 10), timeout=30, what="ramp at 10%")
         page = browser.new_page(viewport={"width": 1100, "height": 900})
@@ -60,7 +71,9 @@ def test_the_dashboard_shows_a_live_ramp_and_its_rollback_button_stops_it(projec
         first = int(re.match(r"\d+", card.locator("[data-role=evaluations]").inner_text()).group())
         page.wait_for_function(
             "n => parseInt(document.querySelector('[data-env=production] [data-role=evaluations]').textContent) > n",
-            arg=first, timeout=15_000)
+            arg=first,
+            timeout=15_000,
+        )
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / "dashboard-running.png"), full_page=True)
         # Roll back: token and name, a reason asked for, the same library call as the CLI
@@ -84,9 +97,11 @@ def test_the_dashboard_shows_a_live_ramp_and_its_rollback_button_stops_it(projec
 
 def test_without_a_token_the_dashboard_is_read_only(project, browser):  # noqa: F811
     cwd, _ = project
-    dashboard = ServerThread(create_dashboard(
-        Project(cwd / "playbooks" / "whatsapp.yaml", cwd / "environments", cwd / ".rollout" / "state.db"),
-        None)).start()
+    dashboard = ServerThread(
+        create_dashboard(
+            Project(cwd / "playbooks" / "whatsapp.yaml", cwd / "environments", cwd / ".rollout" / "state.db"), None
+        )
+    ).start()
     try:
         answer = httpx.post(f"{dashboard.url}/api/rollback", json={"environment": "production", "reason": "x"})
         assert answer.status_code == 403 and "read-only" in answer.json()["error"]
@@ -101,7 +116,7 @@ def test_without_a_token_the_dashboard_is_read_only(project, browser):  # noqa: 
 
 
 def test_approve_from_the_dashboard_runs_the_advance_it_approves(project, monkeypatch):  # noqa: F811
-    cwd, service = project
+    cwd, _service = project
     monkeypatch.setenv("ZAPTRA_API_TOKEN", SANDBOX_TOKEN)
     monkeypatch.setenv("ROLLOUT_ADMIN_TOKEN", ADMIN_TOKEN)
     monkeypatch.setenv("HOLD", "0.3s")
@@ -109,9 +124,11 @@ def test_approve_from_the_dashboard_runs_the_advance_it_approves(project, monkey
     first = start(cwd, "advance", "--env", "production")
     first.communicate(timeout=60)
     assert first.returncode == 3 and state_of(cwd)[0].status == "awaiting_approval"  # no traffic: a person decides
-    dashboard = ServerThread(create_dashboard(
-        Project(cwd / "playbooks" / "whatsapp.yaml", cwd / "environments", cwd / ".rollout" / "state.db"),
-        TOKEN)).start()
+    dashboard = ServerThread(
+        create_dashboard(
+            Project(cwd / "playbooks" / "whatsapp.yaml", cwd / "environments", cwd / ".rollout" / "state.db"), TOKEN
+        )
+    ).start()
     try:
         headers = {"Authorization": f"Bearer {TOKEN}", "X-Actor": "ana"}
         body = {"environment": "production", "reason": "numbers look fine in Grafana"}
@@ -119,15 +136,22 @@ def test_approve_from_the_dashboard_runs_the_advance_it_approves(project, monkey
         answer = httpx.post(f"{dashboard.url}/api/approve", json=body, headers=headers)
         assert answer.status_code == 200, answer.text
         # the advance it started accepts the hold and moves the ramp on, under the approver's name
-        wait_until(lambda: [a["detail"]["percent"] for a in state_of(cwd)[1] if a["action"] == "ramp"] == [10, 50],
-                   timeout=60, what="the approved advance to ramp to 50%")
+        wait_until(
+            lambda: [a["detail"]["percent"] for a in state_of(cwd)[1] if a["action"] == "ramp"] == [10, 50],
+            timeout=60,
+            what="the approved advance to ramp to 50%",
+        )
         audit = state_of(cwd)[1]
         [asked] = [a for a in audit if a["action"] == "approval_requested"]
         assert asked["actor"] == "ana via dashboard" and asked["detail"]["reason"] == "numbers look fine in Grafana"
         assert any(a["action"] == "approved" and a["actor"] == "ana via dashboard" for a in audit)
         wait_until(lambda: state_of(cwd)[2] is None, timeout=60, what="the approved advance to finish")
         # an environment that is not waiting for a person cannot be approved
-        assert httpx.post(f"{dashboard.url}/api/approve", json={**body, "environment": "staging"},
-                          headers=headers).status_code == 409
+        assert (
+            httpx.post(
+                f"{dashboard.url}/api/approve", json={**body, "environment": "staging"}, headers=headers
+            ).status_code
+            == 409
+        )
     finally:
         dashboard.stop()

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import pytest
-
 from pathlib import Path
 
-from rollout.util.clock import SystemClock
+import pytest
+
 from rollout.engine import runner
+from rollout.util.clock import SystemClock
 from tests.engine_harness import EngineWorld, customers_in
 from tests.harness import ADMIN_TOKEN, SANDBOX_TOKEN
 
@@ -165,7 +165,8 @@ def test_no_data_is_never_a_pass(world):
 
 def test_watch_keeps_evaluating_and_turns_the_flag_off_on_a_breach(world, sandbox):
     from rollout.console import QuietReporter
-    from rollout.engine.runner import open_context, watch
+    from rollout.engine.project import open_context
+    from rollout.engine.runner import watch
 
     w = world(percentages="100", hold="2s")
     w.clock.on_sleep.append(w.traffic(40))

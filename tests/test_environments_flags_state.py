@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from rollout.engine.state import ROLLED_BACK, StateStore
+from rollout.flags import FlagStore
 from rollout.playbook.environments import load_environment, resolve, shown_diff
 from rollout.util.errors import ConfigError, StateError
-from rollout.flags import FlagStore
 
 REPO = Path(__file__).resolve().parents[1]
 TOKEN = "zaptra-secret-value-123"
@@ -24,8 +24,14 @@ def test_shipped_environments_load_and_keep_secrets_as_references(name):
     env = load_environment(name, REPO / "environments", environ={})
     assert env.variables["ZAPTRA_API_TOKEN"] == "${ZAPTRA_API_TOKEN}"
     assert env.variables["WHATSAPP_NOTIFICATIONS_ENABLED"] == "false"
-    resolved = resolve(env, environ={"ZAPTRA_API_TOKEN": TOKEN, "ROLLOUT_ADMIN_TOKEN": "admin-secret-456",
-                                     "ZAPTRA_SANDBOX_TOKEN": "sandbox-secret-789"})
+    resolved = resolve(
+        env,
+        environ={
+            "ZAPTRA_API_TOKEN": TOKEN,
+            "ROLLOUT_ADMIN_TOKEN": "admin-secret-456",
+            "ZAPTRA_SANDBOX_TOKEN": "sandbox-secret-789",
+        },
+    )
     assert resolved.values["ZAPTRA_API_TOKEN"] == TOKEN and TOKEN in resolved.secrets
     assert resolved.shown()["ZAPTRA_API_TOKEN"] == "***"
     assert TOKEN not in str(shown_diff(resolved, {}))
@@ -39,21 +45,30 @@ def env_file(tmp_path: Path, body: str) -> Path:
 
 
 def test_a_literal_secret_in_an_environment_file_is_refused(tmp_path):
-    folder = env_file(tmp_path, "name: prod\nservice_url: http://127.0.0.1:1\nenv_file: x.env\n"
-                                "variables:\n  ZAPTRA_API_TOKEN: abc123secret\n")
-    with pytest.raises(ConfigError, match=r"prod.yaml:5: variables.ZAPTRA_API_TOKEN: ZAPTRA_API_TOKEN must be a reference"):
+    folder = env_file(
+        tmp_path,
+        "name: prod\nservice_url: http://127.0.0.1:1\nenv_file: x.env\nvariables:\n  ZAPTRA_API_TOKEN: abc123secret\n",
+    )
+    with pytest.raises(
+        ConfigError, match=r"prod.yaml:5: variables.ZAPTRA_API_TOKEN: ZAPTRA_API_TOKEN must be a reference"
+    ):
         load_environment("prod", folder, environ={})
 
 
 def test_secret_from_a_secrets_file_and_a_missing_one(tmp_path):
-    folder = env_file(tmp_path, "name: prod\nservice_url: http://127.0.0.1:1\nenv_file: x.env\n"
-                                "variables:\n  ZAPTRA_API_TOKEN: ${ZAPTRA_API_TOKEN}\n")
+    folder = env_file(
+        tmp_path,
+        "name: prod\nservice_url: http://127.0.0.1:1\nenv_file: x.env\n"
+        "variables:\n  ZAPTRA_API_TOKEN: ${ZAPTRA_API_TOKEN}\n",
+    )
     env = load_environment("prod", folder, environ={})
     secrets = tmp_path / "secrets.env"
     secrets.write_text(f"ZAPTRA_API_TOKEN={TOKEN}\n")
     assert resolve(env, environ={}, secrets_file=secrets).values["ZAPTRA_API_TOKEN"] == TOKEN
-    assert resolve(env, environ={"ZAPTRA_API_TOKEN": "from-env-wins"}, secrets_file=secrets).values[
-        "ZAPTRA_API_TOKEN"] == "from-env-wins"
+    assert (
+        resolve(env, environ={"ZAPTRA_API_TOKEN": "from-env-wins"}, secrets_file=secrets).values["ZAPTRA_API_TOKEN"]
+        == "from-env-wins"
+    )
     with pytest.raises(ConfigError, match=r"environment prod: ZAPTRA_API_TOKEN: \$\{ZAPTRA_API_TOKEN\} is not set"):
         resolve(env, environ={})
 
@@ -90,6 +105,7 @@ def test_concurrent_writers_lose_nothing(tmp_path):
                 values = flags.read()
                 values[f"W{n}"] = str(i)
                 from rollout.util.envfile import write_env_file
+
                 write_env_file(flags.env_file, values)
 
     threads = [threading.Thread(target=writer, args=(n,)) for n in range(8)]
@@ -113,10 +129,18 @@ def test_audit_log_is_append_only(tmp_path):
 
 def test_writer_lock_refuses_a_live_holder_and_takes_over_a_dead_one(tmp_path):
     path = tmp_path / "state.db"
-    holder = subprocess.Popen([sys.executable, "-c", (
-        "import sys, time; from rollout.engine.state import StateStore; "
-        f"s = StateStore({str(path)!r}); s.acquire('production', 0.0); print('held', flush=True); time.sleep(60)")],
-        stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            (
+                "import sys, time; from rollout.engine.state import StateStore; "
+                f"s = StateStore({str(path)!r}); s.acquire('production', 0.0); print('held', flush=True); time.sleep(60)"
+            ),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout.readline().strip() == "held"
         state = StateStore(path)
@@ -143,15 +167,23 @@ def test_flag_writes_and_configure_keep_the_users_own_lines(tmp_path):
     from rollout.playbook.environments import Environment, resolve
 
     env_file = tmp_path / "service.env"
-    env_file.write_text("# my service\nDATABASE_URL=postgresql://db/app\nexport WHATSAPP_NOTIFICATIONS_ENABLED=true\n"
-                        "\n# tuning\nWHATSAPP_ROLLOUT_PERCENT = 10\nOTHER='keep me'\n")
+    env_file.write_text(
+        "# my service\nDATABASE_URL=postgresql://db/app\nexport WHATSAPP_NOTIFICATIONS_ENABLED=true\n"
+        "\n# tuning\nWHATSAPP_ROLLOUT_PERCENT = 10\nOTHER='keep me'\n"
+    )
     flags = FlagStore(env_file)
     flags.set(enabled=False, percent=25)
     text = env_file.read_text()
-    assert text == ("# my service\nDATABASE_URL=postgresql://db/app\nexport WHATSAPP_NOTIFICATIONS_ENABLED=false\n"
-                    "\n# tuning\nWHATSAPP_ROLLOUT_PERCENT=25\nOTHER='keep me'\n")
-    env = Environment(name="dev", service_url="http://127.0.0.1:1", env_file=env_file,
-                      variables={"WHATSAPP_DEBUG": "true", "WHATSAPP_NOTIFICATIONS_ENABLED": "false"})
+    assert text == (
+        "# my service\nDATABASE_URL=postgresql://db/app\nexport WHATSAPP_NOTIFICATIONS_ENABLED=false\n"
+        "\n# tuning\nWHATSAPP_ROLLOUT_PERCENT=25\nOTHER='keep me'\n"
+    )
+    env = Environment(
+        name="dev",
+        service_url="http://127.0.0.1:1",
+        env_file=env_file,
+        variables={"WHATSAPP_DEBUG": "true", "WHATSAPP_NOTIFICATIONS_ENABLED": "false"},
+    )
     flags.replace(resolve(env, environ={}).values)
     values = flags.read()
     assert values["DATABASE_URL"] == "postgresql://db/app" and values["OTHER"] == "keep me"

@@ -31,10 +31,29 @@ def test_a_breach_report_has_its_timeline_chart(world, sandbox, tmp_path, monkey
     # the HTML report carries the same picture inline, and nothing of it needs the network
     monkeypatch.chdir(w.tmp)
     out = tmp_path / "report.html"
-    result = CliRunner().invoke(cli, ["incident", "--env", "production", "--playbook", str(w.playbook),
-                                      "--environments", str(w.tmp / "environments"), "--state",
-                                      str(w.project.state_path), "--format", "html", "--out", str(out)])
+    result = CliRunner().invoke(
+        cli,
+        [
+            "incident",
+            "--env",
+            "production",
+            "--playbook",
+            str(w.playbook),
+            "--environments",
+            str(w.tmp / "environments"),
+            "--state",
+            str(w.project.state_path),
+            "--format",
+            "html",
+            "--out",
+            str(out),
+        ],
+    )
     assert result.exit_code == 0, result.output
     html = out.read_text()
-    assert html.startswith("<!doctype html>") and "<svg" in html and "http://" not in html.replace(
-        'xmlns="http://www.w3.org/2000/svg"', "").split("<h2>Configuration in force</h2>")[0]
+    assert (
+        html.startswith("<!doctype html>")
+        and "<svg" in html
+        and "http://"
+        not in html.replace('xmlns="http://www.w3.org/2000/svg"', "").split("<h2>Configuration in force</h2>")[0]
+    )

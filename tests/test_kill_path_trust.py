@@ -9,7 +9,7 @@ import re
 import signal
 from pathlib import Path
 
-from rollout.engine import runner
+from rollout.engine import flagview, runner
 from rollout.engine.state import StateStore
 from rollout.flags import FlagStore
 from tests.harness import wait_until
@@ -43,8 +43,8 @@ def test_a_completed_phase_whose_flag_is_off_is_not_called_completed(world):  # 
     try:
         row = state.get("production")
         assert row.status == "completed"
-        assert runner.shown_status(state, row, flag_on=False, turns_flag_on=True) == "completed, flag off"
-        assert runner.shown_status(state, row, flag_on=True, turns_flag_on=True) == "completed"
+        assert flagview.shown_status(state, row, flag_on=False, turns_flag_on=True) == "completed, flag off"
+        assert flagview.shown_status(state, row, flag_on=True, turns_flag_on=True) == "completed"
     finally:
         state.close()
     assert "restarting at 100%" in runner.resume(w.project, "production", "turn it on again", w.clock).message
@@ -112,13 +112,15 @@ def test_a_killed_advance_shows_as_interrupted_not_running(project):  # noqa: F8
 def test_a_phase_that_asks_for_confirmation_without_a_terminal(project):  # noqa: F811
     cwd, _ = project
     book = cwd / "playbooks" / "whatsapp.yaml"
-    book.write_text(book.read_text().replace("    environment: production\n",
-                                             "    environment: production\n    confirm: true\n"))
+    book.write_text(
+        book.read_text().replace("    environment: production\n", "    environment: production\n    confirm: true\n")
+    )
     proc = rollout(cwd, "advance", "--env", "production")
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [
         "rollout: phase production asks for confirmation and there is no terminal to ask on; "
-        "run `rollout advance --env production --yes` to confirm"]
+        "run `rollout advance --env production --yes` to confirm"
+    ]
     # --approve is an explicit decision: the hint after an approval works as printed
     proc = rollout(cwd, "advance", "--env", "production", "--approve", HOLD="0.3s", MAX_HOLD="0.3s")
     assert proc.returncode == 3 and "confirmation" not in proc.stderr, proc.stderr
@@ -127,8 +129,13 @@ def test_a_phase_that_asks_for_confirmation_without_a_terminal(project):  # noqa
 def test_read_only_commands_never_create_state_and_refuse_unknown_environments(project):  # noqa: F811
     cwd, _ = project
     state = cwd / ".rollout" / "state.db"
-    for args in (("status",), ("status", "--env", "production"), ("history", "--env", "production"),
-                 ("advance", "--env", "production", "--dry-run"), ("plan", "--env", "production")):
+    for args in (
+        ("status",),
+        ("status", "--env", "production"),
+        ("history", "--env", "production"),
+        ("advance", "--env", "production", "--dry-run"),
+        ("plan", "--env", "production"),
+    ):
         proc = rollout(cwd, *args)
         assert proc.returncode == 0, (args, proc.stderr)
         assert not state.exists() and not state.parent.exists(), args
@@ -148,12 +155,14 @@ def test_read_only_commands_never_create_state_and_refuse_unknown_environments(p
 def test_configure_refuses_bad_names_and_values_and_writes_nothing(project):  # noqa: F811
     cwd, service = project
     before = service.env_file.read_text()
-    for pair, says in (("FOO\nWHATSAPP_NOTIFICATIONS_ENABLED=true", "not a variable name"),
-                       ("lower_case=1", "not a variable name"),
-                       ("WHATSAPP_ROLLOUT_PERCENT=lots", "WHATSAPP_ROLLOUT_PERCENT: Input should be a valid integer"),
-                       ("WHATSAPP_ROLLOUT_PERCENT=150", "WHATSAPP_ROLLOUT_PERCENT: Input should be less than"),
-                       ("WHATSAPP_DEBUG=maybe", "WHATSAPP_DEBUG: must be true or false"),
-                       ("NOTE=a\rb", "line break")):
+    for pair, says in (
+        ("FOO\nWHATSAPP_NOTIFICATIONS_ENABLED=true", "not a variable name"),
+        ("lower_case=1", "not a variable name"),
+        ("WHATSAPP_ROLLOUT_PERCENT=lots", "WHATSAPP_ROLLOUT_PERCENT: Input should be a valid integer"),
+        ("WHATSAPP_ROLLOUT_PERCENT=150", "WHATSAPP_ROLLOUT_PERCENT: Input should be less than"),
+        ("WHATSAPP_DEBUG=maybe", "WHATSAPP_DEBUG: must be true or false"),
+        ("NOTE=a\rb", "line break"),
+    ):
         proc = rollout(cwd, "configure", "--env", "production", "--set", pair)
         assert proc.returncode == 2, (pair, proc.stdout, proc.stderr)
         assert says in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, (pair, proc.stderr)
@@ -168,9 +177,12 @@ def test_bad_variables_in_playbooks_and_environment_files_name_the_line(project)
     book.write_text(text.replace('WHATSAPP_ROLLOUT_PERCENT: "0"}', 'WHATSAPP_ROLLOUT_PERCENT: "lots"}'))
     proc = rollout(cwd, "validate", str(book))
     assert proc.returncode == 2
-    assert re.search(r"whatsapp\.yaml:\d+: phases\.0\.steps\.0\.set\.WHATSAPP_ROLLOUT_PERCENT: Input should be a "
-                     "valid integer", proc.stderr), proc.stderr
-    book.write_text(text.replace('set: {', 'set: {"bad name": "1", '))
+    assert re.search(
+        r"whatsapp\.yaml:\d+: phases\.0\.steps\.0\.set\.WHATSAPP_ROLLOUT_PERCENT: Input should be a "
+        "valid integer",
+        proc.stderr,
+    ), proc.stderr
+    book.write_text(text.replace("set: {", 'set: {"bad name": "1", '))
     proc = rollout(cwd, "validate", str(book))
     assert proc.returncode == 2 and "'bad name' is not a variable name" in proc.stderr, proc.stderr
     book.write_text(text)
@@ -178,16 +190,25 @@ def test_bad_variables_in_playbooks_and_environment_files_name_the_line(project)
     env_yaml.write_text(env_yaml.read_text() + "  WHATSAPP_RETRY_ATTEMPTS: 99\n  lower: x\n")
     proc = rollout(cwd, "plan", "--env", "production")
     assert proc.returncode == 2, proc.stdout
-    assert re.search(r"production\.yaml:\d+: variables\.WHATSAPP_RETRY_ATTEMPTS: Input should be less than or "
-                     r"equal to 10", proc.stderr) and "'lower' is not a variable name" in proc.stderr, proc.stderr
+    assert (
+        re.search(
+            r"production\.yaml:\d+: variables\.WHATSAPP_RETRY_ATTEMPTS: Input should be less than or "
+            r"equal to 10",
+            proc.stderr,
+        )
+        and "'lower' is not a variable name" in proc.stderr
+    ), proc.stderr
 
 
 def test_a_bad_incident_output_path_is_one_line_and_writes_nothing(project, tmp_path):  # noqa: F811
     cwd, _ = project
-    for out, says in (("", "--out: the path is empty"), ("/dev/full", "/dev/full exists and is not a regular file"),
-                      ("/nonexistent/dir/x.md", "folder /nonexistent/dir does not exist"),
-                      (str(tmp_path / ("x" * 300 + ".md")), "--out: cannot write"),
-                      (str(tmp_path), "is not a regular file")):
+    for out, says in (
+        ("", "--out: the path is empty"),
+        ("/dev/full", "/dev/full exists and is not a regular file"),
+        ("/nonexistent/dir/x.md", "folder /nonexistent/dir does not exist"),
+        (str(tmp_path / ("x" * 300 + ".md")), "--out: cannot write"),
+        (str(tmp_path), "is not a regular file"),
+    ):
         proc = rollout(cwd, "incident", "--env", "production", "--out", out)
         assert proc.returncode == 2, (out, proc.stdout, proc.stderr)
         assert says in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, (out, proc.stderr)

@@ -8,10 +8,10 @@ import math
 import random
 
 from rollout.checks.service_api import ServiceClient
-from rollout.util.clock import SystemClock
-from rollout.gates import FAIL, HOLD, PASS, embedded_reading, judge
-from rollout.providers.embedded import EmbeddedProvider
+from rollout.gates import FAIL, HOLD, PASS, judge
 from rollout.playbook.model import MetricGate
+from rollout.providers.embedded import EmbeddedProvider, embedded_reading
+from rollout.util.clock import SystemClock
 
 MEAN = MetricGate(metric="avg_latency_ms", target=2000, alert=5000)
 P95 = MetricGate(metric="p95_latency_ms", target=2000, alert=5000)
@@ -31,7 +31,9 @@ def test_a_percentile_fails_only_when_more_than_5_percent_of_calls_are_surely_sl
     few = judge(P95, 6000, 100, 10, 300, 0.99, above=8)
     assert few.verdict == HOLD and "of calls slower than 5000 ms" in few.reason
     many = judge(P95, 9000, 100, 10, 300, 0.99, above=60)
-    assert many.verdict == FAIL and "always-valid interval" in many.reason and "calls slower than 5000 ms" in many.reason
+    assert (
+        many.verdict == FAIL and "always-valid interval" in many.reason and "calls slower than 5000 ms" in many.reason
+    )
 
 
 def test_a_mean_sitting_at_the_alert_is_almost_never_failed_however_often_it_is_judged():

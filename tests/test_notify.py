@@ -11,8 +11,8 @@ import pytest
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from rollout.util.clock import SystemClock
 from rollout.engine import runner
+from rollout.util.clock import SystemClock
 from rollout.util.serving import ServerThread
 from tests.test_engine import world  # noqa: F401 - fixture
 
@@ -30,8 +30,14 @@ class Receiver:
 
         @app.post("/{mode}")
         async def hook(mode: str, request: Request) -> JSONResponse:
-            self.calls.append({"mode": mode, "body": await request.json(),
-                               "authorization": request.headers.get("authorization"), "at": time.time()})
+            self.calls.append(
+                {
+                    "mode": mode,
+                    "body": await request.json(),
+                    "authorization": request.headers.get("authorization"),
+                    "at": time.time(),
+                }
+            )
             if mode == "flaky":
                 seen["flaky"] += 1
                 if seen["flaky"] == 1:
@@ -61,8 +67,11 @@ def with_hooks(playbook: Path, *hooks: str) -> None:
 def test_a_breach_is_told_to_the_webhook_after_the_flag_is_off(world, receiver, sandbox, monkeypatch):  # noqa: F811
     monkeypatch.setenv("HOOK_TOKEN", HOOK_TOKEN)
     w = world()
-    with_hooks(w.playbook, f"{{name: oncall, url: '{receiver.url}/ok', token: '${{HOOK_TOKEN}}'}}",
-               f"{{name: flaky, url: '{receiver.url}/flaky', events: [flag_off], retries: 2}}")
+    with_hooks(
+        w.playbook,
+        f"{{name: oncall, url: '{receiver.url}/ok', token: '${{HOOK_TOKEN}}'}}",
+        f"{{name: flaky, url: '{receiver.url}/flaky', events: [flag_off], retries: 2}}",
+    )
     w.breach_at(25, "(#131000) Something went wrong to 919876543210")
     assert w.advance().status == "rolled_back"
     [call] = [c for c in receiver.calls if c["mode"] == "ok"]

@@ -1,7 +1,6 @@
 import pytest
 
-from rollout.booking.phones import InvalidPhone
-from rollout.booking.phones import mask, mask_in_text, normalize, provider_form
+from rollout.booking.phones import InvalidPhone, mask, mask_in_text, normalize, provider_form
 
 
 @pytest.mark.parametrize("raw", ["9876543210", "09876543210", "919876543210", "+91 98765 43210", "+91-98765-43210"])
@@ -12,8 +11,13 @@ def test_common_indian_forms_normalize_to_e164(raw):
 
 @pytest.mark.parametrize(
     ("raw", "why"),
-    [("5876543210", "not a mobile"), ("12345", "not a valid"), ("", "empty"), ("call me", "cannot be parsed"),
-     ("+91 80 2345 6789", "not a mobile")],
+    [
+        ("5876543210", "not a mobile"),
+        ("12345", "not a valid"),
+        ("", "empty"),
+        ("call me", "cannot be parsed"),
+        ("+91 80 2345 6789", "not a mobile"),
+    ],
 )
 def test_invalid_and_non_mobile_numbers_are_refused(raw, why):
     with pytest.raises(InvalidPhone, match=why) as info:
@@ -27,8 +31,15 @@ def test_other_countries_are_accepted_when_mobile():
 
 @pytest.mark.parametrize(
     ("value", "masked"),
-    [("+919876543210", "+91******3210"), ("919876543210", "+91******3210"), ("+447911123456", "+44******3456"),
-     ("98765", "*8765"), ("9876543210", "******3210"), ("12", "**"), ("", "")],
+    [
+        ("+919876543210", "+91******3210"),
+        ("919876543210", "+91******3210"),
+        ("+447911123456", "+44******3456"),
+        ("98765", "*8765"),
+        ("9876543210", "******3210"),
+        ("12", "**"),
+        ("", ""),
+    ],
 )
 def test_mask_keeps_country_code_and_last_four(value, masked):
     assert mask(value) == masked

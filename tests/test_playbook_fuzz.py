@@ -49,13 +49,19 @@ def billion_laughs(levels: int) -> str:
     return VALID_HEAD + "x-bomb:\n" + "\n".join("  " + line for line in lines) + "\n"
 
 
-@pytest.mark.parametrize(("name", "text", "says"), [
-    ("bomb.yaml", billion_laughs(8), "aliases expand"),
-    ("loop.yaml", VALID_HEAD.replace("gates:\n  g:", "gates: &g\n  self: *g\n  g:"), "refers to the node it is in"),
-    ("deep.yaml", VALID_HEAD + "x: " + "[" * 1000 + "]" * 1000 + "\n", "nested deeper than"),
-    ("deep-map.yaml", VALID_HEAD + "".join(f"{'  ' * i}k{i}:\n" for i in range(200)) + "  " * 200 + "v: 1\n",
-     "nested deeper than"),
-])
+@pytest.mark.parametrize(
+    ("name", "text", "says"),
+    [
+        ("bomb.yaml", billion_laughs(8), "aliases expand"),
+        ("loop.yaml", VALID_HEAD.replace("gates:\n  g:", "gates: &g\n  self: *g\n  g:"), "refers to the node it is in"),
+        ("deep.yaml", VALID_HEAD + "x: " + "[" * 1000 + "]" * 1000 + "\n", "nested deeper than"),
+        (
+            "deep-map.yaml",
+            VALID_HEAD + "".join(f"{'  ' * i}k{i}:\n" for i in range(200)) + "  " * 200 + "v: 1\n",
+            "nested deeper than",
+        ),
+    ],
+)
 def test_yaml_bombs_loops_and_deep_nesting_are_refused_quickly(tmp_path, name, text, says):
     path = tmp_path / name
     path.write_text(text)
@@ -77,18 +83,48 @@ def test_non_finite_thresholds_are_refused(tmp_path, value, where):
 
 
 def test_non_finite_durations_and_limits_are_refused(tmp_path):
-    for text in (VALID_HEAD.replace("window: 30s", "window: .inf"),
-                 VALID_HEAD + "      - {kind: ramp, percentages: [10], hold: 1s, gate: g, max_hold: .inf}\n",
-                 VALID_HEAD + "      - {kind: load, rate: .nan, duration: 1s}\n"):
+    for text in (
+        VALID_HEAD.replace("window: 30s", "window: .inf"),
+        VALID_HEAD + "      - {kind: ramp, percentages: [10], hold: 1s, gate: g, max_hold: .inf}\n",
+        VALID_HEAD + "      - {kind: load, rate: .nan, duration: 1s}\n",
+    ):
         path = tmp_path / "p.yaml"
         path.write_text(text)
         code, err = validate(path)
         assert code == 2 and "finite" in err, err
 
 
-NASTY = [".nan", ".inf", "-1", "1e309", "~", "[]", "{}", '"x"', "*a", "&a x", "!!python/object/apply:os.system ['true']",
-         "2026-13-45", "? [a]", "<<: *a", "x" * 5000, "é✓", "%", "100000000000000000000", "- - -", "{a: [b, {c: d}]}",
-         "!!binary aGVsbG8=", "0x1F", "'unterminated", "a: b: c", "\t", "&b [*b]", "yes", "null", "!custom x"]
+NASTY = [
+    ".nan",
+    ".inf",
+    "-1",
+    "1e309",
+    "~",
+    "[]",
+    "{}",
+    '"x"',
+    "*a",
+    "&a x",
+    "!!python/object/apply:os.system ['true']",
+    "2026-13-45",
+    "? [a]",
+    "<<: *a",
+    "x" * 5000,
+    "é✓",
+    "%",
+    "100000000000000000000",
+    "- - -",
+    "{a: [b, {c: d}]}",
+    "!!binary aGVsbG8=",
+    "0x1F",
+    "'unterminated",
+    "a: b: c",
+    "\t",
+    "&b [*b]",
+    "yes",
+    "null",
+    "!custom x",
+]
 
 
 def mutate(text: str, rng: random.Random) -> str:

@@ -7,12 +7,12 @@ from pathlib import Path
 import git
 import pytest
 
-from rollout.util.clock import ManualClock
 from rollout.console import QuietReporter
-from rollout.engine.runner import Project, open_context
+from rollout.engine.project import Project, open_context
 from rollout.engine.state import StateStore
-from rollout.util.errors import StateError
 from rollout.promote import PromotionError, promote
+from rollout.util.clock import ManualClock
+from rollout.util.errors import StateError
 
 
 def commit(repo: git.Repo, name: str, text: str, message: str) -> str:
@@ -40,8 +40,12 @@ def repo(tmp_path) -> git.Repo:
 
 
 def snapshot(repo: git.Repo) -> tuple:
-    return (repo.head.ref.name, {h.name: h.commit.hexsha for h in repo.heads}, repo.is_dirty(untracked_files=True),
-            repo.git.status("--porcelain"))
+    return (
+        repo.head.ref.name,
+        {h.name: h.commit.hexsha for h in repo.heads},
+        repo.is_dirty(untracked_files=True),
+        repo.git.status("--porcelain"),
+    )
 
 
 def test_clean_promotion_merges_and_pushes(repo):
@@ -85,10 +89,13 @@ def test_rejected_push_resets_the_target(repo, tmp_path):
     assert snapshot(repo) == before
 
 
-@pytest.mark.parametrize(("setup", "message"), [
-    (lambda r: (Path(r.working_dir) / "stray.txt").write_text("x"), "working tree is dirty"),
-    (lambda r: None, "source branch 'feature/missing' does not exist"),
-])
+@pytest.mark.parametrize(
+    ("setup", "message"),
+    [
+        (lambda r: (Path(r.working_dir) / "stray.txt").write_text("x"), "working tree is dirty"),
+        (lambda r: None, "source branch 'feature/missing' does not exist"),
+    ],
+)
 def test_refusals(repo, setup, message):
     setup(repo)
     source = "feature/missing" if "missing" in message else "feature/whatsapp-integration"
@@ -123,12 +130,13 @@ def project_for(tmp_path: Path, repo: git.Repo) -> Project:
     (tmp_path / "envs").mkdir()
     for env in ("staging", "production"):
         (tmp_path / "envs" / f"{env}.yaml").write_text(
-            f"name: {env}\nservice_url: http://127.0.0.1:9\nenv_file: {tmp_path / env}.env\n")
+            f"name: {env}\nservice_url: http://127.0.0.1:9\nenv_file: {tmp_path / env}.env\n"
+        )
     (tmp_path / "p.yaml").write_text(PLAYBOOK)
     return Project(tmp_path / "p.yaml", tmp_path / "envs", tmp_path / "state.db", repo_path=Path(repo.working_dir))
 
 
-def advance(project: Project, env: str, override: str | None = None):  # noqa: ANN201
+def advance(project: Project, env: str, override: str | None = None):
     from rollout.engine.runner import advance as run
 
     with open_context(project, env, ManualClock(), QuietReporter()) as ctx:
@@ -177,10 +185,29 @@ def test_plan_lists_the_commits_a_promotion_would_bring_and_touches_nothing(repo
 
     project = project_for(tmp_path, repo)
     before = snapshot(repo)
-    proc = subprocess.run([sys.executable, "-m", "rollout", "advance", "--env", "staging", "--dry-run", "--json",
-                           "--playbook", str(project.playbook_path), "--environments", str(project.environments_dir),
-                           "--state", str(project.state_path), "--repo", repo.working_dir],
-                          capture_output=True, text=True, env=os.environ.copy())
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "rollout",
+            "advance",
+            "--env",
+            "staging",
+            "--dry-run",
+            "--json",
+            "--playbook",
+            str(project.playbook_path),
+            "--environments",
+            str(project.environments_dir),
+            "--state",
+            str(project.state_path),
+            "--repo",
+            repo.working_dir,
+        ],
+        capture_output=True,
+        text=True,
+        env=os.environ.copy(),
+    )
     assert proc.returncode == 0, proc.stderr
     [commits] = json.loads(proc.stdout)["promotions"].values()
     assert [c["summary"] for c in commits] == ["Add WhatsApp integration"]

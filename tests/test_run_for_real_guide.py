@@ -30,21 +30,33 @@ def test_the_guide_runs_as_written(tmp_path):
         shutil.copytree(REPO / folder, work / folder)
     app_repo = make_git_repo(tmp_path / "git")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ROLLOUT_", "ZAPTRA_", "WHATSAPP_"))}
-    env.update(PATH=f"{Path(sys.executable).parent}:{env.get('PATH', '')}", HOME=str(tmp_path), APP_REPO=str(app_repo),
-               SANDBOX_PORT=str(free_port()), DEV_PORT=str(free_port()), STAGING_PORT=str(free_port()),
-               PRODUCTION_PORT=str(free_port()), ROLLOUT_ACTOR="guide")
+    env.update(
+        PATH=f"{Path(sys.executable).parent}:{env.get('PATH', '')}",
+        HOME=str(tmp_path),
+        APP_REPO=str(app_repo),
+        SANDBOX_PORT=str(free_port()),
+        DEV_PORT=str(free_port()),
+        STAGING_PORT=str(free_port()),
+        PRODUCTION_PORT=str(free_port()),
+        ROLLOUT_ACTOR="guide",
+    )
     script = "set -euo pipefail\ntrap 'kill $(jobs -p) 2> /dev/null || true' EXIT\n" + "\n".join(blocks)
     proc = subprocess.run(["bash", "-c", script], cwd=work, env=env, capture_output=True, text=True, timeout=300)
     output = proc.stdout + proc.stderr
     assert proc.returncode == 0, output[-5000:]
-    for expected in ("completed: phase dev completed in dev", "completed: phase staging completed in staging",
-                     "completed: phase production completed in production",
-                     "rolled_back: flag off in production", "confirmed by the service",
-                     "incident report written to incident.html"):
+    for expected in (
+        "completed: phase dev completed in dev",
+        "completed: phase staging completed in staging",
+        "completed: phase production completed in production",
+        "rolled_back: flag off in production",
+        "confirmed by the service",
+        "incident report written to incident.html",
+    ):
         assert expected in output, (expected, output[-5000:])
     assert "<svg" in (work / "incident.html").read_text()
     # the dedicated clone got both promotions, pushed
-    log = subprocess.run(["git", "-C", str(app_repo), "log", "--oneline", "origin/main"], capture_output=True,
-                         text=True).stdout
+    log = subprocess.run(
+        ["git", "-C", str(app_repo), "log", "--oneline", "origin/main"], capture_output=True, text=True
+    ).stdout
     assert "WhatsApp" in log
     assert "change-me-admin-token" not in output and "change-me-sandbox-token" not in output

@@ -9,8 +9,13 @@ from tests.harness import SANDBOX_TOKEN
 
 
 def send(sandbox, **fields):
-    body = {"token": SANDBOX_TOKEN, "phone": "919876543210", "template_name": "hello_world",
-            "template_language": "en_US", **fields}
+    body = {
+        "token": SANDBOX_TOKEN,
+        "phone": "919876543210",
+        "template_name": "hello_world",
+        "template_language": "en_US",
+        **fields,
+    }
     return httpx.post(f"{sandbox.api_url}/sendtemplatemessage", json=body)
 
 
@@ -33,8 +38,11 @@ def test_missing_fields_answer_400_with_laravel_errors(sandbox):
 
 
 def test_template_parameter_count_is_checked(sandbox):
-    response = send(sandbox, template_name="booking_confirmation",
-                    components=[{"type": "body", "parameters": [{"type": "text", "text": "only one"}]}])
+    response = send(
+        sandbox,
+        template_name="booking_confirmation",
+        components=[{"type": "body", "parameters": [{"type": "text", "text": "only one"}]}],
+    )
     assert "(#132000)" in response.json()["message"]
 
 

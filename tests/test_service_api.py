@@ -11,7 +11,8 @@ from tests.harness import ADMIN_TOKEN, PHONE, SANDBOX_TOKEN, booking_body, wait_
 
 def _count_bookings(service) -> int:
     return service.metrics()["outbox"]["pending"] + sum(
-        service.metrics()["outbox"][k] for k in ("sending", "sent", "failed", "skipped"))
+        service.metrics()["outbox"][k] for k in ("sending", "sent", "failed", "skipped")
+    )
 
 
 @pytest.mark.parametrize(
@@ -88,8 +89,12 @@ def test_reading_a_booking_needs_a_token(make_service):
 
 @pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer wrong-token-xyz"}, {"Authorization": "Basic x"}])
 def test_admin_endpoints_refuse_a_missing_or_wrong_token(service, headers):
-    for method, path in [("POST", "/api/whatsapp/test"), ("POST", "/api/whatsapp/templates/sync"),
-                         ("GET", "/api/whatsapp/fallbacks"), ("GET", "/api/booking/1/whatsapp-data")]:
+    for method, path in [
+        ("POST", "/api/whatsapp/test"),
+        ("POST", "/api/whatsapp/templates/sync"),
+        ("GET", "/api/whatsapp/fallbacks"),
+        ("GET", "/api/booking/1/whatsapp-data"),
+    ]:
         response = service.http.request(method, path, json={"phone": PHONE}, headers=headers)
         assert response.status_code == 401, path
         assert response.json()["error"] == "unauthorized"
@@ -97,8 +102,9 @@ def test_admin_endpoints_refuse_a_missing_or_wrong_token(service, headers):
 
 def test_admin_endpoints_are_off_without_an_admin_token(make_service):
     service = make_service(ROLLOUT_ADMIN_TOKEN="")
-    response = service.http.post("/api/whatsapp/test", json={"phone": PHONE},
-                                 headers={"Authorization": "Bearer anything-at-all"})
+    response = service.http.post(
+        "/api/whatsapp/test", json={"phone": PHONE}, headers={"Authorization": "Bearer anything-at-all"}
+    )
     assert response.status_code == 403 and response.json()["error"] == "admin_disabled"
 
 
@@ -107,8 +113,7 @@ def test_test_endpoint_sends_and_reports_the_providers_verdict(service, sandbox)
     assert response.status_code == 200
     verdict = response.json()
     assert verdict["ok"] is True and verdict["phone"] == "+91******3210" and verdict["message_id"] == 1
-    response = service.http.post("/api/whatsapp/test", json={"phone": PHONE, "message": "hello"},
-                                 headers=service.admin)
+    response = service.http.post("/api/whatsapp/test", json={"phone": PHONE, "message": "hello"}, headers=service.admin)
     assert response.status_code == 200
     assert [m["kind"] for m in sandbox.messages()] == ["template", "text"]
     # test sends are not customer notifications: the gates' figures stay clean
@@ -118,7 +123,9 @@ def test_test_endpoint_sends_and_reports_the_providers_verdict(service, sandbox)
 def test_test_endpoint_invalid_phone_and_provider_errors(service, sandbox):
     response = service.http.post("/api/whatsapp/test", json={"phone": "5876543210"}, headers=service.admin)
     assert response.status_code == 422 and response.json() == {
-        "error": "invalid_phone", "detail": "phone number is not a mobile number"}
+        "error": "invalid_phone",
+        "detail": "phone number is not a mobile number",
+    }
     response = service.http.post("/api/whatsapp/test", json={}, headers=service.admin)
     assert response.status_code == 422 and "phone" in response.json()["fields"]
     sandbox.faults(error_rate=1.0, error_message="(#131047) Re-engagement message")
@@ -133,8 +140,9 @@ def test_health_reports_ok_then_down_on_a_wrong_token(service):
     assert health["breaker"]["state"] == "closed" and health["flag_enabled"] is True
     service.set_env(ZAPTRA_API_TOKEN="rotated-wrong-token")
     service.clock.advance(16)  # past the probe cache
-    health = wait_until(lambda: (h := service.http.get("/api/whatsapp/health").json())["status"] == "down" and h,
-                        timeout=2)
+    health = wait_until(
+        lambda: (h := service.http.get("/api/whatsapp/health").json())["status"] == "down" and h, timeout=2
+    )
     assert health["provider"]["authorized"] is False and health["provider"]["reason"] == "invalid_token"
 
 

@@ -44,12 +44,16 @@ def test_rollout_percentage_selects_exactly_the_unleash_cohort(make_service, san
 def test_ramping_up_keeps_everyone_already_in(make_service, sandbox):
     service = make_service(WHATSAPP_ROLLOUT_PERCENT=10)
     customers = [f"c{i}" for i in range(40)]
-    first = {c: service.wait_status(service.book(i, customer=c)["id"], "sent", "skipped")["status"]
-             for i, c in enumerate(customers)}
+    first = {
+        c: service.wait_status(service.book(i, customer=c)["id"], "sent", "skipped")["status"]
+        for i, c in enumerate(customers)
+    }
     service.set_env(WHATSAPP_ROLLOUT_PERCENT=50)
     wait_until(lambda: service.http.get("/api/whatsapp/health").json()["rollout_percent"] == 50, timeout=1.0)
-    second = {c: service.wait_status(service.book(100 + i, customer=c)["id"], "sent", "skipped")["status"]
-              for i, c in enumerate(customers)}
+    second = {
+        c: service.wait_status(service.book(100 + i, customer=c)["id"], "sent", "skipped")["status"]
+        for i, c in enumerate(customers)
+    }
     assert {c for c, s in first.items() if s == "sent"} <= {c for c, s in second.items() if s == "sent"}
 
 
@@ -66,8 +70,9 @@ def test_opted_out_customer_is_never_messaged(service, sandbox):
 
 def test_bad_env_change_fails_closed_and_health_says_why(service, sandbox):
     service.env_file.write_text(service.env_file.read_text() + "WHATSAPP_ROLLOUT_PERCENT=half\n")
-    health = wait_until(lambda: (h := service.http.get("/api/whatsapp/health").json())["config_error"] and h,
-                        timeout=1.0)
+    health = wait_until(
+        lambda: (h := service.http.get("/api/whatsapp/health").json())["config_error"] and h, timeout=1.0
+    )
     assert health["flag_enabled"] is False and health["status"] == "degraded"
     assert "WHATSAPP_ROLLOUT_PERCENT" in health["config_error"]
     assert service.wait_status(service.book(1)["id"], "skipped")["reason"] == "flag_off"
@@ -77,8 +82,12 @@ def test_flag_off_after_a_failed_attempt_still_falls_back(make_service, sandbox)
     service = make_service(WHATSAPP_RETRY_BASE_MS=10_000)
     sandbox.faults(http_5xx_rate=1.0)
     booking = service.book(1)["id"]
-    wait_until(lambda: (n := service.notification(booking))["attempts"] == 1 and n["status"] == "pending"
-               and n["next_attempt_at"], what="a failed first attempt")
+    wait_until(
+        lambda: (
+            (n := service.notification(booking))["attempts"] == 1 and n["status"] == "pending" and n["next_attempt_at"]
+        ),
+        what="a failed first attempt",
+    )
     service.set_env(WHATSAPP_NOTIFICATIONS_ENABLED=False)
     service.clock.advance(60)
     note = service.wait_status(booking, "skipped")

@@ -22,8 +22,9 @@ def test_graceful_restart_resumes_scheduled_retries(make_service, sandbox, tmp_p
     sandbox.faults(http_5xx_rate=1.0)
     ids = [first.book(n)["id"] for n in range(1, 4)]
     for booking_id in ids:
-        wait_until(lambda b=booking_id: first.notification(b)["attempts"] == 1
-                   and first.notification(b)["status"] == "pending")
+        wait_until(
+            lambda b=booking_id: first.notification(b)["attempts"] == 1 and first.notification(b)["status"] == "pending"
+        )
     clock = first.clock
     first.close()
     sandbox.faults(http_5xx_rate=0.0)
@@ -53,9 +54,23 @@ def test_graceful_stop_with_a_backlog_loses_nothing_and_sends_nothing_twice(make
 
 def _serve(port: int, folder) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "rollout", "serve", "--port", str(port), "--env-file", str(folder / "service.env"),
-         "--db", str(folder / "service.db"), "--log-file", str(folder / "events.log")],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        [
+            sys.executable,
+            "-m",
+            "rollout",
+            "serve",
+            "--port",
+            str(port),
+            "--env-file",
+            str(folder / "service.env"),
+            "--db",
+            str(folder / "service.db"),
+            "--log-file",
+            str(folder / "events.log"),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
 
 
@@ -89,8 +104,9 @@ def test_kill_9_during_a_send_never_resends_and_falls_back(sandbox, tmp_path):
         assert note["status"] == "failed" and note["reason"] == "unconfirmed"
         assert note["fallback"]["reason"] == "unconfirmed"
         second = httpx.post(f"{url}/api/bookings", json=booking_body(2)).json()["id"]
-        wait_until(lambda: httpx.get(f"{url}/api/bookings/{second}", headers=ADMIN).json()["notification"]["status"]
-                   == "sent")
+        wait_until(
+            lambda: httpx.get(f"{url}/api/bookings/{second}", headers=ADMIN).json()["notification"]["status"] == "sent"
+        )
         assert [m["parameters"][5] for m in sandbox.messages()] == ["NB-000001", "NB-000002"]
     finally:
         proc.kill()

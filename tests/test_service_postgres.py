@@ -19,13 +19,14 @@ import httpx
 import psycopg
 import pytest
 
-from rollout.util.errors import MeasurementError
-from rollout.util.clock import SystemClock
-from rollout.util.envfile import write_env_file
-from rollout.providers.prometheus import PrometheusMetrics
 from rollout.booking.service import schema
 from rollout.booking.service.pgstore import PostgresStore
-from rollout.booking.service.store import Result, SqliteStore, StorageError
+from rollout.booking.service.schema import StorageError
+from rollout.booking.service.store import Result, SqliteStore
+from rollout.providers.prometheus import PrometheusMetrics
+from rollout.util.clock import SystemClock
+from rollout.util.envfile import write_env_file
+from rollout.util.errors import MeasurementError
 from rollout.util.serving import free_port
 from tests.harness import Service, base_env, booking_body, wait_until
 from tests.prometheus import Prometheus
@@ -56,8 +57,13 @@ def test_the_schema_is_created_with_its_version_and_a_newer_database_refuses_to_
         conn.execute("UPDATE schema_version SET version = %s", (schema.LATEST + 1,))
     with pytest.raises(StorageError, match=f"schema version {schema.LATEST + 1}, newer than this rollout knows"):
         PostgresStore(url, "r1")
-    done = subprocess.run([sys.executable, "-m", "rollout", "serve", "--port", str(free_port()), "--db", url],
-                          capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    done = subprocess.run(
+        [sys.executable, "-m", "rollout", "serve", "--port", str(free_port()), "--db", url],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+    )
     assert done.returncode == 2
     assert done.stderr.count("\n") == 1 and "newer than this rollout knows" in done.stderr
     assert "Traceback" not in done.stderr
@@ -65,8 +71,13 @@ def test_the_schema_is_created_with_its_version_and_a_newer_database_refuses_to_
 
 def test_a_database_that_cannot_be_reached_is_one_line_at_start_up(tmp_path):
     url = f"postgresql://nobody:secret-pw@127.0.0.1:{free_port()}/service"
-    done = subprocess.run([sys.executable, "-m", "rollout", "serve", "--port", str(free_port()), "--db", url],
-                          capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    done = subprocess.run(
+        [sys.executable, "-m", "rollout", "serve", "--port", str(free_port()), "--db", url],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+    )
     assert done.returncode == 2 and done.stderr.count("\n") == 1
     assert "cannot open the service database" in done.stderr and "secret-pw" not in done.stderr
 
@@ -76,11 +87,15 @@ def test_a_sqlite_file_from_before_the_version_table_is_migrated_and_keeps_its_b
     old = sqlite3.connect(path)
     for sql in schema.MIGRATIONS[1]:
         old.execute(sql.format(id="INTEGER PRIMARY KEY", int="INTEGER", real="REAL"))
-    old.execute("INSERT INTO bookings (booking_ref, customer_id, parent_name, child_name, phone, event_name, venue, "
-                "event_date, amount, payment_method, created_at) VALUES ('NB-1', 'c1', 'Asha', 'Ravi', "
-                "'+919876543210', 'Camp', 'Hall', '2026-12-20', '1500', 'UPI', 1)")
-    old.execute("INSERT INTO notifications (booking_id, status, next_attempt_at, created_at, updated_at) "
-                "VALUES (1, 'pending', 0, 1, 1)")
+    old.execute(
+        "INSERT INTO bookings (booking_ref, customer_id, parent_name, child_name, phone, event_name, venue, "
+        "event_date, amount, payment_method, created_at) VALUES ('NB-1', 'c1', 'Asha', 'Ravi', "
+        "'+919876543210', 'Camp', 'Hall', '2026-12-20', '1500', 'UPI', 1)"
+    )
+    old.execute(
+        "INSERT INTO notifications (booking_id, status, next_attempt_at, created_at, updated_at) "
+        "VALUES (1, 'pending', 0, 1, 1)"
+    )
     old.commit()
     old.close()
     store = SqliteStore(path, "r1")
@@ -149,8 +164,9 @@ def test_replicas_drain_one_outbox_with_no_duplicates_and_answer_for_the_fleet(p
     try:
         for i in range(1, replicas + 1):
             (tmp_path / f"r{i}").mkdir()
-            fleet.append(Service(tmp_path / f"r{i}", base_env(sandbox.api_url), clock=SystemClock(), db=url,
-                                 replica_id=f"r{i}"))
+            fleet.append(
+                Service(tmp_path / f"r{i}", base_env(sandbox.api_url), clock=SystemClock(), db=url, replica_id=f"r{i}")
+            )
         total = 60 * replicas
         for n in range(1, total + 1):
             fleet[n % replicas].book(n)
@@ -160,8 +176,9 @@ def test_replicas_drain_one_outbox_with_no_duplicates_and_answer_for_the_fleet(p
         by_replica = {}
         for replica in fleet:
             text = replica.http.get("/metrics").text
-            line = next(x for x in text.splitlines()
-                        if x.startswith('rollout_whatsapp_notifications_total{outcome="sent"'))
+            line = next(
+                x for x in text.splitlines() if x.startswith('rollout_whatsapp_notifications_total{outcome="sent"')
+            )
             assert f'replica="{replica.http.get("/api/whatsapp/health").json()["replica_id"]}"' in line
             by_replica[line] = float(line.rsplit(" ", 1)[1])
         assert sum(by_replica.values()) == total and all(v > 0 for v in by_replica.values())
@@ -174,14 +191,29 @@ def test_replicas_drain_one_outbox_with_no_duplicates_and_answer_for_the_fleet(p
 
 def _serve(port: int, folder: Path, url: str, replica: str) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "rollout", "serve", "--port", str(port), "--env-file", str(folder / "service.env"),
-         "--db", url, "--replica-id", replica, "--log-file", str(folder / "events.log")],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        [
+            sys.executable,
+            "-m",
+            "rollout",
+            "serve",
+            "--port",
+            str(port),
+            "--env-file",
+            str(folder / "service.env"),
+            "--db",
+            url,
+            "--replica-id",
+            replica,
+            "--log-file",
+            str(folder / "events.log"),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
 
 
-def test_kill_9_of_one_of_three_replicas_under_load_loses_nothing_and_sends_nothing_twice(postgres, sandbox,
-                                                                                           tmp_path):
+def test_kill_9_of_one_of_three_replicas_under_load_loses_nothing_and_sends_nothing_twice(postgres, sandbox, tmp_path):
     url = postgres.database()
     sandbox.faults(latency_ms=150)  # sends take a while, so the killed replica has claims in flight
     procs, urls = {}, {}
@@ -209,15 +241,19 @@ def test_kill_9_of_one_of_three_replicas_under_load_loses_nothing_and_sends_noth
 
         worker = threading.Thread(target=post)
         worker.start()
-        wait_until(lambda: len(accepted) >= 100 and _count(url, "status = 'sending' AND claimed_by = 'r2'") > 0,
-                   timeout=20, what="r2 to have sends in flight")
+        wait_until(
+            lambda: len(accepted) >= 100 and _count(url, "status = 'sending' AND claimed_by = 'r2'") > 0,
+            timeout=20,
+            what="r2 to have sends in flight",
+        )
         procs["r2"].send_signal(signal.SIGKILL)
         targets.remove("r2")  # the load balancer notices
         procs["r2"].wait(10)
         worker.join(60)
         # r2's claims are recovered by the survivors once older than the timeout (2 s) plus the grace (5 s)
-        wait_until(lambda: _count(url, "status IN ('pending', 'sending')") == 0, timeout=40,
-                   what="every notification to end")
+        wait_until(
+            lambda: _count(url, "status IN ('pending', 'sending')") == 0, timeout=40, what="every notification to end"
+        )
         committed = _count(url, "TRUE")
         assert committed == len(accepted) + len([n for n in refused if _exists(url, n)])
         assert committed >= 290
@@ -228,7 +264,7 @@ def test_kill_9_of_one_of_three_replicas_under_load_loses_nothing_and_sends_noth
         assert unconfirmed and {r[2] for r in unconfirmed} == {"r2"}
         fallbacks = {r[0] for r in _fallbacks(url)}
         for ref, reason, _, status in rows:  # every booking ended: sent once, or unconfirmed and in the fallback
-            assert status == "sent" and sent[ref] == 1 or (reason == "unconfirmed" and ref in fallbacks), ref
+            assert (status == "sent" and sent[ref] == 1) or (reason == "unconfirmed" and ref in fallbacks), ref
     finally:
         for proc in procs.values():
             if proc.poll() is None:
@@ -255,14 +291,17 @@ def _exists(url: str, n: int) -> bool:
 
 def _rows(url: str) -> list[tuple]:
     with psycopg.connect(url) as conn:
-        return conn.execute("SELECT b.booking_ref, n.reason, n.claimed_by, n.status FROM notifications n "
-                            "JOIN bookings b ON b.id = n.booking_id").fetchall()
+        return conn.execute(
+            "SELECT b.booking_ref, n.reason, n.claimed_by, n.status FROM notifications n "
+            "JOIN bookings b ON b.id = n.booking_id"
+        ).fetchall()
 
 
 def _fallbacks(url: str) -> list[tuple]:
     with psycopg.connect(url) as conn:
-        return conn.execute("SELECT b.booking_ref FROM fallback_outbox f JOIN bookings b ON b.id = f.booking_id"
-                            ).fetchall()
+        return conn.execute(
+            "SELECT b.booking_ref FROM fallback_outbox f JOIN bookings b ON b.id = f.booking_id"
+        ).fetchall()
 
 
 def test_one_prometheus_sums_the_fleet_and_a_gate_query_must_aggregate(postgres, sandbox, tmp_path):
@@ -272,16 +311,16 @@ def test_one_prometheus_sums_the_fleet_and_a_gate_query_must_aggregate(postgres,
     try:
         for i in (1, 2):
             (tmp_path / f"r{i}").mkdir()
-            fleet.append(Service(tmp_path / f"r{i}", base_env(sandbox.api_url), clock=SystemClock(), db=url,
-                                 replica_id=f"r{i}"))
+            fleet.append(
+                Service(tmp_path / f"r{i}", base_env(sandbox.api_url), clock=SystemClock(), db=url, replica_id=f"r{i}")
+            )
         for n in range(1, 21):
             fleet[n % 2].book(n)
         wait_until(lambda: fleet[0].metrics()["outbox"]["sent"] == 20, timeout=30, what="all 20 sent")
         prom = Prometheus(tmp_path / "prometheus", [f.url.removeprefix("http://") for f in fleet])
         metrics = PrometheusMetrics(prom.url, None, 5.0, "prom")
         query = 'rollout_whatsapp_notifications_total{outcome="sent"}'
-        wait_until(lambda: metrics.query(f"count({query})", time.time()) == 2, timeout=30,
-                   what="both replicas scraped")
+        wait_until(lambda: metrics.query(f"count({query})", time.time()) == 2, timeout=30, what="both replicas scraped")
         assert metrics.query(f"sum({query})", time.time()) == 20
         assert metrics.query(f"count(count by (replica) ({query}))", time.time()) == 2  # told apart by replica
         with pytest.raises(MeasurementError, match="returned 2 series; a gate judges one number: aggregate it"):

@@ -13,10 +13,24 @@ def test_booking_is_confirmed_once_with_the_template_and_its_8_parameters(servic
     [message] = sandbox.messages()
     assert message["phone"] == "919876543210"  # one consistent form: country code + digits
     assert (message["template_name"], message["language"]) == ("booking_confirmation", "en_US")
-    assert message["parameters"] == ["Asha Rao", "Junior Art Camp", "2026-12-20", "Hall A, Bengaluru", "Ravi",
-                                     "NB-000001", "1500.00", "UPI"]
+    assert message["parameters"] == [
+        "Asha Rao",
+        "Junior Art Camp",
+        "2026-12-20",
+        "Hall A, Bengaluru",
+        "Ravi",
+        "NB-000001",
+        "1500.00",
+        "UPI",
+    ]
     m = service.metrics()
-    assert (m["attempts"], m["successes"], m["success_rate"], m["provider_calls"], m["error_rate"]) == (1, 1, 1.0, 1, 0.0)
+    assert (m["attempts"], m["successes"], m["success_rate"], m["provider_calls"], m["error_rate"]) == (
+        1,
+        1,
+        1.0,
+        1,
+        0.0,
+    )
 
 
 def test_null_wamid_is_accepted_not_confirmed(service, sandbox):
@@ -63,8 +77,15 @@ def test_5xx_is_retried_with_backoff_on_the_injected_clock(make_service, sandbox
     service = make_service(WHATSAPP_RETRY_BASE_MS=10_000)
     sandbox.faults(http_5xx_rate=1.0)
     booking = service.book(1)["id"]
-    first = wait_until(lambda: (n := service.notification(booking))["attempts"] == 1 and n["status"] == "pending"
-                       and n["next_attempt_at"] and n, what="first failed attempt")
+    first = wait_until(
+        lambda: (
+            (n := service.notification(booking))["attempts"] == 1
+            and n["status"] == "pending"
+            and n["next_attempt_at"]
+            and n
+        ),
+        what="first failed attempt",
+    )
     assert first["reason"] == "http_503"
     delay = first["next_attempt_at"] - service.clock.time()
     assert 5.0 <= delay <= 10.0  # equal jitter on a 10 s base
@@ -100,8 +121,14 @@ def test_429_storm_exhausts_retries_then_falls_back(make_service, sandbox):
     booking = service.book(1)["id"]
     for calls in (1, 2):
         # advance only once the retry is scheduled, or the schedule would start after the jump
-        wait_until(lambda c=calls: (n := service.notification(booking))["attempts"] == c
-                   and n["status"] == "pending" and n["next_attempt_at"], what=f"retry {calls} scheduled")
+        wait_until(
+            lambda c=calls: (
+                (n := service.notification(booking))["attempts"] == c
+                and n["status"] == "pending"
+                and n["next_attempt_at"]
+            ),
+            what=f"retry {calls} scheduled",
+        )
         service.clock.advance(2)
     note = service.wait_status(booking, "failed")
     assert note["reason"] == "retries_exhausted:rate_limited" and note["attempts"] == 3

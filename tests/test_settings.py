@@ -1,8 +1,8 @@
 import pytest
 
+from rollout.booking.service.settings import LiveSettings, settings_from
 from rollout.util.envfile import read_env_file, write_env_file
 from rollout.util.errors import ConfigError
-from rollout.booking.service.settings import LiveSettings, settings_from
 
 TOKEN = "zaptra-secret-token"
 
@@ -10,18 +10,25 @@ TOKEN = "zaptra-secret-token"
 def test_defaults_follow_the_seed_plan():
     s = settings_from({})
     assert (s.notifications_enabled, s.fallback_enabled, s.retry_attempts, s.timeout_ms, s.debug) == (
-        False, True, 3, 10_000, False)
+        False,
+        True,
+        3,
+        10_000,
+        False,
+    )
     assert (s.breaker_threshold, s.breaker_reset_ms, s.rollout_percent) == (5, 60_000, 100)
 
 
 @pytest.mark.parametrize(
     ("values", "variable"),
-    [({"WHATSAPP_RETRY_ATTEMPTS": "lots"}, "WHATSAPP_RETRY_ATTEMPTS"),
-     ({"WHATSAPP_ROLLOUT_PERCENT": "150"}, "WHATSAPP_ROLLOUT_PERCENT"),
-     ({"WHATSAPP_NOTIFICATIONS_ENABLED": "maybe"}, "WHATSAPP_NOTIFICATIONS_ENABLED"),
-     ({"ZAPTRA_API_URL": "ftp://x"}, "ZAPTRA_API_URL"),
-     ({"WHATSAPP_TIMEOUT_MS": "0"}, "WHATSAPP_TIMEOUT_MS"),
-     ({"WHATSAPP_NOTIFICATIONS_ENABLED": "true"}, "ZAPTRA_API_TOKEN")],
+    [
+        ({"WHATSAPP_RETRY_ATTEMPTS": "lots"}, "WHATSAPP_RETRY_ATTEMPTS"),
+        ({"WHATSAPP_ROLLOUT_PERCENT": "150"}, "WHATSAPP_ROLLOUT_PERCENT"),
+        ({"WHATSAPP_NOTIFICATIONS_ENABLED": "maybe"}, "WHATSAPP_NOTIFICATIONS_ENABLED"),
+        ({"ZAPTRA_API_URL": "ftp://x"}, "ZAPTRA_API_URL"),
+        ({"WHATSAPP_TIMEOUT_MS": "0"}, "WHATSAPP_TIMEOUT_MS"),
+        ({"WHATSAPP_NOTIFICATIONS_ENABLED": "true"}, "ZAPTRA_API_TOKEN"),
+    ],
 )
 def test_invalid_values_name_the_variable(values, variable):
     with pytest.raises(ConfigError) as info:
@@ -38,31 +45,41 @@ def test_a_bad_token_value_is_never_echoed():
 def test_env_file_wins_over_process_environment(tmp_path):
     env_file = tmp_path / "svc.env"
     write_env_file(env_file, {"WHATSAPP_NOTIFICATIONS_ENABLED": "false"})
-    live = LiveSettings(env_file, environ={"WHATSAPP_NOTIFICATIONS_ENABLED": "true", "ZAPTRA_API_TOKEN": TOKEN,
-                                           "WHATSAPP_RETRY_ATTEMPTS": "5"})
+    live = LiveSettings(
+        env_file,
+        environ={"WHATSAPP_NOTIFICATIONS_ENABLED": "true", "ZAPTRA_API_TOKEN": TOKEN, "WHATSAPP_RETRY_ATTEMPTS": "5"},
+    )
     assert live.current().notifications_enabled is False
     assert live.current().retry_attempts == 5
 
 
 def test_live_reload_picks_up_a_change_and_fails_closed_on_a_bad_one(tmp_path):
     env_file = tmp_path / "svc.env"
-    write_env_file(env_file, {"WHATSAPP_NOTIFICATIONS_ENABLED": "true", "ZAPTRA_API_TOKEN": TOKEN,
-                              "WHATSAPP_ROLLOUT_PERCENT": "10"})
+    write_env_file(
+        env_file,
+        {"WHATSAPP_NOTIFICATIONS_ENABLED": "true", "ZAPTRA_API_TOKEN": TOKEN, "WHATSAPP_ROLLOUT_PERCENT": "10"},
+    )
     changes = []
     live = LiveSettings(env_file, environ={}, check_interval=0, on_change=lambda a, b: changes.append(b))
     assert live.current().rollout_percent == 10
-    write_env_file(env_file, {"WHATSAPP_NOTIFICATIONS_ENABLED": "true", "ZAPTRA_API_TOKEN": TOKEN,
-                              "WHATSAPP_ROLLOUT_PERCENT": "25"})
+    write_env_file(
+        env_file,
+        {"WHATSAPP_NOTIFICATIONS_ENABLED": "true", "ZAPTRA_API_TOKEN": TOKEN, "WHATSAPP_ROLLOUT_PERCENT": "25"},
+    )
     assert live.current().rollout_percent == 25 and live.error is None
-    write_env_file(env_file, {"WHATSAPP_NOTIFICATIONS_ENABLED": "true", "ZAPTRA_API_TOKEN": TOKEN,
-                              "WHATSAPP_ROLLOUT_PERCENT": "2000"})
+    write_env_file(
+        env_file,
+        {"WHATSAPP_NOTIFICATIONS_ENABLED": "true", "ZAPTRA_API_TOKEN": TOKEN, "WHATSAPP_ROLLOUT_PERCENT": "2000"},
+    )
     current = live.current()
     assert current.notifications_enabled is False and current.rollout_percent == 25
     assert "WHATSAPP_ROLLOUT_PERCENT" in live.error
     env_file.unlink()
     assert live.current().notifications_enabled is False and "not found" in live.error
-    write_env_file(env_file, {"WHATSAPP_NOTIFICATIONS_ENABLED": "true", "ZAPTRA_API_TOKEN": TOKEN,
-                              "WHATSAPP_ROLLOUT_PERCENT": "50"})
+    write_env_file(
+        env_file,
+        {"WHATSAPP_NOTIFICATIONS_ENABLED": "true", "ZAPTRA_API_TOKEN": TOKEN, "WHATSAPP_ROLLOUT_PERCENT": "50"},
+    )
     assert live.current().notifications_enabled is True and live.current().rollout_percent == 50
     assert live.error is None
     assert [c.rollout_percent for c in changes] == [25, 25, 50]

@@ -10,8 +10,8 @@ import psycopg
 import pytest
 
 from rollout.engine.pgstate import PgStateStore
-from rollout.util.pg import shown_url
 from rollout.flags import FlagStore
+from rollout.util.pg import shown_url
 from tests.harness import wait_until
 from tests.test_cli_engine import project, rollout, start  # noqa: F401 - fixtures
 
@@ -24,8 +24,17 @@ def test_the_record_round_trips(postgres):
         with store.tx() as db:
             store.update("production", 11.0, db=db, step_index=3)
             store.audit("production", "ramp", 11.0, who="ana", db=db, percent=25, verdict={"interval": (0.1, 0.2)})
-        store.record_verdict("production", 12.0, "production", "ramp", 25, "pass", "pass: fine",
-                             [{"metric": "error_rate", "value": 0.0, "interval": None}], "abc123")
+        store.record_verdict(
+            "production",
+            12.0,
+            "production",
+            "ramp",
+            25,
+            "pass",
+            "pass: fine",
+            [{"metric": "error_rate", "value": 0.0, "interval": None}],
+            "abc123",
+        )
         row = store.get("production")
         assert (row.status, row.step_index, row.ramp_applied, row.percent, row.flag) == ("running", 3, True, 25, True)
         [entry] = store.audit_log("production")
@@ -75,8 +84,11 @@ def test_two_advances_on_two_connections_one_is_refused_and_kill_9_frees_the_loc
         assert status["status"] == "interrupted" and status["lock"] is None
         again = start(cwd, "advance", "--env", "production", "--state", url)
         try:
-            wait_until(lambda: any(a["action"] == "lock_recovered" for a in PgAudit(url)), timeout=30,
-                       what="the second advance to take the lock over")
+            wait_until(
+                lambda: any(a["action"] == "lock_recovered" for a in PgAudit(url)),
+                timeout=30,
+                what="the second advance to take the lock over",
+            )
             # the kill switch does not wait for the lock the running advance holds
             back = rollout(cwd, "rollback", "--env", "production", "--reason", "pager", "--state", url)
             assert back.returncode == 0, back.stderr
@@ -93,7 +105,7 @@ def test_two_advances_on_two_connections_one_is_refused_and_kill_9_frees_the_loc
     assert actions.count("ramp") == 1 and "flag_off" in actions and "flag_off_confirmed" in actions
 
 
-def PgAudit(url: str) -> list[dict]:  # noqa: N802 - reads like the table it returns
+def PgAudit(url: str) -> list[dict]:
     store = PgStateStore(url)
     try:
         return store.audit_log("production")

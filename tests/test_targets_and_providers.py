@@ -8,19 +8,18 @@ from pathlib import Path
 
 import pytest
 
-from rollout.util.errors import MeasurementError
-from rollout.util.clock import SystemClock
 from rollout.console import QuietReporter
 from rollout.demo import Traffic
 from rollout.engine import runner
-from rollout.engine.runner import Project
+from rollout.engine.project import Project
+from rollout.flags import FlagWriteError, make_flags
+from rollout.gates import FAIL, judge_readings
 from rollout.playbook.environments import Environment
-from rollout.flags import FlagWriteError
-from rollout.flags import make_flags
+from rollout.playbook.model import FlagSpec, GateSet, HttpQuery, MetricGate
 from rollout.providers.http import HttpMetrics
 from rollout.providers.prometheus import PrometheusMetrics
-from rollout.gates import FAIL, judge_readings
-from rollout.playbook.model import FlagSpec, GateSet, HttpQuery, MetricGate
+from rollout.util.clock import SystemClock
+from rollout.util.errors import MeasurementError
 from tests.harness import Service, base_env, wait_until
 from tests.prometheus import Prometheus
 from tests.standin import TOKEN, StandIn
@@ -48,9 +47,15 @@ def prometheus_of(tmp_path):
 
 
 def rate_metric(**kw) -> MetricGate:
-    base = dict(metric="new_path_error_rate", provider="prom", kind="rate", target=0.01, alert=0.05,
-                query='sum(increase(standin_errors_total{path="new"}[$window]))',
-                samples='sum(increase(standin_requests_total{path="new"}[$window]))')
+    base = dict(
+        metric="new_path_error_rate",
+        provider="prom",
+        kind="rate",
+        target=0.01,
+        alert=0.05,
+        query='sum(increase(standin_errors_total{path="new"}[$window]))',
+        samples='sum(increase(standin_requests_total{path="new"}[$window]))',
+    )
     return MetricGate(**{**base, **kw})
 
 
@@ -66,17 +71,19 @@ def test_prometheus_provider_reads_a_real_server(standin, prometheus_of):
         reading = metrics.measure(rate_metric(), 5.0, SystemClock().time(), 100)
         assert 0.2 < reading.value < 0.8 and reading.samples > 20 and reading.window == 5.0
         # an empty vector is no data, never zero
-        empty = metrics.measure(rate_metric(samples='sum(increase(standin_requests_total{path="nope"}[$window]))'),
-                                5.0, now, 100)
+        empty = metrics.measure(
+            rate_metric(samples='sum(increase(standin_requests_total{path="nope"}[$window]))'), 5.0, now, 100
+        )
         assert (empty.value, empty.samples) == (None, 0)
-        gauge = MetricGate(metric="absent", provider="prom", kind="gauge", query="sum(no_such_metric)", target=1,
-                           alert=5)
+        gauge = MetricGate(
+            metric="absent", provider="prom", kind="gauge", query="sum(no_such_metric)", target=1, alert=5
+        )
         assert metrics.measure(gauge, 5.0, now, 100).value is None
         # a query error names the query and Prometheus' message
         with pytest.raises(MeasurementError, match=r"query 'sum\(' failed: bad_data: .*parse error"):
             metrics.query("sum(", now)
         # more than one series: a gate judges one number
-        with pytest.raises(MeasurementError, match="returned 2 series; .* aggregate"):
+        with pytest.raises(MeasurementError, match=r"returned 2 series; .* aggregate"):
             metrics.query('{__name__=~"standin_(requests|errors)_total"}', SystemClock().time())
     finally:
         metrics.close()
@@ -88,21 +95,32 @@ def test_http_provider_picks_fields_and_says_what_is_missing(standin):
     wait_until(lambda: standin.flag["new"][0] >= 10)
     metrics = HttpMetrics(standin.url, None, 5.0, "stats")
     try:
-        spec = MetricGate(metric="new_errors", provider="stats", kind="rate", target=0.01, alert=0.05,
-                          query=HttpQuery(url="/stats?window=$window", value="new_path.error_rate",
-                                          samples="new_path.requests"))
+        spec = MetricGate(
+            metric="new_errors",
+            provider="stats",
+            kind="rate",
+            target=0.01,
+            alert=0.05,
+            query=HttpQuery(url="/stats?window=$window", value="new_path.error_rate", samples="new_path.requests"),
+        )
         reading = metrics.measure(spec, 30.0, 0.0, 100)
         assert reading.value == 1.0 and reading.samples >= 10
         missing = spec.model_copy(update={"query": HttpQuery(url="/stats", value="new_path.nope")})
-        with pytest.raises(MeasurementError, match="no field 'new_path.nope'"):
+        with pytest.raises(MeasurementError, match=r"no field 'new_path\.nope'"):
             metrics.measure(missing, 30.0, 0.0, 100)
     finally:
         metrics.close()
 
 
-FLAG = dict(backend="http", variable="FEATURE_ON", percent_variable="FEATURE_SHARE", url="/admin/flag",
-            token="${STANDIN_TOKEN}", body={"on": "$enabled", "share": "$percent"},
-            read={"url": "/admin/flag", "enabled": "feature.enabled", "percent": "feature.percent"})
+FLAG = dict(
+    backend="http",
+    variable="FEATURE_ON",
+    percent_variable="FEATURE_SHARE",
+    url="/admin/flag",
+    token="${STANDIN_TOKEN}",
+    body={"on": "$enabled", "share": "$percent"},
+    read={"url": "/admin/flag", "enabled": "feature.enabled", "percent": "feature.percent"},
+)
 
 
 def test_http_flag_backend_writes_the_template_and_refuses_loudly(standin, tmp_path):
@@ -121,17 +139,24 @@ def test_http_flag_backend_writes_the_template_and_refuses_loudly(standin, tmp_p
 
 
 def test_command_flag_backend_runs_the_command_and_fails_on_a_nonzero_exit(standin, tmp_path):
-    script = ("import sys, httpx; r = httpx.put(sys.argv[1] + '/admin/flag', json={'on': sys.argv[2] == 'true', "
-              "'share': int(sys.argv[3])}, headers={'Authorization': 'Bearer ' + sys.argv[4]}); "
-              "sys.exit(0 if r.status_code == 200 else 3)")
-    spec = FlagSpec(backend="command", command=[sys.executable, "-c", script, standin.url, "{enabled}", "{percent}",
-                                                TOKEN])
+    script = (
+        "import sys, httpx; r = httpx.put(sys.argv[1] + '/admin/flag', json={'on': sys.argv[2] == 'true', "
+        "'share': int(sys.argv[3])}, headers={'Authorization': 'Bearer ' + sys.argv[4]}); "
+        "sys.exit(0 if r.status_code == 200 else 3)"
+    )
+    spec = FlagSpec(
+        backend="command", command=[sys.executable, "-c", script, standin.url, "{enabled}", "{percent}", TOKEN]
+    )
     env = Environment(name="production", service_url=standin.url)
     flags = make_flags(spec, env, tmp_path, lambda ref: "")
     flags.set(enabled=True, percent=40)
     assert (standin.flag["enabled"], standin.flag["percent"]) == (True, 40)
-    bad = make_flags(spec.model_copy(update={"command": [sys.executable, "-c", "import sys; sys.exit(3)"]}), env,
-                     tmp_path, lambda ref: "")
+    bad = make_flags(
+        spec.model_copy(update={"command": [sys.executable, "-c", "import sys; sys.exit(3)"]}),
+        env,
+        tmp_path,
+        lambda ref: "",
+    )
     with pytest.raises(FlagWriteError, match="exited 3"):
         bad.set(enabled=False)
 
@@ -199,8 +224,7 @@ phases:
 def standin_project(tmp_path: Path, standin: StandIn, prometheus: Prometheus, monkeypatch) -> Project:
     monkeypatch.setenv("STANDIN_TOKEN", TOKEN)
     (tmp_path / "environments").mkdir()
-    (tmp_path / "environments" / "production.yaml").write_text(
-        f"name: production\nservice_url: {standin.url}\n")
+    (tmp_path / "environments" / "production.yaml").write_text(f"name: production\nservice_url: {standin.url}\n")
     book = tmp_path / "standin.yaml"
     book.write_text(STANDIN_PLAYBOOK.format(prometheus=prometheus.url, standin=standin.url))
     return Project(book, tmp_path / "environments", tmp_path / "state" / "state.db")
@@ -256,17 +280,25 @@ def test_the_shipped_ramp_on_prometheus_gates(sandbox, prometheus_of, tmp_path, 
     service's own /metrics: rolled back on a provider breach, completed when healthy."""
     from tests.harness import ADMIN_TOKEN, SANDBOX_TOKEN
 
-    service = Service(tmp_path / "svc", base_env(sandbox.api_url, WHATSAPP_NOTIFICATIONS_ENABLED=False),
-                      clock=SystemClock()) if (tmp_path / "svc").mkdir() is None else None
+    service = (
+        Service(tmp_path / "svc", base_env(sandbox.api_url, WHATSAPP_NOTIFICATIONS_ENABLED=False), clock=SystemClock())
+        if (tmp_path / "svc").mkdir() is None
+        else None
+    )
     prom = prometheus_of(service.url.removeprefix("http://"))
     monkeypatch.setenv("ZAPTRA_API_TOKEN", SANDBOX_TOKEN)
     monkeypatch.setenv("ROLLOUT_ADMIN_TOKEN", ADMIN_TOKEN)
     shipped = (Path(__file__).resolve().parents[1] / "playbooks" / "whatsapp.yaml").read_text()
-    production = shipped[shipped.index("  - name: production"):]
-    production = production.replace("      - kind: approve\n        name: production deployment approved\n"
-                                    '        message: "Merge staging into main and deploy with the flag off"\n', "")
-    production = production[:production.index("      - kind: promote")] + \
-        production[production.index("      - kind: configure"):]
+    production = shipped[shipped.index("  - name: production") :]
+    production = production.replace(
+        "      - kind: approve\n        name: production deployment approved\n"
+        '        message: "Merge staging into main and deploy with the flag off"\n',
+        "",
+    )
+    production = (
+        production[: production.index("      - kind: promote")]
+        + production[production.index("      - kind: configure") :]
+    )
     book = tmp_path / "p.yaml"
     book.write_text(f"""\
 version: 1
@@ -292,7 +324,8 @@ phases:
     (tmp_path / "environments" / "production.yaml").write_text(
         f"name: production\nservice_url: {service.url}\nenv_file: {service.env_file}\nvariables:\n"
         f"  ZAPTRA_API_URL: {sandbox.api_url}\n  ZAPTRA_API_TOKEN: ${{ZAPTRA_API_TOKEN}}\n"
-        "  ROLLOUT_ADMIN_TOKEN: ${ROLLOUT_ADMIN_TOKEN}\n")
+        "  ROLLOUT_ADMIN_TOKEN: ${ROLLOUT_ADMIN_TOKEN}\n"
+    )
     monkeypatch.setenv("ROLLOUT_RAMP_HOLD", "5s")
     monkeypatch.setenv("ROLLOUT_RAMP_INTERVAL", "1s")
     monkeypatch.setenv("ROLLOUT_MAX_HOLD", "15s")
@@ -323,10 +356,15 @@ def test_a_prometheus_compare_gate_fails_the_new_path_and_not_a_bad_day_for_ever
 
         def spec(instance: str) -> MetricGate:
             return MetricGate(
-                metric="request_error_rate", provider="prom", kind="compare", target=0.01, alert=0.05,
+                metric="request_error_rate",
+                provider="prom",
+                kind="compare",
+                target=0.01,
+                alert=0.05,
                 query=f'sum(increase(standin_errors_total{{instance="{instance}",path="$cohort"}}[$window]))',
                 samples=f'sum(increase(standin_requests_total{{instance="{instance}",path="$cohort"}}[$window]))',
-                cohorts={"treatment": "new", "control": "old"})
+                cohorts={"treatment": "new", "control": "old"},
+            )
 
         bad_path, bad_day = spec(standin.host_port), spec(everyone.host_port)
         gates = GateSet(window=60, min_samples=40, metrics=[bad_path, bad_day])
@@ -339,10 +377,15 @@ def test_a_prometheus_compare_gate_fails_the_new_path_and_not_a_bad_day_for_ever
             now = SystemClock().time()
             return judge_readings(gates, [metrics.measure(s, 60, now, 50) for s in (bad_path, bad_day)])
 
-        verdict = wait_until(lambda: (v := judged()).metrics[0].verdict == FAIL and v.metrics[1].samples >= 40 and v,
-                             timeout=60, what="the new path's breach to be clear")
+        verdict = wait_until(
+            lambda: (v := judged()).metrics[0].verdict == FAIL and v.metrics[1].samples >= 40 and v,
+            timeout=60,
+            what="the new path's breach to be clear",
+        )
         new_path, both = verdict.metrics
-        assert "request_error_rate: treatment" in new_path.reason and "treatment is worse than control" in new_path.reason
+        assert (
+            "request_error_rate: treatment" in new_path.reason and "treatment is worse than control" in new_path.reason
+        )
         assert both.verdict != FAIL, both.reason  # 40 % errors on both paths: not the feature's fault
         assert both.value is not None and abs(both.value) < 0.2
         metrics.close()

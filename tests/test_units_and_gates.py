@@ -7,14 +7,17 @@ import random
 
 import pytest
 
-from rollout.gates import FAIL, HOLD, PASS, evaluate, judge, no_data
-from rollout.stats import confidence_sequence
+from rollout.gates import FAIL, HOLD, PASS, judge, no_data
 from rollout.playbook.model import GateSet, MetricGate
+from rollout.providers.embedded import evaluate
+from rollout.stats import confidence_sequence
 from rollout.util.units import format_duration, parse_duration, parse_rate
 
 
-@pytest.mark.parametrize(("text", "seconds"), [("30", 30), (30, 30), ("500ms", 0.5), ("90s", 90), ("5m", 300),
-                                               ("2h", 7200), ("1d", 86400), ("1.5s", 1.5)])
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("30", 30), (30, 30), ("500ms", 0.5), ("90s", 90), ("5m", 300), ("2h", 7200), ("1d", 86400), ("1.5s", 1.5)],
+)
 def test_durations(text, seconds):
     assert parse_duration(text) == seconds
 
@@ -61,14 +64,27 @@ def test_judge(spec, value, samples, min_samples, verdict, words):
 
 
 def gate_set(**kw):
-    return GateSet(window=60, min_samples=10, metrics=[SUCCESS, MetricGate(metric="error_rate", target=0.01, alert=0.05),
-                                                        MetricGate(metric="breaker_activations", target=1, alert=3,
-                                                                   window=86400, min_samples=1)], **kw)
+    return GateSet(
+        window=60,
+        min_samples=10,
+        metrics=[
+            SUCCESS,
+            MetricGate(metric="error_rate", target=0.01, alert=0.05),
+            MetricGate(metric="breaker_activations", target=1, alert=3, window=86400, min_samples=1),
+        ],
+        **kw,
+    )
 
 
 def answer(**kw):
-    base = {"attempts": 100, "provider_calls": 100, "latency_samples": 100, "success_rate": 0.99, "error_rate": 0.0,
-            "breaker_activations": 0}
+    base = {
+        "attempts": 100,
+        "provider_calls": 100,
+        "latency_samples": 100,
+        "success_rate": 0.99,
+        "error_rate": 0.0,
+        "breaker_activations": 0,
+    }
     return {**base, **kw}
 
 
@@ -90,8 +106,9 @@ def test_missing_window_and_failed_measurement_hold():
     assert verdict.verdict == HOLD and "metrics unavailable: ConnectError" in verdict.summary
 
 
-@pytest.mark.parametrize(("metric", "target", "alert"), [("success_rate", 0.9, 0.95), ("error_rate", 0.05, 0.01),
-                                                         ("success_rate", 95, 90)])
+@pytest.mark.parametrize(
+    ("metric", "target", "alert"), [("success_rate", 0.9, 0.95), ("error_rate", 0.05, 0.01), ("success_rate", 95, 90)]
+)
 def test_thresholds_must_make_sense(metric, target, alert):
     with pytest.raises(ValueError):
         MetricGate(metric=metric, target=target, alert=alert)
@@ -145,13 +162,16 @@ def test_the_confidence_sequence_matches_a_brute_force_computation(successes, n)
     delta = 0.01
     grid = 20_000
     # the mixture's numerator, integral over p of p^S (1-p)^(n-S) dp, by a midpoint sum in log space
-    logs = [successes * math.log((i + 0.5) / grid) + (n - successes) * math.log1p(-(i + 0.5) / grid)
-            for i in range(grid)]
+    logs = [
+        successes * math.log((i + 0.5) / grid) + (n - successes) * math.log1p(-(i + 0.5) / grid) for i in range(grid)
+    ]
     top = max(logs)
     log_integral = top + math.log(sum(math.exp(v - top) for v in logs) / grid)
-    inside = [t / 2000 for t in range(1, 2000)
-              if log_integral - successes * math.log(t / 2000) - (n - successes) * math.log1p(-t / 2000)
-              < math.log(1 / delta)]
+    inside = [
+        t / 2000
+        for t in range(1, 2000)
+        if log_integral - successes * math.log(t / 2000) - (n - successes) * math.log1p(-t / 2000) < math.log(1 / delta)
+    ]
     low, high = confidence_sequence(successes / n, n, 1 - delta)
     assert low == pytest.approx(max(0.0, inside[0] - 0.0005), abs=0.001)
     assert high == pytest.approx(min(1.0, inside[-1] + 0.0005), abs=0.001)
@@ -172,18 +192,28 @@ def test_looking_after_every_sample_keeps_false_alarms_under_the_bound():
             errors += rng.random() < spec.alert
             for test in ("sequential", "wilson"):
                 if not fired[test] and n >= 10 and n % 5 == 0:
-                    fired[test] = judge(spec, errors / n, n, 10, 60, 0.99 if test == "sequential" else 0.95,
-                                        test).verdict == FAIL
+                    fired[test] = (
+                        judge(spec, errors / n, n, 10, 60, 0.99 if test == "sequential" else 0.95, test).verdict == FAIL
+                    )
         for test in fired:
             failed[test] += fired[test]
     assert failed["sequential"] / streams <= 0.01, failed
     assert failed["wilson"] > 3 * max(failed["sequential"], 1), failed
 
 
-@pytest.mark.parametrize(("inside", "outside", "percent", "verdict"), [
-    (100, 900, 10, PASS), (112, 888, 10, PASS), (400, 600, 10, FAIL), (60, 940, 10, FAIL), (30, 50, 10, None),
-    (2550, 2450, 50, PASS), (2700, 2300, 50, FAIL), (500, 0, 100, None),
-])
+@pytest.mark.parametrize(
+    ("inside", "outside", "percent", "verdict"),
+    [
+        (100, 900, 10, PASS),
+        (112, 888, 10, PASS),
+        (400, 600, 10, FAIL),
+        (60, 940, 10, FAIL),
+        (30, 50, 10, None),
+        (2550, 2450, 50, PASS),
+        (2700, 2300, 50, FAIL),
+        (500, 0, 100, None),
+    ],
+)
 def test_the_sample_ratio_check_on_constructed_counts(inside, outside, percent, verdict):
     from rollout.gates import sample_ratio
 

@@ -17,9 +17,16 @@ from rollout.util.flagrow import CHANNEL, FLAG_LEASE_S, connect
 class FlagFollower:
     """A replica's side: follows its environment's flag row into the service's live settings."""
 
-    def __init__(self, url: str, environment: str, replica_id: str | None = None, poll: float = 0.5,
-                 flag_variable: str = "WHATSAPP_NOTIFICATIONS_ENABLED",
-                 percent_variable: str = "WHATSAPP_ROLLOUT_PERCENT", lease: float = FLAG_LEASE_S) -> None:
+    def __init__(
+        self,
+        url: str,
+        environment: str,
+        replica_id: str | None = None,
+        poll: float = 0.5,
+        flag_variable: str = "WHATSAPP_NOTIFICATIONS_ENABLED",
+        percent_variable: str = "WHATSAPP_ROLLOUT_PERCENT",
+        lease: float = FLAG_LEASE_S,
+    ) -> None:
         self.url, self.environment, self.poll, self.lease = url, environment, poll, lease
         self.replica_id = replica_id or f"{socket.gethostname()}-{os.getpid()}"
         self.variables = (flag_variable, percent_variable)
@@ -39,8 +46,9 @@ class FlagFollower:
             self._thread.join(5)
 
     def _apply(self, conn: Any) -> None:
-        row = conn.execute("SELECT enabled, percent, version FROM rollout_flags WHERE environment = %s",
-                           (self.environment,)).fetchone()
+        row = conn.execute(
+            "SELECT enabled, percent, version FROM rollout_flags WHERE environment = %s", (self.environment,)
+        ).fetchone()
         if row is not None and row["version"] != self.version:
             flag, percent = self.variables
             values = {flag: "true" if row["enabled"] else "false"}
@@ -53,8 +61,9 @@ class FlagFollower:
             "INSERT INTO rollout_replicas (replica_id, environment, applied_version, enabled, percent, seen_at) "
             "VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (replica_id) DO UPDATE SET environment = EXCLUDED.environment,"
             " applied_version = EXCLUDED.applied_version, enabled = EXCLUDED.enabled, percent = EXCLUDED.percent, "
-            "seen_at = EXCLUDED.seen_at", (self.replica_id, self.environment, self.version, enabled, share,
-                                           time.time()))
+            "seen_at = EXCLUDED.seen_at",
+            (self.replica_id, self.environment, self.version, enabled, share, time.time()),
+        )
         if row is not None:  # renewed only once the engine can see this replica: seen <=> still obeying
             self._live.renew_lease(self.lease)
 

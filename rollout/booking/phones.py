@@ -16,7 +16,10 @@ __all__ = ["InvalidPhone", "forms_of", "mask", "mask_in_text", "mask_known", "no
 class InvalidPhone(RolloutError):
     """A phone number that is not a valid mobile number. The message never shows the number."""
 
+
 _MOBILE_TYPES = {PhoneNumberType.MOBILE, PhoneNumberType.FIXED_LINE_OR_MOBILE}
+
+
 def normalize(raw: str, region: str = "IN") -> str:
     """Return ``raw`` as E.164 (``+919876543210``) if it is a valid mobile number.
 
@@ -53,7 +56,11 @@ def forms_of(phone: str | None, region: str = "IN") -> list[str]:
         return [f for f in {phone, digits} if len(re.sub(r"\D", "", f)) >= 5]
     national = str(number.national_number)
     forms = {
-        phone, national, f"0{national}", f"{number.country_code}{national}", f"+{number.country_code}{national}",
+        phone,
+        national,
+        f"0{national}",
+        f"{number.country_code}{national}",
+        f"+{number.country_code}{national}",
         phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.INTERNATIONAL),
         phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.NATIONAL),
     }

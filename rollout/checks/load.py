@@ -50,12 +50,17 @@ Request = tuple[str, str, Any, dict[str, str] | None]
 
 def booking_requests(run: str) -> Callable[[int], Request]:
     """Request ``i`` of a booking load: a fresh synthetic booking."""
-    return lambda i: ("POST", "/api/bookings",
-                      synthetic_booking(f"LOAD-{run}-{i}", f"load-{run}-{i}", event="Rollout load test"), None)
+    return lambda i: (
+        "POST",
+        "/api/bookings",
+        synthetic_booking(f"LOAD-{run}-{i}", f"load-{run}-{i}", event="Rollout load test"),
+        None,
+    )
 
 
 def templated_requests(method: str, url: str, body: Any, headers: dict[str, str]) -> Callable[[int], Request]:
     """Request ``i`` of a generic load: ``$i`` in the URL and in the body's strings becomes ``i``."""
+
     def fill(value: Any, i: int) -> Any:
         if isinstance(value, dict):
             return {k: fill(v, i) for k, v in value.items()}
@@ -66,9 +71,16 @@ def templated_requests(method: str, url: str, body: Any, headers: dict[str, str]
     return lambda i: (method, url.replace("$i", str(i)), fill(body, i), headers or None)
 
 
-async def _run(url: str, total: int, concurrency: int, rate: float | None, limit_s: float,
-               progress: Callable[[int], None] | None, request: Callable[[int], Request] | None = None,
-               ok_status: tuple[int, ...] = (201,)) -> LoadResult:
+async def _run(
+    url: str,
+    total: int,
+    concurrency: int,
+    rate: float | None,
+    limit_s: float,
+    progress: Callable[[int], None] | None,
+    request: Callable[[int], Request] | None = None,
+    ok_status: tuple[int, ...] = (201,),
+) -> LoadResult:
     run = uuid.uuid4().hex[:8]
     request = request or booking_requests(run)
     result = LoadResult(total)
@@ -115,10 +127,17 @@ async def _run(url: str, total: int, concurrency: int, rate: float | None, limit
     return result
 
 
-def run_load(url: str, bookings: int | None = None, concurrency: int = 10, rate: float | None = None,
-             duration: float | None = None, progress: Callable[[int], None] | None = None,
-             time_limit: float | None = None, request: Callable[[int], Request] | None = None,
-             ok_status: tuple[int, ...] = (201,)) -> LoadResult:
+def run_load(
+    url: str,
+    bookings: int | None = None,
+    concurrency: int = 10,
+    rate: float | None = None,
+    duration: float | None = None,
+    progress: Callable[[int], None] | None = None,
+    time_limit: float | None = None,
+    request: Callable[[int], Request] | None = None,
+    ok_status: tuple[int, ...] = (201,),
+) -> LoadResult:
     """Run a bounded load against ``url``: ``POST /api/bookings`` by default, or ``request(i)``
     (see :func:`templated_requests`) counting ``ok_status`` answers as successes.
 

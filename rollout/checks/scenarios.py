@@ -11,9 +11,9 @@ from collections.abc import Callable
 
 from rollout.checks import CheckResult
 from rollout.checks.bookings import TEST_PHONE, synthetic_booking
-from rollout.util.errors import MeasurementError
 from rollout.checks.service_api import SandboxControl, ServiceClient
 from rollout.util.clock import Clock
+from rollout.util.errors import MeasurementError
 
 
 def _booking(phone: str = TEST_PHONE) -> dict[str, str]:
@@ -27,8 +27,10 @@ def invalid_phone(service: ServiceClient, sandbox: SandboxControl, clock: Clock,
     created = service.book(_booking(phone="+91 80 2345 6789"))
     note = service.wait_notification(created["id"], ("sent", "failed", "skipped"), within, clock)
     ok = note["status"] == "failed" and note["reason"] == "invalid_phone" and note.get("fallback") is not None
-    return ok, (f"booking {created['id']} accepted; notification {note['status']}/{note['reason']}, "
-                f"fallback {'yes' if note.get('fallback') else 'no'} (expected failed/invalid_phone with fallback)")
+    return ok, (
+        f"booking {created['id']} accepted; notification {note['status']}/{note['reason']}, "
+        f"fallback {'yes' if note.get('fallback') else 'no'} (expected failed/invalid_phone with fallback)"
+    )
 
 
 def provider_timeout(service: ServiceClient, sandbox: SandboxControl, clock: Clock, within: float) -> tuple[bool, str]:
@@ -39,11 +41,17 @@ def provider_timeout(service: ServiceClient, sandbox: SandboxControl, clock: Clo
     created = service.book(_booking())
     booking_ms = (time.perf_counter() - started) * 1000
     note = service.wait_notification(created["id"], ("sent", "failed", "skipped"), within, clock)
-    ok = note["status"] == "failed" and note["reason"] == "timeout" and note.get("fallback") is not None \
+    ok = (
+        note["status"] == "failed"
+        and note["reason"] == "timeout"
+        and note.get("fallback") is not None
         and note["attempts"] == 1
-    return ok, (f"booking answered in {booking_ms:.0f} ms; notification {note['status']}/{note['reason']} after "
-                f"{note['attempts']} attempt(s), fallback {'yes' if note.get('fallback') else 'no'} "
-                "(expected failed/timeout, 1 attempt, fallback)")
+    )
+    return ok, (
+        f"booking answered in {booking_ms:.0f} ms; notification {note['status']}/{note['reason']} after "
+        f"{note['attempts']} attempt(s), fallback {'yes' if note.get('fallback') else 'no'} "
+        "(expected failed/timeout, 1 attempt, fallback)"
+    )
 
 
 def circuit_breaker(service: ServiceClient, sandbox: SandboxControl, clock: Clock, within: float) -> tuple[bool, str]:
@@ -61,23 +69,26 @@ def circuit_breaker(service: ServiceClient, sandbox: SandboxControl, clock: Cloc
     if not opened:
         return False, f"breaker did not open after {sent} failing bookings"
     fast = service.book(_booking())
-    note = service.wait_notification(fast["id"], ("sent", "failed", "skipped"), max(1.0, deadline - clock.monotonic()),
-                                     clock)
+    note = service.wait_notification(
+        fast["id"], ("sent", "failed", "skipped"), max(1.0, deadline - clock.monotonic()), clock
+    )
     if note["reason"] != "circuit_open":
         return False, f"breaker open but the next send ended {note['status']}/{note['reason']}, expected circuit_open"
     sandbox.clear()
     closed = False
     while clock.monotonic() < deadline and not closed:
         probe = service.book(_booking())
-        result = service.wait_notification(probe["id"], ("sent", "failed", "skipped"),
-                                           max(0.5, deadline - clock.monotonic()), clock)
+        result = service.wait_notification(
+            probe["id"], ("sent", "failed", "skipped"), max(0.5, deadline - clock.monotonic()), clock
+        )
         closed = result["status"] == "sent"
         if not closed:
             clock.sleep(0.25)
     state = (service.health().get("breaker") or {}).get("state")
     return closed and state == "closed", (
         f"breaker opened after {sent} failing bookings; next send failed fast (circuit_open) to the fallback outbox; "
-        f"after recovery the breaker is {state}" + ("" if closed else " (did not close in time)"))
+        f"after recovery the breaker is {state}" + ("" if closed else " (did not close in time)")
+    )
 
 
 SCENARIOS: dict[str, Callable[[ServiceClient, SandboxControl, Clock, float], tuple[bool, str]]] = {
@@ -87,8 +98,9 @@ SCENARIOS: dict[str, Callable[[ServiceClient, SandboxControl, Clock, float], tup
 }
 
 
-def run_scenario(name: str, label: str, service: ServiceClient, sandbox: SandboxControl | None, clock: Clock,
-                 within: float) -> CheckResult:
+def run_scenario(
+    name: str, label: str, service: ServiceClient, sandbox: SandboxControl | None, clock: Clock, within: float
+) -> CheckResult:
     started = time.perf_counter()
     if sandbox is None:
         return CheckResult(label, False, "this scenario needs the environment's sandbox_url and sandbox_token")

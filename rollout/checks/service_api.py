@@ -13,8 +13,9 @@ from rollout.util.errors import MeasurementError
 class ServiceClient:
     """The rollout engine's view of one service."""
 
-    def __init__(self, url: str, admin_token: str = "", timeout: float = 10.0,
-                 transport: httpx.BaseTransport | None = None) -> None:
+    def __init__(
+        self, url: str, admin_token: str = "", timeout: float = 10.0, transport: httpx.BaseTransport | None = None
+    ) -> None:
         self.url = url.rstrip("/")
         self._admin = {"Authorization": f"Bearer {admin_token}"} if admin_token else {}
         self._http = httpx.Client(base_url=self.url, timeout=timeout, transport=transport)
@@ -22,8 +23,9 @@ class ServiceClient:
     def close(self) -> None:
         self._http.close()
 
-    def request(self, method: str, path: str, admin: bool = False, json: Any = None,
-                headers: dict[str, str] | None = None) -> httpx.Response:
+    def request(
+        self, method: str, path: str, admin: bool = False, json: Any = None, headers: dict[str, str] | None = None
+    ) -> httpx.Response:
         """``path`` on this service, or a full URL anywhere; ``admin`` adds the admin token."""
         sent = {**(self._admin if admin else {}), **(headers or {})}
         try:
@@ -53,7 +55,20 @@ class ServiceClient:
         return data
 
     def health(self) -> dict[str, Any]:
+        """``GET /api/whatsapp/health``; raises :class:`MeasurementError`."""
         return self._json("GET", "/api/whatsapp/health")
+
+    def fallbacks(self, limit: int) -> list[dict[str, Any]] | None:
+        """The newest ``limit`` confirmations sent to the fallback outbox (admin); None when the service
+        will not say (no admin token, an older service)."""
+        response = self.request("GET", f"/api/whatsapp/fallbacks?limit={limit}", admin=True)
+        if response.status_code != 200:
+            return None
+        try:
+            found = response.json().get("fallbacks", [])
+        except (ValueError, AttributeError):
+            return None
+        return found if isinstance(found, list) else None
 
     def book(self, body: dict[str, Any]) -> dict[str, Any]:
         response = self.request("POST", "/api/bookings", json=body)
@@ -64,8 +79,9 @@ class ServiceClient:
     def notification(self, booking_id: int) -> dict[str, Any]:
         return self._json("GET", f"/api/bookings/{booking_id}", admin=True)["notification"]
 
-    def wait_notification(self, booking_id: int, done: tuple[str, ...], within: float, clock: Clock,
-                          poll: float = 0.1) -> dict[str, Any]:
+    def wait_notification(
+        self, booking_id: int, done: tuple[str, ...], within: float, clock: Clock, poll: float = 0.1
+    ) -> dict[str, Any]:
         """Poll until the notification's status is in ``done`` or ``within`` seconds pass (on ``clock``)."""
         deadline = clock.monotonic() + within
         while True:
@@ -79,8 +95,9 @@ class SandboxControl:
     """The sandbox's fault-injection API."""
 
     def __init__(self, url: str, token: str, timeout: float = 10.0) -> None:
-        self._http = httpx.Client(base_url=url.rstrip("/"), timeout=timeout,
-                                  headers={"Authorization": f"Bearer {token}"})
+        self._http = httpx.Client(
+            base_url=url.rstrip("/"), timeout=timeout, headers={"Authorization": f"Bearer {token}"}
+        )
 
     def close(self) -> None:
         self._http.close()
@@ -99,4 +116,3 @@ class SandboxControl:
             self._http.put("/sandbox/faults", json={})
         except httpx.HTTPError as exc:
             raise MeasurementError(f"sandbox: {type(exc).__name__}") from exc
-

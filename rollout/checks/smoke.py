@@ -8,17 +8,18 @@ from collections.abc import Callable
 
 from rollout.checks import CheckResult
 from rollout.checks.bookings import synthetic_booking
-from rollout.util.errors import MeasurementError
 from rollout.checks.service_api import ServiceClient
-from rollout.util.clock import Clock
-from rollout.util.jsonfields import dig
 from rollout.playbook.model import BookingCheck, HealthStep, HttpCheck
+from rollout.util.clock import Clock
+from rollout.util.errors import MeasurementError
+from rollout.util.jsonfields import dig
 from rollout.util.redact import Redactor
 
 
 def _http_once(client: ServiceClient, check: HttpCheck, headers: dict[str, str]) -> tuple[bool, str]:
-    response = client.request(check.method, check.url or check.path or "/", admin=check.admin, json=check.body,
-                              headers=headers)
+    response = client.request(
+        check.method, check.url or check.path or "/", admin=check.admin, json=check.body, headers=headers
+    )
     statuses = check.expect.status if isinstance(check.expect.status, list) else [check.expect.status]
     if response.status_code not in statuses:
         return False, f"HTTP {response.status_code}, expected {'/'.join(map(str, statuses))}: {response.text[:200]}"
@@ -35,11 +36,13 @@ def _http_once(client: ServiceClient, check: HttpCheck, headers: dict[str, str])
             if actual != expected:
                 return False, f"{path} is {actual!r}, expected {expected!r}"
     return True, f"HTTP {response.status_code}" + (
-        f", {', '.join(f'{k}={v!r}' for k, v in check.expect.json_fields.items())}" if check.expect.json_fields else "")
+        f", {', '.join(f'{k}={v!r}' for k, v in check.expect.json_fields.items())}" if check.expect.json_fields else ""
+    )
 
 
-def run_http(client: ServiceClient, check: HttpCheck, clock: Clock,
-             secret: Callable[[str], str] | None = None) -> CheckResult:
+def run_http(
+    client: ServiceClient, check: HttpCheck, clock: Clock, secret: Callable[[str], str] | None = None
+) -> CheckResult:
     """Send ``check`` until its expectation holds or ``check.within`` passes; header references are
     resolved by ``secret`` (which also registers them for redaction)."""
     started = time.perf_counter()
@@ -71,8 +74,9 @@ def run_booking(client: ServiceClient, check: BookingCheck, clock: Clock) -> Che
     detail = f"booking {created['id']} ({ref}): notification {note['status']}/{note.get('reason')}"
     if not ok:
         detail += f", expected {expected}"
-    return CheckResult(check.name, ok, detail, time.perf_counter() - started,
-                       {"booking_id": created["id"], "notification": note})
+    return CheckResult(
+        check.name, ok, detail, time.perf_counter() - started, {"booking_id": created["id"], "notification": note}
+    )
 
 
 def run_health(client: ServiceClient, step: HealthStep, clock: Clock, name: str, redactor: Redactor) -> CheckResult:
@@ -82,9 +86,11 @@ def run_health(client: ServiceClient, step: HealthStep, clock: Clock, name: str,
         try:
             health = client.health()
             ok = health.get("status") in step.expect and (step.flag is None or health.get("flag_enabled") == step.flag)
-            detail = (f"status {health.get('status')} (expected {'/'.join(step.expect)}), "
-                      f"flag {'on' if health.get('flag_enabled') else 'off'}, breaker "
-                      f"{(health.get('breaker') or {}).get('state')}")
+            detail = (
+                f"status {health.get('status')} (expected {'/'.join(step.expect)}), "
+                f"flag {'on' if health.get('flag_enabled') else 'off'}, breaker "
+                f"{(health.get('breaker') or {}).get('state')}"
+            )
             if health.get("problems"):
                 detail += f", problems: {'; '.join(health['problems'])}"
         except MeasurementError as exc:

@@ -37,7 +37,7 @@ class _RedactingGroup(click.Group):
         except RolloutError as exc:
             exc.args = (_redactor(ctx).text(str(exc)),)
             raise
-        except Exception as exc:  # noqa: BLE001 - the last line of defence: no user ever sees a traceback
+        except Exception as exc:
             raise InternalError(f"internal error: {type(exc).__name__}: {_redactor(ctx).text(str(exc))}") from exc
 
 
@@ -59,25 +59,49 @@ def cli() -> None:
 @cli.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535))
-@click.option("--env-file", type=click.Path(dir_okay=False, path_type=Path),
-              help="Env file read at start and re-read live (flag, percentage, every setting).")
-@click.option("--db", "db_path", default=".rollout/service.db", show_default=True,
-              help="The service's database: a SQLite file, or postgresql://... shared by a fleet of replicas.")
-@click.option("--log-file", type=click.Path(dir_okay=False, path_type=Path),
-              help="Write the JSON event log here instead of stderr.")
+@click.option(
+    "--env-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Env file read at start and re-read live (flag, percentage, every setting).",
+)
+@click.option(
+    "--db",
+    "db_path",
+    default=".rollout/service.db",
+    show_default=True,
+    help="The service's database: a SQLite file, or postgresql://... shared by a fleet of replicas.",
+)
+@click.option(
+    "--log-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the JSON event log here instead of stderr.",
+)
 @click.option("--access-log/--no-access-log", default=False, show_default=True)
-@click.option("--flag-db", envvar="ROLLOUT_FLAG_DB", help="postgresql://...: follow the flag and percentage of "
-              "--flag-env there (LISTEN/NOTIFY), for a fleet of replicas.")
+@click.option(
+    "--flag-db",
+    envvar="ROLLOUT_FLAG_DB",
+    help="postgresql://...: follow the flag and percentage of "
+    "--flag-env there (LISTEN/NOTIFY), for a fleet of replicas.",
+)
 @click.option("--flag-env", help="The environment whose flag row this replica follows (with --flag-db).")
 @click.option("--replica-id", help="This replica's name in the fleet, unique per running replica (default: host-pid).")
-def serve(host: str, port: int, env_file: Path | None, db_path: str, log_file: Path | None,
-          access_log: bool, flag_db: str | None, flag_env: str | None, replica_id: str | None) -> None:
+def serve(
+    host: str,
+    port: int,
+    env_file: Path | None,
+    db_path: str,
+    log_file: Path | None,
+    access_log: bool,
+    flag_db: str | None,
+    flag_env: str | None,
+    replica_id: str | None,
+) -> None:
     """Run the WhatsApp booking-notification service."""
-    from rollout.util.serving import serve_forever
     from rollout.booking.service.app import create_app
+    from rollout.booking.service.schema import StorageError
     from rollout.booking.service.settings import LiveSettings
-    from rollout.booking.service.store import StorageError
     from rollout.booking.service.stores import open_store
+    from rollout.util.serving import serve_forever
 
     if replica_id is not None and not replica_id.strip():
         raise click.BadParameter("must not be empty", param_hint="--replica-id")
@@ -93,15 +117,23 @@ def serve(host: str, port: int, env_file: Path | None, db_path: str, log_file: P
             raise click.UsageError("--flag-db needs --flag-env (the environment whose flag to follow)")
         follower = FlagFollower(flag_db, flag_env, replica_id)
     live = LiveSettings(env_file=env_file, environ=os.environ)
-    serve_forever(create_app(live, db_path, log_path=log_file, follower=follower, replica_id=replica_id), host, port,
-                  access_log=access_log)
+    serve_forever(
+        create_app(live, db_path, log_path=log_file, follower=follower, replica_id=replica_id),
+        host,
+        port,
+        access_log=access_log,
+    )
 
 
 @cli.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8900, show_default=True, type=click.IntRange(0, 65535))
-@click.option("--token", envvar="ZAPTRA_API_TOKEN", required=True,
-              help="The API token the sandbox accepts (default: $ZAPTRA_API_TOKEN).")
+@click.option(
+    "--token",
+    envvar="ZAPTRA_API_TOKEN",
+    required=True,
+    help="The API token the sandbox accepts (default: $ZAPTRA_API_TOKEN).",
+)
 @click.option("--seed", type=int, help="Seed for fault draws, for repeatable runs.")
 def sandbox(host: str, port: int, token: str, seed: int | None) -> None:
     """Run the local Zaptra-compatible sandbox (base URL http://HOST:PORT/api/wpbox)."""
@@ -116,6 +148,7 @@ def sandbox(host: str, port: int, token: str, seed: int | None) -> None:
 
 # --- the engine ------------------------------------------------------------------------------------
 
+
 def _remember(ctx: click.Context, param: click.Parameter, value: object) -> object:
     ctx.meta[f"rollout.{param.name}"] = value
     return value
@@ -125,21 +158,57 @@ def project_options(func):  # noqa: ANN001, ANN201 - a click decorator
     """--playbook, --environments, --state, --secrets-file and --repo, on every engine command; read
     them back with :func:`_project`."""
     options = [
-        click.option("--playbook", "playbook_path", default="playbooks/whatsapp.yaml", show_default=True,
-                     envvar="ROLLOUT_PLAYBOOK", type=click.Path(dir_okay=False, path_type=Path),
-                     expose_value=False, callback=_remember),
-        click.option("--environments", "environments_dir", default="environments", show_default=True,
-                     envvar="ROLLOUT_ENVIRONMENTS", type=click.Path(file_okay=False, path_type=Path),
-                     expose_value=False, callback=_remember),
-        click.option("--state", "state_path", default=".rollout/state.db", show_default=True, envvar="ROLLOUT_STATE",
-                     type=str, help="The engine's state: a SQLite file, or postgresql://... to share it.",
-                     expose_value=False, callback=_remember),
-        click.option("--secrets-file", "secrets_file", type=click.Path(dir_okay=False, path_type=Path),
-                     envvar="ROLLOUT_SECRETS_FILE", help="Env file with secret values, read after the process "
-                     "environment.", expose_value=False, callback=_remember),
-        click.option("--repo", "repo_path", default=".", show_default=True, envvar="ROLLOUT_REPO",
-                     type=click.Path(file_okay=False, path_type=Path), help="The git repository promote steps use.",
-                     expose_value=False, callback=_remember),
+        click.option(
+            "--playbook",
+            "playbook_path",
+            default="playbooks/whatsapp.yaml",
+            show_default=True,
+            envvar="ROLLOUT_PLAYBOOK",
+            type=click.Path(dir_okay=False, path_type=Path),
+            expose_value=False,
+            callback=_remember,
+        ),
+        click.option(
+            "--environments",
+            "environments_dir",
+            default="environments",
+            show_default=True,
+            envvar="ROLLOUT_ENVIRONMENTS",
+            type=click.Path(file_okay=False, path_type=Path),
+            expose_value=False,
+            callback=_remember,
+        ),
+        click.option(
+            "--state",
+            "state_path",
+            default=".rollout/state.db",
+            show_default=True,
+            envvar="ROLLOUT_STATE",
+            type=str,
+            help="The engine's state: a SQLite file, or postgresql://... to share it.",
+            expose_value=False,
+            callback=_remember,
+        ),
+        click.option(
+            "--secrets-file",
+            "secrets_file",
+            type=click.Path(dir_okay=False, path_type=Path),
+            envvar="ROLLOUT_SECRETS_FILE",
+            help="Env file with secret values, read after the process environment.",
+            expose_value=False,
+            callback=_remember,
+        ),
+        click.option(
+            "--repo",
+            "repo_path",
+            default=".",
+            show_default=True,
+            envvar="ROLLOUT_REPO",
+            type=click.Path(file_okay=False, path_type=Path),
+            help="The git repository promote steps use.",
+            expose_value=False,
+            callback=_remember,
+        ),
     ]
     for option in reversed(options):
         func = option(func)
@@ -148,15 +217,20 @@ def project_options(func):  # noqa: ANN001, ANN201 - a click decorator
 
 def _project():  # noqa: ANN202
     """This command's project (one per command: its redactor learns every secret the command resolves)."""
-    from rollout.engine.runner import Project
+    from rollout.engine.project import Project
 
     meta = click.get_current_context().meta
     if "rollout.project" not in meta:
         state = meta["rollout.state_path"]
         url = state if state.startswith(("postgresql://", "postgres://")) else None
-        meta["rollout.project"] = Project(meta["rollout.playbook_path"], meta["rollout.environments_dir"],
-                                          Path(".rollout/state.db") if url else Path(state),
-                                          meta["rollout.secrets_file"], meta["rollout.repo_path"], state_url=url)
+        meta["rollout.project"] = Project(
+            meta["rollout.playbook_path"],
+            meta["rollout.environments_dir"],
+            Path(".rollout/state.db") if url else Path(state),
+            meta["rollout.secrets_file"],
+            meta["rollout.repo_path"],
+            state_url=url,
+        )
     return meta["rollout.project"]
 
 
@@ -169,8 +243,7 @@ def _emit(outcome, as_json: bool, extra: dict | None = None, *, then=None) -> No
         click.echo(json.dumps(redactor.value({**outcome.as_dict(), **(extra or {})}), indent=2, default=str))
     else:
         colour = {"completed": "green", "rolled_back": "red", "awaiting_approval": "yellow"}.get(outcome.status)
-        click.secho(f"{outcome.status}: {redactor.text(outcome.message)}", fg=colour,
-                    err=outcome.exit_code not in (0,))
+        click.secho(f"{outcome.status}: {redactor.text(outcome.message)}", fg=colour, err=outcome.exit_code not in (0,))
     sys.stdout.flush()
     sys.stderr.flush()
     if then is not None:
@@ -201,16 +274,16 @@ def validate(playbook: Path) -> None:
 @project_options
 @click.option("--env", "env_name", required=True, help="The environment (its phase is planned).")
 @click.option("--json", "as_json", is_flag=True)
-def plan(env_name: str,
-         as_json: bool) -> None:
+def plan(env_name: str, as_json: bool) -> None:
     """Show the environment's phase, step by step, and what its configure step would change."""
     import json
 
-    from rollout.util.clock import SystemClock
     from rollout.console import QuietReporter
-    from rollout.engine.runner import open_context, plan_rows, promotion_previews
+    from rollout.engine.project import open_context
+    from rollout.engine.runner import plan_rows, promotion_previews
     from rollout.playbook.environments import shown_diff
     from rollout.playbook.model import ConfigureStep
+    from rollout.util.clock import SystemClock
 
     project = _project()
     with open_context(project, env_name, SystemClock(), QuietReporter(), read_only=True) as ctx:
@@ -223,12 +296,22 @@ def plan(env_name: str,
             changes = shown_diff(target, ctx.flags.read())
         current = ctx.state.get(env_name)
     if as_json:
-        click.echo(json.dumps({"environment": env_name, "phase": ctx.phase.name, "status": current.status,
-                               "steps": rows, "configure_diff": [
-                                   {"variable": n, "from": o, "to": v} for n, o, v in changes],
-                               "promotions": {k: v if isinstance(v, str) else [{"commit": c, "summary": m}
-                                                                               for c, m in v]
-                                              for k, v in previews.items()}}, indent=2))
+        click.echo(
+            json.dumps(
+                {
+                    "environment": env_name,
+                    "phase": ctx.phase.name,
+                    "status": current.status,
+                    "steps": rows,
+                    "configure_diff": [{"variable": n, "from": o, "to": v} for n, o, v in changes],
+                    "promotions": {
+                        k: v if isinstance(v, str) else [{"commit": c, "summary": m} for c, m in v]
+                        for k, v in previews.items()
+                    },
+                },
+                indent=2,
+            )
+        )
         return
     from rich.table import Table
 
@@ -251,8 +334,10 @@ def plan(env_name: str,
     if changes:
         console.print(f"configure would change {ctx.flags.describe()}:")
         for name, old, new in changes:
-            console.print(f"  {name}: {old if old is not None else '(unset)'} -> {new if new is not None else '(unset)'}",
-                          markup=False)
+            console.print(
+                f"  {name}: {old if old is not None else '(unset)'} -> {new if new is not None else '(unset)'}",
+                markup=False,
+            )
 
 
 @cli.command()
@@ -261,19 +346,23 @@ def plan(env_name: str,
 @click.option("--dry-run", is_flag=True, help="Show what would run and change; write nothing.")
 @click.option("--approve", is_flag=True, help="Approve the approval step this run reaches.")
 @click.option("--yes", is_flag=True, help="Do not ask before a phase marked confirm changes anything.")
-@click.option("--override-evidence", metavar="REASON",
-              help="Promote even without the required gate evidence; the reason is recorded.")
+@click.option(
+    "--override-evidence",
+    metavar="REASON",
+    help="Promote even without the required gate evidence; the reason is recorded.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary instead of progress.")
-def advance(env_name: str, dry_run: bool, approve: bool, yes: bool, override_evidence: str | None,
-            as_json: bool) -> None:
+def advance(
+    env_name: str, dry_run: bool, approve: bool, yes: bool, override_evidence: str | None, as_json: bool
+) -> None:
     """Run the environment's phase from where it stopped.
 
     Exit 0 done, 1 a check or gate failed and the flag was turned off, 2 usage or configuration
     error, 3 held or waiting for approval.
     """
-    from rollout.util.clock import SystemClock
     from rollout.console import ConsoleReporter, QuietReporter
     from rollout.engine import runner
+    from rollout.util.clock import SystemClock
 
     project = _project()
     if dry_run:
@@ -281,18 +370,19 @@ def advance(env_name: str, dry_run: bool, approve: bool, yes: bool, override_evi
         if not as_json:
             click.echo("dry run: nothing was written")
         return
-    out = QuietReporter() if as_json else ConsoleReporter()
-    with runner.open_context(project, env_name, SystemClock(), out, approve=approve, drain=False) as ctx:
-        out.redactor = ctx.resolved.redactor()
-        ctx.override_evidence = override_evidence
+    out = QuietReporter() if as_json else ConsoleReporter(redactor=project.redactor)
+    with runner.open_context(
+        project, env_name, SystemClock(), out, approve=approve, drain=False, override_evidence=override_evidence
+    ) as ctx:
         current = ctx.state.get(env_name)
         # --approve is a person's explicit decision on this phase: it confirms as --yes does
         if ctx.phase.confirm and not (yes or approve) and current.status not in ("completed", "rolled_back"):
             if not sys.stdin.isatty():
-                raise StateError(f"phase {ctx.phase.name} asks for confirmation and there is no terminal to ask "
-                                 f"on; run `rollout advance --env {env_name} --yes` to confirm")
-            click.confirm(f"Run phase {ctx.phase.name} in {env_name} from step {current.step_index + 1}?",
-                          abort=True)
+                raise StateError(
+                    f"phase {ctx.phase.name} asks for confirmation and there is no terminal to ask "
+                    f"on; run `rollout advance --env {env_name} --yes` to confirm"
+                )
+            click.confirm(f"Run phase {ctx.phase.name} in {env_name} from step {current.step_index + 1}?", abort=True)
         try:
             outcome = runner.advance(ctx)
         except KeyboardInterrupt:
@@ -306,15 +396,14 @@ def advance(env_name: str, dry_run: bool, approve: bool, yes: bool, override_evi
 @click.option("--env", "env_name", required=True)
 @click.option("--reason", required=True, help="Why; recorded in the audit log.")
 @click.option("--json", "as_json", is_flag=True)
-def rollback(env_name: str,
-             reason: str, as_json: bool) -> None:
+def rollback(env_name: str, reason: str, as_json: bool) -> None:
     """Turn the feature off now and confirm it with the service. Never waits for an advance.
 
     Exit 0 when the service confirmed the flag off, 1 when it did not (the feature may still be on).
     """
-    from rollout.util.clock import SystemClock
     from rollout.console import ConsoleReporter, QuietReporter, make_console
     from rollout.engine import runner
+    from rollout.util.clock import SystemClock
 
     project = _project()
     out = QuietReporter() if as_json else ConsoleReporter(make_console(stderr=True), project.redactor)
@@ -326,11 +415,10 @@ def rollback(env_name: str,
 @project_options
 @click.option("--env", "env_name", required=True)
 @click.option("--reason", required=True, help="Why it may go on; recorded in the audit log.")
-def resume(env_name: str,
-           reason: str) -> None:
+def resume(env_name: str, reason: str) -> None:
     """Let a rolled-back environment advance again (its ramp restarts at the first percentage)."""
-    from rollout.util.clock import SystemClock
     from rollout.engine import runner
+    from rollout.util.clock import SystemClock
 
     project = _project()
     _emit(runner.resume(project, env_name, reason, SystemClock()), False)
@@ -342,12 +430,11 @@ def resume(env_name: str,
 @click.option("--max-evaluations", type=click.IntRange(1), help="Stop after this many evaluations.")
 @click.option("--duration", type=str, help="Stop after this long (e.g. 10m).")
 @click.option("--json", "as_json", is_flag=True)
-def watch(env_name: str,
-          max_evaluations: int | None, duration: str | None, as_json: bool) -> None:
+def watch(env_name: str, max_evaluations: int | None, duration: str | None, as_json: bool) -> None:
     """Keep evaluating the watch gate; turn the flag off on a breach (exit 1)."""
-    from rollout.util.clock import SystemClock
     from rollout.console import ConsoleReporter, QuietReporter
     from rollout.engine import runner
+    from rollout.util.clock import SystemClock
     from rollout.util.units import parse_duration
 
     try:
@@ -355,17 +442,17 @@ def watch(env_name: str,
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--duration") from None
     project = _project()
-    out = QuietReporter() if as_json else ConsoleReporter()
+    out = QuietReporter() if as_json else ConsoleReporter(redactor=project.redactor)
     with runner.open_context(project, env_name, SystemClock(), out, drain=False) as ctx:
-        out.redactor = ctx.resolved.redactor()
         outcome = runner.watch(ctx, max_evaluations, seconds)
     _emit(outcome, as_json, then=ctx.notifier.drain if ctx.notifier else None)
 
 
 def _note_missing(state) -> None:  # noqa: ANN001
     if state.missing:
-        click.echo(f"note: {state.path} does not exist: nothing has run with this state yet (is --state right?)",
-                   err=True)
+        click.echo(
+            f"note: {state.path} does not exist: nothing has run with this state yet (is --state right?)", err=True
+        )
 
 
 def _known_environment(project, state, env_name: str) -> None:  # noqa: ANN001
@@ -389,7 +476,7 @@ def status(env_name: str | None, as_json: bool) -> None:
     import json
     from datetime import UTC, datetime
 
-    from rollout.engine.runner import flag_view
+    from rollout.engine.flagview import flag_view
 
     project = _project()
     try:
@@ -405,10 +492,21 @@ def status(env_name: str | None, as_json: bool) -> None:
         data = []
         for row in rows:
             view = flag_view(project, playbook, state, row)
-            live = {"flag": view.flag if view.source else None, "percent": view.percent if view.source else None,
-                    "env_file": view.source, "reported_by": view.reported_by}
-            data.append({**row.__dict__, "status": view.status, "recorded_status": row.status, "live": live,
-                         "lock": state.holder(row.name)})
+            live = {
+                "flag": view.flag if view.source else None,
+                "percent": view.percent if view.source else None,
+                "env_file": view.source,
+                "reported_by": view.reported_by,
+            }
+            data.append(
+                {
+                    **row.__dict__,
+                    "status": view.status,
+                    "recorded_status": row.status,
+                    "live": live,
+                    "lock": state.holder(row.name),
+                }
+            )
     finally:
         state.close()
     if as_json:
@@ -427,9 +525,17 @@ def status(env_name: str | None, as_json: bool) -> None:
         source = d["live"] if d["live"]["env_file"] else {"flag": d["flag"], "percent": d["percent"]}
         mark = "" if d["live"]["env_file"] else " (recorded)"
         flag = {True: "on", False: "off", None: "?"}[source["flag"]] + mark
-        table.add_row(d["name"], d["status"], d["phase"] or "", str(d["step_index"] + 1),
-                      "" if source["percent"] is None else f"{source['percent']}%{mark}", flag,
-                      (d["commit_sha"] or "")[:10], updated, (d["reason"] or "")[:60])
+        table.add_row(
+            d["name"],
+            d["status"],
+            d["phase"] or "",
+            str(d["step_index"] + 1),
+            "" if source["percent"] is None else f"{source['percent']}%{mark}",
+            flag,
+            (d["commit_sha"] or "")[:10],
+            updated,
+            (d["reason"] or "")[:60],
+        )
     make_console().print(table)
 
 
@@ -438,8 +544,7 @@ def status(env_name: str | None, as_json: bool) -> None:
 @click.option("--env", "env_name", required=True)
 @click.option("--limit", default=200, show_default=True, type=click.IntRange(1, 100_000))
 @click.option("--json", "as_json", is_flag=True)
-def history(env_name: str,
-            limit: int, as_json: bool) -> None:
+def history(env_name: str, limit: int, as_json: bool) -> None:
     """The audit log and the gate verdicts of one environment, oldest first."""
     import json
     from datetime import UTC, datetime
@@ -449,11 +554,22 @@ def history(env_name: str,
     try:
         _known_environment(project, state, env_name)
         _note_missing(state)
-        events = [{"ts": a["ts"], "type": "audit", "actor": a["actor"], "action": a["action"], "detail": a["detail"]}
-                  for a in state.audit_log(env_name, limit)]
-        events += [{"ts": v["ts"], "type": "verdict", "step": v["step"], "percent": v["percent"],
-                    "verdict": v["verdict"], "summary": v["summary"], "metrics": v["metrics"]}
-                   for v in state.verdicts(env_name, limit)]
+        events = [
+            {"ts": a["ts"], "type": "audit", "actor": a["actor"], "action": a["action"], "detail": a["detail"]}
+            for a in state.audit_log(env_name, limit)
+        ]
+        events += [
+            {
+                "ts": v["ts"],
+                "type": "verdict",
+                "step": v["step"],
+                "percent": v["percent"],
+                "verdict": v["verdict"],
+                "summary": v["summary"],
+                "metrics": v["metrics"],
+            }
+            for v in state.verdicts(env_name, limit)
+        ]
     finally:
         state.close()
     events.sort(key=lambda e: e["ts"])
@@ -478,8 +594,9 @@ def history(env_name: str,
 @click.option("--rate", type=click.FloatRange(0.1, 5000), help="Bookings per second (with --duration).")
 @click.option("--duration", type=str, help="How long at --rate (e.g. 30s); at most 10m.")
 @click.option("--json", "as_json", is_flag=True)
-def load_cmd(url: str, bookings: int | None, concurrency: int, rate: float | None, duration: str | None,
-             as_json: bool) -> None:
+def load_cmd(
+    url: str, bookings: int | None, concurrency: int, rate: float | None, duration: str | None, as_json: bool
+) -> None:
     """Send a bounded booking load to a service and report latency percentiles."""
     import json
 
@@ -505,26 +622,43 @@ def load_cmd(url: str, bookings: int | None, concurrency: int, rate: float | Non
     else:
         with ConsoleReporter().progress(total, "bookings") as tick:
             result = run_load(url, bookings, concurrency, rate, seconds, progress=tick)
-    summary = {"requested": result.requested, "created": result.created, "errors": result.errors,
-               "success_rate": result.success_rate, "elapsed_s": round(result.elapsed_s, 3),
-               "achieved_rate": round(result.achieved_rate, 1),
-               "p50_ms": result.p(50), "p95_ms": result.p(95), "p99_ms": result.p(99)}
+    summary = {
+        "requested": result.requested,
+        "created": result.created,
+        "errors": result.errors,
+        "success_rate": result.success_rate,
+        "elapsed_s": round(result.elapsed_s, 3),
+        "achieved_rate": round(result.achieved_rate, 1),
+        "p50_ms": result.p(50),
+        "p95_ms": result.p(95),
+        "p99_ms": result.p(99),
+    }
     if as_json:
         click.echo(json.dumps(summary, indent=2))
     else:
-        click.echo(f"{result.created}/{result.requested} bookings in {result.elapsed_s:.1f}s "
-                   f"({result.achieved_rate:.0f}/s); p50 {result.p(50) or 0:.1f} ms, p95 {result.p(95) or 0:.1f} ms, "
-                   f"p99 {result.p(99) or 0:.1f} ms" + (f"; errors {result.errors}" if result.errors else ""))
+        click.echo(
+            f"{result.created}/{result.requested} bookings in {result.elapsed_s:.1f}s "
+            f"({result.achieved_rate:.0f}/s); p50 {result.p(50) or 0:.1f} ms, p95 {result.p(95) or 0:.1f} ms, "
+            f"p99 {result.p(99) or 0:.1f} ms" + (f"; errors {result.errors}" if result.errors else "")
+        )
     if result.created < result.requested:
         sys.exit(1)
 
 
 @cli.command()
 @click.option("--breach", is_flag=True, help="Turn the provider bad during the ramp; watch the flag go off.")
-@click.option("--rate", default=50.0, show_default=True, type=click.FloatRange(1, 500),
-              help="Simulated customer bookings per second in production.")
-@click.option("--folder", type=click.Path(file_okay=False, path_type=Path),
-              help="Where state and logs go (default .rollout/demo/TIMESTAMP).")
+@click.option(
+    "--rate",
+    default=50.0,
+    show_default=True,
+    type=click.FloatRange(1, 500),
+    help="Simulated customer bookings per second in production.",
+)
+@click.option(
+    "--folder",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Where state and logs go (default .rollout/demo/TIMESTAMP).",
+)
 def demo(breach: bool, rate: float, folder: Path | None) -> None:
     """Run the whole plan locally: sandbox and services on free ports, dev -> staging -> production."""
     from rollout.console import ConsoleReporter
@@ -540,17 +674,26 @@ def demo(breach: bool, rate: float, folder: Path | None) -> None:
 @project_options
 @click.option("--env", "env_name", required=True)
 @click.option("--out", type=str, help="Write here (default: print); its folder must exist.")
-@click.option("--template", type=click.Path(dir_okay=False, path_type=Path),
-              help="A jinja2 template to use instead of the shipped one.")
-@click.option("--format", "fmt", type=click.Choice(["md", "html"]), default="md", show_default=True,
-              help="Markdown (with --out, the timeline chart is written beside it as .svg) or self-contained HTML.")
+@click.option(
+    "--template",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="A jinja2 template to use instead of the shipped one.",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["md", "html"]),
+    default="md",
+    show_default=True,
+    help="Markdown (with --out, the timeline chart is written beside it as .svg) or self-contained HTML.",
+)
 def incident(env_name: str, out: str | None, template: Path | None, fmt: str) -> None:
     """Render an incident report for ENV from the record: timeline, breach figures, configuration, errors."""
     from rollout.checks.service_api import ServiceClient
-    from rollout.util.clock import SystemClock
-    from rollout.engine.runner import resolved_or_from_file
-    from rollout.playbook.environments import load_environment
+    from rollout.engine.project import resolved_or_from_file
     from rollout.incident.report import HTML_TEMPLATE, collect, render
+    from rollout.playbook.environments import load_environment
+    from rollout.util.clock import SystemClock
     from rollout.util.outfile import check_output_path, write_output
 
     if out is not None:
@@ -597,40 +740,35 @@ def _current_commit(path: Path) -> str | None:
 @click.option("--env", "env_name", required=True)
 @click.option("--phase", "phase_name", help="The phase whose checks run (default: the environment's own).")
 @click.option("--commit", help="The commit under test (default: the checked-out commit, if in a git repository).")
-@click.option("--junit", "junit_path", type=str,
-              help="Write JUnit XML here: one test case per check and per gate metric.")
+@click.option(
+    "--junit", "junit_path", type=str, help="Write JUnit XML here: one test case per check and per gate metric."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary.")
-def gate_cmd(env_name: str,
-             phase_name: str | None, commit: str | None, junit_path: str | None, as_json: bool) -> None:
+def gate_cmd(env_name: str, phase_name: str | None, commit: str | None, junit_path: str | None, as_json: bool) -> None:
     """Run a phase's checks and gates for CI: no prompts, nothing changed. Exit codes as advance."""
-    from rollout.util.clock import SystemClock
     from rollout.console import ConsoleReporter, QuietReporter
     from rollout.engine import runner
     from rollout.junit import junit_xml, write_junit
-
+    from rollout.util.clock import SystemClock
     from rollout.util.outfile import check_output_path
 
     if junit_path is not None:
         check_output_path(junit_path, "--junit")  # before the gates run, not after
     project = _project()
-    out = QuietReporter() if as_json else ConsoleReporter()
+    out = QuietReporter() if as_json else ConsoleReporter(redactor=project.redactor)
     clock = SystemClock()
     started = clock.time()
-    with runner.open_context(project, env_name, clock, out) as ctx:
-        out.redactor = ctx.resolved.redactor()
-        if phase_name is not None:
-            chosen = next((p for p in ctx.playbook.phases if p.name == phase_name), None)
-            if chosen is None:
-                raise click.BadParameter(f"no phase {phase_name!r} in {project.playbook_path}", param_hint="--phase")
-            ctx.phase = chosen
-        ctx.commit = commit or _current_commit(Path.cwd())
+    with runner.open_context(
+        project, env_name, clock, out, phase_name=phase_name, commit=commit or _current_commit(Path.cwd())
+    ) as ctx:
         outcome = runner.gate(ctx)
         results = ctx.results
         if junit_path is not None:
-            write_junit(junit_path, ctx.resolved.redactor().text(junit_xml(env_name, ctx.phase.name, results, started,
-                                                                       ctx.commit)))
-    _emit(outcome, as_json, {"commit": ctx.commit, "steps": results,
-                             "junit": str(junit_path) if junit_path else None})
+            write_junit(
+                junit_path,
+                ctx.resolved.redactor().text(junit_xml(env_name, ctx.phase.name, results, started, ctx.commit)),
+            )
+    _emit(outcome, as_json, {"commit": ctx.commit, "steps": results, "junit": str(junit_path) if junit_path else None})
 
 
 @cli.command()
@@ -640,10 +778,8 @@ def gate_cmd(env_name: str,
 @click.option("--dry-run", is_flag=True, help="Show the diff; write nothing.")
 def configure(env_name: str, overrides: tuple[str, ...], dry_run: bool) -> None:
     """Apply an environment's variables to its service's env file (atomically; secrets as references)."""
+    from rollout.engine import runner
     from rollout.util.clock import SystemClock
-    from rollout.engine.killswitch import guard_not_rolled_back
-    from rollout.engine.steps import managed_values
-    from rollout.playbook.environments import load_environment, shown_diff
 
     pairs = {}
     for item in overrides:
@@ -652,29 +788,14 @@ def configure(env_name: str, overrides: tuple[str, ...], dry_run: bool) -> None:
             raise click.BadParameter(f"expected KEY=VALUE, got {item!r}", param_hint="--set")
         pairs[key] = value
     project = _project()
-    playbook = project.playbook()
-    env = load_environment(env_name, project.environments_dir)
-    project.learn_secrets(playbook, env)
-    flags = project.flags(playbook, env)
-    resolved = managed_values(flags, project.resolve(env, overrides=pairs))
-    changes = shown_diff(resolved, flags.read())
+    done = runner.configure(project, env_name, pairs, SystemClock(), dry_run=dry_run)
     shown = project.redactor.text
-    for name, old, new in changes:
+    for name, old, new in done.changes:
         click.echo(shown(f"{name}: {old if old is not None else '(unset)'} -> {new if new is not None else '(unset)'}"))
-    if dry_run:
-        click.echo(shown(f"dry run: {flags.describe()} not written ({len(changes)} change(s))"))
+    if not done.written:
+        click.echo(shown(f"dry run: {done.where} not written ({len(done.changes)} change(s))"))
         return
-    state = project.state()
-    try:
-        flags.replace(resolved.values, guard=guard_not_rolled_back(env_name, state))
-        now = SystemClock().time()
-        enabled, percent = flags.state()
-        state.update(env_name, now, flag=enabled, percent=percent)
-        state.audit(env_name, "configure", now, env_file=flags.describe(), source="rollout configure",
-                    changes=[{"variable": n, "from": o, "to": v} for n, o, v in changes])
-    finally:
-        state.close()
-    click.echo(shown(f"{flags.describe()}: {len(changes)} change(s) written"))
+    click.echo(shown(f"{done.where}: {len(done.changes)} change(s) written"))
 
 
 @cli.command()
@@ -713,7 +834,7 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         click.echo("rollout: interrupted", err=True)
         sys.exit(130)
-    except Exception as exc:  # the last line of defence: no user ever sees a traceback
+    except Exception as exc:  # noqa: BLE001 - the last line of defence: no user ever sees a traceback
         click.echo(f"rollout: internal error: {type(exc).__name__}: {exc}", err=True)
         sys.exit(EXIT_INTERNAL)
     sys.exit(result if isinstance(result, int) else 0)

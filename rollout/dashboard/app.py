@@ -22,12 +22,14 @@ from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import FileResponse, JSONResponse
 from pydantic import BaseModel, Field
 
-from rollout.util.clock import Clock, SystemClock
-from rollout.engine.runner import Project, flag_view, rollback
+from rollout.engine.flagview import flag_view
+from rollout.engine.project import Project
+from rollout.engine.runner import rollback
 from rollout.engine.state import AWAITING_APPROVAL
-from rollout.util.errors import RolloutError
 from rollout.incident.chart import ramp_start, timeline_svg
 from rollout.playbook.model import step_label
+from rollout.util.clock import Clock, SystemClock
+from rollout.util.errors import RolloutError
 
 STATIC = Path(__file__).parent / "static"
 
@@ -62,28 +64,65 @@ def snapshot(project: Project) -> dict[str, Any]:
             names = [m["metric"] for m in (ramp_verdicts[-1]["metrics"] if ramp_verdicts else [])]
             step = None
             if phase is not None and row.phase == phase.name and row.step_index < len(phase.steps):
-                step = f"{row.step_index + 1}/{len(phase.steps)} {step_label(phase.steps[row.step_index], row.step_index)}"
+                step = (
+                    f"{row.step_index + 1}/{len(phase.steps)} {step_label(phase.steps[row.step_index], row.step_index)}"
+                )
             last = ramp_verdicts[-1] if ramp_verdicts else None
             holder = state.holder(row.name)
-            rows.append({
-                "name": row.name, "status": view.status, "phase": row.phase,
-                "step": step, "percent": view.percent, "flag": {True: "on", False: "off", None: "?"}[view.flag],
-                "flag_source": view.source or "recorded", "commit": (row.commit_sha or "")[:12], "reason": row.reason,
-                "lock": f"{holder['owner']} (pid {holder['pid']})" if holder else None,
-                "evaluations": len(ramp_verdicts),
-                "last_verdict": {"verdict": last["verdict"], "summary": last["summary"], "when": _when(last["ts"]),
-                                 "samples": {m["metric"]: m["samples"] for m in last["metrics"]}} if last else None,
-                "chart": timeline_svg(ramp_verdicts, names, offs[-1] if offs else None) if ramp_verdicts else None,
-                "can_approve": row.status == AWAITING_APPROVAL,
-            })
-            timeline += [{"ts": a["ts"], "when": _when(a["ts"]), "environment": row.name, "who": a["actor"],
-                          "what": a["action"], "detail": a["detail"].get("reason") or a["detail"].get("problem")
-                          or ", ".join(f"{k}={v}" for k, v in a["detail"].items() if k != "verdict" and v not in
-                                       (None, "", [], {}))} for a in audit[-200:]]
-            timeline += [{"ts": v["ts"], "when": _when(v["ts"]), "environment": row.name, "who": "rollout",
-                          "what": f"verdict {v['verdict']}", "detail": f"{v['step']}"
-                          + (f" at {v['percent']}%" if v["percent"] is not None else "") + f": {v['summary']}"}
-                         for v in verdicts[-200:] if v["verdict"] != "pass" or v is verdicts[-1]]
+            rows.append(
+                {
+                    "name": row.name,
+                    "status": view.status,
+                    "phase": row.phase,
+                    "step": step,
+                    "percent": view.percent,
+                    "flag": {True: "on", False: "off", None: "?"}[view.flag],
+                    "flag_source": view.source or "recorded",
+                    "commit": (row.commit_sha or "")[:12],
+                    "reason": row.reason,
+                    "lock": f"{holder['owner']} (pid {holder['pid']})" if holder else None,
+                    "evaluations": len(ramp_verdicts),
+                    "last_verdict": {
+                        "verdict": last["verdict"],
+                        "summary": last["summary"],
+                        "when": _when(last["ts"]),
+                        "samples": {m["metric"]: m["samples"] for m in last["metrics"]},
+                    }
+                    if last
+                    else None,
+                    "chart": timeline_svg(ramp_verdicts, names, offs[-1] if offs else None) if ramp_verdicts else None,
+                    "can_approve": row.status == AWAITING_APPROVAL,
+                }
+            )
+            timeline += [
+                {
+                    "ts": a["ts"],
+                    "when": _when(a["ts"]),
+                    "environment": row.name,
+                    "who": a["actor"],
+                    "what": a["action"],
+                    "detail": a["detail"].get("reason")
+                    or a["detail"].get("problem")
+                    or ", ".join(
+                        f"{k}={v}" for k, v in a["detail"].items() if k != "verdict" and v not in (None, "", [], {})
+                    ),
+                }
+                for a in audit[-200:]
+            ]
+            timeline += [
+                {
+                    "ts": v["ts"],
+                    "when": _when(v["ts"]),
+                    "environment": row.name,
+                    "who": "rollout",
+                    "what": f"verdict {v['verdict']}",
+                    "detail": f"{v['step']}"
+                    + (f" at {v['percent']}%" if v["percent"] is not None else "")
+                    + f": {v['summary']}",
+                }
+                for v in verdicts[-200:]
+                if v["verdict"] != "pass" or v is verdicts[-1]
+            ]
     finally:
         state.close()
     timeline.sort(key=lambda e: e["ts"], reverse=True)
@@ -145,14 +184,34 @@ def create_dashboard(project: Project, token: str | None, clock: Clock | None = 
         finally:
             store.close()
         log = project.state_path.parent / f"dashboard-advance-{action.environment}.log"
-        args = [sys.executable, "-m", "rollout", "advance", "--env", action.environment, "--approve", "--yes",
-                "--playbook", str(project.playbook_path), "--environments", str(project.environments_dir),
-                "--state", project.state_url or str(project.state_path), "--repo", str(project.repo_path)]
+        args = [
+            sys.executable,
+            "-m",
+            "rollout",
+            "advance",
+            "--env",
+            action.environment,
+            "--approve",
+            "--yes",
+            "--playbook",
+            str(project.playbook_path),
+            "--environments",
+            str(project.environments_dir),
+            "--state",
+            project.state_url or str(project.state_path),
+            "--repo",
+            str(project.repo_path),
+        ]
         if project.secrets_file:
             args += ["--secrets-file", str(project.secrets_file)]
         with open(log, "ab") as out:
-            subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-                             env={**os.environ, "ROLLOUT_ACTOR": who})
+            subprocess.Popen(
+                args,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                env={**os.environ, "ROLLOUT_ACTOR": who},
+            )
         return {"ok": True, "status": "approved", "message": f"advance started for {action.environment}; log: {log}"}
 
     return app

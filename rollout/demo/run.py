@@ -19,12 +19,12 @@ from pathlib import Path
 import httpx
 
 from rollout.checks.bookings import synthetic_booking
-from rollout.util.clock import SystemClock
 from rollout.console import ConsoleReporter
-from rollout.engine import runner
-from rollout.engine.runner import Project
-from rollout.flags import FlagStore
 from rollout.demo.stack import Stack
+from rollout.engine import runner
+from rollout.engine.project import Project
+from rollout.flags import FlagStore
+from rollout.util.clock import SystemClock
 
 #: the compressed timeline: every ${...} the shipped playbook and environments read
 DEMO_TIMINGS = {
@@ -140,8 +140,9 @@ def run_demo(repo: Path, folder: Path | None, breach: bool, rate: float, out: Co
     folder = folder.resolve()
     started = time.monotonic()
     console = out.console
-    console.print(f"[bold]rollout demo[/bold]{' with a provider breach at 25%' if breach else ''}: "
-                  f"state and logs in {folder}")
+    console.print(
+        f"[bold]rollout demo[/bold]{' with a provider breach at 25%' if breach else ''}: state and logs in {folder}"
+    )
     saved = dict(os.environ)
     stack = Stack(folder)
     traffic: Traffic | None = None
@@ -150,10 +151,15 @@ def run_demo(repo: Path, folder: Path | None, breach: bool, rate: float, out: Co
         os.environ.update(DEMO_TIMINGS)
         os.environ.update(stack.engine_environ())
         out.redactor = out.redactor.with_secrets([stack.sandbox_token, stack.admin_token])
-        console.print(f"sandbox {stack.url('sandbox')}; services: " +
-                      ", ".join(f"{e} {stack.url(e)}" for e in stack.environments))
-        project = Project(repo / "playbooks" / "whatsapp.yaml", repo / "environments", folder / "state.db",
-                          repo_path=make_git_repo(folder / "git"))
+        console.print(
+            f"sandbox {stack.url('sandbox')}; services: " + ", ".join(f"{e} {stack.url(e)}" for e in stack.environments)
+        )
+        project = Project(
+            repo / "playbooks" / "whatsapp.yaml",
+            repo / "environments",
+            folder / "state.db",
+            repo_path=make_git_repo(folder / "git"),
+        )
         console.print(f"git: promotions happen in {project.repo_path} (remote {folder / 'git' / 'remote.git'})")
         clock = SystemClock()
         outcome = None
@@ -182,8 +188,10 @@ def run_demo(repo: Path, folder: Path | None, breach: bool, rate: float, out: Co
         if breach and traffic is not None:
             _breach_summary(console, stack, project, breach_driver, outcome)
         console.rule("done")
-        console.print(f"{'as expected' if ok else 'NOT as expected'}: production ended {outcome.status if outcome else '-'}"
-                      f" in {time.monotonic() - started:.1f}s")
+        console.print(
+            f"{'as expected' if ok else 'NOT as expected'}: production ended {outcome.status if outcome else '-'}"
+            f" in {time.monotonic() - started:.1f}s"
+        )
         console.print(f"state: {folder / 'state.db'}  (rollout status --state {folder / 'state.db'})")
         console.print(f"logs:  {folder / 'logs'}")
         return 0 if ok else 1
@@ -202,6 +210,8 @@ def _breach_summary(console, stack: Stack, project: Project, breach, outcome) ->
     headers = {"Authorization": f"Bearer {stack.sandbox_token}"}
     stats = httpx.get(f"{stack.url('sandbox')}/sandbox/stats", headers=headers, timeout=10).json()
     metrics = httpx.get(f"{stack.url('production')}/api/whatsapp/metrics?window=600", timeout=10).json()
-    console.print(f"provider failing from +0.00s; flag off after [bold]{outcome.flag_off.at - breach.started_at:.2f}s"
-                  f"[/bold]; provider errors answered: {stats['errors']}; "
-                  f"confirmations sent to the fallback outbox: {metrics['fallbacks']}")
+    console.print(
+        f"provider failing from +0.00s; flag off after [bold]{outcome.flag_off.at - breach.started_at:.2f}s"
+        f"[/bold]; provider errors answered: {stats['errors']}; "
+        f"confirmations sent to the fallback outbox: {metrics['fallbacks']}"
+    )

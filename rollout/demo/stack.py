@@ -49,10 +49,14 @@ class Stack:
         port = free_port()
         log = self.folder / "logs" / f"{name}.log"
         log.parent.mkdir(parents=True, exist_ok=True)
-        stream = open(log, "ab")
-        popen = subprocess.Popen([sys.executable, "-m", "rollout", *args, "--port", str(port)],
-                                 stdout=stream, stderr=subprocess.STDOUT,
-                                 env={**os.environ, "PYTHONUNBUFFERED": "1"}, start_new_session=True)
+        stream = open(log, "ab")  # noqa: SIM115 - the process writes to it until the stack stops
+        popen = subprocess.Popen(
+            [sys.executable, "-m", "rollout", *args, "--port", str(port)],
+            stdout=stream,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            start_new_session=True,
+        )
         stream.close()
         proc = Proc(name, f"http://127.0.0.1:{port}", popen, log)
         self.procs[name] = proc
@@ -72,14 +76,27 @@ class Stack:
         self._spawn("sandbox", ["sandbox", "--token", self.sandbox_token], "/")
         for env in self.environments:
             values = {
-                "WHATSAPP_NOTIFICATIONS_ENABLED": "false", "WHATSAPP_ROLLOUT_PERCENT": "0",
-                "ZAPTRA_API_URL": self.provider_url, "ZAPTRA_API_TOKEN": self.sandbox_token,
-                "ROLLOUT_ADMIN_TOKEN": self.admin_token, **(service_env or {}),
+                "WHATSAPP_NOTIFICATIONS_ENABLED": "false",
+                "WHATSAPP_ROLLOUT_PERCENT": "0",
+                "ZAPTRA_API_URL": self.provider_url,
+                "ZAPTRA_API_TOKEN": self.sandbox_token,
+                "ROLLOUT_ADMIN_TOKEN": self.admin_token,
+                **(service_env or {}),
             }
             write_env_file(self.env_file(env), values)
-            self._spawn(env, ["serve", "--env-file", str(self.env_file(env)), "--db",
-                              str(self.folder / env / "service.db"), "--log-file",
-                              str(self.folder / "logs" / f"{env}-events.log")], "/api/whatsapp/metrics?window=1")
+            self._spawn(
+                env,
+                [
+                    "serve",
+                    "--env-file",
+                    str(self.env_file(env)),
+                    "--db",
+                    str(self.folder / env / "service.db"),
+                    "--log-file",
+                    str(self.folder / "logs" / f"{env}-events.log"),
+                ],
+                "/api/whatsapp/metrics?window=1",
+            )
         return self
 
     @property
@@ -88,8 +105,12 @@ class Stack:
 
     def faults(self, **changes: float) -> None:
         """Change the sandbox's faults (``error_rate=1.0``: the provider turns bad)."""
-        httpx.patch(f"{self.url('sandbox')}/sandbox/faults", json=changes,
-                    headers={"Authorization": f"Bearer {self.sandbox_token}"}, timeout=5)
+        httpx.patch(
+            f"{self.url('sandbox')}/sandbox/faults",
+            json=changes,
+            headers={"Authorization": f"Bearer {self.sandbox_token}"},
+            timeout=5,
+        )
 
     def engine_environ(self) -> dict[str, str]:
         """The variables the shipped environments/*.yaml read to find this stack."""

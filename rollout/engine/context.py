@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 from rollout.checks.service_api import SandboxControl, ServiceClient
-from rollout.util.clock import Clock
 from rollout.engine.state import StateRecords
-from rollout.playbook.environments import Resolved
 from rollout.flags import FlagBackend
+from rollout.gates import Verdict
+from rollout.notify import Notifier
+from rollout.playbook.environments import Resolved
 from rollout.playbook.model import Phase, Playbook
+from rollout.providers import MetricSources
+from rollout.targets import Target
+from rollout.util.clock import Clock
 
 
 class Reporter(Protocol):
@@ -20,8 +26,8 @@ class Reporter(Protocol):
     def step(self, index: int, total: int, label: str, kind: str) -> None: ...
     def line(self, text: str, style: str = "") -> None: ...
     def check(self, name: str, ok: bool, detail: str) -> None: ...
-    def verdict(self, label: str, verdict: Any) -> None: ...
-    def progress(self, total: int, description: str) -> Any: ...
+    def verdict(self, label: str, verdict: Verdict) -> None: ...
+    def progress(self, total: int, description: str) -> AbstractContextManager[Callable[[int], None]]: ...
     def waiting(self, text: str) -> None: ...
     def done_waiting(self) -> None: ...
 
@@ -40,6 +46,12 @@ class RunContext:
     sandbox: SandboxControl | None
     clock: Clock
     out: Reporter
+    #: the target's own probes: health and the flag it applied
+    target: Target
+    #: where gate metrics come from
+    metrics: MetricSources
+    #: resolves a playbook's ``${REFERENCE}`` (tokens, headers) and teaches the value to the redactor
+    secret: Callable[[str], str]
     approve: bool = False
     commit: str | None = None
     #: where incident reports go (default: beside the state database)
@@ -54,14 +66,8 @@ class RunContext:
     resumed_from: str | None = None
     #: filled as the run goes: check results and verdicts, for --json and JUnit
     results: list[dict[str, Any]] = field(default_factory=list)
-    #: where gate metrics come from, a :class:`rollout.metrics.MetricSources` (built by ``open_context``)
-    metrics: Any = None
-    #: resolves a playbook's ``${REFERENCE}`` (tokens, headers) and registers the value for redaction
-    secret: Any = None
-    #: the target's own probes: health and the flag it applied (built by ``open_context``)
-    target: Any = None
-    #: the playbook's webhooks (built by ``open_context``; None: no notifications)
-    notifier: Any = None
+    #: the playbook's webhooks (None: no notifications)
+    notifier: Notifier | None = None
     #: the incident report written by the last flag-off of this run
     incident_report: Path | None = None
 

@@ -15,12 +15,18 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
-from rollout.util.clock import Clock
+from rollout.checks.service_api import ServiceClient
+from rollout.engine.context import RunContext
+from rollout.engine.outcome import FlagOff, RunOutcome
 from rollout.engine.state import ROLLED_BACK, StateRecords
-from rollout.util.errors import RolloutError
 from rollout.flags import FlagBackend, FlagWriteError, is_on
+from rollout.incident.report import collect, write_report
+from rollout.playbook.environments import Resolved
+from rollout.targets import wait_service_applied
+from rollout.util.clock import Clock
+from rollout.util.errors import EXIT_ROLLED_BACK, RolloutError
 
 
 class RolledBackMeanwhile(RolloutError):
@@ -29,19 +35,21 @@ class RolledBackMeanwhile(RolloutError):
     exit_code = 1
 
 
-@dataclass(frozen=True)
-class FlagOff:
-    at: float
-    previous_flag: bool
-    previous_percent: int | None
-
-
 def _percent(raw: str | None) -> int | None:
     return int(raw) if raw and raw.isdigit() else None
 
 
-def kill(environment: str, flags: FlagBackend, state: StateRecords, clock: Clock, reason: str, *,
-         automatic: bool, verdict: dict[str, Any] | None = None, who: str | None = None) -> FlagOff:
+def kill(
+    environment: str,
+    flags: FlagBackend,
+    state: StateRecords,
+    clock: Clock,
+    reason: str,
+    *,
+    automatic: bool,
+    verdict: dict[str, Any] | None = None,
+    who: str | None = None,
+) -> FlagOff:
     """Turn the flag off for ``environment`` now and record it.
 
     ``previous_flag``/``previous_percent`` are the flag as the engine last knew it at the target
@@ -59,27 +67,58 @@ def kill(environment: str, flags: FlagBackend, state: StateRecords, clock: Clock
     except RolloutError as exc:  # the backend failed: record it before the error reaches the person
         if not known:  # the write failed before its guard ran: the intent is recorded all the same
             state.update(environment, clock.time(), status=ROLLED_BACK, reason=reason)
-        state.audit(environment, "flag_off_failed", clock.time(), who=who, automatic=automatic, reason=reason,
-                    problem=str(exc), backend=flags.describe(), verdict=verdict)
+        state.audit(
+            environment,
+            "flag_off_failed",
+            clock.time(),
+            who=who,
+            automatic=automatic,
+            reason=reason,
+            problem=str(exc),
+            backend=flags.describe(),
+            verdict=verdict,
+        )
         raise
     at = clock.time()
-    held_on, held_percent = is_on(before.get(flags.flag_variable, "false")), _percent(before.get(flags.percent_variable))
+    held_on, held_percent = (
+        is_on(before.get(flags.flag_variable, "false")),
+        _percent(before.get(flags.percent_variable)),
+    )
     was_on = held_on if known.get("flag") is None else bool(known["flag"])
     percent = held_percent if known.get("flag") is None else known.get("percent")
-    extra = {} if (was_on, percent) == (held_on, held_percent) or not was_on and not held_on else \
-        {"backend_held": f"{'on' if held_on else 'off'}" + (f" at {held_percent}%" if held_percent is not None else "")}
-    state.audit(environment, "flag_off", at, who=who, automatic=automatic, reason=reason, previous_flag=was_on,
-                previous_percent=percent, verdict=verdict, **extra)
+    extra = (
+        {}
+        if (was_on, percent) == (held_on, held_percent) or (not was_on and not held_on)
+        else {
+            "backend_held": f"{'on' if held_on else 'off'}"
+            + (f" at {held_percent}%" if held_percent is not None else "")
+        }
+    )
+    state.audit(
+        environment,
+        "flag_off",
+        at,
+        who=who,
+        automatic=automatic,
+        reason=reason,
+        previous_flag=was_on,
+        previous_percent=percent,
+        verdict=verdict,
+        **extra,
+    )
     return FlagOff(at, was_on, percent)
 
 
 def guard_not_rolled_back(environment: str, state: StateRecords) -> Callable[[], None]:
     """A flag-store guard that refuses a write once the environment was rolled back."""
+
     def guard() -> None:
         current = state.get(environment)
         if current.status == ROLLED_BACK:
             raise RolledBackMeanwhile(
-                f"environment {environment} was rolled back meanwhile ({current.reason}); nothing more was changed")
+                f"environment {environment} was rolled back meanwhile ({current.reason}); nothing more was changed"
+            )
+
     return guard
 
 
@@ -103,13 +142,187 @@ class UnreachableFlags:
     def state(self) -> tuple[bool, int | None]:
         raise FlagWriteError(f"the flag backend {self._what} cannot be read: {self._problem}")
 
-    def set(self, enabled: bool | None = None, percent: int | None = None,
-            guard: Callable[[], None] | None = None) -> dict[str, str]:
-        raise FlagWriteError(f"the flag backend {self._what} cannot be reached: {self._problem}; the flag may "
-                             "not have changed")
+    def set(
+        self, enabled: bool | None = None, percent: int | None = None, guard: Callable[[], None] | None = None
+    ) -> dict[str, str]:
+        raise FlagWriteError(
+            f"the flag backend {self._what} cannot be reached: {self._problem}; the flag may not have changed"
+        )
 
     def replace(self, values: Mapping[str, str], guard: Callable[[], None] | None = None) -> dict[str, str]:
         return self.set(guard=guard)
 
     def close(self) -> None:
         pass
+
+
+class Lines(Protocol):
+    """Where a flag-off tells a person what it does (a :class:`Reporter` is one)."""
+
+    def line(self, text: str, style: str = "") -> None: ...
+
+
+class _Silent:
+    def line(self, text: str, style: str = "") -> None:
+        """Says nothing."""
+
+
+@dataclass
+class OffPath:
+    """What a flag-off works with, for an automatic one (from a run's context) and a person's
+    (``rollout rollback``, the dashboard) alike."""
+
+    env: str
+    flags: FlagBackend
+    state: StateRecords
+    clock: Clock
+    out: Lines
+    #: the target that confirms the flag off (None: it could not be built)
+    target: Any
+    resolved: Resolved
+    service: ServiceClient
+    incidents_dir: Path
+    notify: Callable[..., None]
+
+    @classmethod
+    def of(cls, ctx: RunContext) -> OffPath:
+        return cls(
+            ctx.env_name,
+            ctx.flags,
+            ctx.state,
+            ctx.clock,
+            ctx.out,
+            ctx.target,
+            ctx.resolved,
+            ctx.service,
+            ctx.incidents_dir,
+            ctx.notify,
+        )
+
+
+@dataclass(frozen=True)
+class SwitchedOff:
+    """How a flag-off went: ``off`` None when the write itself failed; ``problem`` why it is not
+    confirmed (the write's failure, or the target not reporting the flag off); the report written."""
+
+    off: FlagOff | None
+    problem: str | None
+    report: Path | None
+
+    def outcome(self, env: str, phase: str | None, step: str | None, summary: str) -> RunOutcome:
+        """An automatic flag-off as a run's outcome (exit 1 either way; the message says which)."""
+        if self.off is None:
+            return RunOutcome(
+                "flag_off_failed",
+                EXIT_ROLLED_BACK,
+                f"{summary}; the flag-off FAILED, the feature may still be ON: {self.problem}",
+                env,
+                phase,
+                step,
+            )
+        return RunOutcome(
+            ROLLED_BACK,
+            EXIT_ROLLED_BACK,
+            f"{summary}; flag turned off" + unconfirmed_note(self.problem),
+            env,
+            phase,
+            step,
+            self.off,
+        )
+
+
+def switch_off(
+    path: OffPath,
+    reason: str,
+    *,
+    automatic: bool,
+    verdict: dict[str, Any] | None = None,
+    who: str | None = None,
+    step: str | None = None,
+) -> SwitchedOff:
+    """The one flag-off path: write the flag off (:func:`kill`; nothing waits before it), then see
+    the target take it in, write the incident report and tell the webhooks, whatever the write
+    did. A write that failed is recorded (``flag_off_failed``), reported and notified as loudly
+    as a flag-off that the target did not confirm."""
+    off: FlagOff | None = None
+    problem: str | None
+    try:
+        off = kill(path.env, path.flags, path.state, path.clock, reason, automatic=automatic, verdict=verdict, who=who)
+    except RolloutError as exc:
+        problem = f"the flag write failed: {exc}"
+        path.out.line(f"FLAG-OFF FAILED for {path.env}: {exc}", "bold red")
+    else:
+        path.out.line(f"flag turned off for {path.env}" + (f": {step} failed" if step else ""), "bold red")
+        problem = record_confirmation(path, off, who=who)
+    report = write_incident(path, who)
+    path.notify(
+        "flag_off",
+        step=step,
+        percent=off.previous_percent if off else None,
+        automatic=automatic,
+        summary=(
+            f"{reason}; THE FLAG-OFF FAILED, the feature may still be ON: {problem}"
+            if off is None
+            else reason + unconfirmed_note(problem)
+        ),
+        confirmed=problem is None,
+        write_failed=off is None,
+        incident_report=str(report) if report else None,
+    )
+    return SwitchedOff(off, problem, report)
+
+
+def write_incident(path: OffPath, who: str | None = None) -> Path | None:
+    """Write the pre-filled incident report now; a failure here is reported, never raised."""
+    try:
+        now = path.clock.time()
+        written = write_report(
+            path.incidents_dir, path.env, collect(path.state, path.resolved, path.flags, path.service, now), now
+        )
+    except Exception as exc:  # noqa: BLE001 - the report must never stand between a flag-off and its notice
+        path.out.line(f"warning: the incident report could not be written: {exc}", "bold red")
+        return None
+    path.state.audit(path.env, "incident_report", path.clock.time(), who=who, path=str(written))
+    path.out.line(f"incident report: {written}", "bold")
+    return written
+
+
+def record_confirmation(path: OffPath, off: FlagOff, within: float = 5.0, who: str | None = None) -> str | None:
+    """Wait (bounded) until the target reports the flag off; record ``flag_off_confirmed`` or, loudly,
+    ``flag_off_unconfirmed`` (also when the target has no way to report it). When the target
+    answers but is still on, what it reports becomes the environment's recorded flag: status, the
+    dashboard and the next flag-off then show the feature on, as it is. Returns the problem, or
+    None when confirmed."""
+    seen: dict[str, Any] = {}
+    problem = (
+        "the target could not be built"
+        if path.target is None
+        else wait_service_applied(path.flags, path.target, path.clock, within, seen)
+    )
+    now = path.clock.time()
+    if problem:
+        path.out.line(f"WARNING: the flag was written off but the target has NOT confirmed it: {problem}", "bold red")
+        if seen.get("flag_enabled") is not None:
+            path.state.update(path.env, now, flag=bool(seen["flag_enabled"]), percent=seen.get("rollout_percent"))
+        path.state.audit(
+            path.env,
+            "flag_off_unconfirmed",
+            now,
+            who=who,
+            problem=problem,
+            backend=path.flags.describe(),
+            flag_variable=path.flags.flag_variable,
+            reported_flag=seen.get("flag_enabled"),
+            reported_percent=seen.get("rollout_percent"),
+        )
+        return problem
+    path.out.line(f"the service confirmed the flag off {(now - off.at) * 1000:.0f} ms after the write")
+    path.state.audit(path.env, "flag_off_confirmed", now, who=who, after_ms=round((now - off.at) * 1000, 1))
+    return None
+
+
+def unconfirmed_note(problem: str | None) -> str:
+    """What an outcome message adds when the target did not confirm a flag-off."""
+    if not problem:
+        return ""
+    return f"; WARNING: the target has NOT confirmed the flag off, the feature may still be on: {problem}"

@@ -8,12 +8,12 @@ from dataclasses import dataclass
 from rollout.engine.context import RunContext
 from rollout.engine.killswitch import RolledBackMeanwhile
 from rollout.engine.state import ROLLED_BACK
-from rollout.util.errors import MeasurementError
 from rollout.gates import FAIL, HOLD, PASS, Verdict, judge_readings, no_data, sample_ratio, with_check
-from rollout.providers.embedded import EmbeddedProvider
 from rollout.playbook.builtin import EMBEDDED
 from rollout.playbook.model import GateSet
+from rollout.providers.embedded import EmbeddedProvider
 from rollout.targets import EmbeddedTarget
+from rollout.util.errors import MeasurementError
 from rollout.util.units import format_duration
 
 PASSED, FAILED, HOLD_TIMEOUT = "passed", "failed", "hold_timeout"
@@ -23,8 +23,9 @@ PASSED, FAILED, HOLD_TIMEOUT = "passed", "failed", "hold_timeout"
 SRM_SETTLE_S = 2.0
 
 
-def measure(ctx: RunContext, gates: GateSet, cap: float | None = None, percent: int | None = None,
-            elapsed: float | None = None) -> Verdict:
+def measure(
+    ctx: RunContext, gates: GateSet, cap: float | None = None, percent: int | None = None, elapsed: float | None = None
+) -> Verdict:
     """Ask each metric's provider for its window (each capped at ``cap`` seconds), then judge. With
     ``elapsed`` (the time since the step's percentage was applied), the sample-ratio check joins in
     once its window lies wholly inside the step."""
@@ -34,8 +35,13 @@ def measure(ctx: RunContext, gates: GateSet, cap: float | None = None, percent: 
     except Exception as exc:  # noqa: BLE001 - an evaluation that cannot be completed is a hold, never a crash
         return no_data(gates, f"the evaluation could not be completed ({type(exc).__name__}: {exc})")
     embedded = sources.providers.get(EMBEDDED)
-    if percent and elapsed is not None and elapsed >= SRM_SETTLE_S and isinstance(ctx.target, EmbeddedTarget) \
-            and isinstance(embedded, EmbeddedProvider):
+    if (
+        percent
+        and elapsed is not None
+        and elapsed >= SRM_SETTLE_S
+        and isinstance(ctx.target, EmbeddedTarget)
+        and isinstance(embedded, EmbeddedProvider)
+    ):
         window = min(gates.window, elapsed - SRM_SETTLE_S / 2)
         try:
             inside, outside = embedded.cohort_counts(window)
@@ -45,15 +51,18 @@ def measure(ctx: RunContext, gates: GateSet, cap: float | None = None, percent: 
     return verdict
 
 
-def progress_line(where: str, verdict: Verdict, elapsed: float, hold: float, max_hold: float,
-                  interval: float) -> str:
+def progress_line(where: str, verdict: Verdict, elapsed: float, hold: float, max_hold: float, interval: float) -> str:
     """What a person watching a hold wants to know: time left, next evaluation, samples, verdict."""
     left = hold - elapsed
-    when = (f"{format_duration(left)} left in the hold" if left > 0
-            else f"holding past the hold, {format_duration(max(0.0, hold + max_hold - elapsed))} before a person decides")
+    when = (
+        f"{format_duration(left)} left in the hold"
+        if left > 0
+        else f"holding past the hold, {format_duration(max(0.0, hold + max_hold - elapsed))} before a person decides"
+    )
     samples = ", ".join(f"{m.metric} {m.samples}/{m.min_samples}" for m in verdict.metrics)
-    return (f"{where}: {verdict.verdict.upper()}; {when}; next evaluation in {format_duration(interval)}; "
-            f"samples {samples}")
+    return (
+        f"{where}: {verdict.verdict.upper()}; {when}; next evaluation in {format_duration(interval)}; samples {samples}"
+    )
 
 
 def slow_traffic(verdict: Verdict, hold: float) -> Verdict:
@@ -68,15 +77,27 @@ def slow_traffic(verdict: Verdict, hold: float) -> Verdict:
             rate = m.samples / m.window_seconds
             needed = m.min_samples / rate
             if needed > hold:
-                m = dataclasses.replace(m, reason=f"{m.reason}; at {rate:.2g} samples/s this step needs about "
-                                        f"{format_duration(needed)} to decide; the hold is {format_duration(hold)}")
+                m = dataclasses.replace(
+                    m,
+                    reason=f"{m.reason}; at {rate:.2g} samples/s this step needs about "
+                    f"{format_duration(needed)} to decide; the hold is {format_duration(hold)}",
+                )
         results.append(m)
     return dataclasses.replace(verdict, metrics=tuple(results))
 
 
 def record(ctx: RunContext, verdict: Verdict, step: str, percent: int | None) -> None:
-    ctx.state.record_verdict(ctx.env_name, ctx.clock.time(), ctx.phase.name, step, percent, verdict.verdict,
-                             verdict.summary, verdict.as_dicts(), ctx.commit)
+    ctx.state.record_verdict(
+        ctx.env_name,
+        ctx.clock.time(),
+        ctx.phase.name,
+        step,
+        percent,
+        verdict.verdict,
+        verdict.summary,
+        verdict.as_dicts(),
+        ctx.commit,
+    )
 
 
 @dataclass(frozen=True)
@@ -86,8 +107,16 @@ class Observation:
     evaluations: int
 
 
-def observe(ctx: RunContext, gate_name: str, duration: float, interval: float, max_hold: float, started_at: float,
-            step: str, percent: int | None) -> Observation:
+def observe(
+    ctx: RunContext,
+    gate_name: str,
+    duration: float,
+    interval: float,
+    max_hold: float,
+    started_at: float,
+    step: str,
+    percent: int | None,
+) -> Observation:
     """Evaluate ``gate_name`` every ``interval`` from ``started_at`` on.
 
     Returns at once on a fail. After ``duration``, returns on the first pass; a hold goes on until
@@ -108,8 +137,9 @@ def observe(ctx: RunContext, gate_name: str, duration: float, interval: float, m
         if ctx.state.get(ctx.env_name).status == ROLLED_BACK:
             raise RolledBackMeanwhile(f"environment {ctx.env_name} was rolled back meanwhile; stopping")
         elapsed = ctx.clock.time() - started_at
-        verdict = slow_traffic(measure(ctx, gates, cap=max(elapsed, interval), percent=percent, elapsed=elapsed),
-                               duration)
+        verdict = slow_traffic(
+            measure(ctx, gates, cap=max(elapsed, interval), percent=percent, elapsed=elapsed), duration
+        )
         evaluations += 1
         record(ctx, verdict, step, percent)
         # people see each change of verdict and the deciding one; the state keeps every evaluation

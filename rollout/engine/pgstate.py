@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,9 +19,8 @@ from typing import Any
 
 from rollout.engine.state import StateRecords, actor
 from rollout.util.errors import StateError
-from rollout.util.redact import Redactor
 from rollout.util.pg import LOCK_CLASS, error_text, shown_url
-
+from rollout.util.redact import Redactor
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS environments (
@@ -132,26 +130,33 @@ class PgStateStore(StateRecords):
 
         Returns a note when the previous holder's connection is gone (it crashed); raises
         :class:`StateError` naming the holder while it lives."""
-        got = self._db.execute("SELECT pg_try_advisory_lock(%s, hashtext(%s)) AS got",
-                               (LOCK_CLASS, environment)).fetchone()["got"]
+        got = self._db.execute(
+            "SELECT pg_try_advisory_lock(%s, hashtext(%s)) AS got", (LOCK_CLASS, environment)
+        ).fetchone()["got"]
         row = self._db.execute("SELECT * FROM locks WHERE environment = %s", (environment,)).fetchone()
         if not got:
             who = f"{row['owner']} (pid {row['pid']} on {row['host']})" if row else "another process"
-            raise StateError(f"environment {environment} is being advanced by {who}; wait for it to finish, or run "
-                             f"`rollout rollback --env {environment}` to stop the feature now")
+            raise StateError(
+                f"environment {environment} is being advanced by {who}; wait for it to finish, or run "
+                f"`rollout rollback --env {environment}` to stop the feature now"
+            )
         me, pid, host = actor(), os.getpid(), socket.gethostname()
         note = None
         if row is not None and not (row["pid"] == pid and row["host"] == host):
             note = f"took over the lock of pid {row['pid']} on {row['host']} ({row['owner']}): its connection is gone"
         with self._db.transaction():
             self._db.execute("DELETE FROM locks WHERE environment = %s", (environment,))
-            self._db.execute("INSERT INTO locks (environment, owner, pid, host, acquired_at) VALUES (%s, %s, %s, %s, %s)",
-                             (environment, me, pid, host, now))
+            self._db.execute(
+                "INSERT INTO locks (environment, owner, pid, host, acquired_at) VALUES (%s, %s, %s, %s, %s)",
+                (environment, me, pid, host, now),
+            )
         return note
 
     def release(self, environment: str) -> None:
-        self._db.execute("DELETE FROM locks WHERE environment = %s AND pid = %s AND host = %s",
-                         (environment, os.getpid(), socket.gethostname()))
+        self._db.execute(
+            "DELETE FROM locks WHERE environment = %s AND pid = %s AND host = %s",
+            (environment, os.getpid(), socket.gethostname()),
+        )
         self._db.execute("SELECT pg_advisory_unlock(%s, hashtext(%s))", (LOCK_CLASS, environment))
 
     def holder(self, environment: str) -> dict[str, Any] | None:
@@ -160,5 +165,6 @@ class PgStateStore(StateRecords):
             "SELECT l.* FROM locks l WHERE l.environment = %s AND EXISTS (SELECT 1 FROM pg_locks p WHERE "
             "p.locktype = 'advisory' AND p.granted AND p.classid = %s::oid AND p.objsubid = 2 AND "
             "p.objid = ((hashtext(%s)::bigint + 4294967296) %% 4294967296)::text::oid)",
-            (environment, LOCK_CLASS, environment)).fetchone()
+            (environment, LOCK_CLASS, environment),
+        ).fetchone()
         return dict(row) if row else None

@@ -75,7 +75,14 @@ CREATE TABLE IF NOT EXISTS locks (
 
 #: status values of an environment (``interrupted``: an advance was stopped by Ctrl-C or a signal)
 IDLE, RUNNING, HELD, AWAITING_APPROVAL, ROLLED_BACK, COMPLETED, INTERRUPTED = (
-    "idle", "running", "held", "awaiting_approval", "rolled_back", "completed", "interrupted")
+    "idle",
+    "running",
+    "held",
+    "awaiting_approval",
+    "rolled_back",
+    "completed",
+    "interrupted",
+)
 
 
 def actor() -> str:
@@ -84,7 +91,7 @@ def actor() -> str:
         return os.environ["ROLLOUT_ACTOR"]
     try:
         user = getpass.getuser()
-    except Exception:  # no login name in some containers
+    except (KeyError, OSError):  # no login name in some containers
         user = "unknown"
     return f"{user}@{socket.gethostname()}"
 
@@ -154,6 +161,7 @@ class StateRecords:
     def holder(self, environment: str) -> dict[str, Any] | None:
         """Who holds the writer lock (owner, pid, host), or None."""
         raise NotImplementedError
+
     #: what every text written passes through: known secrets as ``***``, phones masked (a reason
     #: typed by a person, a backend's error quoting a token, a check's detail)
     redactor: Redactor = _PHONES_ONLY
@@ -199,39 +207,71 @@ class StateRecords:
                 fields[key] = self._bool(fields[key])
         if isinstance(fields.get("reason"), str):
             fields["reason"] = self.redactor.text(fields["reason"])
-        self._run("INSERT INTO environments (name, updated_at) VALUES (?, ?) ON CONFLICT (name) DO NOTHING",
-                  (name, now), db)
+        self._run(
+            "INSERT INTO environments (name, updated_at) VALUES (?, ?) ON CONFLICT (name) DO NOTHING", (name, now), db
+        )
         if fields:
             assignments = ", ".join(f"{k} = ?" for k in fields)
-            self._run(f"UPDATE environments SET {assignments}, updated_at = ? WHERE name = ?",
-                      [*fields.values(), now, name], db)
+            self._run(
+                f"UPDATE environments SET {assignments}, updated_at = ? WHERE name = ?",
+                [*fields.values(), now, name],
+                db,
+            )
 
     # --- audit and verdicts ----------------------------------------------------------------------
 
-    def audit(self, environment: str, action: str, now: float, who: str | None = None, db: Any = None,
-              **detail: Any) -> None:
-        self._run("INSERT INTO audit (ts, environment, actor, action, detail) VALUES (?, ?, ?, ?, ?)",
-                  (now, environment, self.redactor.text(who or actor()), action,
-                   self._dump(self.redactor.value(detail), True)), db)
+    def audit(
+        self, environment: str, action: str, now: float, who: str | None = None, db: Any = None, **detail: Any
+    ) -> None:
+        self._run(
+            "INSERT INTO audit (ts, environment, actor, action, detail) VALUES (?, ?, ?, ?, ?)",
+            (
+                now,
+                environment,
+                self.redactor.text(who or actor()),
+                action,
+                self._dump(self.redactor.value(detail), True),
+            ),
+            db,
+        )
 
     def audit_log(self, environment: str | None = None, limit: int = 1000) -> list[dict[str, Any]]:
         query = "SELECT * FROM audit" + (" WHERE environment = ?" if environment else "") + " ORDER BY id DESC LIMIT ?"
         rows = self._run(query, (environment, limit) if environment else (limit,)).fetchall()
         return [{**dict(r), "detail": self._load(r["detail"])} for r in reversed(rows)]
 
-    def record_verdict(self, environment: str, now: float, phase: str | None, step: str | None,
-                       percent: int | None, verdict: str, summary: str, metrics: list[dict[str, Any]],
-                       commit_sha: str | None = None) -> None:
+    def record_verdict(
+        self,
+        environment: str,
+        now: float,
+        phase: str | None,
+        step: str | None,
+        percent: int | None,
+        verdict: str,
+        summary: str,
+        metrics: list[dict[str, Any]],
+        commit_sha: str | None = None,
+    ) -> None:
         self._run(
             "INSERT INTO verdicts (ts, environment, phase, step, percent, verdict, summary, metrics, commit_sha) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (now, environment, phase, step, percent, verdict, self.redactor.text(summary),
-             self._dump(self.redactor.value(metrics), False), commit_sha),
+            (
+                now,
+                environment,
+                phase,
+                step,
+                percent,
+                verdict,
+                self.redactor.text(summary),
+                self._dump(self.redactor.value(metrics), False),
+                commit_sha,
+            ),
         )
 
     def verdicts(self, environment: str, limit: int = 1000) -> list[dict[str, Any]]:
-        rows = self._run("SELECT * FROM verdicts WHERE environment = ? ORDER BY id DESC LIMIT ?",
-                         (environment, limit)).fetchall()
+        rows = self._run(
+            "SELECT * FROM verdicts WHERE environment = ? ORDER BY id DESC LIMIT ?", (environment, limit)
+        ).fetchall()
         return [{**dict(r), "metrics": self._load(r["metrics"])} for r in reversed(rows)]
 
 
@@ -294,11 +334,14 @@ class StateStore(StateRecords):
                     raise StateError(
                         f"environment {environment} is being advanced by {row['owner']} (pid {row['pid']} on "
                         f"{row['host']}); wait for it to finish, or run `rollout rollback --env {environment}` "
-                        "to stop the feature now")
+                        "to stop the feature now"
+                    )
                 note = f"took over a stale lock left by pid {row['pid']} ({row['owner']})"
                 db.execute("DELETE FROM locks WHERE environment = ?", (environment,))
-            db.execute("INSERT INTO locks (environment, owner, pid, host, acquired_at) VALUES (?, ?, ?, ?, ?)",
-                       (environment, me, pid, host, now))
+            db.execute(
+                "INSERT INTO locks (environment, owner, pid, host, acquired_at) VALUES (?, ?, ?, ?, ?)",
+                (environment, me, pid, host, now),
+            )
         return note
 
     def release(self, environment: str) -> None:

@@ -15,8 +15,16 @@ from rollout.flags.envfile import FlagStore
 from rollout.playbook.environments import Environment
 from rollout.playbook.model import FlagSpec
 
-__all__ = ["BACKENDS", "FlagBackend", "FlagStore", "FlagWriteError", "check_percent", "file_lock", "is_on",
-           "make_flags"]
+__all__ = [
+    "BACKENDS",
+    "FlagBackend",
+    "FlagStore",
+    "FlagWriteError",
+    "check_percent",
+    "file_lock",
+    "is_on",
+    "make_flags",
+]
 
 Opener = Callable[[FlagSpec, Environment, Path, Callable[[str], str]], FlagBackend]
 

@@ -19,6 +19,7 @@ from typing import Protocol
 
 from rollout.playbook.model import FlagSpec
 from rollout.util.errors import ConfigError, RolloutError
+
 _ON_WORDS = ("true", "1", "yes", "on")
 
 
@@ -82,8 +83,9 @@ class FlagBackend(Protocol):
         """(flag on?, percentage) as it holds them."""
         ...
 
-    def set(self, enabled: bool | None = None, percent: int | None = None,
-            guard: Callable[[], None] | None = None) -> dict[str, str]:
+    def set(
+        self, enabled: bool | None = None, percent: int | None = None, guard: Callable[[], None] | None = None
+    ) -> dict[str, str]:
         """Write the flag and/or percentage under the lock, after ``guard``; returns what was there."""
         ...
 
@@ -126,8 +128,9 @@ class RecordedBackend:
             values[self.percent_variable] = str(percent)
         return values
 
-    def set(self, enabled: bool | None = None, percent: int | None = None,
-            guard: Callable[[], None] | None = None) -> dict[str, str]:
+    def set(
+        self, enabled: bool | None = None, percent: int | None = None, guard: Callable[[], None] | None = None
+    ) -> dict[str, str]:
         """Write the flag and/or percentage through the backend; returns what was there before."""
         check_percent(self.percent_variable, percent)
         with file_lock(self._lock_path):

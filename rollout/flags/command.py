@@ -28,20 +28,29 @@ class CommandFlags(RecordedBackend):
 
     def _write(self, enabled: bool, percent: int) -> None:
         written = self.spec.command or []
-        argv = [(self._secret(a) if "${" in a else a)
-                .replace("{enabled}", "true" if enabled else "false").replace("{percent}", str(percent))
-                for a in written]
+        argv = [
+            (self._secret(a) if "${" in a else a)
+            .replace("{enabled}", "true" if enabled else "false")
+            .replace("{percent}", str(percent))
+            for a in written
+        ]
         try:
             done = subprocess.run(argv, capture_output=True, text=True, timeout=self.spec.timeout, check=False)
         except subprocess.TimeoutExpired as exc:  # its message repeats the whole argument list
-            raise FlagWriteError(f"flag command {written[0]!r} did not finish within {self.spec.timeout:g}s; the "
-                                 "flag may not have changed") from exc
+            raise FlagWriteError(
+                f"flag command {written[0]!r} did not finish within {self.spec.timeout:g}s; the "
+                "flag may not have changed"
+            ) from exc
         except OSError as exc:
-            raise FlagWriteError(f"flag command {written[0]!r} could not run ({type(exc).__name__}: "
-                                 f"{exc.strerror or exc}); the flag may not have changed") from exc
+            raise FlagWriteError(
+                f"flag command {written[0]!r} could not run ({type(exc).__name__}: "
+                f"{exc.strerror or exc}); the flag may not have changed"
+            ) from exc
         if done.returncode != 0:
-            raise FlagWriteError(f"flag command {written[0]!r} exited {done.returncode}: "
-                                 f"{(done.stderr or done.stdout).strip()[-200:]}; the flag may not have changed")
+            raise FlagWriteError(
+                f"flag command {written[0]!r} exited {done.returncode}: "
+                f"{(done.stderr or done.stdout).strip()[-200:]}; the flag may not have changed"
+            )
 
     def close(self) -> None:
         pass

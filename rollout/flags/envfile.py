@@ -9,10 +9,11 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from rollout.flags.base import check_percent, file_lock, is_on
+from rollout.playbook.builtin import FLAG_VARIABLE, PERCENT_VARIABLE
 from rollout.playbook.environments import Environment
 from rollout.playbook.model import FlagSpec
-from rollout.util.errors import ConfigError
 from rollout.util.envfile import edit_env_file, read_env_file
+from rollout.util.errors import ConfigError
 
 HEADER = "Written by rollout. Changes here are read live by the service; rollout records every change."
 
@@ -20,8 +21,12 @@ HEADER = "Written by rollout. Changes here are read live by the service; rollout
 class FlagStore:
     """Reads and writes one environment's flag, percentage and variables."""
 
-    def __init__(self, env_file: Path, flag_variable: str = "WHATSAPP_NOTIFICATIONS_ENABLED",
-                 percent_variable: str = "WHATSAPP_ROLLOUT_PERCENT") -> None:
+    def __init__(
+        self,
+        env_file: Path,
+        flag_variable: str = FLAG_VARIABLE,
+        percent_variable: str = PERCENT_VARIABLE,
+    ) -> None:
         self.env_file = Path(env_file)
         self.flag_variable = flag_variable
         self.percent_variable = percent_variable
@@ -64,8 +69,9 @@ class FlagStore:
                 edit_env_file(self.env_file, changed, HEADER)
             return before
 
-    def set(self, enabled: bool | None = None, percent: int | None = None,
-            guard: Callable[[], None] | None = None) -> dict[str, str]:
+    def set(
+        self, enabled: bool | None = None, percent: int | None = None, guard: Callable[[], None] | None = None
+    ) -> dict[str, str]:
         """Change only the flag and/or the percentage; returns what was there before."""
         check_percent(self.percent_variable, percent)
         with self._locked():
@@ -86,6 +92,8 @@ class FlagStore:
 def open_backend(spec: FlagSpec, env: Environment, state_dir: Path, secret: Callable[[str], str]) -> FlagStore:
     """The environment's env file (its ``env_file``), with the playbook's variable names."""
     if env.env_file is None:
-        raise ConfigError(f"environment {env.name}: env_file is required by the envfile flag backend (or name "
-                          "another backend in the playbook's flag section)")
+        raise ConfigError(
+            f"environment {env.name}: env_file is required by the envfile flag backend (or name "
+            "another backend in the playbook's flag section)"
+        )
     return FlagStore(env.env_file, spec.variable, spec.percent_variable)

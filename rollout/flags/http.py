@@ -46,11 +46,14 @@ class HttpFlags(RecordedBackend):
         try:
             response = self._http.request(self.spec.method, self.spec.url or "/", json=body, headers=self.headers)
         except httpx.HTTPError as exc:
-            raise FlagWriteError(f"flag write {self.describe()} failed ({type(exc).__name__}); the flag may not "
-                                 "have changed") from exc
+            raise FlagWriteError(
+                f"flag write {self.describe()} failed ({type(exc).__name__}); the flag may not have changed"
+            ) from exc
         if not 200 <= response.status_code < 300:
-            raise FlagWriteError(f"flag write {self.describe()} answered HTTP {response.status_code}: "
-                                 f"{response.text[:200]}; the flag may not have changed")
+            raise FlagWriteError(
+                f"flag write {self.describe()} answered HTTP {response.status_code}: "
+                f"{response.text[:200]}; the flag may not have changed"
+            )
 
     def close(self) -> None:
         self._http.close()

@@ -29,16 +29,18 @@ class PostgresFlags(RecordedBackend):
         return f"rollout_flags[{self.environment}]"
 
     def state(self) -> tuple[bool, int | None]:
-        row = self._db.execute("SELECT enabled, percent FROM rollout_flags WHERE environment = %s",
-                               (self.environment,)).fetchone()
+        row = self._db.execute(
+            "SELECT enabled, percent FROM rollout_flags WHERE environment = %s", (self.environment,)
+        ).fetchone()
         return (bool(row["enabled"]), row["percent"]) if row else (False, None)
 
     def _remember(self, enabled: bool, percent: int | None) -> None:
         """The row is the record: nothing to keep beside it."""
 
     def version(self) -> int:
-        row = self._db.execute("SELECT version FROM rollout_flags WHERE environment = %s",
-                               (self.environment,)).fetchone()
+        row = self._db.execute(
+            "SELECT version FROM rollout_flags WHERE environment = %s", (self.environment,)
+        ).fetchone()
         return int(row["version"]) if row else 0
 
     def _write(self, enabled: bool, percent: int) -> None:
@@ -50,17 +52,22 @@ class PostgresFlags(RecordedBackend):
                     "INSERT INTO rollout_flags (environment, enabled, percent, version, updated_at) "
                     "VALUES (%s, %s, %s, 1, %s) ON CONFLICT (environment) DO UPDATE SET enabled = EXCLUDED.enabled, "
                     "percent = EXCLUDED.percent, version = rollout_flags.version + 1, updated_at = EXCLUDED.updated_at",
-                    (self.environment, enabled, percent, time.time()))
+                    (self.environment, enabled, percent, time.time()),
+                )
                 self._db.execute("SELECT pg_notify(%s, %s)", (CHANNEL, self.environment))
         except psycopg.Error as exc:
-            raise FlagWriteError(f"flag write to {self.describe()} failed ({str(exc).strip()[:200]}); the flag may "
-                                 "not have changed") from exc
+            raise FlagWriteError(
+                f"flag write to {self.describe()} failed ({str(exc).strip()[:200]}); the flag may not have changed"
+            ) from exc
 
     def replicas(self) -> list[dict[str, Any]]:
         """The replicas of this environment that reported within :data:`REPLICA_TTL_S`."""
-        return list(self._db.execute(
-            "SELECT * FROM rollout_replicas WHERE environment = %s AND seen_at >= %s ORDER BY replica_id",
-            (self.environment, time.time() - REPLICA_TTL_S)))
+        return list(
+            self._db.execute(
+                "SELECT * FROM rollout_replicas WHERE environment = %s AND seen_at >= %s ORDER BY replica_id",
+                (self.environment, time.time() - REPLICA_TTL_S),
+            )
+        )
 
     def close(self) -> None:
         self._db.close()

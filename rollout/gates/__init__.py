@@ -1,42 +1,32 @@
-"""Judging: a metric's readings against its thresholds (:mod:`rollout.gates.judge`), treatment against
-control (:mod:`rollout.gates.compare`). Pure: no I/O; the statistics are :mod:`rollout.stats`."""
+"""Judging, pure (no I/O): one metric against its thresholds (:mod:`~rollout.gates.judge`), treatment
+against control (:mod:`~rollout.gates.compare`), a gate set's verdict from one reading per metric
+(:mod:`~rollout.gates.verdict`); what those are made of (:mod:`~rollout.gates.results`). The
+statistics are :mod:`rollout.stats`; judge and compare use it and neither imports the other."""
 
 from __future__ import annotations
 
-from rollout.gates.judge import (
-    FAIL,
-    HOLD,
-    PASS,
-    MetricResult,
-    Reading,
-    Verdict,
-    embedded_reading,
-    evaluate,
-    fmt,
-    judge,
-    judge_compare,
-    judge_readings,
-    no_data,
-    sample_ratio,
-    windows_needed,
-    with_check,
-)
+from rollout.gates.compare import judge_compare, judge_difference, plain, signed
+from rollout.gates.judge import judge
+from rollout.gates.results import FAIL, HOLD, PASS, MetricResult, Reading, Verdict, fmt
+from rollout.gates.verdict import SRM_MIN_COUNT, judge_readings, no_data, sample_ratio, windows_needed, with_check
 
 __all__ = [
     "FAIL",
     "HOLD",
     "PASS",
+    "SRM_MIN_COUNT",
     "MetricResult",
     "Reading",
     "Verdict",
-    "embedded_reading",
-    "evaluate",
     "fmt",
     "judge",
     "judge_compare",
+    "judge_difference",
     "judge_readings",
     "no_data",
+    "plain",
     "sample_ratio",
+    "signed",
     "windows_needed",
     "with_check",
 ]

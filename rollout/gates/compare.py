@@ -24,22 +24,13 @@ the metric says so and does not hold the step (it was judged at every step in be
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
 from typing import Any
 
+from rollout.gates.results import PASS, MetricResult, Reading
 from rollout.playbook.builtin import COMPARE_METRICS
+from rollout.playbook.model import MetricGate
 from rollout.stats import Cohort, difference_interval
 from rollout.util.units import format_duration
-
-def cohort_of(metric: str, figures: dict[str, Any] | None) -> Cohort:
-    """Read one cohort's :class:`Cohort` for ``metric`` from the service's ``cohorts`` answer."""
-    spec, figures = COMPARE_METRICS[metric], figures or {}
-    n = int(figures.get(spec["count"]) or 0)
-    if spec["unit"] == "rate":
-        return Cohort(int(figures.get(spec["events"]) or 0) / n if n else None, n)
-    mean, sd = figures.get(spec["mean"]), figures.get(spec["sd"])
-    return Cohort(None if mean is None else float(mean), n, None if sd is None else float(sd))
 
 
 def _ms(value: float, sign: str = "") -> str:
@@ -59,35 +50,126 @@ def plain(value: float | None, unit: str) -> str:
     return f"{value * 100:.2f}%" if unit == "rate" else _ms(value)
 
 
-def judge_difference(metric: str, target: float, alert: float, treatment: Cohort, control: Cohort,
-                     min_samples: int, window: float, confidence: float, pass_when: str = "estimate",
-                     unit: str | None = None) -> tuple[str, float | None, tuple[float, float] | None, str]:
+def judge_difference(
+    metric: str,
+    target: float,
+    alert: float,
+    treatment: Cohort,
+    control: Cohort,
+    min_samples: int,
+    window: float,
+    confidence: float,
+    pass_when: str = "estimate",
+    unit: str | None = None,
+) -> tuple[str, float | None, tuple[float, float] | None, str]:
     """(verdict, difference, interval, reason) for one compare metric (``unit``: rate or latency,
     by default the built-in metric's); with ``pass_when="interval"`` a pass needs the whole interval
     below the target."""
     unit = unit or COMPARE_METRICS[metric]["unit"]
     counts = f"treatment {treatment.samples} / control {control.samples} samples"
-    both = (f"treatment {plain(treatment.value, unit)} vs control {plain(control.value, unit)}")
+    both = f"treatment {plain(treatment.value, unit)} vs control {plain(control.value, unit)}"
     if treatment.value is None or control.value is None:
-        return "hold", None, None, (f"{metric} (treatment vs control) has no data ({counts} in "
-                                    f"{format_duration(window)}); no data is never a pass")
+        return (
+            "hold",
+            None,
+            None,
+            (
+                f"{metric} (treatment vs control) has no data ({counts} in "
+                f"{format_duration(window)}); no data is never a pass"
+            ),
+        )
     difference = treatment.value - control.value
     if min(treatment.samples, control.samples) < min_samples:
-        return "hold", difference, None, (f"{metric}: {both} from {counts}, fewer than the {min_samples} "
-                                          "needed in each")
+        return (
+            "hold",
+            difference,
+            None,
+            (f"{metric}: {both} from {counts}, fewer than the {min_samples} needed in each"),
+        )
     low, high = difference_interval(unit, treatment, control, confidence)
     ci = f"{confidence * 100:g}% always-valid interval of the difference {signed(low, unit)}..{signed(high, unit)}"
     shown = f"{metric}: {both}, difference {signed(difference, unit)}"
     if low > alert:
-        return "fail", difference, (low, high), (f"{shown} > alert {signed(alert, unit)}: treatment is worse than "
-                                                 f"control ({counts}, {format_duration(window)}, {ci})")
+        return (
+            "fail",
+            difference,
+            (low, high),
+            (
+                f"{shown} > alert {signed(alert, unit)}: treatment is worse than "
+                f"control ({counts}, {format_duration(window)}, {ci})"
+            ),
+        )
     if difference > alert:
-        return "hold", difference, (low, high), f"{shown} > alert {signed(alert, unit)} but not yet clear ({counts}, {ci})"
+        return (
+            "hold",
+            difference,
+            (low, high),
+            f"{shown} > alert {signed(alert, unit)} but not yet clear ({counts}, {ci})",
+        )
     if difference < target and pass_when == "interval" and confidence > 0 and high >= target:
-        return "hold", difference, (low, high), (f"{shown} < target {signed(target, unit)} but not yet sure "
-                                                 f"({counts}, {ci})")
+        return (
+            "hold",
+            difference,
+            (low, high),
+            (f"{shown} < target {signed(target, unit)} but not yet sure ({counts}, {ci})"),
+        )
     if difference < target:
-        return "pass", difference, (low, high), (f"{shown} < target {signed(target, unit)} ({counts}, "
-                                                 f"{format_duration(window)})")
-    return "hold", difference, (low, high), (f"{shown} between target {signed(target, unit)} and alert "
-                                             f"{signed(alert, unit)} ({counts})")
+        return (
+            "pass",
+            difference,
+            (low, high),
+            (f"{shown} < target {signed(target, unit)} ({counts}, {format_duration(window)})"),
+        )
+    return (
+        "hold",
+        difference,
+        (low, high),
+        (f"{shown} between target {signed(target, unit)} and alert {signed(alert, unit)} ({counts})"),
+    )
+
+
+def judge_compare(
+    spec: MetricGate, reading: Reading, min_samples: int, confidence: float, pass_when: str = "estimate"
+) -> MetricResult:
+    """Treatment against control (see :mod:`rollout.compare`). At 0 % or 100 % there is nobody to
+    compare with: the metric says so and does not hold the step."""
+    assert reading.cohorts is not None
+    treatment, control = reading.cohorts
+    base: dict[str, Any] = dict(
+        metric=spec.metric,
+        target=spec.target,
+        alert=spec.alert,
+        min_samples=min_samples,
+        window_seconds=reading.window,
+        unit=spec.unit,
+        provider=spec.provider,
+    )
+    if reading.percent in (0, 100):
+        missing = "no control group at 100%" if reading.percent == 100 else "no treatment group (flag off or 0%)"
+        return MetricResult(
+            **base,
+            verdict=PASS,
+            value=None,
+            samples=0,
+            reason=f"{spec.metric} (treatment vs control): not compared, {missing}",
+        )
+    verdict, difference, interval, reason = judge_difference(
+        spec.metric,
+        spec.target,
+        spec.alert,
+        treatment,
+        control,
+        min_samples,
+        reading.window,
+        confidence,
+        pass_when,
+        spec.unit,
+    )
+    return MetricResult(
+        **base,
+        verdict=verdict,
+        value=difference,
+        samples=min(treatment.samples, control.samples),
+        interval=interval,
+        reason=reason,
+    )

@@ -11,13 +11,13 @@ from typing import TYPE_CHECKING, Any
 
 import jinja2
 
-from rollout.util.errors import MeasurementError
 from rollout.checks.service_api import ServiceClient
-from rollout.playbook.environments import Resolved
-from rollout.util.errors import ConfigError
 from rollout.flags import FlagBackend
 from rollout.gates import fmt
 from rollout.incident.chart import ramp_start, timeline_svg
+from rollout.playbook.builtin import FLAG_VARIABLE
+from rollout.playbook.environments import Resolved
+from rollout.util.errors import ConfigError, MeasurementError
 
 if TYPE_CHECKING:  # the record it reads; the engine hands it over
     from rollout.engine.state import StateRecords
@@ -35,8 +35,10 @@ def _detail(action: str, detail: dict[str, Any]) -> str:
     if action == "ramp":
         return f"flag on for {detail.get('percent')}% (was {detail.get('previous_percent')})"
     if action == "flag_off":
-        return f"flag off (was {'on' if detail.get('previous_flag') else 'off'} at {detail.get('previous_percent')}%): " \
-               f"{detail.get('reason')}"
+        return (
+            f"flag off (was {'on' if detail.get('previous_flag') else 'off'} at {detail.get('previous_percent')}%): "
+            f"{detail.get('reason')}"
+        )
     if action == "configure":
         changes = detail.get("changes") or []
         return ", ".join(f"{c['variable']}: {c['from']} -> {c['to']}" for c in changes) or "no change"
@@ -44,8 +46,9 @@ def _detail(action: str, detail: dict[str, Any]) -> str:
     return ", ".join(f"{k}={v}" for k, v in keep.items())
 
 
-def collect(state: StateRecords, resolved: Resolved, flags: FlagBackend, service: ServiceClient,
-            clock_now: float) -> dict[str, Any]:
+def collect(
+    state: StateRecords, resolved: Resolved, flags: FlagBackend, service: ServiceClient, clock_now: float
+) -> dict[str, Any]:
     """Everything the template shows, already redacted and masked."""
     env = resolved.env.name
     current = state.get(env)
@@ -58,61 +61,108 @@ def collect(state: StateRecords, resolved: Resolved, flags: FlagBackend, service
     breach = ((off or {}).get("detail") or {}).get("verdict") or {}
     metrics = breach.get("metrics") or []
     percent = (off or {}).get("detail", {}).get("previous_percent") if off else current.percent
-    timeline = [{"when": _when(a["ts"]), "what": a["action"], "who": a["actor"], "detail": _detail(a["action"], a["detail"])}
-                for a in audit]
-    timeline += [{"when": _when(v["ts"]), "what": f"verdict {v['verdict']}",
-                  "who": "rollout", "detail": f"{v['step']}" + (f" at {v['percent']}%" if v["percent"] is not None else "")
-                  + f": {v['summary']}"}
-                 for v in verdicts if v["verdict"] != "pass" or v is verdicts[-1]]
+    timeline = [
+        {"when": _when(a["ts"]), "what": a["action"], "who": a["actor"], "detail": _detail(a["action"], a["detail"])}
+        for a in audit
+    ]
+    timeline += [
+        {
+            "when": _when(v["ts"]),
+            "what": f"verdict {v['verdict']}",
+            "who": "rollout",
+            "detail": f"{v['step']}"
+            + (f" at {v['percent']}%" if v["percent"] is not None else "")
+            + f": {v['summary']}",
+        }
+        for v in verdicts
+        if v["verdict"] != "pass" or v is verdicts[-1]
+    ]
     timeline.sort(key=lambda e: e["when"])
     automatic = bool(off and off["detail"].get("automatic"))
     data: dict[str, Any] = {
-        "env": env, "status": current.status, "phase": current.phase, "commit": current.commit_sha,
-        "off_at": _when(off["ts"]) if off else None, "off_actor": off["actor"] if off else None,
-        "automatic": automatic, "reason": (off or {}).get("detail", {}).get("reason") or current.reason,
+        "env": env,
+        "status": current.status,
+        "phase": current.phase,
+        "commit": current.commit_sha,
+        "off_at": _when(off["ts"]) if off else None,
+        "off_actor": off["actor"] if off else None,
+        "automatic": automatic,
+        "reason": (off or {}).get("detail", {}).get("reason") or current.reason,
         "step": next((a["detail"].get("step") for a in reversed(audit) if a["action"] == "step_started"), None),
         "percent": percent,
-        "severity": ("SEV-2: production customers affected" if env == "production" and automatic
-                     else "SEV-3: production, stopped by a person" if env == "production"
-                     else f"SEV-4: {env}, no customers affected"),
+        "severity": (
+            "SEV-2: production customers affected"
+            if env == "production" and automatic
+            else "SEV-3: production, stopped by a person"
+            if env == "production"
+            else f"SEV-4: {env}, no customers affected"
+        ),
         "confirmed_ms": confirmed[0]["detail"].get("after_ms") if confirmed else None,
         "unconfirmed": unconfirmed[0]["detail"].get("problem") if unconfirmed and not confirmed else None,
-        "breach_metrics": [{**m, "value_shown": fmt(m["metric"], m["value"], m.get("unit")),
-                            "target_shown": fmt(m["metric"], m["target"], m.get("unit")),
-                            "alert_shown": fmt(m["metric"], m["alert"], m.get("unit"))}
-                           for m in metrics],
-        "timeline": timeline, "written_at": _when(clock_now),
-        "env_file": flags.describe(), "config": resolved.shown(flags.read()),
+        "breach_metrics": [
+            {
+                **m,
+                "value_shown": fmt(m["metric"], m["value"], m.get("unit")),
+                "target_shown": fmt(m["metric"], m["target"], m.get("unit")),
+                "alert_shown": fmt(m["metric"], m["alert"], m.get("unit")),
+            }
+            for m in metrics
+        ],
+        "timeline": timeline,
+        "written_at": _when(clock_now),
+        "env_file": flags.describe(),
+        "config": resolved.shown(flags.read()),
         "flag_variable": flags.flag_variable,
-        "feature": "WhatsApp notifications" if flags.flag_variable == "WHATSAPP_NOTIFICATIONS_ENABLED"
+        "feature": "WhatsApp notifications"
+        if flags.flag_variable == FLAG_VARIABLE
         else f"the feature behind {flags.flag_variable}",
-        "sample_window": SAMPLE_WINDOW_S, "fallback_samples": [], "failure_reasons": {},
-        "service_error": None, "last_error": None, "fallbacks": 0,
-        "success_rate": "no data", "error_rate": "no data", "attempts": 0,
+        "sample_window": SAMPLE_WINDOW_S,
+        "fallback_samples": [],
+        "failure_reasons": {},
+        "service_error": None,
+        "last_error": None,
+        "fallbacks": 0,
+        "success_rate": "no data",
+        "error_rate": "no data",
+        "attempts": 0,
         "actions": [],
     }
     try:
         answer = service.metrics(SAMPLE_WINDOW_S)
-        data.update(failure_reasons=answer.get("failure_reasons") or {}, fallbacks=answer.get("fallbacks", 0),
-                    attempts=answer.get("attempts", 0), success_rate=fmt("success_rate", answer.get("success_rate")),
-                    error_rate=fmt("error_rate", answer.get("error_rate")))
+        data.update(
+            failure_reasons=answer.get("failure_reasons") or {},
+            fallbacks=answer.get("fallbacks", 0),
+            attempts=answer.get("attempts", 0),
+            success_rate=fmt("success_rate", answer.get("success_rate")),
+            error_rate=fmt("error_rate", answer.get("error_rate")),
+        )
         health = service.health()
         last = health.get("last_error") or {}
         data["last_error"] = f"{last.get('reason')}: {last.get('detail')}" if last else None
-        response = service.request("GET", "/api/whatsapp/fallbacks?limit=10", admin=True)
-        if response.status_code == 200:
+        fallbacks = service.fallbacks(10)
+        if fallbacks is not None:
             # the service masks phones already; the redactor below masks anything it missed
-            data["fallback_samples"] = [{"booking_ref": f["booking_ref"], "phone": f["phone"],
-                                         "reason": f["reason"], "at": _when(f["created_at"])}
-                                        for f in response.json().get("fallbacks", [])]
+            data["fallback_samples"] = [
+                {
+                    "booking_ref": f["booking_ref"],
+                    "phone": f["phone"],
+                    "reason": f["reason"],
+                    "at": _when(f["created_at"]),
+                }
+                for f in fallbacks
+            ]
     except MeasurementError as exc:
         data["service_error"] = str(exc)
     for a in audit:
         if a["action"] == "flag_off":
-            data["actions"].append(f"{_when(a['ts'])}: flag turned off "
-                                   f"{'automatically' if a['detail'].get('automatic') else 'by ' + a['actor']}")
+            data["actions"].append(
+                f"{_when(a['ts'])}: flag turned off "
+                f"{'automatically' if a['detail'].get('automatic') else 'by ' + a['actor']}"
+            )
         elif a["action"] in ("flag_off_confirmed", "resumed_after_rollback", "approved"):
-            data["actions"].append(f"{_when(a['ts'])}: {a['action'].replace('_', ' ')} ({_detail(a['action'], a['detail'])})")
+            data["actions"].append(
+                f"{_when(a['ts'])}: {a['action'].replace('_', ' ')} ({_detail(a['action'], a['detail'])})"
+            )
     data = resolved.redactor().value(data)
     # numbers and metric names only: drawn after redaction, so nothing in it needs masking
     failing = [m["metric"] for m in metrics if m.get("verdict") == "fail"]
@@ -137,8 +187,11 @@ def render(data: dict[str, Any], template: Path | None = None) -> str:
         source = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read the template ({exc.__class__.__name__})") from exc
-    env = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True,
-                             autoescape=path.suffix == ".j2" and path.stem.endswith(".html"))
+    env = jinja2.Environment(
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        autoescape=path.suffix == ".j2" and path.stem.endswith(".html"),
+    )
     try:
         return env.from_string(source).render(**data)
     except jinja2.TemplateError as exc:

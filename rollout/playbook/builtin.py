@@ -42,17 +42,28 @@ SAMPLES_OF: dict[str, str] = {
 
 #: a built-in metric's kind (how it is judged and shown)
 BUILTIN_KINDS: dict[str, str] = {
-    "success_rate": "rate", "error_rate": "rate", "avg_latency_ms": "latency", "p95_latency_ms": "latency",
+    "success_rate": "rate",
+    "error_rate": "rate",
+    "avg_latency_ms": "latency",
+    "p95_latency_ms": "latency",
     "breaker_activations": "count",
 }
 
 #: the built-in metrics a compare gate can judge: how each cohort's figures are read
 COMPARE_METRICS: dict[str, dict[str, str]] = {
     "booking_error_rate": {"unit": "rate", "count": "booking_requests", "events": "booking_errors"},
-    "booking_latency_ms": {"unit": "latency", "count": "booking_requests", "mean": "booking_latency_ms",
-                           "sd": "booking_latency_sd_ms"},
-    "confirmation_delay_ms": {"unit": "latency", "count": "confirmations", "mean": "confirmation_delay_ms",
-                              "sd": "confirmation_delay_sd_ms"},
+    "booking_latency_ms": {
+        "unit": "latency",
+        "count": "booking_requests",
+        "mean": "booking_latency_ms",
+        "sd": "booking_latency_sd_ms",
+    },
+    "confirmation_delay_ms": {
+        "unit": "latency",
+        "count": "confirmations",
+        "mean": "confirmation_delay_ms",
+        "sd": "confirmation_delay_sd_ms",
+    },
 }
 
 #: the built-in means and percentiles (a percentile's evidence is its count of calls beyond the alert)

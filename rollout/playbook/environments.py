@@ -52,15 +52,19 @@ class Environment(BaseModel):
     @classmethod
     def _as_strings(cls, value: Any) -> Any:
         if isinstance(value, dict):
-            return {k: (str(v).lower() if isinstance(v, bool) else "" if v is None else str(v))
-                    for k, v in value.items()}
+            return {
+                k: (str(v).lower() if isinstance(v, bool) else "" if v is None else str(v)) for k, v in value.items()
+            }
         return value
 
     @field_validator("variables")
     @classmethod
     def _secrets_are_references(cls, value: dict[str, str]) -> dict[str, str]:
-        problems = [((name,), f"{name} must be a reference like ${{{name}}}, never a value in the file")
-                    for name, raw in value.items() if is_secret_name(name) and raw and not _REF.fullmatch(raw.strip())]
+        problems = [
+            ((name,), f"{name} must be a reference like ${{{name}}}, never a value in the file")
+            for name, raw in value.items()
+            if is_secret_name(name) and raw and not _REF.fullmatch(raw.strip())
+        ]
         problems += [((name,), problem) for name, problem in variable_problems(value)]
         if problems:
             raise FieldProblems(problems)
@@ -129,8 +133,9 @@ def environment_path(name: str, folder: Path) -> Path:
     return Path(folder) / f"{name}.yaml"
 
 
-def load_environment(name: str, folder: Path | str = "environments",
-                     environ: Mapping[str, str] | None = None) -> Environment:
+def load_environment(
+    name: str, folder: Path | str = "environments", environ: Mapping[str, str] | None = None
+) -> Environment:
     """Load ``folder/NAME.yaml``. References in ``variables`` and ``sandbox_token`` stay unresolved."""
     path = environment_path(name, Path(folder))
     if not path.exists():
@@ -162,8 +167,12 @@ def _validate(path: Path, data: Any, lines: dict) -> Environment:
         raise ConfigError(validation_message(path, exc, lines)) from exc
 
 
-def resolve(env: Environment, overrides: Mapping[str, str] | None = None, environ: Mapping[str, str] | None = None,
-            secrets_file: Path | None = None) -> Resolved:
+def resolve(
+    env: Environment,
+    overrides: Mapping[str, str] | None = None,
+    environ: Mapping[str, str] | None = None,
+    secrets_file: Path | None = None,
+) -> Resolved:
     """Resolve references from the process environment, then the secrets file.
 
     Raises :class:`ConfigError` naming the environment and the variable when a reference has no
@@ -187,8 +196,10 @@ def resolve(env: Environment, overrides: Mapping[str, str] | None = None, enviro
     extra = dict(overrides or {})
     bad_names = [f"{name!r}" for name in extra if name_problem(name)]
     if bad_names:
-        raise ConfigError(f"environment {env.name}: {', '.join(bad_names)}: not a variable name (capital letters, "
-                          "digits and _, not starting with a digit)")
+        raise ConfigError(
+            f"environment {env.name}: {', '.join(bad_names)}: not a variable name (capital letters, "
+            "digits and _, not starting with a digit)"
+        )
     for name, value in extra.items():
         if is_secret_name(name) and not _REF.fullmatch(value):
             raise ConfigError(f"environment {env.name}: {name}: secrets cannot be set inline; use a reference")
@@ -202,11 +213,18 @@ def resolve(env: Environment, overrides: Mapping[str, str] | None = None, enviro
     return resolved
 
 
-def _substitute(raw: str, where: str, environ: Mapping[str, str], file_values: Mapping[str, str],
-                source: Path | None, found: Callable[[str, str], None] | None = None) -> str:
+def _substitute(
+    raw: str,
+    where: str,
+    environ: Mapping[str, str],
+    file_values: Mapping[str, str],
+    source: Path | None,
+    found: Callable[[str, str], None] | None = None,
+) -> str:
     """Every ``${NAME}`` or ``${NAME:-default}`` of ``raw`` from ``environ``, then ``file_values``
     (read from ``source``), then the default; ``found(name, value)`` hears of each. Raises
     :class:`ConfigError` naming ``where`` for a reference with no value and no default."""
+
     def sub(match: re.Match[str]) -> str:
         ref, default = match.group(1), match.group(2)
         if ref in environ:
@@ -216,8 +234,9 @@ def _substitute(raw: str, where: str, environ: Mapping[str, str], file_values: M
         elif default is not None:
             value = default
         else:
-            raise ConfigError(f"{where}: ${{{ref}}} is not set (process environment"
-                              f"{' or ' + str(source) if source else ''})")
+            raise ConfigError(
+                f"{where}: ${{{ref}}} is not set (process environment{' or ' + str(source) if source else ''})"
+            )
         if found is not None:
             found(ref, value)
         return value
@@ -225,9 +244,13 @@ def _substitute(raw: str, where: str, environ: Mapping[str, str], file_values: M
     return _REF.sub(sub, raw)
 
 
-def reference_value(raw: str, where: str, secrets_file: Path | None = None,
-                    environ: Mapping[str, str] | None = None,
-                    found: Callable[[str, str], None] | None = None) -> str:
+def reference_value(
+    raw: str,
+    where: str,
+    secrets_file: Path | None = None,
+    environ: Mapping[str, str] | None = None,
+    found: Callable[[str, str], None] | None = None,
+) -> str:
     """Resolve every ``${NAME}`` in ``raw`` (a token, header or command argument of a playbook) as
     :func:`resolve` does: the process environment, then ``secrets_file``; ``found(name, value)``
     hears of each value (to learn it for redaction)."""

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
-from rollout.util.errors import PlaybookError
 from rollout.playbook.model import Playbook
+from rollout.util.errors import PlaybookError
 from rollout.util.yamlfile import load_model
 
 

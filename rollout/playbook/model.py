@@ -7,21 +7,21 @@ together") are checked in :meth:`Playbook._consistent` and report the field path
 
 from __future__ import annotations
 
+import itertools
 import re
 from typing import Annotated, Any, Literal, get_args
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, AliasChoices, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from rollout.playbook.builtin import BUILTIN_KINDS, COMPARE_METRICS, EMBEDDED, FLAG_VARIABLE, METRICS, PERCENT_VARIABLE
 from rollout.playbook.environments import variable_problems
 from rollout.util.units import Duration, Number
 from rollout.util.yamlfile import FieldProblems
 
+
 class _Model(BaseModel):
     # a threshold of .nan or .inf would make a gate that can never fail: no non-finite number anywhere
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
-
-
 
 
 def _reference(value: str) -> str:
@@ -97,13 +97,23 @@ class MetricGate(_Model):
 
     @model_validator(mode="after")
     def _ordered(self) -> MetricGate:
-        if self.kind == "compare" or self.cohorts is not None or (
-                self.provider == EMBEDDED and self.metric in COMPARE_METRICS):
+        if (
+            self.kind == "compare"
+            or self.cohorts is not None
+            or (self.provider == EMBEDDED and self.metric in COMPARE_METRICS)
+        ):
             return self._compare()
         if self.provider == EMBEDDED:
             if self.metric not in METRICS:
-                raise FieldProblems([(("metric",), f"{self.metric!r} is not a built-in metric of the embedded service "
-                                      f"({', '.join(METRICS)}); name a provider and a query for your own")])
+                raise FieldProblems(
+                    [
+                        (
+                            ("metric",),
+                            f"{self.metric!r} is not a built-in metric of the embedded service "
+                            f"({', '.join(METRICS)}); name a provider and a query for your own",
+                        )
+                    ]
+                )
             if self.query is not None or self.samples is not None or self.kind is not None:
                 raise ValueError("a built-in metric takes no query, samples or kind; name a provider for your own")
         else:
@@ -126,18 +136,30 @@ class MetricGate(_Model):
         if self.provider != EMBEDDED:
             return self._provider_compare()
         if self.cohorts is not None:
-            raise ValueError("cohorts names the label values of a provider's queries; the embedded service knows its own")
+            raise ValueError(
+                "cohorts names the label values of a provider's queries; the embedded service knows its own"
+            )
         if self.metric not in COMPARE_METRICS:
-            raise FieldProblems([(("metric",), f"{self.metric!r} cannot be compared; kind: compare takes "
-                                  f"{', '.join(COMPARE_METRICS)}")])
+            raise FieldProblems(
+                [(("metric",), f"{self.metric!r} cannot be compared; kind: compare takes {', '.join(COMPARE_METRICS)}")]
+            )
         if self.kind != "compare":
-            raise FieldProblems([(("kind",), f"{self.metric} is judged treatment against control: write kind: compare "
-                                  "(target and alert are the differences allowed)")])
+            raise FieldProblems(
+                [
+                    (
+                        ("kind",),
+                        f"{self.metric} is judged treatment against control: write kind: compare "
+                        "(target and alert are the differences allowed)",
+                    )
+                ]
+            )
         if self.query is not None or self.samples is not None:
             raise ValueError("a compare metric takes no query or samples")
         if self.alert < self.target:
-            raise ValueError(f"alert ({self.alert:g}) must not be below target ({self.target:g}) for {self.metric}: "
-                             "both are how much worse than control the treatment may be")
+            raise ValueError(
+                f"alert ({self.alert:g}) must not be below target ({self.target:g}) for {self.metric}: "
+                "both are how much worse than control the treatment may be"
+            )
         if self.unit == "rate" and not (-1 <= self.target <= 1 and -1 <= self.alert <= 1):
             raise ValueError(f"{self.metric} margins are fractions (or percentages like 1%)")
         return self
@@ -147,17 +169,26 @@ class MetricGate(_Model):
         all events, each with ``$cohort`` where the cohort's label value goes."""
         problems = []
         if self.kind != "compare":
-            problems.append((("kind",), "a metric with cohorts is judged treatment against control: write kind: compare"))
+            problems.append(
+                (("kind",), "a metric with cohorts is judged treatment against control: write kind: compare")
+            )
         for field in ("query", "samples"):
             text = getattr(self, field)
             if not isinstance(text, str) or "$cohort" not in text:
-                problems.append(((field,), "a provider's compare metric needs a PromQL query with $cohort in it "
-                                 "(treatment and control are read by the same query)"))
+                problems.append(
+                    (
+                        (field,),
+                        "a provider's compare metric needs a PromQL query with $cohort in it "
+                        "(treatment and control are read by the same query)",
+                    )
+                )
         if problems:
             raise FieldProblems(problems)
         if self.alert < self.target:
-            raise ValueError(f"alert ({self.alert:g}) must not be below target ({self.target:g}) for {self.metric}: "
-                             "both are how much worse than control the treatment may be")
+            raise ValueError(
+                f"alert ({self.alert:g}) must not be below target ({self.target:g}) for {self.metric}: "
+                "both are how much worse than control the treatment may be"
+            )
         if not (-1 <= self.target <= 1 and -1 <= self.alert <= 1):
             raise ValueError(f"{self.metric} margins are fractions (or percentages like 1%)")
         return self
@@ -203,11 +234,15 @@ class GateSet(_Model):
     metrics: list[MetricGate] = Field(min_length=1)
 
 
+#: how often gates are evaluated when neither the step nor a watch policy says
+DEFAULT_INTERVAL_S = 10.0
+
+
 class WatchPolicy(_Model):
     """What ``rollout watch`` and ramps evaluate, and how often."""
 
     gate: str
-    interval: Duration = Field(10.0, ge=0.05)
+    interval: Duration = Field(DEFAULT_INTERVAL_S, ge=0.05)
 
 
 class FlagRead(_Model):
@@ -247,8 +282,7 @@ class FlagSpec(_Model):
         if self.backend == "http" and not self.url:
             raise FieldProblems([(("url",), "required for the http backend")])
         if self.backend == "postgres" and not self.database:
-            raise FieldProblems([(("database",), "required for the postgres backend: a reference like "
-                                  "${FLAG_DB_URL}")])
+            raise FieldProblems([(("database",), "required for the postgres backend: a reference like ${FLAG_DB_URL}")])
         if self.backend == "command" and not self.command:
             raise FieldProblems([(("command",), "required for the command backend: [program, arg, ...]")])
         return self
@@ -342,7 +376,11 @@ class ScenarioStep(_Step):
 
 
 class LoadExpect(_Model):
-    booking_success_rate: Number = Field(0.99, ge=0, le=1)
+    """What a load step must see. ``success_rate`` was ``booking_success_rate`` (still accepted)."""
+
+    success_rate: Number = Field(
+        0.99, ge=0, le=1, validation_alias=AliasChoices("success_rate", "booking_success_rate")
+    )
     notification_success_rate: Number | None = Field(None, ge=0, le=1)
     p95_ms: Number | None = Field(None, gt=0)
     p99_ms: Number | None = Field(None, gt=0)
@@ -373,7 +411,8 @@ class LoadStep(_Step):
 
     kind: Literal["load"]
     request: LoadRequest | None = None
-    bookings: int | None = Field(None, ge=1, le=100_000)
+    #: how many (bookings against the embedded service, else requests); ``bookings`` is still accepted
+    requests: int | None = Field(None, ge=1, le=100_000, validation_alias=AliasChoices("requests", "bookings"))
     concurrency: int = Field(10, ge=1, le=512)
     rate: float | None = Field(None, gt=0, le=5000)
     duration: Duration | None = Field(None, gt=0, le=600)
@@ -382,14 +421,14 @@ class LoadStep(_Step):
 
     @model_validator(mode="after")
     def _one_shape(self) -> LoadStep:
-        by_count = self.bookings is not None
+        by_count = self.requests is not None
         by_rate = self.rate is not None or self.duration is not None
         if by_count == by_rate:
-            raise ValueError("give either bookings (with concurrency) or rate and duration")
+            raise ValueError("give either requests (bookings; with concurrency) or rate and duration")
         if by_rate and (self.rate is None or self.duration is None):
             raise ValueError("rate and duration go together")
         if self.rate is not None and self.duration is not None and self.rate * self.duration > 100_000:
-            raise ValueError("rate x duration is over 100000 bookings")
+            raise ValueError("rate x duration is over 100000 requests")
         if self.request is not None and self.expect.notification_success_rate is not None:
             raise ValueError("notification_success_rate is about bookings; a generic request load has none")
         return self
@@ -422,7 +461,7 @@ class RampStep(_Step):
     def _increasing(cls, value: list[int]) -> list[int]:
         if any(not 1 <= p <= 100 for p in value):
             raise ValueError("percentages are from 1 to 100")
-        if any(b <= a for a, b in zip(value, value[1:], strict=False)):
+        if any(b <= a for a, b in itertools.pairwise(value)):
             raise ValueError("percentages must increase (a ramp never shrinks the cohort)")
         return value
 
@@ -497,25 +536,38 @@ class Playbook(_Model):
     #: where gate metrics come from, by name; ``embedded`` (the service's own endpoint) always exists
     providers: dict[str, Provider] = Field(default_factory=dict)
     gates: dict[str, GateSet] = Field(min_length=1)
-    watch: WatchPolicy
+    #: what ``rollout watch`` evaluates, and the default interval of ramps and gate steps; optional
+    #: (without it ramps and gates evaluate every 10 s unless they say otherwise, and ``rollout watch`` refuses)
+    watch: WatchPolicy | None = None
     #: webhooks told of flag-offs, hold timeouts, approvals needed and completions
     notify: list[NotifyHook] = Field(default_factory=list)
     phases: list[Phase] = Field(min_length=1)
 
+    @property
+    def interval(self) -> float:
+        """How often ramps and gate steps evaluate when they do not say: the watch policy's interval."""
+        return self.watch.interval if self.watch is not None else DEFAULT_INTERVAL_S
+
     def warnings(self) -> list[str]:
         """What is valid but will not work as a person expects, for ``validate`` to say."""
         found = []
-        if self.flag.backend in ("http", "command") and self.target.kind == "http" and self.flag.read is None \
-                and self.target.flag_state is None:
-            found.append(f"flag: the {self.flag.backend} backend has neither flag.read nor target.flag_state, so "
-                         "rollout cannot see the service apply the flag: every flag-off will be reported NOT "
-                         "confirmed (rollback exits 1); add one of them")
+        if (
+            self.flag.backend in ("http", "command")
+            and self.target.kind == "http"
+            and self.flag.read is None
+            and self.target.flag_state is None
+        ):
+            found.append(
+                f"flag: the {self.flag.backend} backend has neither flag.read nor target.flag_state, so "
+                "rollout cannot see the service apply the flag: every flag-off will be reported NOT "
+                "confirmed (rollback exits 1); add one of them"
+            )
         return found
 
     @model_validator(mode="after")
     def _consistent(self) -> Playbook:
         problems: list[tuple[tuple[Any, ...], str]] = []
-        if self.watch.gate not in self.gates:
+        if self.watch is not None and self.watch.gate not in self.gates:
             problems.append((("watch", "gate"), f"unknown gate set {self.watch.gate!r}"))
         if self.target.kind == "http":
             if self.target.health is None:
@@ -523,15 +575,27 @@ class Playbook(_Model):
             for gate_name, gate in self.gates.items():
                 for m, spec in enumerate(gate.metrics):
                     if spec.provider == EMBEDDED:
-                        problems.append((("gates", gate_name, "metrics", m, "provider"),
-                                         f"{spec.metric} is read from the embedded service; an http target needs a "
-                                         "provider (prometheus or http)"))
+                        problems.append(
+                            (
+                                ("gates", gate_name, "metrics", m, "provider"),
+                                f"{spec.metric} is read from the embedded service; an http target needs a "
+                                "provider (prometheus or http)",
+                            )
+                        )
             for p, phase in enumerate(self.phases):
                 for s, step in enumerate(phase.steps):
-                    if isinstance(step, ScenarioStep) or (isinstance(step, LoadStep) and step.request is None) or (
-                            isinstance(step, SmokeStep) and any(isinstance(c, BookingCheck) for c in step.checks)):
-                        problems.append((("phases", p, "steps", s), f"a {step.kind} step of this kind speaks the "
-                                         "booking API of the embedded service; an http target cannot run it"))
+                    if (
+                        isinstance(step, ScenarioStep)
+                        or (isinstance(step, LoadStep) and step.request is None)
+                        or (isinstance(step, SmokeStep) and any(isinstance(c, BookingCheck) for c in step.checks))
+                    ):
+                        problems.append(
+                            (
+                                ("phases", p, "steps", s),
+                                f"a {step.kind} step of this kind speaks the "
+                                "booking API of the embedded service; an http target cannot run it",
+                            )
+                        )
         if EMBEDDED in self.providers:
             problems.append((("providers", EMBEDDED), "the name 'embedded' is the built-in provider; choose another"))
         for gate_name, gate in self.gates.items():
@@ -547,15 +611,28 @@ class Playbook(_Model):
                     if not isinstance(spec.query, str) or not spec.query.strip():
                         problems.append(((*where, "query"), "a prometheus metric's query is a PromQL string"))
                     if spec.unit in ("rate", "latency") and not spec.samples:
-                        problems.append(((*where, "samples"), f"a {spec.unit} needs a samples query (PromQL that "
-                                         "counts the observations)"))
+                        problems.append(
+                            (
+                                (*where, "samples"),
+                                f"a {spec.unit} needs a samples query (PromQL that counts the observations)",
+                            )
+                        )
                 elif spec.kind == "compare":
-                    problems.append(((*where, "provider"), "compare reads a prometheus provider (a query per cohort) "
-                                     "or the embedded service; an http provider has no cohorts"))
+                    problems.append(
+                        (
+                            (*where, "provider"),
+                            "compare reads a prometheus provider (a query per cohort) "
+                            "or the embedded service; an http provider has no cohorts",
+                        )
+                    )
                 elif provider.kind == "http":
                     if not isinstance(spec.query, HttpQuery):
-                        problems.append(((*where, "query"), "an http metric's query is {url: ..., value: field.path, "
-                                         "samples: field.path}"))
+                        problems.append(
+                            (
+                                (*where, "query"),
+                                "an http metric's query is {url: ..., value: field.path, samples: field.path}",
+                            )
+                        )
                     elif spec.unit in ("rate", "latency") and not spec.query.samples:
                         problems.append(((*where, "query", "samples"), f"a {spec.unit} needs a samples field path"))
                     if spec.samples is not None:
@@ -564,9 +641,14 @@ class Playbook(_Model):
                 needed = gate.min_samples if spec.min_samples is None else spec.min_samples
                 if provider is not None and spec.kind in ("count", "gauge") and not counted and needed > 1:
                     # one reading is one sample: it could never pass (and plan's traffic hint would be false)
-                    problems.append(((*where, "samples"), f"a {spec.kind} without samples counts as 1 sample, so "
-                                     f"{spec.metric} could never reach the {needed} samples needed and never pass; "
-                                     "add a samples query or min_samples: 1 on the metric"))
+                    problems.append(
+                        (
+                            (*where, "samples"),
+                            f"a {spec.kind} without samples counts as 1 sample, so "
+                            f"{spec.metric} could never reach the {needed} samples needed and never pass; "
+                            "add a samples query or min_samples: 1 on the metric",
+                        )
+                    )
         seen_phases: set[str] = set()
         seen_envs: set[str] = set()
         for p, phase in enumerate(self.phases):
@@ -583,10 +665,12 @@ class Playbook(_Model):
                     problems.append(((*where, "gate"), f"unknown gate set {step.gate!r}"))
                 if isinstance(step, ConfigureStep):
                     configured = True
-                if isinstance(step, (RampStep, SmokeStep, HealthStep, ScenarioStep, LoadStep, GateStep)) \
-                        and not configured:
+                if (
+                    isinstance(step, (RampStep, SmokeStep, HealthStep, ScenarioStep, LoadStep, GateStep))
+                    and not configured
+                ):
                     problems.append((where, f"a {step.kind} step needs a configure step before it in its phase"))
-                if isinstance(step, RampStep) and any(isinstance(x, RampStep) for x in phase.steps[s + 1:]):
+                if isinstance(step, RampStep) and any(isinstance(x, RampStep) for x in phase.steps[s + 1 :]):
                     problems.append((where, "only one ramp step per phase"))
             names = [step.name for step in phase.steps if step.name]
             for name in {n for n in names if names.count(n) > 1}:

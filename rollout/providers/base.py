@@ -39,5 +39,5 @@ def number(value: Any, what: str) -> float | None:
 
 def reading(value: float | None, samples: float | None, window: float) -> Reading:
     """A reading from a value and a sample count; without a sample query, a value counts as one."""
-    count = int(round(samples)) if samples is not None else (1 if value is not None else 0)
+    count = round(samples) if samples is not None else (1 if value is not None else 0)
     return Reading(value, max(count, 0), window)

@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from rollout.checks.service_api import ServiceClient
-from rollout.playbook.builtin import PERCENTILES
-from rollout.gates import Reading, embedded_reading
-from rollout.playbook.model import MetricGate
+from rollout.gates import Reading, Verdict, judge_readings
+from rollout.playbook.builtin import COMPARE_METRICS, MEANS, PERCENTILES, SAMPLES_OF
+from rollout.playbook.model import GateSet, MetricGate
+from rollout.stats import Cohort
 
 
 class EmbeddedProvider:
@@ -37,3 +38,55 @@ class EmbeddedProvider:
         # a percentile gate's evidence is how many calls were slower than its alert
         above = float(spec.alert) if spec.metric in PERCENTILES else None
         return embedded_reading(spec, self.answer(window, above), window)
+
+
+def cohort_of(metric: str, figures: dict[str, Any] | None) -> Cohort:
+    """Read one cohort's :class:`Cohort` for ``metric`` from the service's ``cohorts`` answer."""
+    spec, figures = COMPARE_METRICS[metric], figures or {}
+    n = int(figures.get(spec["count"]) or 0)
+    if spec["unit"] == "rate":
+        return Cohort(int(figures.get(spec["events"]) or 0) / n if n else None, n)
+    mean, sd = figures.get(spec["mean"]), figures.get(spec["sd"])
+    return Cohort(None if mean is None else float(mean), n, None if sd is None else float(sd))
+
+
+def embedded_reading(spec: MetricGate, answer: dict[str, Any], window: float) -> Reading:
+    """One metric's reading from the embedded service's metrics answer over ``window``."""
+    measured = float(answer.get("window_seconds", window))
+    if spec.kind == "compare":
+        cohorts = answer.get("cohorts") or {}
+        treatment, control = (cohort_of(spec.metric, cohorts.get(c)) for c in ("treatment", "control"))
+        # only a service that says its flag is off (or at 0 or 100 %) has nobody to compare: a missing
+        # answer is no data, never a pass
+        percent = 0 if answer.get("flag_enabled") is False else answer.get("rollout_percent")
+        return Reading(
+            None,
+            min(treatment.samples, control.samples),
+            measured,
+            cohorts=(treatment, control),
+            percent=percent if isinstance(percent, int) else None,
+        )
+    value = answer.get(spec.metric)
+    sd = answer.get("latency_sd_ms") if spec.metric in MEANS else None
+    above = answer.get("latency_above") or {}
+    count = above.get("count") if spec.metric in PERCENTILES and above.get("threshold_ms") == spec.alert else None
+    return Reading(
+        None if value is None else float(value),
+        int(answer.get(SAMPLES_OF[spec.metric]) or 0),
+        measured,
+        sd=None if sd is None else float(sd),
+        above=None if count is None else int(count),
+    )
+
+
+def evaluate(gates: GateSet, measurements: dict[str, dict[str, Any]]) -> Verdict:
+    """Judge every metric of ``gates``.
+
+    ``measurements`` maps a window length (as ``str(seconds)``) to the service's metrics answer
+    over that window, as :func:`windows_needed` asked for.
+    """
+    readings = []
+    for spec in gates.metrics:
+        window = spec.window or gates.window
+        readings.append(embedded_reading(spec, measurements.get(str(window)) or {}, window))
+    return judge_readings(gates, readings)

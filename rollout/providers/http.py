@@ -4,22 +4,27 @@ from __future__ import annotations
 
 import httpx
 
-from rollout.util.errors import MeasurementError
 from rollout.gates import Reading
-from rollout.util.jsonfields import dig
-from rollout.providers.base import number, placeholders, reading
 from rollout.playbook.model import HttpQuery, MetricGate
+from rollout.providers.base import number, placeholders, reading
+from rollout.util.errors import MeasurementError
+from rollout.util.jsonfields import dig
 
 
 class HttpMetrics:
     """GET ``query.url`` (a path is joined to ``base_url``), read ``query.value`` and ``query.samples``."""
 
-    def __init__(self, base_url: str, token: str | None, timeout: float, name: str = "http",
-                 transport: httpx.BaseTransport | None = None) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        token: str | None,
+        timeout: float,
+        name: str = "http",
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
         self.name = name
         headers = {"Authorization": f"Bearer {token}"} if token else {}
-        self._http = httpx.Client(base_url=base_url.rstrip("/"), timeout=timeout, headers=headers,
-                                  transport=transport)
+        self._http = httpx.Client(base_url=base_url.rstrip("/"), timeout=timeout, headers=headers, transport=transport)
 
     def close(self) -> None:
         self._http.close()

@@ -9,18 +9,24 @@ from __future__ import annotations
 
 import httpx
 
-from rollout.util.errors import MeasurementError
-from rollout.stats import Cohort
 from rollout.gates import Reading
-from rollout.providers.base import number, placeholders, reading
 from rollout.playbook.model import CohortLabels, MetricGate
+from rollout.providers.base import number, placeholders, reading
+from rollout.stats import Cohort
+from rollout.util.errors import MeasurementError
 
 
 class PrometheusMetrics:
     """One Prometheus server (``url``), with an optional bearer token."""
 
-    def __init__(self, url: str, token: str | None, timeout: float, name: str = "prometheus",
-                 transport: httpx.BaseTransport | None = None) -> None:
+    def __init__(
+        self,
+        url: str,
+        token: str | None,
+        timeout: float,
+        name: str = "prometheus",
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
         self.name = name
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self._http = httpx.Client(base_url=url.rstrip("/"), timeout=timeout, headers=headers, transport=transport)
@@ -41,8 +47,10 @@ class PrometheusMetrics:
         if not isinstance(body, dict):
             raise MeasurementError(f"{self.name}: answer is not a JSON object")
         if body.get("status") != "success":
-            raise MeasurementError(f"{self.name}: query {promql!r} failed: {body.get('errorType', 'error')}: "
-                                   f"{str(body.get('error', 'no message'))[:300]}")
+            raise MeasurementError(
+                f"{self.name}: query {promql!r} failed: {body.get('errorType', 'error')}: "
+                f"{str(body.get('error', 'no message'))[:300]}"
+            )
         data = body.get("data") or {}
         kind, result = data.get("resultType"), data.get("result")
         if kind in ("scalar", "string") and isinstance(result, list) and len(result) == 2:
@@ -52,8 +60,10 @@ class PrometheusMetrics:
         if not result:
             return None
         if len(result) > 1:
-            raise MeasurementError(f"{self.name}: query {promql!r} returned {len(result)} series; a gate judges one "
-                                   "number: aggregate it (sum(...), max(...))")
+            raise MeasurementError(
+                f"{self.name}: query {promql!r} returned {len(result)} series; a gate judges one "
+                "number: aggregate it (sum(...), max(...))"
+            )
         value = result[0].get("value") if isinstance(result[0], dict) else None
         if not isinstance(value, list) or len(value) != 2:
             raise MeasurementError(f"{self.name}: query {promql!r}: a sample without a value")
@@ -79,9 +89,9 @@ class PrometheusMetrics:
         cohorts = []
         for label in (labels.treatment, labels.control):
             value = self.query(placeholders(spec.query.replace("$cohort", label), window, percent, promql=True), now)
-            samples = self.query(placeholders(spec.samples.replace("$cohort", label), window, percent, promql=True),
-                                 now)
-            n = int(round(samples or 0))
+            samples = self.query(
+                placeholders(spec.samples.replace("$cohort", label), window, percent, promql=True), now
+            )
+            n = round(samples or 0)
             cohorts.append(Cohort((value or 0.0) / samples if samples else None, max(n, 0)))
-        return Reading(None, min(c.samples for c in cohorts), window, cohorts=(cohorts[0], cohorts[1]),
-                       percent=percent)
+        return Reading(None, min(c.samples for c in cohorts), window, cohorts=(cohorts[0], cohorts[1]), percent=percent)

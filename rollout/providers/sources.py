@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 import httpx
 
 from rollout.checks.service_api import ServiceClient
 from rollout.gates import Reading
-from rollout.playbook.model import GateSet
 from rollout.playbook.builtin import EMBEDDED
-from rollout.playbook.model import Playbook
+from rollout.playbook.model import GateSet, Playbook
 from rollout.providers.base import Provider
 from rollout.providers.embedded import EmbeddedProvider
 from rollout.providers.http import HttpMetrics
@@ -33,8 +31,13 @@ class MetricSources:
         self.providers = providers
 
     @classmethod
-    def build(cls, playbook: Playbook, service: ServiceClient, secret: Callable[[str], str],
-              http_client: httpx.Client | None = None) -> MetricSources:
+    def build(
+        cls,
+        playbook: Playbook,
+        service: ServiceClient,
+        secret: Callable[[str], str],
+        http_client: httpx.Client | None = None,
+    ) -> MetricSources:
         """Providers for ``playbook``; ``secret`` resolves a ``${REFERENCE}`` (and registers it for
         redaction)."""
         providers: dict[str, Provider] = {EMBEDDED: EmbeddedProvider(service)}

@@ -9,18 +9,26 @@ kind is one module here and one line in :data:`TARGETS`.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 from rollout.checks.service_api import ServiceClient
 from rollout.flags import FlagBackend
 from rollout.flags.postgres import PostgresFlags
 from rollout.playbook.model import Playbook
-from rollout.targets.base import Target, read_flag
+from rollout.targets.base import Target, read_flag, wait_service_applied
 from rollout.targets.embedded import EmbeddedTarget
 from rollout.targets.fleet import ReplicasTarget
 from rollout.targets.http import HttpTarget
 
-__all__ = ["TARGETS", "EmbeddedTarget", "HttpTarget", "ReplicasTarget", "Target", "make_target", "read_flag"]
+__all__ = [
+    "TARGETS",
+    "EmbeddedTarget",
+    "HttpTarget",
+    "ReplicasTarget",
+    "Target",
+    "make_target",
+    "read_flag",
+    "wait_service_applied",
+]
 
 
 def _embedded(playbook: Playbook, service: ServiceClient, flags: FlagBackend) -> Target:

@@ -24,7 +24,9 @@ class ReplicasTarget:
             raise MeasurementError(f"no replica of {self.flags.environment} reported in the last {REPLICA_TTL_S:g}s")
         behind = [r for r in live if (r["applied_version"] or 0) < version]
         if behind:
-            raise MeasurementError(f"{len(live) - len(behind)} of {len(live)} replicas applied flag version {version}; "
-                                   + ", ".join(f"{r['replica_id']} is at {r['applied_version']}" for r in behind))
+            raise MeasurementError(
+                f"{len(live) - len(behind)} of {len(live)} replicas applied flag version {version}; "
+                + ", ".join(f"{r['replica_id']} is at {r['applied_version']}" for r in behind)
+            )
         enabled, percent = self.flags.state()
         return enabled, percent, {"replicas": [r["replica_id"] for r in live], "version": version}

@@ -13,8 +13,13 @@ from rollout.util.errors import MeasurementError
 class HttpTarget:
     """Any HTTP service: a health probe, and a flag read-back when one is configured."""
 
-    def __init__(self, service: ServiceClient, health: HealthProbe | None, flag_state: FlagRead | None,
-                 headers: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        service: ServiceClient,
+        health: HealthProbe | None,
+        flag_state: FlagRead | None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         self.service, self.health, self.flag_state, self._headers = service, health, flag_state, headers
 
     @property

@@ -15,11 +15,14 @@ import phonenumbers
 # longer number: a digit run glued to a letter or a digit, or one side of a decimal point or a
 # decimal comma (a comma with fewer than 10 digits on its other side; see :func:`mask_in_text`).
 _PHONE_IN_TEXT = re.compile(
-    r"(?<![A-Za-z0-9])(?<!\d\.)\+?\d(?:[ \-()]{0,2}\d){9,14}(?![A-Za-z0-9])(?!\.\d)(?!,\d{1,9}(?!\d))")
+    r"(?<![A-Za-z0-9])(?<!\d\.)\+?\d(?:[ \-()]{0,2}\d){9,14}(?![A-Za-z0-9])(?!\.\d)(?!,\d{1,9}(?!\d))"
+)
 _DIGITS_BEFORE = re.compile(r"\d+$")
 # dates and date-times are never phones: 2026-11-24..., 20261124-203903, 20261124203903
 _ISO_DATE = re.compile(r"^(?:19|20)\d\d-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12]\d|3[01])")
-_STAMP = re.compile(r"^(?:19|20)\d\d(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])[ \-]?(?:[01]\d|2[0-3])[0-5]\d(?:[0-5]\d)?$")
+_STAMP = re.compile(
+    r"^(?:19|20)\d\d(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])[ \-]?(?:[01]\d|2[0-3])[0-5]\d(?:[0-5]\d)?$"
+)
 
 
 def _country_code(digits: str) -> str | None:
@@ -68,7 +71,7 @@ def mask_in_text(text: str) -> str:
 
     def _mask(match: re.Match[str]) -> str:
         found = match.group(0)
-        before = text[:match.start()]
+        before = text[: match.start()]
         if before.endswith(",") and len((_DIGITS_BEFORE.search(before[:-1]) or [""])[0]) in range(1, 10):
             return found  # the decimals of 3,14159265358 or a thousands group: not a list of phones
         if not _could_be_phone(found):

@@ -35,8 +35,15 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 def _config(app: Any, access_log: bool, log_level: str) -> uvicorn.Config:
-    return uvicorn.Config(app, access_log=access_log, log_level=log_level, lifespan="on",
-                          timeout_graceful_shutdown=15, server_header=False, date_header=False)
+    return uvicorn.Config(
+        app,
+        access_log=access_log,
+        log_level=log_level,
+        lifespan="on",
+        timeout_graceful_shutdown=15,
+        server_header=False,
+        date_header=False,
+    )
 
 
 def serve_forever(app: Any, host: str, port: int, access_log: bool = False, log_level: str = "info") -> None:

@@ -57,8 +57,10 @@ def check_shape(text: str, file: Path, error: type[RolloutError]) -> None:
             if anchor:
                 sizes[anchor] = expanded - start
         if expanded > MAX_NODES:
-            raise error(f"{file}:{line}: aliases expand this file to more than {MAX_NODES} nodes; "
-                        "write the repeated parts out, or use fewer levels of aliases")
+            raise error(
+                f"{file}:{line}: aliases expand this file to more than {MAX_NODES} nodes; "
+                "write the repeated parts out, or use fewer levels of aliases"
+            )
 
 
 def _walk(node: yaml.Node, path: tuple[Any, ...], lines: Lines, file: Path) -> None:
@@ -70,8 +72,9 @@ def _walk(node: yaml.Node, path: tuple[Any, ...], lines: Lines, file: Path) -> N
             key = key_node.value if isinstance(key_node, yaml.ScalarNode) else f"<{key_node.id} key>"
             line = key_node.start_mark.line + 1
             if key in seen:
-                raise _LoadError(f"{file}:{line}: {'.'.join(map(str, (*path, key)))}: duplicate key "
-                                 f"(first at line {seen[key]})")
+                raise _LoadError(
+                    f"{file}:{line}: {'.'.join(map(str, (*path, key)))}: duplicate key (first at line {seen[key]})"
+                )
             seen[key] = line
             lines[(*path, key)] = line
             _walk(value_node, (*path, key), lines, file)
@@ -130,22 +133,31 @@ def line_of(lines: Lines, path: tuple[Any, ...]) -> int | None:
     return None
 
 
-def interpolate(data: Any, environ: Mapping[str, str], lines: Lines, file: Path, error: type[RolloutError],
-                path: tuple[Any, ...] = ()) -> Any:
+def interpolate(
+    data: Any,
+    environ: Mapping[str, str],
+    lines: Lines,
+    file: Path,
+    error: type[RolloutError],
+    path: tuple[Any, ...] = (),
+) -> Any:
     """Replace ``${NAME}`` and ``${NAME:-default}`` in strings from ``environ``."""
     if isinstance(data, dict):
         return {k: interpolate(v, environ, lines, file, error, (*path, k)) for k, v in data.items()}
     if isinstance(data, list):
         return [interpolate(v, environ, lines, file, error, (*path, i)) for i, v in enumerate(data)]
     if isinstance(data, str) and "${" in data and not secret_field(path):
+
         def sub(match: re.Match[str]) -> str:
             name, default = match.group(1), match.group(2)
             if name in environ:
                 return environ[name]
             if default is not None:
                 return default
-            raise error(f"{file}:{line_of(lines, path)}: {'.'.join(map(str, path))}: ${{{name}}} is not set "
-                        f"and has no default")
+            raise error(
+                f"{file}:{line_of(lines, path)}: {'.'.join(map(str, path))}: ${{{name}}} is not set and has no default"
+            )
+
         return _REF.sub(sub, data)
     return data
 
@@ -154,8 +166,9 @@ def secret_field(path: tuple[Any, ...]) -> bool:
     """A ``token`` or ``database`` field, a request header or an argument of the flag's command (the
     natural place for ``--token ${DEPLOY_TOKEN}``): it stays a ``${REFERENCE}`` in the model and is
     resolved only when used (and redacted everywhere), never at load time."""
-    return bool(path) and (path[-1] in ("token", "database") or "headers" in path[:-1]
-                           or tuple(path[:-1]) == ("flag", "command"))
+    return bool(path) and (
+        path[-1] in ("token", "database") or "headers" in path[:-1] or tuple(path[:-1]) == ("flag", "command")
+    )
 
 
 def validation_message(file: Path, exc: ValidationError, lines: Lines, limit: int = 8) -> str:
@@ -175,8 +188,20 @@ def validation_message(file: Path, exc: ValidationError, lines: Lines, limit: in
 
 
 # pydantic inserts the union member's tag into the location of discriminated-union errors
-_UNION_TAGS = {"configure", "smoke", "health", "scenario", "load", "gate", "ramp", "approve", "promote", "http",
-               "booking", "prometheus"}
+_UNION_TAGS = {
+    "configure",
+    "smoke",
+    "health",
+    "scenario",
+    "load",
+    "gate",
+    "ramp",
+    "approve",
+    "promote",
+    "http",
+    "booking",
+    "prometheus",
+}
 
 
 def _friendly(err: dict[str, Any], text: str) -> str:
@@ -187,8 +212,10 @@ def _friendly(err: dict[str, Any], text: str) -> str:
         return "required"
     if kind == "union_tag_invalid":
         expected = (err.get("ctx") or {}).get("expected_tags", "")
-        return f"unknown kind {err.get('input', {}).get('kind') or err.get('input', {}).get('type')!r}; " \
-               f"expected one of {expected}"
+        return (
+            f"unknown kind {err.get('input', {}).get('kind') or err.get('input', {}).get('type')!r}; "
+            f"expected one of {expected}"
+        )
     if kind == "union_tag_not_found":
         return f"missing {(err.get('ctx') or {}).get('discriminator', 'kind')}"
     return text

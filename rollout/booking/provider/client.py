@@ -37,11 +37,14 @@ class ZaptraClient:
         # taken each time, keep each scan short and never queue a request behind a hung shard
         # while another has a free connection. Measured in benchmarks/service_throughput.py.
         shards = max(1, -(-max_connections // POOL_SHARD_SIZE))
-        limits = httpx.Limits(max_connections=POOL_SHARD_SIZE, max_keepalive_connections=POOL_SHARD_SIZE,
-                              keepalive_expiry=2.0)
+        limits = httpx.Limits(
+            max_connections=POOL_SHARD_SIZE, max_keepalive_connections=POOL_SHARD_SIZE, keepalive_expiry=2.0
+        )
         headers = {"Accept": "application/json", "User-Agent": "rollout-whatsapp/0.1"}
-        self._pool = [httpx.AsyncClient(transport=transport, limits=limits, follow_redirects=False, headers=headers)
-                      for _ in range(shards)]
+        self._pool = [
+            httpx.AsyncClient(transport=transport, limits=limits, follow_redirects=False, headers=headers)
+            for _ in range(shards)
+        ]
         self._busy = [0] * shards
 
     async def aclose(self) -> None:
@@ -49,7 +52,13 @@ class ZaptraClient:
             await client.aclose()
 
     async def send_template(
-        self, base_url: str, token: str, timeout: float, phone: str, name: str, language: str,
+        self,
+        base_url: str,
+        token: str,
+        timeout: float,
+        phone: str,
+        name: str,
+        language: str,
         parameters: Sequence[str],
     ) -> Outcome:
         """POST ``/sendtemplatemessage``; ``phone`` in the provider's digits-only form."""

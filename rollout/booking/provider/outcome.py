@@ -100,8 +100,9 @@ def classify_response(status: int, content: bytes, retry_after: str | None = Non
         body = None
     if status == 429:
         # rate limiting is not an outage: it slows the sender down and never feeds the breaker
-        return Outcome(Kind.TRANSIENT, "rate_limited", status, retry_after=parse_retry_after(retry_after),
-                       systemic=False)
+        return Outcome(
+            Kind.TRANSIENT, "rate_limited", status, retry_after=parse_retry_after(retry_after), systemic=False
+        )
     if status >= 500:
         return Outcome(Kind.TRANSIENT, f"http_{status}", status, retry_after=parse_retry_after(retry_after))
     if not isinstance(body, dict):

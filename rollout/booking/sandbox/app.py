@@ -32,13 +32,27 @@ _PHONE = re.compile(r"^\+?\d{8,15}$")
 
 DEFAULT_TEMPLATES: list[dict[str, Any]] = [
     {
-        "name": "booking_confirmation", "language": "en_US", "status": "APPROVED", "category": "UTILITY",
-        "components": [{"type": "BODY", "text": (
-            "Hi {{1}}, your booking for {{2}} on {{3}} at {{4}} for {{5}} is confirmed. "
-            "Reference {{6}}, amount {{7}} paid by {{8}}.")}],
+        "name": "booking_confirmation",
+        "language": "en_US",
+        "status": "APPROVED",
+        "category": "UTILITY",
+        "components": [
+            {
+                "type": "BODY",
+                "text": (
+                    "Hi {{1}}, your booking for {{2}} on {{3}} at {{4}} for {{5}} is confirmed. "
+                    "Reference {{6}}, amount {{7}} paid by {{8}}."
+                ),
+            }
+        ],
     },
-    {"name": "hello_world", "language": "en_US", "status": "APPROVED", "category": "UTILITY",
-     "components": [{"type": "BODY", "text": "Hello World"}]},
+    {
+        "name": "hello_world",
+        "language": "en_US",
+        "status": "APPROVED",
+        "category": "UTILITY",
+        "components": [{"type": "BODY", "text": "Hello World"}],
+    },
 ]
 
 
@@ -61,214 +75,269 @@ class SandboxState:
         self.rng = random.Random(self.seed)
         self.messages: list[dict[str, Any]] = []
         self.next_id = 1
-        self.stats = {"requests": 0, "accepted": 0, "errors": 0, "hung": 0, "http_5xx": 0, "rate_limited": 0,
-                      "malformed": 0}
+        self.stats = {
+            "requests": 0,
+            "accepted": 0,
+            "errors": 0,
+            "hung": 0,
+            "http_5xx": 0,
+            "rate_limited": 0,
+            "malformed": 0,
+        }
 
     def roll(self, rate: float) -> bool:
         return rate > 0 and self.rng.random() < rate
+
+    def token_ok(self, given: Any) -> bool:
+        """Is ``given`` the sandbox's token (compared in constant time)?"""
+        return isinstance(given, str) and hmac.compare_digest(given.encode(), self.token.encode())
+
+    async def network_faults(self) -> Response | None:
+        """Faults that happen before wpbox's own logic runs."""
+        f = self.faults
+        self.stats["requests"] += 1
+        if self.roll(f.hang_rate):
+            self.stats["hung"] += 1
+            await asyncio.sleep(f.hang_seconds)
+            return PlainTextResponse("Gateway Timeout", 504)
+        if f.latency_ms:
+            await asyncio.sleep(f.latency_ms / 1000.0)
+        if self.roll(f.http_5xx_rate):
+            self.stats["http_5xx"] += 1
+            return PlainTextResponse("Service Unavailable", f.http_5xx_status)
+        if self.roll(f.rate_limit_rate):
+            self.stats["rate_limited"] += 1
+            return JSONResponse(
+                {"status": "error", "message": "Too Many Requests"},
+                429,
+                headers={"Retry-After": str(f.retry_after_seconds)},
+            )
+        return None
+
+    def accept(self, data: dict[str, Any], kind: str, extra: dict[str, Any]) -> Response:
+        """A send that passed wpbox's checks: refused for the phone or a drawn error, or recorded."""
+        f = self.faults
+        phone = str(data["phone"])
+        digits = phone.lstrip("+")
+        if not _PHONE.match(phone) or digits in f.reject_phones:
+            self.stats["errors"] += 1
+            return _error(f"(#{f.reject_code if digits in f.reject_phones else 131026}) Message Undeliverable.")
+        if self.roll(f.error_rate):
+            self.stats["errors"] += 1
+            return _error(f.error_message)
+        message_id = self.next_id
+        self.next_id += 1
+        wamid = None if self.roll(f.null_wamid_rate) else f"wamid.SANDBOX{message_id:012d}"
+        self.messages.append(
+            {"id": message_id, "wamid": wamid, "kind": kind, "phone": phone, "ts": time.time(), **extra}
+        )
+        self.stats["accepted"] += 1
+        if self.roll(f.malformed_rate):
+            self.stats["malformed"] += 1
+            return PlainTextResponse("<html><body>502 Bad Gateway</body></html>", 200)
+        return JSONResponse({"status": "success", "message_id": message_id, "message_wamid": wamid})
 
 
 def _error(message: str, status: int = 200) -> JSONResponse:
     return JSONResponse({"status": "error", "message": message}, status)
 
 
+def _state(request: Request) -> SandboxState:
+    return request.app.state.sandbox
+
+
+async def _body(request: Request) -> dict[str, Any] | Response:
+    raw = await request.body()
+    if len(raw) > MAX_BODY:
+        return JSONResponse({"status": "error", "message": "Payload too large"}, 413)
+    try:
+        data = json.loads(raw) if raw else {}
+    except ValueError:
+        return JSONResponse({"status": "error", "message": "Malformed JSON"}, 400)
+    if not isinstance(data, dict):
+        return JSONResponse({"status": "error", "message": "Malformed JSON"}, 400)
+    return data
+
+
+def _validate(data: dict[str, Any], required: tuple[str, ...]) -> Response | None:
+    errors = {
+        name: [f"The {name.replace('_', ' ')} field is required."] for name in required if data.get(name) in (None, "")
+    }
+    if errors:
+        return JSONResponse({"status": "error", "errors": errors}, 400)
+    return None
+
+
+async def send_template(request: Request) -> Response:
+    state = _state(request)
+    data = await _body(request)  # read first: a slow provider has the request, then dawdles
+    fault = await state.network_faults()
+    if fault is not None:
+        return fault
+    if isinstance(data, Response):
+        return data
+    if not state.token_ok(data.get("token")):
+        state.stats["errors"] += 1
+        return _error("Invalid token")
+    invalid = _validate(data, ("phone", "template_name", "template_language"))
+    if invalid is not None:
+        state.stats["errors"] += 1
+        return invalid
+    template = next(
+        (
+            t
+            for t in state.templates
+            if t["name"] == data["template_name"]
+            and t["language"] == data["template_language"]
+            and t["status"] == "APPROVED"
+        ),
+        None,
+    )
+    if template is None:
+        state.stats["errors"] += 1
+        return _error("Invalid template")
+    components = data.get("components") or []
+    params = [
+        p.get("text")
+        for c in components
+        if isinstance(c, dict) and c.get("type") == "body"
+        for p in c.get("parameters", [])
+        if isinstance(p, dict)
+    ]
+    if len(params) != _param_count(template):
+        state.stats["errors"] += 1
+        return _error("(#132000) Number of parameters does not match the expected number of params")
+    return state.accept(
+        data, "template", {"template_name": template["name"], "language": template["language"], "parameters": params}
+    )
+
+
+async def send_message(request: Request) -> Response:
+    state = _state(request)
+    data = await _body(request)
+    fault = await state.network_faults()
+    if fault is not None:
+        return fault
+    if isinstance(data, Response):
+        return data
+    if not state.token_ok(data.get("token")):
+        state.stats["errors"] += 1
+        return _error("Invalid token")
+    invalid = _validate(data, ("phone", "message"))
+    if invalid is not None:
+        state.stats["errors"] += 1
+        return invalid
+    return state.accept(data, "text", {"message": str(data["message"])[:4096]})
+
+
+async def get_templates(request: Request) -> Response:
+    state = _state(request)
+    fault = await state.network_faults()
+    if fault is not None:
+        return fault
+    if not state.token_ok(request.query_params.get("token")):
+        return _error("Invalid token")
+    return JSONResponse({"status": "success", "templates": state.templates})
+
+
+async def get_single_contact(request: Request) -> Response:
+    state = _state(request)
+    fault = await state.network_faults()
+    if fault is not None:
+        return fault
+    if not state.token_ok(request.query_params.get("token")):
+        return _error("Invalid token")
+    phone = request.query_params.get("phone", "")
+    if not phone:
+        return JSONResponse({"status": "error", "errors": {"phone": ["The phone field is required."]}}, 400)
+    sent = [m for m in state.messages if m["phone"].lstrip("+") == phone.lstrip("+")]
+    if not sent:
+        return _error("Contact not found")
+    return JSONResponse({"status": "success", "contact": {"phone": phone, "messages": len(sent)}})
+
+
+def _control_ok(request: Request) -> bool:
+    header = request.headers.get("authorization", "")
+    return header.lower().startswith("bearer ") and _state(request).token_ok(header[7:])
+
+
+def _unauthorized() -> Response:
+    return JSONResponse(
+        {"error": "unauthorized", "detail": "control endpoints need 'Authorization: Bearer TOKEN'"}, 401
+    )
+
+
+async def faults(request: Request) -> Response:
+    state = _state(request)
+    if not _control_ok(request):
+        return _unauthorized()
+    if request.method in ("PUT", "PATCH"):
+        data = await _body(request)
+        if isinstance(data, Response):
+            return data
+        try:
+            if request.method == "PUT":
+                state.faults = Faults(**data)
+            else:
+                patch = FaultsPatch(**data).model_dump(exclude_none=True)
+                state.faults = Faults(**{**state.faults.model_dump(), **patch})
+        except ValidationError as exc:
+            fields = {".".join(str(p) for p in e["loc"]) or "body": e["msg"] for e in exc.errors()}
+            return JSONResponse({"error": "invalid_faults", "fields": fields}, 422)
+    return JSONResponse(state.faults.model_dump())
+
+
+async def messages(request: Request) -> Response:
+    state = _state(request)
+    if not _control_ok(request):
+        return _unauthorized()
+    if request.method == "DELETE":
+        state.messages.clear()
+        return JSONResponse({"messages": []})
+    try:
+        since = int(request.query_params.get("since_id", "0"))
+    except ValueError:
+        return JSONResponse({"error": "invalid_request", "fields": {"since_id": "must be an integer"}}, 422)
+    return JSONResponse({"messages": [m for m in state.messages if m["id"] > since]})
+
+
+async def stats(request: Request) -> Response:
+    state = _state(request)
+    if not _control_ok(request):
+        return _unauthorized()
+    return JSONResponse({**state.stats, "messages": len(state.messages)})
+
+
+async def reset(request: Request) -> Response:
+    state = _state(request)
+    if not _control_ok(request):
+        return _unauthorized()
+    state.reset()
+    return JSONResponse({"reset": True})
+
+
+async def root(request: Request) -> Response:
+    return JSONResponse({"sandbox": "zaptra-compatible", "base_url": BASE_PATH})
+
+
+#: wpbox's API, as the service calls it
+PROVIDER_ROUTES = [
+    Route(f"{BASE_PATH}/sendtemplatemessage", send_template, methods=["POST"]),
+    Route(f"{BASE_PATH}/sendmessage", send_message, methods=["POST"]),
+    Route(f"{BASE_PATH}/getTemplates", get_templates, methods=["GET"]),
+    Route(f"{BASE_PATH}/getSingleContact", get_single_contact, methods=["GET"]),
+]
+#: the sandbox's own control API (bearer token = the sandbox's token)
+CONTROL_ROUTES = [
+    Route("/sandbox/faults", faults, methods=["GET", "PUT", "PATCH"]),
+    Route("/sandbox/messages", messages, methods=["GET", "DELETE"]),
+    Route("/sandbox/stats", stats, methods=["GET"]),
+    Route("/sandbox/reset", reset, methods=["POST"]),
+]
+
+
 def create_sandbox_app(token: str, seed: int | None = None) -> Starlette:
     """Build the sandbox app accepting ``token``; ``seed`` makes fault draws repeatable."""
-    state = SandboxState(token, seed)
-
-    def _token_ok(given: Any) -> bool:
-        return isinstance(given, str) and hmac.compare_digest(given.encode(), state.token.encode())
-
-    async def _body(request: Request) -> dict[str, Any] | Response:
-        raw = await request.body()
-        if len(raw) > MAX_BODY:
-            return JSONResponse({"status": "error", "message": "Payload too large"}, 413)
-        try:
-            data = json.loads(raw) if raw else {}
-        except ValueError:
-            return JSONResponse({"status": "error", "message": "Malformed JSON"}, 400)
-        if not isinstance(data, dict):
-            return JSONResponse({"status": "error", "message": "Malformed JSON"}, 400)
-        return data
-
-    async def _network_faults() -> Response | None:
-        """Faults that happen before wpbox's own logic runs."""
-        f = state.faults
-        state.stats["requests"] += 1
-        if state.roll(f.hang_rate):
-            state.stats["hung"] += 1
-            await asyncio.sleep(f.hang_seconds)
-            return PlainTextResponse("Gateway Timeout", 504)
-        if f.latency_ms:
-            await asyncio.sleep(f.latency_ms / 1000.0)
-        if state.roll(f.http_5xx_rate):
-            state.stats["http_5xx"] += 1
-            return PlainTextResponse("Service Unavailable", f.http_5xx_status)
-        if state.roll(f.rate_limit_rate):
-            state.stats["rate_limited"] += 1
-            return JSONResponse({"status": "error", "message": "Too Many Requests"}, 429,
-                                headers={"Retry-After": str(f.retry_after_seconds)})
-        return None
-
-    def _validate(data: dict[str, Any], required: tuple[str, ...]) -> Response | None:
-        errors = {name: [f"The {name.replace('_', ' ')} field is required."] for name in required
-                  if data.get(name) in (None, "")}
-        if errors:
-            return JSONResponse({"status": "error", "errors": errors}, 400)
-        return None
-
-    def _accept(data: dict[str, Any], kind: str, extra: dict[str, Any]) -> Response:
-        f = state.faults
-        phone = str(data["phone"])
-        digits = phone.lstrip("+")
-        if not _PHONE.match(phone) or digits in f.reject_phones:
-            state.stats["errors"] += 1
-            return _error(f"(#{f.reject_code if digits in f.reject_phones else 131026}) Message Undeliverable.")
-        if state.roll(f.error_rate):
-            state.stats["errors"] += 1
-            return _error(f.error_message)
-        message_id = state.next_id
-        state.next_id += 1
-        wamid = None if state.roll(f.null_wamid_rate) else f"wamid.SANDBOX{message_id:012d}"
-        state.messages.append({"id": message_id, "wamid": wamid, "kind": kind, "phone": phone, "ts": time.time(),
-                               **extra})
-        state.stats["accepted"] += 1
-        if state.roll(f.malformed_rate):
-            state.stats["malformed"] += 1
-            return PlainTextResponse("<html><body>502 Bad Gateway</body></html>", 200)
-        return JSONResponse({"status": "success", "message_id": message_id, "message_wamid": wamid})
-
-    async def send_template(request: Request) -> Response:
-        data = await _body(request)  # read first: a slow provider has the request, then dawdles
-        fault = await _network_faults()
-        if fault is not None:
-            return fault
-        if isinstance(data, Response):
-            return data
-        if not _token_ok(data.get("token")):
-            state.stats["errors"] += 1
-            return _error("Invalid token")
-        invalid = _validate(data, ("phone", "template_name", "template_language"))
-        if invalid is not None:
-            state.stats["errors"] += 1
-            return invalid
-        template = next((t for t in state.templates if t["name"] == data["template_name"]
-                         and t["language"] == data["template_language"] and t["status"] == "APPROVED"), None)
-        if template is None:
-            state.stats["errors"] += 1
-            return _error("Invalid template")
-        components = data.get("components") or []
-        params = [p.get("text") for c in components if isinstance(c, dict) and c.get("type") == "body"
-                  for p in c.get("parameters", []) if isinstance(p, dict)]
-        if len(params) != _param_count(template):
-            state.stats["errors"] += 1
-            return _error("(#132000) Number of parameters does not match the expected number of params")
-        return _accept(data, "template", {"template_name": template["name"], "language": template["language"],
-                                          "parameters": params})
-
-    async def send_message(request: Request) -> Response:
-        data = await _body(request)
-        fault = await _network_faults()
-        if fault is not None:
-            return fault
-        if isinstance(data, Response):
-            return data
-        if not _token_ok(data.get("token")):
-            state.stats["errors"] += 1
-            return _error("Invalid token")
-        invalid = _validate(data, ("phone", "message"))
-        if invalid is not None:
-            state.stats["errors"] += 1
-            return invalid
-        return _accept(data, "text", {"message": str(data["message"])[:4096]})
-
-    async def get_templates(request: Request) -> Response:
-        fault = await _network_faults()
-        if fault is not None:
-            return fault
-        if not _token_ok(request.query_params.get("token")):
-            return _error("Invalid token")
-        return JSONResponse({"status": "success", "templates": state.templates})
-
-    async def get_single_contact(request: Request) -> Response:
-        fault = await _network_faults()
-        if fault is not None:
-            return fault
-        if not _token_ok(request.query_params.get("token")):
-            return _error("Invalid token")
-        phone = request.query_params.get("phone", "")
-        if not phone:
-            return JSONResponse({"status": "error", "errors": {"phone": ["The phone field is required."]}}, 400)
-        sent = [m for m in state.messages if m["phone"].lstrip("+") == phone.lstrip("+")]
-        if not sent:
-            return _error("Contact not found")
-        return JSONResponse({"status": "success", "contact": {"phone": phone, "messages": len(sent)}})
-
-    # --- control -----------------------------------------------------------------------------
-
-    def _control_ok(request: Request) -> bool:
-        header = request.headers.get("authorization", "")
-        return header.lower().startswith("bearer ") and _token_ok(header[7:])
-
-    def _unauthorized() -> Response:
-        return JSONResponse({"error": "unauthorized", "detail": "control endpoints need 'Authorization: Bearer TOKEN'"},
-                            401)
-
-    async def faults(request: Request) -> Response:
-        if not _control_ok(request):
-            return _unauthorized()
-        if request.method in ("PUT", "PATCH"):
-            data = await _body(request)
-            if isinstance(data, Response):
-                return data
-            try:
-                if request.method == "PUT":
-                    state.faults = Faults(**data)
-                else:
-                    patch = FaultsPatch(**data).model_dump(exclude_none=True)
-                    state.faults = Faults(**{**state.faults.model_dump(), **patch})
-            except ValidationError as exc:
-                fields = {".".join(str(p) for p in e["loc"]) or "body": e["msg"] for e in exc.errors()}
-                return JSONResponse({"error": "invalid_faults", "fields": fields}, 422)
-        return JSONResponse(state.faults.model_dump())
-
-    async def messages(request: Request) -> Response:
-        if not _control_ok(request):
-            return _unauthorized()
-        if request.method == "DELETE":
-            state.messages.clear()
-            return JSONResponse({"messages": []})
-        try:
-            since = int(request.query_params.get("since_id", "0"))
-        except ValueError:
-            return JSONResponse({"error": "invalid_request", "fields": {"since_id": "must be an integer"}}, 422)
-        return JSONResponse({"messages": [m for m in state.messages if m["id"] > since]})
-
-    async def stats(request: Request) -> Response:
-        if not _control_ok(request):
-            return _unauthorized()
-        return JSONResponse({**state.stats, "messages": len(state.messages)})
-
-    async def reset(request: Request) -> Response:
-        if not _control_ok(request):
-            return _unauthorized()
-        state.reset()
-        return JSONResponse({"reset": True})
-
-    async def root(request: Request) -> Response:
-        return JSONResponse({"sandbox": "zaptra-compatible", "base_url": BASE_PATH})
-
-    routes = [
-        Route(f"{BASE_PATH}/sendtemplatemessage", send_template, methods=["POST"]),
-        Route(f"{BASE_PATH}/sendmessage", send_message, methods=["POST"]),
-        Route(f"{BASE_PATH}/getTemplates", get_templates, methods=["GET"]),
-        Route(f"{BASE_PATH}/getSingleContact", get_single_contact, methods=["GET"]),
-        Route("/sandbox/faults", faults, methods=["GET", "PUT", "PATCH"]),
-        Route("/sandbox/messages", messages, methods=["GET", "DELETE"]),
-        Route("/sandbox/stats", stats, methods=["GET"]),
-        Route("/sandbox/reset", reset, methods=["POST"]),
-        Route("/", root, methods=["GET"]),
-    ]
-    app = Starlette(routes=routes)
-    app.state.sandbox = state
+    app = Starlette(routes=[*PROVIDER_ROUTES, *CONTROL_ROUTES, Route("/", root, methods=["GET"])])
+    app.state.sandbox = SandboxState(token, seed)
     return app

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 from decimal import Decimal
-
 from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
@@ -25,10 +24,17 @@ class BookingIn(BaseModel):
     venue: str = _Text
     event_date: dt.date
     booking_ref: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._\-/]*$")
-    amount: Annotated[Decimal, WithJsonSchema({"anyOf": [
-        {"type": "number", "minimum": 0, "maximum": 10_000_000, "multipleOf": 0.01},
-        {"type": "string", "pattern": r"^[0-9]{1,8}(\.[0-9]{1,2})?$"},
-    ]})] = Field(ge=0, le=Decimal("10000000"), decimal_places=2)
+    amount: Annotated[
+        Decimal,
+        WithJsonSchema(
+            {
+                "anyOf": [
+                    {"type": "number", "minimum": 0, "maximum": 10_000_000, "multipleOf": 0.01},
+                    {"type": "string", "pattern": r"^[0-9]{1,8}(\.[0-9]{1,2})?$"},
+                ]
+            }
+        ),
+    ] = Field(ge=0, le=Decimal("10000000"), decimal_places=2)
     payment_method: str = Field(min_length=1, max_length=50)
 
 

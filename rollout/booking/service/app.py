@@ -20,27 +20,28 @@ from pathlib import Path as FilePath
 from typing import IO, Any
 
 import httpx
-from fastapi import FastAPI, HTTPException, Path, Query, Request, Security
+from fastapi import APIRouter, FastAPI, HTTPException, Path, Query, Request, Security
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from fastapi.security import APIKeyHeader, HTTPBearer
-from starlette.exceptions import HTTPException as StarletteHTTPException
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
-from rollout.util.clock import Clock, SystemClock
-from rollout.booking.phones import InvalidPhone
-from rollout.booking.phones import mask, mask_known, normalize, provider_form
+from rollout.booking.phones import InvalidPhone, mask, mask_known, normalize, provider_form
 from rollout.booking.provider.breaker import BreakerState, CircuitBreaker
 from rollout.booking.provider.client import ZaptraClient
-from rollout.util.redact import Redactor
 from rollout.booking.service import api_schema as S
 from rollout.booking.service.api_models import BookingIn, PreferencesIn, TestMessageIn
 from rollout.booking.service.eventlog import EventLog
 from rollout.booking.service.metrics import PromMetrics, window_metrics
 from rollout.booking.service.outbox import Outbox, cohort_of
+from rollout.booking.service.schema import StorageError
 from rollout.booking.service.settings import LiveSettings, Settings
-from rollout.booking.service.store import DuplicateBooking, StorageError, Store, template_parameters
+from rollout.booking.service.store import DuplicateBooking, Store, template_parameters
 from rollout.booking.service.stores import open_store
+from rollout.util.clock import Clock, SystemClock
+from rollout.util.redact import Redactor
 
 log = logging.getLogger("rollout.service")
 
@@ -104,8 +105,13 @@ async def _too_large(send: Any, limit: int) -> None:
 
 async def _refuse(send: Any, status: int, error: str, detail: str) -> None:
     body = f'{{"error":"{error}","detail":"{detail}"}}'.encode()
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+        }
+    )
     await send({"type": "http.response.body", "body": body})
 
 
@@ -166,8 +172,12 @@ def create_app(
         breaker.on_open(outbox.breaker_opened)
         rt = Runtime(live, store, clock, client, breaker, events, prom, outbox)
         app.state.rt = rt
-        events.emit("service_start", flag_enabled=settings.notifications_enabled,
-                    rollout_percent=settings.rollout_percent, provider=settings.api_url)
+        events.emit(
+            "service_start",
+            flag_enabled=settings.notifications_enabled,
+            rollout_percent=settings.rollout_percent,
+            provider=settings.api_url,
+        )
         rt.tasks = [asyncio.create_task(outbox.run()), asyncio.create_task(_housekeeping(rt))]
         rt.replica_id = replica_id
         if follower is not None:
@@ -189,7 +199,8 @@ def create_app(
     app = FastAPI(title="rollout WhatsApp booking-notification service", version="0.1.0", lifespan=lifespan)
     app.add_middleware(BodyLimit)
     _install_error_handlers(app)
-    _routes(app)
+    for router in ROUTERS:
+        app.include_router(router)
     return app
 
 
@@ -217,11 +228,13 @@ def _install_error_handlers(app: FastAPI) -> None:
         if isinstance(exc.detail, dict):
             body = exc.detail
         else:
-            body = {"error": {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error"),
-                    "detail": str(exc.detail)}
+            body = {
+                "error": {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error"),
+                "detail": str(exc.detail),
+            }
         if exc.status_code == 405:
             # two routes may share a path (GET and PUT preferences): name every method the path has
-            headers["Allow"] = ", ".join(_methods_of(request.app, request.scope))
+            headers["Allow"] = ", ".join(_methods_of(request.scope))
         return JSONResponse(body, exc.status_code, headers=headers or None)
 
     @app.exception_handler(StorageError)
@@ -235,14 +248,14 @@ def _install_error_handlers(app: FastAPI) -> None:
         return JSONResponse({"error": "internal_error", "detail": "the service failed; see its log"}, 500)
 
 
-def _methods_of(app: FastAPI, scope: MutableMapping[str, Any]) -> list[str]:
-    from starlette.routing import Match
-
+def _methods_of(scope: MutableMapping[str, Any]) -> list[str]:
+    """Every method the service answers on the scope's path (routes of one path may sit in several routers)."""
     methods: set[str] = set()
-    for route in app.router.routes:
-        match, _ = route.matches({**scope, "method": "GET"}) if hasattr(route, "methods") else (Match.NONE, {})
-        if match is not Match.NONE and getattr(route, "methods", None):
-            methods |= set(getattr(route, "methods", ()))
+    for router in ROUTERS:
+        for route in router.routes:
+            match, _ = route.matches({**scope, "method": "GET"})
+            if match is not Match.NONE:
+                methods |= set(getattr(route, "methods", ()))
     return sorted(methods)
 
 
@@ -264,12 +277,15 @@ def _require_admin(request: Request, readers: bool = False) -> None:
     settings = _rt(request).settings
     accepted = [t for t in (settings.admin_token, settings.read_token if readers else "") if t]
     if not accepted:
-        raise HTTPException(403, {"error": "admin_disabled", "detail": "set ROLLOUT_ADMIN_TOKEN to use admin endpoints"})
+        raise HTTPException(
+            403, {"error": "admin_disabled", "detail": "set ROLLOUT_ADMIN_TOKEN to use admin endpoints"}
+        )
     given = request.headers.get("authorization", "")
     token = given[7:] if given.lower().startswith("bearer ") else request.headers.get("x-admin-token", "")
     if not token or not any(hmac.compare_digest(token.encode(), t.encode()) for t in accepted):
-        raise HTTPException(401, {"error": "unauthorized", "detail": "missing or wrong token"},
-                            headers={"WWW-Authenticate": "Bearer"})
+        raise HTTPException(
+            401, {"error": "unauthorized", "detail": "missing or wrong token"}, headers={"WWW-Authenticate": "Bearer"}
+        )
 
 
 #: SQLite row ids are signed 64-bit: anything outside cannot exist
@@ -297,178 +313,295 @@ def _notification_view(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _routes(app: FastAPI) -> None:  # noqa: C901 - a flat list of endpoints reads best in one place
-    @app.post("/api/bookings", status_code=201, response_model=None,
-              responses={201: {"model": S.BookingCreated}, **S.errors(400, 409, 413, 422)})
-    async def create_booking(booking: BookingIn, request: Request) -> dict[str, Any]:
-        rt = _rt(request)
-        started, failed = rt.clock.monotonic(), True
-        data = booking.model_dump()
-        data["amount"] = f"{booking.amount:.2f}"
-        data["event_date"] = booking.event_date.isoformat()
+#: the booking flow: a booking (committed with its notification), and reading one back
+bookings = APIRouter()
+#: the notification side: health, the test send, metrics (JSON and Prometheus), templates, fallbacks
+whatsapp = APIRouter()
+#: a customer's WhatsApp preference (opt-out)
+customers = APIRouter()
+#: every router of the service, in the order they are included
+ROUTERS = (bookings, whatsapp, customers)
+
+
+@bookings.post(
+    "/api/bookings",
+    status_code=201,
+    response_model=None,
+    responses={201: {"model": S.BookingCreated}, **S.errors(400, 409, 413, 422)},
+)
+async def create_booking(booking: BookingIn, request: Request) -> dict[str, Any]:
+    rt = _rt(request)
+    started, failed = rt.clock.monotonic(), True
+    data = booking.model_dump()
+    data["amount"] = f"{booking.amount:.2f}"
+    data["event_date"] = booking.event_date.isoformat()
+    try:
         try:
-            try:
-                booking_id = rt.store.create_booking(data, rt.clock.time())
-            except DuplicateBooking:
-                failed = False  # the client's mistake, not the booking flow's
-                raise HTTPException(409, {"error": "duplicate_booking",
-                                          "detail": f"booking_ref {booking.booking_ref!r} exists already"}) from None
-            rt.outbox.wake()
-            failed = False
-            return {"id": booking_id, "booking_ref": booking.booking_ref, "notification": {"status": "pending"}}
-        finally:  # the booking flow per cohort: treatment against control (the compare gate)
-            rt.outbox.record_booking(cohort_of(rt.settings, booking.customer_id),
-                                     (rt.clock.monotonic() - started) * 1000.0, error=failed)
+            booking_id = rt.store.create_booking(data, rt.clock.time())
+        except DuplicateBooking:
+            failed = False  # the client's mistake, not the booking flow's
+            raise HTTPException(
+                409, {"error": "duplicate_booking", "detail": f"booking_ref {booking.booking_ref!r} exists already"}
+            ) from None
+        rt.outbox.wake()
+        failed = False
+        return {"id": booking_id, "booking_ref": booking.booking_ref, "notification": {"status": "pending"}}
+    finally:  # the booking flow per cohort: treatment against control (the compare gate)
+        rt.outbox.record_booking(
+            cohort_of(rt.settings, booking.customer_id), (rt.clock.monotonic() - started) * 1000.0, error=failed
+        )
 
-    @app.get("/api/bookings/{booking_id}", response_model=None, dependencies=READERS,
-             responses={200: {"model": S.BookingView}, **S.errors(401, 403, 404, 422)})
-    async def get_booking(booking_id: int, request: Request) -> dict[str, Any]:
-        _require_admin(request, readers=True)
-        row = _booking_row(_rt(request), booking_id)
-        return {
-            "id": row["id"], "booking_ref": row["booking_ref"], "customer_id": row["customer_id"],
-            "phone": mask(row["phone"]), "event_name": row["event_name"], "event_date": row["event_date"],
-            "created_at": row["created_at"], "notification": _notification_view(row),
-        }
 
-    @app.get("/api/booking/{booking_id}/whatsapp-data", response_model=None, dependencies=ADMIN,
-             responses={200: {"model": S.WhatsAppData}, **S.errors(401, 403, 404, 422)})
-    async def whatsapp_data(booking_id: int, request: Request) -> dict[str, Any]:
-        _require_admin(request)
-        rt = _rt(request)
-        row = _booking_row(rt, booking_id)
-        settings = rt.settings
-        try:
-            phone, phone_error = normalize(row["phone"], settings.default_region), None
-        except InvalidPhone as exc:
-            phone, phone_error = None, str(exc)
-        return {
-            "booking_id": row["id"], "booking_ref": row["booking_ref"],
-            "customer": {"id": row["customer_id"], "parent_name": row["parent_name"], "phone": phone,
-                         "phone_error": phone_error},
-            "child_name": row["child_name"],
-            "event": {"name": row["event_name"], "date": row["event_date"]},
-            "venue": row["venue"], "amount": row["amount"], "payment_method": row["payment_method"],
-            "template": {"name": settings.template_name, "language": settings.template_language,
-                         "parameters": list(template_parameters(row))},
-            "notification": _notification_view(row),
-        }
+@bookings.get(
+    "/api/bookings/{booking_id}",
+    response_model=None,
+    dependencies=READERS,
+    responses={200: {"model": S.BookingView}, **S.errors(401, 403, 404, 422)},
+)
+async def get_booking(booking_id: int, request: Request) -> dict[str, Any]:
+    _require_admin(request, readers=True)
+    row = _booking_row(_rt(request), booking_id)
+    return {
+        "id": row["id"],
+        "booking_ref": row["booking_ref"],
+        "customer_id": row["customer_id"],
+        "phone": mask(row["phone"]),
+        "event_name": row["event_name"],
+        "event_date": row["event_date"],
+        "created_at": row["created_at"],
+        "notification": _notification_view(row),
+    }
 
-    @app.get("/api/whatsapp/health", response_model=None, responses={200: {"model": S.Health}, **S.errors()})
-    async def health(request: Request) -> dict[str, Any]:
-        return await _health(_rt(request))
 
-    @app.post("/api/whatsapp/test", response_model=None, dependencies=ADMIN,
-              responses={200: {"model": S.TestVerdict}, **S.errors(400, 401, 403, 409, 413, 422),
-                         502: {"model": S.TestVerdict, "description": "the provider did not send it"}})
-    async def test_message(body: TestMessageIn, request: Request) -> JSONResponse:
-        _require_admin(request)
-        rt = _rt(request)
-        settings = rt.settings
-        try:
-            e164 = normalize(body.phone, settings.default_region)
-        except InvalidPhone as exc:
-            raise HTTPException(422, {"error": "invalid_phone", "detail": str(exc)}) from None
-        if not settings.api_token:
-            raise HTTPException(409, {"error": "not_configured", "detail": "ZAPTRA_API_TOKEN is not set"})
-        timeout, phone = settings.timeout_ms / 1000.0, provider_form(e164)
-        if body.message is not None:
-            outcome = await rt.client.send_message(settings.api_url, settings.api_token, timeout, phone, body.message)
-        else:
-            sample = ("Test Parent", "Test Event", "2026-01-01", "Test Venue", "Test Child", "TEST-0001", "0.00",
-                      "test")
-            outcome = await rt.client.send_template(settings.api_url, settings.api_token, timeout, phone,
-                                                    settings.template_name, settings.template_language, sample)
-        rt.events.emit("test_message", phone=e164, ok=outcome.ok, reason=outcome.reason,
-                       http_status=outcome.http_status,
-                       error=mask_known(outcome.detail, e164, settings.default_region) or None,
-                       duration_ms=round(outcome.latency_ms, 1))
-        verdict = {
-            "ok": outcome.ok, "outcome": outcome.kind.value, "reason": outcome.reason, "phone": mask(e164),
-            "http_status": outcome.http_status, "message_id": outcome.message_id, "wamid": outcome.wamid,
-            "meta_code": outcome.meta_code,
-            "detail": rt.redactor().text(mask_known(outcome.detail, e164, settings.default_region)) or None,
-            "duration_ms": round(outcome.latency_ms, 1), "breaker": rt.breaker.state.value,
-        }
-        return JSONResponse(verdict, 200 if outcome.ok else 502)
+@bookings.get(
+    "/api/booking/{booking_id}/whatsapp-data",
+    response_model=None,
+    dependencies=ADMIN,
+    responses={200: {"model": S.WhatsAppData}, **S.errors(401, 403, 404, 422)},
+)
+async def whatsapp_data(booking_id: int, request: Request) -> dict[str, Any]:
+    _require_admin(request)
+    rt = _rt(request)
+    row = _booking_row(rt, booking_id)
+    settings = rt.settings
+    try:
+        phone, phone_error = normalize(row["phone"], settings.default_region), None
+    except InvalidPhone as exc:
+        phone, phone_error = None, str(exc)
+    return {
+        "booking_id": row["id"],
+        "booking_ref": row["booking_ref"],
+        "customer": {
+            "id": row["customer_id"],
+            "parent_name": row["parent_name"],
+            "phone": phone,
+            "phone_error": phone_error,
+        },
+        "child_name": row["child_name"],
+        "event": {"name": row["event_name"], "date": row["event_date"]},
+        "venue": row["venue"],
+        "amount": row["amount"],
+        "payment_method": row["payment_method"],
+        "template": {
+            "name": settings.template_name,
+            "language": settings.template_language,
+            "parameters": list(template_parameters(row)),
+        },
+        "notification": _notification_view(row),
+    }
 
-    @app.get("/api/whatsapp/metrics", response_model=None,
-             responses={200: {"model": S.WindowMetrics}, **S.errors(422)})
-    async def metrics(request: Request, window: float = Query(300, gt=0, le=8 * 86400),
-                      above_ms: float | None = Query(None, ge=0, le=3_600_000)) -> dict[str, Any]:
-        rt = _rt(request)
-        data = window_metrics(rt.store, rt.clock.time(), window, above_ms)
-        settings = rt.settings
-        data.update({
-            "breaker_state": rt.breaker.state.value, "flag_enabled": settings.notifications_enabled,
-            "rollout_percent": settings.rollout_percent, "outbox": rt.store.outbox_counts(rt.clock.time()),
+
+@whatsapp.get("/api/whatsapp/health", response_model=None, responses={200: {"model": S.Health}, **S.errors()})
+async def health(request: Request) -> dict[str, Any]:
+    return await _health(_rt(request))
+
+
+@whatsapp.post(
+    "/api/whatsapp/test",
+    response_model=None,
+    dependencies=ADMIN,
+    responses={
+        200: {"model": S.TestVerdict},
+        **S.errors(400, 401, 403, 409, 413, 422),
+        502: {"model": S.TestVerdict, "description": "the provider did not send it"},
+    },
+)
+async def test_message(body: TestMessageIn, request: Request) -> JSONResponse:
+    _require_admin(request)
+    rt = _rt(request)
+    settings = rt.settings
+    try:
+        e164 = normalize(body.phone, settings.default_region)
+    except InvalidPhone as exc:
+        raise HTTPException(422, {"error": "invalid_phone", "detail": str(exc)}) from None
+    if not settings.api_token:
+        raise HTTPException(409, {"error": "not_configured", "detail": "ZAPTRA_API_TOKEN is not set"})
+    timeout, phone = settings.timeout_ms / 1000.0, provider_form(e164)
+    if body.message is not None:
+        outcome = await rt.client.send_message(settings.api_url, settings.api_token, timeout, phone, body.message)
+    else:
+        sample = ("Test Parent", "Test Event", "2026-01-01", "Test Venue", "Test Child", "TEST-0001", "0.00", "test")
+        outcome = await rt.client.send_template(
+            settings.api_url,
+            settings.api_token,
+            timeout,
+            phone,
+            settings.template_name,
+            settings.template_language,
+            sample,
+        )
+    rt.events.emit(
+        "test_message",
+        phone=e164,
+        ok=outcome.ok,
+        reason=outcome.reason,
+        http_status=outcome.http_status,
+        error=mask_known(outcome.detail, e164, settings.default_region) or None,
+        duration_ms=round(outcome.latency_ms, 1),
+    )
+    verdict = {
+        "ok": outcome.ok,
+        "outcome": outcome.kind.value,
+        "reason": outcome.reason,
+        "phone": mask(e164),
+        "http_status": outcome.http_status,
+        "message_id": outcome.message_id,
+        "wamid": outcome.wamid,
+        "meta_code": outcome.meta_code,
+        "detail": rt.redactor().text(mask_known(outcome.detail, e164, settings.default_region)) or None,
+        "duration_ms": round(outcome.latency_ms, 1),
+        "breaker": rt.breaker.state.value,
+    }
+    return JSONResponse(verdict, 200 if outcome.ok else 502)
+
+
+@whatsapp.get(
+    "/api/whatsapp/metrics", response_model=None, responses={200: {"model": S.WindowMetrics}, **S.errors(422)}
+)
+async def metrics(
+    request: Request,
+    window: float = Query(300, gt=0, le=8 * 86400),
+    above_ms: float | None = Query(None, ge=0, le=3_600_000),
+) -> dict[str, Any]:
+    rt = _rt(request)
+    data = window_metrics(rt.store, rt.clock.time(), window, above_ms)
+    settings = rt.settings
+    data.update(
+        {
+            "breaker_state": rt.breaker.state.value,
+            "flag_enabled": settings.notifications_enabled,
+            "rollout_percent": settings.rollout_percent,
+            "outbox": rt.store.outbox_counts(rt.clock.time()),
             "config_error": rt.redactor().text(rt.live.error) if rt.live.error else None,
             "config_generation": rt.live.generation,
-            "replica_id": rt.replica_id, "flag_version": rt.live.flag_version,
+            "replica_id": rt.replica_id,
+            "flag_version": rt.live.flag_version,
             # counts come from the store: on PostgreSQL they are the whole fleet's
-            "store": rt.store.kind, "scope": "fleet" if rt.store.shared else "replica",
-        })
-        return data
+            "store": rt.store.kind,
+            "scope": "fleet" if rt.store.shared else "replica",
+        }
+    )
+    return data
 
-    @app.get("/metrics", response_class=PlainTextResponse, response_model=None,
-             responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}},
-                              "description": "Prometheus text exposition format"}, **S.errors()})
-    async def prometheus(request: Request) -> Response:
-        rt = _rt(request)
-        settings = rt.settings
-        rt.prom.flag.set(1 if settings.notifications_enabled else 0)
-        rt.prom.percent.set(settings.rollout_percent)
-        rt.prom.breaker_open.set(0 if rt.breaker.state is BreakerState.CLOSED else 1)
-        rt.prom.pending.set(rt.store.outbox_counts(rt.clock.time())["pending"])
-        return Response(rt.prom.exposition(), media_type=CONTENT_TYPE_LATEST)
 
-    @app.post("/api/whatsapp/templates/sync", response_model=None, dependencies=ADMIN,
-              responses={200: {"model": S.TemplatesSynced}, **S.errors(401, 403, 502, s502=S.ProviderError)})
-    async def sync_templates(request: Request) -> JSONResponse:
-        _require_admin(request)
-        rt = _rt(request)
-        settings = rt.settings
-        outcome = await rt.client.get_templates(settings.api_url, settings.api_token, settings.timeout_ms / 1000.0)
-        templates = outcome.data.get("templates") if outcome.ok else None
-        if not isinstance(templates, list) or not all(
-            isinstance(t, dict) and isinstance(t.get("name"), str) and isinstance(t.get("language"), str)
-            for t in templates
-        ):
-            detail = rt.redactor().text(outcome.detail) if not outcome.ok else "templates list missing or malformed"
-            return JSONResponse({"error": "provider_error", "reason": outcome.reason, "detail": detail}, 502)
-        rt.store.replace_templates(templates, rt.clock.time())
-        found = any(t["name"] == settings.template_name and t["language"] == settings.template_language
-                    and str(t.get("status", "APPROVED")).upper() == "APPROVED" for t in templates)
-        rt.events.emit("templates_synced", count=len(templates), configured_template_found=found)
-        return JSONResponse({"count": len(templates), "templates": rt.store.templates(),
-                             "configured_template": {"name": settings.template_name,
-                                                     "language": settings.template_language, "approved": found}})
+@whatsapp.get(
+    "/metrics",
+    response_class=PlainTextResponse,
+    response_model=None,
+    responses={
+        200: {
+            "content": {"text/plain": {"schema": {"type": "string"}}},
+            "description": "Prometheus text exposition format",
+        },
+        **S.errors(),
+    },
+)
+async def prometheus(request: Request) -> Response:
+    rt = _rt(request)
+    settings = rt.settings
+    rt.prom.flag.set(1 if settings.notifications_enabled else 0)
+    rt.prom.percent.set(settings.rollout_percent)
+    rt.prom.breaker_open.set(0 if rt.breaker.state is BreakerState.CLOSED else 1)
+    rt.prom.pending.set(rt.store.outbox_counts(rt.clock.time())["pending"])
+    return Response(rt.prom.exposition(), media_type=CONTENT_TYPE_LATEST)
 
-    @app.get("/api/whatsapp/templates", response_model=None, responses={200: {"model": S.Templates}, **S.errors()})
-    async def list_templates(request: Request) -> dict[str, Any]:
-        return {"templates": _rt(request).store.templates()}
 
-    @app.get("/api/whatsapp/fallbacks", response_model=None, dependencies=ADMIN,
-             responses={200: {"model": S.Fallbacks}, **S.errors(401, 403, 422)})
-    async def fallbacks(request: Request, limit: int = Query(100, ge=1, le=1000)) -> dict[str, Any]:
-        _require_admin(request)
-        rows = _rt(request).store.fallbacks(limit)
-        for row in rows:
-            row["phone"] = mask(row["phone"])
-        return {"fallbacks": rows}
+@whatsapp.post(
+    "/api/whatsapp/templates/sync",
+    response_model=None,
+    dependencies=ADMIN,
+    responses={200: {"model": S.TemplatesSynced}, **S.errors(401, 403, 502, s502=S.ProviderError)},
+)
+async def sync_templates(request: Request) -> JSONResponse:
+    _require_admin(request)
+    rt = _rt(request)
+    settings = rt.settings
+    outcome = await rt.client.get_templates(settings.api_url, settings.api_token, settings.timeout_ms / 1000.0)
+    templates = outcome.data.get("templates") if outcome.ok else None
+    if not isinstance(templates, list) or not all(
+        isinstance(t, dict) and isinstance(t.get("name"), str) and isinstance(t.get("language"), str) for t in templates
+    ):
+        detail = rt.redactor().text(outcome.detail) if not outcome.ok else "templates list missing or malformed"
+        return JSONResponse({"error": "provider_error", "reason": outcome.reason, "detail": detail}, 502)
+    rt.store.replace_templates(templates, rt.clock.time())
+    found = any(
+        t["name"] == settings.template_name
+        and t["language"] == settings.template_language
+        and str(t.get("status", "APPROVED")).upper() == "APPROVED"
+        for t in templates
+    )
+    rt.events.emit("templates_synced", count=len(templates), configured_template_found=found)
+    return JSONResponse(
+        {
+            "count": len(templates),
+            "templates": rt.store.templates(),
+            "configured_template": {
+                "name": settings.template_name,
+                "language": settings.template_language,
+                "approved": found,
+            },
+        }
+    )
 
-    @app.get("/api/customer/{customer_id}/preferences", response_model=None,
-             responses={200: {"model": S.Preferences}, **S.errors(422)})
-    async def get_preferences(request: Request, customer_id: str = CUSTOMER_ID) -> dict[str, Any]:
-        return _rt(request).store.preferences(customer_id)
 
-    @app.put("/api/customer/{customer_id}/preferences", response_model=None,
-             responses={200: {"model": S.Preferences}, **S.errors(400, 413, 422)})
-    async def put_preferences(body: PreferencesIn, request: Request, customer_id: str = CUSTOMER_ID) -> dict[str, Any]:
-        rt = _rt(request)
-        result = rt.store.set_preferences(customer_id, body.whatsapp_opt_out, rt.clock.time())
-        rt.events.emit("preference_changed", customer_id=customer_id, whatsapp_opt_out=body.whatsapp_opt_out)
-        return result
+@whatsapp.get("/api/whatsapp/templates", response_model=None, responses={200: {"model": S.Templates}, **S.errors()})
+async def list_templates(request: Request) -> dict[str, Any]:
+    return {"templates": _rt(request).store.templates()}
+
+
+@whatsapp.get(
+    "/api/whatsapp/fallbacks",
+    response_model=None,
+    dependencies=ADMIN,
+    responses={200: {"model": S.Fallbacks}, **S.errors(401, 403, 422)},
+)
+async def fallbacks(request: Request, limit: int = Query(100, ge=1, le=1000)) -> dict[str, Any]:
+    _require_admin(request)
+    rows = _rt(request).store.fallbacks(limit)
+    for row in rows:
+        row["phone"] = mask(row["phone"])
+    return {"fallbacks": rows}
+
+
+@customers.get(
+    "/api/customer/{customer_id}/preferences",
+    response_model=None,
+    responses={200: {"model": S.Preferences}, **S.errors(422)},
+)
+async def get_preferences(request: Request, customer_id: str = CUSTOMER_ID) -> dict[str, Any]:
+    return _rt(request).store.preferences(customer_id)
+
+
+@customers.put(
+    "/api/customer/{customer_id}/preferences",
+    response_model=None,
+    responses={200: {"model": S.Preferences}, **S.errors(400, 413, 422)},
+)
+async def put_preferences(body: PreferencesIn, request: Request, customer_id: str = CUSTOMER_ID) -> dict[str, Any]:
+    rt = _rt(request)
+    result = rt.store.set_preferences(customer_id, body.whatsapp_opt_out, rt.clock.time())
+    rt.events.emit("preference_changed", customer_id=customer_id, whatsapp_opt_out=body.whatsapp_opt_out)
+    return result
 
 
 async def _probe_provider(rt: Runtime) -> dict[str, Any]:
@@ -483,12 +616,17 @@ async def _probe_provider(rt: Runtime) -> dict[str, Any]:
     if not settings.api_token:
         result = {"reachable": None, "detail": "ZAPTRA_API_TOKEN is not set"}
     else:
-        outcome = await rt.client.get_templates(settings.api_url, settings.api_token,
-                                                min(settings.timeout_ms / 1000.0, 3.0))
+        outcome = await rt.client.get_templates(
+            settings.api_url, settings.api_token, min(settings.timeout_ms / 1000.0, 3.0)
+        )
         reachable = outcome.http_status is not None
-        result = {"reachable": reachable, "authorized": outcome.ok if reachable else None,
-                  "reason": outcome.reason, "latency_ms": round(outcome.latency_ms, 1),
-                  "detail": rt.redactor().text(outcome.detail) or None}
+        result = {
+            "reachable": reachable,
+            "authorized": outcome.ok if reachable else None,
+            "reason": outcome.reason,
+            "latency_ms": round(outcome.latency_ms, 1),
+            "detail": rt.redactor().text(outcome.detail) or None,
+        }
     result["checked_at"] = rt.clock.time()
     result["_at"], result["_key"] = now, key
     rt.probe = result
@@ -525,16 +663,24 @@ async def _health(rt: Runtime) -> dict[str, Any]:
         "problems": problems,
         "flag_enabled": settings.notifications_enabled,
         "rollout_percent": settings.rollout_percent,
-        "breaker": {"state": breaker.value, "consecutive_failures": rt.breaker.consecutive_failures,
-                    "activations": rt.breaker.activations},
+        "breaker": {
+            "state": breaker.value,
+            "consecutive_failures": rt.breaker.consecutive_failures,
+            "activations": rt.breaker.activations,
+        },
         "provider": {k: v for k, v in probe.items() if not k.startswith("_")},
-        "recent": {"window_seconds": HEALTH_WINDOW_S, "attempts": recent["attempts"],
-                   "success_rate": recent["success_rate"], "avg_latency_ms": recent["avg_latency_ms"]},
+        "recent": {
+            "window_seconds": HEALTH_WINDOW_S,
+            "attempts": recent["attempts"],
+            "success_rate": recent["success_rate"],
+            "avg_latency_ms": recent["avg_latency_ms"],
+        },
         "last_error": rt.redactor().value(last) if last else None,
         "config_error": rt.redactor().text(rt.live.error) if rt.live.error else None,
         "outbox": rt.store.outbox_counts(rt.clock.time()),
         "sending_paused_until": rt.outbox.paused_until if rt.outbox.paused_until > rt.clock.time() else None,
-        "replica_id": rt.replica_id, "flag_version": rt.live.flag_version,
+        "replica_id": rt.replica_id,
+        "flag_version": rt.live.flag_version,
     }
 
 
@@ -548,9 +694,15 @@ async def _housekeeping(rt: Runtime) -> None:
             last_logged = now
             try:
                 report = await _health(rt)
-                rt.events.emit("health", status=report["status"], problems=report["problems"],
-                               flag_enabled=report["flag_enabled"], rollout_percent=report["rollout_percent"],
-                               breaker=report["breaker"]["state"], success_rate=report["recent"]["success_rate"])
+                rt.events.emit(
+                    "health",
+                    status=report["status"],
+                    problems=report["problems"],
+                    flag_enabled=report["flag_enabled"],
+                    rollout_percent=report["rollout_percent"],
+                    breaker=report["breaker"]["state"],
+                    success_rate=report["recent"]["success_rate"],
+                )
                 rt.store.prune_events(rt.clock.time() - EVENT_RETENTION_S)
             except Exception:
                 log.exception("scheduled health check failed")

@@ -14,8 +14,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
-from rollout.util.clock import Clock
 from rollout.booking.phones import mask
+from rollout.util.clock import Clock
 from rollout.util.redact import Redactor
 
 LOGGER_NAME = "rollout.whatsapp"
@@ -24,8 +24,9 @@ LOGGER_NAME = "rollout.whatsapp"
 class EventLog:
     """Writes WhatsApp events (attempt, success, failure, disabled, fallback, skipped, ...)."""
 
-    def __init__(self, clock: Clock, redactor: Callable[[], Redactor], stream: IO[str] | None = None,
-                 path: Path | None = None) -> None:
+    def __init__(
+        self, clock: Clock, redactor: Callable[[], Redactor], stream: IO[str] | None = None, path: Path | None = None
+    ) -> None:
         self._clock = clock
         self._redactor = redactor
         self._logger = logging.getLogger(f"{LOGGER_NAME}.{id(self)}")

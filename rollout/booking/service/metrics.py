@@ -36,7 +36,8 @@ def window_metrics(store: Store, now: float, window: float, above_ms: float | No
 
     def total(kind: str, reason: str | None = None, exclude: str | None = None) -> int:
         return sum(
-            n for (k, r), n in counts.items()
+            n
+            for (k, r), n in counts.items()
             if k == kind and (reason is None or r == reason) and (exclude is None or r != exclude)
         )
 
@@ -71,8 +72,9 @@ def window_metrics(store: Store, now: float, window: float, above_ms: float | No
         "p95_latency_ms": percentile(latencies, 95),
         "latency_samples": len(latencies),
         "latency_sd_ms": statistics.stdev(latencies) if len(latencies) > 1 else None,
-        "latency_above": None if above_ms is None else {
-            "threshold_ms": above_ms, "count": sum(1 for latency in latencies if latency > above_ms)},
+        "latency_above": None
+        if above_ms is None
+        else {"threshold_ms": above_ms, "count": sum(1 for latency in latencies if latency > above_ms)},
         "breaker_activations": total("breaker_open"),
         # each booking's cohort, counted once, when the flag was on and the sender decided it: the
         # sample-ratio check compares these with the percentage
@@ -144,34 +146,53 @@ class PromMetrics:
             self._exposed = CollectorRegistry()
             self._exposed.register(_Labelled(self.registry, {"replica": replica}))
         self.notifications = Counter(
-            "rollout_whatsapp_notifications", "Notifications by final outcome", ["outcome", "reason"],
+            "rollout_whatsapp_notifications",
+            "Notifications by final outcome",
+            ["outcome", "reason"],
             registry=self.registry,
         )
-        self.calls = Counter("rollout_whatsapp_provider_calls", "Provider calls by result", ["result"],
-                             registry=self.registry)
-        self.latency = Histogram(
-            "rollout_whatsapp_provider_latency_seconds", "Provider call latency",
-            buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30), registry=self.registry,
+        self.calls = Counter(
+            "rollout_whatsapp_provider_calls", "Provider calls by result", ["result"], registry=self.registry
         )
-        self.fallbacks = Counter("rollout_whatsapp_fallbacks", "Confirmations sent to the fallback outbox",
-                                 registry=self.registry)
-        self.breaker_activations = Counter("rollout_whatsapp_breaker_activations",
-                                           "Circuit breaker transitions to open", registry=self.registry)
-        self.breaker_open = Gauge("rollout_whatsapp_breaker_open", "1 while the breaker is open or half-open",
-                                  registry=self.registry)
+        self.latency = Histogram(
+            "rollout_whatsapp_provider_latency_seconds",
+            "Provider call latency",
+            buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30),
+            registry=self.registry,
+        )
+        self.fallbacks = Counter(
+            "rollout_whatsapp_fallbacks", "Confirmations sent to the fallback outbox", registry=self.registry
+        )
+        self.breaker_activations = Counter(
+            "rollout_whatsapp_breaker_activations", "Circuit breaker transitions to open", registry=self.registry
+        )
+        self.breaker_open = Gauge(
+            "rollout_whatsapp_breaker_open", "1 while the breaker is open or half-open", registry=self.registry
+        )
         self.flag = Gauge("rollout_whatsapp_enabled", "WHATSAPP_NOTIFICATIONS_ENABLED", registry=self.registry)
         self.percent = Gauge("rollout_whatsapp_rollout_percent", "WHATSAPP_ROLLOUT_PERCENT", registry=self.registry)
-        self.pending = Gauge("rollout_whatsapp_outbox_pending", "Notifications waiting to be sent",
-                             registry=self.registry)
-        self.bookings = Counter("rollout_booking_requests", "Booking requests by cohort and outcome",
-                                ["cohort", "outcome"], registry=self.registry)
+        self.pending = Gauge(
+            "rollout_whatsapp_outbox_pending", "Notifications waiting to be sent", registry=self.registry
+        )
+        self.bookings = Counter(
+            "rollout_booking_requests",
+            "Booking requests by cohort and outcome",
+            ["cohort", "outcome"],
+            registry=self.registry,
+        )
         self.booking_latency = Histogram(
-            "rollout_booking_request_seconds", "Booking request latency by cohort", ["cohort"],
-            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5), registry=self.registry,
+            "rollout_booking_request_seconds",
+            "Booking request latency by cohort",
+            ["cohort"],
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+            registry=self.registry,
         )
         self.confirmation_delay = Histogram(
-            "rollout_confirmation_delay_seconds", "Booking to confirmation handed off, by cohort", ["cohort"],
-            buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300), registry=self.registry,
+            "rollout_confirmation_delay_seconds",
+            "Booking to confirmation handed off, by cohort",
+            ["cohort"],
+            buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300),
+            registry=self.registry,
         )
 
     def exposition(self) -> bytes:

@@ -14,18 +14,17 @@ import logging
 import random
 from dataclasses import dataclass
 
-from rollout.util.clock import Clock
 from rollout.booking.cohort import in_rollout
-from rollout.booking.phones import InvalidPhone
-from rollout.booking.phones import mask_known, normalize, provider_form
+from rollout.booking.phones import InvalidPhone, mask_known, normalize, provider_form
 from rollout.booking.provider.breaker import CircuitBreaker
 from rollout.booking.provider.client import ZaptraClient
 from rollout.booking.provider.outcome import SENDER_RATE_LIMITS, Kind, Outcome
-from rollout.util.redact import Redactor
 from rollout.booking.service.eventlog import EventLog
 from rollout.booking.service.metrics import PromMetrics
 from rollout.booking.service.settings import LiveSettings, Settings
 from rollout.booking.service.store import Due, Result, Store
+from rollout.util.clock import Clock
+from rollout.util.redact import Redactor
 
 log = logging.getLogger("rollout.service")
 
@@ -36,8 +35,9 @@ STALE_CHECK_S = 1.0
 
 def cohort_of(settings: Settings, customer_id: str) -> str:
     """``treatment`` when the flag is on and the customer is in the rollout, else ``control``."""
-    inside = settings.notifications_enabled and in_rollout(settings.rollout_group, customer_id,
-                                                           settings.rollout_percent)
+    inside = settings.notifications_enabled and in_rollout(
+        settings.rollout_group, customer_id, settings.rollout_percent
+    )
     return "treatment" if inside else "control"
 
 
@@ -62,8 +62,16 @@ class Outbox:
     """Runs the send loop; see the module docstring."""
 
     def __init__(
-        self, store: Store, live: LiveSettings, client: ZaptraClient, breaker: CircuitBreaker, events: EventLog,
-        prom: PromMetrics, clock: Clock, rng: random.Random | None = None, poll_interval: float = 0.05,
+        self,
+        store: Store,
+        live: LiveSettings,
+        client: ZaptraClient,
+        breaker: CircuitBreaker,
+        events: EventLog,
+        prom: PromMetrics,
+        clock: Clock,
+        rng: random.Random | None = None,
+        poll_interval: float = 0.05,
     ) -> None:
         self._store, self._live, self._client, self._breaker = store, live, client, breaker
         self._log, self._prom, self._clock = events, prom, clock
@@ -95,8 +103,9 @@ class Outbox:
     async def run(self) -> None:
         """Recover rows a crash left in flight, then send until :meth:`stop`."""
         settings = self._live.current()
-        recovered = self._store.recover_in_flight(self._clock.time(), settings.fallback_enabled,
-                                                  self.stale_before(settings))
+        recovered = self._store.recover_in_flight(
+            self._clock.time(), settings.fallback_enabled, self.stale_before(settings)
+        )
         self._recovered(recovered, "service stopped while the send was in flight; not resent")
         self._last_stale_check = self._clock.monotonic()
         while not self._stopping:
@@ -151,8 +160,11 @@ class Outbox:
             self._batch = _Batch(batch.results + self._batch.results, batch.events + self._batch.events)
             raise
         for booking_id in late:
-            self._log.emit("late_result_dropped", booking_id=booking_id,
-                           error="the claim was recovered as stale before this result came back")
+            self._log.emit(
+                "late_result_dropped",
+                booking_id=booking_id,
+                error="the claim was recovered as stale before this result came back",
+            )
 
     async def stop(self, grace: float) -> None:
         """Stop claiming, let sends in flight finish for up to ``grace`` seconds, write results."""
@@ -165,8 +177,9 @@ class Outbox:
     def record_booking(self, cohort: str, latency_ms: float, error: bool) -> None:
         """A booking request ended (``error``: the service failed it): counted per cohort with the
         next batch of results, so the request itself pays for no extra write."""
-        self._batch.events.append((self._clock.time(), "booking_error" if error else "booking", cohort, latency_ms,
-                                   None))
+        self._batch.events.append(
+            (self._clock.time(), "booking_error" if error else "booking", cohort, latency_ms, None)
+        )
         self._prom.bookings.labels(cohort, "error" if error else "ok").inc()
         self._prom.booking_latency.labels(cohort).observe(latency_ms / 1000.0)
 
@@ -193,9 +206,16 @@ class Outbox:
         except Exception as exc:  # a bug here must not leave the row claimed forever
             log.exception("send failed unexpectedly")
             settings = self._live.current()
-            self._finish(Result(due.booking_id, "failed", "internal_error", error=type(exc).__name__,
-                                fallback=settings.fallback_enabled),
-                         (self._clock.time(), "failed", "internal_error", None, due.booking_id))
+            self._finish(
+                Result(
+                    due.booking_id,
+                    "failed",
+                    "internal_error",
+                    error=type(exc).__name__,
+                    fallback=settings.fallback_enabled,
+                ),
+                (self._clock.time(), "failed", "internal_error", None, due.booking_id),
+            )
 
     async def _send_one(self, due: Due) -> None:
         settings = self._live.current()
@@ -212,18 +232,23 @@ class Outbox:
             elif self._store.opted_out(due.customer_id):
                 skip = "opted_out"
         if skip is not None:
-            self._log.emit("disabled" if skip == "flag_off" else "skipped", booking_id=due.booking_id,
-                           phone=due.phone, reason=skip)
+            self._log.emit(
+                "disabled" if skip == "flag_off" else "skipped", booking_id=due.booking_id, phone=due.phone, reason=skip
+            )
             events = [(now, "skipped", skip, None, due.booking_id)]
             # an earlier attempt failed and WhatsApp is now off for this customer: they were promised a
             # WhatsApp confirmation and never got one, so it must go by the other channel
             fallback = due.attempts > 1 and settings.fallback_enabled
             if fallback:
-                self._log.emit("fallback", booking_id=due.booking_id, phone=due.phone,
-                               reason=f"{skip}_after_failed_attempt")
+                self._log.emit(
+                    "fallback", booking_id=due.booking_id, phone=due.phone, reason=f"{skip}_after_failed_attempt"
+                )
                 events.append((now, "fallback", f"{skip}_after_failed_attempt", None, due.booking_id))
-            self._finish(Result(due.booking_id, "skipped", skip, fallback=fallback), *events,
-                         due=due if due.attempts == 1 else None)
+            self._finish(
+                Result(due.booking_id, "skipped", skip, fallback=fallback),
+                *events,
+                due=due if due.attempts == 1 else None,
+            )
             return
         try:
             e164 = normalize(due.phone, settings.default_region)
@@ -234,33 +259,61 @@ class Outbox:
         if not self._breaker.allow():
             self._fail(due, settings, "circuit_open", "circuit breaker is open; not calling the provider")
             return
-        self._log.emit("attempt", booking_id=due.booking_id, phone=e164, attempt=due.attempts,
-                       template=settings.template_name)
+        self._log.emit(
+            "attempt", booking_id=due.booking_id, phone=e164, attempt=due.attempts, template=settings.template_name
+        )
         outcome = await self._client.send_template(
-            settings.api_url, settings.api_token, settings.timeout_ms / 1000.0, provider_form(e164),
-            settings.template_name, settings.template_language, due.parameters,
+            settings.api_url,
+            settings.api_token,
+            settings.timeout_ms / 1000.0,
+            provider_form(e164),
+            settings.template_name,
+            settings.template_language,
+            due.parameters,
         )
         self._record_call(due, outcome, settings)
         if outcome.ok:
-            self._log.emit("success", booking_id=due.booking_id, phone=e164, duration_ms=round(outcome.latency_ms, 1),
-                           message_id=outcome.message_id, wamid=outcome.wamid, attempt=due.attempts)
+            self._log.emit(
+                "success",
+                booking_id=due.booking_id,
+                phone=e164,
+                duration_ms=round(outcome.latency_ms, 1),
+                message_id=outcome.message_id,
+                wamid=outcome.wamid,
+                attempt=due.attempts,
+            )
             self._finish(
-                Result(due.booking_id, "sent", outcome.reason,
-                       message_id=None if outcome.message_id is None else str(outcome.message_id),
-                       wamid=outcome.wamid),
-                (self._clock.time(), "sent", outcome.reason, None, due.booking_id), due=due,
+                Result(
+                    due.booking_id,
+                    "sent",
+                    outcome.reason,
+                    message_id=None if outcome.message_id is None else str(outcome.message_id),
+                    wamid=outcome.wamid,
+                ),
+                (self._clock.time(), "sent", outcome.reason, None, due.booking_id),
+                due=due,
             )
         elif outcome.kind is Kind.TRANSIENT and due.attempts <= settings.retry_attempts:
             delay = backoff_seconds(due.attempts, settings, outcome.retry_after, self._rng)
             if outcome.reason in SENDER_RATE_LIMITS:
                 self._slow_down(outcome, settings)
             error = self._clean(outcome.detail or outcome.reason, settings, due.phone)
-            self._log.emit("failure", booking_id=due.booking_id, phone=e164, reason=outcome.reason,
-                           error=error, http_status=outcome.http_status,
-                           duration_ms=round(outcome.latency_ms, 1), attempt=due.attempts,
-                           retry_in_s=round(delay, 3))
-            self._finish(Result(due.booking_id, "pending", outcome.reason, next_attempt_at=self._clock.time() + delay,
-                                error=error))
+            self._log.emit(
+                "failure",
+                booking_id=due.booking_id,
+                phone=e164,
+                reason=outcome.reason,
+                error=error,
+                http_status=outcome.http_status,
+                duration_ms=round(outcome.latency_ms, 1),
+                attempt=due.attempts,
+                retry_in_s=round(delay, 3),
+            )
+            self._finish(
+                Result(
+                    due.booking_id, "pending", outcome.reason, next_attempt_at=self._clock.time() + delay, error=error
+                )
+            )
         else:
             reason = outcome.reason
             if outcome.kind is Kind.TRANSIENT:
@@ -277,8 +330,9 @@ class Outbox:
 
     def _record_call(self, due: Due, outcome: Outcome, settings: Settings) -> None:
         kind = "call_ok" if outcome.ok else "call_error"
-        self._batch.events.append((self._clock.time(), kind, None if outcome.ok else outcome.reason,
-                                   outcome.latency_ms, due.booking_id))
+        self._batch.events.append(
+            (self._clock.time(), kind, None if outcome.ok else outcome.reason, outcome.latency_ms, due.booking_id)
+        )
         self._prom.calls.labels("ok" if outcome.ok else outcome.reason).inc()
         self._prom.latency.observe(outcome.latency_ms / 1000.0)
         if outcome.ok:
@@ -288,10 +342,16 @@ class Outbox:
         else:
             self._breaker.record_neutral()
         if settings.debug:
-            self._log.emit("provider_response", booking_id=due.booking_id, kind=outcome.kind.value,
-                           reason=outcome.reason, http_status=outcome.http_status,
-                           detail=self._clean(outcome.detail, settings, due.phone) or None,
-                           meta_code=outcome.meta_code, duration_ms=round(outcome.latency_ms, 1))
+            self._log.emit(
+                "provider_response",
+                booking_id=due.booking_id,
+                kind=outcome.kind.value,
+                reason=outcome.reason,
+                http_status=outcome.http_status,
+                detail=self._clean(outcome.detail, settings, due.phone) or None,
+                meta_code=outcome.meta_code,
+                duration_ms=round(outcome.latency_ms, 1),
+            )
 
     @staticmethod
     def _clean(text: str, settings: Settings, phone: str | None = None) -> str:
@@ -299,15 +359,29 @@ class Outbox:
         the booking's own phone in every form it can be written."""
         return Redactor(settings.secrets()).text(mask_known(text, phone, settings.default_region))
 
-    def _fail(self, due: Due, settings: Settings, reason: str, error: str, outcome: Outcome | None = None,
-              phone: str | None = None) -> None:
+    def _fail(
+        self,
+        due: Due,
+        settings: Settings,
+        reason: str,
+        error: str,
+        outcome: Outcome | None = None,
+        phone: str | None = None,
+    ) -> None:
         now = self._clock.time()
         error = self._clean(error, settings, due.phone)
         self.last_error = {"at": now, "reason": reason, "detail": error, "booking_id": due.booking_id}
         fallback = settings.fallback_enabled
-        self._log.emit("failure", booking_id=due.booking_id, phone=phone or due.phone, reason=reason, error=error,
-                       http_status=outcome.http_status if outcome else None, attempt=due.attempts,
-                       duration_ms=round(outcome.latency_ms, 1) if outcome else None)
+        self._log.emit(
+            "failure",
+            booking_id=due.booking_id,
+            phone=phone or due.phone,
+            reason=reason,
+            error=error,
+            http_status=outcome.http_status if outcome else None,
+            attempt=due.attempts,
+            duration_ms=round(outcome.latency_ms, 1) if outcome else None,
+        )
         events = [(now, "failed", reason, None, due.booking_id)]
         if fallback:
             self._log.emit("fallback", booking_id=due.booking_id, phone=phone or due.phone, reason=reason)

@@ -13,9 +13,10 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row, tuple_row
 
-from rollout.util.pg import LOCK_CLASS, error_text, shown_url
 from rollout.booking.service import schema
-from rollout.booking.service.store import Store, StorageError
+from rollout.booking.service.schema import StorageError
+from rollout.booking.service.store import Store
+from rollout.util.pg import LOCK_CLASS, error_text, shown_url
 
 #: second key of the advisory lock that serialises schema migrations of replicas starting together
 MIGRATION_LOCK = 2

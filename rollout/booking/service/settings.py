@@ -239,8 +239,10 @@ class LiveSettings:
         settings = self._from_file()
         if self._lease_until is not None and self._monotonic() > self._lease_until:
             if not self.lease_expired:
-                log.error("the flag database has not answered for the lease time: WhatsApp sends stopped "
-                          "until it answers again")
+                log.error(
+                    "the flag database has not answered for the lease time: WhatsApp sends stopped "
+                    "until it answers again"
+                )
                 self.lease_expired = True
             return settings.model_copy(update={"notifications_enabled": False})
         self.lease_expired = False

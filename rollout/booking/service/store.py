@@ -26,11 +26,18 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from rollout.booking.service import schema
-from rollout.booking.service.schema import StorageError
 
 BOOKING_FIELDS = (
-    "booking_ref", "customer_id", "parent_name", "child_name", "phone", "event_name", "venue",
-    "event_date", "amount", "payment_method",
+    "booking_ref",
+    "customer_id",
+    "parent_name",
+    "child_name",
+    "phone",
+    "event_name",
+    "venue",
+    "event_date",
+    "amount",
+    "payment_method",
 )
 
 
@@ -120,11 +127,13 @@ class Store:
         """Insert a booking and its pending notification in one transaction."""
         try:
             with self._tx() as db:
-                booking_id = int(db.execute(
-                    f"INSERT INTO bookings ({', '.join(BOOKING_FIELDS)}, created_at) "
-                    f"VALUES ({', '.join('?' * len(BOOKING_FIELDS))}, ?) RETURNING id",
-                    [str(booking[f]) for f in BOOKING_FIELDS] + [now],
-                ).fetchone()[0])
+                booking_id = int(
+                    db.execute(
+                        f"INSERT INTO bookings ({', '.join(BOOKING_FIELDS)}, created_at) "
+                        f"VALUES ({', '.join('?' * len(BOOKING_FIELDS))}, ?) RETURNING id",
+                        [str(booking[f]) for f in BOOKING_FIELDS] + [now],
+                    ).fetchone()[0]
+                )
                 db.execute(
                     "INSERT INTO notifications (booking_id, status, next_attempt_at, created_at, updated_at) "
                     "VALUES (?, 'pending', ?, ?, ?)",
@@ -156,20 +165,34 @@ class Store:
         """
         if not self.shared:
             return self._recover(now, fallback, "", (), "service stopped while the send was in flight")
-        return self._recover(now, fallback, " AND (claimed_by = ? OR claimed_by IS NULL OR claimed_at < ?)",
-                             (self.replica_id, stale_before), "service stopped while the send was in flight")
+        return self._recover(
+            now,
+            fallback,
+            " AND (claimed_by = ? OR claimed_by IS NULL OR claimed_at < ?)",
+            (self.replica_id, stale_before),
+            "service stopped while the send was in flight",
+        )
 
     def recover_stale(self, now: float, fallback: bool, stale_before: float) -> list[int]:
         """Claims older than ``stale_before`` (their replica died or hung past the send timeout):
         fail them as unconfirmed, exactly as a restart does, never send them again."""
-        return self._recover(now, fallback, " AND claimed_at < ?", (stale_before,),
-                             "the replica holding the send stopped answering; not resent")
+        return self._recover(
+            now,
+            fallback,
+            " AND claimed_at < ?",
+            (stale_before,),
+            "the replica holding the send stopped answering; not resent",
+        )
 
     def _recover(self, now: float, fallback: bool, condition: str, params: tuple, error: str) -> list[int]:
         with self._tx() as db:
-            ids = [r[0] for r in db.execute(
-                f"SELECT booking_id FROM notifications WHERE status = 'sending'{condition}{self.skip_locked}",
-                params).fetchall()]
+            ids = [
+                r[0]
+                for r in db.execute(
+                    f"SELECT booking_id FROM notifications WHERE status = 'sending'{condition}{self.skip_locked}",
+                    params,
+                ).fetchall()
+            ]
             db.executemany(
                 "UPDATE notifications SET status='failed', reason='unconfirmed', updated_at=?, last_error=? "
                 "WHERE booking_id=?",
@@ -221,10 +244,14 @@ class Store:
         with self._tx() as db:
             if results:
                 ids = [r.booking_id for r in results]
-                held = {row[0] for row in db.execute(
-                    f"SELECT booking_id FROM notifications WHERE status='sending' AND claimed_by=? "
-                    f"AND booking_id IN ({','.join('?' * len(ids))}){self.for_update}",
-                    [self.replica_id, *ids]).fetchall()}
+                held = {
+                    row[0]
+                    for row in db.execute(
+                        f"SELECT booking_id FROM notifications WHERE status='sending' AND claimed_by=? "
+                        f"AND booking_id IN ({','.join('?' * len(ids))}){self.for_update}",
+                        [self.replica_id, *ids],
+                    ).fetchall()
+                }
                 stale = set(ids) - held
                 results = [r for r in results if r.booking_id in held]
                 events = [e for e in events if not (e[4] in stale and e[1] in OUTCOME_EVENTS)]
@@ -238,8 +265,9 @@ class Store:
                 ],
             )
             self._insert_fallbacks(db, [(r.booking_id, r.reason or "failed") for r in results if r.fallback], now)
-            db.executemany("INSERT INTO events (ts, kind, reason, latency_ms, booking_id) VALUES (?, ?, ?, ?, ?)",
-                           events)
+            db.executemany(
+                "INSERT INTO events (ts, kind, reason, latency_ms, booking_id) VALUES (?, ?, ?, ?, ?)", events
+            )
         return sorted(stale)
 
     @staticmethod
@@ -260,18 +288,19 @@ class Store:
     def outbox_counts(self, now: float) -> dict[str, int]:
         """Notifications by status; ``due`` counts pending ones whose time has come."""
         counts = {"pending": 0, "sending": 0, "sent": 0, "failed": 0, "skipped": 0}
-        counts.update({r["status"]: r["n"] for r in self._all(
-            "SELECT status, COUNT(*) AS n FROM notifications GROUP BY status")})
-        counts["due"] = self._value("SELECT COUNT(*) AS n FROM notifications WHERE status='pending' AND "
-                                    "next_attempt_at <= ?", (now,))
+        counts.update(
+            {r["status"]: r["n"] for r in self._all("SELECT status, COUNT(*) AS n FROM notifications GROUP BY status")}
+        )
+        counts["due"] = self._value(
+            "SELECT COUNT(*) AS n FROM notifications WHERE status='pending' AND next_attempt_at <= ?", (now,)
+        )
         counts["fallback"] = self._value("SELECT COUNT(*) AS n FROM fallback_outbox")
         return counts
 
     # --- metrics ------------------------------------------------------------------------------
 
     def event_counts(self, since: float) -> dict[tuple[str, str | None], int]:
-        rows = self._all("SELECT kind, reason, COUNT(*) AS n FROM events WHERE ts >= ? GROUP BY kind, reason",
-                         (since,))
+        rows = self._all("SELECT kind, reason, COUNT(*) AS n FROM events WHERE ts >= ? GROUP BY kind, reason", (since,))
         return {(r["kind"], r["reason"]): r["n"] for r in rows}
 
     def call_latencies(self, since: float) -> list[float]:
@@ -302,8 +331,7 @@ class Store:
         return bool(self._value("SELECT whatsapp_opt_out FROM preferences WHERE customer_id = ?", (customer_id,)))
 
     def preferences(self, customer_id: str) -> dict[str, Any]:
-        row = self._one("SELECT whatsapp_opt_out, updated_at FROM preferences WHERE customer_id = ?",
-                        (customer_id,))
+        row = self._one("SELECT whatsapp_opt_out, updated_at FROM preferences WHERE customer_id = ?", (customer_id,))
         return {
             "customer_id": customer_id,
             "whatsapp_opt_out": bool(row and row["whatsapp_opt_out"]),
@@ -327,8 +355,10 @@ class Store:
                 "INSERT INTO templates (name, language, status, category, body, synced_at) "
                 "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (name, language) DO UPDATE SET status=excluded.status, "
                 "category=excluded.category, body=excluded.body, synced_at=excluded.synced_at",
-                [(t["name"], t["language"], t.get("status"), t.get("category"), json.dumps(t.get("components")), now)
-                 for t in templates],
+                [
+                    (t["name"], t["language"], t.get("status"), t.get("category"), json.dumps(t.get("components")), now)
+                    for t in templates
+                ],
             )
 
     def templates(self) -> list[dict[str, Any]]:
@@ -382,6 +412,14 @@ def template_parameters(booking: dict[str, Any]) -> tuple[str, ...]:
     """The booking-confirmation template's 8 body parameters, in the template's order."""
     return tuple(
         str(booking[f])
-        for f in ("parent_name", "event_name", "event_date", "venue", "child_name", "booking_ref", "amount",
-                  "payment_method")
+        for f in (
+            "parent_name",
+            "event_name",
+            "event_date",
+            "venue",
+            "child_name",
+            "booking_ref",
+            "amount",
+            "payment_method",
+        )
     )

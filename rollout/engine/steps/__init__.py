@@ -15,11 +15,10 @@ from typing import Any
 
 from rollout.engine.context import RunContext
 from rollout.engine.steps import approve, configure, gate, health, load, promote, ramp, scenario, smoke
-from rollout.engine.steps.base import AWAIT, DONE, FAIL, StepResult, managed_values, wait_service_applied
+from rollout.engine.steps.base import AWAIT, DONE, FAIL, StepResult, managed_values
 from rollout.playbook.model import Playbook
 
-__all__ = ["AWAIT", "DONE", "FAIL", "KINDS", "StepKind", "StepResult", "describe", "managed_values",
-           "wait_service_applied"]
+__all__ = ["AWAIT", "DONE", "FAIL", "KINDS", "StepKind", "StepResult", "describe", "managed_values"]
 
 
 @dataclass(frozen=True)

@@ -15,11 +15,10 @@ from rollout.engine.state import AWAITING_APPROVAL
 from rollout.flags import FlagBackend
 from rollout.gates import Verdict
 from rollout.playbook.environments import Resolved
-from rollout.util.clock import Clock
-from rollout.util.errors import MeasurementError
-
+from rollout.targets import wait_service_applied
 
 DONE, FAIL, AWAIT = "done", "fail", "await_approval"
+
 
 @dataclass
 class StepResult:
@@ -30,9 +29,14 @@ class StepResult:
 
     def record(self, label: str, kind: str) -> dict[str, Any]:
         """What --json, JUnit and ``RunContext.results`` keep of this step."""
-        return {"step": label, "kind": kind, "status": self.status, "detail": self.detail,
-                "checks": [c.__dict__ for c in self.checks],
-                "verdict": self.verdict.as_dicts() if self.verdict else None}
+        return {
+            "step": label,
+            "kind": kind,
+            "status": self.status,
+            "detail": self.detail,
+            "checks": [c.__dict__ for c in self.checks],
+            "verdict": self.verdict.as_dicts() if self.verdict else None,
+        }
 
 
 def checks_result(ctx: RunContext, checks: list[CheckResult]) -> StepResult:
@@ -52,38 +56,6 @@ def wait_applied(ctx: RunContext, within: float = 10.0) -> str | None:
         ctx.out.line("  the target does not report its flag (no flag_state read-back): not confirmed", "yellow")
         return None
     return wait_service_applied(ctx.flags, ctx.target, ctx.clock, within)
-
-
-def wait_service_applied(flags: FlagBackend, target: Any, clock: Clock, within: float = 10.0,
-                         seen: dict[str, Any] | None = None) -> str | None:
-    """Wait until ``target`` reports the flag and percentage that ``flags`` holds now.
-
-    The embedded service re-reads its env file within tens of milliseconds; checking instead of
-    assuming means no check or observation ever runs against the previous setting, and a flag-off
-    is only called done when the target itself says so. Returns a problem, or None; ``seen`` (if
-    given) is filled with the target's last answer (``flag_enabled``, ``rollout_percent``). A
-    target that cannot be asked is a problem, never a crash.
-    """
-    if not target.can_confirm:
-        return "the target has no way to report its flag (set target.flag_state or flag.read): cannot confirm"
-    enabled, percent = flags.state()
-    deadline = clock.monotonic() + within
-    seen = {} if seen is None else seen
-    while True:
-        try:
-            flag_now, percent_now, raw = target.applied()
-            seen.clear()
-            seen.update({**raw, "flag_enabled": flag_now, "rollout_percent": percent_now})
-            if flag_now == enabled and (percent is None or percent_now is None or percent_now == percent):
-                return None
-        except Exception as exc:  # noqa: BLE001 - a target that cannot be asked has not confirmed
-            seen.clear()
-            seen["error"] = str(exc) if isinstance(exc, MeasurementError) else f"{type(exc).__name__}: {exc}"
-        if clock.monotonic() >= deadline:
-            return (f"the service did not pick up the change within {within:g}s (it reports flag "
-                    f"{seen.get('flag_enabled')}, percent {seen.get('rollout_percent')}; "
-                    f"{seen.get('config_error') or seen.get('error') or 'is it reading ' + flags.describe() + '?'})")
-        clock.sleep(0.02)
 
 
 def managed_values(flags: FlagBackend, resolved: Resolved) -> Resolved:

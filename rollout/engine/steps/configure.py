@@ -10,8 +10,10 @@ from rollout.playbook.model import ConfigureStep, Playbook
 
 
 def run(ctx: RunContext, step: ConfigureStep, label: str) -> StepResult:
-    resolved = managed_values(ctx.flags, resolve(ctx.resolved.env, overrides={**ctx.resolved.overrides, **step.set})
-                              .sharing(ctx.resolved.redactor()))
+    resolved = managed_values(
+        ctx.flags,
+        resolve(ctx.resolved.env, overrides={**ctx.resolved.overrides, **step.set}).sharing(ctx.resolved.redactor()),
+    )
     before = ctx.flags.read()
     changes = shown_diff(resolved, before)
     for name, old, new in changes:
@@ -22,8 +24,14 @@ def run(ctx: RunContext, step: ConfigureStep, label: str) -> StepResult:
     enabled, percent = ctx.flags.state()
     now = ctx.clock.time()
     ctx.state.update(ctx.env_name, now, flag=enabled, percent=percent)
-    ctx.state.audit(ctx.env_name, "configure", now, step=label, env_file=ctx.flags.describe(),
-                    changes=[{"variable": n, "from": o, "to": v} for n, o, v in changes])
+    ctx.state.audit(
+        ctx.env_name,
+        "configure",
+        now,
+        step=label,
+        env_file=ctx.flags.describe(),
+        changes=[{"variable": n, "from": o, "to": v} for n, o, v in changes],
+    )
     problem = wait_applied(ctx)
     if problem:
         return StepResult(FAIL, problem)
@@ -31,5 +39,6 @@ def run(ctx: RunContext, step: ConfigureStep, label: str) -> StepResult:
 
 
 def describe(step: ConfigureStep, playbook: Playbook | None = None) -> str:
-    return "apply the environment's variables" + (f" with {', '.join(f'{k}={v}' for k, v in step.set.items())}"
-                                                  if step.set else "")
+    return "apply the environment's variables" + (
+        f" with {', '.join(f'{k}={v}' for k, v in step.set.items())}" if step.set else ""
+    )

@@ -9,7 +9,7 @@ from rollout.playbook.model import GateStep, Playbook
 
 
 def run(ctx: RunContext, step: GateStep, label: str) -> StepResult:
-    interval = step.interval or ctx.playbook.watch.interval
+    interval = step.interval or ctx.playbook.interval
     current = ctx.state.get(ctx.env_name)
     if not ctx.read_only and current.observe_started is not None and accept_hold(ctx, label, current.percent):
         return StepResult(DONE, "hold accepted by approval")

@@ -11,9 +11,14 @@ from rollout.playbook.model import HealthStep, HttpCheck, Playbook
 def run(ctx: RunContext, step: HealthStep, label: str) -> StepResult:
     probe = getattr(ctx.target, "health", None)
     if probe is not None:  # an http target: its own probe, its own expectation
-        check = HttpCheck(type="http", name=label, url=probe.url if probe.url.startswith("http") else None,
-                          path=None if probe.url.startswith("http") else probe.url, expect=probe.expect,
-                          within=step.within)
+        check = HttpCheck(
+            type="http",
+            name=label,
+            url=probe.url if probe.url.startswith("http") else None,
+            path=None if probe.url.startswith("http") else probe.url,
+            expect=probe.expect,
+            within=step.within,
+        )
         return checks_result(ctx, [run_http(ctx.service, check, ctx.clock, ctx.secret)])
     return checks_result(ctx, [run_health(ctx.service, step, ctx.clock, label, ctx.resolved.redactor())])
 

@@ -18,6 +18,7 @@ def has_evidence(ctx: RunContext, environment: str, sha: str) -> dict[str, Any] 
             return entry
     return None
 
+
 def run(ctx: RunContext, step: PromoteStep, label: str) -> StepResult:
 
     repo = open_repo(ctx.repo)
@@ -31,22 +32,44 @@ def run(ctx: RunContext, step: PromoteStep, label: str) -> StepResult:
                 raise StateError(
                     f"{label}: commit {plan.source_sha[:12]} of {step.source} has not passed the "
                     f"{step.require_evidence_from} gates; run `rollout gate --env {step.require_evidence_from}` "
-                    f"at that commit, or pass --override-evidence REASON")
-            ctx.state.audit(ctx.env_name, "evidence_overridden", ctx.clock.time(), step=label,
-                            commit=plan.source_sha, reason=ctx.override_evidence)
-            ctx.out.line(f"  no {step.require_evidence_from} evidence for {plan.source_sha[:12]}; overridden: "
-                         f"{ctx.override_evidence}", "yellow")
+                    f"at that commit, or pass --override-evidence REASON"
+                )
+            ctx.state.audit(
+                ctx.env_name,
+                "evidence_overridden",
+                ctx.clock.time(),
+                step=label,
+                commit=plan.source_sha,
+                reason=ctx.override_evidence,
+            )
+            ctx.out.line(
+                f"  no {step.require_evidence_from} evidence for {plan.source_sha[:12]}; overridden: "
+                f"{ctx.override_evidence}",
+                "yellow",
+            )
         else:
-            ctx.out.line(f"  evidence: {step.require_evidence_from} {proof['action'].replace('_', ' ')} at "
-                         f"{plan.source_sha[:12]}")
+            ctx.out.line(
+                f"  evidence: {step.require_evidence_from} {proof['action'].replace('_', ' ')} at "
+                f"{plan.source_sha[:12]}"
+            )
     result = promote(ctx.repo, step.source, step.target, step.remote)
     sha = result.merged_sha or repo.heads[step.target].commit.hexsha
     now = ctx.clock.time()
     ctx.commit = sha
     ctx.state.update(ctx.env_name, now, commit_sha=sha)
-    ctx.state.audit(ctx.env_name, "promote", now, step=label, source=step.source, target=step.target,
-                    remote=step.remote, commits=len(result.commits), source_commit=result.source_sha, commit=sha,
-                    pushed=result.pushed)
+    ctx.state.audit(
+        ctx.env_name,
+        "promote",
+        now,
+        step=label,
+        source=step.source,
+        target=step.target,
+        remote=step.remote,
+        commits=len(result.commits),
+        source_commit=result.source_sha,
+        commit=sha,
+        pushed=result.pushed,
+    )
     what = f"{len(result.commits)} commit(s) merged and pushed" if result.pushed else "nothing new to promote"
     return StepResult(DONE, f"{step.source} -> {step.target}: {what}; {step.target} at {sha[:12]}")
 

@@ -13,7 +13,7 @@ from rollout.util.units import format_duration
 
 
 def run(ctx: RunContext, step: RampStep, label: str) -> StepResult:
-    interval = step.interval or ctx.playbook.watch.interval
+    interval = step.interval or ctx.playbook.interval
     guard = guard_not_rolled_back(ctx.env_name, ctx.state)
     while True:
         current = ctx.state.get(ctx.env_name)
@@ -23,10 +23,22 @@ def run(ctx: RunContext, step: RampStep, label: str) -> StepResult:
         if not current.ramp_applied:
             before = ctx.flags.set(enabled=True, percent=percent, guard=guard)
             now = ctx.clock.time()
-            ctx.state.update(ctx.env_name, now, ramp_applied=True, percent=percent, flag=True, observe_started=now)
-            ctx.state.audit(ctx.env_name, "ramp", now, step=label, percent=percent,
-                            previous_percent=before.get(ctx.flags.percent_variable),
-                            previous_flag=before.get(ctx.flags.flag_variable))
+            # the step's state and its audit entry commit together: a kill -9 leaves both or neither (and
+            # with neither, the next advance writes the same percentage again and records it)
+            with ctx.state.tx() as db:
+                ctx.state.update(
+                    ctx.env_name, now, db=db, ramp_applied=True, percent=percent, flag=True, observe_started=now
+                )
+                ctx.state.audit(
+                    ctx.env_name,
+                    "ramp",
+                    now,
+                    db=db,
+                    step=label,
+                    percent=percent,
+                    previous_percent=before.get(ctx.flags.percent_variable),
+                    previous_flag=before.get(ctx.flags.flag_variable),
+                )
             problem = wait_applied(ctx)
             if problem:
                 return StepResult(FAIL, problem)
@@ -35,17 +47,32 @@ def run(ctx: RunContext, step: RampStep, label: str) -> StepResult:
             current = ctx.state.get(ctx.env_name)
         else:
             if accept_hold(ctx, label, percent):
-                ctx.state.update(ctx.env_name, ctx.clock.time(), ramp_index=current.ramp_index + 1,
-                                 ramp_applied=False, observe_started=None)
+                ctx.state.update(
+                    ctx.env_name,
+                    ctx.clock.time(),
+                    ramp_index=current.ramp_index + 1,
+                    ramp_applied=False,
+                    observe_started=None,
+                )
                 continue
             ctx.out.line(f"  resuming at {percent}% (applied before; not applied again)")
-        result = observe(ctx, step.gate, step.hold, interval, step.max_hold, current.observe_started or ctx.clock.time(),
-                         label, percent)
+        result = observe(
+            ctx,
+            step.gate,
+            step.hold,
+            interval,
+            step.max_hold,
+            current.observe_started or ctx.clock.time(),
+            label,
+            percent,
+        )
         outcome = observation_result(result, step.on_hold_timeout)
         if outcome.status != DONE:
             return outcome
-        ctx.state.update(ctx.env_name, ctx.clock.time(), ramp_index=current.ramp_index + 1, ramp_applied=False,
-                         observe_started=None)
+        ctx.state.update(
+            ctx.env_name, ctx.clock.time(), ramp_index=current.ramp_index + 1, ramp_applied=False, observe_started=None
+        )
+
 
 def traffic_needed(step: Any, gates: Any, unit: str = "bookings") -> str:
     """What a ramp's gates need to decide in one window: ``min_samples`` per metric, at the smallest
@@ -60,13 +87,14 @@ def traffic_needed(step: Any, gates: Any, unit: str = "bookings") -> str:
     share = min(shares)
     samples = max((gates.min_samples if m.min_samples is None else m.min_samples) for m in gates.metrics)
     rate = samples / window / share
-    return (f"; deciding needs {samples} samples per metric in a {format_duration(window)} window: about "
-            f"{rate:.2g} {unit}/s overall at {share * 100:g}% (less and the steps hold, then "
-            f"{'wait for approval' if step.on_hold_timeout == 'approve' else 'fail'})")
+    return (
+        f"; deciding needs {samples} samples per metric in a {format_duration(window)} window: about "
+        f"{rate:.2g} {unit}/s overall at {share * 100:g}% (less and the steps hold, then "
+        f"{'wait for approval' if step.on_hold_timeout == 'approve' else 'fail'})"
+    )
 
 
 def describe(step: RampStep, playbook: Playbook | None = None) -> str:
     unit = "requests" if playbook is not None and playbook.target.kind == "http" else "bookings"
     needed = traffic_needed(step, playbook.gates[step.gate], unit) if playbook is not None else ""
-    return (f"{' -> '.join(f'{p}%' for p in step.percentages)}, each held {step.hold:g}s on gate {step.gate!r}"
-            f"{needed}")
+    return f"{' -> '.join(f'{p}%' for p in step.percentages)}, each held {step.hold:g}s on gate {step.gate!r}{needed}"

@@ -9,10 +9,11 @@ from rollout.playbook.model import Playbook, ScenarioStep
 
 
 def run(ctx: RunContext, step: ScenarioStep, label: str) -> StepResult:
-    waits = {"circuit_breaker": "the circuit breaker to open, then to reset and close",
-             "provider_timeout": "a provider call to time out"}
-    ctx.out.waiting(f"{label}: waiting for {waits.get(step.scenario, 'the scenario')} "
-                    f"(at most {step.within:g}s)")
+    waits = {
+        "circuit_breaker": "the circuit breaker to open, then to reset and close",
+        "provider_timeout": "a provider call to time out",
+    }
+    ctx.out.waiting(f"{label}: waiting for {waits.get(step.scenario, 'the scenario')} (at most {step.within:g}s)")
     try:
         result = run_scenario(step.scenario, label, ctx.service, ctx.sandbox, ctx.clock, step.within)
     finally:

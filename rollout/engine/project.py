@@ -1,0 +1,208 @@
+"""Where a run's things are, and a run's context built from them: the playbook, the environments,
+the state store, the secrets (each one taught to the command's redactor as it is resolved)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rollout.checks.service_api import SandboxControl, ServiceClient
+from rollout.engine.context import Reporter, RunContext
+from rollout.engine.pgstate import PgStateStore
+from rollout.engine.state import StateRecords, StateStore
+from rollout.flags import FlagBackend, make_flags
+from rollout.notify import Notifier
+from rollout.playbook.environments import (
+    Environment,
+    Resolved,
+    is_secret_name,
+    load_environment,
+    reference_value,
+    resolve,
+)
+from rollout.playbook.load import load_playbook
+from rollout.playbook.model import Playbook
+from rollout.providers import MetricSources
+from rollout.targets import make_target
+from rollout.util.clock import Clock
+from rollout.util.errors import ConfigError
+from rollout.util.redact import Redactor
+from rollout.util.yamlfile import secret_field
+
+
+@dataclass
+class Project:
+    """Where things are: the playbook, the environments folder, the state database."""
+
+    playbook_path: Path
+    environments_dir: Path
+    state_path: Path
+    secrets_file: Path | None = None
+    repo_path: Path = Path(".")
+    #: ``postgresql://...``: the state lives there; ``state_path``'s folder still holds local files
+    #: (incident reports, the flag backends' records)
+    state_url: str | None = None
+    #: the command's one redactor: every secret resolved through this project is taught to it, and
+    #: everything written (console, state, reports, webhooks, the CLI's error line) passes through it
+    redactor: Redactor = field(default_factory=Redactor)
+
+    def playbook(self) -> Playbook:
+        return load_playbook(self.playbook_path)
+
+    def state(self, read_only: bool = False) -> StateRecords:
+        """The state store (SQLite, or PostgreSQL for a ``state_url``); ``read_only`` never creates a
+        SQLite file (a missing one reads as empty). What it writes passes through :attr:`redactor`."""
+        if self.state_url:
+            return PgStateStore(self.state_url, self.redactor)
+        return StateStore(self.state_path, create=not read_only, redactor=self.redactor)
+
+    @property
+    def incidents_dir(self) -> Path:
+        return self.state_path.parent / "incidents"
+
+    def secret(self, raw: str, env: Environment) -> str:
+        """A playbook's ``${REFERENCE}`` resolved from the process environment, then the secrets
+        file; each value found is taught to :attr:`redactor` before anyone can print it."""
+        return reference_value(
+            raw,
+            f"{self.playbook_path}",
+            self.secrets_file or env.secrets_file,
+            found=lambda _name, value: self.redactor.learn([value]),
+        )
+
+    def resolve(self, env: Environment, overrides: Mapping[str, str] | None = None) -> Resolved:
+        """``env`` resolved (see :func:`~rollout.environments.resolve`), its secrets taught to :attr:`redactor`."""
+        return resolve(env, overrides=overrides, secrets_file=self.secrets_file).sharing(self.redactor)
+
+    def learn_secrets(self, playbook: Playbook, env: Environment) -> None:
+        """Resolve every reference of ``playbook`` that is set (tokens, databases, headers, the flag
+        command's arguments), so :attr:`redactor` knows each value before anything is written. A
+        reference that is not set is skipped here: it is reported where it is used, and a missing
+        webhook token must never stop a rollback."""
+
+        def walk(value: Any, path: tuple[Any, ...]) -> None:
+            if isinstance(value, dict):
+                for key, item in value.items():
+                    walk(item, (*path, key))
+            elif isinstance(value, list):
+                for index, item in enumerate(value):
+                    walk(item, (*path, index))
+            elif isinstance(value, str) and "${" in value and secret_field(path):
+                try:
+                    self.secret(value, env)
+                except ConfigError:
+                    pass
+
+        walk(playbook.model_dump(), ())
+
+    def flags(self, playbook: Playbook, env: Environment) -> FlagBackend:
+        """The environment's flag backend, as the playbook names it."""
+        return make_flags(playbook.flag, env, self.state_path.parent, lambda raw: self.secret(raw, env))
+
+
+#: ``open_context(commit=RECORDED)``: the commit under test is the one the environment last promoted
+RECORDED = "<recorded>"
+
+
+@contextmanager
+def open_context(
+    project: Project,
+    env_name: str,
+    clock: Clock,
+    out: Reporter,
+    *,
+    approve: bool = False,
+    read_only: bool = False,
+    drain: bool = True,
+    phase_name: str | None = None,
+    commit: str | None = RECORDED,
+    override_evidence: str | None = None,
+) -> Iterator[RunContext]:
+    """Load and resolve everything a run of ``env_name`` needs, once; close it afterwards.
+
+    ``phase_name`` runs another phase's steps in this environment (``rollout gate --phase``);
+    ``commit`` is the commit under test (default :data:`RECORDED`: the one the environment last
+    promoted; None: none known);
+    ``override_evidence`` lets a promote step go without its evidence, for that reason. With
+    ``drain`` False the webhook deliveries still going are left to the caller
+    (``ctx.notifier.drain()`` after it has printed its answer)."""
+    playbook = project.playbook()
+    phase = playbook.phase_for(env_name)
+    if phase is None:
+        known = ", ".join(p.environment for p in playbook.phases)
+        raise ConfigError(
+            f"{project.playbook_path}: no phase runs in environment {env_name!r} (phases run in: {known})"
+        )
+    if phase_name is not None:
+        chosen = next((p for p in playbook.phases if p.name == phase_name), None)
+        if chosen is None:
+            raise ConfigError(f"--phase: no phase {phase_name!r} in {project.playbook_path}")
+        phase = chosen
+    env = load_environment(env_name, project.environments_dir)
+    resolved = project.resolve(env)
+    # every reference is resolved now, so the redactor knows each value before anything is printed
+    project.learn_secrets(playbook, env)
+    state = project.state(read_only=read_only)
+    service = ServiceClient(env.service_url, resolved.admin_token)
+    sandbox = (
+        SandboxControl(env.sandbox_url, resolved.sandbox_token) if env.sandbox_url and resolved.sandbox_token else None
+    )
+
+    def secret(raw: str) -> str:
+        return project.secret(raw, env)
+
+    for step in phase.steps:  # a check's header that is not set stops the run before it starts
+        for check in getattr(step, "checks", None) or []:
+            for value in getattr(check, "headers", {}).values():
+                secret(value)
+    flags = make_flags(playbook.flag, env, project.state_path.parent, secret)
+    target = make_target(playbook, service, flags)
+    metrics = MetricSources.build(playbook, service, secret)
+    notifier = Notifier(playbook.notify, secret, resolved.redactor(), project.state) if playbook.notify else None
+    ctx = RunContext(
+        playbook,
+        project.playbook_path,
+        phase,
+        resolved,
+        state,
+        flags,
+        service,
+        sandbox,
+        clock,
+        out,
+        target,
+        metrics,
+        secret,
+        approve=approve,
+        incidents_dir=project.incidents_dir,
+        repo=project.repo_path,
+        commit=state.get(env_name).commit_sha if commit == RECORDED else commit,
+        override_evidence=override_evidence,
+        notifier=notifier,
+    )
+    try:
+        yield ctx
+    finally:
+        if notifier is not None and drain:
+            notifier.drain()
+        metrics.close()
+        flags.close()
+        service.close()
+        if sandbox is not None:
+            sandbox.close()
+        state.close()
+
+
+def resolved_or_from_file(project: Project, env: Environment, flags: FlagBackend) -> Resolved:
+    """The environment resolved; if a secret is missing, what the env file holds (the kill path and
+    its report must never depend on secrets being at hand)."""
+    try:
+        return project.resolve(env)
+    except ConfigError:
+        values = flags.read()
+        return Resolved(env, values, tuple(v for k, v in values.items() if is_secret_name(k) and v)).sharing(
+            project.redactor
+        )

@@ -1,0 +1,93 @@
+"""What a judgement is made of: a provider's :class:`Reading`, one metric's :class:`MetricResult`,
+a gate set's :class:`Verdict`, and how a value is shown to people."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from rollout.stats import Cohort
+
+PASS, HOLD, FAIL = "pass", "hold", "fail"
+
+_RANK = {PASS: 0, HOLD: 1, FAIL: 2}
+
+
+def worst(verdicts: Iterable[str]) -> str:
+    """The worst of ``verdicts``: a fail over a hold over a pass."""
+    return max(verdicts, key=_RANK.__getitem__)
+
+
+@dataclass(frozen=True)
+class MetricResult:
+    metric: str
+    verdict: str
+    value: float | None
+    target: float
+    alert: float
+    samples: int
+    min_samples: int
+    window_seconds: float
+    reason: str
+    interval: tuple[float, float] | None = None
+    #: rate, latency, count or gauge: how the value is shown
+    unit: str = ""
+    #: where the value came from (``embedded``, or a provider's name)
+    provider: str = "embedded"
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    verdict: str
+    metrics: tuple[MetricResult, ...]
+    error: str | None = None
+
+    @property
+    def summary(self) -> str:
+        """One line: the verdict and the metrics that decided it."""
+        if self.error:
+            return f"{self.verdict}: {self.error}"
+        deciding = [m for m in self.metrics if m.verdict == self.verdict] or list(self.metrics)
+        return f"{self.verdict}: " + "; ".join(m.reason for m in deciding)
+
+    def as_dicts(self) -> list[dict[str, Any]]:
+        return [m.as_dict() for m in self.metrics]
+
+    def record(self) -> dict[str, Any]:
+        """The verdict as the audit log keeps it with a flag-off."""
+        return {"summary": self.summary, "metrics": self.as_dicts()}
+
+
+def fmt(metric: str, value: float | None, unit: str | None = None) -> str:
+    """A metric value as people read it: rates in %, latencies in ms, counts as integers.
+
+    ``unit`` (rate, latency, count, gauge) decides; without it, the name's ending does."""
+    if value is None:
+        return "no data"
+    unit = unit or ("rate" if metric.endswith("_rate") else "latency" if metric.endswith("_ms") else "")
+    if unit == "rate":
+        return f"{value * 100:.2f}%"
+    if unit == "latency":
+        return f"{value:.0f} ms"
+    return f"{value:g}"
+
+
+@dataclass(frozen=True)
+class Reading:
+    """What a provider measured for one metric: its value (None: no data), its samples, the
+    window it covers, and the error when it could not be measured. A ``compare`` metric carries
+    its two cohorts (treatment, control) and the percentage they were split at instead."""
+
+    value: float | None
+    samples: int
+    window: float
+    error: str | None = None
+    cohorts: tuple[Cohort, Cohort] | None = None
+    percent: int | None = None
+    #: a mean's standard deviation; a percentile's count of samples beyond its alert
+    sd: float | None = None
+    above: int | None = None
