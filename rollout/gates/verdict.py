@@ -8,7 +8,7 @@ from typing import Any
 from rollout.gates.compare import judge_compare
 from rollout.gates.judge import judge
 from rollout.gates.results import FAIL, HOLD, PASS, MetricResult, Reading, Verdict, worst
-from rollout.playbook.model import GateSet
+from rollout.playbook.model import GateSet, MetricGate
 from rollout.stats import chi_square_p
 
 
@@ -19,21 +19,7 @@ def judge_readings(gates: GateSet, readings: list[Reading]) -> Verdict:
     for spec, reading in zip(gates.metrics, readings, strict=True):
         min_samples = gates.min_samples if spec.min_samples is None else spec.min_samples
         if reading.error is not None:
-            results.append(
-                MetricResult(
-                    spec.metric,
-                    HOLD,
-                    None,
-                    spec.target,
-                    spec.alert,
-                    0,
-                    min_samples,
-                    reading.window,
-                    f"{spec.metric}: no data ({reading.error})",
-                    unit=spec.unit,
-                    provider=spec.provider,
-                )
-            )
+            results.append(held(spec, min_samples, reading.window, f"{spec.metric}: no data ({reading.error})"))
             continue
         try:
             if spec.kind == "compare":
@@ -55,22 +41,11 @@ def judge_readings(gates: GateSet, readings: list[Reading]) -> Verdict:
                 )
         except (ArithmeticError, ValueError, TypeError) as exc:
             # a value the statistics cannot take (1e308 overflows an interval): no verdict, never a crash
-            results.append(
-                MetricResult(
-                    spec.metric,
-                    HOLD,
-                    None,
-                    spec.target,
-                    spec.alert,
-                    reading.samples,
-                    min_samples,
-                    reading.window,
-                    f"{spec.metric}: {reading.value!r} from {reading.samples} samples could not be "
-                    f"judged ({type(exc).__name__}: {exc}); held",
-                    unit=spec.unit,
-                    provider=spec.provider,
-                )
+            reason = (
+                f"{spec.metric}: {reading.value!r} from {reading.samples} samples could not be "
+                f"judged ({type(exc).__name__}: {exc}); held"
             )
+            results.append(held(spec, min_samples, reading.window, reason, reading.samples))
     decided = worst(r.verdict for r in results)
     errors = sorted({r.error for r in readings if r.error})
     all_failed = bool(readings) and all(r.error for r in readings)
@@ -85,22 +60,32 @@ def windows_needed(gates: GateSet) -> list[float]:
 def no_data(gates: GateSet, error: str) -> Verdict:
     """A hold for every metric because the measurement itself failed."""
     results = tuple(
-        MetricResult(
-            spec.metric,
-            HOLD,
-            None,
-            spec.target,
-            spec.alert,
-            0,
+        held(
+            spec,
             gates.min_samples if spec.min_samples is None else spec.min_samples,
             spec.window or gates.window,
             f"{spec.metric}: no data ({error})",
-            unit=spec.unit,
-            provider=spec.provider,
         )
         for spec in gates.metrics
     )
     return Verdict(HOLD, results, error=f"metrics unavailable: {error}")
+
+
+def held(spec: MetricGate, min_samples: int, window: float, reason: str, samples: int = 0) -> MetricResult:
+    """``spec``'s metric held with no value, for ``reason`` (no data, or a value that cannot be judged)."""
+    return MetricResult(
+        spec.metric,
+        HOLD,
+        None,
+        spec.target,
+        spec.alert,
+        samples,
+        min_samples,
+        window,
+        reason,
+        unit=spec.unit,
+        provider=spec.provider,
+    )
 
 
 #: the sample-ratio check: fewer decided bookings than this say nothing; below this p-value, bucketing is broken

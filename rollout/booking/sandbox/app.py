@@ -168,8 +168,9 @@ def _validate(data: dict[str, Any], required: tuple[str, ...]) -> Response | Non
     return None
 
 
-async def send_template(request: Request) -> Response:
-    state = _state(request)
+async def _send_request(request: Request, state: SandboxState, required: tuple[str, ...]) -> dict[str, Any] | Response:
+    """A send's body, once the network faults, the token and the required fields let it through; else
+    the answer wpbox gives instead."""
     data = await _body(request)  # read first: a slow provider has the request, then dawdles
     fault = await state.network_faults()
     if fault is not None:
@@ -179,10 +180,18 @@ async def send_template(request: Request) -> Response:
     if not state.token_ok(data.get("token")):
         state.stats["errors"] += 1
         return _error("Invalid token")
-    invalid = _validate(data, ("phone", "template_name", "template_language"))
+    invalid = _validate(data, required)
     if invalid is not None:
         state.stats["errors"] += 1
         return invalid
+    return data
+
+
+async def send_template(request: Request) -> Response:
+    state = _state(request)
+    data = await _send_request(request, state, ("phone", "template_name", "template_language"))
+    if isinstance(data, Response):
+        return data
     template = next(
         (
             t
@@ -214,19 +223,9 @@ async def send_template(request: Request) -> Response:
 
 async def send_message(request: Request) -> Response:
     state = _state(request)
-    data = await _body(request)
-    fault = await state.network_faults()
-    if fault is not None:
-        return fault
+    data = await _send_request(request, state, ("phone", "message"))
     if isinstance(data, Response):
         return data
-    if not state.token_ok(data.get("token")):
-        state.stats["errors"] += 1
-        return _error("Invalid token")
-    invalid = _validate(data, ("phone", "message"))
-    if invalid is not None:
-        state.stats["errors"] += 1
-        return invalid
     return state.accept(data, "text", {"message": str(data["message"])[:4096]})
 
 
