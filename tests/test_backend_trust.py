@@ -5,7 +5,6 @@ loopback and the real CLI."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import subprocess
@@ -16,8 +15,6 @@ from typing import Any
 
 import httpx
 import pytest
-from fastapi import FastAPI, HTTPException, Request
-from fastapi.responses import JSONResponse
 
 from rollout.console import QuietReporter
 from rollout.dashboard.app import create_dashboard, snapshot
@@ -29,8 +26,8 @@ from rollout.playbook.model import GateSet
 from rollout.util.clock import SystemClock
 from rollout.util.redact import Redactor
 from rollout.util.serving import ServerThread, free_port
+from tests.flagservice import TOKEN, FlagService
 
-TOKEN = "flag-admin-token-7f3a9c"
 WRONG = "wrong-pasted-secret-51d2"
 DEPLOY = "deploy-token-c0ffee-99"
 PHONE = "+919876543210"
@@ -80,74 +77,6 @@ HTTP_FLAG = """\
   read: {url: /admin/flag, enabled: feature.enabled, percent: feature.percent}"""
 
 
-class FlagService:
-    """A team's service with an admin flag endpoint whose misbehaviour a test chooses: ``echo``
-    (a wrong token is quoted back in the 401 body), ``stuck`` (writes answer 200, nothing changes),
-    ``hang`` (writes never answer in time), ``refuse`` (a write of ``refuse_percent`` answers
-    500). ``/stats`` serves the error rate the gates read; ``/hook/{mode}`` is a webhook receiver
-    (``ok``, ``hang``)."""
-
-    def __init__(self) -> None:
-        self.state: dict[str, Any] = {
-            "enabled": False,
-            "percent": 0,
-            "mode": "echo",
-            "refuse_percent": None,
-            "rate": 0.0,
-            "n": 100,
-        }
-        self.hooks: list[dict[str, Any]] = []
-        app = FastAPI()
-
-        def admin(request: Request) -> None:
-            given = request.headers.get("authorization", "")
-            if given != f"Bearer {TOKEN}":
-                raise HTTPException(401, f"invalid token {given!r}")
-
-        @app.get("/healthz")
-        async def healthz() -> dict[str, Any]:
-            return {"status": "ok"}
-
-        @app.get("/admin/flag")
-        async def get_flag(request: Request) -> dict[str, Any]:
-            admin(request)
-            return {"feature": {"enabled": self.state["enabled"], "percent": self.state["percent"]}}
-
-        @app.put("/admin/flag")
-        async def put_flag(request: Request) -> dict[str, Any]:
-            admin(request)
-            body = await request.json()
-            if self.state["mode"] == "hang":
-                await asyncio.sleep(3)
-                return {"ok": True}
-            if self.state["mode"] == "refuse" and body["share"] == self.state["refuse_percent"]:
-                raise HTTPException(500, "cannot")
-            if self.state["mode"] != "stuck":
-                self.state["enabled"], self.state["percent"] = bool(body["on"]), int(body["share"])
-            return {"ok": True}
-
-        @app.get("/stats")
-        async def stats() -> dict[str, Any]:
-            return {"rate": self.state["rate"], "n": self.state["n"]}
-
-        @app.post("/hook/{mode}")
-        async def hook(mode: str, request: Request) -> JSONResponse:
-            self.hooks.append(
-                {
-                    "mode": mode,
-                    "body": await request.json(),
-                    "at": time.time(),
-                    "authorization": request.headers.get("authorization"),
-                }
-            )
-            if mode == "hang":
-                await asyncio.sleep(4)
-            return JSONResponse({"ok": True})
-
-        self.server = ServerThread(app).start()
-        self.url = self.server.url
-
-
 @pytest.fixture(scope="module")
 def flagservice():
     service = FlagService()
@@ -157,7 +86,9 @@ def flagservice():
 
 @pytest.fixture
 def svc(flagservice):
-    flagservice.state.update(enabled=True, percent=50, mode="ok", refuse_percent=None, rate=0.0, n=100)
+    flagservice.state.update(
+        enabled=True, percent=50, mode="ok", refuse_percent=None, rate=0.0, n=100, bad=0.0, stats_status=200
+    )
     flagservice.hooks.clear()
     return flagservice
 

@@ -266,6 +266,8 @@ def validate(playbook: Path) -> None:
         click.echo(f"  {phase.name} (environment {phase.environment}): {len(phase.steps)} steps")
         for i, step in enumerate(phase.steps):
             click.echo(f"    {i + 1}. {step.kind:<9} {step_label(step, i)}: {_describe(step, book)}")
+    for name, gates in book.gates.items():
+        click.echo(f"  gate {name}: {', '.join(m.describe() for m in gates.metrics)}")
     for warning in book.warnings():
         click.echo(f"warning: {playbook}: {warning}", err=True)
 
@@ -324,6 +326,9 @@ def plan(env_name: str, as_json: bool) -> None:
         table.add_row(str(row["index"]), row["step"], row["kind"], row["status"], row["what"])
     console = make_console()
     console.print(table)
+    used = dict.fromkeys(g for g in (getattr(step, "gate", None) for step in ctx.phase.steps) if g)
+    for name in used:
+        console.print(f"gate {name}: {', '.join(m.describe() for m in ctx.playbook.gates[name].metrics)}", markup=False)
     for label, commits in previews.items():
         if isinstance(commits, str):
             console.print(f"{label}: {commits}", markup=False)

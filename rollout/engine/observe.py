@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from typing import Any
 
 from rollout.engine.context import RunContext
 from rollout.engine.killswitch import RolledBackMeanwhile
 from rollout.engine.state import ROLLED_BACK
-from rollout.gates import FAIL, HOLD, PASS, Verdict, judge_readings, no_data, sample_ratio, with_check
+from rollout.gates import FAIL, HOLD, PASS, StepCounts, Verdict, judge_readings, no_data, sample_ratio, with_check
 from rollout.playbook.builtin import EMBEDDED
 from rollout.playbook.model import GateSet
 from rollout.providers.embedded import EmbeddedProvider
@@ -16,7 +17,7 @@ from rollout.targets import EmbeddedTarget
 from rollout.util.errors import MeasurementError
 from rollout.util.units import format_duration
 
-PASSED, FAILED, HOLD_TIMEOUT = "passed", "failed", "hold_timeout"
+PASSED, FAILED, HOLD_TIMEOUT, STOPPED = "passed", "failed", "hold_timeout", "stopped"
 
 
 #: the sample-ratio check waits this long into a step, so no decision of the step before is counted
@@ -24,14 +25,21 @@ SRM_SETTLE_S = 2.0
 
 
 def measure(
-    ctx: RunContext, gates: GateSet, cap: float | None = None, percent: int | None = None, elapsed: float | None = None
+    ctx: RunContext,
+    gates: GateSet,
+    cap: float | None = None,
+    percent: int | None = None,
+    elapsed: float | None = None,
+    counts: StepCounts | None = None,
 ) -> Verdict:
     """Ask each metric's provider for its window (each capped at ``cap`` seconds), then judge. With
-    ``elapsed`` (the time since the step's percentage was applied), the sample-ratio check joins in
-    once its window lies wholly inside the step."""
+    ``elapsed`` (the time since the step's percentage was applied), a metric waits for its
+    ``initial_delay`` and the sample-ratio check joins in once its window lies wholly inside the
+    step; ``counts`` carries the step's failing evaluations and provider errors from one
+    evaluation to the next."""
     sources = ctx.metrics
     try:
-        verdict = judge_readings(gates, sources.read(gates, ctx.clock.time(), percent, cap))
+        verdict = judge_readings(gates, sources.read(gates, ctx.clock.time(), percent, cap), elapsed, counts)
     except Exception as exc:  # noqa: BLE001 - an evaluation that cannot be completed is a hold, never a crash
         return no_data(gates, f"the evaluation could not be completed ({type(exc).__name__}: {exc})")
     embedded = sources.providers.get(EMBEDDED)
@@ -119,11 +127,14 @@ def observe(
 ) -> Observation:
     """Evaluate ``gate_name`` every ``interval`` from ``started_at`` on.
 
-    Returns at once on a fail. After ``duration``, returns on the first pass; a hold goes on until
+    Returns at once on a fail, and on a stop for a person (a signal metric failed, a provider erred
+    past its ``error_limit``). After ``duration``, returns on the first pass; a hold goes on until
     ``duration + max_hold``, then returns ``hold_timeout``. Windows never reach back before
-    ``started_at``: what is judged is what happened at this step.
+    ``started_at``: what is judged is what happened at this step. The metrics' limits count from
+    where the step's last recorded evaluation left them (a resumed step does not start again).
     """
     gates = ctx.playbook.gates[gate_name]
+    counts = StepCounts(last_recorded(ctx, step, percent, started_at))
     evaluations = 0
     shown: str | None = None
     where = f"{step}{f' at {percent}%' if percent is not None else ''}"
@@ -138,7 +149,7 @@ def observe(
             raise RolledBackMeanwhile(f"environment {ctx.env_name} was rolled back meanwhile; stopping")
         elapsed = ctx.clock.time() - started_at
         verdict = slow_traffic(
-            measure(ctx, gates, cap=max(elapsed, interval), percent=percent, elapsed=elapsed), duration
+            measure(ctx, gates, cap=max(elapsed, interval), percent=percent, elapsed=elapsed, counts=counts), duration
         )
         evaluations += 1
         record(ctx, verdict, step, percent)
@@ -148,6 +159,8 @@ def observe(
         result = None
         if verdict.verdict == FAIL:
             result = FAILED
+        elif verdict.stop:
+            result = STOPPED
         elif elapsed >= duration:
             if verdict.verdict == PASS:
                 result = PASSED
@@ -155,8 +168,18 @@ def observe(
                 result = HOLD_TIMEOUT
         if result is not None:
             ctx.out.done_waiting()
-            if evaluations > 1 and shown == verdict.verdict and result != FAILED:
+            if evaluations > 1 and shown == verdict.verdict and result not in (FAILED, STOPPED):
                 show(verdict, elapsed)
             return Observation(result, verdict, evaluations)
         ctx.out.waiting(progress_line(where, verdict, elapsed, duration, max_hold, interval))
         ctx.clock.sleep(interval)
+
+
+def last_recorded(ctx: RunContext, step: str, percent: int | None, since: float) -> list[dict[str, Any]]:
+    """The metrics of the last evaluation recorded for this step at this percentage since ``since``."""
+    for v in reversed(ctx.state.verdicts(ctx.env_name, limit=200)):
+        if v["ts"] < since:
+            break
+        if v["step"] == step and v["percent"] == percent:
+            return list(v["metrics"])
+    return []

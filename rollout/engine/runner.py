@@ -39,7 +39,7 @@ from rollout.engine.state import (
 )
 from rollout.engine.steps import AWAIT, DONE, KINDS, StepResult, describe, managed_values
 from rollout.engine.steps import FAIL as STEP_FAIL
-from rollout.gates import FAIL
+from rollout.gates import FAIL, StepCounts
 from rollout.notify import Notifier
 from rollout.playbook.environments import load_environment, shown_diff
 from rollout.playbook.model import RampStep, step_label
@@ -226,7 +226,7 @@ def _advance_locked(ctx: RunContext) -> RunOutcome:
             ctx.state.update(env, now, status=AWAITING_APPROVAL, reason=result.detail)
             ctx.state.audit(env, "awaiting_approval", now, step=label, detail=result.detail)
             ctx.notify(
-                "hold_timeout" if result.verdict is not None else "approval_needed",
+                "hold_timeout" if result.verdict is not None and not result.verdict.stop else "approval_needed",
                 step=label,
                 summary=f"{result.detail}; approve with `rollout advance --env {env} --approve`",
             )
@@ -491,6 +491,7 @@ def watch(ctx: RunContext, max_evaluations: int | None = None, duration: float |
         )
     gates = ctx.playbook.gates[policy.gate]
     started = ctx.clock.monotonic()
+    counts = StepCounts()  # the metrics' limits count across this watch's evaluations
     count = 0
     while True:
         current = ctx.state.get(ctx.env_name)
@@ -502,7 +503,7 @@ def watch(ctx: RunContext, max_evaluations: int | None = None, duration: float |
                 ctx.env_name,
                 current.phase,
             )
-        verdict = measure(ctx, gates, percent=current.percent)
+        verdict = measure(ctx, gates, percent=current.percent, counts=counts)
         record(ctx, verdict, "watch", current.percent)
         ctx.out.verdict("watch", verdict)
         count += 1
@@ -512,6 +513,12 @@ def watch(ctx: RunContext, max_evaluations: int | None = None, duration: float |
             )
             ctx.incident_report = done.report
             return done.outcome(ctx.env_name, current.phase, "watch", f"gate failed: {verdict.summary}")
+        if verdict.stop:  # a signal, or a provider past its error_limit: a person decides; the flag stays
+            ctx.state.audit(ctx.env_name, "attention_needed", ctx.clock.time(), step="watch", detail=verdict.stop)
+            ctx.notify("approval_needed", step="watch", summary=f"watch: {verdict.stop}")
+            return RunOutcome(
+                HELD, EXIT_HELD, f"watch stopped for a person: {verdict.stop}", ctx.env_name, current.phase
+            )
         if (max_evaluations is not None and count >= max_evaluations) or (
             duration is not None and ctx.clock.monotonic() - started >= duration
         ):

@@ -8,7 +8,16 @@ from __future__ import annotations
 from rollout.gates.compare import judge_compare, judge_difference, plain, signed
 from rollout.gates.judge import judge
 from rollout.gates.results import FAIL, HOLD, PASS, MetricResult, Reading, Verdict, fmt
-from rollout.gates.verdict import SRM_MIN_COUNT, judge_readings, no_data, sample_ratio, windows_needed, with_check
+from rollout.gates.verdict import (
+    SRM_MIN_COUNT,
+    StepCounts,
+    judge_readings,
+    no_data,
+    sample_ratio,
+    settle,
+    windows_needed,
+    with_check,
+)
 
 __all__ = [
     "FAIL",
@@ -17,6 +26,7 @@ __all__ = [
     "SRM_MIN_COUNT",
     "MetricResult",
     "Reading",
+    "StepCounts",
     "Verdict",
     "fmt",
     "judge",
@@ -26,6 +36,7 @@ __all__ = [
     "no_data",
     "plain",
     "sample_ratio",
+    "settle",
     "signed",
     "windows_needed",
     "with_check",

@@ -35,6 +35,13 @@ class MetricResult:
     unit: str = ""
     #: where the value came from (``embedded``, or a provider's name)
     provider: str = "embedded"
+    #: guardrail (decides, turns the flag off), signal (stops the step for a person) or shadow (never decides)
+    role: str = "guardrail"
+    #: failing evaluations of this metric so far in the step (its ``failure_limit`` says how many it may have)
+    failures: int = 0
+    #: this evaluation's reading failed (the provider could not be asked), and how many in a row have
+    errored: bool = False
+    errors_in_a_row: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -45,14 +52,21 @@ class Verdict:
     verdict: str
     metrics: tuple[MetricResult, ...]
     error: str | None = None
+    #: why the step must stop for a person now (a signal metric failed, a provider erred past its
+    #: ``error_limit``); the flag is not touched for it
+    stop: str | None = None
 
     @property
     def summary(self) -> str:
         """One line: the verdict and the metrics that decided it."""
+        if self.stop and self.verdict != FAIL:
+            return f"{self.verdict}: stopped for a person: {self.stop}" + (f" ({self.error})" if self.error else "")
         if self.error:
             return f"{self.verdict}: {self.error}"
-        deciding = [m for m in self.metrics if m.verdict == self.verdict] or list(self.metrics)
-        return f"{self.verdict}: " + "; ".join(m.reason for m in deciding)
+        deciding = [m for m in self.metrics if m.verdict == self.verdict and m.role != "shadow"] or list(self.metrics)
+        # a shadow never decides, but a failing one is said: it is why it is watched
+        shadows = [m for m in self.metrics if m.role == "shadow" and m.verdict == FAIL and m not in deciding]
+        return f"{self.verdict}: " + "; ".join([m.reason for m in deciding] + [f"shadow {m.reason}" for m in shadows])
 
     def as_dicts(self) -> list[dict[str, Any]]:
         return [m.as_dict() for m in self.metrics]

@@ -3,6 +3,7 @@ against control), the worst deciding; the sample-ratio check beside them; no dat
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from rollout.gates.compare import judge_compare
@@ -10,16 +11,45 @@ from rollout.gates.judge import judge
 from rollout.gates.results import FAIL, HOLD, PASS, MetricResult, Reading, Verdict, worst
 from rollout.playbook.model import GateSet, MetricGate
 from rollout.stats import chi_square_p
+from rollout.util.units import format_duration
 
 
-def judge_readings(gates: GateSet, readings: list[Reading]) -> Verdict:
+class StepCounts:
+    """What a metric's limits count within one step: its failing evaluations (``failure_limit``) and
+    its provider errors in a row (``error_limit``). Restored from the step's last recorded verdict, so
+    a resumed step goes on counting where it stopped."""
+
+    def __init__(self, recorded: list[dict[str, Any]] | None = None) -> None:
+        self.failures: dict[str, int] = {}
+        self.errors: dict[str, int] = {}
+        for m in recorded or []:
+            self.failures[m["metric"]] = int(m.get("failures") or 0)
+            self.errors[m["metric"]] = int(m.get("errors_in_a_row") or 0)
+
+
+def judge_readings(
+    gates: GateSet, readings: list[Reading], elapsed: float | None = None, counts: StepCounts | None = None
+) -> Verdict:
     """Judge every metric of ``gates`` from one :class:`Reading` each (in the gates' order). A
-    reading that failed is a hold naming the error; when all failed, the verdict says so."""
+    reading that failed is a hold naming the error; when all failed, the verdict says so.
+
+    ``elapsed`` (seconds into the step) holds a metric before its ``initial_delay``; ``counts`` (the
+    step's, kept by the caller across evaluations) applies ``failure_limit`` and ``error_limit``.
+    Then the roles decide (:func:`settle`)."""
     results = []
     for spec, reading in zip(gates.metrics, readings, strict=True):
         min_samples = gates.min_samples if spec.min_samples is None else spec.min_samples
         if reading.error is not None:
-            results.append(held(spec, min_samples, reading.window, f"{spec.metric}: no data ({reading.error})"))
+            results.append(
+                held(spec, min_samples, reading.window, f"{spec.metric}: no data ({reading.error})", errored=True)
+            )
+            continue
+        if elapsed is not None and elapsed < spec.initial_delay:
+            reason = (
+                f"{spec.metric}: not judged before its initial_delay {format_duration(spec.initial_delay)} "
+                f"({format_duration(elapsed)} into the step)"
+            )
+            results.append(held(spec, min_samples, reading.window, reason, reading.samples))
             continue
         try:
             if spec.kind == "compare":
@@ -46,10 +76,44 @@ def judge_readings(gates: GateSet, readings: list[Reading]) -> Verdict:
                 f"judged ({type(exc).__name__}: {exc}); held"
             )
             results.append(held(spec, min_samples, reading.window, reason, reading.samples))
-    decided = worst(r.verdict for r in results)
     errors = sorted({r.error for r in readings if r.error})
     all_failed = bool(readings) and all(r.error for r in readings)
-    return Verdict(decided, tuple(results), error=f"metrics unavailable: {'; '.join(errors)}" if all_failed else None)
+    return settle(
+        gates, results, counts or StepCounts(), f"metrics unavailable: {'; '.join(errors)}" if all_failed else None
+    )
+
+
+def settle(gates: GateSet, results: list[MetricResult], counts: StepCounts, error: str | None = None) -> Verdict:
+    """The limits, then the roles. A failing evaluation within a metric's ``failure_limit`` holds
+    (and is counted); a provider error counts towards ``error_limit``, never as a failure. A
+    guardrail's fail fails the verdict (the flag goes off); a signal's fail, or a provider past its
+    ``error_limit``, holds it and says why a person must decide (``Verdict.stop``); a shadow is
+    judged and shown and never decides."""
+    settled, stops = [], []
+    for spec, result in zip(gates.metrics, results, strict=True):
+        name = spec.metric
+        counts.errors[name] = counts.errors.get(name, 0) + 1 if result.errored else 0
+        if result.verdict == FAIL:
+            counts.failures[name] = counts.failures.get(name, 0) + 1
+        failures, errors = counts.failures.get(name, 0), counts.errors[name]
+        if result.verdict == FAIL and failures < spec.failure_limit:
+            result = replace(
+                result,
+                verdict=HOLD,
+                reason=f"{result.reason}; failing evaluation {failures} of the {spec.failure_limit} allowed",
+            )
+        result = replace(result, role=spec.role, failures=failures, errors_in_a_row=errors)
+        if spec.role == "signal" and result.verdict == FAIL:
+            stops.append(f"signal {result.reason}")
+        if spec.role != "shadow" and spec.error_limit is not None and errors >= spec.error_limit:
+            stops.append(f"{name}: {errors} provider errors in a row (error_limit {spec.error_limit})")
+        settled.append(result)
+    deciding = [
+        r.verdict if r.role == "guardrail" else HOLD if r.verdict == FAIL else r.verdict
+        for r in settled
+        if r.role != "shadow"
+    ]
+    return Verdict(worst(deciding) if deciding else PASS, tuple(settled), error=error, stop="; ".join(stops) or None)
 
 
 def windows_needed(gates: GateSet) -> list[float]:
@@ -68,11 +132,18 @@ def no_data(gates: GateSet, error: str) -> Verdict:
         )
         for spec in gates.metrics
     )
-    return Verdict(HOLD, results, error=f"metrics unavailable: {error}")
+    return Verdict(
+        HOLD,
+        tuple(replace(r, role=spec.role, errored=True) for r, spec in zip(results, gates.metrics, strict=True)),
+        error=f"metrics unavailable: {error}",
+    )
 
 
-def held(spec: MetricGate, min_samples: int, window: float, reason: str, samples: int = 0) -> MetricResult:
-    """``spec``'s metric held with no value, for ``reason`` (no data, or a value that cannot be judged)."""
+def held(
+    spec: MetricGate, min_samples: int, window: float, reason: str, samples: int = 0, errored: bool = False
+) -> MetricResult:
+    """``spec``'s metric held with no value, for ``reason`` (no data, not judged yet, or a value that
+    cannot be judged); ``errored`` when its provider could not be asked."""
     return MetricResult(
         spec.metric,
         HOLD,
@@ -85,6 +156,7 @@ def held(spec: MetricGate, min_samples: int, window: float, reason: str, samples
         reason,
         unit=spec.unit,
         provider=spec.provider,
+        errored=errored,
     )
 
 
@@ -131,4 +203,4 @@ def with_check(verdict: Verdict, check: MetricResult | None) -> Verdict:
     if check is None:
         return verdict
     decided = worst((verdict.verdict, check.verdict))
-    return Verdict(decided, (*verdict.metrics, check), verdict.error)
+    return Verdict(decided, (*verdict.metrics, check), verdict.error, verdict.stop)

@@ -15,7 +15,7 @@ from pydantic import AfterValidator, AliasChoices, BaseModel, ConfigDict, Field,
 
 from rollout.playbook.builtin import BUILTIN_KINDS, COMPARE_METRICS, EMBEDDED, FLAG_VARIABLE, METRICS, PERCENT_VARIABLE
 from rollout.playbook.environments import variable_problems
-from rollout.util.units import Duration, Number
+from rollout.util.units import Duration, Number, format_duration
 from rollout.util.yamlfile import FieldProblems
 
 
@@ -75,6 +75,26 @@ class MetricGate(_Model):
     min_samples: int | None = Field(None, ge=0)
     #: a provider's compare metric: the label values ``$cohort`` stands for in its queries
     cohorts: CohortLabels | None = None
+    #: ``guardrail``: a fail turns the flag off; ``signal``: a fail stops the step for a person and never
+    #: touches the flag; ``shadow``: judged, recorded and shown, never decides
+    role: Literal["guardrail", "signal", "shadow"] = "guardrail"
+    #: not judged before this long into the step (a warm-up spike does not count)
+    initial_delay: Duration = Field(0.0, ge=0)
+    #: failing evaluations within a step before the metric fails (1: the first one, as before)
+    failure_limit: int = Field(1, ge=1, le=1000)
+    #: provider errors in a row before the step stops for a person (None: a provider error only holds)
+    error_limit: int | None = Field(None, ge=1, le=1000)
+
+    def describe(self) -> str:
+        """The metric and how it decides, for ``validate`` and ``plan``: ``error_rate (signal, failure_limit 3)``."""
+        said: list[str] = [self.role]
+        if self.failure_limit != 1:
+            said.append(f"failure_limit {self.failure_limit}")
+        if self.error_limit is not None:
+            said.append(f"error_limit {self.error_limit}")
+        if self.initial_delay:
+            said.append(f"initial_delay {format_duration(self.initial_delay)}")
+        return f"{self.metric} ({', '.join(said)})"
 
     @property
     def unit(self) -> str:
@@ -232,6 +252,14 @@ class GateSet(_Model):
     #: (rates, mean latencies and compare metrics; others keep the estimate)
     pass_when: Literal["estimate", "interval"] = "estimate"
     metrics: list[MetricGate] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _someone_decides(self) -> GateSet:
+        if all(m.role == "shadow" for m in self.metrics):
+            raise FieldProblems(
+                [(("metrics",), "every metric is a shadow: at least one must decide (guardrail or signal)")]
+            )
+        return self
 
 
 #: how often gates are evaluated when neither the step nor a watch policy says

@@ -1,0 +1,88 @@
+"""A team's service with an admin flag endpoint whose misbehaviour a test chooses, a stats endpoint
+the gates read, and a webhook receiver: the real thing on loopback for the backend, kill-path and
+metric-role tests."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.responses import JSONResponse
+
+from rollout.util.serving import ServerThread
+
+TOKEN = "flag-admin-token-7f3a9c"
+
+
+class FlagService:
+    """A team's service with an admin flag endpoint whose misbehaviour a test chooses: ``echo``
+    (a wrong token is quoted back in the 401 body), ``stuck`` (writes answer 200, nothing changes),
+    ``hang`` (writes never answer in time), ``refuse`` (a write of ``refuse_percent`` answers
+    500). ``/stats`` serves the error rate the gates read; ``/hook/{mode}`` is a webhook receiver
+    (``ok``, ``hang``)."""
+
+    def __init__(self) -> None:
+        self.state: dict[str, Any] = {
+            "enabled": False,
+            "percent": 0,
+            "mode": "echo",
+            "refuse_percent": None,
+            "rate": 0.0,
+            "n": 100,
+        }
+        self.hooks: list[dict[str, Any]] = []
+        app = FastAPI()
+
+        def admin(request: Request) -> None:
+            given = request.headers.get("authorization", "")
+            if given != f"Bearer {TOKEN}":
+                raise HTTPException(401, f"invalid token {given!r}")
+
+        @app.get("/healthz")
+        async def healthz() -> dict[str, Any]:
+            return {"status": "ok"}
+
+        @app.get("/admin/flag")
+        async def get_flag(request: Request) -> dict[str, Any]:
+            admin(request)
+            return {"feature": {"enabled": self.state["enabled"], "percent": self.state["percent"]}}
+
+        @app.put("/admin/flag")
+        async def put_flag(request: Request) -> dict[str, Any]:
+            admin(request)
+            body = await request.json()
+            if self.state["mode"] == "hang":
+                await asyncio.sleep(3)
+                return {"ok": True}
+            if self.state["mode"] == "refuse" and body["share"] == self.state["refuse_percent"]:
+                raise HTTPException(500, "cannot")
+            if self.state["mode"] != "stuck":
+                self.state["enabled"], self.state["percent"] = bool(body["on"]), int(body["share"])
+            return {"ok": True}
+
+        @app.get("/stats")
+        async def stats() -> JSONResponse:
+            if self.state.get("stats_status", 200) != 200:
+                return JSONResponse({"error": "stats are down"}, self.state["stats_status"])
+            return JSONResponse(
+                {"rate": self.state["rate"], "n": self.state["n"], "ok": 0.0, "bad": self.state.get("bad", 0.0)}
+            )
+
+        @app.post("/hook/{mode}")
+        async def hook(mode: str, request: Request) -> JSONResponse:
+            self.hooks.append(
+                {
+                    "mode": mode,
+                    "body": await request.json(),
+                    "at": time.time(),
+                    "authorization": request.headers.get("authorization"),
+                }
+            )
+            if mode == "hang":
+                await asyncio.sleep(4)
+            return JSONResponse({"ok": True})
+
+        self.server = ServerThread(app).start()
+        self.url = self.server.url
