@@ -419,6 +419,52 @@ def rollback(env_name: str, reason: str, as_json: bool) -> None:
 @cli.command()
 @project_options
 @click.option("--env", "env_name", required=True)
+@click.option("--reason", required=True, help="Why; recorded in the audit log.")
+def pause(env_name: str, reason: str) -> None:
+    """Hold the running step at its percentage past its hold (gates keep watching; a breach still
+    turns the flag off) until `rollout continue`."""
+    from rollout.engine import runner
+    from rollout.util.clock import SystemClock
+
+    _emit(runner.pause(_project(), env_name, reason, SystemClock()), False)
+
+
+@cli.command("continue")
+@project_options
+@click.option("--env", "env_name", required=True)
+@click.option("--reason", required=True, help="Why; recorded in the audit log.")
+def continue_cmd(env_name: str, reason: str) -> None:
+    """Let a paused step decide again as its gates say."""
+    from rollout.engine import runner
+    from rollout.util.clock import SystemClock
+
+    _emit(runner.unpause(_project(), env_name, reason, SystemClock()), False)
+
+
+@cli.command()
+@project_options
+@click.option("--env", "env_name", required=True)
+@click.option("--reason", required=True, help="Why; recorded in the audit log.")
+@click.option("--full", is_flag=True, help="An emergency: the flag on for everyone now, the ramp done.")
+@click.option("--yes", is_flag=True, help="Confirm --full without asking.")
+def promote(env_name: str, reason: str, full: bool, yes: bool) -> None:
+    """Accept the running step now (the next percentage, or the next step); --full: 100 % now."""
+    from rollout.engine import runner
+    from rollout.util.clock import SystemClock
+
+    if full and not yes:
+        if not sys.stdin.isatty():
+            raise StateError(
+                "promote --full turns the feature on for every customer now and asks for confirmation; there is no "
+                f"terminal to ask on: run `rollout promote --env {env_name} --full --yes --reason ...`"
+            )
+        click.confirm(f"Turn the feature on for 100% of customers in {env_name} NOW, skipping the ramp?", abort=True)
+    _emit(runner.promote_now(_project(), env_name, reason, SystemClock(), full=full), False)
+
+
+@cli.command()
+@project_options
+@click.option("--env", "env_name", required=True)
 @click.option("--reason", required=True, help="Why it may go on; recorded in the audit log.")
 def resume(env_name: str, reason: str) -> None:
     """Let a rolled-back environment advance again (its ramp restarts at the first percentage)."""

@@ -22,6 +22,7 @@ from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import FileResponse, JSONResponse
 from pydantic import BaseModel, Field
 
+from rollout.engine import runner
 from rollout.engine.flagview import flag_view
 from rollout.engine.project import Project
 from rollout.engine.runner import rollback
@@ -37,6 +38,12 @@ STATIC = Path(__file__).parent / "static"
 class Action(BaseModel):
     environment: str = Field(min_length=1, max_length=64, pattern=r"^[a-z][a-z0-9_-]*$")
     reason: str = Field(min_length=1, max_length=500)
+
+
+class Promotion(Action):
+    #: 100 % now; needs ``confirm``
+    full: bool = False
+    confirm: bool = False
 
 
 def _when(ts: float) -> str:
@@ -171,6 +178,24 @@ def create_dashboard(project: Project, token: str | None, clock: Clock | None = 
         who = authorize(request)
         outcome = rollback(project, action.environment, action.reason, clock, who=who)
         return {**outcome.as_dict(), "ok": outcome.exit_code == 0}
+
+    @app.post("/api/pause")
+    def do_pause(action: Action, request: Request) -> dict[str, Any]:
+        outcome = runner.pause(project, action.environment, action.reason, clock, who=authorize(request))
+        return {**outcome.as_dict(), "ok": True}
+
+    @app.post("/api/continue")
+    def do_continue(action: Action, request: Request) -> dict[str, Any]:
+        outcome = runner.unpause(project, action.environment, action.reason, clock, who=authorize(request))
+        return {**outcome.as_dict(), "ok": True}
+
+    @app.post("/api/promote")
+    def do_promote(action: Promotion, request: Request) -> dict[str, Any]:
+        who = authorize(request)
+        if action.full and not action.confirm:
+            raise HTTPException(409, "promote to 100% now turns the feature on for every customer: confirm it")
+        outcome = runner.promote_now(project, action.environment, action.reason, clock, who=who, full=action.full)
+        return {**outcome.as_dict(), "ok": True}
 
     @app.post("/api/approve")
     def approve(action: Action, request: Request) -> dict[str, Any]:

@@ -18,6 +18,8 @@ from rollout.util.errors import MeasurementError
 from rollout.util.units import format_duration
 
 PASSED, FAILED, HOLD_TIMEOUT, STOPPED = "passed", "failed", "hold_timeout", "stopped"
+#: a person accepted the step now (``rollout promote``), or sent the ramp to 100 % (``--full``)
+PROMOTED, PROMOTED_FULL = "promoted", "promoted_full"
 
 
 #: the sample-ratio check waits this long into a step, so no decision of the step before is counted
@@ -157,10 +159,29 @@ def observe(
         if verdict.verdict != shown:
             show(verdict, elapsed)
         result = None
-        if verdict.verdict == FAIL:
+        # `rollout gate` (CI) judges what it sees; a person's pause or promotion is for advances
+        control = None if ctx.read_only else ctx.state.control(ctx.env_name)
+        if verdict.verdict == FAIL:  # a guardrail breach turns the flag off, paused or not
             result = FAILED
         elif verdict.stop:
             result = STOPPED
+        elif control is not None and control.promote:
+            now = ctx.clock.time()
+            with ctx.state.tx() as db:
+                ctx.state.set_control(ctx.env_name, now, db=db, promote=None)
+                ctx.state.audit(
+                    ctx.env_name,
+                    "promotion_applied",
+                    now,
+                    db=db,
+                    step=step,
+                    percent=percent,
+                    full=control.promote == "full",
+                    verdict=verdict.summary,
+                )
+            result = PROMOTED_FULL if control.promote == "full" else PROMOTED
+        elif control is not None and control.paused:
+            pass  # held at its percentage past its hold; the gates keep watching
         elif elapsed >= duration:
             if verdict.verdict == PASS:
                 result = PASSED
@@ -171,7 +192,10 @@ def observe(
             if evaluations > 1 and shown == verdict.verdict and result not in (FAILED, STOPPED):
                 show(verdict, elapsed)
             return Observation(result, verdict, evaluations)
-        ctx.out.waiting(progress_line(where, verdict, elapsed, duration, max_hold, interval))
+        line = progress_line(where, verdict, elapsed, duration, max_hold, interval)
+        ctx.out.waiting(
+            f"{where}: PAUSED by a person (rollout continue); {line}" if control and control.paused else line
+        )
         ctx.clock.sleep(interval)
 
 

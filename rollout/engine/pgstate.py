@@ -72,6 +72,12 @@ CREATE TABLE IF NOT EXISTS locks (
     host        TEXT NOT NULL,
     acquired_at DOUBLE PRECISION NOT NULL
 );
+CREATE TABLE IF NOT EXISTS controls (
+    environment TEXT PRIMARY KEY,
+    paused      BOOLEAN NOT NULL DEFAULT FALSE,
+    promote     TEXT,
+    updated_at  DOUBLE PRECISION NOT NULL
+);
 """
 
 

@@ -572,3 +572,55 @@ def configure(
         return Configured(changes, flags.describe(), True)
     finally:
         flags.close()
+
+
+# --- a person's hand on a running step: pause, continue, promote ----------------------------------------
+
+
+def pause(project: Project, env_name: str, reason: str, clock: Clock, who: str | None = None) -> RunOutcome:
+    """Hold ``env_name``'s ramp (or gate step) at its percentage past its hold, until ``continue``.
+    The gates keep watching: a guardrail breach still turns the flag off. Never waits for an advance;
+    the advance running in another terminal sees it at its next evaluation."""
+    return _hand(project, env_name, clock, who, "paused", reason, paused=True)
+
+
+def unpause(project: Project, env_name: str, reason: str, clock: Clock, who: str | None = None) -> RunOutcome:
+    """``rollout continue``: the paused step goes on deciding as its gates say."""
+    return _hand(project, env_name, clock, who, "continued", reason, paused=False)
+
+
+def promote_now(
+    project: Project, env_name: str, reason: str, clock: Clock, who: str | None = None, full: bool = False
+) -> RunOutcome:
+    """Accept the running step now (the next percentage, or the next step); with ``full``, the flag
+    on for everyone now and the ramp done: an emergency, said loudly in the audit and the report.
+    The gates still judge the evaluation that applies it: a guardrail breach wins."""
+    return _hand(project, env_name, clock, who, "promotion_requested", reason, promote="full" if full else "step")
+
+
+def _hand(
+    project: Project, env_name: str, clock: Clock, who: str | None, action: str, reason: str, **control: Any
+) -> RunOutcome:
+    state = project.state()
+    try:
+        current = state.get(env_name)
+        if current.status == ROLLED_BACK:
+            raise StateError(f"{env_name} is rolled back ({current.reason}); nothing runs to {action.split('_')[0]}")
+        now = clock.time()
+        with state.tx() as db:
+            state.set_control(env_name, now, db=db, **control)
+            state.audit(env_name, action, now, db=db, who=who, reason=reason, **control)
+    finally:
+        state.close()
+    where = f"{current.percent}%" if current.flag and current.percent is not None else "its current step"
+    said = {
+        "paused": f"{env_name} paused at {where}: the step holds there past its hold; guardrails still turn the flag "
+        f"off; `rollout continue --env {env_name} --reason ...` to go on",
+        "continued": f"{env_name} continues: its gates decide again",
+        "promotion_requested": (
+            f"{env_name}: PROMOTION TO 100% NOW requested; the running advance applies it at its next evaluation"
+            if control.get("promote") == "full"
+            else f"{env_name}: the step at {where} is accepted at the running advance's next evaluation"
+        ),
+    }[action]
+    return RunOutcome(action, EXIT_OK, said, env_name, current.phase)

@@ -71,6 +71,12 @@ CREATE TABLE IF NOT EXISTS locks (
     host        TEXT NOT NULL,
     acquired_at REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS controls (
+    environment TEXT PRIMARY KEY,
+    paused      INTEGER NOT NULL DEFAULT 0,
+    promote     TEXT,
+    updated_at  REAL NOT NULL
+);
 """
 
 #: status values of an environment (``interrupted``: an advance was stopped by Ctrl-C or a signal)
@@ -125,6 +131,15 @@ class EnvState:
 
 #: a store given no redactor still masks phones
 _PHONES_ONLY = Redactor()
+
+
+@dataclass(frozen=True)
+class Control:
+    """A person's hand on an environment's running step (``rollout pause/continue/promote``)."""
+
+    paused: bool
+    #: ``step`` (accept the current step now) or ``full`` (to 100 % now); None: nothing pending
+    promote: str | None
 
 
 class StateRecords:
@@ -266,6 +281,30 @@ class StateRecords:
                 self._dump(self.redactor.value(metrics), False),
                 commit_sha,
             ),
+        )
+
+    # --- a person's hand on a running step -------------------------------------------------------
+
+    def control(self, environment: str) -> Control:
+        """What a person asked of ``environment``'s running step: paused, and a promotion pending."""
+        row = self._run("SELECT paused, promote FROM controls WHERE environment = ?", (environment,)).fetchone()
+        return Control(bool(row["paused"]), row["promote"]) if row else Control(False, None)
+
+    def set_control(self, environment: str, now: float, db: Any = None, **fields: Any) -> None:
+        """Set ``paused`` and/or ``promote`` (``step``, ``full`` or None) for ``environment``; never waits
+        for an advance's writer lock (as a rollback does not)."""
+        if "paused" in fields:
+            fields["paused"] = self._bool(fields["paused"])
+        self._run(
+            "INSERT INTO controls (environment, updated_at) VALUES (?, ?) ON CONFLICT (environment) DO NOTHING",
+            (environment, now),
+            db,
+        )
+        assignments = ", ".join(f"{k} = ?" for k in fields)
+        self._run(
+            f"UPDATE controls SET {assignments}, updated_at = ? WHERE environment = ?",
+            [*fields.values(), now, environment],
+            db,
         )
 
     def verdicts(self, environment: str, limit: int = 1000) -> list[dict[str, Any]]:

@@ -10,7 +10,7 @@ from typing import Any
 
 from rollout.checks import CheckResult
 from rollout.engine.context import RunContext
-from rollout.engine.observe import FAILED, HOLD_TIMEOUT, PASSED, STOPPED
+from rollout.engine.observe import FAILED, HOLD_TIMEOUT, PASSED, PROMOTED, PROMOTED_FULL, STOPPED
 from rollout.engine.state import AWAITING_APPROVAL
 from rollout.flags import FlagBackend
 from rollout.gates import Verdict
@@ -84,6 +84,10 @@ def observation_result(result: Any, on_hold_timeout: str) -> StepResult:
         return StepResult(FAIL, result.verdict.summary, verdict=result.verdict)
     if result.result == STOPPED:  # a signal failed, or a provider erred past its limit: a person decides
         return StepResult(AWAIT, result.verdict.summary, verdict=result.verdict)
+    if result.result in (PROMOTED, PROMOTED_FULL):
+        return StepResult(
+            DONE, f"accepted now by a person (rollout promote): {result.verdict.summary}", verdict=result.verdict
+        )
     assert result.result == HOLD_TIMEOUT
     status = AWAIT if on_hold_timeout == "approve" else FAIL
     return StepResult(status, f"held too long: {result.verdict.summary}", verdict=result.verdict)

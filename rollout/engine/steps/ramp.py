@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from rollout.engine.context import RunContext
 from rollout.engine.killswitch import guard_not_rolled_back
-from rollout.engine.observe import observe
+from rollout.engine.observe import PROMOTED_FULL, observe
 from rollout.engine.steps.base import DONE, FAIL, StepResult, accept_hold, observation_result, wait_applied
 from rollout.playbook.model import Playbook, RampStep
 from rollout.util.units import format_duration
@@ -66,12 +67,50 @@ def run(ctx: RunContext, step: RampStep, label: str) -> StepResult:
             label,
             percent,
         )
+        if result.result == PROMOTED_FULL:
+            return _full(ctx, step, label, guard)
         outcome = observation_result(result, step.on_hold_timeout)
         if outcome.status != DONE:
             return outcome
         ctx.state.update(
             ctx.env_name, ctx.clock.time(), ramp_index=current.ramp_index + 1, ramp_applied=False, observe_started=None
         )
+
+
+def _full(ctx: RunContext, step: RampStep, label: str, guard: Callable[[], None]) -> StepResult:
+    """``rollout promote --full``: the flag on for everyone now, recorded loudly; the ramp is done."""
+    before = ctx.flags.set(enabled=True, percent=100, guard=guard)
+    now = ctx.clock.time()
+    with ctx.state.tx() as db:
+        ctx.state.update(
+            ctx.env_name,
+            now,
+            db=db,
+            ramp_index=len(step.percentages),
+            ramp_applied=False,
+            percent=100,
+            flag=True,
+            observe_started=None,
+        )
+        ctx.state.audit(
+            ctx.env_name,
+            "ramp",
+            now,
+            db=db,
+            step=label,
+            percent=100,
+            full_promotion=True,
+            previous_percent=before.get(ctx.flags.percent_variable),
+            previous_flag=before.get(ctx.flags.flag_variable),
+        )
+    ctx.out.line(
+        "  PROMOTED TO 100% NOW by a person (rollout promote --full); the ramp's remaining steps are skipped",
+        "bold red",
+    )
+    problem = wait_applied(ctx)
+    if problem:
+        return StepResult(FAIL, problem)
+    return StepResult(DONE, "promoted to 100% now by a person (rollout promote --full)")
 
 
 def traffic_needed(step: Any, gates: Any, unit: str = "bookings") -> str:
