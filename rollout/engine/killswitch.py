@@ -183,6 +183,8 @@ class OffPath:
     service: ServiceClient
     incidents_dir: Path
     notify: Callable[..., None]
+    #: how long the target has to report the flag off
+    confirm_within: float = 5.0
 
     @classmethod
     def of(cls, ctx: RunContext) -> OffPath:
@@ -287,7 +289,7 @@ def write_incident(path: OffPath, who: str | None = None) -> Path | None:
     return written
 
 
-def record_confirmation(path: OffPath, off: FlagOff, within: float = 5.0, who: str | None = None) -> str | None:
+def record_confirmation(path: OffPath, off: FlagOff, who: str | None = None) -> str | None:
     """Wait (bounded) until the target reports the flag off; record ``flag_off_confirmed`` or, loudly,
     ``flag_off_unconfirmed`` (also when the target has no way to report it). When the target
     answers but is still on, what it reports becomes the environment's recorded flag: status, the
@@ -297,7 +299,7 @@ def record_confirmation(path: OffPath, off: FlagOff, within: float = 5.0, who: s
     problem = (
         "the target could not be built"
         if path.target is None
-        else wait_service_applied(path.flags, path.target, path.clock, within, seen)
+        else wait_service_applied(path.flags, path.target, path.clock, path.confirm_within, seen)
     )
     now = path.clock.time()
     if problem:

@@ -377,7 +377,19 @@ def rollback(
             target = make_target(playbook, service, flags) if not isinstance(flags, UnreachableFlags) else None
         except RolloutError:
             target = None
-        path = OffPath(env_name, flags, state, clock, lines, target, resolved, service, project.incidents_dir, notify)
+        path = OffPath(
+            env_name,
+            flags,
+            state,
+            clock,
+            lines,
+            target,
+            resolved,
+            service,
+            project.incidents_dir,
+            notify,
+            confirm_within,
+        )
         done = switch_off(path, reason, automatic=False, who=who)
     finally:
         service.close()
