@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from tests.flagservice import FlagService
 from tests.harness import Sandbox, Service, base_env
 from tests.postgres import Postgres
 
@@ -45,3 +46,11 @@ def postgres() -> Iterator[Postgres]:
     server = Postgres()
     yield server
     server.close()
+
+
+@pytest.fixture(scope="session")
+def flag_service() -> Iterator[FlagService]:
+    """One team service with a misbehaving flag endpoint for the run; each test resets it."""
+    server = FlagService()
+    yield server
+    server.server.stop()

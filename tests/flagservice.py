@@ -5,15 +5,30 @@ metric-role tests."""
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 import time
 from typing import Any
 
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse
 
+from rollout.engine.project import Project
 from rollout.util.serving import ServerThread
 
 TOKEN = "flag-admin-token-7f3a9c"
+#: a service that obeys, the flag off, healthy stats
+DEFAULTS: dict[str, Any] = {
+    "enabled": False,
+    "percent": 0,
+    "mode": "ok",
+    "refuse_percent": None,
+    "rate": 0.0,
+    "n": 100,
+    "bad": 0.0,
+    "stats_status": 200,
+}
 
 
 class FlagService:
@@ -24,14 +39,7 @@ class FlagService:
     (``ok``, ``hang``)."""
 
     def __init__(self) -> None:
-        self.state: dict[str, Any] = {
-            "enabled": False,
-            "percent": 0,
-            "mode": "echo",
-            "refuse_percent": None,
-            "rate": 0.0,
-            "n": 100,
-        }
+        self.state: dict[str, Any] = dict(DEFAULTS)
         self.hooks: list[dict[str, Any]] = []
         app = FastAPI()
 
@@ -86,3 +94,37 @@ class FlagService:
 
         self.server = ServerThread(app).start()
         self.url = self.server.url
+
+    def reset(self, **changes: Any) -> FlagService:
+        """Back to :data:`DEFAULTS` (with ``changes``), no webhook calls recorded: one server serves the session."""
+        self.state.clear()
+        self.state.update(DEFAULTS, **changes)
+        self.hooks.clear()
+        return self
+
+
+def rollout_cli(
+    project: Project, *args: str, env: dict[str, str] | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    """``rollout ARGS`` as a user runs it on ``project``'s files, with the flag endpoint's token set and no
+    terminal."""
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "rollout",
+            *args,
+            "--playbook",
+            str(project.playbook_path),
+            "--environments",
+            str(project.environments_dir),
+            "--state",
+            str(project.state_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+        env={**os.environ, "FLAG_TOKEN": TOKEN, **(env or {})},
+        cwd=project.playbook_path.parent,
+    )

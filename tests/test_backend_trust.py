@@ -26,7 +26,7 @@ from rollout.playbook.model import GateSet
 from rollout.util.clock import SystemClock
 from rollout.util.redact import Redactor
 from rollout.util.serving import ServerThread, free_port
-from tests.flagservice import TOKEN, FlagService
+from tests.flagservice import TOKEN, FlagService, rollout_cli
 
 WRONG = "wrong-pasted-secret-51d2"
 DEPLOY = "deploy-token-c0ffee-99"
@@ -77,20 +77,9 @@ HTTP_FLAG = """\
   read: {url: /admin/flag, enabled: feature.enabled, percent: feature.percent}"""
 
 
-@pytest.fixture(scope="module")
-def flagservice():
-    service = FlagService()
-    yield service
-    service.server.stop()
-
-
 @pytest.fixture
-def svc(flagservice):
-    flagservice.state.update(
-        enabled=True, percent=50, mode="ok", refuse_percent=None, rate=0.0, n=100, bad=0.0, stats_status=200
-    )
-    flagservice.hooks.clear()
-    return flagservice
+def svc(flag_service):
+    return flag_service.reset(enabled=True, percent=50)
 
 
 def make_project(
@@ -103,29 +92,8 @@ def make_project(
     return Project(book, tmp / "environments", tmp / "state" / "state.db")
 
 
-def cli(
-    project: Project, *args: str, env: dict[str, str] | None = None, timeout: float = 60
-) -> subprocess.CompletedProcess[str]:
-    """``rollout ARGS`` as a user runs it, on ``project``'s files."""
-    return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "rollout",
-            *args,
-            "--playbook",
-            str(project.playbook_path),
-            "--environments",
-            str(project.environments_dir),
-            "--state",
-            str(project.state_path),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env={**os.environ, "FLAG_TOKEN": TOKEN, **(env or {})},
-        cwd=project.playbook_path.parent,
-    )
+def cli(project: Project, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return rollout_cli(project, *args, env=env)
 
 
 def audit(project: Project, action: str | None = None) -> list[dict[str, Any]]:

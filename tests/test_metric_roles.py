@@ -158,18 +158,10 @@ phases:
 """
 
 
-@pytest.fixture(scope="module")
-def service():
-    svc = FlagService()
-    yield svc
-    svc.server.stop()
-
-
 @pytest.fixture
-def svc(service, monkeypatch):
+def svc(flag_service, monkeypatch):
     monkeypatch.setenv("FLAG_TOKEN", TOKEN)
-    service.state.update(enabled=False, percent=0, mode="ok", refuse_percent=None, n=100, bad=0.0, stats_status=200)
-    return service
+    return flag_service.reset()
 
 
 def advance(tmp: Path, svc: FlagService, watched: str) -> tuple[runner.RunOutcome, Project]:

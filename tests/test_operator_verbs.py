@@ -4,7 +4,6 @@ used from another terminal (or the dashboard) while an advance runs, against a r
 from __future__ import annotations
 
 import subprocess
-import sys
 import threading
 
 import httpx
@@ -17,22 +16,19 @@ from rollout.engine.project import Project
 from rollout.util.clock import SystemClock
 from rollout.util.errors import StateError
 from rollout.util.serving import ServerThread
-from tests.flagservice import TOKEN, FlagService
+from tests.flagservice import TOKEN, rollout_cli
 from tests.harness import wait_until
 from tests.test_metric_roles import PLAYBOOK
 
 
-@pytest.fixture(scope="module")
-def service():
-    svc = FlagService()
-    yield svc
-    svc.server.stop()
+@pytest.fixture
+def service(flag_service):
+    return flag_service.reset()
 
 
 @pytest.fixture
 def project(service, tmp_path, monkeypatch):
     monkeypatch.setenv("FLAG_TOKEN", TOKEN)
-    service.state.update(enabled=False, percent=0, mode="ok", refuse_percent=None, n=100, bad=0.0, stats_status=200)
     (tmp_path / "environments").mkdir()
     (tmp_path / "environments" / "production.yaml").write_text(f"name: production\nservice_url: {service.url}\n")
     book = tmp_path / "ops.yaml"
@@ -135,24 +131,7 @@ def test_promote_accepts_the_current_step(project, service):
 
 def test_promote_full_asks_for_confirmation(project):
     def cli(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "rollout",
-                *args,
-                "--playbook",
-                str(project.playbook_path),
-                "--environments",
-                str(project.environments_dir),
-                "--state",
-                str(project.state_path),
-            ],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            stdin=subprocess.DEVNULL,
-        )
+        return rollout_cli(project, *args)
 
     refused = cli("promote", "--env", "production", "--full", "--reason", "now")
     assert refused.returncode == 2 and "asks for confirmation" in refused.stderr
