@@ -600,6 +600,8 @@ def history(env_name: str, limit: int, as_json: bool) -> None:
     import json
     from datetime import UTC, datetime
 
+    from rollout.incident.words import audit_words
+
     project = _project()
     state = project.state(read_only=True)
     try:
@@ -631,7 +633,7 @@ def history(env_name: str, limit: int, as_json: bool) -> None:
     for e in events:
         when = datetime.fromtimestamp(e["ts"], UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] + "Z"
         if e["type"] == "audit":
-            detail = ", ".join(f"{k}={v}" for k, v in e["detail"].items() if v not in (None, "", [], {}))
+            detail = audit_words(e["action"], e["detail"])
             click.echo(f"{when}  {e['action']:<20} {e['actor']}  {detail}")
         else:
             where = f"{e['step']}" + (f" at {e['percent']}%" if e["percent"] is not None else "")

@@ -28,6 +28,7 @@ from rollout.engine.project import Project
 from rollout.engine.runner import rollback
 from rollout.engine.state import AWAITING_APPROVAL
 from rollout.incident.chart import ramp_start, timeline_svg
+from rollout.incident.words import audit_words
 from rollout.playbook.model import step_label
 from rollout.util.clock import Clock, SystemClock
 from rollout.util.errors import RolloutError
@@ -108,11 +109,7 @@ def snapshot(project: Project) -> dict[str, Any]:
                     "environment": row.name,
                     "who": a["actor"],
                     "what": a["action"],
-                    "detail": a["detail"].get("reason")
-                    or a["detail"].get("problem")
-                    or ", ".join(
-                        f"{k}={v}" for k, v in a["detail"].items() if k != "verdict" and v not in (None, "", [], {})
-                    ),
+                    "detail": audit_words(a["action"], a["detail"]),
                 }
                 for a in audit[-200:]
             ]

@@ -15,6 +15,7 @@ from rollout.checks.service_api import ServiceClient
 from rollout.flags import FlagBackend
 from rollout.gates import fmt
 from rollout.incident.chart import ramp_start, timeline_svg
+from rollout.incident.words import audit_words
 from rollout.playbook.builtin import FLAG_VARIABLE
 from rollout.playbook.environments import Resolved
 from rollout.util.errors import ConfigError, MeasurementError
@@ -29,21 +30,6 @@ SAMPLE_WINDOW_S = 3600
 
 def _when(ts: float | None) -> str:
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z" if ts else "-"
-
-
-def _detail(action: str, detail: dict[str, Any]) -> str:
-    if action == "ramp":
-        return f"flag on for {detail.get('percent')}% (was {detail.get('previous_percent')})"
-    if action == "flag_off":
-        return (
-            f"flag off (was {'on' if detail.get('previous_flag') else 'off'} at {detail.get('previous_percent')}%): "
-            f"{detail.get('reason')}"
-        )
-    if action == "configure":
-        changes = detail.get("changes") or []
-        return ", ".join(f"{c['variable']}: {c['from']} -> {c['to']}" for c in changes) or "no change"
-    keep = {k: v for k, v in detail.items() if k not in ("verdict", "changes") and v not in (None, "", [], {})}
-    return ", ".join(f"{k}={v}" for k, v in keep.items())
 
 
 def collect(
@@ -62,7 +48,12 @@ def collect(
     metrics = breach.get("metrics") or []
     percent = (off or {}).get("detail", {}).get("previous_percent") if off else current.percent
     timeline = [
-        {"when": _when(a["ts"]), "what": a["action"], "who": a["actor"], "detail": _detail(a["action"], a["detail"])}
+        {
+            "when": _when(a["ts"]),
+            "what": a["action"],
+            "who": a["actor"],
+            "detail": audit_words(a["action"], a["detail"]),
+        }
         for a in audit
     ]
     timeline += [
@@ -161,7 +152,7 @@ def collect(
             )
         elif a["action"] in ("flag_off_confirmed", "resumed_after_rollback", "approved"):
             data["actions"].append(
-                f"{_when(a['ts'])}: {a['action'].replace('_', ' ')} ({_detail(a['action'], a['detail'])})"
+                f"{_when(a['ts'])}: {a['action'].replace('_', ' ')} ({audit_words(a['action'], a['detail'])})"
             )
     data = resolved.redactor().value(data)
     # numbers and metric names only: drawn after redaction, so nothing in it needs masking
