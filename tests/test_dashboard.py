@@ -76,9 +76,18 @@ def test_the_dashboard_shows_a_live_ramp_and_its_rollback_button_stops_it(projec
         )
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / "dashboard-running.png"), full_page=True)
-        # Roll back: token and name, a reason asked for, the same library call as the CLI
+        # Pause and continue: the same library calls as the CLI, by name, with a reason
         page.fill("#token", TOKEN)
         page.fill("#actor", "ana")
+        page.once("dialog", lambda dialog: dialog.accept("a closer look at checkout"))
+        card.locator("[data-action=pause]").click()
+        card.locator("[data-role=paused]").wait_for(timeout=10_000)
+        page.once("dialog", lambda dialog: dialog.accept("looks fine"))
+        card.locator("[data-action=continue]").click()
+        card.locator("[data-action=pause]").wait_for(timeout=10_000)
+        steered = [(a["action"], a["actor"]) for a in state_of(cwd)[1] if a["action"] in ("paused", "continued")]
+        assert steered == [("paused", "ana via dashboard"), ("continued", "ana via dashboard")]
+        # Roll back: token and name, a reason asked for, the same library call as the CLI
         page.once("dialog", lambda dialog: dialog.accept("checkout errors seen in support"))
         card.locator("[data-action=rollback]").click()
         card.locator("[data-role=status]", has_text="rolled back").wait_for(timeout=20_000)

@@ -26,7 +26,7 @@ from rollout.engine import runner
 from rollout.engine.flagview import flag_view
 from rollout.engine.project import Project
 from rollout.engine.runner import rollback
-from rollout.engine.state import AWAITING_APPROVAL
+from rollout.engine.state import AWAITING_APPROVAL, COMPLETED, ROLLED_BACK
 from rollout.incident.chart import ramp_start, timeline_svg
 from rollout.incident.words import audit_words
 from rollout.playbook.model import step_label
@@ -100,6 +100,9 @@ def snapshot(project: Project) -> dict[str, Any]:
                     else None,
                     "chart": timeline_svg(ramp_verdicts, names, offs[-1] if offs else None) if ramp_verdicts else None,
                     "can_approve": row.status == AWAITING_APPROVAL,
+                    # a person's hand on a running step: pause / continue, promote (the step, or 100 % now)
+                    "paused": state.control(row.name).paused,
+                    "can_steer": row.status not in (ROLLED_BACK, COMPLETED),
                 }
             )
             timeline += [

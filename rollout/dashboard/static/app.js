@@ -11,13 +11,13 @@ function el(tag, attrs, ...children) {
   return node;
 }
 
-async function act(path, environment, what) {
+async function act(path, environment, what, extra) {
   const reason = window.prompt(`${what} ${environment}: why? (recorded in the audit log)`);
   if (!reason) return;
   const response = await fetch(path, {
     method: "POST",
     headers: { "Content-Type": "application/json", Authorization: `Bearer ${operator.token()}`, "X-Actor": operator.actor() || "someone" },
-    body: JSON.stringify({ environment, reason }),
+    body: JSON.stringify({ environment, reason, ...(extra || {}) }),
   });
   const body = await response.json();
   document.getElementById("message").textContent = response.ok ? `${what}: ${body.status}: ${body.message}` : `${what} refused: ${body.error}`;
@@ -31,7 +31,8 @@ function renderEnvironment(env, writable) {
       el("span", {}, `phase ${env.phase || "-"}`), el("span", {}, `step ${env.step || "-"}`),
       el("span", { "data-role": "flag" }, `flag ${env.flag}${env.percent !== null && env.percent !== undefined ? ` at ${env.percent}%` : ""}`),
       el("span", {}, `commit ${env.commit || "-"}`), el("span", {}, `lock ${env.lock || "free"}`),
-      el("span", { "data-role": "evaluations" }, `${env.evaluations} evaluations`)));
+      el("span", { "data-role": "evaluations" }, `${env.evaluations} evaluations`),
+      env.paused ? el("span", { class: "status held", "data-role": "paused" }, "PAUSED by a person") : null));
   if (env.last_verdict) {
     card.append(el("p", { class: "verdict" }, `${env.last_verdict.when}: ${env.last_verdict.summary}`));
   }
@@ -46,6 +47,21 @@ function renderEnvironment(env, writable) {
       const back = el("button", { class: "danger", "data-action": "rollback" }, "Roll back");
       back.onclick = () => act("/api/rollback", env.name, "Roll back");
       buttons.append(back, " ");
+    }
+    if (env.can_steer) {
+      const hold = env.paused
+        ? el("button", { "data-action": "continue" }, "Continue")
+        : el("button", { "data-action": "pause" }, "Pause");
+      hold.onclick = () => act(env.paused ? "/api/continue" : "/api/pause", env.name, env.paused ? "Continue" : "Pause");
+      const step = el("button", { "data-action": "promote" }, "Promote step");
+      step.onclick = () => act("/api/promote", env.name, "Promote the current step of");
+      const full = el("button", { class: "danger", "data-action": "promote-full" }, "Promote to 100% now");
+      full.onclick = () => {
+        if (window.confirm(`Turn the feature on for 100% of customers in ${env.name} NOW, skipping the ramp?`)) {
+          act("/api/promote", env.name, "Promote to 100%", { full: true, confirm: true });
+        }
+      };
+      buttons.append(hold, " ", step, " ", full, " ");
     }
     if (env.can_approve) {
       const approve = el("button", { "data-action": "approve" }, "Approve");
