@@ -172,3 +172,14 @@ def test_nothing_to_pause_in_a_rolled_back_environment(project, service):
     with pytest.raises(StateError, match="is rolled back"):
         runner.pause(project, "production", "late", SystemClock())
     assert "paused" not in actions(project)
+
+
+def test_a_promotion_asked_at_a_step_that_has_ended_is_dropped_not_handed_on(project, service):
+    # asked before the run reaches its ramp: it must not promote the ramp when it gets there
+    runner.promote_now(project, "production", "meant for another step", SystemClock(), full=True)
+    advance = Advance(project)
+    advance.start()
+    advance.join(30)
+    assert advance.outcome is not None and advance.outcome.status == "completed"
+    assert "promotion_dropped" in actions(project) and "promotion_applied" not in actions(project)
+    assert len(evaluations(project, 10)) >= 2  # 10 % was held and judged, not skipped

@@ -8,7 +8,7 @@ from typing import Any
 
 from rollout.engine.context import RunContext
 from rollout.engine.killswitch import RolledBackMeanwhile
-from rollout.engine.state import ROLLED_BACK
+from rollout.engine.state import ROLLED_BACK, step_at
 from rollout.gates import FAIL, HOLD, PASS, StepCounts, Verdict, judge_readings, no_data, sample_ratio, with_check
 from rollout.playbook.builtin import EMBEDDED
 from rollout.playbook.model import GateSet
@@ -167,19 +167,22 @@ def observe(
             result = STOPPED
         elif control is not None and control.promote:
             now = ctx.clock.time()
+            here = control.promote_at == step_at(ctx.state.get(ctx.env_name))
             with ctx.state.tx() as db:
                 ctx.state.set_control(ctx.env_name, now, db=db, promote=None)
                 ctx.state.audit(
                     ctx.env_name,
-                    "promotion_applied",
+                    "promotion_applied" if here else "promotion_dropped",
                     now,
                     db=db,
                     step=step,
                     percent=percent,
-                    full=control.promote == "full",
+                    full=control.promote_kind == "full",
                     verdict=verdict.summary,
+                    **({} if here else {"why": "asked at a step that has ended since; ask again for this one"}),
                 )
-            result = PROMOTED_FULL if control.promote == "full" else PROMOTED
+            if here:
+                result = PROMOTED_FULL if control.promote_kind == "full" else PROMOTED
         elif control is not None and control.paused:
             pass  # held at its percentage past its hold; the gates keep watching
         elif elapsed >= duration:

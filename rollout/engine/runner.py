@@ -35,7 +35,9 @@ from rollout.engine.state import (
     INTERRUPTED,
     ROLLED_BACK,
     RUNNING,
+    EnvState,
     actor,
+    step_at,
 )
 from rollout.engine.steps import AWAIT, DONE, KINDS, StepResult, describe, managed_values
 from rollout.engine.steps import FAIL as STEP_FAIL
@@ -610,6 +612,11 @@ def promote_now(
     return _hand(project, env_name, clock, who, "promotion_requested", reason, promote="full" if full else "step")
 
 
+def _promotion_at(kind: str, current: EnvState) -> str:
+    # tied to the step it was asked at: a step that ends first does not hand it to the next one
+    return f"{kind}@{step_at(current)}"
+
+
 def _hand(
     project: Project, env_name: str, clock: Clock, who: str | None, action: str, reason: str, **control: Any
 ) -> RunOutcome:
@@ -619,6 +626,8 @@ def _hand(
         if current.status == ROLLED_BACK:
             raise StateError(f"{env_name} is rolled back ({current.reason}); nothing runs to {action.split('_')[0]}")
         now = clock.time()
+        if "promote" in control:
+            control["promote"] = _promotion_at(control["promote"], current)
         with state.tx() as db:
             state.set_control(env_name, now, db=db, **control)
             state.audit(env_name, action, now, db=db, who=who, reason=reason, **control)
@@ -631,7 +640,7 @@ def _hand(
         "continued": f"{env_name} continues: its gates decide again",
         "promotion_requested": (
             f"{env_name}: PROMOTION TO 100% NOW requested; the running advance applies it at its next evaluation"
-            if control.get("promote") == "full"
+            if str(control.get("promote")).startswith("full")
             else f"{env_name}: the step at {where} is accepted at the running advance's next evaluation"
         ),
     }[action]

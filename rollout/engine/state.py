@@ -138,8 +138,22 @@ class Control:
     """A person's hand on an environment's running step (``rollout pause/continue/promote``)."""
 
     paused: bool
-    #: ``step`` (accept the current step now) or ``full`` (to 100 % now); None: nothing pending
+    #: ``step@WHERE`` (accept the step now) or ``full@WHERE`` (to 100 % now), WHERE the step it was asked at
+    #: (:func:`step_at`); None: nothing pending
     promote: str | None
+
+    @property
+    def promote_kind(self) -> str | None:
+        return self.promote.split("@", 1)[0] if self.promote else None
+
+    @property
+    def promote_at(self) -> str | None:
+        return self.promote.split("@", 1)[1] if self.promote and "@" in self.promote else None
+
+
+def step_at(row: EnvState) -> str:
+    """Where an environment's run stands (phase, step, ramp percentage), to tie a person's request to it."""
+    return f"{row.phase}:{row.step_index}:{row.ramp_index}"
 
 
 class StateRecords:
