@@ -297,6 +297,12 @@ def test_a_failed_flag_off_is_recorded_reported_and_notified(svc, tmp_path, brok
         extra = {"FLAG_DB_URL": f"postgresql://rollout:pw-secret-db@127.0.0.1:{free_port()}/flags"}
     else:
         project = make_project(tmp_path, svc, notify=hook)
+        assert (
+            cli(
+                project, "configure", "--env", "production", "--set", "FEATURE_ON=true", "--set", "FEATURE_SHARE=50"
+            ).returncode
+            == 0
+        )
         svc.state["mode"] = "hang"
         extra = {}
     done = cli(project, "rollback", "--env", "production", "--reason", "pager", "--json", env=extra)
@@ -312,6 +318,8 @@ def test_a_failed_flag_off_is_recorded_reported_and_notified(svc, tmp_path, brok
     assert "FLAG-OFF FAILED" in told["text"]
     status = json.loads(cli(project, "status", "--json", env=extra).stdout)[0]
     assert status["status"] == "rolled_back"  # a ramp running elsewhere stops at its next evaluation
+    if broken == "hanging endpoint":  # the guard ran before the write failed: the record keeps the flag it knew
+        assert (status["flag"], status["percent"]) == (True, 50)
 
 
 # --- 6. webhooks never hold the answer ---------------------------------------------------------------

@@ -67,6 +67,8 @@ def kill(
     except RolloutError as exc:  # the backend failed: record it before the error reaches the person
         if not known:  # the write failed before its guard ran: the intent is recorded all the same
             state.update(environment, clock.time(), status=ROLLED_BACK, reason=reason)
+        else:  # the guard recorded the flag off before the write; it failed, so the flag is as it was
+            state.update(environment, clock.time(), flag=known["flag"], percent=known["percent"])
         state.audit(
             environment,
             "flag_off_failed",
