@@ -21,7 +21,6 @@ from rollout.engine.killswitch import (
     RolledBackMeanwhile,
     UnreachableFlags,
     _Silent,
-    guard_not_rolled_back,
     switch_off,
 )
 from rollout.engine.observe import measure, record
@@ -41,6 +40,7 @@ from rollout.engine.state import (
 )
 from rollout.engine.steps import AWAIT, DONE, KINDS, StepResult, describe, managed_values
 from rollout.engine.steps import FAIL as STEP_FAIL
+from rollout.engine.steps import configure as configure_step
 from rollout.gates import FAIL, StepCounts
 from rollout.notify import Notifier
 from rollout.playbook.environments import load_environment, shown_diff
@@ -569,18 +569,7 @@ def configure(
             return Configured(changes, flags.describe(), False)
         state = project.state()
         try:
-            flags.replace(resolved.values, guard=guard_not_rolled_back(env_name, state))
-            now = clock.time()
-            enabled, percent = flags.state()
-            state.update(env_name, now, flag=enabled, percent=percent)
-            state.audit(
-                env_name,
-                "configure",
-                now,
-                env_file=flags.describe(),
-                source="rollout configure",
-                changes=[{"variable": n, "from": o, "to": v} for n, o, v in changes],
-            )
+            configure_step.apply(flags, state, env_name, clock, resolved, changes, source="rollout configure")
         finally:
             state.close()
         return Configured(changes, flags.describe(), True)

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from rollout.engine.context import RunContext
 from rollout.engine.killswitch import guard_not_rolled_back
+from rollout.engine.state import StateRecords
 from rollout.engine.steps.base import DONE, FAIL, StepResult, managed_values, wait_applied
-from rollout.playbook.environments import resolve, shown_diff
+from rollout.flags import FlagBackend
+from rollout.playbook.environments import Resolved, resolve, shown_diff
 from rollout.playbook.model import ConfigureStep, Playbook
+from rollout.util.clock import Clock
 
 
 def run(ctx: RunContext, step: ConfigureStep, label: str) -> StepResult:
@@ -20,22 +23,37 @@ def run(ctx: RunContext, step: ConfigureStep, label: str) -> StepResult:
         ctx.out.line(f"  {name}: {old if old is not None else '(unset)'} -> {new if new is not None else '(unset)'}")
     if not changes:
         ctx.out.line("  no change")
-    ctx.flags.replace(resolved.values, guard=guard_not_rolled_back(ctx.env_name, ctx.state))
-    enabled, percent = ctx.flags.state()
-    now = ctx.clock.time()
-    ctx.state.update(ctx.env_name, now, flag=enabled, percent=percent)
-    ctx.state.audit(
-        ctx.env_name,
-        "configure",
-        now,
-        step=label,
-        env_file=ctx.flags.describe(),
-        changes=[{"variable": n, "from": o, "to": v} for n, o, v in changes],
-    )
+    apply(ctx.flags, ctx.state, ctx.env_name, ctx.clock, resolved, changes, step=label)
     problem = wait_applied(ctx)
     if problem:
         return StepResult(FAIL, problem)
     return StepResult(DONE, f"{len(changes)} variable(s) changed in {ctx.flags.describe()}")
+
+
+def apply(
+    flags: FlagBackend,
+    state: StateRecords,
+    env_name: str,
+    clock: Clock,
+    resolved: Resolved,
+    changes: list[tuple[str, str | None, str | None]],
+    **detail: str,
+) -> None:
+    """Write ``resolved``'s values through ``flags`` (refused once the environment was rolled back),
+    record the flag it leaves and a ``configure`` audit entry with ``changes`` and ``detail``: the
+    step and ``rollout configure`` alike."""
+    flags.replace(resolved.values, guard=guard_not_rolled_back(env_name, state))
+    enabled, percent = flags.state()
+    now = clock.time()
+    state.update(env_name, now, flag=enabled, percent=percent)
+    state.audit(
+        env_name,
+        "configure",
+        now,
+        env_file=flags.describe(),
+        changes=[{"variable": n, "from": o, "to": v} for n, o, v in changes],
+        **detail,
+    )
 
 
 def describe(step: ConfigureStep, playbook: Playbook | None = None) -> str:
