@@ -1,110 +1,187 @@
-"""Flag-off propagation to every replica of a fleet following one PostgreSQL flag row.
+"""Flag-off propagation to every replica of a fleet, by where the flag lives, in one run.
 
-Three `rollout serve --flag-db ... --flag-env production` processes on one database (a real
-PostgreSQL started here in a temporary folder); the engine's postgres backend flips the flag on and
-off 20 times; for each flag-off, the time from the write's commit until every replica reports the
-flag off on its own /api/whatsapp/metrics. Aim: max <= 250 ms.
+For each source, three ``rollout serve`` processes follow one flag: the same env file (the
+``envfile`` backend), a PostgreSQL flag row (``--flag-db``, LISTEN/NOTIFY), or an Unleash feature
+(``--unleash-url``, the Unleash SDK polling every ``--refresh`` seconds); the engine's backend for
+that source flips the flag on and off 20 times, and for each flag-off the time from the write's
+return until every replica reports the flag off on its own /api/whatsapp/metrics is taken.
+PostgreSQL and Unleash are real servers started here in a temporary folder.
 
-Usage: python benchmarks/fleet_flag_propagation.py [--flips 20] [--replicas 3]
-Needs the PostgreSQL server binaries (Debian package ``postgresql``) and the test extras installed.
+Usage: python benchmarks/fleet_flag_propagation.py [--flips 20] [--replicas 3] [--refresh 1]
+       [--sources envfile,postgres,unleash]
+Needs the PostgreSQL server binaries (Debian ``postgresql``), ``scripts/install-unleash`` for Unleash,
+and the test extras installed.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import random
 import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks._procs import ADMIN_TOKEN, SANDBOX_TOKEN, Proc, start_sandbox
+from rollout.flags.envfile import FlagStore
 from rollout.flags.postgres import PostgresFlags
+from rollout.flags.unleash import UnleashFlags
 from rollout.playbook.model import FlagSpec
 from rollout.util.envfile import write_env_file
 from rollout.util.serving import free_port
 from tests.postgres import Postgres
+from tests.unleash import Unleash
+
+
+def _service_env(sandbox_url: str) -> dict[str, str]:
+    return {
+        "WHATSAPP_NOTIFICATIONS_ENABLED": "false",
+        "ZAPTRA_API_URL": f"{sandbox_url}/api/wpbox",
+        "ZAPTRA_API_TOKEN": SANDBOX_TOKEN,
+        "ROLLOUT_ADMIN_TOKEN": ADMIN_TOKEN,
+    }
+
+
+def _replicas(folder: Path, n: int, env_file: Callable[[int], Path], extra: list[str]) -> list[Proc]:
+    started = []
+    for i in range(n):
+        port = free_port()
+        started.append(
+            Proc(
+                [
+                    "serve",
+                    "--port",
+                    str(port),
+                    "--env-file",
+                    str(env_file(i)),
+                    "--db",
+                    str(folder / f"r{i}.db"),
+                    *extra,
+                    "--replica-id",
+                    f"r{i}",
+                ],
+                f"http://127.0.0.1:{port}",
+                folder / f"r{i}.log",
+            )
+        )
+    return started
+
+
+def _measure(flags: Any, replicas: list[Proc], flips: int, spread: float) -> list[float]:
+    """Each flag-off lands a random 0.2 to 0.2 + ``spread`` s after every replica reported the flag
+    on: a polling source would otherwise be measured at one phase of its poll only."""
+    rng = random.Random(7)
+    clients = [httpx.Client(base_url=p.url, timeout=5) for p in replicas]
+
+    def all_report(enabled: bool) -> bool:
+        return all(c.get("/api/whatsapp/metrics?window=1").json()["flag_enabled"] is enabled for c in clients)
+
+    delays = []
+    try:
+        for _ in range(flips):
+            flags.set(enabled=True, percent=100)
+            while not all_report(True):
+                time.sleep(0.002)
+            time.sleep(0.2 + rng.uniform(0, spread))
+            flags.set(enabled=False)
+            started = time.perf_counter()
+            while not all_report(False):
+                time.sleep(0.001)
+            delays.append(time.perf_counter() - started)
+    finally:
+        for c in clients:
+            c.close()
+    return delays
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--flips", type=int, default=20)
     parser.add_argument("--replicas", type=int, default=3)
+    parser.add_argument("--refresh", type=float, default=1.0, help="Unleash poll interval, seconds")
+    parser.add_argument("--sources", default="envfile,postgres,unleash")
     args = parser.parse_args()
-    pg = Postgres()
-    procs: list[Proc] = []
-    try:
-        url = pg.database()
-        with tempfile.TemporaryDirectory() as tmp:
-            folder = Path(tmp)
-            sandbox = start_sandbox(folder)
-            procs.append(sandbox)
-            for i in range(args.replicas):
-                env_file = folder / f"r{i}.env"
-                write_env_file(
-                    env_file,
-                    {
-                        "WHATSAPP_NOTIFICATIONS_ENABLED": "false",
-                        "ZAPTRA_API_URL": f"{sandbox.url}/api/wpbox",
-                        "ZAPTRA_API_TOKEN": SANDBOX_TOKEN,
-                        "ROLLOUT_ADMIN_TOKEN": ADMIN_TOKEN,
-                    },
-                )
-                port = free_port()
-                procs.append(
-                    Proc(
-                        [
-                            "serve",
-                            "--port",
-                            str(port),
-                            "--env-file",
-                            str(env_file),
-                            "--db",
-                            str(folder / f"r{i}.db"),
-                            "--flag-db",
-                            url,
-                            "--flag-env",
-                            "production",
-                            "--replica-id",
-                            f"r{i}",
-                        ],
-                        f"http://127.0.0.1:{port}",
-                        folder / f"r{i}.log",
-                    )
-                )
-            flags = PostgresFlags(FlagSpec(backend="postgres", database="${FLAG_DB_URL}"), "production", folder, url)
-            clients = [httpx.Client(base_url=p.url, timeout=5) for p in procs[1:]]
-
-            def all_report(enabled: bool) -> bool:
-                return all(c.get("/api/whatsapp/metrics?window=1").json()["flag_enabled"] is enabled for c in clients)
-
-            delays = []
-            for _ in range(args.flips):
-                flags.set(enabled=True, percent=100)
-                while not all_report(True):
-                    time.sleep(0.002)
-                time.sleep(0.2)
-                started = time.perf_counter()
-                flags.set(enabled=False)
-                while not all_report(False):
-                    time.sleep(0.001)
-                delays.append(time.perf_counter() - started)
-            for c in clients:
-                c.close()
-            flags.close()
-            print(
-                f"{args.replicas} replicas, {args.flips} flag-offs: every replica reports the flag off "
-                f"p50 {statistics.median(delays) * 1000:.1f} ms, max {max(delays) * 1000:.1f} ms "
-                f"(aim: max <= 250 ms)"
-            )
-    finally:
-        for proc in procs:
-            proc.stop()
-        pg.close()
+    sources = args.sources.split(",")
+    pg = Postgres() if {"postgres", "unleash"} & set(sources) else None
+    results: dict[str, list[float]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        sandbox = start_sandbox(root)
+        try:
+            for source in sources:
+                folder = root / source
+                folder.mkdir()
+                procs: list[Proc] = []
+                server: Unleash | None = None
+                flags: Any = None
+                try:
+                    if source == "envfile":
+                        shared = folder / "fleet.env"
+                        write_env_file(shared, _service_env(sandbox.url))
+                        procs = _replicas(folder, args.replicas, lambda i, f=shared: f, [])
+                        flags = FlagStore(shared)
+                    elif source == "postgres":
+                        assert pg is not None
+                        url = pg.database()
+                        for i in range(args.replicas):
+                            write_env_file(folder / f"r{i}.env", _service_env(sandbox.url))
+                        procs = _replicas(
+                            folder,
+                            args.replicas,
+                            lambda i, f=folder: f / f"r{i}.env",
+                            ["--flag-db", url, "--flag-env", "production"],
+                        )
+                        flags = PostgresFlags(FlagSpec(backend="postgres", database="${DB}"), "production", folder, url)
+                    elif source == "unleash":
+                        assert pg is not None
+                        server = Unleash(pg, folder)
+                        spec = FlagSpec(backend="unleash", url=server.url, token="${T}", feature="bench")
+                        flags = UnleashFlags(spec, "production", folder, server.admin_token)
+                        flags.set(enabled=False, percent=100)
+                        os.environ["UNLEASH_API_TOKEN"] = server.client_token("production")
+                        for i in range(args.replicas):
+                            write_env_file(folder / f"r{i}.env", _service_env(sandbox.url))
+                        procs = _replicas(
+                            folder,
+                            args.replicas,
+                            lambda i, f=folder: f / f"r{i}.env",
+                            [
+                                "--unleash-url",
+                                server.url,
+                                "--unleash-feature",
+                                "bench",
+                                "--flag-refresh",
+                                str(args.refresh),
+                            ],
+                        )
+                    else:
+                        raise SystemExit(f"--sources: unknown source {source!r} (envfile, postgres, unleash)")
+                    results[source] = _measure(flags, procs, args.flips, args.refresh)
+                finally:
+                    if flags is not None:
+                        flags.close()
+                    for proc in procs:
+                        proc.stop()
+                    if server is not None:
+                        server.close()
+        finally:
+            sandbox.stop()
+            if pg is not None:
+                pg.close()
+    print(
+        f"{args.replicas} replicas, {args.flips} flag-offs each: write returned -> every replica reports the flag off"
+    )
+    for source, delays in results.items():
+        note = f" (poll every {args.refresh:g} s)" if source == "unleash" else ""
+        print(f"  {source:9} p50 {statistics.median(delays) * 1000:8.1f} ms   max {max(delays) * 1000:8.1f} ms{note}")
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ import pytest
 from tests.flagservice import FlagService
 from tests.harness import Sandbox, Service, base_env
 from tests.postgres import Postgres
+from tests.unleash import Unleash
 
 
 @pytest.fixture
@@ -54,3 +55,12 @@ def flag_service() -> Iterator[FlagService]:
     server = FlagService()
     yield server
     server.server.stop()
+
+
+@pytest.fixture(scope="session")
+def unleash(postgres: Postgres, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Unleash]:
+    """One real Unleash server for the run, on a fresh database of the session's PostgreSQL; each
+    test uses features of its own."""
+    server = Unleash(postgres, tmp_path_factory.mktemp("unleash"))
+    yield server
+    server.close()

@@ -15,6 +15,7 @@ from rollout.console import QuietReporter
 from rollout.engine import runner
 from rollout.engine.project import Project
 from rollout.flags import FlagStore
+from rollout.playbook.environments import load_environment
 from rollout.util.clock import ManualClock
 from tests.harness import ADMIN_TOKEN, SANDBOX_TOKEN, Sandbox, Service, base_env, wait_until
 
@@ -23,7 +24,7 @@ GROUP = "whatsapp_notifications"
 PLAYBOOK = """\
 version: 1
 name: engine-test
-gates:
+{flag}gates:
   g:
     window: 30s
     min_samples: 10
@@ -92,7 +93,11 @@ class EngineWorld:
         on_hold_timeout: str = "approve",
         before_ramp: str = "",
         extra_metrics: str = "      - {metric: error_rate, target: 1%, alert: 5%}",
+        flag: str = "",
+        flag_source: Any = None,
     ) -> None:
+        """``flag`` is the playbook's ``flag:`` block (default: the env file); ``flag_source`` is
+        where the service reads it (:mod:`rollout.booking.flags`)."""
         self.tmp, self.sandbox = tmp, sandbox
         self.clock = DrivingClock()
         (tmp / "svc").mkdir(parents=True, exist_ok=True)
@@ -100,6 +105,7 @@ class EngineWorld:
             tmp / "svc",
             base_env(sandbox.api_url, WHATSAPP_NOTIFICATIONS_ENABLED=False, WHATSAPP_ROLLOUT_PERCENT=0),
             clock=self.clock,
+            flag_source=flag_source,
         )
         (tmp / "playbooks").mkdir(exist_ok=True)
         (tmp / "environments").mkdir(exist_ok=True)
@@ -112,6 +118,7 @@ class EngineWorld:
                 on_hold_timeout=on_hold_timeout,
                 before_ramp=before_ramp,
                 extra_metrics=extra_metrics,
+                flag=flag,
             )
         )
         (tmp / "environments" / "production.yaml").write_text(
@@ -124,7 +131,9 @@ class EngineWorld:
             "  WHATSAPP_TIMEOUT_MS: 2000\n"
         )
         self.project = Project(self.playbook, tmp / "environments", tmp / "state.db")
-        self.flags = FlagStore(self.service.env_file)
+        self.flags: Any = FlagStore(self.service.env_file)
+        if flag:  # the playbook's backend, opened as the engine opens it (needs its tokens set)
+            self.flags = None
         self.http = httpx.Client(base_url=self.service.url, timeout=10)
         self.booked = 0
 
@@ -132,6 +141,10 @@ class EngineWorld:
         monkeypatch.setenv("ZAPTRA_API_TOKEN", SANDBOX_TOKEN)
         monkeypatch.setenv("ZAPTRA_SANDBOX_TOKEN", SANDBOX_TOKEN)
         monkeypatch.setenv("ROLLOUT_ADMIN_TOKEN", ADMIN_TOKEN)
+        if self.flags is None:
+            self.flags = self.project.flags(
+                self.project.playbook(), load_environment("production", self.tmp / "environments")
+            )
 
     def book(self, customers: list[str], phone: str = "+919876543210") -> None:
         """Bookings for ``customers``, then wait until the service has finished with all of them."""
@@ -195,5 +208,7 @@ class EngineWorld:
             state.close()
 
     def close(self) -> None:
+        if self.flags is not None:
+            self.flags.close()
         self.http.close()
         self.service.close()

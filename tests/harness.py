@@ -84,7 +84,7 @@ class Service:
         folder: Path,
         env: dict[str, str],
         clock: ManualClock | None = None,
-        follower: Any = None,
+        flag_source: Any = None,
         db: str | None = None,
         replica_id: str | None = None,
     ) -> None:
@@ -98,7 +98,7 @@ class Service:
             write_env_file(self.env_file, self.env)
         self.live = LiveSettings(env_file=self.env_file, environ={})
         self.app = create_app(
-            self.live, self.db, clock=self.clock, log_path=self.log_file, follower=follower, replica_id=replica_id
+            self.live, self.db, clock=self.clock, log_path=self.log_file, flag_source=flag_source, replica_id=replica_id
         )
         self.server = ServerThread(self.app).start()
         self.url = self.server.url

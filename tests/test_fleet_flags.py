@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from rollout.booking.flagfollower import FlagFollower
+from rollout.booking.flags.postgres import FlagFollower
 from rollout.booking.service.settings import LiveSettings
 from rollout.engine.project import Project
 from rollout.engine.runner import rollback
@@ -29,7 +29,7 @@ def fleet(tmp_path, sandbox, postgres):
             tmp_path / f"r{i}",
             base_env(sandbox.api_url, WHATSAPP_NOTIFICATIONS_ENABLED=False),
             clock=SystemClock(),
-            follower=FlagFollower(url, "production", f"r{i}", poll=0.5),
+            flag_source=FlagFollower(url, "production", f"r{i}", poll=0.5),
             db=url,
         )  # one shared outbox, in the same database as the flag
         for i in (1, 2)
@@ -132,7 +132,7 @@ def test_a_replica_cut_off_from_the_flag_database_stops_sending_before_the_engin
             tmp_path / "r1",
             base_env(sandbox.api_url, WHATSAPP_NOTIFICATIONS_ENABLED=False),
             clock=SystemClock(),
-            follower=FlagFollower(url, "production", "r1", poll=0.2, lease=1.0),
+            flag_source=FlagFollower(url, "production", "r1", poll=0.2, lease=1.0),
         )
         try:
             wait_until(lambda: replica.metrics(1)["flag_enabled"], timeout=10, what="the flag on from the row")
@@ -144,7 +144,7 @@ def test_a_replica_cut_off_from_the_flag_database_stops_sending_before_the_engin
                 what="the replica to stop once its lease ran out",
             )
             health = replica.http.get("/api/whatsapp/health").json()
-            assert "flag database unreachable past the lease; sends stopped" in health["problems"]
+            assert "flag source (postgres) unreachable past the lease; sends stopped" in health["problems"]
             assert replica.wait_status(replica.book(2)["id"], "skipped")["reason"] == "flag_off"
         finally:
             replica.close()

@@ -101,6 +101,16 @@ BROKEN = [
         "watch: {gate: nope, interval: 1s}\n",
         ["watch.gate: unknown gate set 'nope'"],
     ),
+    (
+        "name: t\n",
+        "name: t\nflag:\n  backend: unleash\n  url: http://127.0.0.1:4242\n",
+        ["p.yaml:3:", "flag.token: required for the unleash backend", "flag.feature: required for the unleash backend"],
+    ),
+    (
+        "name: t\n",
+        "name: t\nflag: {backend: unleash, url: x, token: '${T}', feature: wa}\n",
+        ["p.yaml:3:", "flag.url: required for the unleash backend: the server's address, http(s)://..."],
+    ),
 ]
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -84,6 +85,29 @@ def cli() -> None:
     "--flag-env there (LISTEN/NOTIFY), for a fleet of replicas.",
 )
 @click.option("--flag-env", help="The environment whose flag row this replica follows (with --flag-db).")
+@click.option(
+    "--unleash-url",
+    envvar="UNLEASH_URL",
+    help="http://...: follow a feature in this Unleash server (its client token in UNLEASH_API_TOKEN).",
+)
+@click.option(
+    "--unleash-feature",
+    default="whatsapp_notifications",
+    show_default=True,
+    help="The Unleash feature that decides who gets WhatsApp (with --unleash-url).",
+)
+@click.option(
+    "--flag-refresh",
+    default=1.0,
+    show_default=True,
+    type=click.FloatRange(0.1, 60),
+    help="Seconds between polls of Unleash (with --unleash-url).",
+)
+@click.option(
+    "--flag-lease",
+    type=click.FloatRange(0.5, 600),
+    help="Seconds the service keeps sending without a flag read from Unleash (default: refresh + 3).",
+)
 @click.option("--replica-id", help="This replica's name in the fleet, unique per running replica (default: host-pid).")
 def serve(
     host: str,
@@ -94,9 +118,16 @@ def serve(
     access_log: bool,
     flag_db: str | None,
     flag_env: str | None,
+    unleash_url: str | None,
+    unleash_feature: str,
+    flag_refresh: float,
+    flag_lease: float | None,
     replica_id: str | None,
 ) -> None:
-    """Run the WhatsApp booking-notification service."""
+    """Run the WhatsApp booking-notification service.
+
+    Its flag comes from the env file, or a fleet's PostgreSQL row (--flag-db), or an Unleash
+    feature (--unleash-url); per customer, OpenFeature decides."""
     from rollout.booking.service.app import create_app
     from rollout.booking.service.schema import StorageError
     from rollout.booking.service.settings import LiveSettings
@@ -109,16 +140,23 @@ def serve(
         open_store(db_path, replica_id or "start-up check").close()
     except StorageError as exc:
         raise ConfigError(str(exc)) from exc
-    follower = None
+    source: Any = None
+    if flag_db and unleash_url:
+        raise click.UsageError("--flag-db and --unleash-url: the flag comes from one place; choose one")
     if flag_db:
-        from rollout.booking.flagfollower import FlagFollower
+        from rollout.booking.flags.postgres import FlagFollower
 
         if not flag_env:
             raise click.UsageError("--flag-db needs --flag-env (the environment whose flag to follow)")
-        follower = FlagFollower(flag_db, flag_env, replica_id)
+        source = FlagFollower(flag_db, flag_env, replica_id)
+    if unleash_url:
+        from rollout.booking.flags.unleash import UnleashSource
+
+        token = os.environ.get("UNLEASH_API_TOKEN", "")
+        source = UnleashSource(unleash_url, token, unleash_feature, flag_refresh, flag_lease, replica_id)
     live = LiveSettings(env_file=env_file, environ=os.environ)
     serve_forever(
-        create_app(live, db_path, log_path=log_file, follower=follower, replica_id=replica_id),
+        create_app(live, db_path, log_path=log_file, flag_source=source, replica_id=replica_id),
         host,
         port,
         access_log=access_log,

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from rollout.flags import command, envfile, http, postgres
+from rollout.flags import command, envfile, http, postgres, unleash
 from rollout.flags.base import FlagBackend, FlagWriteError, check_percent, file_lock, is_on
 from rollout.flags.envfile import FlagStore
 from rollout.playbook.environments import Environment
@@ -34,6 +34,7 @@ BACKENDS: dict[str, Opener] = {
     "http": http.open_backend,
     "command": command.open_backend,
     "postgres": postgres.open_backend,
+    "unleash": unleash.open_backend,
 }
 
 

@@ -290,9 +290,12 @@ class FlagSpec(_Model):
     ``$percent`` become JSON values) and ``token`` as a bearer reference. ``command``: run
     ``command`` with ``{enabled}`` and ``{percent}`` replaced; a non-zero exit is a failed write.
     ``read`` is how the written state is read back from the target (http and command backends).
+    ``unleash``: feature ``feature`` of the Unleash server at ``url`` through its Admin API (an
+    admin ``token`` reference), in ``project`` and Unleash ``environment`` (default: the rollout
+    environment's name), with a ``flexibleRollout`` strategy sticky on ``stickiness``.
     """
 
-    backend: Literal["envfile", "http", "command", "postgres"] = "envfile"
+    backend: Literal["envfile", "http", "command", "postgres", "unleash"] = "envfile"
     variable: str = Field(FLAG_VARIABLE, pattern=r"^[A-Z_][A-Z0-9_]*$")
     percent_variable: str = Field(PERCENT_VARIABLE, pattern=r"^[A-Z_][A-Z0-9_]*$")
     url: str | None = Field(None, min_length=1)
@@ -304,9 +307,24 @@ class FlagSpec(_Model):
     command: list[str] | None = Field(None, min_length=1)
     timeout: Duration = Field(5.0, gt=0, le=60)
     read: FlagRead | None = None
+    #: the unleash backend's feature, project, Unleash environment and stickiness
+    feature: str | None = Field(None, pattern=r"^[A-Za-z0-9_.~-]{1,100}$")
+    project: str = Field("default", pattern=r"^[A-Za-z0-9_.~-]{1,100}$")
+    environment: str | None = Field(None, pattern=r"^[A-Za-z0-9_.~-]{1,100}$")
+    stickiness: str = Field("userId", min_length=1, max_length=100)
 
     @model_validator(mode="after")
     def _complete(self) -> FlagSpec:
+        if self.backend == "unleash":
+            problems = []
+            if not self.url or not self.url.startswith(("http://", "https://")):
+                problems.append((("url",), "required for the unleash backend: the server's address, http(s)://..."))
+            if not self.token:
+                problems.append((("token",), "required for the unleash backend: an admin token reference"))
+            if not self.feature:
+                problems.append((("feature",), "required for the unleash backend: the feature's name"))
+            if problems:
+                raise FieldProblems(problems)
         if self.backend == "http" and not self.url:
             raise FieldProblems([(("url",), "required for the http backend")])
         if self.backend == "postgres" and not self.database:

@@ -82,6 +82,10 @@ class Health(_Open):
     sending_paused_until: float | None
     replica_id: str | None
     flag_version: int | None
+    #: where the flag comes from: envfile, postgres or unleash
+    flag_provider: str
+    #: wall time of the source's last successful read (null: the env file itself)
+    flag_refreshed_at: float | None
 
 
 class TestVerdict(_Open):
@@ -127,6 +131,10 @@ class WindowMetrics(_Open):
     cohort_decisions: dict[str, int]
     replica_id: str | None
     flag_version: int | None
+    #: where the flag comes from: envfile, postgres or unleash
+    flag_provider: str
+    #: wall time of the source's last successful read (null: the env file itself)
+    flag_refreshed_at: float | None
     latency_sd_ms: float | None
     latency_above: dict[str, float] | None = None
     cohorts: dict[str, dict[str, float | None]]

@@ -28,6 +28,8 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
+from rollout.booking.flags import FeatureFlags, FlagSource
+from rollout.booking.flags.base import EnvFileSource
 from rollout.booking.phones import InvalidPhone, mask, mask_known, normalize, provider_form
 from rollout.booking.provider.breaker import BreakerState, CircuitBreaker
 from rollout.booking.provider.client import ZaptraClient
@@ -35,7 +37,7 @@ from rollout.booking.service import api_schema as S
 from rollout.booking.service.api_models import BookingIn, PreferencesIn, TestMessageIn
 from rollout.booking.service.eventlog import EventLog
 from rollout.booking.service.metrics import PromMetrics, window_metrics
-from rollout.booking.service.outbox import Outbox, cohort_of
+from rollout.booking.service.outbox import Outbox
 from rollout.booking.service.schema import StorageError
 from rollout.booking.service.settings import LiveSettings, Settings
 from rollout.booking.service.store import DuplicateBooking, Store, template_parameters
@@ -127,6 +129,8 @@ class Runtime:
     events: EventLog
     prom: PromMetrics
     outbox: Outbox
+    #: who decides, per customer, through OpenFeature
+    flags: FeatureFlags
     probe: dict[str, Any] = field(default_factory=dict)
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
     #: this replica's id when the flag follows PostgreSQL
@@ -148,17 +152,20 @@ def create_app(
     log_stream: IO[str] | None = None,
     log_path: FilePath | None = None,
     rng: random.Random | None = None,
-    follower: Any = None,
+    flag_source: FlagSource | None = None,
     replica_id: str | None = None,
 ) -> FastAPI:
-    """Build the service. Its background tasks start and stop with the ASGI lifespan; ``follower``
-    (a :class:`rollout.flagdb.FlagFollower`) makes the flag follow a PostgreSQL row.
+    """Build the service. Its background tasks start and stop with the ASGI lifespan;
+    ``flag_source`` (:mod:`rollout.booking.flags`) is where the flag comes from: the env file by
+    default, a PostgreSQL row, or Unleash.
 
     ``db_path`` is a SQLite file or a ``postgresql://`` URL that a fleet of replicas shares;
-    ``replica_id`` names this process in its outbox claims (default: the follower's id, else host-pid).
+    ``replica_id`` names this process in its outbox claims (default: the source's id, else host-pid).
     """
     clock = clock or SystemClock()
-    replica_id = replica_id or (follower.replica_id if follower is not None else default_replica_id())
+    source: FlagSource = flag_source or EnvFileSource()
+    replica_id = replica_id or source.replica_id or default_replica_id()
+    source.replica_id = source.replica_id or replica_id
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -168,9 +175,10 @@ def create_app(
         settings = live.current()
         breaker = CircuitBreaker(clock, settings.breaker_threshold, settings.breaker_reset_ms / 1000.0)
         client = ZaptraClient(transport=transport, max_connections=max(settings.max_concurrency, 16))
-        outbox = Outbox(store, live, client, breaker, events, prom, clock, rng=rng)
+        flags = FeatureFlags(source, live)
+        outbox = Outbox(store, live, client, breaker, events, prom, clock, flags, rng=rng)
         breaker.on_open(outbox.breaker_opened)
-        rt = Runtime(live, store, clock, client, breaker, events, prom, outbox)
+        rt = Runtime(live, store, clock, client, breaker, events, prom, outbox, flags)
         app.state.rt = rt
         events.emit(
             "service_start",
@@ -180,13 +188,12 @@ def create_app(
         )
         rt.tasks = [asyncio.create_task(outbox.run()), asyncio.create_task(_housekeeping(rt))]
         rt.replica_id = replica_id
-        if follower is not None:
-            follower.start(live)
+        source.start(live)
         try:
             yield
         finally:
-            if follower is not None:
-                follower.stop()
+            source.stop()
+            flags.close()
             await outbox.stop(grace=settings.timeout_ms / 1000.0 + 1)
             for task in rt.tasks:
                 task.cancel()
@@ -348,7 +355,9 @@ async def create_booking(booking: BookingIn, request: Request) -> dict[str, Any]
         return {"id": booking_id, "booking_ref": booking.booking_ref, "notification": {"status": "pending"}}
     finally:  # the booking flow per cohort: treatment against control (the compare gate)
         rt.outbox.record_booking(
-            cohort_of(rt.settings, booking.customer_id), (rt.clock.monotonic() - started) * 1000.0, error=failed
+            rt.flags.cohort(rt.settings, booking.customer_id),
+            (rt.clock.monotonic() - started) * 1000.0,
+            error=failed,
         )
 
 
@@ -496,6 +505,7 @@ async def metrics(
             "config_generation": rt.live.generation,
             "replica_id": rt.replica_id,
             "flag_version": rt.live.flag_version,
+            **rt.flags.view(),
             # counts come from the store: on PostgreSQL they are the whole fleet's
             "store": rt.store.kind,
             "scope": "fleet" if rt.store.shared else "replica",
@@ -656,7 +666,10 @@ async def _health(rt: Runtime) -> dict[str, Any]:
         if rt.live.error:
             status, problems = "degraded", [*problems, "configuration refused; sends disabled"]
     if rt.live.lease_expired:
-        status, problems = "down", [*problems, "flag database unreachable past the lease; sends stopped"]
+        status, problems = (
+            "down",
+            [*problems, f"flag source ({rt.flags.source.name}) unreachable past the lease; sends stopped"],
+        )
     last = rt.outbox.last_error
     return {
         "status": status,
@@ -681,6 +694,7 @@ async def _health(rt: Runtime) -> dict[str, Any]:
         "sending_paused_until": rt.outbox.paused_until if rt.outbox.paused_until > rt.clock.time() else None,
         "replica_id": rt.replica_id,
         "flag_version": rt.live.flag_version,
+        **rt.flags.view(),
     }
 
 

@@ -14,7 +14,7 @@ import logging
 import random
 from dataclasses import dataclass
 
-from rollout.booking.cohort import in_rollout
+from rollout.booking.flags import FeatureFlags
 from rollout.booking.phones import InvalidPhone, mask_known, normalize, provider_form
 from rollout.booking.provider.breaker import CircuitBreaker
 from rollout.booking.provider.client import ZaptraClient
@@ -31,14 +31,6 @@ log = logging.getLogger("rollout.service")
 #: a claim older than the send timeout plus this is a dead replica's (see Store.recover_stale)
 CLAIM_GRACE_S = 5.0
 STALE_CHECK_S = 1.0
-
-
-def cohort_of(settings: Settings, customer_id: str) -> str:
-    """``treatment`` when the flag is on and the customer is in the rollout, else ``control``."""
-    inside = settings.notifications_enabled and in_rollout(
-        settings.rollout_group, customer_id, settings.rollout_percent
-    )
-    return "treatment" if inside else "control"
 
 
 def backoff_seconds(attempt: int, settings: Settings, retry_after: float | None, rng: random.Random) -> float:
@@ -70,10 +62,12 @@ class Outbox:
         events: EventLog,
         prom: PromMetrics,
         clock: Clock,
+        flags: FeatureFlags,
         rng: random.Random | None = None,
         poll_interval: float = 0.05,
     ) -> None:
         self._store, self._live, self._client, self._breaker = store, live, client, breaker
+        self._flags = flags
         self._log, self._prom, self._clock = events, prom, clock
         self._rng = rng or random.Random()
         self._poll = poll_interval
@@ -224,7 +218,7 @@ class Outbox:
         if not settings.notifications_enabled:
             skip = "flag_off"
         else:
-            inside = cohort_of(settings, due.customer_id) == "treatment"
+            inside = self._flags.in_treatment(settings, due.customer_id)
             if due.attempts == 1:  # the booking's cohort, counted once, at the moment it is decided
                 self._batch.events.append((now, "cohort", "in" if inside else "out", None, due.booking_id))
             if not inside:

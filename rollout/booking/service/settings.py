@@ -182,7 +182,7 @@ class LiveSettings:
         self.error: str | None = None
         #: bumped on every re-read of the file: lets a client see that a change was taken in
         self.generation = 0
-        #: variables pushed by a flag follower (PostgreSQL): they win over the file
+        #: variables pushed by a flag source (a PostgreSQL row, Unleash): they win over the file
         self._overlay: dict[str, str] = {}
         #: the flag version the follower last applied (None: the flag comes from the file)
         self.flag_version: int | None = None
@@ -213,7 +213,7 @@ class LiveSettings:
             self.renew_lease(lease_s)
 
     def renew_lease(self, lease_s: float) -> None:
-        """The follower has just read its flag row: the overlay holds for ``lease_s`` more seconds.
+        """The flag source has just read its flag: the overlay holds for ``lease_s`` more seconds.
 
         A replica that cannot read its flag for longer sends nothing (fail closed) until it can
         again: the engine counts a replica silent for 5 s as gone when it confirms a flag-off, so a
@@ -240,8 +240,7 @@ class LiveSettings:
         if self._lease_until is not None and self._monotonic() > self._lease_until:
             if not self.lease_expired:
                 log.error(
-                    "the flag database has not answered for the lease time: WhatsApp sends stopped "
-                    "until it answers again"
+                    "the flag source has not answered for the lease time: WhatsApp sends stopped until it answers again"
                 )
                 self.lease_expired = True
             return settings.model_copy(update={"notifications_enabled": False})

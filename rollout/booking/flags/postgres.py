@@ -1,6 +1,7 @@
-"""A replica's side of the fleet's flag row (:mod:`rollout.util.flagrow`): ``rollout serve --flag-db``
-applies the row to the service's live settings the moment it is NOTIFYed (polled as a safety net),
-reports the version it applied, and renews its flag lease only while it can read the row.
+"""The ``postgres`` flag source, a replica's side of the fleet's flag row (:mod:`rollout.util.flagrow`):
+``rollout serve --flag-db`` applies the row to the service's live settings the moment it is NOTIFYed
+(polled as a safety net), reports the version it applied, and renews its flag lease only while it
+can read the row. Who is in is decided from the settings (:class:`SettingsProvider`).
 """
 
 from __future__ import annotations
@@ -11,11 +12,17 @@ import threading
 import time
 from typing import Any
 
+from openfeature.provider import FeatureProvider
+
+from rollout.booking.flags.base import FLAG_KEY, SettingsProvider
 from rollout.util.flagrow import CHANNEL, FLAG_LEASE_S, connect
 
 
 class FlagFollower:
     """A replica's side: follows its environment's flag row into the service's live settings."""
+
+    name = "postgres"
+    flag_key = FLAG_KEY
 
     def __init__(
         self,
@@ -31,9 +38,16 @@ class FlagFollower:
         self.replica_id = replica_id or f"{socket.gethostname()}-{os.getpid()}"
         self.variables = (flag_variable, percent_variable)
         self.version: int | None = None
+        self._refreshed_at: float | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         connect(url).close()  # a bad URL stops start-up with one line, not a dead thread later
+
+    def provider(self, live: Any) -> FeatureProvider:
+        return SettingsProvider(live)
+
+    def refreshed_at(self) -> float | None:
+        return self._refreshed_at
 
     def start(self, live: Any) -> None:
         self._live = live
@@ -66,6 +80,7 @@ class FlagFollower:
         )
         if row is not None:  # renewed only once the engine can see this replica: seen <=> still obeying
             self._live.renew_lease(self.lease)
+            self._refreshed_at = time.time()
 
     def _run(self) -> None:
         while not self._stop.is_set():

@@ -1,0 +1,213 @@
+"""The ``unleash`` flag source: the service follows a feature in an Unleash server through the
+Unleash SDK (``UnleashClient``), behind an OpenFeature provider of our own.
+
+Why not ``openfeature-provider-unleash`` (0.1.x): it cannot set the refresh interval (the SDK's
+default is 15 s, a kill switch needs about 1 s), and it cannot tell when the SDK last reached the
+server, which the lease below needs. The SDK still does the deciding: its engine evaluates the
+feature's strategies with the customer id as ``userId``, so Unleash decides who is in.
+
+What the SDK does not do, this does:
+
+- **a lease (fail closed)**: the SDK keeps serving its last flags when the server is away. Every
+  answer from the features endpoint (200 or 304) renews the service's flag lease; past it the
+  service sends nothing and its health says so, the rule the PostgreSQL fleet follows.
+- **what was applied**: the feature's ``enabled`` and its ``flexibleRollout`` percentage are laid
+  over the live settings on every change, so health and metrics report them (and the engine can
+  confirm a flag change against them), with the time of the last refresh.
+- **a cache of its own**: the SDK's default cache is a file named after the app, shared by every
+  process of that name on the host, ETag included. Replicas sharing it send each other's ETag, get
+  304 and keep flags they never fetched: one stayed on for over 8 s after a flag-off until the next
+  change. Each service keeps its SDK state in memory (:class:`MemoryCache`).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import TYPE_CHECKING, Any
+
+from openfeature.evaluation_context import EvaluationContext
+from openfeature.flag_evaluation import FlagResolutionDetails, Reason
+from openfeature.provider import FeatureProvider
+from UnleashClient.cache import BaseCache
+
+from rollout.booking.flags.base import BooleanProvider
+from rollout.util.errors import ConfigError
+
+if TYPE_CHECKING:
+    from UnleashClient import UnleashClient
+
+    from rollout.booking.service.settings import LiveSettings
+
+log = logging.getLogger("rollout.service")
+
+#: the strategy rollout writes carries this title; it is the one whose percentage is reported
+STRATEGY_TITLE = "rollout"
+
+
+def applied_of(features: list[dict[str, Any]], name: str) -> tuple[bool, int | None]:
+    """(enabled, percent) of feature ``name`` in a client-features answer. Not there: off. On with
+    no strategy: everyone (100). The percentage is rollout's own strategy's, else the first
+    ``flexibleRollout``'s; ``default`` is 100."""
+    feature = next((f for f in features if f.get("name") == name), None)
+    if feature is None:
+        return False, None
+    strategies = [s for s in feature.get("strategies") or [] if not s.get("disabled")]
+    enabled = bool(feature.get("enabled"))
+    if not strategies:
+        return enabled, 100
+    ours = [s for s in strategies if s.get("title") == STRATEGY_TITLE] or [
+        s for s in strategies if s.get("name") == "flexibleRollout"
+    ]
+    if ours:
+        try:
+            return enabled, int(str((ours[0].get("parameters") or {}).get("rollout", "")))
+        except ValueError:
+            return enabled, None
+    return enabled, 100 if any(s.get("name") == "default" for s in strategies) else None
+
+
+class MemoryCache(BaseCache):
+    """The SDK's cache (features and ETag), in this process only (see the module docstring)."""
+
+    def __init__(self) -> None:
+        self._data: dict[str, Any] = {}
+
+    def set(self, key: str, value: Any) -> None:
+        self._data[key] = value
+
+    def mset(self, data: dict) -> None:
+        self._data.update(data)
+
+    def get(self, key: str, default: Any | None = None) -> Any:
+        return self._data.get(key, default)
+
+    def exists(self, key: str) -> bool:
+        return key in self._data
+
+    def destroy(self) -> None:
+        self._data.clear()
+
+
+class UnleashProvider(BooleanProvider):
+    """OpenFeature's view of the SDK: the customer id is Unleash's ``userId``; nothing is in while
+    the lease has run out."""
+
+    name = "unleash"
+
+    def __init__(self, source: UnleashSource, live: LiveSettings) -> None:
+        super().__init__()
+        self._source, self._live = source, live
+
+    def resolve_boolean_details(
+        self, flag_key: str, default_value: bool, evaluation_context: EvaluationContext | None = None
+    ) -> FlagResolutionDetails[bool]:
+        client = self._source.client
+        if client is None or self._live.lease_expired or not self._source.reached:
+            return FlagResolutionDetails(value=False, reason=Reason.STALE)
+        context = {"userId": evaluation_context.targeting_key} if evaluation_context else {}
+        inside = client.is_enabled(flag_key, context)
+        return FlagResolutionDetails(value=inside, reason=Reason.TARGETING_MATCH if inside else Reason.DEFAULT)
+
+
+class UnleashSource:
+    """Follows feature ``feature`` of the Unleash server at ``url`` with a client token."""
+
+    name = "unleash"
+
+    def __init__(
+        self,
+        url: str,
+        token: str,
+        feature: str,
+        refresh: float = 1.0,
+        lease: float | None = None,
+        replica_id: str | None = None,
+        app_name: str = "rollout-booking-service",
+        flag_variable: str = "WHATSAPP_NOTIFICATIONS_ENABLED",
+        percent_variable: str = "WHATSAPP_ROLLOUT_PERCENT",
+    ) -> None:
+        if not url.startswith(("http://", "https://")):
+            raise ConfigError(f"--unleash-url: must be an http(s) URL, got {url!r}")
+        if not token:
+            raise ConfigError("UNLEASH_API_TOKEN: not set (the Unleash client token the service reads its flag with)")
+        if refresh <= 0:
+            raise ConfigError(f"--flag-refresh: must be above 0 s, got {refresh:g}")
+        self.url = url.rstrip("/") if url.rstrip("/").endswith("/api") else url.rstrip("/") + "/api"
+        self._token, self.flag_key, self.refresh = token, feature, refresh
+        self.lease = refresh + 3.0 if lease is None else lease
+        if self.lease <= refresh:
+            raise ConfigError(f"--flag-lease: must be longer than the refresh ({refresh:g} s), got {self.lease:g}")
+        self.replica_id, self.app_name = replica_id, app_name
+        self.variables = (flag_variable, percent_variable)
+        self.client: UnleashClient | None = None
+        #: has the server answered at least once since start?
+        self.reached = False
+        self._refreshed_at: float | None = None
+        self._applied: tuple[bool, int | None] | None = None
+        self._lock = threading.Lock()
+        self._live: LiveSettings | None = None
+        self._lost_logged = False
+
+    def provider(self, live: LiveSettings) -> FeatureProvider:
+        return UnleashProvider(self, live)
+
+    def refreshed_at(self) -> float | None:
+        return self._refreshed_at
+
+    def start(self, live: LiveSettings) -> None:
+        """Closed until the server first answers; then the SDK polls every ``refresh`` seconds."""
+        from UnleashClient import UnleashClient
+
+        # the SDK logs every failed poll with a traceback; the service says it once, in one line
+        logging.getLogger("UnleashClient").setLevel(logging.CRITICAL)
+        self._live = live
+        flag, _ = self.variables
+        live.set_overlay({flag: "false"})
+        live.renew_lease(0.0)  # no flag read yet: closed, and health says so
+        self.client = UnleashClient(
+            url=self.url,
+            app_name=self.app_name,
+            instance_id=self.replica_id or self.app_name,
+            custom_headers={"Authorization": self._token},
+            refresh_interval=self.refresh,  # type: ignore[arg-type]  # the SDK takes a float as well
+            request_timeout=max(1, int(self.refresh)),
+            request_retries=0,
+            disable_metrics=True,
+            cache=MemoryCache(),
+            custom_options={"hooks": {"response": self._on_response}},
+        )
+        self.client.initialize_client()
+
+    def _on_response(self, response: Any, *args: Any, **kwargs: Any) -> None:
+        if not response.url.split("?", 1)[0].endswith("/client/features") or self._live is None:
+            return
+        if response.status_code not in (200, 304):
+            if not self._lost_logged:
+                log.error("Unleash answered HTTP %s to the flag poll; the lease runs out", response.status_code)
+                self._lost_logged = True
+            return
+        if response.status_code == 200:
+            try:
+                applied = applied_of(response.json().get("features") or [], self.flag_key)
+            except (ValueError, AttributeError):
+                log.error("Unleash's features answer is not the JSON expected; the lease runs out")
+                return
+            with self._lock:
+                if applied != self._applied:
+                    flag, percent = self.variables
+                    values = {flag: "true" if applied[0] else "false"}
+                    if applied[1] is not None:
+                        values[percent] = str(applied[1])
+                    self._live.set_overlay(values)
+                    self._applied = applied
+        if self._lost_logged or not self.reached:
+            log.info("Unleash reached: following feature %s", self.flag_key)
+        self._lost_logged, self.reached = False, True
+        self._refreshed_at = time.time()
+        self._live.renew_lease(self.lease)
+
+    def stop(self) -> None:
+        if self.client is not None:
+            self.client.destroy()
