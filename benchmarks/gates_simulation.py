@@ -12,7 +12,14 @@ For each cell: the probability of a false rollback (true rate at or below the ta
 a breach within the hold (true rate at least twice the alert), the median and p95 time from the
 breach to the fail, and the failed sends before the flag went off.
 
-Usage: python benchmarks/gates_simulation.py [--ramps 1000] [--seed 1]
+Then guardrails as a family (``--family``): k error-rate guardrails judged together by the real
+:func:`rollout.gates.judge_readings`, each guardrail's own traffic, with ``correction: none`` (each at
+99 %) and ``bonferroni`` (the 1 % split across the k). Two cases per k (1, 3, 6): every guardrail
+exactly at its alert (the boundary: the worst case for a false rollback, since the gate only fails
+when it is sure a rate is *beyond* the alert), and one guardrail breached at 10 % with the others
+at the target (what the split costs in speed).
+
+Usage: python benchmarks/gates_simulation.py [--ramps 1000] [--seed 1] [--family | --family-only]
 """
 
 from __future__ import annotations
@@ -28,8 +35,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from rollout.gates import FAIL, PASS, judge
-from rollout.playbook.model import MetricGate
+from rollout.gates import FAIL, PASS, Reading, judge, judge_readings
+from rollout.playbook.model import GateSet, MetricGate
 
 SPEC = MetricGate(metric="error_rate", target=0.01, alert=0.05)
 TRAFFIC = (1, 5, 50)
@@ -127,12 +134,79 @@ def shown(value: float | None, kind: str) -> str:
     return f"{value:.0f}"
 
 
+def family_step(
+    gates: GateSet, settings: Settings, traffic: int, rates: list[float], rng: random.Random
+) -> tuple[str, float]:
+    """One ramp step with k guardrails (one true rate each): how it ended and when."""
+    history: list[list[tuple[int, int]]] = [[] for _ in rates]
+    t = 0.0
+    sends = round(traffic * settings.interval)
+    while True:
+        t += settings.interval
+        covered = int(min(t, settings.window) / settings.interval + 1e-9) or 1
+        readings = []
+        for chunks, rate in zip(history, rates, strict=True):
+            chunks.append((sends, binomial(sends, rate, rng)))
+            recent = chunks[-covered:]
+            n, errors = sum(c[0] for c in recent), sum(c[1] for c in recent)
+            readings.append(Reading(errors / n if n else None, n, min(t, settings.window)))
+        verdict = judge_readings(gates, readings).verdict
+        if verdict == FAIL:
+            return "fail", t
+        if t >= settings.hold and verdict == PASS:
+            return "pass", t
+        if t >= settings.hold + settings.max_hold:
+            return "hold", t
+
+
+def family_rows(ramps: int, seed: int) -> None:
+    settings, traffic = SETTINGS[0], 5
+    print(
+        f"\nguardrails as a family: {ramps} simulated steps per cell, {settings.name} settings, {traffic} sends/s per "
+        "guardrail; error-rate guardrails target 1%, alert 5%, confidence 99%"
+    )
+    print(
+        "| guardrails | correction | any rollback, all at the alert (false) | one at 10%: rolled back | breach->fail median | p95 |"
+    )
+    print("|---|---|---|---|---|---|")
+    for k in (1, 3, 6):
+        for correction in ("none", "bonferroni"):
+            metrics = [
+                MetricGate(
+                    metric=f"errors_{i}", provider="p", kind="rate", query="q", samples="s", target=0.01, alert=0.05
+                )
+                for i in range(k)
+            ]
+            gates = GateSet(
+                window=settings.window, min_samples=settings.min_samples, correction=correction, metrics=metrics
+            )
+            rng = random.Random(f"{seed}-family-{k}")  # the same traffic for both corrections
+            boundary = [family_step(gates, settings, traffic, [SPEC.alert] * k, rng) for _ in range(ramps)]
+            rng = random.Random(f"{seed}-family-breach-{k}")
+            breach = [
+                family_step(gates, settings, traffic, [0.10] + [SPEC.target] * (k - 1), rng) for _ in range(ramps)
+            ]
+            times = [e[1] for e in breach if e[0] == "fail"]
+            print(
+                f"| {k} | {correction} | {shown(sum(e[0] == 'fail' for e in boundary) / ramps, 'p')} | "
+                f"{shown(len(times) / ramps, 'p')} | {shown(statistics.median(times) if times else None, 's')} | "
+                f"{shown(percentile(times, 95) if times else None, 's')} |",
+                flush=True,
+            )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--ramps", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--family", action="store_true", help="also simulate guardrails as a family")
+    parser.add_argument("--family-only", action="store_true", help="only the family simulation")
     args = parser.parse_args()
     started = time.monotonic()
+    if args.family_only:
+        family_rows(args.ramps, args.seed)
+        print(f"({time.monotonic() - started:.0f} s)")
+        return
     print(
         f"{args.ramps} simulated ramp steps per cell; error-rate gate target 1%, alert 5%; "
         "today = 95% Wilson at every look, new = 99% always-valid confidence sequence"
@@ -159,6 +233,8 @@ def main() -> None:
                     f"{shown(old['failed_sends'], 'n')} / {shown(new['failed_sends'], 'n')} |",
                     flush=True,
                 )
+    if args.family:
+        family_rows(args.ramps, args.seed)
     print(f"({time.monotonic() - started:.0f} s)")
 
 

@@ -247,3 +247,25 @@ def test_a_playbook_without_the_new_keys_behaves_as_before(tmp_path):
     with pytest.raises(PlaybookError):
         book.write_text(PLAYBOOK.format(watched="failure_limit: 0"))
         load_playbook(book, environ={})
+
+
+def test_guardrails_as_a_family_split_the_error_and_a_reading_at_the_edge_holds_instead_of_failing():
+    each, family = gates(), GateSet.model_validate({**gates().model_dump(), "correction": "bonferroni"})
+    assert [family.metric_confidence(m) for m in family.metrics] == pytest.approx([0.995, 0.995])
+    assert [each.metric_confidence(m) for m in each.metrics] == [0.99, 0.99]
+    # a signal and a shadow are not in the family: the two guardrails share the 1 %
+    mixed = GateSet.model_validate(
+        {
+            **family.model_dump(),
+            "metrics": [
+                *family.model_dump()["metrics"],
+                {**family.metrics[1].model_dump(), "metric": "s", "role": "signal"},
+            ],
+        }
+    )
+    assert [round(mixed.metric_confidence(m), 4) for m in mixed.metrics] == [0.995, 0.995, 0.99]
+    # the first count of errors in 400 sends that fails a guardrail at 99 % holds at 99.5 %
+    edge = next(e for e in range(400) if judge_readings(each, [GOOD, Reading(e / 400, 400, 10.0)]).verdict == FAIL)
+    held = judge_readings(family, [GOOD, Reading(edge / 400, 400, 10.0)])
+    assert held.verdict == HOLD and "99.5% always-valid interval" in held.metrics[1].reason
+    assert judge_readings(family, [GOOD, Reading((edge + 20) / 400, 400, 10.0)]).verdict == FAIL

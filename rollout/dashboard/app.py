@@ -5,7 +5,8 @@ It reads the same state store as the CLI and acts through the same library funct
 --approve --yes`` as its own process (an advance runs for as long as its ramp, not a request). Both
 need the dashboard's token; without one configured the dashboard is read-only. Pages are plain
 HTML, CSS and JavaScript shipped in the package, polling ``/api/state`` every second; charts are the
-server-rendered SVG of :mod:`rollout.incident.chart`.
+server-rendered SVG of :mod:`rollout.incident.chart`. ``/metrics`` is the tool's own metrics for
+Prometheus (:mod:`rollout.dashboard.metrics`).
 """
 
 from __future__ import annotations
@@ -19,9 +20,11 @@ from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, HTTPException, Request
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import FileResponse, JSONResponse, Response
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from pydantic import BaseModel, Field
 
+from rollout.dashboard.metrics import exposition
 from rollout.engine import runner
 from rollout.engine.flagview import flag_view
 from rollout.engine.project import Project
@@ -168,6 +171,11 @@ def create_dashboard(project: Project, token: str | None, clock: Clock | None = 
         if name not in {p.name for p in STATIC.iterdir()}:
             raise HTTPException(404, "no such asset")
         return FileResponse(path)
+
+    @app.get("/metrics")
+    def metrics() -> Response:
+        """The tool's own metrics for Prometheus (read-only, like the state)."""
+        return Response(exposition(project), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/api/state")
     def state() -> dict[str, Any]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,6 +40,19 @@ def measure(
     ``initial_delay`` and the sample-ratio check joins in once its window lies wholly inside the
     step; ``counts`` carries the step's failing evaluations and provider errors from one
     evaluation to the next."""
+    started = time.perf_counter()  # the evaluation's own cost: wall time, whatever clock the run keeps
+    verdict = _measured(ctx, gates, cap, percent, elapsed, counts)
+    return dataclasses.replace(verdict, duration_s=time.perf_counter() - started)
+
+
+def _measured(
+    ctx: RunContext,
+    gates: GateSet,
+    cap: float | None,
+    percent: int | None,
+    elapsed: float | None,
+    counts: StepCounts | None,
+) -> Verdict:
     sources = ctx.metrics
     try:
         verdict = judge_readings(gates, sources.read(gates, ctx.clock.time(), percent, cap), elapsed, counts)
@@ -107,6 +121,7 @@ def record(ctx: RunContext, verdict: Verdict, step: str, percent: int | None) ->
         verdict.summary,
         verdict.as_dicts(),
         ctx.commit,
+        verdict.duration_s,
     )
 
 

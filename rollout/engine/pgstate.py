@@ -47,7 +47,8 @@ CREATE TABLE IF NOT EXISTS verdicts (
     verdict     TEXT NOT NULL,
     summary     TEXT NOT NULL,
     metrics     JSONB NOT NULL,
-    commit_sha  TEXT
+    commit_sha  TEXT,
+    duration_s  DOUBLE PRECISION
 );
 CREATE INDEX IF NOT EXISTS verdicts_env ON verdicts(environment, id);
 CREATE TABLE IF NOT EXISTS audit (
@@ -78,6 +79,7 @@ CREATE TABLE IF NOT EXISTS controls (
     promote     TEXT,
     updated_at  DOUBLE PRECISION NOT NULL
 );
+ALTER TABLE verdicts ADD COLUMN IF NOT EXISTS duration_s DOUBLE PRECISION;
 """
 
 

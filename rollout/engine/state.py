@@ -48,7 +48,8 @@ CREATE TABLE IF NOT EXISTS verdicts (
     verdict     TEXT NOT NULL,
     summary     TEXT NOT NULL,
     metrics     TEXT NOT NULL,
-    commit_sha  TEXT
+    commit_sha  TEXT,
+    duration_s  REAL
 );
 CREATE INDEX IF NOT EXISTS verdicts_env ON verdicts(environment, id);
 CREATE TABLE IF NOT EXISTS audit (
@@ -280,10 +281,12 @@ class StateRecords:
         summary: str,
         metrics: list[dict[str, Any]],
         commit_sha: str | None = None,
+        duration_s: float | None = None,
     ) -> None:
+        """One evaluation: its verdict, every metric's result, and how long it took (``duration_s``)."""
         self._run(
-            "INSERT INTO verdicts (ts, environment, phase, step, percent, verdict, summary, metrics, commit_sha) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO verdicts (ts, environment, phase, step, percent, verdict, summary, metrics, commit_sha, "
+            "duration_s) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 now,
                 environment,
@@ -294,6 +297,7 @@ class StateRecords:
                 self.redactor.text(summary),
                 self._dump(self.redactor.value(metrics), False),
                 commit_sha,
+                duration_s,
             ),
         )
 
@@ -320,6 +324,38 @@ class StateRecords:
             [*fields.values(), now, environment],
             db,
         )
+
+    def tallies(self, environment: str) -> dict[str, Any]:
+        """Counts over the whole record, for the dashboard's ``/metrics``: verdicts by verdict,
+        flag-offs by cause (``analysis``: a gate or watch; ``operator``: a person), failed flag-offs,
+        and the evaluations' total duration and number."""
+        verdicts = {
+            r["verdict"]: int(r["n"])
+            for r in self._run(
+                "SELECT verdict, COUNT(*) AS n FROM verdicts WHERE environment = ? GROUP BY verdict", (environment,)
+            ).fetchall()
+        }
+        timed = self._run(
+            "SELECT COUNT(duration_s) AS n, COALESCE(SUM(duration_s), 0) AS total FROM verdicts WHERE environment = ?",
+            (environment,),
+        ).fetchone()
+        offs: dict[str, int] = {"analysis": 0, "operator": 0}
+        failed = 0
+        for row in self._run(
+            "SELECT action, detail FROM audit WHERE environment = ? AND action IN ('flag_off', 'flag_off_failed')",
+            (environment,),
+        ).fetchall():
+            if row["action"] == "flag_off_failed":
+                failed += 1
+            else:
+                offs["analysis" if self._load(row["detail"]).get("automatic") else "operator"] += 1
+        return {
+            "verdicts": verdicts,
+            "flag_offs": offs,
+            "flag_off_failures": failed,
+            "evaluations_timed": int(timed["n"]),
+            "evaluation_seconds": float(timed["total"]),
+        }
 
     def verdicts(self, environment: str, limit: int = 1000) -> list[dict[str, Any]]:
         rows = self._run(
@@ -351,8 +387,19 @@ class StateStore(StateRecords):
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.executescript(SCHEMA)
+            self._add_missing_columns()
         except sqlite3.DatabaseError as exc:
             raise StateError(f"{self.path}: cannot open the state database ({exc})") from exc
+
+    def _add_missing_columns(self) -> None:
+        """A state file from before a column was added gets it (another process may add it first)."""
+        columns = {r["name"] for r in self._db.execute("PRAGMA table_info(verdicts)")}
+        if "duration_s" not in columns:
+            try:
+                self._db.execute("ALTER TABLE verdicts ADD COLUMN duration_s REAL")
+            except sqlite3.OperationalError as exc:
+                if "duplicate column" not in str(exc):
+                    raise
 
     def close(self) -> None:
         self._db.close()

@@ -55,6 +55,8 @@ class Verdict:
     #: why the step must stop for a person now (a signal metric failed, a provider erred past its
     #: ``error_limit``); the flag is not touched for it
     stop: str | None = None
+    #: how long the evaluation took, reading and judging (wall time; the engine sets it)
+    duration_s: float | None = None
 
     @property
     def summary(self) -> str:

@@ -51,9 +51,10 @@ def judge_readings(
             )
             results.append(held(spec, min_samples, reading.window, reason, reading.samples))
             continue
+        confidence = gates.metric_confidence(spec)
         try:
             if spec.kind == "compare":
-                results.append(judge_compare(spec, reading, min_samples, gates.confidence, gates.pass_when))
+                results.append(judge_compare(spec, reading, min_samples, confidence, gates.pass_when))
             else:
                 results.append(
                     judge(
@@ -62,7 +63,7 @@ def judge_readings(
                         reading.samples,
                         min_samples,
                         reading.window,
-                        gates.confidence,
+                        confidence,
                         gates.test,
                         sd=reading.sd,
                         above=reading.above,

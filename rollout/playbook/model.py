@@ -251,7 +251,18 @@ class GateSet(_Model):
     #: ``interval``: only when its always-valid interval at ``confidence`` lies wholly beyond it
     #: (rates, mean latencies and compare metrics; others keep the estimate)
     pass_when: Literal["estimate", "interval"] = "estimate"
+    #: ``bonferroni``: the guardrails are a family: ``1 - confidence`` is split evenly across them, so
+    #: the chance that *any* of k healthy guardrails rolls a step back stays within ``1 - confidence``;
+    #: ``none`` (today's): each guardrail is judged at ``confidence`` alone (k chances)
+    correction: Literal["none", "bonferroni"] = "none"
     metrics: list[MetricGate] = Field(min_length=1)
+
+    def metric_confidence(self, metric: MetricGate) -> float:
+        """The confidence ``metric`` is judged at: the gate's, or its guardrail family's share."""
+        guardrails = sum(1 for m in self.metrics if m.role == "guardrail")
+        if self.correction == "none" or metric.role != "guardrail" or guardrails <= 1 or self.confidence <= 0:
+            return self.confidence
+        return 1.0 - (1.0 - self.confidence) / guardrails
 
     @model_validator(mode="after")
     def _someone_decides(self) -> GateSet:
