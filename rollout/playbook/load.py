@@ -6,10 +6,12 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from rollout.playbook.model import Playbook
+from rollout.playbook.templates import expand_templates
 from rollout.util.errors import PlaybookError
 from rollout.util.yamlfile import load_model
 
 
 def load_playbook(path: Path | str, environ: Mapping[str, str] | None = None) -> Playbook:
-    """Validate ``path``; a problem raises :class:`PlaybookError` naming file, line and field path."""
-    return load_model(Path(path), Playbook, PlaybookError, environ)
+    """Validate ``path`` (its metric templates expanded first); a problem raises
+    :class:`PlaybookError` naming file, line and field path."""
+    return load_model(Path(path), Playbook, PlaybookError, environ, expand=expand_templates)

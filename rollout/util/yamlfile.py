@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -125,27 +125,37 @@ def read_yaml(path: Path, error: type[RolloutError]) -> tuple[Any, Lines]:
     return data, lines
 
 
-def line_of(lines: Lines, path: tuple[Any, ...]) -> int | None:
-    """The line of ``path`` or of its nearest ancestor present in the file."""
-    for end in range(len(path), -1, -1):
-        if path[:end] in lines:
-            return lines[path[:end]]
-    return None
+class Places:
+    """Where each field path of a document was written: its line in ``file``, or, for parts
+    expanded from elsewhere (a template), that place and where it was used (``elsewhere``)."""
+
+    def __init__(self, file: Path, lines: Lines, elsewhere: dict[tuple[Any, ...], str] | None = None) -> None:
+        self.file, self.lines, self.elsewhere = file, lines, elsewhere or {}
+
+    def at(self, path: tuple[Any, ...]) -> str:
+        """``file:line`` of ``path``, or of its nearest ancestor written anywhere."""
+        for end in range(len(path), -1, -1):
+            if path[:end] in self.elsewhere:
+                return self.elsewhere[path[:end]]
+            if path[:end] in self.lines:
+                return f"{self.file}:{self.lines[path[:end]]}"
+        return str(self.file)
 
 
 def interpolate(
     data: Any,
     environ: Mapping[str, str],
-    lines: Lines,
+    lines: Lines | Places,
     file: Path,
     error: type[RolloutError],
     path: tuple[Any, ...] = (),
 ) -> Any:
     """Replace ``${NAME}`` and ``${NAME:-default}`` in strings from ``environ``."""
+    places = lines if isinstance(lines, Places) else Places(file, lines)
     if isinstance(data, dict):
-        return {k: interpolate(v, environ, lines, file, error, (*path, k)) for k, v in data.items()}
+        return {k: interpolate(v, environ, places, file, error, (*path, k)) for k, v in data.items()}
     if isinstance(data, list):
-        return [interpolate(v, environ, lines, file, error, (*path, i)) for i, v in enumerate(data)]
+        return [interpolate(v, environ, places, file, error, (*path, i)) for i, v in enumerate(data)]
     if isinstance(data, str) and "${" in data and not secret_field(path):
 
         def sub(match: re.Match[str]) -> str:
@@ -154,9 +164,7 @@ def interpolate(
                 return environ[name]
             if default is not None:
                 return default
-            raise error(
-                f"{file}:{line_of(lines, path)}: {'.'.join(map(str, path))}: ${{{name}}} is not set and has no default"
-            )
+            raise error(f"{places.at(path)}: {'.'.join(map(str, path))}: ${{{name}}} is not set and has no default")
 
         return _REF.sub(sub, data)
     return data
@@ -171,8 +179,9 @@ def secret_field(path: tuple[Any, ...]) -> bool:
     )
 
 
-def validation_message(file: Path, exc: ValidationError, lines: Lines, limit: int = 8) -> str:
+def validation_message(file: Path, exc: ValidationError, lines: Lines | Places, limit: int = 8) -> str:
     """One line per problem, ``file:line: field.path: problem``, joined with '; '."""
+    places = lines if isinstance(lines, Places) else Places(file, lines)
     problems: list[str] = []
     for err in exc.errors():
         loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p in _UNION_TAGS))
@@ -180,9 +189,8 @@ def validation_message(file: Path, exc: ValidationError, lines: Lines, limit: in
         for sub_path, text in getattr(nested, "problems", None) or [((), err["msg"].removeprefix("Value error, "))]:
             full = (*loc, *sub_path)
             field = ".".join(map(str, full)) or "(top level)"
-            line = line_of(lines, full)
             text = _friendly(dict(err), text)
-            problems.append(f"{file}:{line}: {field}: {text}" if line else f"{file}: {field}: {text}")
+            problems.append(f"{places.at(full)}: {field}: {text}")
     more = f" (+{len(problems) - limit} more)" if len(problems) > limit else ""
     return "; ".join(problems[:limit]) + more
 
@@ -221,13 +229,23 @@ def _friendly(err: dict[str, Any], text: str) -> str:
     return text
 
 
-def load_model(path: Path, model: type[M], error: type[RolloutError], environ: Mapping[str, str] | None = None) -> M:
-    """Read ``path``, interpolate ``${...}``, and validate it into ``model``; raise ``error`` on any problem."""
+def load_model(
+    path: Path,
+    model: type[M],
+    error: type[RolloutError],
+    environ: Mapping[str, str] | None = None,
+    expand: Callable[[dict[str, Any], Places], dict[str, Any]] | None = None,
+) -> M:
+    """Read ``path``, expand it (``expand``: templates, say, recording where each part came from),
+    interpolate ``${...}``, and validate it into ``model``; raise ``error`` on any problem."""
     data, lines = read_yaml(path, error)
     if not isinstance(data, dict):
         raise error(f"{path}:1: the file must hold a mapping (key: value) at the top level")
-    data = interpolate(data, os.environ if environ is None else environ, lines, path, error)
+    places = Places(path, lines)
+    if expand is not None:
+        data = expand(data, places)
+    data = interpolate(data, os.environ if environ is None else environ, places, path, error)
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        raise error(validation_message(path, exc, lines)) from exc
+        raise error(validation_message(path, exc, places)) from exc
