@@ -74,6 +74,13 @@ def test_the_dashboard_shows_a_live_ramp_and_its_rollback_button_stops_it(projec
             arg=first,
             timeout=15_000,
         )
+        # at a glance: the phase's steps with the ramp marked, its percentages with 10 % in force, the clocks
+        assert card.locator("[data-role=steps] li[data-state=done]").all_inner_texts() == ["configure #1"]
+        assert "ramp" in card.locator("[data-role=steps] li[data-state=current]").inner_text()
+        assert card.locator("[data-role=in-force]").inner_text() == "10%"
+        assert card.locator("[data-role=planned]").all_inner_texts() == ["50%"]
+        assert re.fullmatch(r"(\d+m \d\ds|\d+\.\ds) left in the hold", card.locator("[data-role=hold]").inner_text())
+        assert re.fullmatch(r"next evaluation in \d\.\ds", card.locator("[data-role=next]").inner_text())
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / "dashboard-running.png"), full_page=True)
         # Pause and continue: the same library calls as the CLI, by name, with a reason

@@ -15,6 +15,7 @@ import hmac
 import os
 import subprocess
 import sys
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -29,10 +30,10 @@ from rollout.engine import runner
 from rollout.engine.flagview import flag_view
 from rollout.engine.project import Project
 from rollout.engine.runner import rollback
-from rollout.engine.state import AWAITING_APPROVAL, COMPLETED, ROLLED_BACK
+from rollout.engine.state import AWAITING_APPROVAL, COMPLETED, HELD, ROLLED_BACK, RUNNING, EnvState
 from rollout.incident.chart import ramp_start, timeline_svg
 from rollout.incident.words import audit_words
-from rollout.playbook.model import step_label
+from rollout.playbook.model import Phase, Playbook, RampStep, step_label
 from rollout.util.clock import Clock, SystemClock
 from rollout.util.errors import RolloutError
 
@@ -54,9 +55,53 @@ def _when(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] + "Z"
 
 
-def snapshot(project: Project) -> dict[str, Any]:
-    """Every environment as a person should read it, each with its last ramp's chart, and the
-    audit timeline (verdict reasons in full), newest first."""
+def _at_a_glance(
+    playbook: Playbook, phase: Phase | None, row: EnvState, view_percent: int | None, last_ts: float | None, now: float
+) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+    """The phase's steps with the current one marked, and, on a ramp, its planned percentages with
+    the one in force and the time left in the hold and to the next evaluation (Argo Rollouts'
+    dashboard, read at a glance)."""
+    if phase is None:
+        return [], None
+    here = row.phase == phase.name
+    finished = here and row.status == COMPLETED
+    steps = [
+        {
+            "label": step_label(step, i),
+            "kind": step.kind,
+            "state": "done"
+            if here and (finished or i < row.step_index)
+            else "current"
+            if here and i == row.step_index
+            else "next",
+        }
+        for i, step in enumerate(phase.steps)
+    ]
+    if not here or finished or row.step_index >= len(phase.steps):
+        return steps, None
+    step = phase.steps[row.step_index]
+    if not isinstance(step, RampStep):
+        return steps, None
+    index = min(row.ramp_index, len(step.percentages) - 1)
+    in_force = index if row.ramp_applied else index - 1
+    interval = step.interval or playbook.interval
+    ramp = {
+        "percentages": step.percentages,
+        "in_force": in_force,
+        "percent": view_percent,
+        "hold_s": step.hold,
+        "hold_left_s": None if row.observe_started is None else round(row.observe_started + step.hold - now, 1),
+        "next_evaluation_s": None
+        if last_ts is None or row.status not in (RUNNING, HELD)
+        else round(max(0.0, last_ts + interval - now), 1),
+    }
+    return steps, ramp
+
+
+def snapshot(project: Project, now: float | None = None) -> dict[str, Any]:
+    """Every environment as a person should read it, each with its last ramp's chart and the phase
+    at a glance, and the audit timeline (verdict reasons in full), newest first."""
+    now = time.time() if now is None else now
     try:
         playbook = project.playbook()
     except RolloutError:
@@ -80,6 +125,11 @@ def snapshot(project: Project) -> dict[str, Any]:
                 )
             last = ramp_verdicts[-1] if ramp_verdicts else None
             holder = state.holder(row.name)
+            steps, ramp = (
+                _at_a_glance(playbook, phase, row, view.percent, verdicts[-1]["ts"] if verdicts else None, now)
+                if playbook is not None
+                else ([], None)
+            )
             rows.append(
                 {
                     "name": row.name,
@@ -106,6 +156,8 @@ def snapshot(project: Project) -> dict[str, Any]:
                     # a person's hand on a running step: pause / continue, promote (the step, or 100 % now)
                     "paused": state.control(row.name).paused,
                     "can_steer": row.status not in (ROLLED_BACK, COMPLETED),
+                    "steps": steps,
+                    "ramp": ramp,
                 }
             )
             timeline += [
@@ -179,7 +231,8 @@ def create_dashboard(project: Project, token: str | None, clock: Clock | None = 
 
     @app.get("/api/state")
     def state() -> dict[str, Any]:
-        return {**snapshot(project), "writable": bool(token), "now": clock.time()}
+        now = clock.time()
+        return {**snapshot(project, now), "writable": bool(token), "now": now}
 
     @app.post("/api/rollback")
     def do_rollback(action: Action, request: Request) -> dict[str, Any]:

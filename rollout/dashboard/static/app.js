@@ -11,6 +11,32 @@ function el(tag, attrs, ...children) {
   return node;
 }
 
+function seconds(s) {
+  if (s === null || s === undefined) return "-";
+  const left = Math.max(0, s);
+  return left >= 60 ? `${Math.floor(left / 60)}m ${String(Math.round(left % 60)).padStart(2, "0")}s` : `${left.toFixed(1)}s`;
+}
+
+// The phase at a glance: its steps with the current one marked; on a ramp, the planned percentages
+// with the one in force, and the time left in the hold and to the next evaluation.
+function renderGlance(env) {
+  const parts = [];
+  if (env.steps && env.steps.length) {
+    parts.push(el("ol", { class: "steps", "data-role": "steps" },
+      ...env.steps.map((s) => el("li", { class: s.state, "data-state": s.state }, s.label))));
+  }
+  if (env.ramp) {
+    const r = env.ramp;
+    const chips = r.percentages.map((p, i) =>
+      el("span", { class: `pct ${i === r.in_force ? "in-force" : i < r.in_force ? "done" : ""}`, "data-role": i === r.in_force ? "in-force" : "planned" }, `${p}%`));
+    const hold = r.hold_left_s === null ? "not yet observing" : r.hold_left_s > 0 ? `${seconds(r.hold_left_s)} left in the hold` : `held ${seconds(-r.hold_left_s)} past the hold`;
+    parts.push(el("p", { class: "ramp", "data-role": "ramp" }, ...chips,
+      el("span", { "data-role": "hold" }, hold),
+      el("span", { "data-role": "next" }, r.next_evaluation_s === null ? "" : `next evaluation in ${seconds(r.next_evaluation_s)}`)));
+  }
+  return parts;
+}
+
 async function act(path, environment, what, extra) {
   const reason = window.prompt(`${what} ${environment}: why? (recorded in the audit log)`);
   if (!reason) return;
@@ -33,6 +59,7 @@ function renderEnvironment(env, writable) {
       el("span", {}, `commit ${env.commit || "-"}`), el("span", {}, `lock ${env.lock || "free"}`),
       el("span", { "data-role": "evaluations" }, `${env.evaluations} evaluations`),
       env.paused ? el("span", { class: "status held", "data-role": "paused" }, "PAUSED by a person") : null));
+  card.append(...renderGlance(env));
   if (env.last_verdict) {
     card.append(el("p", { class: "verdict" }, `${env.last_verdict.when}: ${env.last_verdict.summary}`));
   }
