@@ -54,6 +54,13 @@ class ServiceClient:
             raise MeasurementError(f"{self.url}: metrics answer lacks 'attempts'")
         return data
 
+    def samples(self, metric: str, window: float, limit: int = 1000) -> dict[str, Any]:
+        """``GET /api/whatsapp/samples``: per cohort, the latencies behind a compare metric."""
+        data = self._json("GET", f"/api/whatsapp/samples?metric={metric}&window={max(window, 0.001):g}&limit={limit}")
+        if not isinstance(data.get("treatment"), list) or not isinstance(data.get("control"), list):
+            raise MeasurementError(f"{self.url}: samples answer lacks the cohorts")
+        return data
+
     def health(self) -> dict[str, Any]:
         """``GET /api/whatsapp/health``; raises :class:`MeasurementError`."""
         return self._json("GET", "/api/whatsapp/health")

@@ -42,6 +42,8 @@ class MetricResult:
     #: this evaluation's reading failed (the provider could not be asked), and how many in a row have
     errored: bool = False
     errors_in_a_row: int = 0
+    #: a rank judge's looks spent in the step (each spends its share of the error; see gates.rank)
+    looks: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -107,3 +109,5 @@ class Reading:
     #: a mean's standard deviation; a percentile's count of samples beyond its alert
     sd: float | None = None
     above: int | None = None
+    #: a rank judge's samples, (treatment, control)
+    cohort_samples: tuple[list[float], list[float]] | None = None

@@ -8,6 +8,7 @@ from typing import Any
 
 from rollout.gates.compare import judge_compare
 from rollout.gates.judge import judge
+from rollout.gates.rank import judge_rank
 from rollout.gates.results import FAIL, HOLD, PASS, MetricResult, Reading, Verdict, worst
 from rollout.playbook.model import GateSet, MetricGate
 from rollout.stats import chi_square_p
@@ -22,9 +23,12 @@ class StepCounts:
     def __init__(self, recorded: list[dict[str, Any]] | None = None) -> None:
         self.failures: dict[str, int] = {}
         self.errors: dict[str, int] = {}
+        #: a rank judge's looks spent in the step
+        self.looks: dict[str, int] = {}
         for m in recorded or []:
             self.failures[m["metric"]] = int(m.get("failures") or 0)
             self.errors[m["metric"]] = int(m.get("errors_in_a_row") or 0)
+            self.looks[m["metric"]] = int(m.get("looks") or 0)
 
 
 def judge_readings(
@@ -37,6 +41,7 @@ def judge_readings(
     step's, kept by the caller across evaluations) applies ``failure_limit`` and ``error_limit``.
     Then the roles decide (:func:`settle`)."""
     results = []
+    counts = counts or StepCounts()
     for spec, reading in zip(gates.metrics, readings, strict=True):
         min_samples = gates.min_samples if spec.min_samples is None else spec.min_samples
         if reading.error is not None:
@@ -53,7 +58,11 @@ def judge_readings(
             continue
         confidence = gates.metric_confidence(spec)
         try:
-            if spec.kind == "compare":
+            if spec.kind == "compare" and spec.judge == "rank":
+                name = spec.metric
+                looks, failed = counts.looks.get(name, 0), counts.failures.get(name, 0) > 0
+                results.append(judge_rank(spec, reading, min_samples, confidence, looks, failed))
+            elif spec.kind == "compare":
                 results.append(judge_compare(spec, reading, min_samples, confidence, gates.pass_when))
             else:
                 results.append(
@@ -79,9 +88,7 @@ def judge_readings(
             results.append(held(spec, min_samples, reading.window, reason, reading.samples))
     errors = sorted({r.error for r in readings if r.error})
     all_failed = bool(readings) and all(r.error for r in readings)
-    return settle(
-        gates, results, counts or StepCounts(), f"metrics unavailable: {'; '.join(errors)}" if all_failed else None
-    )
+    return settle(gates, results, counts, f"metrics unavailable: {'; '.join(errors)}" if all_failed else None)
 
 
 def settle(gates: GateSet, results: list[MetricResult], counts: StepCounts, error: str | None = None) -> Verdict:
@@ -97,6 +104,8 @@ def settle(gates: GateSet, results: list[MetricResult], counts: StepCounts, erro
         if result.verdict == FAIL:
             counts.failures[name] = counts.failures.get(name, 0) + 1
         failures, errors = counts.failures.get(name, 0), counts.errors[name]
+        if result.looks:
+            counts.looks[name] = result.looks
         if result.verdict == FAIL and failures < spec.failure_limit:
             result = replace(
                 result,

@@ -84,6 +84,9 @@ class MetricGate(_Model):
     failure_limit: int = Field(1, ge=1, le=1000)
     #: provider errors in a row before the step stops for a person (None: a provider error only holds)
     error_limit: int | None = Field(None, ge=1, le=1000)
+    #: a compare latency's judge: ``mean`` (the means' always-valid interval) or ``rank`` (Mann-Whitney
+    #: on the cohorts' samples with a Hodges-Lehmann shift, its error spent over fixed looks)
+    judge: Literal["mean", "rank"] = "mean"
 
     def describe(self) -> str:
         """The metric and how it decides, for ``validate`` and ``plan``: ``error_rate (signal, failure_limit 3)``."""
@@ -94,6 +97,8 @@ class MetricGate(_Model):
             said.append(f"error_limit {self.error_limit}")
         if self.initial_delay:
             said.append(f"initial_delay {format_duration(self.initial_delay)}")
+        if self.judge == "rank":
+            said.append("rank judge")
         return f"{self.metric} ({', '.join(said)})"
 
     @property
@@ -143,6 +148,8 @@ class MetricGate(_Model):
                 raise FieldProblems([(("query",), "required for a provider's metric")])
             if self.higher_is_better is None and self.alert == self.target:
                 raise ValueError("target equals alert: say which way is good with higher_is_better")
+        if self.judge == "rank":
+            raise FieldProblems([(("judge",), "rank judges treatment against control: a kind: compare latency metric")])
         higher = self.higher
         if higher and self.alert > self.target:
             raise ValueError(f"alert ({self.alert:g}) must not be above target ({self.target:g}) for {self.metric}")
@@ -175,6 +182,8 @@ class MetricGate(_Model):
             )
         if self.query is not None or self.samples is not None:
             raise ValueError("a compare metric takes no query or samples")
+        if self.judge == "rank" and self.unit != "latency":
+            raise FieldProblems([(("judge",), f"rank judges latencies; {self.metric} is a rate")])
         if self.alert < self.target:
             raise ValueError(
                 f"alert ({self.alert:g}) must not be below target ({self.target:g}) for {self.metric}: "
@@ -211,6 +220,8 @@ class MetricGate(_Model):
             )
         if not (-1 <= self.target <= 1 and -1 <= self.alert <= 1):
             raise ValueError(f"{self.metric} margins are fractions (or percentages like 1%)")
+        if self.judge == "rank":
+            raise FieldProblems([(("judge",), "rank judges latencies; a provider's compare metric is a rate")])
         return self
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from rollout.checks.service_api import ServiceClient
@@ -37,7 +38,11 @@ class EmbeddedProvider:
     def measure(self, spec: MetricGate, window: float, now: float, percent: int | None) -> Reading:
         # a percentile gate's evidence is how many calls were slower than its alert
         above = float(spec.alert) if spec.metric in PERCENTILES else None
-        return embedded_reading(spec, self.answer(window, above), window)
+        reading = embedded_reading(spec, self.answer(window, above), window)
+        if spec.kind == "compare" and spec.judge == "rank":
+            answer = self._service.samples(spec.metric, window)
+            reading = dataclasses.replace(reading, cohort_samples=(answer["treatment"], answer["control"]))
+        return reading
 
 
 def cohort_of(metric: str, figures: dict[str, Any] | None) -> Cohort:

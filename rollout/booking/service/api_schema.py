@@ -102,6 +102,15 @@ class TestVerdict(_Open):
     breaker: str
 
 
+class CohortSamples(_Open):
+    metric: str
+    window_seconds: float
+    flag_enabled: bool
+    rollout_percent: int
+    treatment: list[float]
+    control: list[float]
+
+
 class WindowMetrics(_Open):
     window_seconds: float
     since: float

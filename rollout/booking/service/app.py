@@ -17,7 +17,7 @@ import socket
 from collections.abc import AsyncIterator, MutableMapping
 from dataclasses import dataclass, field
 from pathlib import Path as FilePath
-from typing import IO, Any
+from typing import IO, Any, Literal
 
 import httpx
 from fastapi import APIRouter, FastAPI, HTTPException, Path, Query, Request, Security
@@ -512,6 +512,32 @@ async def metrics(
         }
     )
     return data
+
+
+#: the cohort samples a rank judge may ask for: the event kind behind each compare latency
+SAMPLED = {"booking_latency_ms": "booking", "confirmation_delay_ms": "confirmation"}
+
+
+@whatsapp.get(
+    "/api/whatsapp/samples", response_model=None, responses={200: {"model": S.CohortSamples}, **S.errors(422)}
+)
+async def cohort_samples(
+    request: Request,
+    metric: Literal["booking_latency_ms", "confirmation_delay_ms"] = Query(...),
+    window: float = Query(300, gt=0, le=8 * 86400),
+    limit: int = Query(1000, ge=1, le=5000),
+) -> dict[str, Any]:
+    """Per cohort, the newest ``limit`` latencies behind a compare metric (a rank test's samples)."""
+    rt = _rt(request)
+    settings = rt.settings
+    samples = rt.store.cohort_latencies(SAMPLED[metric], rt.clock.time() - window, limit)
+    return {
+        "metric": metric,
+        "window_seconds": window,
+        "flag_enabled": settings.notifications_enabled,
+        "rollout_percent": settings.rollout_percent,
+        **samples,
+    }
 
 
 @whatsapp.get(

@@ -321,6 +321,21 @@ class Store:
         )
         return {(r["kind"], r["reason"]): {"n": r["n"], "mean": r["mean"], "square": r["square"]} for r in rows}
 
+    def cohort_latencies(self, kind: str, since: float, limit: int) -> dict[str, list[float]]:
+        """The newest ``limit`` latencies per cohort of the ``kind`` events (``booking``,
+        ``confirmation``) since ``since``: a rank test's samples."""
+        return {
+            cohort: [
+                r["latency_ms"]
+                for r in self._all(
+                    "SELECT latency_ms FROM events WHERE ts >= ? AND kind = ? AND reason = ? "
+                    "AND latency_ms IS NOT NULL ORDER BY ts DESC LIMIT ?",
+                    (since, kind, cohort, limit),
+                )
+            ]
+            for cohort in ("treatment", "control")
+        }
+
     def prune_events(self, before: float) -> int:
         with self._tx() as db:
             return db.execute("DELETE FROM events WHERE ts < ?", (before,)).rowcount
