@@ -5,6 +5,7 @@ real service and sandbox, where WhatsApp slowed for its customers only fails it.
 from __future__ import annotations
 
 import random
+import time
 
 import pytest
 
@@ -113,3 +114,56 @@ def test_whatsapp_slowed_for_its_customers_only_fails_the_rank_judge(make_servic
     delay, booking = judge_readings(gates, readings).metrics
     assert delay.verdict == FAIL and delay.value > 500, delay.reason
     assert booking.verdict == PASS, booking.reason  # the booking request never waits for WhatsApp
+
+
+def test_the_rank_judge_reads_per_cohort_series_from_a_real_prometheus(make_service, sandbox, tmp_path):
+    """The service's per-cohort confirmation-delay histogram, scraped every second; each point of the
+    cohort's mean delay over the window is one sample."""
+    from rollout.providers.prometheus import PrometheusMetrics
+    from tests.harness import wait_until
+    from tests.prometheus import Prometheus
+
+    service = make_service(clock=SystemClock(), WHATSAPP_ROLLOUT_PERCENT=50)
+    sandbox.faults(latency_ms=600)
+    prom = Prometheus(tmp_path / "prom", [service.url.removeprefix("http://")])
+    metrics = PrometheusMetrics(prom.url, None, 5.0, "prom")
+    try:
+        spec = MetricGate(
+            metric="whatsapp_delay_ms",
+            provider="prom",
+            kind="compare",
+            judge="rank",
+            step=1,
+            target=100,
+            alert=300,
+            query='1000 * sum(rate(rollout_confirmation_delay_seconds_sum{cohort="$cohort"}[3s])) '
+            '/ sum(rate(rollout_confirmation_delay_seconds_count{cohort="$cohort"}[3s]))',
+        )
+        gates = GateSet(window=20, min_samples=8, metrics=[spec])
+        n = 0
+
+        def judged() -> object:
+            nonlocal n
+            for _ in range(6):  # customers keep booking while Prometheus scrapes
+                n += 1
+                service.book(n, customer=f"customer-{n}")
+            reading = metrics.measure(spec, 20, time.time(), 50)
+            verdict = judge_readings(gates, [reading]).metrics[0]
+            return verdict if verdict.verdict == FAIL else None
+
+        result = wait_until(judged, timeout=40, what="the rank judge to see the slower treatment")
+        assert result.value > 300 and "Mann-Whitney" in result.reason, result.reason
+    finally:
+        metrics.close()
+        prom.close()
+
+
+def test_a_provider_rank_metric_needs_its_cohort_query():
+    with pytest.raises(ValueError, match="needs a PromQL query with \\$cohort"):
+        MetricGate(metric="delay", provider="p", kind="compare", judge="rank", target=1, alert=2, query="x")
+    assert (
+        MetricGate(
+            metric="delay", provider="p", kind="compare", judge="rank", target=100, alert=300, query="$cohort"
+        ).unit
+        == "latency"
+    )

@@ -87,6 +87,8 @@ class MetricGate(_Model):
     #: a compare latency's judge: ``mean`` (the means' always-valid interval) or ``rank`` (Mann-Whitney
     #: on the cohorts' samples with a Hodges-Lehmann shift, its error spent over fixed looks)
     judge: Literal["mean", "rank"] = "mean"
+    #: a provider's rank metric: each point of its query over the window, this far apart, is one sample
+    step: Duration | None = Field(None, ge=0.1, le=3600)
 
     def describe(self) -> str:
         """The metric and how it decides, for ``validate`` and ``plan``: ``error_rate (signal, failure_limit 3)``."""
@@ -106,7 +108,9 @@ class MetricGate(_Model):
         """``rate``, ``latency``, ``count`` or ``gauge`` (for ``compare``: the compared metric's; a
         provider's compare metric is a rate)."""
         if self.kind == "compare":
-            return COMPARE_METRICS[self.metric]["unit"] if self.provider == EMBEDDED else "rate"
+            if self.provider != EMBEDDED:
+                return "latency" if self.judge == "rank" else "rate"
+            return COMPARE_METRICS[self.metric]["unit"]
         return self.kind or BUILTIN_KINDS.get(self.metric, "gauge")
 
     @property
@@ -195,13 +199,14 @@ class MetricGate(_Model):
 
     def _provider_compare(self) -> MetricGate:
         """A rate per cohort from a provider: ``query`` counts the events of interest and ``samples``
-        all events, each with ``$cohort`` where the cohort's label value goes."""
+        all events, each with ``$cohort`` where the cohort's label value goes. With ``judge: rank``,
+        a latency per cohort: ``query`` (with ``$cohort``) over the window, one sample per ``step``."""
         problems = []
         if self.kind != "compare":
             problems.append(
                 (("kind",), "a metric with cohorts is judged treatment against control: write kind: compare")
             )
-        for field in ("query", "samples"):
+        for field in ("query",) if self.judge == "rank" else ("query", "samples"):
             text = getattr(self, field)
             if not isinstance(text, str) or "$cohort" not in text:
                 problems.append(
@@ -218,10 +223,8 @@ class MetricGate(_Model):
                 f"alert ({self.alert:g}) must not be below target ({self.target:g}) for {self.metric}: "
                 "both are how much worse than control the treatment may be"
             )
-        if not (-1 <= self.target <= 1 and -1 <= self.alert <= 1):
+        if self.judge != "rank" and not (-1 <= self.target <= 1 and -1 <= self.alert <= 1):
             raise ValueError(f"{self.metric} margins are fractions (or percentages like 1%)")
-        if self.judge == "rank":
-            raise FieldProblems([(("judge",), "rank judges latencies; a provider's compare metric is a rate")])
         return self
 
 

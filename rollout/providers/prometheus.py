@@ -71,6 +71,8 @@ class PrometheusMetrics:
 
     def measure(self, spec: MetricGate, window: float, now: float, percent: int | None) -> Reading:
         assert isinstance(spec.query, str)
+        if spec.kind == "compare" and spec.judge == "rank":
+            return self._ranked(spec, window, now, percent)
         if spec.kind == "compare":
             return self._compare(spec, window, now, percent)
         value = self.query(placeholders(spec.query, window, percent, promql=True), now)
@@ -95,3 +97,52 @@ class PrometheusMetrics:
             n = round(samples or 0)
             cohorts.append(Cohort((value or 0.0) / samples if samples else None, max(n, 0)))
         return Reading(None, min(c.samples for c in cohorts), window, cohorts=(cohorts[0], cohorts[1]), percent=percent)
+
+    def series(self, promql: str, start: float, end: float, step: float) -> list[float]:
+        """The values of ``promql``'s one series from ``start`` to ``end`` every ``step`` seconds (NaN
+        kept, for the judge to count); an empty matrix is no samples."""
+        try:
+            response = self._http.get(
+                "/api/v1/query_range",
+                params={"query": promql, "start": f"{start:.3f}", "end": f"{end:.3f}", "step": f"{step:g}"},
+            )
+            body = response.json()
+        except httpx.HTTPError as exc:
+            raise MeasurementError(f"{self.name}: {self._http.base_url} unreachable ({type(exc).__name__})") from exc
+        except ValueError as exc:
+            raise MeasurementError(f"{self.name}: answer is not JSON (HTTP {response.status_code})") from exc
+        if not isinstance(body, dict) or body.get("status") != "success":
+            error = body.get("error", "no message") if isinstance(body, dict) else "not a JSON object"
+            raise MeasurementError(f"{self.name}: query {promql!r} failed: {str(error)[:300]}")
+        result = (body.get("data") or {}).get("result")
+        if not isinstance(result, list):
+            raise MeasurementError(f"{self.name}: query {promql!r} did not return a matrix")
+        if len(result) > 1:
+            raise MeasurementError(
+                f"{self.name}: query {promql!r} returned {len(result)} series per cohort; aggregate it (sum(...))"
+            )
+        points = result[0].get("values", []) if result and isinstance(result[0], dict) else []
+        values = []
+        for point in points:
+            value = (
+                number(point[1], f"{self.name}: {promql!r}") if isinstance(point, list) and len(point) == 2 else None
+            )
+            values.append(float("nan") if value is None else value)
+        return values
+
+    def _ranked(self, spec: MetricGate, window: float, now: float, percent: int | None) -> Reading:
+        """A latency per cohort over the window, one sample per ``step`` (for the rank judge)."""
+        assert isinstance(spec.query, str)
+        labels, step = spec.cohorts or CohortLabels(), spec.step or 15.0
+        treatment, control = (
+            self.series(
+                placeholders(spec.query.replace("$cohort", label), window, percent, promql=True),
+                now - window,
+                now,
+                step,
+            )
+            for label in (labels.treatment, labels.control)
+        )
+        return Reading(
+            None, min(len(treatment), len(control)), window, percent=percent, cohort_samples=(treatment, control)
+        )
