@@ -57,10 +57,19 @@ def start_sandbox(folder: Path) -> Proc:
 
 
 def start_service(
-    folder: Path, sandbox_url: str, db: str | None = None, replica_id: str | None = None, **env: str
+    folder: Path,
+    sandbox_url: str,
+    db: str | None = None,
+    replica_id: str | None = None,
+    args: list[str] | None = None,
+    env_file: Path | None = None,
+    **env: str,
 ) -> tuple[Proc, Path]:
-    """A ``rollout serve`` process on a free port; ``db`` defaults to a SQLite file in ``folder``."""
-    env_file = folder / "service.env"
+    """A ``rollout serve`` process on a free port; ``db`` defaults to a SQLite file in ``folder``;
+    ``args`` are more of its options; ``env_file`` (one that several services share) is written only
+    when it does not exist yet."""
+    folder.mkdir(parents=True, exist_ok=True)
+    env_file = env_file or folder / "service.env"
     values = {
         "WHATSAPP_NOTIFICATIONS_ENABLED": "true",
         "ZAPTRA_API_URL": f"{sandbox_url}/api/wpbox",
@@ -68,9 +77,10 @@ def start_service(
         "ROLLOUT_ADMIN_TOKEN": ADMIN_TOKEN,
         **env,
     }
-    write_env_file(env_file, values)
+    if not env_file.exists():
+        write_env_file(env_file, values)
     port = free_port()
-    extra = ["--replica-id", replica_id] if replica_id else []
+    extra = (["--replica-id", replica_id] if replica_id else []) + (args or [])
     proc = Proc(
         [
             "serve",

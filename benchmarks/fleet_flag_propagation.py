@@ -22,7 +22,6 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -30,49 +29,28 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks._procs import ADMIN_TOKEN, SANDBOX_TOKEN, Proc, start_sandbox
+from benchmarks._procs import Proc, start_sandbox, start_service
 from rollout.flags.envfile import FlagStore
 from rollout.flags.postgres import PostgresFlags
 from rollout.flags.unleash import UnleashFlags
 from rollout.playbook.model import FlagSpec
-from rollout.util.envfile import write_env_file
-from rollout.util.serving import free_port
 from tests.postgres import Postgres
 from tests.unleash import Unleash
 
 
-def _service_env(sandbox_url: str) -> dict[str, str]:
-    return {
-        "WHATSAPP_NOTIFICATIONS_ENABLED": "false",
-        "ZAPTRA_API_URL": f"{sandbox_url}/api/wpbox",
-        "ZAPTRA_API_TOKEN": SANDBOX_TOKEN,
-        "ROLLOUT_ADMIN_TOKEN": ADMIN_TOKEN,
-    }
-
-
-def _replicas(folder: Path, n: int, env_file: Callable[[int], Path], extra: list[str]) -> list[Proc]:
-    started = []
-    for i in range(n):
-        port = free_port()
-        started.append(
-            Proc(
-                [
-                    "serve",
-                    "--port",
-                    str(port),
-                    "--env-file",
-                    str(env_file(i)),
-                    "--db",
-                    str(folder / f"r{i}.db"),
-                    *extra,
-                    "--replica-id",
-                    f"r{i}",
-                ],
-                f"http://127.0.0.1:{port}",
-                folder / f"r{i}.log",
-            )
-        )
-    return started
+def _replicas(folder: Path, n: int, sandbox_url: str, args: list[str], shared: Path | None = None) -> list[Proc]:
+    """``n`` replicas with the flag off, reading ``shared`` (one env file for all) or an env file each."""
+    return [
+        start_service(
+            folder / f"r{i}",
+            sandbox_url,
+            replica_id=f"r{i}",
+            args=args,
+            env_file=shared,
+            WHATSAPP_NOTIFICATIONS_ENABLED="false",
+        )[0]
+        for i in range(n)
+    ]
 
 
 def _measure(flags: Any, replicas: list[Proc], flips: int, spread: float) -> list[float]:
@@ -125,19 +103,13 @@ def main() -> None:
                 try:
                     if source == "envfile":
                         shared = folder / "fleet.env"
-                        write_env_file(shared, _service_env(sandbox.url))
-                        procs = _replicas(folder, args.replicas, lambda i, f=shared: f, [])
+                        procs = _replicas(folder, args.replicas, sandbox.url, [], shared)
                         flags = FlagStore(shared)
                     elif source == "postgres":
                         assert pg is not None
                         url = pg.database()
-                        for i in range(args.replicas):
-                            write_env_file(folder / f"r{i}.env", _service_env(sandbox.url))
                         procs = _replicas(
-                            folder,
-                            args.replicas,
-                            lambda i, f=folder: f / f"r{i}.env",
-                            ["--flag-db", url, "--flag-env", "production"],
+                            folder, args.replicas, sandbox.url, ["--flag-db", url, "--flag-env", "production"]
                         )
                         flags = PostgresFlags(FlagSpec(backend="postgres", database="${DB}"), "production", folder, url)
                     elif source == "unleash":
@@ -147,12 +119,10 @@ def main() -> None:
                         flags = UnleashFlags(spec, "production", folder, server.admin_token)
                         flags.set(enabled=False, percent=100)
                         os.environ["UNLEASH_API_TOKEN"] = server.client_token("production")
-                        for i in range(args.replicas):
-                            write_env_file(folder / f"r{i}.env", _service_env(sandbox.url))
                         procs = _replicas(
                             folder,
                             args.replicas,
-                            lambda i, f=folder: f / f"r{i}.env",
+                            sandbox.url,
                             [
                                 "--unleash-url",
                                 server.url,

@@ -17,19 +17,11 @@ from prometheus_client.registry import Collector
 
 from rollout.engine.flagview import flag_view
 from rollout.engine.project import Project
+from rollout.engine.state import AWAITING_APPROVAL, COMPLETED, HELD, IDLE, INTERRUPTED, ROLLED_BACK, RUNNING
 from rollout.util.errors import RolloutError
 
 #: every status an environment can have, each a series (1 for the current one): a panel can count them
-STATUSES = (
-    "idle",
-    "running",
-    "held",
-    "awaiting_approval",
-    "rolled_back",
-    "completed",
-    "completed, flag off",
-    "interrupted",
-)
+STATUSES = (IDLE, RUNNING, HELD, AWAITING_APPROVAL, ROLLED_BACK, COMPLETED, "completed, flag off", INTERRUPTED)
 
 
 class _StateCollector(Collector):

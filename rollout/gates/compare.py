@@ -128,14 +128,9 @@ def judge_difference(
     )
 
 
-def judge_compare(
-    spec: MetricGate, reading: Reading, min_samples: int, confidence: float, pass_when: str = "estimate"
-) -> MetricResult:
-    """Treatment against control (see :mod:`rollout.compare`). At 0 % or 100 % there is nobody to
-    compare with: the metric says so and does not hold the step."""
-    assert reading.cohorts is not None
-    treatment, control = reading.cohorts
-    base: dict[str, Any] = dict(
+def compare_base(spec: MetricGate, reading: Reading, min_samples: int) -> dict[str, Any]:
+    """The fields every compare result shares (the mean's judge and the rank judge)."""
+    return dict(
         metric=spec.metric,
         target=spec.target,
         alert=spec.alert,
@@ -144,15 +139,27 @@ def judge_compare(
         unit=spec.unit,
         provider=spec.provider,
     )
-    if reading.percent in (0, 100):
-        missing = "no control group at 100%" if reading.percent == 100 else "no treatment group (flag off or 0%)"
-        return MetricResult(
-            **base,
-            verdict=PASS,
-            value=None,
-            samples=0,
-            reason=f"{spec.metric} (treatment vs control): not compared, {missing}",
-        )
+
+
+def not_compared(base: dict[str, Any], reading: Reading, name: str) -> MetricResult | None:
+    """At 0 % or 100 % there is nobody to compare with: a pass that says so (None otherwise)."""
+    if reading.percent not in (0, 100):
+        return None
+    missing = "no control group at 100%" if reading.percent == 100 else "no treatment group (flag off or 0%)"
+    return MetricResult(**base, verdict=PASS, value=None, samples=0, reason=f"{name}: not compared, {missing}")
+
+
+def judge_compare(
+    spec: MetricGate, reading: Reading, min_samples: int, confidence: float, pass_when: str = "estimate"
+) -> MetricResult:
+    """Treatment against control (see :mod:`rollout.compare`). At 0 % or 100 % there is nobody to
+    compare with: the metric says so and does not hold the step."""
+    assert reading.cohorts is not None
+    treatment, control = reading.cohorts
+    base = compare_base(spec, reading, min_samples)
+    skipped = not_compared(base, reading, f"{spec.metric} (treatment vs control)")
+    if skipped is not None:
+        return skipped
     verdict, difference, interval, reason = judge_difference(
         spec.metric,
         spec.target,

@@ -17,9 +17,8 @@ failed keeps the metric failing for the rest of the step.
 from __future__ import annotations
 
 import math
-from typing import Any
 
-from rollout.gates.compare import signed
+from rollout.gates.compare import compare_base, not_compared, signed
 from rollout.gates.results import FAIL, HOLD, PASS, MetricResult, Reading
 from rollout.playbook.model import MetricGate
 from rollout.stats import hodges_lehmann, mann_whitney_greater
@@ -53,19 +52,11 @@ def judge_rank(
 ) -> MetricResult:
     """Judge ``reading``'s cohort samples (see the module docstring). ``looks_spent`` and
     ``failed_before`` are the step's so far (:class:`~rollout.gates.verdict.StepCounts`)."""
-    base: dict[str, Any] = dict(
-        metric=spec.metric,
-        target=spec.target,
-        alert=spec.alert,
-        min_samples=min_samples,
-        window_seconds=reading.window,
-        unit=spec.unit,
-        provider=spec.provider,
-    )
+    base = compare_base(spec, reading, min_samples)
     name = f"{spec.metric} (treatment vs control, rank)"
-    if reading.percent in (0, 100):
-        missing = "no control group at 100%" if reading.percent == 100 else "no treatment group (flag off or 0%)"
-        return MetricResult(**base, verdict=PASS, value=None, samples=0, reason=f"{name}: not compared, {missing}")
+    skipped = not_compared(base, reading, name)
+    if skipped is not None:
+        return skipped
     if reading.cohort_samples is None:
         return MetricResult(**base, verdict=HOLD, value=None, samples=0, reason=f"{name}: no samples; held")
     (treatment, dropped_t), (control, dropped_c) = (_clean(list(c)) for c in reading.cohort_samples)
