@@ -14,14 +14,13 @@ import json
 import os
 import socket
 import sqlite3
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from rollout.util.errors import StateError
 from rollout.util.redact import Redactor
+from rollout.util.sqlite import immediate
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS environments (
@@ -404,15 +403,8 @@ class StateStore(StateRecords):
     def close(self) -> None:
         self._db.close()
 
-    @contextmanager
-    def tx(self) -> Iterator[sqlite3.Connection]:
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            yield self._db
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")
+    def tx(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
+        return immediate(self._db)
 
     # --- the writer lock -------------------------------------------------------------------------
 

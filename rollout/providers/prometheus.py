@@ -34,10 +34,11 @@ class PrometheusMetrics:
     def close(self) -> None:
         self._http.close()
 
-    def query(self, promql: str, now: float) -> float | None:
-        """The single value of ``promql`` at ``now``; None for an empty vector or NaN."""
+    def _api(self, path: str, promql: str, params: dict[str, str]) -> dict:
+        """The ``data`` of one successful Prometheus API answer; anything else is a
+        :class:`MeasurementError` naming the query."""
         try:
-            response = self._http.get("/api/v1/query", params={"query": promql, "time": f"{now:.3f}"})
+            response = self._http.get(path, params={"query": promql, **params})
         except httpx.HTTPError as exc:
             raise MeasurementError(f"{self.name}: {self._http.base_url} unreachable ({type(exc).__name__})") from exc
         try:
@@ -51,7 +52,12 @@ class PrometheusMetrics:
                 f"{self.name}: query {promql!r} failed: {body.get('errorType', 'error')}: "
                 f"{str(body.get('error', 'no message'))[:300]}"
             )
-        data = body.get("data") or {}
+        data = body.get("data")
+        return data if isinstance(data, dict) else {}
+
+    def query(self, promql: str, now: float) -> float | None:
+        """The single value of ``promql`` at ``now``; None for an empty vector or NaN."""
+        data = self._api("/api/v1/query", promql, {"time": f"{now:.3f}"})
         kind, result = data.get("resultType"), data.get("result")
         if kind in ("scalar", "string") and isinstance(result, list) and len(result) == 2:
             return number(result[1], f"{self.name}: {promql!r}")
@@ -101,20 +107,8 @@ class PrometheusMetrics:
     def series(self, promql: str, start: float, end: float, step: float) -> list[float]:
         """The values of ``promql``'s one series from ``start`` to ``end`` every ``step`` seconds (NaN
         kept, for the judge to count); an empty matrix is no samples."""
-        try:
-            response = self._http.get(
-                "/api/v1/query_range",
-                params={"query": promql, "start": f"{start:.3f}", "end": f"{end:.3f}", "step": f"{step:g}"},
-            )
-            body = response.json()
-        except httpx.HTTPError as exc:
-            raise MeasurementError(f"{self.name}: {self._http.base_url} unreachable ({type(exc).__name__})") from exc
-        except ValueError as exc:
-            raise MeasurementError(f"{self.name}: answer is not JSON (HTTP {response.status_code})") from exc
-        if not isinstance(body, dict) or body.get("status") != "success":
-            error = body.get("error", "no message") if isinstance(body, dict) else "not a JSON object"
-            raise MeasurementError(f"{self.name}: query {promql!r} failed: {str(error)[:300]}")
-        result = (body.get("data") or {}).get("result")
+        window = {"start": f"{start:.3f}", "end": f"{end:.3f}", "step": f"{step:g}"}
+        result = self._api("/api/v1/query_range", promql, window).get("result")
         if not isinstance(result, list):
             raise MeasurementError(f"{self.name}: query {promql!r} did not return a matrix")
         if len(result) > 1:

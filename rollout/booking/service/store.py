@@ -20,12 +20,13 @@ from __future__ import annotations
 import contextlib
 import json
 import sqlite3
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 from rollout.booking.service import schema
+from rollout.util.sqlite import immediate
 
 BOOKING_FIELDS = (
     "booking_ref",
@@ -409,15 +410,8 @@ class SqliteStore(Store):
     def close(self) -> None:
         self._db.close()
 
-    @contextlib.contextmanager
-    def _tx(self) -> Iterator[_Tx]:
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            yield self._db
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")
+    def _tx(self) -> contextlib.AbstractContextManager[_Tx]:
+        return immediate(self._db)
 
     def _all(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
         return [dict(r) for r in self._db.execute(sql, params).fetchall()]
