@@ -45,7 +45,7 @@ class Prometheus:
             stdout=self.log,
             stderr=subprocess.STDOUT,
         )
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 60
         while True:
             try:
                 if httpx.get(f"{self.url}/-/ready", timeout=1).status_code == 200:
@@ -56,6 +56,25 @@ class Prometheus:
                 self.close()
                 raise RuntimeError(f"prometheus did not start: {(folder / 'prometheus.log').read_text()[-2000:]}")
             time.sleep(0.1)
+        self.targets = targets
+        self._wait_scraped(deadline)
+
+    def _wait_scraped(self, deadline: float) -> None:
+        """Block until every target has been scraped once: Prometheus 2.42 hands static targets to its
+        scrape manager only after its discovery throttle (5 s), and a test's first query must not race it."""
+        while True:
+            try:
+                active = httpx.get(f"{self.url}/api/v1/targets", timeout=2).json()["data"]["activeTargets"]
+            except (httpx.HTTPError, KeyError, ValueError):
+                active = []
+            scraped = {t["labels"].get("instance") for t in active if not t["lastScrape"].startswith("0001")}
+            if scraped >= set(self.targets):
+                return
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                message = f"prometheus never scraped {self.targets}; {self.diagnosis()}"
+                self.close()
+                raise RuntimeError(message)
+            time.sleep(0.1)
 
     def wait_for(self, promql: str, timeout: float = 20.0) -> float:
         """Poll until ``promql`` returns a value (the target has been scraped); return it."""
@@ -65,8 +84,18 @@ class Prometheus:
             if result:
                 return float(result[0]["value"][1])
             if time.monotonic() > deadline:
-                raise AssertionError(f"no data for {promql} within {timeout}s")
+                raise AssertionError(f"no data for {promql} within {timeout}s; {self.diagnosis()}")
             time.sleep(0.2)
+
+    def diagnosis(self) -> str:
+        """What Prometheus says about its targets and what it logged: for a failing wait's message."""
+        try:
+            targets = httpx.get(f"{self.url}/api/v1/targets").json()["data"]["activeTargets"]
+            seen = [(t["scrapeUrl"], t["health"], t["lastError"], t["lastScrape"]) for t in targets]
+        except (httpx.HTTPError, KeyError, ValueError) as exc:
+            seen = [repr(exc)]
+        log = self.log.name
+        return f"targets {seen}; log: {Path(log).read_text()[-1500:]}"
 
     def close(self) -> None:
         if self.proc.poll() is None:

@@ -49,10 +49,15 @@ def test_the_dashboard_exports_each_value_beside_its_thresholds_and_prometheus_s
             env = '{environment="production"}'
             assert prom.wait_for('rollout_flag_offs_total{environment="production",cause="analysis"}') == 1
             assert prom.wait_for(f"rollout_flag_enabled{env}") == 0
-            value = prom.wait_for('rollout_metric_value{environment="production",metric="success_rate"}')
-            alert = prom.wait_for('rollout_metric_alert{environment="production",metric="success_rate"}')
-            assert value < alert  # the breach, as a panel would draw it: the value under its alert line
             verdicts = [v for v in breached.project.state().verdicts("production") if v["duration_s"] is not None]
+            # which guardrail fails first depends on how the sends fell into the window: follow the one that did
+            failed = next(m for m in verdicts[-1]["metrics"] if m["verdict"] == "fail")
+            chosen = f'environment="production",metric="{failed["metric"]}"'
+            value = prom.wait_for(f"rollout_metric_value{{{chosen}}}")
+            alert = prom.wait_for(f"rollout_metric_alert{{{chosen}}}")
+            # the breach, as a panel would draw it: the value on the wrong side of its alert line
+            assert (value, alert) == (pytest.approx(failed["value"]), failed["alert"])
+            assert value < alert if failed["target"] > failed["alert"] else value > alert
             assert prom.wait_for(f"rollout_evaluations_total{env}") == len(verdicts) > 0
             assert prom.wait_for(f"rollout_evaluation_duration_seconds_total{env}") > 0
             assert prom.wait_for('rollout_verdicts_total{environment="production",verdict="fail"}') >= 1
