@@ -19,6 +19,7 @@ from typing import Any, Protocol
 
 from rollout.checks.service_api import ServiceClient
 from rollout.engine.context import RunContext
+from rollout.engine.flagwrites import after, announce
 from rollout.engine.outcome import FlagOff, RunOutcome
 from rollout.engine.state import ROLLED_BACK, StateRecords
 from rollout.flags import FlagBackend, FlagWriteError, is_on
@@ -60,27 +61,35 @@ def kill(
     def mark() -> None:
         row = state.get(environment)
         known.update(flag=row.flag, percent=row.percent)
-        state.update(environment, clock.time(), status=ROLLED_BACK, reason=reason, flag=False)
+        # rolled back and the write announced in one commit, inside the flag store's lock
+        with state.tx() as db:
+            state.update(environment, clock.time(), db=db, status=ROLLED_BACK, reason=reason, flag=False)
+            known["write"] = announce(state, environment, clock, "flag_off", flag=False, percent=None, db=db)
+        after("flag_off", "intent")
 
     try:
         before = flags.set(enabled=False, guard=mark)
     except RolloutError as exc:  # the backend failed: record it before the error reaches the person
-        if not known:  # the write failed before its guard ran: the intent is recorded all the same
-            state.update(environment, clock.time(), status=ROLLED_BACK, reason=reason)
-        else:  # the guard recorded the flag off before the write; it failed, so the flag is as it was
-            state.update(environment, clock.time(), flag=known["flag"], percent=known["percent"])
-        state.audit(
-            environment,
-            "flag_off_failed",
-            clock.time(),
-            who=who,
-            automatic=automatic,
-            reason=reason,
-            problem=str(exc),
-            backend=flags.describe(),
-            verdict=verdict,
-        )
+        with state.tx() as db:
+            if not known:  # the write failed before its guard ran: the intent is recorded all the same
+                state.update(environment, clock.time(), db=db, status=ROLLED_BACK, reason=reason)
+            else:  # the guard recorded the flag off before the write; it failed, so the flag is as it was
+                state.update(environment, clock.time(), db=db, flag=known["flag"], percent=known["percent"])
+            state.audit(
+                environment,
+                "flag_off_failed",
+                clock.time(),
+                db=db,
+                who=who,
+                automatic=automatic,
+                reason=reason,
+                problem=str(exc),
+                backend=flags.describe(),
+                verdict=verdict,
+                write=known.get("write"),
+            )
         raise
+    after("flag_off", "write")
     at = clock.time()
     held_on, held_percent = (
         is_on(before.get(flags.flag_variable, "false")),
@@ -106,6 +115,7 @@ def kill(
         previous_flag=was_on,
         previous_percent=percent,
         verdict=verdict,
+        write=known.get("write"),
         **extra,
     )
     return FlagOff(at, was_on, percent)

@@ -18,8 +18,18 @@ def _shown(value: Any) -> str:
     return str(value)
 
 
+def intent_words(detail: dict[str, Any]) -> str:
+    """The value a ``flag_intent`` entry announced: ``flag on for 10%``, ``flag off``."""
+    if detail.get("flag") is False:
+        return "flag off"
+    percent = detail.get("percent")
+    return "flag on" + (f" for {percent}%" if percent is not None else "")
+
+
 def audit_words(action: str, detail: dict[str, Any]) -> str:
     """What ``action`` with ``detail`` did, in one line."""
+    if action == "flag_intent":
+        return f"about to write {intent_words(detail)} ({detail.get('by')})"
     if action == "ramp":
         was = detail.get("previous_percent")
         said = f"flag on for {detail.get('percent')}%" + (f" (was {was}%)" if was not in (None, "") else "")

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from rollout.engine.context import RunContext
+from rollout.engine.flagwrites import Announced, after
 from rollout.engine.killswitch import guard_not_rolled_back
 from rollout.engine.state import StateRecords
 from rollout.engine.steps.base import DONE, FAIL, StepResult, managed_values, wait_applied
-from rollout.flags import FlagBackend
+from rollout.flags import FlagBackend, is_on
 from rollout.playbook.environments import Resolved, resolve, shown_diff
 from rollout.playbook.model import ConfigureStep, Playbook
 from rollout.util.clock import Clock
@@ -42,18 +43,35 @@ def apply(
     """Write ``resolved``'s values through ``flags`` (refused once the environment was rolled back),
     record the flag it leaves and a ``configure`` audit entry with ``changes`` and ``detail``: the
     step and ``rollout configure`` alike."""
-    flags.replace(resolved.values, guard=guard_not_rolled_back(env_name, state))
-    enabled, percent = flags.state()
-    now = clock.time()
-    state.update(env_name, now, flag=enabled, percent=percent)
-    state.audit(
+    values = resolved.values
+    raw_percent = values.get(flags.percent_variable)
+    announced = Announced(
+        state,
         env_name,
+        clock,
         "configure",
-        now,
-        env_file=flags.describe(),
-        changes=[{"variable": n, "from": o, "to": v} for n, o, v in changes],
+        flag=is_on(values[flags.flag_variable]) if flags.flag_variable in values else None,
+        percent=int(raw_percent) if raw_percent is not None and raw_percent.isdigit() else None,
+        check=guard_not_rolled_back(env_name, state),
         **detail,
     )
+    flags.replace(values, guard=announced)
+    after("configure", "write")
+    enabled, percent = flags.state()
+    now = clock.time()
+    with state.tx() as db:
+        state.update(env_name, now, db=db, flag=enabled, percent=percent)
+        state.audit(
+            env_name,
+            "configure",
+            now,
+            db=db,
+            env_file=flags.describe(),
+            changes=[{"variable": n, "from": o, "to": v} for n, o, v in changes],
+            write=announced.write,
+            **detail,
+        )
+    after("configure", "record")
 
 
 def describe(step: ConfigureStep, playbook: Playbook | None = None) -> str:

@@ -6,9 +6,11 @@ from collections.abc import Callable
 from typing import Any
 
 from rollout.engine.context import RunContext
+from rollout.engine.flagwrites import Announced, after, interrupted
 from rollout.engine.killswitch import guard_not_rolled_back
 from rollout.engine.observe import PROMOTED_FULL, observe
 from rollout.engine.steps.base import DONE, FAIL, StepResult, accept_hold, observation_result, wait_applied
+from rollout.incident.words import intent_words
 from rollout.playbook.model import Playbook, RampStep
 from rollout.util.units import format_duration
 
@@ -22,10 +24,18 @@ def run(ctx: RunContext, step: RampStep, label: str) -> StepResult:
             return StepResult(DONE, f"reached {step.percentages[-1]}%")
         percent = step.percentages[current.ramp_index]
         if not current.ramp_applied:
-            before = ctx.flags.set(enabled=True, percent=percent, guard=guard)
+            left = interrupted(ctx.state, ctx.env_name)
+            if left is not None:
+                ctx.out.line(f"  an earlier run stopped while writing {intent_words(left['detail'])}; writing it again")
+            announced = Announced(
+                ctx.state, ctx.env_name, ctx.clock, "ramp", flag=True, percent=percent, check=guard, step=label
+            )
+            before = ctx.flags.set(enabled=True, percent=percent, guard=announced)
+            after("ramp", "write", percent)
             now = ctx.clock.time()
-            # the step's state and its audit entry commit together: a kill -9 leaves both or neither (and
-            # with neither, the next advance writes the same percentage again and records it)
+            # the step's state and the entry completing the announced write commit together: a kill -9
+            # leaves both or neither (with neither, the intent names the value and the next advance
+            # writes the same percentage again and records it)
             with ctx.state.tx() as db:
                 ctx.state.update(
                     ctx.env_name, now, db=db, ramp_applied=True, percent=percent, flag=True, observe_started=now
@@ -39,7 +49,9 @@ def run(ctx: RunContext, step: RampStep, label: str) -> StepResult:
                     percent=percent,
                     previous_percent=before.get(ctx.flags.percent_variable),
                     previous_flag=before.get(ctx.flags.flag_variable),
+                    write=announced.write,
                 )
+            after("ramp", "record", percent)
             problem = wait_applied(ctx)
             if problem:
                 return StepResult(FAIL, problem)
@@ -48,6 +60,7 @@ def run(ctx: RunContext, step: RampStep, label: str) -> StepResult:
             current = ctx.state.get(ctx.env_name)
         else:
             if accept_hold(ctx, label, percent):
+                after("ramp", "accept", percent)
                 ctx.state.update(
                     ctx.env_name,
                     ctx.clock.time(),
@@ -72,6 +85,7 @@ def run(ctx: RunContext, step: RampStep, label: str) -> StepResult:
         outcome = observation_result(result, step.on_hold_timeout)
         if outcome.status != DONE:
             return outcome
+        after("ramp", "accept", percent)
         ctx.state.update(
             ctx.env_name, ctx.clock.time(), ramp_index=current.ramp_index + 1, ramp_applied=False, observe_started=None
         )
@@ -79,7 +93,10 @@ def run(ctx: RunContext, step: RampStep, label: str) -> StepResult:
 
 def _full(ctx: RunContext, step: RampStep, label: str, guard: Callable[[], None]) -> StepResult:
     """``rollout promote --full``: the flag on for everyone now, recorded loudly; the ramp is done."""
-    before = ctx.flags.set(enabled=True, percent=100, guard=guard)
+    announced = Announced(
+        ctx.state, ctx.env_name, ctx.clock, "promote_full", flag=True, percent=100, check=guard, step=label
+    )
+    before = ctx.flags.set(enabled=True, percent=100, guard=announced)
     now = ctx.clock.time()
     with ctx.state.tx() as db:
         ctx.state.update(
@@ -102,6 +119,7 @@ def _full(ctx: RunContext, step: RampStep, label: str, guard: Callable[[], None]
             full_promotion=True,
             previous_percent=before.get(ctx.flags.percent_variable),
             previous_flag=before.get(ctx.flags.flag_variable),
+            write=announced.write,
         )
     ctx.out.line(
         "  PROMOTED TO 100% NOW by a person (rollout promote --full); the ramp's remaining steps are skipped",
