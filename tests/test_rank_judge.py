@@ -140,15 +140,17 @@ def test_the_rank_judge_reads_per_cohort_series_from_a_real_prometheus(make_serv
             '/ sum(rate(rollout_confirmation_delay_seconds_count{cohort="$cohort"}[3s]))',
         )
         gates = GateSet(window=20, min_samples=8, metrics=[spec])
+        counts = StepCounts()  # kept across evaluations, as the engine keeps a step's: each one is a look
         n = 0
 
         def judged() -> object:
             nonlocal n
-            for _ in range(6):  # customers keep booking while Prometheus scrapes
-                n += 1
+            for _ in range(6):  # customers keep booking while Prometheus scrapes (about 20/s: a backlog
+                n += 1  # would delay both cohorts alike and hide the treatment's slowdown in the trend)
                 service.book(n, customer=f"customer-{n}")
+            time.sleep(0.3)
             reading = metrics.measure(spec, 20, time.time(), 50)
-            verdict = judge_readings(gates, [reading]).metrics[0]
+            verdict = judge_readings(gates, [reading], counts=counts).metrics[0]
             return verdict if verdict.verdict == FAIL else None
 
         result = wait_until(judged, timeout=40, what="the rank judge to see the slower treatment")

@@ -93,3 +93,35 @@ def test_flag_off_after_a_failed_attempt_still_falls_back(make_service, sandbox)
     note = service.wait_status(booking, "skipped")
     assert note["reason"] == "flag_off" and note["fallback"] is not None  # tried once, never confirmed
     assert service.wait_status(service.book(2)["id"], "skipped")["fallback"] is None  # never tried: no fallback
+
+
+def test_a_booking_made_while_whatsapp_is_off_never_gets_one_later(make_service, sandbox):
+    """The production phase's "works normally with WhatsApp disabled": the moment the booking is
+    made decides; turning the flag on afterwards sends nothing for it."""
+    service = make_service(WHATSAPP_NOTIFICATIONS_ENABLED=False)
+    made = service.book(1)
+    assert made["notification"] == {"status": "skipped", "reason": "flag_off"}
+    service.set_env(WHATSAPP_NOTIFICATIONS_ENABLED=True)
+    later = service.book(2)["id"]
+    service.wait_status(later, "sent")
+    assert service.notification(made["id"])["status"] == "skipped"
+    assert [m["parameters"][5] for m in sandbox.messages()] == [service.booking(later)["booking_ref"]]
+
+
+def test_a_share_raised_after_a_booking_does_not_add_it(make_service, sandbox):
+    # one send slot, held 1.5 s by a customer inside the share: the others wait, pending, while the share moves
+    service = make_service(WHATSAPP_ROLLOUT_PERCENT=50, WHATSAPP_MAX_CONCURRENCY=1)
+    sandbox.faults(latency_ms=1500)
+    customers = [f"customer-{i}" for i in range(40)]
+    inside = [c for c in customers if bucket("whatsapp_notifications", c) <= 50]
+    outside = [c for c in customers if bucket("whatsapp_notifications", c) > 50]
+    first = service.book(1, customer=inside[0])["id"]
+    wait_until(lambda: service.notification(first)["status"] == "sending", what="the slot taken")
+    out_ids = [service.book(10 + i, customer=c)["id"] for i, c in enumerate(outside[:5])]
+    in_id = service.book(30, customer=inside[1])["id"]
+    assert all(service.notification(i)["status"] == "pending" for i in [*out_ids, in_id])
+    service.set_env(WHATSAPP_ROLLOUT_PERCENT=100)
+    for booking_id in out_ids:  # outside when booked: raising the share does not add them
+        assert service.wait_status(booking_id, "skipped")["reason"] == "not_in_cohort"
+    assert service.wait_status(in_id, "sent")
+    assert service.wait_status(first, "sent")

@@ -342,22 +342,31 @@ async def create_booking(booking: BookingIn, request: Request) -> dict[str, Any]
     data = booking.model_dump()
     data["amount"] = f"{booking.amount:.2f}"
     data["event_date"] = booking.event_date.isoformat()
+    # whether this booking gets a WhatsApp is decided now, as it is made: a booking taken while the flag
+    # is off never gets one later (the sender still re-checks before each send, so off stops pending sends)
+    settings = rt.settings
+    inside = rt.flags.in_treatment(settings, booking.customer_id)
+    decision = None if inside else "not_in_cohort" if settings.notifications_enabled else "flag_off"
     try:
         try:
-            booking_id = rt.store.create_booking(data, rt.clock.time())
+            booking_id = rt.store.create_booking(data, rt.clock.time(), decision, rt.outbox.decided(settings, decision))
         except DuplicateBooking:
             failed = False  # the client's mistake, not the booking flow's
             raise HTTPException(
                 409, {"error": "duplicate_booking", "detail": f"booking_ref {booking.booking_ref!r} exists already"}
             ) from None
-        rt.outbox.wake()
+        rt.outbox.booked(booking_id, booking.phone, decision)
         failed = False
-        return {"id": booking_id, "booking_ref": booking.booking_ref, "notification": {"status": "pending"}}
+        return {
+            "id": booking_id,
+            "booking_ref": booking.booking_ref,
+            "notification": {"status": "skipped", "reason": decision}
+            if decision == "flag_off"
+            else {"status": "pending"},
+        }
     finally:  # the booking flow per cohort: treatment against control (the compare gate)
         rt.outbox.record_booking(
-            rt.flags.cohort(rt.settings, booking.customer_id),
-            (rt.clock.monotonic() - started) * 1000.0,
-            error=failed,
+            "treatment" if inside else "control", (rt.clock.monotonic() - started) * 1000.0, error=failed
         )
 
 

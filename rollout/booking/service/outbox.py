@@ -1,8 +1,10 @@
 """The outbox worker: sends pending WhatsApp confirmations in the background.
 
-Each loop claims due notifications (a committed ``pending -> sending``), sends them concurrently,
-and writes their results back in one transaction at the next turn. Before each send it reads the
-live settings, so a flag turned off in the env file stops new sends within the settings' check
+Whether a booking gets a WhatsApp is decided when it is made: one made while the flag is off is
+recorded ``skipped`` at once and never reaches the loop; one outside the rollout's share is
+skipped by the loop (the control's confirmation takes the same path as the treatment's). Each loop claims due notifications (a committed ``pending -> sending``), sends them
+concurrently, and writes their results back in one transaction at the next turn. Before each send it
+reads the live settings again, so a flag turned off stops pending sends within the settings' check
 interval. Retries are persisted (``next_attempt_at``) rather than slept through, so a retry does
 not hold a worker slot and survives a restart.
 """
@@ -168,6 +170,23 @@ class Outbox:
             await asyncio.wait(set(self._in_flight), timeout=grace)
         self._flush()
 
+    @staticmethod
+    def decided(settings: Settings, decision: str | None) -> list[tuple[str, str]]:
+        """The events a booking's decision writes with the booking itself: its cohort (while the
+        flag is on, for the sample-ratio check) and, made while the flag is off, its skip."""
+        if not settings.notifications_enabled:
+            return [("skipped", "flag_off")]
+        return [("cohort", "out" if decision else "in")]
+
+    def booked(self, booking_id: int, phone: str, decision: str | None) -> None:
+        """A booking was made: one made while the flag is off is said (logged and counted) skipped
+        now; any other wakes the loop (the control's confirmation goes through it too)."""
+        if decision != "flag_off":
+            self.wake()
+            return
+        self._log.emit("disabled", booking_id=booking_id, phone=phone, reason=decision)
+        self._prom.notifications.labels("skipped", decision).inc()
+
     def record_booking(self, cohort: str, latency_ms: float, error: bool) -> None:
         """A booking request ended (``error``: the service failed it): counted per cohort with the
         next batch of results, so the request itself pays for no extra write."""
@@ -218,9 +237,9 @@ class Outbox:
         if not settings.notifications_enabled:
             skip = "flag_off"
         else:
-            inside = self._flags.in_treatment(settings, due.customer_id)
-            if due.attempts == 1:  # the booking's cohort, counted once, at the moment it is decided
-                self._batch.events.append((now, "cohort", "in" if inside else "out", None, due.booking_id))
+            # decided when the booking was made, and re-checked before each send: a share lowered since
+            # stops the pending sends too, a share raised never adds a booking made outside it
+            inside = due.in_cohort and self._flags.in_treatment(settings, due.customer_id)
             if not inside:
                 skip = "not_in_cohort"
             elif self._store.opted_out(due.customer_id):

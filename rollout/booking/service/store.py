@@ -57,6 +57,8 @@ class Due:
     parameters: tuple[str, ...]
     #: when the booking was made: a confirmation's delay is measured from here
     created_at: float = 0.0
+    #: the customer was in the rollout's share when the booking was made (decided then, never widened later)
+    in_cohort: bool = True
 
 
 @dataclass(frozen=True)
@@ -124,8 +126,18 @@ class Store:
 
     # --- bookings -----------------------------------------------------------------------------
 
-    def create_booking(self, booking: dict[str, Any], now: float) -> int:
-        """Insert a booking and its pending notification in one transaction."""
+    def create_booking(
+        self,
+        booking: dict[str, Any],
+        now: float,
+        decision: str | None = None,
+        events: Sequence[tuple[str, str]] = (),
+    ) -> int:
+        """Insert a booking, its notification and its ``events`` (kind, reason) in one transaction.
+
+        ``decision`` is why the booking gets no WhatsApp, decided as it is made: ``flag_off`` is
+        written ``skipped`` at once; ``not_in_cohort`` stays ``pending`` with that reason, so the
+        control's confirmation takes the same path through the outbox as the treatment's."""
         try:
             with self._tx() as db:
                 booking_id = int(
@@ -136,9 +148,13 @@ class Store:
                     ).fetchone()[0]
                 )
                 db.execute(
-                    "INSERT INTO notifications (booking_id, status, next_attempt_at, created_at, updated_at) "
-                    "VALUES (?, 'pending', ?, ?, ?)",
-                    (booking_id, now, now, now),
+                    "INSERT INTO notifications (booking_id, status, reason, next_attempt_at, created_at, updated_at) "
+                    "VALUES (?, ?, ?, ?, ?, ?)",
+                    (booking_id, "skipped" if decision == "flag_off" else "pending", decision, now, now, now),
+                )
+                db.executemany(
+                    "INSERT INTO events (ts, kind, reason, booking_id) VALUES (?, ?, ?, ?)",
+                    [(now, kind, reason, booking_id) for kind, reason in events],
                 )
         except self._duplicate as exc:
             raise DuplicateBooking(booking["booking_ref"]) from exc
@@ -217,12 +233,13 @@ class Store:
                 "UPDATE notifications SET status='sending', attempts=attempts+1, updated_at=?, claimed_by=?, "
                 "claimed_at=? WHERE booking_id IN (SELECT booking_id FROM notifications WHERE status='pending' "
                 f"AND next_attempt_at <= ? ORDER BY next_attempt_at LIMIT ?{self.skip_locked}) "
-                "RETURNING booking_id, attempts",
+                "RETURNING booking_id, attempts, reason",
                 (now, self.replica_id, now, now, limit),
             ).fetchall()
         if not rows:
             return []
         attempts = {r[0]: r[1] for r in rows}
+        outside = {r[0] for r in rows if r[2] == "not_in_cohort"}
         bookings = self._all(
             f"SELECT id, customer_id, phone, parent_name, event_name, event_date, venue, child_name, "
             f"booking_ref, amount, payment_method, created_at FROM bookings "
@@ -230,7 +247,15 @@ class Store:
             list(attempts),
         )
         return [
-            Due(b["id"], attempts[b["id"]], b["customer_id"], b["phone"], template_parameters(b), b["created_at"])
+            Due(
+                b["id"],
+                attempts[b["id"]],
+                b["customer_id"],
+                b["phone"],
+                template_parameters(b),
+                b["created_at"],
+                in_cohort=b["id"] not in outside,
+            )
             for b in bookings
         ]
 
