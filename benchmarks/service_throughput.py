@@ -1,13 +1,16 @@
 """Issue 2's figures, measured in one run on this machine.
 
-(a) notifications per second the service sustains to the sandbox, with p50 and p99 delay from
-    the booking request to the provider accepting the message:
-      a1. offered load: bookings posted at a fixed rate over HTTP, while the service sends them;
-      a2. sender ceiling: a backlog of bookings drained by the outbox alone.
+(a) the booking intake under load, posted by ``wrk`` (a C load generator, so the client is not
+    the limit) with unique bookings:
+      a1. accepted bookings/s and request latency with WhatsApp off and on for everyone, 64
+          connections, in alternating rounds (a fresh sandbox and service each), and whether every
+          booking accepted with WhatsApp on was sent (once) and how long the sender took to catch up;
+      a2. sender ceiling: a backlog of bookings drained by the outbox alone;
+      a3. 256 connections with WhatsApp on: the tail, timeouts, 503s.
 (b) p99 booking-request latency with WhatsApp on and the provider hanging, divided by the same
     with WhatsApp off, measured in alternating blocks on one service.
 
-Usage: python benchmarks/service_throughput.py [--rate 1000] [--seconds 10]
+Usage: python benchmarks/service_throughput.py [--seconds 8] [--rounds 3]
 Sandbox, service and this load generator are three processes; everything is on 127.0.0.1.
 """
 
@@ -15,8 +18,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import shutil
 import sqlite3
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -31,65 +36,106 @@ from rollout.checks.bookings import synthetic_booking
 from rollout.util.envfile import read_env_file, write_env_file
 from rollout.util.numbers import percentile
 
-
-async def offered_load(url: str, rate: float, seconds: float, prefix: str) -> tuple[dict[str, float], list[float]]:
-    """POST bookings at ``rate``/s for ``seconds``; returns {ref: request start} and request latencies."""
-    started: dict[str, float] = {}
-    latencies: list[float] = []
-    total = int(rate * seconds)
-    limits = httpx.Limits(max_connections=8, max_keepalive_connections=8)
-    clients = [httpx.AsyncClient(base_url=url, limits=limits, timeout=30) for _ in range(32)]
-    gate = asyncio.Semaphore(256)
-    t0 = time.perf_counter()
-
-    async def one(i: int) -> None:
-        delay = t0 + i / rate - time.perf_counter()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        ref = f"{prefix}-{i}"
-        async with gate:
-            t = time.perf_counter()
-            started[ref] = time.time()
-            response = await clients[i % len(clients)].post(
-                "/api/bookings", json=synthetic_booking(ref, f"c{i}", amount="1500")
-            )
-            latencies.append(time.perf_counter() - t)
-            if response.status_code != 201:
-                raise RuntimeError(f"booking failed: {response.status_code} {response.text}")
-
-    try:
-        await asyncio.gather(*(one(i) for i in range(total)))
-    finally:
-        for client in clients:
-            await client.aclose()
-    return started, latencies
+WRK_SCRIPT = Path(__file__).parent / "wrk_bookings.lua"
 
 
-def measure_offered(folder: Path, rate: float, seconds: float) -> None:
+def wrk(url: str, connections: int, seconds: float, prefix: str) -> dict[str, float]:
+    """``wrk`` posting unique bookings for ``seconds``: its RESULT line as numbers."""
+    if shutil.which("wrk") is None:
+        sys.exit("service_throughput: wrk is not installed (apt-get install wrk; .ci/run installs it)")
+    out = subprocess.run(
+        [
+            "wrk",
+            "-t2",
+            f"-c{connections}",
+            f"-d{seconds:g}s",
+            "--timeout",
+            "5s",
+            "-s",
+            str(WRK_SCRIPT),
+            url,
+            "--",
+            prefix,
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    line = next(x for x in out.splitlines() if x.startswith("RESULT "))
+    result = {k: float(v) for k, v in (part.split("=") for part in line.split()[1:])}
+    return result
+
+
+def intake_run(folder: Path, enabled: bool, connections: int, seconds: float, prefix: str) -> dict[str, float]:
+    """A fresh sandbox and service (SQLite), WhatsApp on for everyone or off, ``wrk`` for ``seconds``;
+    with WhatsApp on, waits for the outbox to send every accepted booking and times the catch-up."""
+    folder.mkdir(parents=True)
     sb = start_sandbox(folder)
-    svc, _ = start_service(folder, sb.url, WHATSAPP_MAX_CONCURRENCY="128")
+    svc, _ = start_service(
+        folder,
+        sb.url,
+        WHATSAPP_NOTIFICATIONS_ENABLED="true" if enabled else "false",
+        WHATSAPP_ROLLOUT_PERCENT="100",
+        WHATSAPP_MAX_CONCURRENCY="128",
+    )
     try:
+        result = wrk(svc.url, connections, seconds, prefix)
+        # taken, as the service counts them (wrk stops counting with requests still in flight)
+        with sqlite3.connect(folder / "service.db") as db:
+            result["accepted"] = db.execute("SELECT COUNT(*) FROM bookings").fetchone()[0]
         with sandbox_client(sb.url) as sandbox:
-            t0 = time.time()
-            started, latencies = asyncio.run(offered_load(svc.url, rate, seconds, "A"))
-            offered_s = time.time() - t0
-            messages = wait_for_messages(sandbox, len(started), 60)
-        done_at = max(m["ts"] for m in messages)
-        delays = sorted(m["ts"] - started[m["parameters"][5]] for m in messages)
-        sent_rate = len(messages) / (done_at - min(started.values()))
-        print(
-            f"(a1) offered {rate:.0f} bookings/s for {seconds:.0f} s ({len(started)} bookings, "
-            f"posted in {offered_s:.1f} s = {len(started) / offered_s:.0f}/s achieved)"
-        )
-        print(
-            f"     sent {len(messages)}/{len(started)} notifications at {sent_rate:.0f}/s end to end; "
-            f"booking->provider delay p50 {percentile(delays, 50) * 1000:.0f} ms, "
-            f"p99 {percentile(delays, 99) * 1000:.0f} ms; booking POST p99 "
-            f"{percentile(latencies, 99) * 1000:.1f} ms"
-        )
+            ended = time.monotonic()
+            expected = int(result["accepted"]) if enabled else 0
+            messages = wait_for_messages(sandbox, expected, 120) if enabled else []
+            result["sent"] = len(messages) if enabled else sandbox.get("/sandbox/stats").json()["messages"]
+            result["catch_up_s"] = time.monotonic() - ended if enabled else 0.0
+            refs = [m["parameters"][5] for m in messages]
+            result["sent_twice"] = len(refs) - len(set(refs))
+        return result
     finally:
         svc.stop()
         sb.stop()
+
+
+def measure_intake(folder: Path, seconds: float, rounds: int) -> None:
+    """(a1) bookings/s and latency, WhatsApp off against on, in alternating rounds; then 256 connections."""
+    runs: dict[bool, list[dict[str, float]]] = {False: [], True: []}
+    for r in range(rounds):
+        for enabled in (False, True):
+            runs[enabled].append(
+                intake_run(folder / f"r{r}-{int(enabled)}", enabled, 64, seconds, f"I{r}{int(enabled)}")
+            )
+
+    def spread(enabled: bool, key: str) -> str:
+        values = [run[key] for run in runs[enabled]]
+        return f"{statistics.median(values):,.0f} ({min(values):,.0f}-{max(values):,.0f})"
+
+    for enabled in (False, True):
+        print(
+            f"(a1) WhatsApp {'on ' if enabled else 'off'}, 64 connections, {rounds} x {seconds:g} s: accepted bookings/s "
+            f"{spread(enabled, 'rps')}, p50 {spread(enabled, 'p50_ms')} ms, p99 {spread(enabled, 'p99_ms')} ms, "
+            f"max {spread(enabled, 'max_ms')} ms (median (min-max) of the rounds); "
+            f"errors {sum(run['connect'] + run['read'] + run['write'] + run['timeout'] for run in runs[enabled]):.0f}, "
+            f"non-2xx {sum(run['status'] for run in runs[enabled]):.0f}"
+        )
+    on_rps = statistics.median(run["rps"] for run in runs[True])
+    off_rps = statistics.median(run["rps"] for run in runs[False])
+    on_p99 = statistics.median(run["p99_ms"] for run in runs[True])
+    off_p99 = statistics.median(run["p99_ms"] for run in runs[False])
+    accepted = sum(run["accepted"] for run in runs[True])
+    sent = sum(run["sent"] for run in runs[True])
+    print(
+        f"     on/off: bookings/s x{on_rps / off_rps:.2f}, p99 x{on_p99 / off_p99:.2f}; sent {sent:,.0f} of the "
+        f"{accepted:,.0f} bookings taken with WhatsApp on (sent twice: {sum(run['sent_twice'] for run in runs[True]):.0f}), "
+        f"the sender caught up {spread(True, 'catch_up_s')} s after the load ended"
+    )
+    wide = intake_run(folder / "wide", True, 256, seconds, "W")
+    print(
+        f"(a3) WhatsApp on, 256 connections, {seconds:g} s: {wide['rps']:,.0f} bookings/s accepted, p50 "
+        f"{wide['p50_ms']:.0f} ms, p99 {wide['p99_ms']:.0f} ms, max {wide['max_ms']:.0f} ms; socket errors "
+        f"{wide['connect'] + wide['read'] + wide['write']:.0f}, timeouts (5 s) {wide['timeout']:.0f}, "
+        f"503 {wide['status']:.0f}; sent {wide['sent']:,.0f} of {wide['accepted']:,.0f}"
+    )
 
 
 def measure_drain(folder: Path, backlog: int) -> None:
@@ -139,6 +185,40 @@ def measure_drain(folder: Path, backlog: int) -> None:
         sb.stop()
 
 
+async def offered_load(url: str, rate: float, seconds: float, prefix: str) -> tuple[dict[str, float], list[float]]:
+    """POST bookings at ``rate``/s for ``seconds`` (a low rate: (b) times single requests, and httpx
+    is not a load generator); returns {ref: request start} and request latencies."""
+    started: dict[str, float] = {}
+    latencies: list[float] = []
+    total = int(rate * seconds)
+    limits = httpx.Limits(max_connections=8, max_keepalive_connections=8)
+    clients = [httpx.AsyncClient(base_url=url, limits=limits, timeout=30) for _ in range(32)]
+    gate = asyncio.Semaphore(256)
+    t0 = time.perf_counter()
+
+    async def one(i: int) -> None:
+        delay = t0 + i / rate - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        ref = f"{prefix}-{i}"
+        async with gate:
+            t = time.perf_counter()
+            started[ref] = time.time()
+            response = await clients[i % len(clients)].post(
+                "/api/bookings", json=synthetic_booking(ref, f"c{i}", amount="1500")
+            )
+            latencies.append(time.perf_counter() - t)
+            if response.status_code != 201:
+                raise RuntimeError(f"booking failed: {response.status_code} {response.text}")
+
+    try:
+        await asyncio.gather(*(one(i) for i in range(total)))
+    finally:
+        for client in clients:
+            await client.aclose()
+    return started, latencies
+
+
 def measure_hang_ratio(folder: Path, rate: float, block_s: float, rounds: int) -> None:
     sb = start_sandbox(folder)
     svc, env_file = start_service(folder, sb.url, WHATSAPP_TIMEOUT_MS="10000")
@@ -170,8 +250,8 @@ def measure_hang_ratio(folder: Path, rate: float, block_s: float, rounds: int) -
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rate", type=float, default=1000)
-    parser.add_argument("--seconds", type=float, default=10)
+    parser.add_argument("--seconds", type=float, default=8)
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--backlog", type=int, default=20_000)
     parser.add_argument("--hang-rate", type=float, default=100)
     parser.add_argument("--hang-block", type=float, default=8)
@@ -179,9 +259,9 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         base = Path(tmp)
-        for name in ("offered", "drain", "hang"):
+        for name in ("drain", "hang"):
             (base / name).mkdir()
-        measure_offered(base / "offered", args.rate, args.seconds)
+        measure_intake(base / "intake", args.seconds, args.rounds)
         measure_drain(base / "drain", args.backlog)
         measure_hang_ratio(base / "hang", args.hang_rate, args.hang_block, args.hang_rounds)
 

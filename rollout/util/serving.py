@@ -41,6 +41,9 @@ def _config(app: Any, access_log: bool, log_level: str) -> uvicorn.Config:
         log_level=log_level,
         lifespan="on",
         timeout_graceful_shutdown=15,
+        # longer than the idle timeout of common client pools (httpx 5 s, load balancers 60 s): the
+        # server closing a kept-alive connection just as a client reuses it is a reset the client sees
+        timeout_keep_alive=65,
         server_header=False,
         date_header=False,
     )

@@ -36,6 +36,7 @@ from rollout.booking.provider.client import ZaptraClient
 from rollout.booking.service import api_schema as S
 from rollout.booking.service.api_models import BookingIn, PreferencesIn, TestMessageIn
 from rollout.booking.service.eventlog import EventLog
+from rollout.booking.service.intake import IntakeLimit, IntakePressure
 from rollout.booking.service.metrics import PromMetrics, window_metrics
 from rollout.booking.service.outbox import Outbox
 from rollout.booking.service.schema import StorageError
@@ -167,6 +168,8 @@ def create_app(
     replica_id = replica_id or source.replica_id or default_replica_id()
     source.replica_id = source.replica_id or replica_id
 
+    pressure = IntakePressure(clock)
+
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         store = open_store(db_path, replica_id)
@@ -176,7 +179,7 @@ def create_app(
         breaker = CircuitBreaker(clock, settings.breaker_threshold, settings.breaker_reset_ms / 1000.0)
         client = ZaptraClient(transport=transport, max_connections=max(settings.max_concurrency, 16))
         flags = FeatureFlags(source, live)
-        outbox = Outbox(store, live, client, breaker, events, prom, clock, flags, rng=rng)
+        outbox = Outbox(store, live, client, breaker, events, prom, clock, flags, rng=rng, pressure=pressure)
         breaker.on_open(outbox.breaker_opened)
         rt = Runtime(live, store, clock, client, breaker, events, prom, outbox, flags)
         app.state.rt = rt
@@ -205,6 +208,7 @@ def create_app(
 
     app = FastAPI(title="rollout WhatsApp booking-notification service", version="0.1.0", lifespan=lifespan)
     app.add_middleware(BodyLimit)
+    app.add_middleware(IntakeLimit, pressure=pressure, limit=lambda: live.current().intake_queue)
     _install_error_handlers(app)
     for router in ROUTERS:
         app.include_router(router)

@@ -22,6 +22,7 @@ from rollout.booking.provider.breaker import CircuitBreaker
 from rollout.booking.provider.client import ZaptraClient
 from rollout.booking.provider.outcome import SENDER_RATE_LIMITS, Kind, Outcome
 from rollout.booking.service.eventlog import EventLog
+from rollout.booking.service.intake import IntakePressure
 from rollout.booking.service.metrics import PromMetrics
 from rollout.booking.service.settings import LiveSettings, Settings
 from rollout.booking.service.store import Due, Result, Store
@@ -67,12 +68,16 @@ class Outbox:
         flags: FeatureFlags,
         rng: random.Random | None = None,
         poll_interval: float = 0.05,
+        pressure: IntakePressure | None = None,
     ) -> None:
         self._store, self._live, self._client, self._breaker = store, live, client, breaker
         self._flags = flags
         self._log, self._prom, self._clock = events, prom, clock
         self._rng = rng or random.Random()
         self._poll = poll_interval
+        self._pressure = pressure or IntakePressure(clock)
+        #: sends allowed now while the intake is busy (a token bucket refilled at the busy pace)
+        self._tokens, self._refilled = 0.0, clock.monotonic()
         self._wake = asyncio.Event()
         self._stopping = False
         self._in_flight: set[asyncio.Task[None]] = set()
@@ -135,11 +140,29 @@ class Outbox:
         if self._clock.time() < self.paused_until:
             return
         settings = self._live.current()
-        free = settings.max_concurrency - len(self._in_flight)
+        free = self._budget(settings, settings.max_concurrency - len(self._in_flight))
         for due in self._store.claim_due(self._clock.time(), free):
             task = asyncio.create_task(self._send(due))
             self._in_flight.add(task)
             task.add_done_callback(self._done)
+
+    def busy(self) -> bool:
+        """More bookings arrive per second than ``busy_bookings_per_s``: the intake comes first."""
+        return self._pressure.rate() > self._live.current().busy_bookings_per_s
+
+    def _budget(self, settings: Settings, free: int) -> int:
+        """How many sends may start now: all ``free`` slots, or while the intake is busy what the
+        busy pace has accrued (the sender lags behind a flood and catches up after it)."""
+        now = self._clock.monotonic()
+        pace = settings.sends_per_s_when_busy
+        burst = max(1.0, pace * self._poll * 2)
+        self._tokens = min(burst, self._tokens + (now - self._refilled) * pace)
+        self._refilled = now
+        if not self.busy():
+            return free
+        allowed = min(free, int(self._tokens))
+        self._tokens -= allowed
+        return allowed
 
     def _done(self, task: asyncio.Task[None]) -> None:
         self._in_flight.discard(task)
@@ -182,7 +205,8 @@ class Outbox:
         """A booking was made: one made while the flag is off is said (logged and counted) skipped
         now; any other wakes the loop (the control's confirmation goes through it too)."""
         if decision != "flag_off":
-            self.wake()
+            if not self.busy():  # busy, the loop's own poll picks it up: no turn per booking
+                self.wake()
             return
         self._log.emit("disabled", booking_id=booking_id, phone=phone, reason=decision)
         self._prom.notifications.labels("skipped", decision).inc()

@@ -41,6 +41,9 @@ VARIABLES: dict[str, str] = {
     "WHATSAPP_RETRY_BASE_MS": "retry_base_ms",
     "WHATSAPP_RETRY_MAX_MS": "retry_max_ms",
     "WHATSAPP_MAX_CONCURRENCY": "max_concurrency",
+    "WHATSAPP_BUSY_BOOKINGS_PER_S": "busy_bookings_per_s",
+    "WHATSAPP_SENDS_PER_S_WHEN_BUSY": "sends_per_s_when_busy",
+    "WHATSAPP_INTAKE_QUEUE": "intake_queue",
     "WHATSAPP_HEALTH_LOG_INTERVAL_S": "health_log_interval_s",
     "ROLLOUT_ADMIN_TOKEN": "admin_token",
     "ROLLOUT_READ_TOKEN": "read_token",
@@ -71,6 +74,12 @@ class Settings(BaseModel):
     retry_base_ms: int = Field(500, ge=1, le=600_000)
     retry_max_ms: int = Field(30_000, ge=1, le=3_600_000)
     max_concurrency: int = Field(64, ge=1, le=1024)
+    #: bookings per second above which the intake is busy and the sender is held back
+    busy_bookings_per_s: float = Field(200, gt=0, le=1_000_000)
+    #: the sender's pace while the intake is busy (its floor: it never stops)
+    sends_per_s_when_busy: float = Field(100, gt=0, le=1_000_000)
+    #: booking requests in progress before the next one is answered 503 with Retry-After
+    intake_queue: int = Field(512, ge=1, le=100_000)
     health_log_interval_s: float = Field(3600, gt=0, le=86_400)
     admin_token: str = ""
     #: reads bookings (GET /api/bookings/{id}) without the admin token's other powers
