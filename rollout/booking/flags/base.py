@@ -160,10 +160,6 @@ class FeatureFlags:
             return False
         return self._client.get_boolean_value(self.source.flag_key, False, EvaluationContext(targeting_key=customer_id))
 
-    def cohort(self, settings: Settings, customer_id: str) -> str:
-        """``treatment`` or ``control``, for the per-cohort figures."""
-        return "treatment" if self.in_treatment(settings, customer_id) else "control"
-
     def view(self) -> dict[str, Any]:
         """What health and metrics report of the source: its name and its last refresh."""
         return {"flag_provider": self.source.name, "flag_refreshed_at": self.source.refreshed_at()}
