@@ -119,6 +119,7 @@ def everything_written(project: Project) -> str:
 # --- 1. tokens quoted back by a flag endpoint, or pasted into a reason -----------------------------
 
 
+@pytest.mark.slow
 def test_a_token_a_flag_endpoint_echoes_is_redacted_in_every_output(svc, tmp_path):
     project = make_project(tmp_path, svc)
     done = cli(
@@ -172,6 +173,7 @@ def command_flag(svc: FlagService, sleep: float = 0.0) -> str:
     )
 
 
+@pytest.mark.slow
 def test_a_command_backend_token_is_resolved_to_run_and_shown_nowhere(svc, tmp_path):
     project = make_project(tmp_path, svc, backend="command", flag=command_flag(svc))
     configured = cli(
@@ -201,6 +203,7 @@ def test_a_command_backend_token_is_resolved_to_run_and_shown_nowhere(svc, tmp_p
 # --- 3. what the service reports, not what rollout last wrote -------------------------------------
 
 
+@pytest.mark.slow
 def test_status_dashboard_and_the_next_flag_off_show_a_service_that_stayed_on(svc, tmp_path, monkeypatch):
     project = make_project(tmp_path, svc)
     configured = cli(
@@ -256,6 +259,7 @@ def test_a_reading_of_1e308_is_a_hold_not_an_overflow():
     assert verdict.verdict == HOLD and "could not be judged (OverflowError" in verdict.metrics[0].reason
 
 
+@pytest.mark.slow
 def test_an_advance_reading_1e308_holds_then_turns_the_flag_off_with_a_verdict(svc, tmp_path):
     project = make_project(tmp_path, svc, notify=f"notify:\n  - {{url: '{svc.url}/hook/ok'}}")
     svc.state.update(enabled=False, percent=0, rate=1e308, n=1e308)
@@ -289,6 +293,7 @@ def test_a_ramp_whose_flag_write_fails_turns_the_flag_off(svc, tmp_path, monkeyp
 # --- 5. a flag-off whose write fails: exit 1, recorded, reported, notified ----------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("broken", ["unreachable flag database", "hanging endpoint"])
 def test_a_failed_flag_off_is_recorded_reported_and_notified(svc, tmp_path, broken):
     hook = f"notify:\n  - {{url: '{svc.url}/hook/ok'}}"
@@ -334,6 +339,7 @@ def test_a_webhook_without_its_token_never_turns_a_confirmed_flag_off_into_an_er
     assert "${HOOK_TOKEN} is not set" in failed["detail"]["problem"]
 
 
+@pytest.mark.slow
 def test_a_hanging_webhook_delays_neither_the_cli_nor_the_dashboard_answer(svc, tmp_path, monkeypatch):
     project = make_project(
         tmp_path, svc, notify=f"notify:\n  - {{url: '{svc.url}/hook/hang', timeout: 3s, retries: 0}}"

@@ -106,6 +106,7 @@ def state_of(cwd: Path):
         store.close()
 
 
+@pytest.mark.slow
 def test_dry_run_shows_the_diff_and_writes_nothing(project):
     cwd, service = project
     before = service.env_file.read_text()
@@ -118,6 +119,7 @@ def test_dry_run_shows_the_diff_and_writes_nothing(project):
     assert not (cwd / ".rollout" / "state.db").exists() or state_of(cwd)[1] == []
 
 
+@pytest.mark.slow
 def test_a_second_advance_is_refused_and_a_rollback_wins(project):
     cwd, service = project
     first = start(cwd, "advance", "--env", "production")
@@ -148,6 +150,7 @@ def test_a_second_advance_is_refused_and_a_rollback_wins(project):
     assert resumed.returncode == 0 and state_of(cwd)[0].ramp_index == 0
 
 
+@pytest.mark.slow
 def test_a_killed_advance_resumes_without_applying_again(project):
     cwd, service = project
     # killed (os._exit, as kill -9) right after the 10 % write and its record committed
@@ -165,6 +168,7 @@ def test_a_killed_advance_resumes_without_applying_again(project):
     assert holder is None and state.status == "awaiting_approval"
 
 
+@pytest.mark.slow
 def test_exit_codes_for_usage_and_configuration_errors(project):
     cwd, _ = project
     proc = rollout(cwd, "advance", "--env", "staging")
@@ -202,6 +206,7 @@ def test_shipped_plan_shows_every_step(tmp_path):
     assert diff["ZAPTRA_API_TOKEN"]["to"] == "***" and diff["WHATSAPP_NOTIFICATIONS_ENABLED"]["to"] == "false"
 
 
+@pytest.mark.slow
 def test_demo_with_a_breach_turns_the_flag_off_by_itself(tmp_path):
     # named as the demo names its folders by default: a timestamp is never masked as a phone
     folder = tmp_path / "20261124-203903"
@@ -251,6 +256,7 @@ phases:
 """
 
 
+@pytest.mark.slow
 def test_gate_writes_junit_and_records_evidence(project, sandbox):
     import xml.etree.ElementTree as ET
 
@@ -283,6 +289,7 @@ def test_gate_writes_junit_and_records_evidence(project, sandbox):
     assert SANDBOX_TOKEN not in (cwd / "out" / "junit.xml").read_text()
 
 
+@pytest.mark.slow
 def test_manual_rollback_writes_an_incident_report(project, sandbox):
     cwd, service = project
     service.set_env(WHATSAPP_NOTIFICATIONS_ENABLED=True, WHATSAPP_ROLLOUT_PERCENT=100)
@@ -306,6 +313,7 @@ def test_manual_rollback_writes_an_incident_report(project, sandbox):
     assert proc.returncode == 2 and "bad.j2" in proc.stderr and "Traceback" not in proc.stderr
 
 
+@pytest.mark.slow
 def test_the_ci_script_runs_the_staging_gates_and_writes_junit(tmp_path):
     import xml.etree.ElementTree as ET
 
@@ -336,6 +344,7 @@ def test_the_ci_script_runs_the_staging_gates_and_writes_junit(tmp_path):
     assert "notification success rate" in names and suite.get("failures") == "0"
 
 
+@pytest.mark.slow
 def test_load_command_reports_percentiles(project):
     cwd, service = project
     proc = rollout(cwd, "load", "--url", service.url, "--bookings", "40", "--concurrency", "8", "--json")

@@ -47,6 +47,7 @@ def _cohort(total: float, square: float, n: int) -> Cohort:
     return Cohort(mean, n, math.sqrt(max(0.0, square / n - mean * mean) * n / (n - 1)))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("share", [0.5, 0.1])
 def test_identical_skewed_cohorts_are_almost_never_failed_however_often_they_are_judged(share):
     # latencies are skewed (lognormal, sigma 1.5), where one cohort's asymptotic interval alone is
@@ -165,6 +166,7 @@ def _book_all(service, count: int) -> list[int]:
     return [service.book(n, customer=f"customer-{n}")["id"] for n in range(1, count + 1)]
 
 
+@pytest.mark.slow
 def test_whatsapp_slowed_for_its_customers_only_fails_the_compare_gate(make_service, sandbox):
     service = make_service(clock=SystemClock(), WHATSAPP_ROLLOUT_PERCENT=50)
     sandbox.faults(latency_ms=1200)
@@ -182,6 +184,7 @@ def test_whatsapp_slowed_for_its_customers_only_fails_the_compare_gate(make_serv
     assert results["booking_error_rate"].verdict == PASS, results["booking_error_rate"].reason
 
 
+@pytest.mark.slow
 def test_a_slowdown_for_everyone_does_not_fail_the_compare_gate(make_service, sandbox):
     service = make_service(clock=SystemClock(), WHATSAPP_ROLLOUT_PERCENT=50)
     stop = threading.Event()

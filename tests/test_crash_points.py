@@ -10,6 +10,9 @@ from rollout.engine.flagwrites import COMPLETIONS, INTENT
 from rollout.flags import FlagStore
 from tests.test_cli_engine import project, rollout, state_of  # noqa: F401 - the fixture
 
+#: starts real servers (or kills real processes): outside the fast loop
+pytestmark = pytest.mark.slow
+
 FAST = {"HOLD": "0.3s", "MAX_HOLD": "0.3s"}
 
 #: every point between the writes of the test playbook's configure step and its 10 -> 50 ramp

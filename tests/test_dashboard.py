@@ -17,6 +17,9 @@ from rollout.util.serving import ServerThread
 from tests.harness import ADMIN_TOKEN, SANDBOX_TOKEN, wait_until
 from tests.test_cli_engine import project, start, state_of  # noqa: F401 - fixtures
 
+#: starts real servers (or kills real processes): outside the fast loop
+pytestmark = pytest.mark.slow
+
 REPO = Path(__file__).resolve().parents[1]
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARTIFACTS = Path(os.environ.get("ROLLOUT_TEST_ARTIFACTS", REPO / "test-artifacts"))

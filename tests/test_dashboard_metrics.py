@@ -15,6 +15,9 @@ from rollout.util.serving import ServerThread
 from tests.engine_harness import EngineWorld
 from tests.prometheus import Prometheus
 
+#: starts real servers (or kills real processes): outside the fast loop
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture
 def breached(tmp_path, sandbox, monkeypatch):

@@ -83,6 +83,7 @@ def test_breach_at_25_percent_turns_the_flag_off_and_the_service_stops_sending(w
     assert (again.status, again.exit_code) == ("rolled_back", 1) and "rollout resume" in again.message
 
 
+@pytest.mark.slow
 def test_a_hold_does_not_advance_and_then_waits_for_a_person(world, sandbox):
     w = world(extra_metrics="")
     sandbox.faults(reject_phones=["919876543211"])
@@ -106,6 +107,7 @@ def test_a_hold_does_not_advance_and_then_waits_for_a_person(world, sandbox):
     assert [r["detail"]["percent"] for r in w.audit("ramp")] == [10, 25, 50, 100]
 
 
+@pytest.mark.slow
 def test_approval_pauses_and_resumes(world):
     w = world(before_ramp="      - {kind: approve, name: go, message: ship it}", percentages="100")
     w.clock.on_sleep.append(w.traffic(40))
@@ -163,6 +165,7 @@ def test_no_data_is_never_a_pass(world):
     assert w.flags.state()[0] is False
 
 
+@pytest.mark.slow
 def test_watch_keeps_evaluating_and_turns_the_flag_off_on_a_breach(world, sandbox):
     from rollout.console import QuietReporter
     from rollout.engine.project import open_context

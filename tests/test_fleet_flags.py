@@ -42,6 +42,7 @@ def fleet(tmp_path, sandbox, postgres):
         replica.close()
 
 
+@pytest.mark.slow
 def test_a_flag_off_reaches_every_replica_and_stops_their_sends(fleet):
     _url, replicas, flags = fleet
     flags.set(enabled=True, percent=100)
@@ -64,6 +65,7 @@ def test_a_flag_off_reaches_every_replica_and_stops_their_sends(fleet):
     assert wait_service_applied(flags, ReplicasTarget(flags), SystemClock(), 5) is None
 
 
+@pytest.mark.slow
 def test_a_replica_that_has_not_applied_the_change_holds_the_confirmation_back(fleet):
     _url, _replicas, flags = fleet
     flags.set(enabled=True, percent=50)
@@ -78,6 +80,7 @@ def test_a_replica_that_has_not_applied_the_change_holds_the_confirmation_back(f
     assert problem is not None and "2 of 3 replicas applied flag version 1; r-stuck is at 0" in problem
 
 
+@pytest.mark.slow
 def test_a_rollback_through_the_postgres_backend_is_confirmed_by_the_fleet(fleet, tmp_path, monkeypatch):
     url, replicas, flags = fleet
     flags.set(enabled=True, percent=100)
@@ -120,6 +123,7 @@ def test_the_flag_overlay_is_a_lease_that_fails_closed_when_not_renewed(tmp_path
     assert live.current().notifications_enabled and not live.lease_expired
 
 
+@pytest.mark.slow
 def test_a_replica_cut_off_from_the_flag_database_stops_sending_before_the_engine_counts_it_gone(sandbox, tmp_path):
     own = Postgres()  # a server of its own: this test stops it
     try:

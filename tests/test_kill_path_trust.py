@@ -9,6 +9,8 @@ import re
 import signal
 from pathlib import Path
 
+import pytest
+
 from rollout.engine import flagview, runner
 from rollout.engine.state import StateStore
 from rollout.flags import FlagStore
@@ -17,6 +19,7 @@ from tests.test_cli_engine import project, rollout, start, state_of  # noqa: F40
 from tests.test_engine import world  # noqa: F401 - fixture
 
 
+@pytest.mark.slow
 def test_resume_after_a_completed_ramp_ramps_again_from_the_first_percentage(world):  # noqa: F811
     w = world(percentages="10, 100")
     w.clock.on_sleep.append(w.traffic(40))
@@ -32,6 +35,7 @@ def test_resume_after_a_completed_ramp_ramps_again_from_the_first_percentage(wor
     assert w.flags.state() == (True, 100) and w.service.metrics(1)["flag_enabled"] is True
 
 
+@pytest.mark.slow
 def test_a_completed_phase_whose_flag_is_off_is_not_called_completed(world):  # noqa: F811
     w = world(percentages="100")
     w.clock.on_sleep.append(w.traffic(40))
@@ -51,6 +55,7 @@ def test_a_completed_phase_whose_flag_is_off_is_not_called_completed(world):  # 
     assert w.advance().status == "completed" and w.flags.state() == (True, 100)
 
 
+@pytest.mark.slow
 def test_a_rollback_the_service_does_not_take_says_so_and_exits_1(project):  # noqa: F811
     cwd, service = project
     service.set_env(WHATSAPP_NOTIFICATIONS_ENABLED=True, WHATSAPP_ROLLOUT_PERCENT=100)
@@ -97,6 +102,7 @@ def test_ctrl_c_during_an_advance_says_where_the_flag_stands(project):  # noqa: 
     assert state_of(cwd)[2] is None  # the lock was released
 
 
+@pytest.mark.slow
 def test_a_killed_advance_shows_as_interrupted_not_running(project):  # noqa: F811
     cwd, service = project
     first = start(cwd, "advance", "--env", "production")
@@ -109,6 +115,7 @@ def test_a_killed_advance_shows_as_interrupted_not_running(project):  # noqa: F8
     assert re.search(r"production\s+.*interrupted", table) and "running" not in table
 
 
+@pytest.mark.slow
 def test_a_phase_that_asks_for_confirmation_without_a_terminal(project):  # noqa: F811
     cwd, _ = project
     book = cwd / "playbooks" / "whatsapp.yaml"
@@ -126,6 +133,7 @@ def test_a_phase_that_asks_for_confirmation_without_a_terminal(project):  # noqa
     assert proc.returncode == 3 and "confirmation" not in proc.stderr, proc.stderr
 
 
+@pytest.mark.slow
 def test_read_only_commands_never_create_state_and_refuse_unknown_environments(project):  # noqa: F811
     cwd, _ = project
     state = cwd / ".rollout" / "state.db"
@@ -152,6 +160,7 @@ def test_read_only_commands_never_create_state_and_refuse_unknown_environments(p
     assert rollout(cwd, "history", "--env", "old-env").returncode == 0
 
 
+@pytest.mark.slow
 def test_configure_refuses_bad_names_and_values_and_writes_nothing(project):  # noqa: F811
     cwd, service = project
     before = service.env_file.read_text()
@@ -170,6 +179,7 @@ def test_configure_refuses_bad_names_and_values_and_writes_nothing(project):  # 
     assert not (cwd / ".rollout" / "state.db").exists()
 
 
+@pytest.mark.slow
 def test_bad_variables_in_playbooks_and_environment_files_name_the_line(project):  # noqa: F811
     cwd, _ = project
     book = cwd / "playbooks" / "whatsapp.yaml"
@@ -200,6 +210,7 @@ def test_bad_variables_in_playbooks_and_environment_files_name_the_line(project)
     ), proc.stderr
 
 
+@pytest.mark.slow
 def test_a_bad_incident_output_path_is_one_line_and_writes_nothing(project, tmp_path):  # noqa: F811
     cwd, _ = project
     for out, says in (

@@ -64,6 +64,7 @@ def with_hooks(playbook: Path, *hooks: str) -> None:
     playbook.write_text(playbook.read_text() + "notify:\n" + "".join(f"  - {h}\n" for h in hooks))
 
 
+@pytest.mark.slow
 def test_a_breach_is_told_to_the_webhook_after_the_flag_is_off(world, receiver, sandbox, monkeypatch):  # noqa: F811
     monkeypatch.setenv("HOOK_TOKEN", HOOK_TOKEN)
     w = world()
@@ -89,6 +90,7 @@ def test_a_breach_is_told_to_the_webhook_after_the_flag_is_off(world, receiver, 
     assert sent == {("oncall", 1), ("flaky", 2)}
 
 
+@pytest.mark.slow
 def test_a_hook_that_hangs_never_holds_up_a_rollback(world, receiver):  # noqa: F811
     w = world()
     with_hooks(w.playbook, f"{{name: slow, url: '{receiver.url}/hang', timeout: 0.3s, retries: 1}}")
@@ -105,6 +107,7 @@ def test_a_hook_that_hangs_never_holds_up_a_rollback(world, receiver):  # noqa: 
     assert [c["at"] > off["ts"] for c in receiver.calls] == [True, True]
 
 
+@pytest.mark.slow
 def test_completions_and_approvals_are_told(world, receiver):  # noqa: F811
     w = world(percentages="10, 100")
     with_hooks(w.playbook, f"{{url: '{receiver.url}/ok', events: [phase_completed, rollout_completed]}}")

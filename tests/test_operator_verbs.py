@@ -69,6 +69,7 @@ def actions(project: Project) -> list[str]:
         state.close()
 
 
+@pytest.mark.slow
 def test_a_paused_ramp_holds_past_its_hold_and_a_guardrail_breach_still_turns_the_flag_off(project, service):
     assert runner.pause(project, "production", "watching the dashboards", SystemClock()).exit_code == 0
     advance = Advance(project)
@@ -129,6 +130,7 @@ def test_promote_accepts_the_current_step(project, service):
     assert advance.outcome is not None and advance.outcome.status == "completed"
 
 
+@pytest.mark.slow
 def test_promote_full_asks_for_confirmation(project):
     def cli(*args: str) -> subprocess.CompletedProcess[str]:
         return rollout_cli(project, *args)

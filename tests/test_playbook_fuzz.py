@@ -152,6 +152,7 @@ def mutate(text: str, rng: random.Random) -> str:
     return "\n".join(lines) + "\n"
 
 
+@pytest.mark.slow
 def test_hundreds_of_mutated_playbooks_end_in_exit_0_or_2(tmp_path):
     rng = random.Random(20261125)
     outcomes = {0: 0, 2: 0}

@@ -18,6 +18,9 @@ from rollout.stats import hodges_lehmann, mann_whitney_greater
 from rollout.util.clock import SystemClock
 from rollout.util.yamlfile import FieldProblems
 
+#: starts real servers (or kills real processes): outside the fast loop
+pytestmark = pytest.mark.slow
+
 DELAY = MetricGate(metric="confirmation_delay_ms", kind="compare", target=200, alert=500, judge="rank")
 
 

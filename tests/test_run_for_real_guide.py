@@ -10,8 +10,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from rollout.demo import make_git_repo
 from rollout.util.serving import free_port
+
+#: starts real servers (or kills real processes): outside the fast loop
+pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[1]
 GUIDE = REPO / "docs" / "run-for-real.md"

@@ -9,6 +9,7 @@ import sys
 from collections import Counter
 
 import httpx
+import pytest
 
 from rollout.util.envfile import write_env_file
 from rollout.util.serving import free_port
@@ -84,6 +85,7 @@ def _wait_up(url: str) -> None:
     wait_until(up, timeout=20, what="service up")
 
 
+@pytest.mark.slow
 def test_kill_9_during_a_send_never_resends_and_falls_back(sandbox, tmp_path):
     write_env_file(tmp_path / "service.env", base_env(sandbox.api_url, WHATSAPP_TIMEOUT_MS=5000))
     port = free_port()

@@ -7,6 +7,8 @@ import json
 import socket
 import time
 
+import pytest
+
 from tests.harness import booking_body, wait_until
 
 
@@ -44,6 +46,7 @@ def test_past_the_intake_queue_a_booking_gets_503_with_retry_after_and_is_not_ta
     assert service.metrics(60)["cohorts"]["treatment"]["booking_requests"] == 3
 
 
+@pytest.mark.slow
 def test_a_flood_holds_the_sender_to_its_busy_pace_and_it_catches_up_after(make_service, sandbox):
     # busy from the first booking (more than 0.5 a second on the manual clock, which stands still)
     service = make_service(WHATSAPP_BUSY_BOOKINGS_PER_S=0.5, WHATSAPP_SENDS_PER_S_WHEN_BUSY=10)

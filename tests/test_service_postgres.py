@@ -31,6 +31,9 @@ from rollout.util.serving import free_port
 from tests.harness import Service, base_env, booking_body, wait_until
 from tests.prometheus import Prometheus
 
+#: starts real servers (or kills real processes): outside the fast loop
+pytestmark = pytest.mark.slow
+
 NOW = 1_800_000_000.0
 
 
@@ -155,6 +158,66 @@ def test_a_dead_replicas_claims_are_recovered_only_when_stale_and_its_late_resul
     assert sorted(i for i in ids if b.booking(i)["n_status"] == "failed") == sorted(ids)
     a_again.close()
     b.close()
+
+
+def _claim_and_apply(store) -> dict:
+    """One claim and one write-back with every case in it, on ``store``: an opted-out customer, a
+    claim recovered as stale before its (late) result, and a sent, a retried and a failed result."""
+    ids = _bookings(store, 4)
+    customer = store.booking(ids[1])["customer_id"]
+    store.set_preferences(customer, True, NOW)
+    [late] = store.claim_due(NOW, 1)
+    claimed = {d.booking_id: d for d in store.claim_due(NOW + 5, 10)}
+    assert store.recover_stale(NOW + 6, True, stale_before=NOW + 1) == [late.booking_id]
+    sent, retried, failed = sorted(claimed)
+    results = [
+        Result(late.booking_id, "sent", "sent", message_id="m0"),
+        Result(sent, "sent", "sent", message_id="m1", wamid="w1"),
+        Result(retried, "pending", "http_500", next_attempt_at=NOW + 30, error="boom"),
+        Result(failed, "failed", "", error="bad", fallback=True),
+    ]
+    events = [
+        (NOW + 7, "call_ok", None, 12.5, late.booking_id),
+        (NOW + 7, "sent", "sent", None, late.booking_id),
+        (NOW + 7, "sent", "sent", None, sent),
+        (NOW + 7, "failed", "http_400", None, failed),
+        (NOW + 7, "booking", "treatment", 3.0, None),
+    ]
+    stale = store.apply_results(results, events, NOW + 7)
+    return {
+        "opted_out": sorted(d.booking_id for d in claimed.values() if d.opted_out),
+        "stale": stale,
+        "rows": store._all(
+            "SELECT booking_id, status, reason, next_attempt_at, message_id, wamid, last_error "
+            "FROM notifications ORDER BY booking_id"
+        ),
+        "fallbacks": sorted((f["booking_id"], f["reason"]) for f in store.fallbacks()),
+        "events": store.event_counts(0),
+        "ids": ids,
+    }
+
+
+def test_postgres_writes_a_claim_and_its_results_exactly_as_sqlite_does(postgres, tmp_path):
+    """PostgreSQL claims and writes results back in one statement each; SQLite in several. Same
+    outcome, case by case."""
+    lite = SqliteStore(tmp_path / "s.db", "a")
+    pg = PostgresStore(postgres.database(), "a")
+    try:
+        on_sqlite, on_postgres = _claim_and_apply(lite), _claim_and_apply(pg)
+    finally:
+        lite.close()
+        pg.close()
+    assert on_postgres == on_sqlite
+    late, sent, retried, failed = on_sqlite["ids"]
+    assert on_sqlite["opted_out"] == [sent] and on_sqlite["stale"] == [late]
+    rows = {r["booking_id"]: r for r in on_sqlite["rows"]}
+    assert (rows[late]["status"], rows[late]["reason"]) == ("failed", "unconfirmed")  # the late answer dropped
+    assert (rows[sent]["status"], rows[sent]["message_id"], rows[sent]["wamid"]) == ("sent", "m1", "w1")
+    assert (rows[retried]["status"], rows[retried]["next_attempt_at"]) == ("pending", NOW + 30)
+    assert (rows[failed]["status"], rows[failed]["last_error"]) == ("failed", "bad")
+    assert on_sqlite["fallbacks"] == [(late, "unconfirmed"), (failed, "failed")]
+    events = on_sqlite["events"]
+    assert events[("sent", "sent")] == 1 and events[("call_ok", None)] == 1 and events[("booking", "treatment")] == 1
 
 
 @pytest.mark.parametrize("replicas", [2, 3])

@@ -87,6 +87,7 @@ def test_a_provider_error_echoing_the_phone_never_shows_it(make_service, sandbox
         assert digits not in everything
 
 
+@pytest.mark.slow
 def test_the_incident_report_never_shows_the_phone(project, sandbox):  # noqa: F811
     cwd, service = project
     service.set_env(WHATSAPP_NOTIFICATIONS_ENABLED=True, WHATSAPP_ROLLOUT_PERCENT=100, WHATSAPP_RETRY_ATTEMPTS=0)
@@ -108,6 +109,7 @@ def _clock():
     return SystemClock()
 
 
+@pytest.mark.slow
 def test_a_429_storm_slows_the_sender_and_never_opens_the_breaker(make_service, sandbox):
     service = make_service(WHATSAPP_BREAKER_THRESHOLD=2, WHATSAPP_RETRY_ATTEMPTS=3)
     sandbox.faults(rate_limit_rate=1.0, retry_after_seconds=30)
@@ -161,6 +163,7 @@ def test_the_openapi_document_tells_the_truth(service):
 SCHEMATHESIS = Path(sys.executable).with_name("schemathesis")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("token", [None, ADMIN_TOKEN], ids=["anonymous", "admin"])
 def test_schemathesis_finds_no_failure(service, token):
     """Every operation, with and without the admin token: no 5xx, every status and content type

@@ -15,6 +15,9 @@ from rollout.util.pg import shown_url
 from tests.harness import wait_until
 from tests.test_cli_engine import project, rollout, start  # noqa: F401 - fixtures
 
+#: starts real servers (or kills real processes): outside the fast loop
+pytestmark = pytest.mark.slow
+
 
 def test_the_record_round_trips(postgres):
     url = postgres.database()

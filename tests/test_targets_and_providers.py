@@ -59,6 +59,7 @@ def rate_metric(**kw) -> MetricGate:
     return MetricGate(**{**base, **kw})
 
 
+@pytest.mark.slow
 def test_prometheus_provider_reads_a_real_server(standin, prometheus_of):
     prom = prometheus_of(standin.host_port)
     standin.flag.update(enabled=True, percent=100, fail_rate=0.5)
@@ -235,6 +236,7 @@ def advance(project: Project) -> runner.RunOutcome:
         return runner.advance(ctx)
 
 
+@pytest.mark.slow
 def test_a_stand_in_service_ramps_to_100_percent_on_prometheus_gates(standin, prometheus_of, tmp_path, monkeypatch):
     prom = prometheus_of(standin.host_port)
     project = standin_project(tmp_path, standin, prom, monkeypatch)
@@ -255,6 +257,7 @@ def test_a_stand_in_service_ramps_to_100_percent_on_prometheus_gates(standin, pr
     assert TOKEN not in str(trail)
 
 
+@pytest.mark.slow
 def test_a_stand_in_service_is_rolled_back_on_a_prometheus_breach(standin, prometheus_of, tmp_path, monkeypatch):
     prom = prometheus_of(standin.host_port)
     project = standin_project(tmp_path, standin, prom, monkeypatch)
@@ -274,6 +277,7 @@ def test_a_stand_in_service_is_rolled_back_on_a_prometheus_breach(standin, prome
     assert "new_path_error_rate" in report and TOKEN not in report
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("breach", [True, False], ids=["provider-breach", "healthy"])
 def test_the_shipped_ramp_on_prometheus_gates(sandbox, prometheus_of, tmp_path, monkeypatch, breach):
     """The shipped production phase, its gate switched to a Prometheus query over the embedded
@@ -313,8 +317,8 @@ gates:
       - metric: notification_failure_rate
         provider: prom
         kind: rate
-        query: sum(increase(rollout_whatsapp_notifications_total{{outcome="failed"}}[$window]))
-        samples: sum(increase(rollout_whatsapp_notifications_total{{outcome=~"sent|failed"}}[$window]))
+        query: sum(increase(rollout_whatsapp_notification_outcomes_total{{outcome="failed"}}[$window]))
+        samples: sum(increase(rollout_whatsapp_notification_outcomes_total{{outcome=~"sent|failed"}}[$window]))
         target: 1%
         alert: 5%
 watch: {{gate: seed, interval: 1s}}
@@ -348,6 +352,7 @@ phases:
         assert flag == (True, 100)
 
 
+@pytest.mark.slow
 def test_a_prometheus_compare_gate_fails_the_new_path_and_not_a_bad_day_for_everyone(standin, prometheus_of):
     everyone = StandIn()  # a second service, on a bad day for both code paths
     try:

@@ -177,6 +177,7 @@ def test_the_confidence_sequence_matches_a_brute_force_computation(successes, n)
     assert high == pytest.approx(min(1.0, inside[-1] + 0.0005), abs=0.001)
 
 
+@pytest.mark.slow
 def test_looking_after_every_sample_keeps_false_alarms_under_the_bound():
     """The promise itself, simulated: streams whose true error rate sits exactly at the alert are
     judged after every single send, 1,500 sends each. The always-valid test fails at most 1 % of

@@ -16,6 +16,9 @@ from tests.engine_harness import GROUP, EngineWorld
 from tests.flagservice import rollout_cli
 from tests.harness import wait_until
 
+#: starts real servers (or kills real processes): outside the fast loop
+pytestmark = pytest.mark.slow
+
 CUSTOMERS = [f"cust-{i}" for i in range(1000)]
 
 

@@ -39,6 +39,7 @@ from rollout.booking.service.eventlog import EventLog
 from rollout.booking.service.intake import IntakeLimit, IntakePressure
 from rollout.booking.service.metrics import PromMetrics, window_metrics
 from rollout.booking.service.outbox import Outbox
+from rollout.booking.service.refusals import refuse
 from rollout.booking.service.schema import StorageError
 from rollout.booking.service.settings import LiveSettings, Settings
 from rollout.booking.service.store import DuplicateBooking, Store, template_parameters
@@ -69,7 +70,7 @@ class BodyLimit:
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] == "http" and sum(len(k) + len(v) for k, v in scope.get("headers") or ()) > self.header_limit:
-            await _refuse(send, 431, "headers_too_large", f"request headers over {self.header_limit} bytes")
+            await refuse(send, 431, "headers_too_large", f"request headers over {self.header_limit} bytes")
             return
         if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "DELETE", "OPTIONS"):
             await self.app(scope, receive, send)
@@ -103,19 +104,7 @@ class BodyLimit:
 
 
 async def _too_large(send: Any, limit: int) -> None:
-    await _refuse(send, 413, "payload_too_large", f"request body over {limit} bytes")
-
-
-async def _refuse(send: Any, status: int, error: str, detail: str) -> None:
-    body = f'{{"error":"{error}","detail":"{detail}"}}'.encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
+    await refuse(send, 413, "payload_too_large", f"request body over {limit} bytes")
 
 
 @dataclass

@@ -14,10 +14,13 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
+from rollout.booking.service.refusals import refuse
 from rollout.util.clock import Clock
 
 #: seconds over which the arrival rate is measured
 WINDOW_S = 1.0
+#: an overloaded intake asks the client to come back in a second
+RETRY_AFTER = ((b"retry-after", b"1"),)
 
 
 class IntakePressure:
@@ -53,19 +56,7 @@ class IntakeLimit:
             return
         self.pressure.arrived()
         if self.in_progress >= self.limit():
-            body = b'{"error":"overloaded","detail":"too many bookings in progress; retry after 1 s"}'
-            await send(
-                {
-                    "type": "http.response.start",
-                    "status": 503,
-                    "headers": [
-                        (b"content-type", b"application/json"),
-                        (b"content-length", str(len(body)).encode()),
-                        (b"retry-after", b"1"),
-                    ],
-                }
-            )
-            await send({"type": "http.response.body", "body": body})
+            await refuse(send, 503, "overloaded", "too many bookings in progress; retry after 1 s", RETRY_AFTER)
             return
         self.in_progress += 1
         try:

@@ -26,6 +26,8 @@ from rollout.booking.service.store import Store
 from rollout.util.numbers import percentile
 
 SKIP_REASONS = ("flag_off", "not_in_cohort", "opted_out")
+#: the final outcomes of a notification
+OUTCOMES = ("sent", "failed", "skipped")
 
 
 def window_metrics(store: Store, now: float, window: float, above_ms: float | None = None) -> dict[str, Any]:
@@ -147,10 +149,21 @@ class PromMetrics:
             self._exposed.register(_Labelled(self.registry, {"replica": replica}))
         self.notifications = Counter(
             "rollout_whatsapp_notifications",
-            "Notifications by final outcome",
+            "Notifications by final outcome and its reason",
             ["outcome", "reason"],
             registry=self.registry,
         )
+        self.outcomes = Counter(
+            "rollout_whatsapp_notification_outcomes",
+            "Notifications by final outcome; every outcome exported from the start, at 0",
+            ["outcome"],
+            registry=self.registry,
+        )
+        # A series Prometheus has never seen has no earlier sample to count from: increase() over
+        # its first scrape is empty and its first value is lost as the baseline. Exported at 0 from
+        # the start, the first failure is counted at the first scrape after it (the gate's floor).
+        for outcome in OUTCOMES:
+            self.outcomes.labels(outcome)
         self.calls = Counter(
             "rollout_whatsapp_provider_calls", "Provider calls by result", ["result"], registry=self.registry
         )
@@ -194,6 +207,11 @@ class PromMetrics:
             buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300),
             registry=self.registry,
         )
+
+    def notified(self, outcome: str, reason: str | None) -> None:
+        """One notification ended ``outcome`` (sent, failed, skipped) for ``reason``."""
+        self.notifications.labels(outcome, reason or "").inc()
+        self.outcomes.labels(outcome).inc()
 
     def exposition(self) -> bytes:
         """The text exposition format of every metric."""

@@ -209,7 +209,7 @@ class Outbox:
                 self.wake()
             return
         self._log.emit("disabled", booking_id=booking_id, phone=phone, reason=decision)
-        self._prom.notifications.labels("skipped", decision).inc()
+        self._prom.notified("skipped", decision)
 
     def record_booking(self, cohort: str, latency_ms: float, error: bool) -> None:
         """A booking request ended (``error``: the service failed it): counted per cohort with the
@@ -233,7 +233,7 @@ class Outbox:
         if due is not None and (result.status in ("sent", "failed") or result.reason == "not_in_cohort"):
             self._confirmed(due, "control" if result.reason == "not_in_cohort" else "treatment")
         if result.status in ("sent", "failed", "skipped"):
-            self._prom.notifications.labels(result.status, result.reason or "").inc()
+            self._prom.notified(result.status, result.reason)
         if result.fallback:
             self._prom.fallbacks.inc()
 
@@ -266,7 +266,7 @@ class Outbox:
             inside = due.in_cohort and self._flags.in_treatment(settings, due.customer_id)
             if not inside:
                 skip = "not_in_cohort"
-            elif self._store.opted_out(due.customer_id):
+            elif due.opted_out:
                 skip = "opted_out"
         if skip is not None:
             self._log.emit(

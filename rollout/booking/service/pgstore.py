@@ -1,13 +1,15 @@
 """The service's store on PostgreSQL (psycopg 3), shared by every replica of a fleet.
 
-Same schema and SQL as SQLite (:mod:`rollout.service.store`); this module supplies the connection,
-the transactions, ``%s`` placeholders and the row locks that let replicas share one outbox.
+Same schema and SQL as SQLite (:mod:`rollout.booking.service.store`); this module supplies the
+connection, the transactions, ``%s`` placeholders and the row locks that let replicas share one outbox.
+The sender's two hot paths, a claim and a write-back of results, are one statement each here (one
+round trip instead of four and five): a local round trip costs about as much as the SQL itself.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import psycopg
@@ -15,11 +17,44 @@ from psycopg.rows import dict_row, tuple_row
 
 from rollout.booking.service import schema
 from rollout.booking.service.schema import StorageError
-from rollout.booking.service.store import Store
+from rollout.booking.service.store import CLAIMED_FIELDS, OUTCOME_EVENTS, Result, Store
 from rollout.util.pg import LOCK_CLASS, error_text, shown_url
 
 #: second key of the advisory lock that serialises schema migrations of replicas starting together
 MIGRATION_LOCK = 2
+
+
+#: :meth:`PostgresStore.apply_results` as one statement: the results (``r``) are written where this
+#: replica's claim still holds (``held``), with their fallbacks; the events are inserted but for the
+#: outcome events of results whose claim was recovered meanwhile (``stale``), whose ids it returns
+APPLY_RESULTS = """
+WITH r AS (
+    SELECT * FROM unnest(?::bigint[], ?::text[], ?::text[], ?::double precision[], ?::text[], ?::text[],
+                         ?::text[], ?::boolean[])
+        AS r(booking_id, status, reason, next_attempt_at, message_id, wamid, last_error, fallback)
+), held AS (
+    UPDATE notifications n SET status = r.status, reason = r.reason,
+        next_attempt_at = COALESCE(r.next_attempt_at, n.next_attempt_at),
+        message_id = COALESCE(r.message_id, n.message_id), wamid = COALESCE(r.wamid, n.wamid),
+        last_error = COALESCE(r.last_error, n.last_error), updated_at = ?
+    FROM r WHERE n.booking_id = r.booking_id AND n.status = 'sending' AND n.claimed_by = ?
+    RETURNING n.booking_id
+), stale AS (
+    SELECT booking_id FROM r WHERE booking_id NOT IN (SELECT booking_id FROM held)
+), fallbacks AS (
+    INSERT INTO fallback_outbox (booking_id, reason, created_at)
+    SELECT r.booking_id, COALESCE(NULLIF(r.reason, ''), 'failed'), ? FROM r JOIN held USING (booking_id)
+    WHERE r.fallback
+    ON CONFLICT (booking_id) DO NOTHING
+), logged AS (
+    INSERT INTO events (ts, kind, reason, latency_ms, booking_id)
+    SELECT e.ts, e.kind, e.reason, e.latency_ms, e.booking_id
+    FROM unnest(?::double precision[], ?::text[], ?::text[], ?::double precision[], ?::bigint[])
+        AS e(ts, kind, reason, latency_ms, booking_id)
+    WHERE NOT (e.kind = ANY(?::text[]) AND EXISTS (SELECT 1 FROM stale s WHERE s.booking_id = e.booking_id))
+)
+SELECT booking_id FROM stale
+"""
 
 
 def _sql(sql: str) -> str:
@@ -78,6 +113,48 @@ class PostgresStore(Store):
 
     def close(self) -> None:
         self._db.close()
+
+    def apply_results(self, results: Sequence[Result], events: Iterable[tuple], now: float) -> list[int]:
+        """As :meth:`Store.apply_results`, in one statement (one round trip, atomic on its own)
+        instead of five: a sender on PostgreSQL spends its time on the provider, not on the wire."""
+        events = list(events)
+        if not results and not events:
+            return []
+        # events are (ts, kind, reason, latency_ms, booking_id): one array per column
+        columns: list[list[Any]] = [list(c) for c in zip(*events, strict=True)] if events else [[]] * 5
+        stale = self._all(
+            APPLY_RESULTS,
+            (
+                [r.booking_id for r in results],
+                [r.status for r in results],
+                [r.reason for r in results],
+                [r.next_attempt_at for r in results],
+                [r.message_id for r in results],
+                [r.wamid for r in results],
+                [r.error for r in results],
+                [r.fallback for r in results],
+                now,
+                self.replica_id,
+                now,
+                *columns,
+                sorted(OUTCOME_EVENTS),
+            ),
+        )
+        return sorted(row["booking_id"] for row in stale)
+
+    def _claim(self, now: float, limit: int) -> list[dict[str, Any]]:
+        """One statement, so one round trip, committed on its own: pick, lock, mark and read the
+        claimed rows with their bookings (SQLite does this in two, in-process)."""
+        return self._all(
+            "WITH picked AS (SELECT booking_id FROM notifications WHERE status='pending' AND next_attempt_at <= ? "
+            f"ORDER BY next_attempt_at LIMIT ?{self.skip_locked}), "
+            "claimed AS (UPDATE notifications n SET status='sending', attempts=n.attempts+1, updated_at=?, "
+            "claimed_by=?, claimed_at=? FROM picked WHERE n.booking_id = picked.booking_id "
+            "RETURNING n.booking_id, n.attempts, n.reason) "
+            f"SELECT c.booking_id, c.attempts, c.reason, {CLAIMED_FIELDS} FROM claimed c "
+            "JOIN bookings b ON b.id = c.booking_id LEFT JOIN preferences p ON p.customer_id = b.customer_id",
+            (now, limit, now, self.replica_id, now),
+        )
 
     @contextlib.contextmanager
     def _tx(self) -> Iterator[_Tx]:

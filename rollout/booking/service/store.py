@@ -59,6 +59,8 @@ class Due:
     created_at: float = 0.0
     #: the customer was in the rollout's share when the booking was made (decided then, never widened later)
     in_cohort: bool = True
+    #: the customer had opted out of WhatsApp when the notification was claimed, just before its send
+    opted_out: bool = False
 
 
 @dataclass(frozen=True)
@@ -80,6 +82,12 @@ class _Tx(Protocol):
 
     def executemany(self, sql: str, rows: Sequence[Sequence[Any]]) -> Any: ...
 
+
+#: what a claim reads of the booking (``b``) and the customer's preferences (``p``)
+CLAIMED_FIELDS = (
+    "b.customer_id, b.phone, b.parent_name, b.event_name, b.event_date, b.venue, b.child_name, b.booking_ref, "
+    "b.amount, b.payment_method, b.created_at, COALESCE(p.whatsapp_opt_out, 0) AS opted_out"
+)
 
 #: outcome events that belong to a claim: a result written back after its claim was recovered
 #: elsewhere is dropped with them (its call events stay: the call happened)
@@ -228,6 +236,23 @@ class Store:
         them. Rows another replica is claiming at the same moment are skipped, not waited for."""
         if limit <= 0:
             return []
+        return [
+            Due(
+                r["booking_id"],
+                r["attempts"],
+                r["customer_id"],
+                r["phone"],
+                template_parameters(r),
+                r["created_at"],
+                in_cohort=r["reason"] != "not_in_cohort",
+                opted_out=bool(r["opted_out"]),
+            )
+            for r in self._claim(now, limit)
+        ]
+
+    def _claim(self, now: float, limit: int) -> list[dict[str, Any]]:
+        """The claimed rows, each with its notification's ``attempts`` and ``reason``, its booking's
+        fields and the customer's ``opted_out`` (read with the claim: no query per send)."""
         with self._tx() as db:
             rows = db.execute(
                 "UPDATE notifications SET status='sending', attempts=attempts+1, updated_at=?, claimed_by=?, "
@@ -238,26 +263,14 @@ class Store:
             ).fetchall()
         if not rows:
             return []
-        attempts = {r[0]: r[1] for r in rows}
-        outside = {r[0] for r in rows if r[2] == "not_in_cohort"}
+        claimed = {r[0]: (r[1], r[2]) for r in rows}
         bookings = self._all(
-            f"SELECT id, customer_id, phone, parent_name, event_name, event_date, venue, child_name, "
-            f"booking_ref, amount, payment_method, created_at FROM bookings "
-            f"WHERE id IN ({','.join('?' * len(attempts))})",
-            list(attempts),
+            f"SELECT b.id AS booking_id, {CLAIMED_FIELDS} FROM bookings b "
+            "LEFT JOIN preferences p ON p.customer_id = b.customer_id "
+            f"WHERE b.id IN ({','.join('?' * len(claimed))})",
+            list(claimed),
         )
-        return [
-            Due(
-                b["id"],
-                attempts[b["id"]],
-                b["customer_id"],
-                b["phone"],
-                template_parameters(b),
-                b["created_at"],
-                in_cohort=b["id"] not in outside,
-            )
-            for b in bookings
-        ]
+        return [{**b, "attempts": claimed[b["booking_id"]][0], "reason": claimed[b["booking_id"]][1]} for b in bookings]
 
     def apply_results(self, results: Sequence[Result], events: Iterable[tuple], now: float) -> list[int]:
         """Write back outcomes, fallbacks and metric events in one transaction.
