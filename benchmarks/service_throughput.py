@@ -66,6 +66,19 @@ def wrk(url: str, connections: int, seconds: float, prefix: str) -> dict[str, fl
     return result
 
 
+def settled_count(db_path: Path, quiet_s: float = 0.5) -> int:
+    """The number of bookings in ``db_path`` once it has not changed for ``quiet_s``."""
+    last, since = -1, time.monotonic()
+    while True:
+        with sqlite3.connect(db_path) as db:
+            count = db.execute("SELECT COUNT(*) FROM bookings").fetchone()[0]
+        if count != last:
+            last, since = count, time.monotonic()
+        elif time.monotonic() - since >= quiet_s:
+            return int(count)
+        time.sleep(0.1)
+
+
 def intake_run(folder: Path, enabled: bool, connections: int, seconds: float, prefix: str) -> dict[str, float]:
     """A fresh sandbox and service (SQLite), WhatsApp on for everyone or off, ``wrk`` for ``seconds``;
     with WhatsApp on, waits for the outbox to send every accepted booking and times the catch-up."""
@@ -80,11 +93,11 @@ def intake_run(folder: Path, enabled: bool, connections: int, seconds: float, pr
     )
     try:
         result = wrk(svc.url, connections, seconds, prefix)
-        # taken, as the service counts them (wrk stops counting with requests still in flight)
-        with sqlite3.connect(folder / "service.db") as db:
-            result["accepted"] = db.execute("SELECT COUNT(*) FROM bookings").fetchone()[0]
+        ended = time.monotonic()
+        # taken, as the service counts them: wrk stops counting with requests still in flight,
+        # which the service may still commit, so the count is read once it stops growing
+        result["accepted"] = settled_count(folder / "service.db")
         with sandbox_client(sb.url) as sandbox:
-            ended = time.monotonic()
             expected = int(result["accepted"]) if enabled else 0
             messages = wait_for_messages(sandbox, expected, 120) if enabled else []
             result["sent"] = len(messages) if enabled else sandbox.get("/sandbox/stats").json()["messages"]

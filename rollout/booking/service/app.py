@@ -495,6 +495,7 @@ async def metrics(
     above_ms: float | None = Query(None, ge=0, le=3_600_000),
 ) -> dict[str, Any]:
     rt = _rt(request)
+    rt.outbox.flush()
     data = window_metrics(rt.store, rt.clock.time(), window, above_ms)
     settings = rt.settings
     data.update(
@@ -532,6 +533,7 @@ async def cohort_samples(
     """Per cohort, the newest ``limit`` latencies behind a compare metric (a rank test's samples)."""
     rt = _rt(request)
     settings = rt.settings
+    rt.outbox.flush()
     samples = rt.store.cohort_latencies(SAMPLED[metric], rt.clock.time() - window, limit)
     return {
         "metric": metric,
@@ -674,6 +676,7 @@ async def _probe_provider(rt: Runtime) -> dict[str, Any]:
 async def _health(rt: Runtime) -> dict[str, Any]:
     settings = rt.settings
     probe = await _probe_provider(rt)
+    rt.outbox.flush()
     recent = window_metrics(rt.store, rt.clock.time(), HEALTH_WINDOW_S)
     breaker = rt.breaker.state
     problems: list[str] = []

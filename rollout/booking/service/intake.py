@@ -17,8 +17,10 @@ from typing import Any
 from rollout.booking.service.refusals import refuse
 from rollout.util.clock import Clock
 
-#: seconds over which the arrival rate is measured
-WINDOW_S = 1.0
+#: seconds over which the arrival rate is measured: short, so a flood is seen as one within a
+#: quarter of a second (measured: with a 1 s window the sender's unpaced start was the
+#: largest part of the flood's p99)
+WINDOW_S = 0.25
 #: an overloaded intake asks the client to come back in a second
 RETRY_AFTER = ((b"retry-after", b"1"),)
 

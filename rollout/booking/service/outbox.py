@@ -119,7 +119,7 @@ class Outbox:
             except TimeoutError:
                 pass
             self._wake.clear()
-        self._flush()
+        self.flush()
 
     def _recovered(self, ids: list[int], error: str) -> None:
         for booking_id in ids:
@@ -135,7 +135,7 @@ class Outbox:
         self._recovered(ids, "the replica holding the send stopped answering; not resent")
 
     def _turn(self) -> None:
-        self._flush()
+        self.flush()
         self._recover_stale()
         if self._clock.time() < self.paused_until:
             return
@@ -168,7 +168,9 @@ class Outbox:
         self._in_flight.discard(task)
         self._wake.set()
 
-    def _flush(self) -> None:
+    def flush(self) -> None:
+        """Write the results and events counted so far in one transaction, so a reader of the
+        store (the metrics and health endpoints) sees every request that has ended."""
         batch = self._batch
         if not batch.results and not batch.events:
             return
@@ -191,7 +193,7 @@ class Outbox:
         self._wake.set()
         if self._in_flight:
             await asyncio.wait(set(self._in_flight), timeout=grace)
-        self._flush()
+        self.flush()
 
     @staticmethod
     def decided(settings: Settings, decision: str | None) -> list[tuple[str, str]]:
