@@ -10,7 +10,7 @@
 (b) p99 booking-request latency with WhatsApp on and the provider hanging, divided by the same
     with WhatsApp off, measured in alternating blocks on one service.
 
-Usage: python benchmarks/service_throughput.py [--seconds 8] [--rounds 3]
+Usage: python benchmarks/service_throughput.py [--seconds 8] [--rounds 5]
 Sandbox, service and this load generator are three processes; everything is on 127.0.0.1.
 """
 
@@ -264,7 +264,7 @@ def measure_hang_ratio(folder: Path, rate: float, block_s: float, rounds: int) -
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=8)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--backlog", type=int, default=20_000)
     parser.add_argument("--hang-rate", type=float, default=100)
     parser.add_argument("--hang-block", type=float, default=8)
