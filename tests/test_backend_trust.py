@@ -417,6 +417,7 @@ def test_drain_records_a_delivery_still_going_at_exit(svc, tmp_path):
 # --- 7. phones in a reason; phone lists ---------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_phone_in_a_reason_is_masked_in_history_status_and_the_dashboard(svc, tmp_path):
     project = make_project(tmp_path, svc)
     reason = f"customer {PHONE} and 919876543211,919876543212 complained"

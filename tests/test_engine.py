@@ -27,6 +27,7 @@ def world(tmp_path, sandbox, monkeypatch):
         w.close()
 
 
+@pytest.mark.slow
 def test_healthy_ramp_reaches_100_percent(world):
     w = world()
     w.clock.on_sleep.append(w.traffic(40))

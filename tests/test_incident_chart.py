@@ -5,12 +5,14 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from rollout.cli import cli
 from tests.test_engine import world  # noqa: F401 - fixture
 
 
+@pytest.mark.slow
 def test_a_breach_report_has_its_timeline_chart(world, sandbox, tmp_path, monkeypatch):  # noqa: F811
     w = world()
     w.breach_at(25)
