@@ -3,13 +3,14 @@ straight to the ASGI ``send``, in the shape every error of the API has (``error`
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from typing import Any
 
 
 async def refuse(send: Any, status: int, error: str, detail: str, headers: Sequence[tuple[bytes, bytes]] = ()) -> None:
     """Answer ``status`` with ``{"error": error, "detail": detail}`` and any extra ``headers``."""
-    body = f'{{"error":"{error}","detail":"{detail}"}}'.encode()
+    body = json.dumps({"error": error, "detail": detail}, separators=(",", ":")).encode()
     await send(
         {
             "type": "http.response.start",
