@@ -381,9 +381,6 @@ class Store:
 
     # --- preferences and templates -------------------------------------------------------------
 
-    def opted_out(self, customer_id: str) -> bool:
-        return bool(self._value("SELECT whatsapp_opt_out FROM preferences WHERE customer_id = ?", (customer_id,)))
-
     def preferences(self, customer_id: str) -> dict[str, Any]:
         row = self._one("SELECT whatsapp_opt_out, updated_at FROM preferences WHERE customer_id = ?", (customer_id,))
         return {
