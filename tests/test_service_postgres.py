@@ -5,6 +5,7 @@ and the sandbox; no mocks of the database."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import sqlite3
@@ -160,14 +161,19 @@ def test_a_dead_replicas_claims_are_recovered_only_when_stale_and_its_late_resul
     b.close()
 
 
-def _claim_and_apply(store) -> dict:
+def _claim_and_apply(store, loop: asyncio.AbstractEventLoop | None = None) -> dict:
     """One claim and one write-back with every case in it, on ``store``: an opted-out customer, a
-    claim recovered as stale before its (late) result, and a sent, a retried and a failed result."""
+    claim recovered as stale before its (late) result, and a sent, a retried and a failed result.
+    With ``loop``: claimed and written back through the calls the outbox makes from its event loop."""
+    claim_due, apply_results = store.claim_due, store.apply_results
+    if loop is not None:
+        claim_due = lambda *a: loop.run_until_complete(store.claim_due_async(*a))  # noqa: E731
+        apply_results = lambda *a: loop.run_until_complete(store.apply_results_async(*a))  # noqa: E731
     ids = _bookings(store, 4)
     customer = store.booking(ids[1])["customer_id"]
     store.set_preferences(customer, True, NOW)
-    [late] = store.claim_due(NOW, 1)
-    claimed = {d.booking_id: d for d in store.claim_due(NOW + 5, 10)}
+    [late] = claim_due(NOW, 1)
+    claimed = {d.booking_id: d for d in claim_due(NOW + 5, 10)}
     assert store.recover_stale(NOW + 6, True, stale_before=NOW + 1) == [late.booking_id]
     sent, retried, failed = sorted(claimed)
     results = [
@@ -183,7 +189,7 @@ def _claim_and_apply(store) -> dict:
         (NOW + 7, "failed", "http_400", None, failed),
         (NOW + 7, "booking", "treatment", 3.0, None),
     ]
-    stale = store.apply_results(results, events, NOW + 7)
+    stale = apply_results(results, events, NOW + 7)
     return {
         "opted_out": sorted(d.booking_id for d in claimed.values() if d.opted_out),
         "stale": stale,
@@ -198,16 +204,21 @@ def _claim_and_apply(store) -> dict:
 
 
 def test_postgres_writes_a_claim_and_its_results_exactly_as_sqlite_does(postgres, tmp_path):
-    """PostgreSQL claims and writes results back in one statement each; SQLite in several. Same
-    outcome, case by case."""
+    """PostgreSQL claims and writes results back in one statement each; SQLite in several; the
+    outbox's loop does it on PostgreSQL through a connection of its own. Same outcome, case by case."""
     lite = SqliteStore(tmp_path / "s.db", "a")
-    pg = PostgresStore(postgres.database(), "a")
+    pg, pg_loop = PostgresStore(postgres.database(), "a"), PostgresStore(postgres.database(), "a")
+    loop = asyncio.new_event_loop()
     try:
         on_sqlite, on_postgres = _claim_and_apply(lite), _claim_and_apply(pg)
+        from_the_loop = _claim_and_apply(pg_loop, loop)
     finally:
         lite.close()
         pg.close()
+        loop.run_until_complete(pg_loop.aclose())
+        loop.close()
     assert on_postgres == on_sqlite
+    assert from_the_loop == on_sqlite
     late, sent, retried, failed = on_sqlite["ids"]
     assert on_sqlite["opted_out"] == [sent] and on_sqlite["stale"] == [late]
     rows = {r["booking_id"]: r for r in on_sqlite["rows"]}

@@ -1,7 +1,7 @@
 """The service's HTTP API (FastAPI) and its background tasks.
 
-:func:`create_app` takes everything it depends on (settings, database path, clock, provider
-transport), so tests run the real app on a free local port with a manual clock.
+:func:`create_app` takes everything it depends on (settings, database path, clock, flag source),
+so tests run the real app on a free local port with a manual clock.
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 from pathlib import Path as FilePath
 from typing import IO, Any, Literal
 
-import httpx
 from fastapi import APIRouter, FastAPI, HTTPException, Path, Query, Request, Security
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
@@ -138,7 +137,6 @@ def create_app(
     live: LiveSettings,
     db_path: FilePath | str,
     clock: Clock | None = None,
-    transport: httpx.AsyncBaseTransport | None = None,
     log_stream: IO[str] | None = None,
     log_path: FilePath | None = None,
     rng: random.Random | None = None,
@@ -166,7 +164,7 @@ def create_app(
         prom = PromMetrics(replica_id if store.shared else None)
         settings = live.current()
         breaker = CircuitBreaker(clock, settings.breaker_threshold, settings.breaker_reset_ms / 1000.0)
-        client = ZaptraClient(transport=transport, max_connections=max(settings.max_concurrency, 16))
+        client = ZaptraClient(max_connections=max(settings.max_concurrency, 16))
         flags = FeatureFlags(source, live)
         outbox = Outbox(store, live, client, breaker, events, prom, clock, flags, rng=rng, pressure=pressure)
         breaker.on_open(outbox.breaker_opened)
@@ -193,7 +191,7 @@ def create_app(
             await client.aclose()
             events.emit("service_stop")
             events.close()
-            store.close()
+            await store.aclose()
 
     app = FastAPI(title="rollout WhatsApp booking-notification service", version="0.1.0", lifespan=lifespan)
     app.add_middleware(BodyLimit)
@@ -495,7 +493,7 @@ async def metrics(
     above_ms: float | None = Query(None, ge=0, le=3_600_000),
 ) -> dict[str, Any]:
     rt = _rt(request)
-    rt.outbox.flush()
+    await rt.outbox.flush()
     data = window_metrics(rt.store, rt.clock.time(), window, above_ms)
     settings = rt.settings
     data.update(
@@ -533,7 +531,7 @@ async def cohort_samples(
     """Per cohort, the newest ``limit`` latencies behind a compare metric (a rank test's samples)."""
     rt = _rt(request)
     settings = rt.settings
-    rt.outbox.flush()
+    await rt.outbox.flush()
     samples = rt.store.cohort_latencies(SAMPLED[metric], rt.clock.time() - window, limit)
     return {
         "metric": metric,
@@ -676,7 +674,7 @@ async def _probe_provider(rt: Runtime) -> dict[str, Any]:
 async def _health(rt: Runtime) -> dict[str, Any]:
     settings = rt.settings
     probe = await _probe_provider(rt)
-    rt.outbox.flush()
+    await rt.outbox.flush()
     recent = window_metrics(rt.store, rt.clock.time(), HEALTH_WINDOW_S)
     breaker = rt.breaker.state
     problems: list[str] = []

@@ -79,6 +79,9 @@ class Outbox:
         #: sends allowed now while the intake is busy (a token bucket refilled at the busy pace)
         self._tokens, self._refilled = 0.0, clock.monotonic()
         self._wake = asyncio.Event()
+        #: held by a turn (its claim and the sends it starts) and by each write-back: a write waiting
+        #: on the database leaves the loop to the sends, and stop() waits for the turn under way
+        self._turning, self._writing = asyncio.Lock(), asyncio.Lock()
         self._stopping = False
         self._in_flight: set[asyncio.Task[None]] = set()
         self._batch = _Batch([], [])
@@ -110,16 +113,17 @@ class Outbox:
         self._recovered(recovered, "service stopped while the send was in flight; not resent")
         self._last_stale_check = self._clock.monotonic()
         while not self._stopping:
-            try:
-                self._turn()
-            except Exception:  # the loop must outlive any one bad turn; the row stays claimed
-                log.exception("outbox turn failed")
+            async with self._turning:
+                try:
+                    await self._turn()
+                except Exception:  # the loop must outlive any one bad turn; the row stays claimed
+                    log.exception("outbox turn failed")
             try:
                 await asyncio.wait_for(self._wake.wait(), timeout=self._poll)
             except TimeoutError:
                 pass
             self._wake.clear()
-        self.flush()
+        await self.flush()
 
     def _recovered(self, ids: list[int], error: str) -> None:
         for booking_id in ids:
@@ -134,14 +138,14 @@ class Outbox:
         ids = self._store.recover_stale(self._clock.time(), settings.fallback_enabled, self.stale_before(settings))
         self._recovered(ids, "the replica holding the send stopped answering; not resent")
 
-    def _turn(self) -> None:
-        self.flush()
+    async def _turn(self) -> None:
+        await self.flush()
         self._recover_stale()
         if self._clock.time() < self.paused_until:
             return
         settings = self._live.current()
         free = self._budget(settings, settings.max_concurrency - len(self._in_flight))
-        for due in self._store.claim_due(self._clock.time(), free):
+        for due in await self._store.claim_due_async(self._clock.time(), free):
             task = asyncio.create_task(self._send(due))
             self._in_flight.add(task)
             task.add_done_callback(self._done)
@@ -168,18 +172,20 @@ class Outbox:
         self._in_flight.discard(task)
         self._wake.set()
 
-    def flush(self) -> None:
+    async def flush(self) -> None:
         """Write the results and events counted so far in one transaction, so a reader of the
-        store (the metrics and health endpoints) sees every request that has ended."""
-        batch = self._batch
-        if not batch.results and not batch.events:
-            return
-        self._batch = _Batch([], [])
-        try:
-            late = self._store.apply_results(batch.results, batch.events, self._clock.time())
-        except Exception:  # the database is away: keep the results for the next turn
-            self._batch = _Batch(batch.results + self._batch.results, batch.events + self._batch.events)
-            raise
+        store (the metrics and health endpoints) sees every request that has ended, the ones a
+        write under way carries included."""
+        async with self._writing:
+            batch = self._batch
+            if not batch.results and not batch.events:
+                return
+            self._batch = _Batch([], [])
+            try:
+                late = await self._store.apply_results_async(batch.results, batch.events, self._clock.time())
+            except BaseException:  # the database is away (or the write was cancelled): keep the results
+                self._batch = _Batch(batch.results + self._batch.results, batch.events + self._batch.events)
+                raise
         for booking_id in late:
             self._log.emit(
                 "late_result_dropped",
@@ -191,9 +197,11 @@ class Outbox:
         """Stop claiming, let sends in flight finish for up to ``grace`` seconds, write results."""
         self._stopping = True
         self._wake.set()
+        async with self._turning:  # a claim under way ends with its sends started, so they are waited for
+            pass
         if self._in_flight:
             await asyncio.wait(set(self._in_flight), timeout=grace)
-        self.flush()
+        await self.flush()
 
     @staticmethod
     def decided(settings: Settings, decision: str | None) -> list[tuple[str, str]]:

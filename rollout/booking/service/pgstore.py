@@ -4,6 +4,9 @@ Same schema and SQL as SQLite (:mod:`rollout.booking.service.store`); this modul
 connection, the transactions, ``%s`` placeholders and the row locks that let replicas share one outbox.
 The sender's two hot paths, a claim and a write-back of results, are one statement each here (one
 round trip instead of four and five): a local round trip costs about as much as the SQL itself.
+The outbox makes them on a connection of its own through psycopg's asyncio interface, so the event
+loop goes on with the sends in flight while the server works (SQLite's work is in-process, this is
+a wait): that wait was the last tenth between one replica on PostgreSQL and one on SQLite.
 """
 
 from __future__ import annotations
@@ -57,6 +60,18 @@ SELECT booking_id FROM stale
 """
 
 
+#: :meth:`PostgresStore._claim` as one statement
+CLAIM_DUE = (
+    "WITH picked AS (SELECT booking_id FROM notifications WHERE status='pending' AND next_attempt_at <= ? "
+    "ORDER BY next_attempt_at LIMIT ? FOR UPDATE SKIP LOCKED), "
+    "claimed AS (UPDATE notifications n SET status='sending', attempts=n.attempts+1, updated_at=?, "
+    "claimed_by=?, claimed_at=? FROM picked WHERE n.booking_id = picked.booking_id "
+    "RETURNING n.booking_id, n.attempts, n.reason) "
+    f"SELECT c.booking_id, c.attempts, c.reason, {CLAIMED_FIELDS} FROM claimed c "
+    "JOIN bookings b ON b.id = c.booking_id LEFT JOIN preferences p ON p.customer_id = b.customer_id"
+)
+
+
 def _sql(sql: str) -> str:
     return sql.replace("?", "%s")
 
@@ -89,13 +104,28 @@ class PostgresStore(Store):
         super().__init__(replica_id)
         self.url, self.path = url, shown_url(url)
         self._db = self._connect()
+        #: the outbox's own connection, used from the event loop without blocking it (opened on first use)
+        self._outbox_db: psycopg.AsyncConnection[dict[str, Any]] | None = None
         self._migrate()
 
     def _connect(self) -> psycopg.Connection[dict[str, Any]]:
         try:
             return psycopg.connect(self.url, autocommit=True, row_factory=dict_row, connect_timeout=10)
         except psycopg.Error as exc:
-            raise StorageError(f"{self.path}: cannot open the service database ({error_text(exc)})") from exc
+            raise self._unopened(exc) from exc
+
+    def _unopened(self, exc: psycopg.Error) -> StorageError:
+        return StorageError(f"{self.path}: cannot open the service database ({error_text(exc)})")
+
+    async def _outbox_conn(self) -> psycopg.AsyncConnection[dict[str, Any]]:
+        if self._outbox_db is None or self._outbox_db.closed or self._outbox_db.broken:
+            try:
+                self._outbox_db = await psycopg.AsyncConnection.connect(
+                    self.url, autocommit=True, row_factory=dict_row, connect_timeout=10
+                )
+            except psycopg.Error as exc:
+                raise self._unopened(exc) from exc
+        return self._outbox_db
 
     def _conn(self) -> psycopg.Connection[dict[str, Any]]:
         """The connection, opened again if the server dropped it (a restart of PostgreSQL)."""
@@ -114,47 +144,49 @@ class PostgresStore(Store):
     def close(self) -> None:
         self._db.close()
 
+    async def aclose(self) -> None:
+        if self._outbox_db is not None:
+            await self._outbox_db.close()
+        self.close()
+
     def apply_results(self, results: Sequence[Result], events: Iterable[tuple], now: float) -> list[int]:
         """As :meth:`Store.apply_results`, in one statement (one round trip, atomic on its own)
         instead of five: a sender on PostgreSQL spends its time on the provider, not on the wire."""
-        events = list(events)
+        statement = self._apply_statement(results, list(events), now)
+        return sorted(row["booking_id"] for row in self._all(*statement)) if statement else []
+
+    async def apply_results_async(self, results: Sequence[Result], events: Iterable[tuple], now: float) -> list[int]:
+        statement = self._apply_statement(results, list(events), now)
+        return sorted(row["booking_id"] for row in await self._all_async(*statement)) if statement else []
+
+    def _apply_statement(self, results: Sequence[Result], events: list[tuple], now: float) -> tuple[str, tuple] | None:
         if not results and not events:
-            return []
+            return None
         # events are (ts, kind, reason, latency_ms, booking_id): one array per column
         columns: list[list[Any]] = [list(c) for c in zip(*events, strict=True)] if events else [[]] * 5
-        stale = self._all(
-            APPLY_RESULTS,
-            (
-                [r.booking_id for r in results],
-                [r.status for r in results],
-                [r.reason for r in results],
-                [r.next_attempt_at for r in results],
-                [r.message_id for r in results],
-                [r.wamid for r in results],
-                [r.error for r in results],
-                [r.fallback for r in results],
-                now,
-                self.replica_id,
-                now,
-                *columns,
-                sorted(OUTCOME_EVENTS),
-            ),
+        return APPLY_RESULTS, (
+            [r.booking_id for r in results],
+            [r.status for r in results],
+            [r.reason for r in results],
+            [r.next_attempt_at for r in results],
+            [r.message_id for r in results],
+            [r.wamid for r in results],
+            [r.error for r in results],
+            [r.fallback for r in results],
+            now,
+            self.replica_id,
+            now,
+            *columns,
+            sorted(OUTCOME_EVENTS),
         )
-        return sorted(row["booking_id"] for row in stale)
 
     def _claim(self, now: float, limit: int) -> list[dict[str, Any]]:
         """One statement, so one round trip, committed on its own: pick, lock, mark and read the
         claimed rows with their bookings (SQLite does this in two, in-process)."""
-        return self._all(
-            "WITH picked AS (SELECT booking_id FROM notifications WHERE status='pending' AND next_attempt_at <= ? "
-            f"ORDER BY next_attempt_at LIMIT ?{self.skip_locked}), "
-            "claimed AS (UPDATE notifications n SET status='sending', attempts=n.attempts+1, updated_at=?, "
-            "claimed_by=?, claimed_at=? FROM picked WHERE n.booking_id = picked.booking_id "
-            "RETURNING n.booking_id, n.attempts, n.reason) "
-            f"SELECT c.booking_id, c.attempts, c.reason, {CLAIMED_FIELDS} FROM claimed c "
-            "JOIN bookings b ON b.id = c.booking_id LEFT JOIN preferences p ON p.customer_id = b.customer_id",
-            (now, limit, now, self.replica_id, now),
-        )
+        return self._all(CLAIM_DUE, (now, limit, now, self.replica_id, now))
+
+    async def _claim_async(self, now: float, limit: int) -> list[dict[str, Any]]:
+        return await self._all_async(CLAIM_DUE, (now, limit, now, self.replica_id, now))
 
     @contextlib.contextmanager
     def _tx(self) -> Iterator[_Tx]:
@@ -168,5 +200,12 @@ class PostgresStore(Store):
     def _all(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
         try:
             return self._conn().execute(_sql(sql), params).fetchall()
+        except psycopg.OperationalError as exc:
+            raise StorageError(f"{self.path}: {error_text(exc)}") from exc
+
+    async def _all_async(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+        try:
+            cursor = await (await self._outbox_conn()).execute(_sql(sql), params)
+            return await cursor.fetchall()
         except psycopg.OperationalError as exc:
             raise StorageError(f"{self.path}: {error_text(exc)}") from exc

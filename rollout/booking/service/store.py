@@ -97,7 +97,9 @@ OUTCOME_EVENTS = frozenset({"sent", "failed", "skipped", "fallback", "cohort"})
 class Store:
     """All SQL of the service, written once; :class:`SqliteStore` and
     :class:`rollout.service.pgstore.PostgresStore` supply the connection, transactions and the few
-    words that differ. One connection, used from the event loop's thread only.
+    words that differ. One connection, used from the event loop's thread only; the outbox's claims
+    and write-backs go through the ``*_async`` calls, which a store on a server overrides so that
+    the loop is not held while the server works.
 
     ``replica_id`` names this process in the claims it makes. ``shared`` says whether other
     processes write the same outbox (PostgreSQL): then start-up recovers only this replica's own
@@ -117,6 +119,10 @@ class Store:
 
     def close(self) -> None:
         raise NotImplementedError
+
+    async def aclose(self) -> None:
+        """Close, from the event loop (a store may hold a connection of the loop's own)."""
+        self.close()
 
     def _tx(self) -> contextlib.AbstractContextManager[_Tx]:
         raise NotImplementedError
@@ -234,21 +240,15 @@ class Store:
     def claim_due(self, now: float, limit: int) -> list[Due]:
         """Mark up to ``limit`` due notifications ``sending`` by this replica (committed) and return
         them. Rows another replica is claiming at the same moment are skipped, not waited for."""
-        if limit <= 0:
-            return []
-        return [
-            Due(
-                r["booking_id"],
-                r["attempts"],
-                r["customer_id"],
-                r["phone"],
-                template_parameters(r),
-                r["created_at"],
-                in_cohort=r["reason"] != "not_in_cohort",
-                opted_out=bool(r["opted_out"]),
-            )
-            for r in self._claim(now, limit)
-        ]
+        return _due(self._claim(now, limit)) if limit > 0 else []
+
+    async def claim_due_async(self, now: float, limit: int) -> list[Due]:
+        """:meth:`claim_due` for the outbox's loop: a store whose claim waits on a server (PostgreSQL)
+        lets the loop go on with the sends in flight meanwhile; SQLite's work is in-process anyway."""
+        return _due(await self._claim_async(now, limit)) if limit > 0 else []
+
+    async def _claim_async(self, now: float, limit: int) -> list[dict[str, Any]]:
+        return self._claim(now, limit)
 
     def _claim(self, now: float, limit: int) -> list[dict[str, Any]]:
         """The claimed rows, each with its notification's ``attempts`` and ``reason``, its booking's
@@ -308,6 +308,10 @@ class Store:
                 "INSERT INTO events (ts, kind, reason, latency_ms, booking_id) VALUES (?, ?, ?, ?, ?)", events
             )
         return sorted(stale)
+
+    async def apply_results_async(self, results: Sequence[Result], events: Iterable[tuple], now: float) -> list[int]:
+        """:meth:`apply_results` for the outbox's loop (see :meth:`claim_due_async`)."""
+        return self.apply_results(results, events, now)
 
     @staticmethod
     def _insert_fallbacks(db: _Tx, rows: list[tuple[int, str]], now: float) -> None:
@@ -450,6 +454,23 @@ class SqliteStore(Store):
 
     def _all(self, sql: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
         return [dict(r) for r in self._db.execute(sql, params).fetchall()]
+
+
+def _due(rows: list[dict[str, Any]]) -> list[Due]:
+    """Claimed rows (see :meth:`Store._claim`) as what a send needs."""
+    return [
+        Due(
+            r["booking_id"],
+            r["attempts"],
+            r["customer_id"],
+            r["phone"],
+            template_parameters(r),
+            r["created_at"],
+            in_cohort=r["reason"] != "not_in_cohort",
+            opted_out=bool(r["opted_out"]),
+        )
+        for r in rows
+    ]
 
 
 def template_parameters(booking: dict[str, Any]) -> tuple[str, ...]:
