@@ -3,6 +3,9 @@
 (a) drain rate: a backlog of bookings released at once (one UPDATE makes every row due) and drained by
     1, 2 and 3 replicas on PostgreSQL, and by 1 replica on SQLite, side by side; notifications per
     second from the sandbox's own receive times (first to last message), and each replica's share.
+    One replica runs ``--pairs`` times on each store, SQLite then PostgreSQL one after the other:
+    this machine's pace drifts by a tenth over minutes, so the ratio is taken within each pair and
+    the median of the pairs' ratios is the figure.
 (c) kill -9 under load: 3 replicas on one database, bookings posted at a fixed rate over the live
     replicas (a load balancer's view), the sandbox answering in ``--latency`` ms so sends are in
     flight; one replica is killed with SIGKILL a third of the way through. Counted afterwards from
@@ -12,7 +15,7 @@
 Every process is real (sandbox, replicas, a PostgreSQL started here in a temporary folder); the
 load generator is this process; everything is on 127.0.0.1.
 
-Usage: python benchmarks/fleet_outbox.py [--backlog 10000] [--bookings 2000] [--rate 200]
+Usage: python benchmarks/fleet_outbox.py [--backlog 10000] [--pairs 3] [--bookings 2000] [--rate 200]
 Needs the PostgreSQL server binaries (Debian package ``postgresql``) and the test extras installed.
 """
 
@@ -21,6 +24,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import signal
+import statistics
 import sys
 import tempfile
 import time
@@ -59,7 +63,7 @@ def fill_backlog(store: Store, count: int) -> None:
         )
 
 
-def measure_drain(folder: Path, db: str, replicas: int, backlog: int, label: str) -> None:
+def measure_drain(folder: Path, db: str, replicas: int, backlog: int, label: str) -> float:
     sandbox = start_sandbox(folder)
     store = open_store(db, "benchmark")
     fill_backlog(store, backlog)
@@ -89,6 +93,7 @@ def measure_drain(folder: Path, db: str, replicas: int, backlog: int, label: str
             f"shares {shown}   sent twice: {twice}",
             flush=True,
         )
+        return rate
     finally:
         for proc in procs:
             proc.stop()
@@ -196,6 +201,7 @@ def measure_kill(folder: Path, db: str, total: int, rate: float, latency_ms: flo
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backlog", type=int, default=10_000)
+    parser.add_argument("--pairs", type=int, default=3, help="one-replica drains on each store, side by side")
     parser.add_argument("--bookings", type=int, default=2_000)
     parser.add_argument("--rate", type=float, default=200)
     parser.add_argument("--latency", type=float, default=100, help="sandbox latency in ms for (c)")
@@ -204,17 +210,27 @@ def main() -> None:
     try:
         with tempfile.TemporaryDirectory() as tmp:
             base = Path(tmp)
+            pairs = [(("1 replica, SQLite", None, 1), ("1 replica, PostgreSQL", "pg", 1))] * args.pairs
             runs = [
-                ("1 replica, SQLite", None, 1),
-                ("1 replica, PostgreSQL", "pg", 1),
+                *(run for pair in pairs for run in pair),
                 ("2 replicas, PostgreSQL", "pg", 2),
                 ("3 replicas, PostgreSQL", "pg", 3),
             ]
+            rates = []
             for n, (label, kind, replicas) in enumerate(runs):
                 folder = base / f"drain-{n}"
                 folder.mkdir()
                 db = pg.database() if kind else str(folder / "service.db")
-                measure_drain(folder, db, replicas, args.backlog, label)
+                rates.append(measure_drain(folder, db, replicas, args.backlog, label))
+            ratios = [
+                pg_rate / lite
+                for lite, pg_rate in zip(rates[0 : 2 * args.pairs : 2], rates[1 : 2 * args.pairs : 2], strict=True)
+            ]
+            if ratios:
+                shown = ", ".join(f"{r:.2f}" for r in ratios)
+                print(
+                    f"(a) 1 replica, PostgreSQL / SQLite, pair by pair: {shown}; median {statistics.median(ratios):.2f}"
+                )
             (base / "kill").mkdir()
             measure_kill(base / "kill", pg.database(), args.bookings, args.rate, args.latency)
     finally:
