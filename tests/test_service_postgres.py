@@ -204,8 +204,9 @@ def _claim_and_apply(store, loop: asyncio.AbstractEventLoop | None = None) -> di
 
 
 def test_postgres_writes_a_claim_and_its_results_exactly_as_sqlite_does(postgres, tmp_path):
-    """PostgreSQL claims and writes results back in one statement each; SQLite in several; the
-    outbox's loop does it on PostgreSQL through a connection of its own. Same outcome, case by case."""
+    """The outbox's loop claims and writes results back on PostgreSQL in one statement each, through
+    a connection of its own; SQLite, and the plain calls on PostgreSQL, in several. Same outcome,
+    case by case."""
     lite = SqliteStore(tmp_path / "s.db", "a")
     pg, pg_loop = PostgresStore(postgres.database(), "a"), PostgresStore(postgres.database(), "a")
     loop = asyncio.new_event_loop()

@@ -4,9 +4,11 @@ Same schema and SQL as SQLite (:mod:`rollout.booking.service.store`); this modul
 connection, the transactions, ``%s`` placeholders and the row locks that let replicas share one outbox.
 The sender's two hot paths, a claim and a write-back of results, are one statement each here (one
 round trip instead of four and five): a local round trip costs about as much as the SQL itself.
-The outbox makes them on a connection of its own through psycopg's asyncio interface, so the event
-loop goes on with the sends in flight while the server works (SQLite's work is in-process, this is
-a wait): that wait was the last tenth between one replica on PostgreSQL and one on SQLite.
+The outbox makes them (``claim_due_async``, ``apply_results_async``) on a connection of its own
+through psycopg's asyncio interface, so the event loop goes on with the sends in flight while the
+server works (SQLite's work is in-process, this is a wait): that wait was the last tenth between one
+replica on PostgreSQL and one on SQLite. The plain ``claim_due`` and ``apply_results``, which only
+tools and tests call, run the shared SQL of :class:`Store` with this store's row locks.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from rollout.util.pg import LOCK_CLASS, error_text, shown_url
 MIGRATION_LOCK = 2
 
 
-#: :meth:`PostgresStore.apply_results` as one statement: the results (``r``) are written where this
+#: :meth:`PostgresStore.apply_results_async` as one statement: the results (``r``) are written where this
 #: replica's claim still holds (``held``), with their fallbacks; the events are inserted but for the
 #: outcome events of results whose claim was recovered meanwhile (``stale``), whose ids it returns
 APPLY_RESULTS = """
@@ -60,7 +62,7 @@ SELECT booking_id FROM stale
 """
 
 
-#: :meth:`PostgresStore._claim` as one statement
+#: :meth:`PostgresStore._claim_async` as one statement
 CLAIM_DUE = (
     "WITH picked AS (SELECT booking_id FROM notifications WHERE status='pending' AND next_attempt_at <= ? "
     "ORDER BY next_attempt_at LIMIT ? FOR UPDATE SKIP LOCKED), "
@@ -149,43 +151,37 @@ class PostgresStore(Store):
             await self._outbox_db.close()
         self.close()
 
-    def apply_results(self, results: Sequence[Result], events: Iterable[tuple], now: float) -> list[int]:
+    async def apply_results_async(self, results: Sequence[Result], events: Iterable[tuple], now: float) -> list[int]:
         """As :meth:`Store.apply_results`, in one statement (one round trip, atomic on its own)
         instead of five: a sender on PostgreSQL spends its time on the provider, not on the wire."""
-        statement = self._apply_statement(results, list(events), now)
-        return sorted(row["booking_id"] for row in self._all(*statement)) if statement else []
-
-    async def apply_results_async(self, results: Sequence[Result], events: Iterable[tuple], now: float) -> list[int]:
-        statement = self._apply_statement(results, list(events), now)
-        return sorted(row["booking_id"] for row in await self._all_async(*statement)) if statement else []
-
-    def _apply_statement(self, results: Sequence[Result], events: list[tuple], now: float) -> tuple[str, tuple] | None:
+        events = list(events)
         if not results and not events:
-            return None
+            return []
         # events are (ts, kind, reason, latency_ms, booking_id): one array per column
         columns: list[list[Any]] = [list(c) for c in zip(*events, strict=True)] if events else [[]] * 5
-        return APPLY_RESULTS, (
-            [r.booking_id for r in results],
-            [r.status for r in results],
-            [r.reason for r in results],
-            [r.next_attempt_at for r in results],
-            [r.message_id for r in results],
-            [r.wamid for r in results],
-            [r.error for r in results],
-            [r.fallback for r in results],
-            now,
-            self.replica_id,
-            now,
-            *columns,
-            sorted(OUTCOME_EVENTS),
+        stale = await self._all_async(
+            APPLY_RESULTS,
+            (
+                [r.booking_id for r in results],
+                [r.status for r in results],
+                [r.reason for r in results],
+                [r.next_attempt_at for r in results],
+                [r.message_id for r in results],
+                [r.wamid for r in results],
+                [r.error for r in results],
+                [r.fallback for r in results],
+                now,
+                self.replica_id,
+                now,
+                *columns,
+                sorted(OUTCOME_EVENTS),
+            ),
         )
-
-    def _claim(self, now: float, limit: int) -> list[dict[str, Any]]:
-        """One statement, so one round trip, committed on its own: pick, lock, mark and read the
-        claimed rows with their bookings (SQLite does this in two, in-process)."""
-        return self._all(CLAIM_DUE, (now, limit, now, self.replica_id, now))
+        return sorted(row["booking_id"] for row in stale)
 
     async def _claim_async(self, now: float, limit: int) -> list[dict[str, Any]]:
+        """One statement, so one round trip, committed on its own: pick, lock, mark and read the
+        claimed rows with their bookings (SQLite does this in two, in-process)."""
         return await self._all_async(CLAIM_DUE, (now, limit, now, self.replica_id, now))
 
     @contextlib.contextmanager
