@@ -2,28 +2,23 @@
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
 import time
 from pathlib import Path
 
 import httpx
-import pytest
 
 from rollout.util.serving import free_port
-
-BINARY = shutil.which("prometheus") or "/usr/bin/prometheus"
+from tests.requirements_servers import prometheus_binary, unavailable
 
 
 class Prometheus:
     """``prometheus`` scraping ``targets`` (``host:port``) every second; stopped by :meth:`close`."""
 
     def __init__(self, folder: Path, targets: list[str], interval: str = "1s") -> None:
-        if not Path(BINARY).exists():
-            if os.environ.get("CI"):
-                pytest.fail("prometheus is not installed (.ci/run installs the Debian package)")
-            pytest.skip("prometheus is not installed (apt-get install prometheus)")
+        binary = prometheus_binary()
+        if binary is None:
+            unavailable("prometheus")
         folder.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -36,7 +31,7 @@ class Prometheus:
         self.log = open(folder / "prometheus.log", "w")  # noqa: SIM115 - closed in close()
         self.proc = subprocess.Popen(
             [
-                BINARY,
+                binary,
                 f"--config.file={config}",
                 f"--storage.tsdb.path={folder / 'data'}",
                 f"--web.listen-address=127.0.0.1:{self.port}",

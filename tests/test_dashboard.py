@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 from pathlib import Path
 
 import httpx
@@ -15,23 +14,22 @@ from rollout.engine.project import Project
 from rollout.flags import FlagStore
 from rollout.util.serving import ServerThread
 from tests.harness import ADMIN_TOKEN, SANDBOX_TOKEN, wait_until
+from tests.requirements_servers import chromium_binary, unavailable
 from tests.test_cli_engine import project, start, state_of  # noqa: F401 - fixtures
 
 #: starts real servers (or kills real processes): outside the fast loop
 pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[1]
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM = chromium_binary() or "/usr/bin/chromium"
 ARTIFACTS = Path(os.environ.get("ROLLOUT_TEST_ARTIFACTS", REPO / "test-artifacts"))
 TOKEN = "dashboard-token-0123"
 
 
 @pytest.fixture
 def browser():
-    if not Path(CHROMIUM).exists():
-        if os.environ.get("CI"):
-            pytest.fail("chromium is not installed (.ci/run installs the Debian package)")
-        pytest.skip("chromium is not installed (apt-get install chromium)")
+    if chromium_binary() is None:
+        unavailable("chromium")
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:
