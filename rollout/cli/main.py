@@ -775,14 +775,13 @@ def load_cmd(
     help="Where state and logs go (default .rollout/demo/TIMESTAMP).",
 )
 def demo(breach: bool, rate: float, folder: Path | None) -> None:
-    """Run the whole plan locally: sandbox and services on free ports, dev -> staging -> production."""
+    """Run the whole plan locally: sandbox and services on free ports, dev -> staging -> production.
+
+    Runs the shipped playbook and environments (package data), from any folder."""
     from rollout.console import ConsoleReporter
     from rollout.demo import run_demo
 
-    repo = Path.cwd() if (Path.cwd() / "playbooks" / "whatsapp.yaml").exists() else Path(__file__).resolve().parents[1]
-    if not (repo / "playbooks" / "whatsapp.yaml").exists():
-        raise click.UsageError("run the demo from the rollout repository (playbooks/whatsapp.yaml not found)")
-    sys.exit(run_demo(repo, folder, breach, rate, ConsoleReporter()))
+    sys.exit(run_demo(folder, breach, rate, ConsoleReporter()))
 
 
 @cli.command()
