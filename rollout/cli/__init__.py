@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from rollout.cli import schema as _schema  # noqa: F401 - registers `rollout schema`
 from rollout.cli.main import cli, main
 
 __all__ = ["cli", "main"]

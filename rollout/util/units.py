@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any
 
-from pydantic import BeforeValidator
+from pydantic import BeforeValidator, WithJsonSchema
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _SCALE = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
@@ -61,5 +61,18 @@ def format_duration(seconds: float) -> str:
     return "".join(parts) or "0s"
 
 
-Duration = Annotated[float, BeforeValidator(parse_duration)]
-Number = Annotated[float, BeforeValidator(parse_rate)]
+#: how each is written, for the JSON Schema editors check a file against (``rollout schema``)
+_WRITTEN_DURATION = {
+    "anyOf": [{"type": "number", "minimum": 0}, {"type": "string", "pattern": _DURATION.pattern}],
+    "description": "seconds, or 500ms, 30s, 5m, 2h, 1d",
+}
+_WRITTEN_NUMBER = {
+    "anyOf": [
+        {"type": "number"},
+        {"type": "string", "pattern": r"^\s*[-+]?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?\s*%?\s*$"},
+    ],
+    "description": "a number, or a percentage like 95%",
+}
+
+Duration = Annotated[float, BeforeValidator(parse_duration), WithJsonSchema(_WRITTEN_DURATION)]
+Number = Annotated[float, BeforeValidator(parse_rate), WithJsonSchema(_WRITTEN_NUMBER)]

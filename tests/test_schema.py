@@ -1,0 +1,116 @@
+"""``rollout schema`` (issue 28, item 5): the files as written validate against it, with a JSON Schema
+validator from PyPI (``jsonschema``, draft-07 as editors use it), and it refuses the typos ``rollout
+validate`` refuses."""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+import yaml
+
+from rollout.playbook.load import load_playbook
+from rollout.playbook.schema import environment_schema, playbook_schema
+from rollout.util.errors import RolloutError
+
+REPO = Path(__file__).resolve().parents[1]
+PLAYBOOK = jsonschema.Draft7Validator(playbook_schema())
+ENVIRONMENT = jsonschema.Draft7Validator(environment_schema())
+
+
+def written_playbooks() -> list[tuple[str, str]]:
+    """The shipped playbook and every complete playbook in docs/ (as tests/test_architecture.py finds them)."""
+    found = [("playbooks/whatsapp.yaml", (REPO / "playbooks" / "whatsapp.yaml").read_text())]
+    for page in sorted((REPO / "docs").glob("*.md")):
+        for block in re.findall(r"```yaml\n(.*?)```", page.read_text(), flags=re.S):
+            if re.search(r"^version:", block, flags=re.M) and re.search(r"^phases:", block, flags=re.M):
+                found.append((f"docs/{page.name}", block))
+    return found
+
+
+PLAYBOOKS = written_playbooks()
+
+
+def problems(validator: jsonschema.Draft7Validator, data: Any) -> list[str]:
+    return [f"{'.'.join(map(str, e.absolute_path))}: {e.message[:200]}" for e in validator.iter_errors(data)]
+
+
+def test_the_schemas_are_valid_draft_07_schemas():
+    jsonschema.Draft7Validator.check_schema(playbook_schema())
+    jsonschema.Draft7Validator.check_schema(environment_schema())
+    assert playbook_schema()["$schema"] == "http://json-schema.org/draft-07/schema#"
+
+
+@pytest.mark.parametrize(("where", "text"), PLAYBOOKS, ids=[where for where, _ in PLAYBOOKS])
+def test_the_shipped_playbook_and_the_docs_playbooks_validate_against_the_schema(where, text):
+    assert problems(PLAYBOOK, yaml.safe_load(text)) == [], where
+
+
+def test_the_shipped_environments_validate_against_theirs():
+    for path in sorted((REPO / "environments").glob("*.yaml")):
+        assert problems(ENVIRONMENT, yaml.safe_load(path.read_text())) == [], path
+
+
+def test_every_model_refuses_unknown_keys_in_the_schema():
+    defs = playbook_schema()["$defs"]
+    free = {"Reference"}  # not a model: a string pattern
+    closed = {name for name, d in defs.items() if d.get("additionalProperties") is False}
+    assert closed == set(defs) - free, set(defs) - free - closed
+
+
+def _mappings(node: Any, path: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    if isinstance(node, dict):
+        return [path, *(p for key, value in node.items() for p in _mappings(value, (*path, key)))]
+    if isinstance(node, list):
+        return [p for index, value in enumerate(node) for p in _mappings(value, (*path, index))]
+    return []
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("where", "text"), PLAYBOOKS, ids=[where for where, _ in PLAYBOOKS])
+def test_a_typo_anywhere_is_refused_by_the_schema_exactly_where_validate_refuses_it(tmp_path, where, text):
+    """A key no model knows, added to each mapping of the file in turn: the schema and ``rollout
+    validate`` agree on every one (both refuse it, or both accept it where a mapping is free-form:
+    a request body, expected JSON fields)."""
+    data = yaml.safe_load(text)
+    refused = 0
+    for path in _mappings(data):
+        mutated = copy.deepcopy(data)
+        node = mutated
+        for key in path:
+            node = node[key]
+        node["retires"] = 3  # a typo of `retries`
+        file = tmp_path / "typo.yaml"
+        file.write_text(yaml.safe_dump(mutated))
+        try:
+            load_playbook(file, environ={})
+            by_validate = False
+        except RolloutError:
+            by_validate = True
+        by_schema = not PLAYBOOK.is_valid(mutated)
+        assert by_schema == by_validate, (where, path, by_schema, by_validate)
+        refused += by_schema
+    assert refused >= 5, where
+
+
+def test_the_schema_refuses_a_wrong_type_and_names_the_place():
+    data = yaml.safe_load((REPO / "playbooks" / "whatsapp.yaml").read_text())
+    data["phases"][2]["steps"][5]["percentages"] = "ten"
+    assert any("phases.2.steps.5" in p for p in problems(PLAYBOOK, data))
+
+
+def test_rollout_schema_prints_them():
+    done = subprocess.run([sys.executable, "-m", "rollout", "schema"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == playbook_schema()
+    done = subprocess.run(
+        [sys.executable, "-m", "rollout", "schema", "environment"], capture_output=True, text=True, timeout=60
+    )
+    assert json.loads(done.stdout) == environment_schema()
