@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from rollout.cli import init as _init  # noqa: F401 - registers `rollout init`
 from rollout.cli import schema as _schema  # noqa: F401 - registers `rollout schema`
 from rollout.cli.main import cli, main
 
