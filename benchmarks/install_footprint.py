@@ -103,7 +103,16 @@ def main() -> None:
             for label in ("with", "without"):
                 venv = Path(tmp) / f"venv-{label}-{i}"
                 subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-                pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "--no-index", "--find-links", str(house)]
+                pip = [
+                    str(venv / "bin" / "python"),
+                    "-m",
+                    "pip",
+                    "install",
+                    "-q",
+                    "--no-index",
+                    "--find-links",
+                    str(house),
+                ]
                 if label == "with":
                     times[label].append(timed([*pip, str(wheel)]))
                 else:
