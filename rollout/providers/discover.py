@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 
 import httpx
 
@@ -157,85 +159,76 @@ def _error_rate(counters: list[Family], selector: str) -> list[Proposal] | None:
             if bad is None:
                 continue
             name, is_bad = family.name, f'{label}=~"{bad}"'
-            errors, total = _selector(name, selector, is_bad), _selector(name, selector)
-            found = [
-                Proposal(
-                    "error_rate",
-                    "rate",
-                    f"sum(increase({errors}[$window]))",
-                    f"sum(increase({total}[$window]))",
-                    "1%",
-                    "5%",
-                    f"from {name}, a counter with a {label} label ({', '.join(family.labels[label][:6])}): "
-                    f'{label}=~"{bad}" counted as errors',
-                    "which answers count as errors, and the thresholds (1% passes, 5% fails)",
-                )
-            ]
-            cohort = _cohort(family, exclude=label)
-            if cohort is not None:
-                key, (treatment, control) = cohort
-                which = f'{key}="$cohort"'
-                found.append(
-                    Proposal(
-                        "error_rate_vs_control",
-                        "compare",
-                        f"sum(increase({_selector(name, selector, is_bad, which)}[$window]))",
-                        f"sum(increase({_selector(name, selector, which)}[$window]))",
-                        "0.5%",
-                        "2%",
-                        f"the same errors, label {key}: {treatment!r} (treatment) against {control!r} (control)",
-                        f"that {key}={treatment!r} marks the customers who get the feature; the margins "
-                        "(how much worse than the control the treatment may be)",
-                        cohorts=(treatment, control),
-                    )
-                )
-            return found
+            return _errors_and_compare(
+                partial(_selector, name, selector, is_bad),
+                partial(_selector, name, selector),
+                f"from {name}, a counter with a {label} label ({', '.join(family.labels[label][:6])}): "
+                f"{is_bad} counted as errors",
+                "which answers count as errors, and the thresholds (1% passes, 5% fails)",
+                _cohort(family, exclude=label),
+            )
     return _error_counter_pair(counters, selector)
 
 
 def _error_counter_pair(counters: list[Family], selector: str) -> list[Proposal] | None:
     """``shop_errors_total`` beside ``shop_requests_total``: errors over requests."""
     for bad in sorted(counters, key=lambda f: f.name):
-        stem = _stem(bad.name)
         if not any(word in bad.name for word in ("error", "fail")):
             continue
-        total = next(
-            (f for f in counters if f is not bad and _stem(f.name) == stem and "request" in f.name),
-            None,
-        )
+        stem = _stem(bad.name)
+        total = next((f for f in counters if f is not bad and _stem(f.name) == stem and "request" in f.name), None)
         if total is None:
             continue
-        found = [
-            Proposal(
-                "error_rate",
-                "rate",
-                f"sum(increase({_selector(bad.name, selector)}[$window]))",
-                f"sum(increase({_selector(total.name, selector)}[$window]))",
-                "1%",
-                "5%",
-                f"from two counters: {bad.name} (errors) over {total.name} (requests)",
-                "that every error is also counted as a request, and the thresholds (1% passes, 5% fails)",
-            )
-        ]
         cohort = _cohort(total)
-        if cohort is not None and cohort[0] in bad.labels:
-            key, (treatment, control) = cohort
-            which = f'{key}="$cohort"'
-            found.append(
-                Proposal(
-                    "error_rate_vs_control",
-                    "compare",
-                    f"sum(increase({_selector(bad.name, selector, which)}[$window]))",
-                    f"sum(increase({_selector(total.name, selector, which)}[$window]))",
-                    "0.5%",
-                    "2%",
-                    f"the same errors, label {key}: {treatment!r} (treatment) against {control!r} (control)",
-                    f"that {key}={treatment!r} marks the customers who get the feature; the margins",
-                    cohorts=(treatment, control),
-                )
-            )
-        return found
+        return _errors_and_compare(
+            partial(_selector, bad.name, selector),
+            partial(_selector, total.name, selector),
+            f"from two counters: {bad.name} (errors) over {total.name} (requests)",
+            "that every error is also counted as a request, and the thresholds (1% passes, 5% fails)",
+            cohort if cohort is not None and cohort[0] in bad.labels else None,
+        )
     return None
+
+
+def _errors_and_compare(
+    errors: Callable[[str], str],
+    requests: Callable[[str], str],
+    source: str,
+    review: str,
+    cohort: tuple[str, tuple[str, str]] | None,
+) -> list[Proposal]:
+    """An error rate from two selectors (each takes one more label matcher), and, where a label tells
+    the cohorts apart, the same errors treatment against control."""
+    found = [
+        Proposal(
+            "error_rate",
+            "rate",
+            f"sum(increase({errors('')}[$window]))",
+            f"sum(increase({requests('')}[$window]))",
+            "1%",
+            "5%",
+            source,
+            review,
+        )
+    ]
+    if cohort is not None:
+        key, (treatment, control) = cohort
+        which = f'{key}="$cohort"'
+        found.append(
+            Proposal(
+                "error_rate_vs_control",
+                "compare",
+                f"sum(increase({errors(which)}[$window]))",
+                f"sum(increase({requests(which)}[$window]))",
+                "0.5%",
+                "2%",
+                f"the same errors, label {key}: {treatment!r} (treatment) against {control!r} (control)",
+                f"that {key}={treatment!r} marks the customers who get the feature; the margins "
+                "(how much worse than the control the treatment may be)",
+                cohorts=(treatment, control),
+            )
+        )
+    return found
 
 
 def _stem(name: str) -> str:
