@@ -603,6 +603,8 @@ def status(env_name: str | None, as_json: bool) -> None:
             )
     finally:
         state.close()
+        if repo is not None:
+            repo.close()
     if as_json:
         click.echo(json.dumps(data, indent=2, default=str))
         return

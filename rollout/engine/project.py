@@ -119,7 +119,10 @@ class Project:
         """The commit checked out in :meth:`repo`: the one ``gate`` and ``advance`` record (``None``
         without a repository, or in one with no commit yet)."""
         repo = self.repo()
-        return None if repo is None else checked_out_commit(repo)
+        if repo is None:
+            return None
+        with repo:  # closes git's helper processes now, not whenever the object is collected
+            return checked_out_commit(repo)
 
     def flags(self, playbook: Playbook, env: Environment) -> FlagBackend:
         """The environment's flag backend, as the playbook names it."""
