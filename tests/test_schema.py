@@ -7,8 +7,6 @@ from __future__ import annotations
 import copy
 import json
 import re
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -107,10 +105,11 @@ def test_the_schema_refuses_a_wrong_type_and_names_the_place():
 
 
 def test_rollout_schema_prints_them():
-    done = subprocess.run([sys.executable, "-m", "rollout", "schema"], capture_output=True, text=True, timeout=60)
-    assert done.returncode == 0, done.stderr
-    assert json.loads(done.stdout) == playbook_schema()
-    done = subprocess.run(
-        [sys.executable, "-m", "rollout", "schema", "environment"], capture_output=True, text=True, timeout=60
-    )
-    assert json.loads(done.stdout) == environment_schema()
+    from click.testing import CliRunner
+
+    from rollout.cli import cli
+
+    done = CliRunner().invoke(cli, ["schema"])
+    assert done.exit_code == 0, done.output
+    assert json.loads(done.output) == playbook_schema()
+    assert json.loads(CliRunner().invoke(cli, ["schema", "environment"]).output) == environment_schema()
