@@ -41,6 +41,8 @@ def test_the_package_data_is_the_repositorys_own_files_through_two_symlinks(tmp_
 
 @pytest.mark.slow
 @pytest.mark.timeout(600)
+# one whole demo at a time on the two cores: its staging load step judges p99 latency
+@pytest.mark.xdist_group("demo")
 def test_the_built_wheel_installed_in_a_fresh_venv_runs_the_demo_from_an_empty_folder(tmp_path):
     # build from a copy of the working tree (links kept as links), so the build writes nothing here
     source = tmp_path / "source"
