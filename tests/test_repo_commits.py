@@ -148,6 +148,7 @@ def test_gate_advance_and_status_read_the_commit_in_repo_not_the_current_folder(
     assert checkout.head.ref.name == "staging"  # the checkout is left on the branch it was on
 
 
+@pytest.mark.slow
 def test_rollout_repo_in_the_environment_is_the_same_as_the_option(setup):
     _cwd, checkout, _remote, _files, run = setup
     gated = run("gate", "--env", "staging", "--json", ROLLOUT_REPO=checkout.working_dir)
