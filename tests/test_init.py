@@ -193,6 +193,18 @@ def test_a_histogram_in_milliseconds_is_not_scaled_and_cohort_pairs_are_read_eit
     assert rate.metric == "error_rate" and compare.cohorts == ("treatment", "control")
 
 
+def test_prometheus_own_metrics_come_last():
+    rate = propose(
+        [
+            family("prometheus_http_requests_total", "counter", code=["200", "503"], handler=["/api/v1/query"]),
+            family("shop_requests_total", "counter", code=["200", "500"]),
+            family("prometheus_http_request_duration_seconds", "histogram", handler=["/"]),
+        ]
+    )[0]
+    assert "shop_requests_total" in rate[0].query
+    assert "prometheus_http_request_duration_seconds" in rate[-1].query  # the only histogram there is
+
+
 def test_nothing_recognisable_says_what_was_seen():
     proposals, why = propose([family("shop_queue_depth", "gauge"), family("up", "gauge")])
     assert proposals == [] and "shop_queue_depth (gauge)" in why

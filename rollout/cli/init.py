@@ -232,6 +232,7 @@ def _proposals(prometheus: str | None, token_env: str | None, selector: str) -> 
     if prometheus is None:
         return [], "no Prometheus was given (--prometheus)"
     token = os.environ.get(token_env) if token_env else None
+    selector = selector.strip().removeprefix("{").removesuffix("}").strip()  # {job="shop"} or job="shop"
     try:
         families = scan(prometheus, selector, token=token)
     except DiscoveryError as exc:

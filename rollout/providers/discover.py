@@ -50,6 +50,14 @@ COHORT_PAIRS = (
 )
 #: at most this many series per metric are read for their labels
 SERIES_LIMIT = 200
+#: metrics of the plumbing (Prometheus itself, Go and process runtimes, exporters): chosen last, so a
+#: Prometheus that scrapes itself does not propose its own HTTP API as the service's error rate
+INFRASTRUCTURE = ("prometheus_", "promhttp_", "go_", "process_", "net_conntrack_", "scrape_", "alertmanager_")
+
+
+def _order(family: Family, words: tuple[str, ...]) -> tuple[bool, bool, str]:
+    """The service's own metrics first, those named with ``words`` before others, then by name."""
+    return (family.name.startswith(INFRASTRUCTURE), not any(w in family.name for w in words), family.name)
 
 
 class DiscoveryError(RolloutError):
@@ -80,6 +88,8 @@ def scan(url: str, selector: str = "", timeout: float = 10.0, token: str | None 
             family = families.setdefault(family_name, Family(family_name, kind, _help(metadata, family_name)))
             if name != family_name and not name.endswith("_bucket"):
                 continue  # a histogram's labels are read from its _bucket series
+            if kind not in ("counter", "histogram"):
+                continue  # no shape below reads a gauge's labels: one request fewer per gauge
             series = _get(http, "/api/v1/series", {"match[]": _selector(name, selector), "limit": str(SERIES_LIMIT)})
             for labels in series if isinstance(series, list) else []:
                 for key, value in labels.items() if isinstance(labels, dict) else ():
@@ -153,7 +163,7 @@ def propose(families: list[Family], selector: str = "") -> tuple[list[Proposal],
 
 
 def _error_rate(counters: list[Family], selector: str) -> list[Proposal] | None:
-    for family in sorted(counters, key=lambda f: ("request" not in f.name, f.name)):
+    for family in sorted(counters, key=lambda f: _order(f, ("request",))):
         for label in STATUS_LABELS:
             bad = _error_matcher(family.labels.get(label, []))
             if bad is None:
@@ -259,10 +269,7 @@ def _cohort(family: Family, exclude: str = "") -> tuple[str, tuple[str, str]] | 
 
 
 def _latency(histograms: list[Family], selector: str) -> Proposal | None:
-    preferred = sorted(
-        histograms,
-        key=lambda f: (not any(w in f.name for w in ("duration", "latency", "seconds", "time")), f.name),
-    )
+    preferred = sorted(histograms, key=lambda f: _order(f, ("duration", "latency", "seconds", "time")))
     for family in preferred:
         milliseconds = family.name.endswith(("_milliseconds", "_ms"))
         scale = "" if milliseconds else "1000 * "
