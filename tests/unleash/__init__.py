@@ -64,6 +64,7 @@ class Unleash:
             except (httpx.HTTPError, ValueError):
                 pass
             time.sleep(0.2)
+        self.stop()  # a server that never answered is not left running after the failed fixture
         raise RuntimeError(f"unleash-server did not answer within {timeout:g}s")
 
     def stop(self) -> None:
