@@ -35,7 +35,7 @@ from rollout.incident.chart import ramp_start, timeline_svg
 from rollout.incident.words import audit_words
 from rollout.playbook.model import Phase, Playbook, RampStep, step_label
 from rollout.util.clock import Clock, SystemClock
-from rollout.util.errors import RolloutError
+from rollout.util.errors import RolloutError, StateError
 
 STATIC = Path(__file__).parent / "static"
 
@@ -211,7 +211,8 @@ def create_dashboard(project: Project, token: str | None, clock: Clock | None = 
 
     @app.exception_handler(RolloutError)
     async def _rollout(request: Request, exc: RolloutError) -> JSONResponse:
-        return JSONResponse({"error": project.redactor.text(str(exc))}, 400)
+        # the environment's state refuses it (rolled back, nothing running): a conflict, not a bad request
+        return JSONResponse({"error": project.redactor.text(str(exc))}, 409 if isinstance(exc, StateError) else 400)
 
     @app.get("/")
     async def page() -> FileResponse:

@@ -70,6 +70,21 @@ class RunContext:
     notifier: Notifier | None = None
     #: the incident report written by the last flag-off of this run
     incident_report: Path | None = None
+    #: the observation going on in this process (:class:`rollout.engine.observe.Watching`), kept
+    #: between looks: what a person was last shown, the metrics' limits
+    watching: Any = None
+    #: the step this process last announced (printed and recorded as started)
+    started_step: int | None = None
+    #: (step, ramp position) of the last flag write made by this process
+    wrote: tuple[str, int] | None = None
+    #: why a ramp may not move up at a time (a window closed, a freeze), or None: it may
+    schedule: Callable[[float], str | None] | None = None
+    #: the always-on agent driving this run (its name), or None: a terminal's ``advance``
+    agent: str | None = None
+
+    def may_move_up(self) -> str | None:
+        """Why the ramp may not move up now, or None."""
+        return self.schedule(self.clock.time()) if self.schedule is not None else None
 
     def notify(self, event: str, **details: Any) -> None:
         """Tell the playbook's webhooks, in the background (never before or instead of a flag write)."""

@@ -21,6 +21,7 @@ from rollout.checks.service_api import ServiceClient
 from rollout.engine.context import RunContext
 from rollout.engine.flagwrites import after, announce
 from rollout.engine.outcome import FlagOff, RunOutcome
+from rollout.engine.requests import clear_requests
 from rollout.engine.state import ROLLED_BACK, StateRecords
 from rollout.flags import FlagBackend, FlagWriteError, is_on
 from rollout.incident.report import collect, write_report
@@ -268,6 +269,7 @@ def switch_off(
     else:
         path.out.line(f"flag turned off for {path.env}" + (f": {step} failed" if step else ""), "bold red")
         problem = record_confirmation(path, off, who=who)
+    _end_requests(path, who)
     report = write_incident(path, who)
     path.notify(
         "flag_off",
@@ -284,6 +286,22 @@ def switch_off(
         incident_report=str(report) if report else None,
     )
     return SwitchedOff(off, problem, report)
+
+
+def _end_requests(path: OffPath, who: str | None) -> None:
+    """The run is over: people's pending requests on it end with it (after the flag write, never
+    before it; a failure here is said, never raised)."""
+    try:
+        cleared = clear_requests(path.state, path.env, path.clock.time(), who=who)
+    except Exception as exc:  # noqa: BLE001 - the flag is off already; what follows must not stand in its way
+        path.out.line(f"warning: the pending pause or promotion could not be cleared: {exc}", "bold red")
+        return
+    if cleared:
+        what = " and ".join(
+            (["a pause"] if cleared.get("paused") else [])
+            + ([f"a promotion ({cleared['promotion']})"] if cleared.get("promotion") else [])
+        )
+        path.out.line(f"cleared {what} requested on the run that was rolled back")
 
 
 def write_incident(path: OffPath, who: str | None = None) -> Path | None:

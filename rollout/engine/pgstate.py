@@ -18,6 +18,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from rollout.engine.state import StateRecords, actor
+from rollout.util.connections import ThreadConnections
 from rollout.util.errors import StateError
 from rollout.util.pg import LOCK_CLASS, error_text, shown_url
 from rollout.util.redact import Redactor
@@ -80,6 +81,39 @@ CREATE TABLE IF NOT EXISTS controls (
     updated_at  DOUBLE PRECISION NOT NULL
 );
 ALTER TABLE verdicts ADD COLUMN IF NOT EXISTS duration_s DOUBLE PRECISION;
+ALTER TABLE environments ADD COLUMN IF NOT EXISTS run_id TEXT;
+ALTER TABLE environments ADD COLUMN IF NOT EXISTS driver TEXT;
+ALTER TABLE controls ADD COLUMN IF NOT EXISTS run_id TEXT;
+CREATE TABLE IF NOT EXISTS leases (
+    environment TEXT PRIMARY KEY,
+    owner       TEXT NOT NULL,
+    token       BIGINT NOT NULL,
+    expires_at  DOUBLE PRECISION NOT NULL,
+    acquired_at DOUBLE PRECISION NOT NULL,
+    renewed_at  DOUBLE PRECISION NOT NULL
+);
+CREATE TABLE IF NOT EXISTS agents (
+    id           TEXT PRIMARY KEY,
+    host         TEXT NOT NULL,
+    pid          INTEGER NOT NULL,
+    url          TEXT,
+    serves       TEXT NOT NULL,
+    started_at   DOUBLE PRECISION NOT NULL,
+    heartbeat_at DOUBLE PRECISION NOT NULL,
+    stopping     BOOLEAN NOT NULL DEFAULT FALSE
+);
+CREATE TABLE IF NOT EXISTS run_requests (
+    id           BIGSERIAL PRIMARY KEY,
+    environment  TEXT NOT NULL,
+    options      TEXT NOT NULL,
+    requested_by TEXT NOT NULL,
+    requested_at DOUBLE PRECISION NOT NULL,
+    taken_by     TEXT,
+    taken_at     DOUBLE PRECISION,
+    finished_at  DOUBLE PRECISION,
+    outcome      TEXT
+);
+CREATE INDEX IF NOT EXISTS run_requests_env ON run_requests(environment, id);
 """
 
 
@@ -87,6 +121,7 @@ class PgStateStore(StateRecords):
     """The :class:`~rollout.engine.state.StateStore` interface over PostgreSQL (psycopg 3)."""
 
     missing = False
+    _LEASE_ROW = "SELECT owner, token FROM leases WHERE environment = ? FOR UPDATE"
 
     @staticmethod
     def _sql(sql: str) -> str:
@@ -108,14 +143,13 @@ class PgStateStore(StateRecords):
 
     def __init__(self, url: str, redactor: Redactor | None = None) -> None:
         import psycopg
-        from psycopg.rows import dict_row
 
         if redactor is not None:
             self.redactor = redactor
         self.url = url
         self.path = shown_url(url)
+        self._connections = ThreadConnections(self._connect)
         try:
-            self._db = psycopg.connect(url, autocommit=True, row_factory=dict_row, connect_timeout=10)
             with self._db.transaction():
                 # two processes creating the schema at once would collide: one at a time
                 self._db.execute("SELECT pg_advisory_xact_lock(%s, 0)", (LOCK_CLASS,))
@@ -123,8 +157,31 @@ class PgStateStore(StateRecords):
         except psycopg.Error as exc:
             raise StateError(f"{self.path}: cannot open the state database ({error_text(exc)})") from exc
 
+    def _connect(self) -> Any:
+        """A connection for the calling thread (the agent works from several)."""
+        import psycopg
+        from psycopg.rows import dict_row
+
+        try:
+            return psycopg.connect(self.url, autocommit=True, row_factory=dict_row, connect_timeout=10)
+        except psycopg.Error as exc:
+            raise StateError(f"{self.path}: cannot open the state database ({error_text(exc)})") from exc
+
+    @property
+    def _db(self) -> Any:
+        return self._connections.get()
+
     def close(self) -> None:
-        self._db.close()
+        self._connections.close()
+
+    def server_time(self, now: float) -> float:
+        """The database's clock: agents on machines whose clocks disagree still agree on a lease."""
+        return float(self._db.execute("SELECT EXTRACT(EPOCH FROM clock_timestamp()) AS t").fetchone()["t"])
+
+    def in_tx(self, db: Any) -> bool:
+        from psycopg.pq import TransactionStatus
+
+        return bool(db.info.transaction_status != TransactionStatus.IDLE)
 
     @contextmanager
     def tx(self) -> Iterator[Any]:
