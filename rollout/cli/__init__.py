@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+# each module below adds its commands to `cli`
+from rollout.cli import agent  # noqa: F401
 from rollout.cli.main import cli, main
 
 __all__ = ["cli", "main"]

@@ -414,24 +414,90 @@ def advance(
             click.echo("dry run: nothing was written")
         return
     out = QuietReporter() if as_json else ConsoleReporter(redactor=project.redactor)
+    handed = _hand_to_agent(project, env_name, approve, yes, override_evidence, out)
+    if handed is not None:
+        _emit(handed, as_json)
+        return
     with runner.open_context(
         project, env_name, SystemClock(), out, approve=approve, drain=False, override_evidence=override_evidence
     ) as ctx:
         current = ctx.state.get(env_name)
         # --approve is a person's explicit decision on this phase: it confirms as --yes does
         if ctx.phase.confirm and not (yes or approve) and current.status not in ("completed", "rolled_back"):
-            if not sys.stdin.isatty():
-                raise StateError(
-                    f"phase {ctx.phase.name} asks for confirmation and there is no terminal to ask "
-                    f"on; run `rollout advance --env {env_name} --yes` to confirm"
-                )
-            click.confirm(f"Run phase {ctx.phase.name} in {env_name} from step {current.step_index + 1}?", abort=True)
+            _confirm_phase(ctx.phase.name, env_name, current.step_index)
         try:
             outcome = runner.advance(ctx)
         except KeyboardInterrupt:
             outcome = runner.interrupted(ctx)
         results = ctx.results
     _emit(outcome, as_json, {"steps": results}, then=ctx.notifier.drain if ctx.notifier else None)
+
+
+def _confirm_phase(phase: str, env_name: str, step_index: int) -> None:
+    if not sys.stdin.isatty():
+        raise StateError(
+            f"phase {phase} asks for confirmation and there is no terminal to ask "
+            f"on; run `rollout advance --env {env_name} --yes` to confirm"
+        )
+    click.confirm(f"Run phase {phase} in {env_name} from step {step_index + 1}?", abort=True)
+
+
+#: how long a terminal waits for an agent to take a run it handed over before running it itself
+AGENT_TAKES_WITHIN_S = 15.0
+
+
+def _hand_to_agent(project, env_name: str, approve: bool, yes: bool, override: str | None, out):  # noqa: ANN001, ANN202
+    """When a live agent serves ``env_name``, hand the run to it and follow it here; returns how it
+    ended, or None to run it in this terminal (no agent serves it, or none took it in time)."""
+    from rollout.engine import handoff, runner
+    from rollout.engine.follow import Follower, follow
+    from rollout.engine.state import actor
+    from rollout.util.clock import SystemClock
+
+    clock = SystemClock()
+    state = project.state()
+    try:
+        agents = handoff.serving(state, env_name, clock.time())
+        if not agents:
+            return None
+        with runner.open_context(project, env_name, clock, out, read_only=True, state=state) as ctx:
+            done = runner.finished(ctx)
+            if done is not None:
+                return done
+            runner.check_order(ctx)
+            current = ctx.state.get(env_name)
+            if ctx.phase.confirm and not (yes or approve):
+                _confirm_phase(ctx.phase.name, env_name, current.step_index)
+            phase = ctx.phase
+        since = state.last_ids(env_name)
+        options = {"approve": approve, "override_evidence": override}
+        request = handoff.request_run(state, env_name, options, actor(), clock.time())
+        names = ", ".join(a.id for a in agents)
+        out.line(
+            f"{env_name} is served by the agent {names}: the run is handed to it and followed here "
+            "(Ctrl-C stops following, not the run)",
+            "bold",
+        )
+        try:
+            outcome = follow(state, request, Follower(state, phase, env_name, out, since), clock, AGENT_TAKES_WITHIN_S)
+        except KeyboardInterrupt:
+            from rollout.engine.outcome import RunOutcome
+
+            taken = handoff.get(state, request)
+            who = taken.taken_by if taken and taken.taken_by else names
+            return RunOutcome(
+                "following_stopped",
+                130,
+                f"stopped following; the run goes on in the agent {who}. `rollout status` and `rollout history "
+                f"--env {env_name}` show it; `rollout rollback --env {env_name} --reason ...` stops it",
+                env_name,
+                phase.name,
+            )
+        if outcome is None:
+            out.line(f"no agent took the run within {AGENT_TAKES_WITHIN_S:g}s; running it in this terminal", "yellow")
+        return outcome
+    finally:
+        state.close()
 
 
 @cli.command()
@@ -563,11 +629,14 @@ def _known_environment(project, state, env_name: str) -> None:  # noqa: ANN001
 def status(env_name: str | None, as_json: bool) -> None:
     """Where each environment stands: status, phase, step, percentage, flag, commit."""
     import json
+    import time
     from datetime import UTC, datetime
 
+    from rollout.engine.driver import who_drives
     from rollout.engine.flagview import flag_view
 
     project = _project()
+    now = time.time()
     try:
         playbook = project.playbook()
     except RolloutError:  # status still shows what it knows when the playbook is broken
@@ -587,13 +656,18 @@ def status(env_name: str | None, as_json: bool) -> None:
                 "env_file": view.source,
                 "reported_by": view.reported_by,
             }
+            driver = who_drives(state, row, now)
+            shown = view.status
+            if driver is not None and driver.kind == "agent" and row.status == "completed":
+                shown = f"{view.status}, baking"
             data.append(
                 {
                     **row.__dict__,
-                    "status": view.status,
+                    "status": shown,
                     "recorded_status": row.status,
                     "live": live,
                     "lock": state.holder(row.name),
+                    "driven_by": driver.__dict__ if driver is not None else None,
                 }
             )
     finally:
@@ -606,7 +680,18 @@ def status(env_name: str | None, as_json: bool) -> None:
     from rollout.console import make_console
 
     table = Table(title="rollout status", title_justify="left")
-    for column in ("environment", "status", "phase", "step", "percent", "flag", "commit", "updated", "note"):
+    for column in (
+        "environment",
+        "status",
+        "phase",
+        "step",
+        "percent",
+        "flag",
+        "driven by",
+        "commit",
+        "updated",
+        "note",
+    ):
         table.add_column(column)
     for d in data:
         updated = datetime.fromtimestamp(d["updated_at"], UTC).strftime("%Y-%m-%d %H:%M:%SZ") if d["updated_at"] else ""
@@ -621,6 +706,7 @@ def status(env_name: str | None, as_json: bool) -> None:
             str(d["step_index"] + 1),
             "" if source["percent"] is None else f"{source['percent']}%{mark}",
             flag,
+            f"{d['driven_by']['kind']} {d['driven_by']['name']}" if d["driven_by"] else "",
             (d["commit_sha"] or "")[:10],
             updated,
             (d["reason"] or "")[:60],
@@ -636,8 +722,10 @@ def status(env_name: str | None, as_json: bool) -> None:
 def history(env_name: str, limit: int, as_json: bool) -> None:
     """The audit log and the gate verdicts of one environment, oldest first."""
     import json
+    import time
     from datetime import UTC, datetime
 
+    from rollout.engine.driver import who_drives
     from rollout.incident.words import audit_words
 
     project = _project()
@@ -645,6 +733,7 @@ def history(env_name: str, limit: int, as_json: bool) -> None:
     try:
         _known_environment(project, state, env_name)
         _note_missing(state)
+        driver = who_drives(state, state.get(env_name), time.time())
         events = [
             {"ts": a["ts"], "type": "audit", "actor": a["actor"], "action": a["action"], "detail": a["detail"]}
             for a in state.audit_log(env_name, limit)
@@ -668,6 +757,8 @@ def history(env_name: str, limit: int, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(events, indent=2, default=str))
         return
+    if driver is not None:
+        click.echo(f"{env_name} is driven by {driver.words()} now")
     for e in events:
         when = datetime.fromtimestamp(e["ts"], UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] + "Z"
         if e["type"] == "audit":

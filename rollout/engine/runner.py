@@ -122,6 +122,31 @@ def check_order(ctx: RunContext) -> None:
 
 def advance(ctx: RunContext) -> RunOutcome:
     """Run the phase's remaining steps; see the module docstring."""
+    env = ctx.env_name
+    done = finished(ctx)
+    if done is not None:
+        return done
+    check_order(ctx)
+    driving = agent(ctx.state, env, ctx.clock.time())
+    current = ctx.state.get(env)
+    if driving is not None and current.driver == AGENT:
+        raise StateError(
+            f"{env} is driven by {driving.words()} (its run goes on there); `rollout advance --env {env}` follows "
+            f"it when that agent serves this project, and `rollout rollback --env {env} --reason ...` stops it"
+        )
+    note = ctx.state.acquire(env, ctx.clock.time())
+    try:
+        if note:
+            ctx.state.audit(env, "lock_recovered", ctx.clock.time(), note=note)
+            ctx.out.line(f"note: {note}; resuming", "yellow")
+        return _advance_locked(ctx)
+    finally:
+        ctx.state.release(env)
+
+
+def finished(ctx: RunContext) -> RunOutcome | None:
+    """How an advance ends before it starts: the environment rolled back, or its phase complete
+    (and whether the flag is still on); None: there is something to run."""
     env, phase = ctx.env_name, ctx.phase
     current = ctx.state.get(env)
     if current.status == ROLLED_BACK:
@@ -145,15 +170,7 @@ def advance(ctx: RunContext) -> RunOutcome:
         return RunOutcome(
             COMPLETED, EXIT_OK, f"phase {phase.name} is complete in {env}; nothing to do", env, phase.name
         )
-    check_order(ctx)
-    note = ctx.state.acquire(env, ctx.clock.time())
-    try:
-        if note:
-            ctx.state.audit(env, "lock_recovered", ctx.clock.time(), note=note)
-            ctx.out.line(f"note: {note}; resuming", "yellow")
-        return _advance_locked(ctx)
-    finally:
-        ctx.state.release(env)
+    return None
 
 
 def _advance_locked(ctx: RunContext) -> RunOutcome:
@@ -302,8 +319,18 @@ def _complete(ctx: RunContext) -> RunOutcome:
             env,
             phase.name,
         )
-    ctx.state.update(env, ctx.clock.time(), status=COMPLETED)
-    ctx.state.audit(env, "phase_completed", ctx.clock.time(), phase=phase.name, commit=ctx.commit)
+    now = ctx.clock.time()
+    with ctx.state.tx() as db:
+        ctx.state.update(env, now, db=db, status=COMPLETED, completed_at=now)
+        ctx.state.audit(
+            env,
+            "phase_completed",
+            now,
+            db=db,
+            phase=phase.name,
+            commit=ctx.commit,
+            bake_s=phase.bake,
+        )
     ctx.notify("phase_completed", summary=f"phase {phase.name} completed", commit=ctx.commit)
     if phase is ctx.playbook.phases[-1]:
         ctx.notify("rollout_completed", summary=f"{ctx.playbook.name}: every phase completed", commit=ctx.commit)

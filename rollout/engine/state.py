@@ -96,6 +96,7 @@ CREATE TABLE IF NOT EXISTS agents (
     serves       TEXT NOT NULL,
     started_at   REAL NOT NULL,
     heartbeat_at REAL NOT NULL,
+    ttl          REAL NOT NULL,
     stopping     INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS run_requests (
@@ -117,6 +118,7 @@ ADDED_COLUMNS = (
     ("verdicts", "duration_s", "REAL"),
     ("environments", "run_id", "TEXT"),
     ("environments", "driver", "TEXT"),
+    ("environments", "completed_at", "REAL"),
     ("controls", "run_id", "TEXT"),
 )
 
@@ -216,6 +218,8 @@ class EnvState:
     #: ``agent`` when the run was handed to the always-on agents (they drive it to its end, and
     #: take it over from each other); None: a terminal's ``advance`` drives it
     driver: str | None = None
+    #: when the phase completed (an agent bakes it from then on)
+    completed_at: float | None = None
 
 
 #: a store given no redactor still masks phones
@@ -419,6 +423,26 @@ class StateRecords:
         query = "SELECT * FROM audit" + (" WHERE environment = ?" if environment else "") + " ORDER BY id DESC LIMIT ?"
         rows = self._run(query, (environment, limit) if environment else (limit,)).fetchall()
         return [{**dict(r), "detail": self._load(r["detail"])} for r in reversed(rows)]
+
+    def audit_after(self, environment: str, after_id: int) -> list[dict[str, Any]]:
+        """``environment``'s audit entries with an id above ``after_id``, oldest first."""
+        rows = self._run(
+            "SELECT * FROM audit WHERE environment = ? AND id > ? ORDER BY id", (environment, after_id)
+        ).fetchall()
+        return [{**dict(r), "detail": self._load(r["detail"])} for r in rows]
+
+    def verdicts_after(self, environment: str, after_id: int) -> list[dict[str, Any]]:
+        """``environment``'s verdicts with an id above ``after_id``, oldest first."""
+        rows = self._run(
+            "SELECT * FROM verdicts WHERE environment = ? AND id > ? ORDER BY id", (environment, after_id)
+        ).fetchall()
+        return [{**dict(r), "metrics": self._load(r["metrics"])} for r in rows]
+
+    def last_ids(self, environment: str) -> tuple[int, int]:
+        """The newest audit and verdict ids of ``environment`` (0 when none)."""
+        audit = self._run("SELECT COALESCE(MAX(id), 0) AS n FROM audit WHERE environment = ?", (environment,))
+        verdicts = self._run("SELECT COALESCE(MAX(id), 0) AS n FROM verdicts WHERE environment = ?", (environment,))
+        return int(audit.fetchone()["n"]), int(verdicts.fetchone()["n"])
 
     def record_verdict(
         self,

@@ -15,7 +15,7 @@ from pydantic import AfterValidator, AliasChoices, BaseModel, ConfigDict, Field,
 
 from rollout.playbook.builtin import BUILTIN_KINDS, COMPARE_METRICS, EMBEDDED, FLAG_VARIABLE, METRICS, PERCENT_VARIABLE
 from rollout.playbook.environments import variable_problems
-from rollout.util.units import Duration, Number, format_duration
+from rollout.util.units import Duration, DurationOrForever, Number, format_duration
 from rollout.util.yamlfile import FieldProblems
 
 
@@ -594,6 +594,9 @@ class Phase(_Model):
     description: str = ""
     #: ask a person before the phase changes anything (skipped with --yes)
     confirm: bool = False
+    #: after the phase completes, the always-on agent keeps evaluating the playbook's watch gate this
+    #: long (``forever``: until a rollback) and turns the flag off on a fail; None: nothing watches
+    bake: DurationOrForever | None = Field(None, gt=0)
     steps: list[Step] = Field(min_length=1)
 
 
@@ -729,6 +732,13 @@ class Playbook(_Model):
                 problems.append((("phases", p, "environment"), f"environment {phase.environment!r} has two phases"))
             seen_phases.add(phase.name)
             seen_envs.add(phase.environment)
+            if phase.bake is not None and self.watch is None:
+                problems.append(
+                    (
+                        ("phases", p, "bake"),
+                        "a bake evaluates the playbook's watch gate: add watch: {gate: NAME, interval: 1m}",
+                    )
+                )
             configured = False
             for s, step in enumerate(phase.steps):
                 where = ("phases", p, "steps", s)
