@@ -140,8 +140,8 @@ def fake_context(
     assert phase is not None, f"no phase runs in {environment}"
     env = Environment(name=phase.environment, service_url=NOWHERE)
     flags = flags or MemoryFlags(playbook.flag.variable, playbook.flag.percent_variable)
-    service = ServiceClient(NOWHERE, None, timeout=0.5)
-    sources = MetricSources({name: provider for name in [*playbook.providers, "embedded"]})
+    service = ServiceClient(NOWHERE, "", timeout=0.5)
+    sources = MetricSources(dict.fromkeys([*playbook.providers, "embedded"], provider))
     ctx = RunContext(
         playbook,
         Path("playbook.yaml"),
