@@ -44,7 +44,8 @@ class MemoryFlags:
 
     def __init__(self, flag_variable: str = "FEATURE_ON", percent_variable: str = "FEATURE_SHARE") -> None:
         self.flag_variable, self.percent_variable = flag_variable, percent_variable
-        self.enabled, self.percent = False, None
+        self.enabled: bool = False
+        self.percent: int | None = None
         self.fail: str | None = None
         self.writes: list[tuple[bool, int | None]] = []
         self._lock = threading.Lock()
