@@ -115,21 +115,19 @@ class Agent:
         self._wake.set()
 
     def run(self) -> None:
-        """Serve until :meth:`stop`."""
-        ttl = self.config.lease_ttl
-        round_every = min(1.0, ttl / 5)
+        """Serve until :meth:`stop`. Ownership rounds keep real time (a lease is renewed in real
+        time, whatever clock the looks are due by); looks are due by the agent's clock."""
+        round_every = min(1.0, self.config.lease_ttl / 5)
         next_round = 0.0
         try:
             while not self._stopping.is_set():
-                now = self.clock.monotonic()
-                if now >= next_round:
+                if time.monotonic() >= next_round:
                     self._round()
-                    next_round = now + round_every
+                    next_round = time.monotonic() + round_every
                 self._collect()
                 self._dispatch()
-                due = self._heap[0][0] if self._heap else float("inf")
-                wait = max(0.0, min(next_round - self.clock.monotonic(), due - self.clock.time(), 0.5))
-                self._wake.wait(wait)
+                due = self._heap[0][0] - self.clock.time() if self._heap else float("inf")
+                self._wake.wait(max(0.0, min(next_round - time.monotonic(), due, 0.5)))
                 self._wake.clear()
         finally:
             self._shutdown()

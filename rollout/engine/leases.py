@@ -92,15 +92,19 @@ def claim(
         before = state.execute("SELECT * FROM leases WHERE environment = ?", (environment,), db).fetchone()
         if before is not None and float(before["expires_at"]) >= at:
             return None
-        token = 1 if before is None else int(before["token"]) + 1
-        state.execute(
+        # one statement decides between agents claiming at once: the row inserted or updated only
+        # while nobody's lease is fresh, its token one more than the row's as it is then
+        row = state.execute(
             "INSERT INTO leases (environment, owner, token, expires_at, acquired_at, renewed_at) "
-            "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (environment) DO UPDATE SET owner = excluded.owner, "
-            "token = excluded.token, expires_at = excluded.expires_at, acquired_at = excluded.acquired_at, "
-            "renewed_at = excluded.renewed_at",
-            (environment, owner, token, at + ttl, at, at),
+            "VALUES (?, ?, 1, ?, ?, ?) ON CONFLICT (environment) DO UPDATE SET owner = excluded.owner, "
+            "token = leases.token + 1, expires_at = excluded.expires_at, acquired_at = excluded.acquired_at, "
+            "renewed_at = excluded.renewed_at WHERE leases.expires_at < excluded.acquired_at RETURNING token",
+            (environment, owner, at + ttl, at, at),
             db,
-        )
+        ).fetchone()
+    if row is None:
+        return None
+    token = int(row["token"])
     lease = Lease(environment, owner, token, ttl, monotonic, _local_deadline(started, ttl))
     return lease, LeaseRow.of(before) if before is not None else None
 
