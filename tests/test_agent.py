@@ -73,7 +73,8 @@ def test_advance_is_handed_to_the_agent_and_followed_ctrl_c_leaves_it_running_an
         wait_until(lambda: owner(project, "production") is None, timeout=15, what="the agent to let go")
         entries = audit(project, "production")
         actions = [a["action"] for a in entries]
-        assert actions.index("flag_off") < actions.index("agent_run_ended")
+        # the rollback marks the environment before it writes; the agent stops at its next look
+        assert actions.index("flag_intent", actions.index("ramp")) < actions.index("agent_run_ended")
         ended = next(a for a in entries if a["action"] == "agent_run_ended")
         assert ended["detail"]["status"] == "rolled_back" and ended["actor"] == "agent-a"
         assert ramps(project) == [10]  # nothing was written after the rollback
@@ -208,6 +209,7 @@ def test_sigterm_hands_over_at_once_and_nothing_is_applied_twice(flag_service, p
         b.stop()
 
 
+@pytest.mark.timeout(300)
 def test_ownership_spreads_over_the_agents_and_a_dead_ones_environments_are_owned_again(
     flag_service, postgres, tmp_path
 ):

@@ -79,6 +79,8 @@ class Agent:
         self._wake = threading.Event()
         self._pool = ThreadPoolExecutor(config.workers, thread_name_prefix="rollout-agent")
         self._stores: dict[str, StateRecords] = {}
+        #: when each store's leases were last renewed (monotonic)
+        self._renewed: dict[str, float] = {}
 
     # --- start and stop ------------------------------------------------------------------------
 
@@ -169,27 +171,32 @@ class Agent:
                 self.log.event("error", f"state store {store.path}: {type(exc).__name__}: {exc}")
 
     def _renew(self, key: str, store: StateRecords, now: float) -> None:
-        for wkey, w in list(self.works.items()):
-            if wkey[0] != key or w.over:
-                continue
-            if not leases.renew(store, w.lease, now):
-                self.figures.leases_lost += 1
-                holder = leases.last_lease(store, w.environment)
-                self._let_go(
-                    wkey,
-                    f"lost the lease on {w.environment} (token {w.lease.token}) to "
-                    f"{holder.owner if holder else 'nobody'}: back to standby for it",
-                    release=False,
-                    say=False,
-                )
+        """Renew every lease held in ``store`` (one statement) once a third of their time has
+        passed; let go of the ones lost."""
+        held = {w.environment: w for (k, _), w in self.works.items() if k == key and not w.over}
+        if not held or time.monotonic() < self._renewed.get(key, 0.0) + self.config.lease_ttl / 3:
+            return
+        self._renewed[key] = time.monotonic()
+        for lease in leases.renew_all(store, self.id, [w.lease for w in held.values()], now):
+            self.figures.leases_lost += 1
+            holder = leases.last_lease(store, lease.environment)
+            self._let_go(
+                (key, lease.environment),
+                f"lost the lease on {lease.environment} (token {lease.token}) to "
+                f"{holder.owner if holder else 'nobody'}: back to standby for it",
+                release=False,
+                say=False,
+            )
 
     def _claim(self, key: str, store: StateRecords, now: float) -> None:
         mine = {e for (k, e) in self.works if k == key}
         needing: dict[str, tuple[Served, str]] = {}
         pending = {r.environment for r in handoff.pending(store)}
-        for served in (s for s in self.served if s.state is store):
+        serving = [s for s in self.served if s.state is store]
+        rows = store.rows([e for s in serving for e in s.environments])
+        for served in serving:
             for phase in served.playbook.phases:
-                row = store.get(phase.environment)
+                row = rows[phase.environment]
                 observing = (
                     row.phase == phase.name
                     and row.step_index < len(phase.steps)

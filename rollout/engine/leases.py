@@ -125,6 +125,30 @@ def renew(state: StateRecords, lease: Lease, now: float) -> bool:
     return True
 
 
+def renew_all(state: StateRecords, owner: str, held: list[Lease], now: float) -> list[Lease]:
+    """Extend every lease of ``held`` still ``owner``'s, in one statement; returns the ones lost
+    (taken over, or never renewed in time and taken)."""
+    if not held:
+        return []
+    started = min(lease.monotonic() for lease in held)
+    at = state.server_time(now)
+    marks = ", ".join("?" for _ in held)
+    rows = state.execute(
+        f"UPDATE leases SET expires_at = ?, renewed_at = ? WHERE owner = ? AND expires_at > 0 AND environment IN "
+        f"({marks}) RETURNING environment, token",
+        (at + held[0].ttl, at, owner, *(lease.environment for lease in held)),
+    ).fetchall()
+    still = {(r["environment"], int(r["token"])) for r in rows}
+    lost = []
+    for lease in held:
+        if (lease.environment, lease.token) in still:
+            lease.valid_until = _local_deadline(started, lease.ttl)
+        else:
+            lease.valid_until = started
+            lost.append(lease)
+    return lost
+
+
 def release(state: StateRecords, lease: Lease) -> None:
     """Give ``lease`` up now (its token is kept: the next owner's is one more)."""
     state.execute(

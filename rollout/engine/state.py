@@ -361,8 +361,24 @@ class StateRecords:
 
     def get(self, name: str) -> EnvState:
         row = self._run("SELECT * FROM environments WHERE name = ?", (name,)).fetchone()
-        if row is None:
-            return EnvState(name, IDLE, None, 0, 0, False, None, None, None, None, None, 0.0)
+        return self.get_default(name) if row is None else self._env_state(row)
+
+    def rows(self, names: list[str]) -> dict[str, EnvState]:
+        """The state of each of ``names`` in one query (an environment never run reads as idle)."""
+        found = {name: self.get_default(name) for name in names}
+        if not names:
+            return found
+        marks = ", ".join("?" for _ in names)
+        for row in self._run(f"SELECT * FROM environments WHERE name IN ({marks})", list(names)).fetchall():
+            found[row["name"]] = self._env_state(row)
+        return found
+
+    @staticmethod
+    def get_default(name: str) -> EnvState:
+        return EnvState(name, IDLE, None, 0, 0, False, None, None, None, None, None, 0.0)
+
+    @staticmethod
+    def _env_state(row: Any) -> EnvState:
         data = dict(row)
         data["ramp_applied"] = bool(data["ramp_applied"])
         data["flag"] = None if data["flag"] is None else bool(data["flag"])
