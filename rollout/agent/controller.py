@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import queue
 import threading
 import time
 from collections import deque
@@ -79,8 +80,11 @@ class Agent:
         self._wake = threading.Event()
         self._pool = ThreadPoolExecutor(config.workers, thread_name_prefix="rollout-agent")
         self._stores: dict[str, StateRecords] = {}
-        #: when each store's leases were last renewed (monotonic)
-        self._renewed: dict[str, float] = {}
+        #: leases the renewal thread found lost, for the main thread to let go
+        self._lost: queue.Queue[tuple[str, leases.Lease]] = queue.Queue()
+        #: set once every lease is given up at the end: the renewal thread renews until then
+        self._released = threading.Event()
+        self._renewer = threading.Thread(target=self._renewing, name="rollout-agent-leases", daemon=True)
 
     # --- start and stop ------------------------------------------------------------------------
 
@@ -121,6 +125,7 @@ class Agent:
         time, whatever clock the looks are due by); looks are due by the agent's clock."""
         round_every = min(1.0, self.config.lease_ttl / 5)
         next_round = 0.0
+        self._renewer.start()
         try:
             while not self._stopping.is_set():
                 if time.monotonic() >= next_round:
@@ -144,6 +149,9 @@ class Agent:
         self._collect()
         for key in list(self.works):
             self._let_go(key, "the agent stopped (SIGTERM)", release=True, say=True)
+        self._released.set()
+        if self._renewer.is_alive():
+            self._renewer.join(10)
         for store in self._stores.values():
             try:
                 handoff.unregister(store, self.id)
@@ -157,29 +165,43 @@ class Agent:
     # --- ownership -----------------------------------------------------------------------------
 
     def _round(self) -> None:
-        """Renew, notice what was lost, take what needs an agent, give up the excess."""
+        """Notice what was lost, take what needs an agent, give up the excess."""
         now = self.clock.time()
         self.figures.last_round = time.monotonic()
+        self._take_in_losses()
         for key, store in self._stores.items():
             try:
-                handoff.heartbeat(store, self.id, now)
-                self._renew(key, store, now)
                 self._claim(key, store, now)
             except RolloutError as exc:
                 self.log.event("error", f"state store {store.path}: {exc}")
             except Exception as exc:  # noqa: BLE001 - a store that fails this round is tried again next round
                 self.log.event("error", f"state store {store.path}: {type(exc).__name__}: {exc}")
 
-    def _renew(self, key: str, store: StateRecords, now: float) -> None:
-        """Renew every lease held in ``store`` (one statement) once a third of their time has
-        passed; let go of the ones lost."""
-        held = {w.environment: w for (k, _), w in self.works.items() if k == key and not w.over}
-        if not held or time.monotonic() < self._renewed.get(key, 0.0) + self.config.lease_ttl / 3:
-            return
-        self._renewed[key] = time.monotonic()
-        for lease in leases.renew_all(store, self.id, [w.lease for w in held.values()], now):
+    def _renewing(self) -> None:
+        """The renewal thread: every third of the lease's time to live, a heartbeat and one statement
+        renewing every lease held, whatever the main thread is busy with; the leases found lost go to
+        the main thread, which lets them go."""
+        while not self._released.is_set():
+            now = self.clock.time()
+            for key, store in self._stores.items():
+                held = [w.lease for w in list(self.works.values()) if w.key[0] == key and not w.over]
+                try:
+                    handoff.heartbeat(store, self.id, now)
+                    for lease in leases.renew_all(store, self.id, held, now):
+                        self._lost.put((key, lease))
+                except Exception as exc:  # noqa: BLE001 - a store that fails now is tried again in a moment
+                    self.log.event("error", f"renewing the leases in {store.path}: {type(exc).__name__}: {exc}")
+            self._wake.set()
+            self._released.wait(self.config.lease_ttl / 3)
+
+    def _take_in_losses(self) -> None:
+        while not self._lost.empty():
+            key, lease = self._lost.get()
+            w = self.works.get((key, lease.environment))
+            if w is None or w.lease is not lease:
+                continue
             self.figures.leases_lost += 1
-            holder = leases.last_lease(store, lease.environment)
+            holder = leases.last_lease(self._stores[key], lease.environment)
             self._let_go(
                 (key, lease.environment),
                 f"lost the lease on {lease.environment} (token {lease.token}) to "
@@ -236,13 +258,11 @@ class Agent:
         for env in decided.shed:
             self._shed[(key, env)] = now
             self._let_go((key, env), f"gave {env} up to even the spread over {live} agents", release=True, say=True)
-        for env in decided.claim:
+        taken = leases.claim_many(store, decided.claim, self.id, self.config.lease_ttl, now, time.monotonic)
+        for env, (lease, replaced) in taken.items():
             served, need = needing[env]
-            taken = leases.claim(store, env, self.id, self.config.lease_ttl, now, time.monotonic)
-            if taken is None:
-                continue
-            lease, replaced = taken
             self.figures.takeovers += 1
+            lease.renew_now = lambda lease=lease, store=store: leases.renew(store, lease, self.clock.time())
             w = work.Work(served.project, env, need, lease, replaced)
             w.due = now
             self.works[(key, env)] = w
@@ -353,8 +373,20 @@ class Agent:
         modes: dict[str, int] = {}
         for w in self.works.values():
             modes[w.mode] = modes.get(w.mode, 0) + 1
+        late = sorted(self.figures.lateness)
+        lateness = (
+            {
+                "n": len(late),
+                "p50": late[len(late) // 2],
+                "p99": late[max(0, int(len(late) * 0.99) - 1)],
+                "max": late[-1],
+            }
+            if late
+            else None
+        )
         return {
             "status": "ok" if ok else "stuck",
+            "lateness_s": lateness,
             "agent": self.id,
             "environments": len(self.works),
             "by_mode": modes,
