@@ -319,6 +319,7 @@ def plan(env_name: str, as_json: bool) -> None:
     import json
 
     from rollout.console import QuietReporter
+    from rollout.engine.calendar import schedule_of
     from rollout.engine.project import open_context
     from rollout.engine.runner import plan_rows, promotion_previews
     from rollout.playbook.environments import shown_diff
@@ -335,6 +336,7 @@ def plan(env_name: str, as_json: bool) -> None:
             target = project.resolve(ctx.resolved.env, overrides=configure.set)
             changes = shown_diff(target, ctx.flags.read())
         current = ctx.state.get(env_name)
+        schedule, now = schedule_of(ctx), ctx.clock.time()
     if as_json:
         click.echo(
             json.dumps(
@@ -348,6 +350,7 @@ def plan(env_name: str, as_json: bool) -> None:
                         k: v if isinstance(v, str) else [{"commit": c, "summary": m} for c, m in v]
                         for k, v in previews.items()
                     },
+                    "schedule": None if schedule.empty else schedule.as_dict(now),
                 },
                 indent=2,
             )
@@ -367,6 +370,9 @@ def plan(env_name: str, as_json: bool) -> None:
     used = dict.fromkeys(g for g in (getattr(step, "gate", None) for step in ctx.phase.steps) if g)
     for name in used:
         console.print(f"gate {name}: {', '.join(m.describe() for m in ctx.playbook.gates[name].metrics)}", markup=False)
+    if not schedule.empty:
+        for line in [*schedule.lines(), schedule.now_line(now)]:
+            console.print(f"schedule: {line}", markup=False)
     for label, commits in previews.items():
         if isinstance(commits, str):
             console.print(f"{label}: {commits}", markup=False)
@@ -394,9 +400,22 @@ def plan(env_name: str, as_json: bool) -> None:
     metavar="REASON",
     help="Promote even without the required gate evidence; the reason is recorded.",
 )
+@click.option(
+    "--override-window",
+    is_flag=True,
+    help="Let the ramp move up outside its windows, freezes and start_at (never past its cutoff); audited.",
+)
+@click.option("--reason", help="Why the windows are overridden (with --override-window); recorded.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary instead of progress.")
 def advance(
-    env_name: str, dry_run: bool, approve: bool, yes: bool, override_evidence: str | None, as_json: bool
+    env_name: str,
+    dry_run: bool,
+    approve: bool,
+    yes: bool,
+    override_evidence: str | None,
+    override_window: bool,
+    reason: str | None,
+    as_json: bool,
 ) -> None:
     """Run the environment's phase from where it stopped.
 
@@ -407,6 +426,8 @@ def advance(
     from rollout.engine import runner
     from rollout.util.clock import SystemClock
 
+    if override_window != bool(reason and reason.strip()):
+        raise click.UsageError("--override-window and --reason go together (the reason is recorded in the audit)")
     project = _project()
     if dry_run:
         click.get_current_context().invoke(plan, env_name=env_name, as_json=as_json)
@@ -415,7 +436,14 @@ def advance(
         return
     out = QuietReporter() if as_json else ConsoleReporter(redactor=project.redactor)
     with runner.open_context(
-        project, env_name, SystemClock(), out, approve=approve, drain=False, override_evidence=override_evidence
+        project,
+        env_name,
+        SystemClock(),
+        out,
+        approve=approve,
+        drain=False,
+        override_evidence=override_evidence,
+        override_window=reason if override_window else None,
     ) as ctx:
         current = ctx.state.get(env_name)
         # --approve is a person's explicit decision on this phase: it confirms as --yes does

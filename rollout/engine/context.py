@@ -70,6 +70,8 @@ class RunContext:
     notifier: Notifier | None = None
     #: the incident report written by the last flag-off of this run
     incident_report: Path | None = None
+    #: --override-window: move up whatever the windows, freezes and start_at say, for this reason (audited)
+    override_window: str | None = None
 
     def notify(self, event: str, **details: Any) -> None:
         """Tell the playbook's webhooks, in the background (never before or instead of a flag write)."""

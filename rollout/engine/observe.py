@@ -7,6 +7,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from rollout.engine.calendar import check_cutoff
 from rollout.engine.context import RunContext
 from rollout.engine.killswitch import RolledBackMeanwhile
 from rollout.engine.state import ROLLED_BACK, step_at
@@ -210,6 +211,7 @@ def observe(
             if evaluations > 1 and shown == verdict.verdict and result not in (FAILED, STOPPED):
                 show(verdict, elapsed)
             return Observation(result, verdict, evaluations)
+        check_cutoff(ctx)  # the phase's cutoff ends a hold that goes on: the step fails, the flag goes off
         line = progress_line(where, verdict, elapsed, duration, max_hold, interval)
         ctx.out.waiting(
             f"{where}: PAUSED by a person (rollout continue); {line}" if control and control.paused else line

@@ -120,13 +120,15 @@ def open_context(
     phase_name: str | None = None,
     commit: str | None = RECORDED,
     override_evidence: str | None = None,
+    override_window: str | None = None,
 ) -> Iterator[RunContext]:
     """Load and resolve everything a run of ``env_name`` needs, once; close it afterwards.
 
     ``phase_name`` runs another phase's steps in this environment (``rollout gate --phase``);
     ``commit`` is the commit under test (default :data:`RECORDED`: the one the environment last
     promoted; None: none known);
-    ``override_evidence`` lets a promote step go without its evidence, for that reason. With
+    ``override_evidence`` lets a promote step go without its evidence, for that reason;
+    ``override_window`` lets a ramp move up outside its windows and freezes, for that reason. With
     ``drain`` False the webhook deliveries still going are left to the caller
     (``ctx.notifier.drain()`` after it has printed its answer)."""
     playbook = project.playbook()
@@ -182,6 +184,7 @@ def open_context(
         commit=state.get(env_name).commit_sha if commit == RECORDED else commit,
         override_evidence=override_evidence,
         notifier=notifier,
+        override_window=override_window,
     )
     try:
         yield ctx

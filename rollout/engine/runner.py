@@ -41,6 +41,7 @@ from rollout.engine.state import (
 from rollout.engine.steps import AWAIT, DONE, KINDS, StepResult, describe, managed_values
 from rollout.engine.steps import FAIL as STEP_FAIL
 from rollout.engine.steps import configure as configure_step
+from rollout.engine.waiting import before_phase
 from rollout.gates import FAIL, StepCounts
 from rollout.notify import Notifier
 from rollout.playbook.environments import load_environment, shown_diff
@@ -152,6 +153,9 @@ def advance(ctx: RunContext) -> RunOutcome:
 
 def _advance_locked(ctx: RunContext) -> RunOutcome:
     env, phase = ctx.env_name, ctx.phase
+    early = before_phase(ctx)  # an override audited; a passed cutoff; start_at; preflight
+    if early is not None:
+        return early
     now = ctx.clock.time()
     current = ctx.state.get(env)
     ctx.resumed_from = current.status

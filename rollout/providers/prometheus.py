@@ -55,14 +55,20 @@ class PrometheusMetrics:
         data = body.get("data")
         return data if isinstance(data, dict) else {}
 
-    def query(self, promql: str, now: float) -> float | None:
-        """The single value of ``promql`` at ``now``; None for an empty vector or NaN."""
+    def vector(self, promql: str, now: float) -> list[dict]:
+        """The series ``promql`` returns at ``now`` (each ``{"metric": labels, "value": [ts, v]}``); a
+        scalar comes back as one series without labels."""
         data = self._api("/api/v1/query", promql, {"time": f"{now:.3f}"})
         kind, result = data.get("resultType"), data.get("result")
         if kind in ("scalar", "string") and isinstance(result, list) and len(result) == 2:
-            return number(result[1], f"{self.name}: {promql!r}")
+            return [{"metric": {}, "value": result}]
         if kind != "vector" or not isinstance(result, list):
             raise MeasurementError(f"{self.name}: query {promql!r} returned a {kind}, not an instant vector")
+        return result
+
+    def query(self, promql: str, now: float) -> float | None:
+        """The single value of ``promql`` at ``now``; None for an empty vector or NaN."""
+        result = self.vector(promql, now)
         if not result:
             return None
         if len(result) > 1:

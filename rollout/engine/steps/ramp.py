@@ -10,6 +10,7 @@ from rollout.engine.flagwrites import Announced, after, interrupted
 from rollout.engine.killswitch import guard_not_rolled_back
 from rollout.engine.observe import PROMOTED_FULL, observe
 from rollout.engine.steps.base import DONE, FAIL, StepResult, accept_hold, observation_result, wait_applied
+from rollout.engine.waiting import wait_for_window
 from rollout.incident.words import intent_words
 from rollout.playbook.model import Playbook, RampStep
 from rollout.util.units import format_duration
@@ -24,6 +25,9 @@ def run(ctx: RunContext, step: RampStep, label: str) -> StepResult:
             return StepResult(DONE, f"reached {step.percentages[-1]}%")
         percent = step.percentages[current.ramp_index]
         if not current.ramp_applied:
+            breach = wait_for_window(ctx, step, label)  # moves up only when its schedule lets it; guarded
+            if breach is not None:
+                return StepResult(FAIL, breach.summary, verdict=breach)
             left = interrupted(ctx.state, ctx.env_name)
             if left is not None:
                 ctx.out.line(f"  an earlier run stopped while writing {intent_words(left['detail'])}; writing it again")
