@@ -11,6 +11,7 @@ from rollout.engine.calendar import check_cutoff
 from rollout.engine.context import RunContext
 from rollout.engine.killswitch import RolledBackMeanwhile
 from rollout.engine.state import ROLLED_BACK, step_at
+from rollout.engine.warnings import announce_warnings
 from rollout.gates import FAIL, HOLD, PASS, StepCounts, Verdict, judge_readings, no_data, sample_ratio, with_check
 from rollout.playbook.builtin import EMBEDDED
 from rollout.playbook.model import GateSet
@@ -72,7 +73,7 @@ def _measured(
             inside, outside = embedded.cohort_counts(window)
         except MeasurementError:
             return verdict  # the gate metrics already say the service cannot be asked
-        verdict = with_check(verdict, sample_ratio(inside, outside, percent, window))
+        verdict = with_check(verdict, sample_ratio(inside, outside, percent, window), gates.on_srm)
     return verdict
 
 
@@ -112,6 +113,7 @@ def slow_traffic(verdict: Verdict, hold: float) -> Verdict:
 
 
 def record(ctx: RunContext, verdict: Verdict, step: str, percent: int | None) -> None:
+    announce_warnings(ctx, verdict, step, percent)  # a health action's `warn`: said and notified once
     ctx.state.record_verdict(
         ctx.env_name,
         ctx.clock.time(),

@@ -642,7 +642,9 @@ class TargetSpec(_Model):
 
 
 #: what a webhook can be told of
-NotifyEvent = Literal["flag_off", "hold_timeout", "approval_needed", "phase_completed", "rollout_completed"]
+NotifyEvent = Literal[
+    "flag_off", "hold_timeout", "approval_needed", "phase_completed", "rollout_completed", "health_warning"
+]
 
 
 class NotifyHook(_Model):
