@@ -17,9 +17,18 @@ BINARY = shutil.which("prometheus") or "/usr/bin/prometheus"
 
 
 class Prometheus:
-    """``prometheus`` scraping ``targets`` (``host:port``) every second; stopped by :meth:`close`."""
+    """``prometheus`` scraping ``targets`` (``host:port``) every second; stopped by :meth:`close`.
+    ``rules`` (a rule file's YAML) are evaluated every ``interval``; ``alertmanager`` (``host:port``)
+    is where their alerts are sent."""
 
-    def __init__(self, folder: Path, targets: list[str], interval: str = "1s") -> None:
+    def __init__(
+        self,
+        folder: Path,
+        targets: list[str],
+        interval: str = "1s",
+        rules: str | None = None,
+        alertmanager: str | None = None,
+    ) -> None:
         if not Path(BINARY).exists():
             if os.environ.get("CI"):
                 pytest.fail("prometheus is not installed (.ci/run installs the Debian package)")
@@ -33,6 +42,15 @@ class Prometheus:
             f"global:\n  scrape_interval: {interval}\n  evaluation_interval: {interval}\n"
             f"scrape_configs:\n  - job_name: app\n    static_configs:\n      - targets: [{listed}]\n"
         )
+        if rules is not None:
+            (folder / "rules.yml").write_text(rules)
+            with config.open("a") as more:
+                more.write(f"rule_files: [{folder / 'rules.yml'}]\n")
+        if alertmanager is not None:
+            with config.open("a") as more:
+                more.write(
+                    f'alerting:\n  alertmanagers:\n    - static_configs:\n        - targets: ["{alertmanager}"]\n'
+                )
         self.log = open(folder / "prometheus.log", "w")  # noqa: SIM115 - closed in close()
         self.proc = subprocess.Popen(
             [

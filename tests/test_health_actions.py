@@ -156,7 +156,7 @@ def test_warnings_do_not_stand_before_a_breach_of_another_metric(svc, tmp_path):
 
 
 def test_no_traffic_past_its_grace_rolls_back_when_asked_to(svc, tmp_path):
-    outcome, project = advance(
+    outcome, _ = advance(
         tmp_path,
         svc,
         "    on_no_traffic: rollback\n    no_traffic_grace: 0.2s\n",

@@ -114,6 +114,18 @@ def fmt(metric: str, value: float | None, unit: str | None = None) -> str:
 
 
 @dataclass(frozen=True)
+class Alerts:
+    """What an alert source says about one named alert now: the label sets of its series that fire,
+    that are pending (their condition holds, not yet for the rule's ``for:``), and that fire but are
+    silenced or inhibited (Alertmanager), and where it was read."""
+
+    source: str
+    firing: tuple[dict[str, str], ...] = ()
+    pending: tuple[dict[str, str], ...] = ()
+    suppressed: tuple[dict[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
 class Reading:
     """What a provider measured for one metric: its value (None: no data), its samples, the
     window it covers, and the error when it could not be measured. A ``compare`` metric carries
@@ -130,3 +142,5 @@ class Reading:
     above: int | None = None
     #: a rank judge's samples, (treatment, control)
     cohort_samples: tuple[list[float], list[float]] | None = None
+    #: an alert metric's answer
+    alerts: Alerts | None = None

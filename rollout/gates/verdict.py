@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
+from rollout.gates.alert import judge_alert
 from rollout.gates.compare import judge_compare
 from rollout.gates.health import no_traffic, on_breach
 from rollout.gates.judge import judge
@@ -60,7 +61,9 @@ def judge_readings(
             continue
         confidence = gates.metric_confidence(spec)
         try:
-            if spec.kind == "compare" and spec.judge == "rank":
+            if spec.kind == "alert":
+                results.append(judge_alert(spec, reading))
+            elif spec.kind == "compare" and spec.judge == "rank":
                 name = spec.metric
                 looks, failed = counts.looks.get(name, 0), counts.failures.get(name, 0) > 0
                 results.append(judge_rank(spec, reading, min_samples, confidence, looks, failed))

@@ -60,7 +60,13 @@ HealthAction = Literal["rollback", "hold", "warn"]
 
 #: an alert's label matcher, as Prometheus and Alertmanager both write it: ``severity="page"``,
 #: ``service=~"checkout|cart"``, ``env!="dev"``
-_MATCHER = r'^[A-Za-z_][A-Za-z0-9_]*\s*(=~|!~|!=|=)\s*"(?:[^"\\]|\\.)*"$'
+_MATCHER = re.compile(r'^[A-Za-z_][A-Za-z0-9_]*\s*(=~|!~|!=|=)\s*"(?:[^"\\]|\\.)*"$')
+
+
+def _matcher(value: str) -> str:
+    if not _MATCHER.match(value) or len(value) > 500:
+        raise ValueError(f'{value!r}: matchers are label matchers like severity="page" or service=~"a|b"')
+    return value
 
 
 class MetricGate(_Model):
@@ -79,7 +85,7 @@ class MetricGate(_Model):
     kind: Literal["rate", "latency", "count", "gauge", "compare", "alert"] | None = None
     #: ``kind: alert``: the alert's name, and label matchers that narrow it
     alertname: str | None = Field(None, pattern=r"^[A-Za-z_:][A-Za-z0-9_:]*$", max_length=200)
-    matchers: list[Annotated[str, Field(pattern=_MATCHER, max_length=500)]] = Field(default_factory=list)
+    matchers: list[Annotated[str, AfterValidator(_matcher)]] = Field(default_factory=list)
     #: this metric's no-traffic action and grace (default: its gate set's)
     on_no_traffic: HealthAction | None = None
     no_traffic_grace: Duration | None = Field(None, ge=0)
@@ -112,7 +118,8 @@ class MetricGate(_Model):
     @classmethod
     def _alert_has_no_thresholds(cls, data: Any) -> Any:
         if isinstance(data, dict) and data.get("kind") == "alert":
-            given = [k for k in ("target", "alert", "query", "samples", "cohorts") if k in data]
+            implied = {"target": 0, "alert": 1, "query": None, "samples": None, "cohorts": None}
+            given = [k for k, v in implied.items() if k in data and data[k] != v]
             if given:
                 raise ValueError(
                     f"an alert metric takes no {', '.join(given)}: it fails while its alert fires "
