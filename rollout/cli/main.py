@@ -292,8 +292,28 @@ def _emit(outcome, as_json: bool, extra: dict | None = None, *, then=None) -> No
 
 @cli.command()
 @click.argument("playbook", type=click.Path(dir_okay=False, path_type=Path))
-def validate(playbook: Path) -> None:
-    """Check a playbook; print its phases, or one line per problem (exit 2)."""
+@click.option(
+    "--preflight",
+    is_flag=True,
+    help="Also run every gate query of --env's phase once against its providers (exit 2 if one cannot work).",
+)
+@click.option("--env", "env_name", help="The environment whose phase --preflight checks.")
+@click.option(
+    "--environments",
+    "environments_dir",
+    default="environments",
+    show_default=True,
+    envvar="ROLLOUT_ENVIRONMENTS",
+    type=click.Path(file_okay=False, path_type=Path),
+)
+@click.option(
+    "--secrets-file", type=click.Path(dir_okay=False, path_type=Path), envvar="ROLLOUT_SECRETS_FILE", default=None
+)
+def validate(
+    playbook: Path, preflight: bool, env_name: str | None, environments_dir: Path, secrets_file: Path | None
+) -> None:
+    """Check a playbook; print its phases, or one line per problem (exit 2). With --preflight
+    --env ENV, run the phase's gate queries once too (exit 2 when one cannot work)."""
     from rollout.engine.steps import describe as _describe
     from rollout.playbook.load import load_playbook
     from rollout.playbook.model import step_label
@@ -308,6 +328,29 @@ def validate(playbook: Path) -> None:
         click.echo(f"  gate {name}: {', '.join(m.describe() for m in gates.metrics)}")
     for warning in book.warnings():
         click.echo(f"warning: {playbook}: {warning}", err=True)
+    if preflight or env_name:
+        if not (preflight and env_name):
+            raise click.UsageError("--preflight and --env go together")
+        _preflight(playbook, env_name, environments_dir, secrets_file)
+
+
+def _preflight(playbook: Path, env_name: str, environments_dir: Path, secrets_file: Path | None) -> None:
+    """``validate --preflight``: the phase's gate queries, once each, read-only."""
+    from rollout.console import QuietReporter
+    from rollout.engine.preflight import run_preflight
+    from rollout.engine.project import Project, open_context
+    from rollout.util.clock import SystemClock
+
+    project = Project(playbook, environments_dir, Path(".rollout/state.db"), secrets_file)
+    click.get_current_context().meta["rollout.project"] = project  # its redactor guards the error line
+    with open_context(project, env_name, SystemClock(), QuietReporter(), read_only=True) as ctx:
+        report = run_preflight(ctx)
+    for check in report.checks:
+        said = f"FAIL {check.metric}: {check.problem}" if check.problem else f"ok   {check.metric}: {check.asked}"
+        click.echo(project.redactor.text(f"  preflight {said}" + (f" ({check.note})" if check.note else "")))
+    if not report.ok:
+        raise ConfigError(f"{playbook}: preflight of environment {env_name} failed: {'; '.join(report.problems)}")
+    click.echo(f"preflight: {len(report.checks)} gate queries of environment {env_name} answered as a ramp needs")
 
 
 @cli.command()

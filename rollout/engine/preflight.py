@@ -67,7 +67,8 @@ def run_preflight(ctx: RunContext) -> PreflightReport:
                 report.checks.append(_check(ctx, gate_name, gates, spec, step, now))
             except Exception as exc:  # noqa: BLE001 - a preflight says what failed, it never crashes
                 text = str(exc) if isinstance(exc, MeasurementError) else f"{type(exc).__name__}: {exc}"
-                report.checks.append(PreflightCheck(gate_name, spec.metric, _asked(spec), problem=text))
+                asked = _asked(spec)
+                report.checks.append(PreflightCheck(gate_name, spec.metric, asked, problem=f"{asked} failed: {text}"))
     return report
 
 
