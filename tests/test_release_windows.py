@@ -282,3 +282,17 @@ def test_plan_says_what_is_frozen_and_the_override_moves_up_audited_and_rollback
     off = rollout_cli(proj, "rollback", "--env", "production", "--reason", "complaints")
     assert off.returncode == 0, off.stderr
     assert svc.state["enabled"] is False
+
+
+def test_the_dashboard_says_when_the_next_window_opens_and_what_is_frozen(svc, tmp_path):
+    from rollout.dashboard.app import snapshot
+
+    keys = (
+        f"{WEEKDAYS_BERLIN}\n    freeze: [{{days: Sat, hours: '00:00-24:00', timezone: UTC, reason: weekend on call}}]"
+    )
+    proj = project(tmp_path, svc, keys, percentages="10, 100", hold="30m", interval="15m")
+    assert advance(proj, Clock(utc(2026, 1, 8, 10))).exit_code == 0  # Thursday 11:00 in Berlin: open
+    [env] = snapshot(proj, now=utc(2026, 1, 10, 12))["environments"]  # Saturday noon
+    schedule = env["schedule"]
+    assert schedule["open"] is False and schedule["next_open"] == "Mon 2026-01-12 09:00 CET"
+    assert schedule["frozen"] == [{"reason": "weekend on call", "until": "Sun 2026-01-11 01:00 CET"}]
