@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -14,6 +13,7 @@ import httpx
 import pytest
 
 from rollout.util.serving import free_port
+from tests.serverprocess import ServerProcess
 
 BINARY = shutil.which("prometheus-alertmanager") or "/usr/bin/prometheus-alertmanager"
 
@@ -40,8 +40,7 @@ class Alertmanager:
         self.address = f"127.0.0.1:{self.port}"
         self.url = f"http://{self.address}"
         (folder / "alertmanager.yml").write_text(CONFIG)
-        self.log = open(folder / "alertmanager.log", "w")  # noqa: SIM115 - closed in close()
-        self.proc = subprocess.Popen(
+        self.server = ServerProcess(
             [
                 BINARY,
                 f"--config.file={folder / 'alertmanager.yml'}",
@@ -50,20 +49,9 @@ class Alertmanager:
                 "--cluster.listen-address=",  # no gossip port on every interface
                 "--log.level=warn",
             ],
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
+            folder / "alertmanager.log",
         )
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{self.url}/-/ready", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                self.close()
-                raise RuntimeError(f"alertmanager did not start: {(folder / 'alertmanager.log').read_text()[-2000:]}")
-            time.sleep(0.1)
+        self.server.wait_ready(f"{self.url}/-/ready", "alertmanager", time.monotonic() + 30)
 
     def fire(self, **labels: str) -> None:
         """Post one firing alert with ``labels`` (as Prometheus would)."""
@@ -86,11 +74,4 @@ class Alertmanager:
         return str(answer.json()["silenceID"])
 
     def close(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-        self.log.close()
+        self.server.stop()

@@ -113,6 +113,7 @@ def test_without_the_key_nothing_runs_before_the_first_step(svc, tmp_path):
     assert outcome.exit_code != 2 and "preflight" not in " ".join(actions(proj))
 
 
+@pytest.mark.slow
 def test_validate_preflight_from_the_command_line(svc, tmp_path):
     proj = project(tmp_path, svc, preflight=False)  # the command runs it whatever the phase says
 

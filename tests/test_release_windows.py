@@ -15,25 +15,13 @@ from rollout.console import QuietReporter
 from rollout.engine import runner
 from rollout.engine.project import Project
 from rollout.util.clock import ManualClock
+from tests.engine_harness import DrivingClock
 from tests.flagservice import TOKEN, FlagService, rollout_cli
+from tests.test_metric_roles import PLAYBOOK as ROLES
 
-PLAYBOOK = """\
-version: 1
-name: windows
-target:
-  kind: http
-  health: {{url: /healthz, expect: {{status: 200}}}}
-flag:
-  backend: http
-  variable: FEATURE_ON
-  percent_variable: FEATURE_SHARE
-  url: /admin/flag
-  token: ${{FLAG_TOKEN}}
-  timeout: 1s
-  body: {{"on": $enabled, "share": $percent}}
-  read: {{url: /admin/flag, enabled: feature.enabled, percent: feature.percent}}
-providers:
-  stats: {{kind: http}}
+PLAYBOOK = (
+    ROLES[: ROLES.index("gates:")].replace("name: roles", "name: windows")
+    + """\
 gates:
   g:
     window: 30m
@@ -55,27 +43,29 @@ phases:
         max_hold: 1h
         on_hold_timeout: {on_hold_timeout}
 """
+)
 
 
 def utc(*args: int) -> float:
     return datetime(*args, tzinfo=UTC).timestamp()
 
 
-class Clock(ManualClock):
-    """The engine's clock; ``at(when, do)`` runs ``do`` at the first sleep from ``when`` on."""
+class Clock(DrivingClock):
+    """The engine's clock from ``start``; ``at(when, do)`` runs ``do`` at the first long sleep from ``when`` on."""
 
     def __init__(self, start: float) -> None:
-        super().__init__(start)
-        self.plans: list[tuple[float, Callable[[], None]]] = []
+        super().__init__()
+        self.advance(start - self.time())
 
     def at(self, when: float, do: Callable[[], None]) -> None:
-        self.plans.append((when, do))
+        done: list[bool] = []
 
-    def sleep(self, seconds: float) -> None:
-        for plan in [p for p in self.plans if self.time() >= p[0]]:
-            self.plans.remove(plan)
-            plan[1]()
-        super().sleep(seconds)
+        def hook() -> None:
+            if not done and self.time() >= when:
+                done.append(True)
+                do()
+
+        self.on_sleep.append(hook)
 
 
 @pytest.fixture

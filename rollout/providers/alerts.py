@@ -13,6 +13,7 @@ import httpx
 
 from rollout.gates import Alerts, Reading
 from rollout.playbook.model import MetricGate
+from rollout.providers.base import HttpProvider
 from rollout.util.errors import MeasurementError
 
 
@@ -21,25 +22,10 @@ def alerts_selector(spec: MetricGate) -> str:
     return "ALERTS{" + ", ".join([f'alertname="{spec.alertname}"', *spec.matchers]) + "}"
 
 
-class AlertmanagerAlerts:
+class AlertmanagerAlerts(HttpProvider):
     """One Alertmanager (``url``), with an optional bearer token: ``GET /api/v2/alerts`` with the
     alert's name and matchers as filters. Active alerts fire; suppressed ones (silenced or
     inhibited) are told apart, and unprocessed ones count as pending."""
-
-    def __init__(
-        self,
-        url: str,
-        token: str | None,
-        timeout: float,
-        name: str = "alertmanager",
-        transport: httpx.BaseTransport | None = None,
-    ) -> None:
-        self.name = name
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
-        self._http = httpx.Client(base_url=url.rstrip("/"), timeout=timeout, headers=headers, transport=transport)
-
-    def close(self) -> None:
-        self._http.close()
 
     def measure(self, spec: MetricGate, window: float, now: float, percent: int | None) -> Reading:
         if spec.kind != "alert" or spec.alertname is None:

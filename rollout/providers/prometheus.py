@@ -12,28 +12,13 @@ import httpx
 from rollout.gates import Alerts, Reading
 from rollout.playbook.model import CohortLabels, MetricGate
 from rollout.providers.alerts import alerts_selector
-from rollout.providers.base import number, placeholders, reading
+from rollout.providers.base import HttpProvider, number, placeholders, reading
 from rollout.stats import Cohort
 from rollout.util.errors import MeasurementError
 
 
-class PrometheusMetrics:
+class PrometheusMetrics(HttpProvider):
     """One Prometheus server (``url``), with an optional bearer token."""
-
-    def __init__(
-        self,
-        url: str,
-        token: str | None,
-        timeout: float,
-        name: str = "prometheus",
-        transport: httpx.BaseTransport | None = None,
-    ) -> None:
-        self.name = name
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
-        self._http = httpx.Client(base_url=url.rstrip("/"), timeout=timeout, headers=headers, transport=transport)
-
-    def close(self) -> None:
-        self._http.close()
 
     def _api(self, path: str, promql: str, params: dict[str, str]) -> dict:
         """The ``data`` of one successful Prometheus query; anything else is a
