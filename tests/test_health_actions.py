@@ -13,7 +13,7 @@ from rollout.engine import runner
 from rollout.engine.project import Project
 from rollout.gates import FAIL, HOLD, PASS, Reading, judge_readings, sample_ratio, with_check
 from rollout.playbook.model import GateSet
-from rollout.util.clock import SystemClock
+from rollout.util.clock import Clock, ManualClock, SystemClock
 from tests.flagservice import TOKEN, FlagService
 from tests.test_metric_roles import BREACH, GOOD, PLAYBOOK, gates
 
@@ -103,7 +103,9 @@ NO_TRAFFIC = ("value: bad, samples: n},\n", "value: bad, samples: rate},\n")
 FIRST_BREACHES = ("value: ok, samples: n}, target", "value: bad, samples: n}, target")
 
 
-def advance(tmp: Path, svc: FlagService, keys: str, *edits: tuple[str, str]) -> tuple[runner.RunOutcome, Project]:
+def advance(
+    tmp: Path, svc: FlagService, keys: str, *edits: tuple[str, str], clock: Clock | None = None
+) -> tuple[runner.RunOutcome, Project]:
     """The roles playbook with ``keys`` on its gate set, a webhook for health warnings, and ``edits``."""
     (tmp / "environments").mkdir()
     (tmp / "environments" / "production.yaml").write_text(f"name: production\nservice_url: {svc.url}\n")
@@ -118,7 +120,7 @@ def advance(tmp: Path, svc: FlagService, keys: str, *edits: tuple[str, str]) -> 
     book = tmp / "health.yaml"
     book.write_text(text)
     project = Project(book, tmp / "environments", tmp / "state" / "state.db")
-    with runner.open_context(project, "production", SystemClock(), QuietReporter()) as ctx:
+    with runner.open_context(project, "production", clock or SystemClock(), QuietReporter()) as ctx:
         return runner.advance(ctx), project
 
 
@@ -164,4 +166,13 @@ def test_no_traffic_past_its_grace_rolls_back_when_asked_to(svc, tmp_path):
     )
     assert (outcome.status, outcome.exit_code) == ("rolled_back", 1), outcome.message
     assert "new_path_errors: no traffic" in outcome.message and "on_no_traffic: rollback" in outcome.message
+    assert svc.state["enabled"] is False
+
+
+def test_a_held_breach_still_ends_in_a_flag_off_at_its_holds_limit(svc, tmp_path):
+    # on_guardrail: hold keeps the step where it is; its max_hold and on_hold_timeout: fail still apply
+    svc.state["bad"] = 0.5
+    outcome, _ = advance(tmp_path, svc, "    on_guardrail: hold\n", clock=ManualClock())
+    assert (outcome.status, outcome.exit_code) == ("rolled_back", 1), outcome.message
+    assert "held too long" in outcome.message and "on_guardrail: hold" in outcome.message
     assert svc.state["enabled"] is False
