@@ -25,10 +25,11 @@ def run(ctx: RunContext, step: RampStep, label: str) -> StepResult:
             return StepResult(DONE, f"reached {step.percentages[-1]}%")
         percent = step.percentages[current.ramp_index]
         if not current.ramp_applied:
-            breach = wait_for_window(ctx, step, label)  # moves up only when its schedule lets it; guarded
+            left = interrupted(ctx.state, ctx.env_name)
+            # moves up only when its schedule lets it, guarded (a write an earlier run announced is finished first)
+            breach = wait_for_window(ctx, step, label) if left is None else None
             if breach is not None:
                 return StepResult(FAIL, breach.summary, verdict=breach)
-            left = interrupted(ctx.state, ctx.env_name)
             if left is not None:
                 ctx.out.line(f"  an earlier run stopped while writing {intent_words(left['detail'])}; writing it again")
             announced = Announced(
