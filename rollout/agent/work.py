@@ -16,17 +16,21 @@ from typing import Any
 from rollout.agent.log import AgentLog, EnvReporter
 from rollout.agent.ownership import BAKE, DRIVE
 from rollout.engine import handoff
+from rollout.engine.calendar import shown_time
+from rollout.engine.context import Held
 from rollout.engine.killswitch import OffPath, switch_off
 from rollout.engine.leases import Lease, LeaseRow
 from rollout.engine.observe import Watching, evaluate, watching
 from rollout.engine.outcome import RunOutcome
 from rollout.engine.project import Project, open_context
 from rollout.engine.reconcile import Act, Look, decide_observation
-from rollout.engine.runner import advance_tick, begin_run, finished
+from rollout.engine.runner import advance_tick, begin_run, check_order, finished
 from rollout.engine.state import AGENT, COMPLETED, ROLLED_BACK, StateRecords, fenced, step_at
 from rollout.engine.steps import Wait
+from rollout.engine.waiting import armed_until, before_phase
 from rollout.playbook.model import GateStep, RampStep, step_label
 from rollout.util.clock import Clock
+from rollout.util.errors import StateError
 
 #: what a guarded run says when it would move up
 GUARDING = "guarding a run whose terminal stopped: it moves up only when someone runs `rollout advance`"
@@ -52,6 +56,7 @@ class Work:
     over: str | None = None
     bake_watch: Watching | None = None
     begun: bool = False
+    armed_said: bool = False
     #: let go when the look under way ends: (why, release the lease, record it)
     let_go: tuple[str, bool, bool] | None = None
 
@@ -121,16 +126,19 @@ def _run(work: Work, clock: Clock) -> float | None:
     ctx = work.ctx
     state: StateRecords = ctx.state
     if not work.begun:
-        work.begun = True
         if work.mode == DRIVE:
-            if not _begin_drive(work, clock):
+            begun = _begin_drive(work, clock)
+            if begun is None:
                 return None
+            if begun is not True:  # armed: nothing runs before the phase's start_at
+                return begun
         else:  # guard: the run is not this agent's to move; it is watched where it stands
-            ctx.schedule = lambda now: GUARDING
+            ctx.schedule = lambda now: Held((GUARDING,))
             ctx.started_step = state.get(work.environment).step_index
             if not _observing(work):
                 work.over = "nothing to guard at this step"
                 return None
+        work.begun = True
     result = advance_tick(ctx)
     if isinstance(result, Wait):
         return result.at
@@ -141,8 +149,9 @@ def _run(work: Work, clock: Clock) -> float | None:
     return None
 
 
-def _begin_drive(work: Work, clock: Clock) -> bool:
-    """Take (or adopt) the run request and begin the run; False when there is nothing to run."""
+def _begin_drive(work: Work, clock: Clock) -> float | bool | None:
+    """Take (or adopt) the run request and begin the run (True); None when the run ends before it
+    begins; the time to look again when the phase is armed (its ``start_at`` has not come)."""
     ctx, state = work.ctx, work.ctx.state
     request = handoff.running(state, work.environment)
     if request is not None and request.taken_by != work.lease.owner:
@@ -157,9 +166,23 @@ def _begin_drive(work: Work, clock: Clock) -> bool:
     ctx.approve = bool(options.get("approve"))
     ctx.override_evidence = options.get("override_evidence")
     before = finished(ctx)
+    if before is None:
+        try:
+            check_order(ctx)
+        except StateError as exc:
+            before = RunOutcome("refused", exc.exit_code, str(exc), work.environment, ctx.phase.name)
+    if before is None:
+        start = armed_until(ctx)
+        if start is not None:
+            if not work.armed_said:
+                work.armed_said = True
+                ctx.state.audit(work.environment, "armed", clock.time(), phase=ctx.phase.name, start_at=start)
+                ctx.out.line(f"  armed: phase {ctx.phase.name} starts at {shown_time(ctx, start)}")
+            return start
+        before = before_phase(ctx)
     if before is not None:
         _ended(work, before, clock)
-        return False
+        return None
     begin_run(ctx, driver=AGENT)
     return True
 

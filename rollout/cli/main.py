@@ -292,8 +292,28 @@ def _emit(outcome, as_json: bool, extra: dict | None = None, *, then=None) -> No
 
 @cli.command()
 @click.argument("playbook", type=click.Path(dir_okay=False, path_type=Path))
-def validate(playbook: Path) -> None:
-    """Check a playbook; print its phases, or one line per problem (exit 2)."""
+@click.option(
+    "--preflight",
+    is_flag=True,
+    help="Also run every gate query of --env's phase once against its providers (exit 2 if one cannot work).",
+)
+@click.option("--env", "env_name", help="The environment whose phase --preflight checks.")
+@click.option(
+    "--environments",
+    "environments_dir",
+    default="environments",
+    show_default=True,
+    envvar="ROLLOUT_ENVIRONMENTS",
+    type=click.Path(file_okay=False, path_type=Path),
+)
+@click.option(
+    "--secrets-file", type=click.Path(dir_okay=False, path_type=Path), envvar="ROLLOUT_SECRETS_FILE", default=None
+)
+def validate(
+    playbook: Path, preflight: bool, env_name: str | None, environments_dir: Path, secrets_file: Path | None
+) -> None:
+    """Check a playbook; print its phases, or one line per problem (exit 2). With --preflight
+    --env ENV, run the phase's gate queries once too (exit 2 when one cannot work)."""
     from rollout.engine.steps import describe as _describe
     from rollout.playbook.load import load_playbook
     from rollout.playbook.model import step_label
@@ -308,6 +328,29 @@ def validate(playbook: Path) -> None:
         click.echo(f"  gate {name}: {', '.join(m.describe() for m in gates.metrics)}")
     for warning in book.warnings():
         click.echo(f"warning: {playbook}: {warning}", err=True)
+    if preflight or env_name:
+        if not (preflight and env_name):
+            raise click.UsageError("--preflight and --env go together")
+        _preflight(playbook, env_name, environments_dir, secrets_file)
+
+
+def _preflight(playbook: Path, env_name: str, environments_dir: Path, secrets_file: Path | None) -> None:
+    """``validate --preflight``: the phase's gate queries, once each, read-only."""
+    from rollout.console import QuietReporter
+    from rollout.engine.preflight import run_preflight
+    from rollout.engine.project import Project, open_context
+    from rollout.util.clock import SystemClock
+
+    project = Project(playbook, environments_dir, Path(".rollout/state.db"), secrets_file)
+    click.get_current_context().meta["rollout.project"] = project  # its redactor guards the error line
+    with open_context(project, env_name, SystemClock(), QuietReporter(), read_only=True) as ctx:
+        report = run_preflight(ctx)
+    for check in report.checks:
+        said = f"FAIL {check.metric}: {check.problem}" if check.problem else f"ok   {check.metric}: {check.asked}"
+        click.echo(project.redactor.text(f"  preflight {said}" + (f" ({check.note})" if check.note else "")))
+    if not report.ok:
+        raise ConfigError(f"{playbook}: preflight of environment {env_name} failed: {'; '.join(report.problems)}")
+    click.echo(f"preflight: {len(report.checks)} gate queries of environment {env_name} answered as a ramp needs")
 
 
 @cli.command()
@@ -319,6 +362,7 @@ def plan(env_name: str, as_json: bool) -> None:
     import json
 
     from rollout.console import QuietReporter
+    from rollout.engine.calendar import schedule_of
     from rollout.engine.project import open_context
     from rollout.engine.runner import plan_rows, promotion_previews
     from rollout.playbook.environments import shown_diff
@@ -335,6 +379,7 @@ def plan(env_name: str, as_json: bool) -> None:
             target = project.resolve(ctx.resolved.env, overrides=configure.set)
             changes = shown_diff(target, ctx.flags.read())
         current = ctx.state.get(env_name)
+        schedule, now = schedule_of(ctx), ctx.clock.time()
     if as_json:
         click.echo(
             json.dumps(
@@ -348,6 +393,7 @@ def plan(env_name: str, as_json: bool) -> None:
                         k: v if isinstance(v, str) else [{"commit": c, "summary": m} for c, m in v]
                         for k, v in previews.items()
                     },
+                    "schedule": None if schedule.empty else schedule.as_dict(now),
                 },
                 indent=2,
             )
@@ -367,6 +413,9 @@ def plan(env_name: str, as_json: bool) -> None:
     used = dict.fromkeys(g for g in (getattr(step, "gate", None) for step in ctx.phase.steps) if g)
     for name in used:
         console.print(f"gate {name}: {', '.join(m.describe() for m in ctx.playbook.gates[name].metrics)}", markup=False)
+    if not schedule.empty:
+        for line in [*schedule.lines(), schedule.now_line(now)]:
+            console.print(f"schedule: {line}", markup=False)
     for label, commits in previews.items():
         if isinstance(commits, str):
             console.print(f"{label}: {commits}", markup=False)
@@ -394,9 +443,22 @@ def plan(env_name: str, as_json: bool) -> None:
     metavar="REASON",
     help="Promote even without the required gate evidence; the reason is recorded.",
 )
+@click.option(
+    "--override-window",
+    is_flag=True,
+    help="Let the ramp move up outside its windows, freezes and start_at (never past its cutoff); audited.",
+)
+@click.option("--reason", help="Why the windows are overridden (with --override-window); recorded.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary instead of progress.")
 def advance(
-    env_name: str, dry_run: bool, approve: bool, yes: bool, override_evidence: str | None, as_json: bool
+    env_name: str,
+    dry_run: bool,
+    approve: bool,
+    yes: bool,
+    override_evidence: str | None,
+    override_window: bool,
+    reason: str | None,
+    as_json: bool,
 ) -> None:
     """Run the environment's phase from where it stopped.
 
@@ -407,6 +469,8 @@ def advance(
     from rollout.engine import runner
     from rollout.util.clock import SystemClock
 
+    if override_window != bool(reason and reason.strip()):
+        raise click.UsageError("--override-window and --reason go together (the reason is recorded in the audit)")
     project = _project()
     if dry_run:
         click.get_current_context().invoke(plan, env_name=env_name, as_json=as_json)
@@ -419,7 +483,14 @@ def advance(
         _emit(handed, as_json)
         return
     with runner.open_context(
-        project, env_name, SystemClock(), out, approve=approve, drain=False, override_evidence=override_evidence
+        project,
+        env_name,
+        SystemClock(),
+        out,
+        approve=approve,
+        drain=False,
+        override_evidence=override_evidence,
+        override_window=reason if override_window else None,
     ) as ctx:
         current = ctx.state.get(env_name)
         # --approve is a person's explicit decision on this phase: it confirms as --yes does

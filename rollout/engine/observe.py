@@ -9,8 +9,10 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from rollout.engine.calendar import check_cutoff
 from rollout.engine.context import RunContext
 from rollout.engine.reconcile import Act, Decision, Look
+from rollout.engine.warnings import announce_warnings
 from rollout.gates import HOLD, StepCounts, Verdict, judge_readings, no_data, sample_ratio, with_check
 from rollout.playbook.builtin import EMBEDDED
 from rollout.playbook.model import GateSet
@@ -67,7 +69,7 @@ def _measured(
             inside, outside = embedded.cohort_counts(window)
         except MeasurementError:
             return verdict  # the gate metrics already say the service cannot be asked
-        verdict = with_check(verdict, sample_ratio(inside, outside, percent, window))
+        verdict = with_check(verdict, sample_ratio(inside, outside, percent, window), gates.on_srm)
     return verdict
 
 
@@ -107,6 +109,7 @@ def slow_traffic(verdict: Verdict, hold: float) -> Verdict:
 
 
 def record(ctx: RunContext, verdict: Verdict, step: str, percent: int | None) -> None:
+    announce_warnings(ctx, verdict, step, percent)  # a health action's `warn`: said and notified once
     ctx.state.record_verdict(
         ctx.env_name,
         ctx.clock.time(),
@@ -201,6 +204,7 @@ def carry_out(ctx: RunContext, w: Watching, decision: Decision, verdict: Verdict
                 **({} if applied else {"why": "asked at a step that has ended since; ask again for this one"}),
             )
     if decision.act == Act.WAIT:
+        check_cutoff(ctx)  # the phase's cutoff ends a hold that goes on: the step fails, the flag goes off
         elapsed = now - w.started_at
         line = progress_line(w.where, verdict, elapsed, w.look.hold, w.look.max_hold, w.look.interval)
         if decision.held_by_schedule:

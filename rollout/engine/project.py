@@ -121,13 +121,15 @@ def open_context(
     commit: str | None = RECORDED,
     override_evidence: str | None = None,
     state: StateRecords | None = None,
+    override_window: str | None = None,
 ) -> Iterator[RunContext]:
     """Load and resolve everything a run of ``env_name`` needs, once; close it afterwards.
 
     ``phase_name`` runs another phase's steps in this environment (``rollout gate --phase``);
     ``commit`` is the commit under test (default :data:`RECORDED`: the one the environment last
     promoted; None: none known);
-    ``override_evidence`` lets a promote step go without its evidence, for that reason. ``state``
+    ``override_evidence`` lets a promote step go without its evidence, for that reason;
+    ``override_window`` lets a ramp move up outside its windows and freezes, for that reason. ``state``
     is a store to share (the agent's, used from its worker threads; left open). With
     ``drain`` False the webhook deliveries still going are left to the caller
     (``ctx.notifier.drain()`` after it has printed its answer)."""
@@ -185,6 +187,7 @@ def open_context(
         commit=state.get(env_name).commit_sha if commit == RECORDED else commit,
         override_evidence=override_evidence,
         notifier=notifier,
+        override_window=override_window,
     )
     try:
         yield ctx

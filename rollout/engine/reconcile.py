@@ -81,6 +81,8 @@ def decide_ramp(
         return Decision(Act.DONE, f"reached {percentages[-1]}%")
     percent = percentages[row.ramp_index]
     if not row.ramp_applied:
+        if may_move_up is not None:  # a write moves up: it waits for its window
+            return Decision(Act.WAIT, may_move_up, next_at=now + look.interval, held_by_schedule=may_move_up)
         return Decision(Act.WRITE, f"the flag on for {percent}% of customers", percent=percent)
     return decide_observation(row, row.observe_started or now, look, verdict, control, now, may_move_up)
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from rollout.checks.service_api import ServiceClient
+from rollout.engine.calendar import moving_up
 from rollout.engine.context import Reporter, RunContext
 from rollout.engine.driver import Driver, agent, terminal
 from rollout.engine.flagview import flag_stands, restart_index, switched_off
@@ -47,6 +48,7 @@ from rollout.engine.state import (
 from rollout.engine.steps import AWAIT, DONE, KINDS, StepResult, Wait, describe, managed_values
 from rollout.engine.steps import FAIL as STEP_FAIL
 from rollout.engine.steps import configure as configure_step
+from rollout.engine.waiting import before_phase
 from rollout.gates import FAIL, StepCounts
 from rollout.notify import Notifier
 from rollout.playbook.environments import load_environment, shown_diff
@@ -174,6 +176,9 @@ def finished(ctx: RunContext) -> RunOutcome | None:
 
 
 def _advance_locked(ctx: RunContext) -> RunOutcome:
+    early = before_phase(ctx)  # an override audited; a passed cutoff; start_at; preflight
+    if early is not None:
+        return early
     begin_run(ctx)
     while True:
         result = advance_tick(ctx)
@@ -187,6 +192,7 @@ def begin_run(ctx: RunContext, driver: str | None = None) -> None:
     or a run picked up again (the same run, or a new one after a rollback and ``resume``).
     ``driver`` is ``agent`` when the always-on agents drive it."""
     env, phase = ctx.env_name, ctx.phase
+    moving_up(ctx)  # a ramp of this run moves up only when its windows and freezes let it
     now = ctx.clock.time()
     current = ctx.state.get(env)
     ctx.resumed_from = current.status

@@ -9,13 +9,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from rollout.engine.context import RunContext
+from rollout.engine.calendar import check_cutoff, shown_time
+from rollout.engine.context import Held, RunContext
 from rollout.engine.flagwrites import Announced, after, interrupted
 from rollout.engine.killswitch import guard_not_rolled_back
 from rollout.engine.observe import Watching, carry_out, evaluate, watching
 from rollout.engine.reconcile import Act, Look, decide_ramp
-from rollout.engine.state import Control
+from rollout.engine.state import Control, EnvState
 from rollout.engine.steps.base import DONE, FAIL, StepResult, Wait, accept_hold, decided, wait_applied
+from rollout.gates import FAIL as FAIL_VERDICT
 from rollout.incident.words import intent_words
 from rollout.playbook.model import Playbook, RampStep
 from rollout.util.units import format_duration
@@ -37,13 +39,20 @@ def look(ctx: RunContext, step: RampStep) -> Look:
 def tick(ctx: RunContext, step: RampStep, label: str) -> StepResult | Wait:
     """One look at the ramp: a write, or an evaluation and what it decides."""
     current = ctx.state.get(ctx.env_name)
-    decision = decide_ramp(current, step.percentages, look(ctx, step), None, Control(False, None), ctx.clock.time())
+    held = ctx.may_move_up()
+    reason = held.words() if held is not None else None
+    now = ctx.clock.time()
+    decision = decide_ramp(current, step.percentages, look(ctx, step), None, Control(False, None), now, reason)
     if decision.act == Act.DONE:
         return StepResult(DONE, decision.reason)
     if decision.act == Act.WRITE:
         assert decision.percent is not None
+        _window_opened(ctx, label, current)
         problem = _write(ctx, step, label, decision.percent)
         return StepResult(FAIL, problem) if problem else Wait(ctx.clock.time())
+    if decision.act == Act.WAIT:  # the next percentage waits for its window
+        assert held is not None
+        return _guarded_wait(ctx, step, label, current, held)
     percent = step.percentages[current.ramp_index]
     started = current.observe_started or ctx.clock.time()
     w = ctx.watching
@@ -57,21 +66,72 @@ def tick(ctx: RunContext, step: RampStep, label: str) -> StepResult | Wait:
     verdict = evaluate(ctx, w)
     control = ctx.state.control(ctx.env_name)
     current = ctx.state.get(ctx.env_name)
+    held = ctx.may_move_up()
+    reason = held.words() if held is not None else None
     decision = carry_out(
-        ctx,
-        w,
-        decide_ramp(current, step.percentages, w.look, verdict, control, ctx.clock.time(), ctx.may_move_up()),
-        verdict,
+        ctx, w, decide_ramp(current, step.percentages, w.look, verdict, control, ctx.clock.time(), reason), verdict
     )
     if decision.act == Act.WAIT:
         assert decision.next_at is not None
+        if decision.held_by_schedule and held is not None:
+            _window_closed(ctx, label, percent, held)
+            if held.opens_at is not None:  # look again the moment the window opens
+                return Wait(min(decision.next_at, max(held.opens_at, ctx.clock.time())))
         return Wait(decision.next_at)
     if decision.act == Act.PROMOTE_FULL:
         return _full(ctx, step, label, guard_not_rolled_back(ctx.env_name, ctx.state))
     if decision.act in (Act.ACCEPT, Act.PROMOTE):
+        _window_opened(ctx, label, current)
         _next_percentage(ctx, current.ramp_index, percent)
         return Wait(ctx.clock.time())
     return decided(decision, verdict, step.on_hold_timeout)
+
+
+def _window_closed(ctx: RunContext, label: str, percent: int | None, held: Held) -> None:
+    """The first look that may not move up records why and when it next may (once per wait)."""
+    if ctx.window_wait == (label, percent):
+        return
+    ctx.window_wait = (label, percent)
+    opens = "not within a year" if held.opens_at is None else shown_time(ctx, held.opens_at)
+    where = f"holding at {percent}%, guarded" if percent else "the flag stays as it is"
+    now = ctx.clock.time()
+    ctx.state.audit(ctx.env_name, "window_wait", now, step=label, percent=percent, why=list(held.why), opens=opens)
+    ctx.state.update(ctx.env_name, now, reason=f"waiting to move up: {held.words()}; next opens {opens}")
+    ctx.out.line(f"  not moving up now: {held.words()}; next opens {opens}; {where}", "yellow")
+
+
+def _window_opened(ctx: RunContext, label: str, current: EnvState) -> None:
+    """A ramp that waited for its window moves up now: said once."""
+    if ctx.window_wait is None:
+        return
+    _, percent = ctx.window_wait
+    ctx.window_wait = None
+    now = ctx.clock.time()
+    ctx.state.audit(ctx.env_name, "window_open", now, step=label, percent=percent)
+    ctx.state.update(ctx.env_name, now, reason=None)
+
+
+def _guarded_wait(ctx: RunContext, step: RampStep, label: str, current: EnvState, held: Held) -> StepResult | Wait:
+    """The next percentage waits for its window. What is in force meanwhile (the percentage before,
+    or nothing) stays guarded: its gate is evaluated every interval, and a breach fails the step."""
+    percent = current.percent if current.flag and current.percent else None
+    _window_closed(ctx, label, percent, held)
+    check_cutoff(ctx)
+    interval = step.interval or ctx.playbook.interval
+    now = ctx.clock.time()
+    wake = now + interval if held.opens_at is None else min(now + interval, max(held.opens_at, now))
+    if percent is None:
+        return Wait(wake)
+    w = ctx.watching
+    if not isinstance(w, Watching) or w.percent != percent or w.step != label:
+        applied = next(
+            (a["ts"] for a in reversed(ctx.state.audit_log(ctx.env_name, limit=200)) if a["action"] == "ramp"), now
+        )
+        w = ctx.watching = watching(ctx, step.gate, label, percent, applied, look(ctx, step))
+    verdict = evaluate(ctx, w)
+    if verdict.verdict == FAIL_VERDICT:  # the guard: a breach while waiting turns the flag off
+        return StepResult(FAIL, verdict.summary, verdict=verdict)
+    return Wait(wake)
 
 
 def _next_percentage(ctx: RunContext, ramp_index: int, percent: int) -> None:
