@@ -1,10 +1,11 @@
 """What the test suite needs on the machine besides Python packages, in one list.
 
 Each real server (or tool) the tests start, how the tests find it, and what installs it. The test
-helpers (``tests/postgres.py``, ``tests/prometheus.py``, ``tests/unleash/``, ``tests/test_dashboard.py``)
-find their binaries here and skip (outside CI) or fail (with ``CI`` set) through :func:`unavailable`;
-``scripts/install-test-deps`` installs exactly this list; ``tests/test_ci_install.py`` checks that the
-GitHub workflow's test job runs that script. One list, so none of them can drift from the others.
+helpers (``tests/postgres.py``, ``tests/prometheus.py``, ``tests/alertmanager.py``, ``tests/unleash/``,
+``tests/test_dashboard.py``) find their binaries here and skip (outside CI) or fail (with ``CI`` set)
+through :func:`unavailable`; ``scripts/install-test-deps`` installs exactly this list;
+``tests/test_ci_install.py`` checks that the GitHub workflow's test job runs that script. One list, so
+none of them can drift from the others.
 
 Only the standard library at import time: the install script imports this before any virtualenv exists.
 """
@@ -117,7 +118,7 @@ REQUIREMENTS: dict[str, Requirement] = {
             "Alertmanager",
             alertmanager_binary,
             ("prometheus-alertmanager",),
-            used_by="alert gates against a real Alertmanager",
+            used_by="tests/alertmanager.py: alert gates against a real Alertmanager",
         ),
         Requirement(
             "chromium",

@@ -59,6 +59,7 @@ def test_the_install_script_covers_the_list_the_skip_messages_name():
         "tests/prometheus.py": "prometheus",
         "tests/unleash/__init__.py": "unleash",
         "tests/test_dashboard.py": "chromium",
+        "tests/alertmanager.py": "alertmanager",
     }
     for path, key in helpers.items():
         text = (REPO / path).read_text()

@@ -3,8 +3,8 @@
 
 from __future__ import annotations
 
-from rollout.cli import init as _init  # noqa: F401 - registers `rollout init`
-from rollout.cli import schema as _schema  # noqa: F401 - registers `rollout schema`
+# each module below adds its commands to `cli`
+from rollout.cli import agent, init, schema  # noqa: F401
 from rollout.cli.main import cli, main
 
 __all__ = ["cli", "main"]

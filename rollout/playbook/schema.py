@@ -36,6 +36,11 @@ def playbook_schema() -> dict[str, Any]:
     schema = _widened(Playbook, "rollout playbook")
     defs = schema["$defs"]
     metric = MetricGate.__name__
+    # an alert metric fails while its alert fires: it has no thresholds (MetricGate fills them in)
+    gate = defs[metric]
+    gate["required"] = [key for key in gate["required"] if key not in ("target", "alert")]
+    gate["if"] = {"properties": {"kind": {"const": "alert"}}, "required": ["kind"]}
+    gate["else"] = {"required": ["target", "alert"]}
     defs["TemplateUse"] = {
         "type": "object",
         "description": "a metric from a template: `use` names it, `args` fills its arguments, other keys override",

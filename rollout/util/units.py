@@ -62,10 +62,11 @@ def format_duration(seconds: float) -> str:
 
 
 #: how each is written, for the JSON Schema editors check a file against (``rollout schema``)
-_WRITTEN_DURATION = {
-    "anyOf": [{"type": "number", "minimum": 0}, {"type": "string", "pattern": _DURATION.pattern}],
-    "description": "seconds, or 500ms, 30s, 5m, 2h, 1d",
-}
+_SECONDS: list[dict[str, Any]] = [
+    {"type": "number", "minimum": 0},
+    {"type": "string", "pattern": _DURATION.pattern},
+]
+_WRITTEN_DURATION = {"anyOf": _SECONDS, "description": "seconds, or 500ms, 30s, 5m, 2h, 1d"}
 _WRITTEN_NUMBER = {
     "anyOf": [
         {"type": "number"},
@@ -75,4 +76,26 @@ _WRITTEN_NUMBER = {
 }
 
 Duration = Annotated[float, BeforeValidator(parse_duration), WithJsonSchema(_WRITTEN_DURATION)]
+
+
+def parse_duration_or_forever(value: Any) -> float:
+    """A duration, or ``forever`` (infinity)."""
+    if isinstance(value, str) and value.strip().lower() == "forever":
+        return float("inf")
+    try:
+        return parse_duration(value)
+    except ValueError:
+        raise ValueError(f"expected a duration like 30s, 5m, 24h, or forever, got {value!r}") from None
+
+
+_WRITTEN_DURATION_OR_FOREVER = {
+    # JSON Schema patterns are ECMA-262: no inline flags, so the letters both ways
+    "anyOf": [*_SECONDS, {"type": "string", "pattern": r"^\s*[Ff][Oo][Rr][Ee][Vv][Ee][Rr]\s*$"}],
+    "description": "a duration (500ms, 30s, 5m, 2h, 1d), or forever",
+}
+
+#: a duration that may be ``forever``
+DurationOrForever = Annotated[
+    float, BeforeValidator(parse_duration_or_forever), WithJsonSchema(_WRITTEN_DURATION_OR_FOREVER)
+]
 Number = Annotated[float, BeforeValidator(parse_rate), WithJsonSchema(_WRITTEN_NUMBER)]
