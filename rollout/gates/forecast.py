@@ -877,6 +877,31 @@ def forecast_step(
     return out
 
 
+def simulate(
+    gates: GateSet,
+    step: RampStep,
+    percent: int,
+    traffic: float,
+    truths: dict[str, float],
+    interval: float,
+    assumptions: Assumptions | None = None,
+    reps: int = DEFAULT_REPS,
+    seed: int = 1,
+) -> dict[str, Any]:
+    """One scenario of one step: each metric named in ``truths`` at that true value, the other deciding
+    metrics at their target. How the steps ended (``ended``: fail, stop, pass, hold shares), the share
+    that failed within the hold, the median and 95th percentile time to the fail, the quantiles of
+    :data:`CATCH_QUANTILES`, and the first named metric's bad events before the fail (a rate's)."""
+    sim = _Sim(gates, _Step(percent, step.hold, interval, step.max_hold), traffic, assumptions or Assumptions())
+    deciding = [m for m in gates.metrics if decides(m, percent) and forecastable(m) is None]
+    named = [m for m in deciding if m.metric in truths]
+    tracks = [sim.track(m, truths[m.metric]) for m in named]
+    tracks += [sim.track(m, None) for m in deciding if m.metric not in truths]
+    if not tracks:
+        raise ValueError("no metric of the gate set can be simulated")
+    return _catch(sim, tracks, reps, random.Random(f"{seed}-{percent}-{sorted(truths.items())}"))
+
+
 def ramp_steps(phase: Phase) -> list[tuple[int, RampStep]]:
     """The ramp steps of ``phase`` with their index."""
     return [(i, s) for i, s in enumerate(phase.steps) if isinstance(s, RampStep)]
