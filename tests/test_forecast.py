@@ -170,12 +170,11 @@ def test_the_rate_edges_are_the_judges_own():
             window=60, min_samples=rng.choice([1, 10, 50]), confidence=rng.choice([0.9, 0.99, 0]), metrics=[spec]
         )
         n = rng.randint(0, 250)
-        minimum = gates.min_samples
 
-        def verdict(k: float, n: int = n, spec: MetricGate = spec, minimum: int = minimum) -> str:
+        def verdict(k: float, n: int = n, spec: MetricGate = spec, gates: GateSet = gates) -> str:
             k = round(k)
             shown = None if n == 0 else ((n - k) / n if spec.higher else k / n)
-            return judge(spec, shown, n, minimum, 60, gates.confidence).verdict
+            return judge(spec, shown, n, gates.min_samples, 60, gates.confidence).verdict
 
         fail_from, pass_to = F._count_edges(verdict, n)
         for k in range(n + 1):
