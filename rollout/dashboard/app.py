@@ -25,10 +25,12 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from pydantic import BaseModel, Field
 
+from rollout.console import QuietReporter
 from rollout.dashboard.metrics import exposition
 from rollout.engine import runner
 from rollout.engine.flagview import flag_view
-from rollout.engine.project import Project
+from rollout.engine.forecasting import phase_forecast
+from rollout.engine.project import Project, open_context
 from rollout.engine.runner import rollback
 from rollout.engine.state import AWAITING_APPROVAL, COMPLETED, HELD, ROLLED_BACK, RUNNING, EnvState
 from rollout.incident.chart import ramp_start, timeline_svg
@@ -233,6 +235,13 @@ def create_dashboard(project: Project, token: str | None, clock: Clock | None = 
     def state() -> dict[str, Any]:
         now = clock.time()
         return {**snapshot(project, now), "writable": bool(token), "now": now}
+
+    @app.get("/api/forecast/{env}")
+    def forecast(env: str, traffic: str | None = None) -> dict[str, Any]:
+        """Each ramp step's forecast, as ``plan`` gives it (``?traffic=50/s``, else the provider's last
+        hour); read-only, no token."""
+        with open_context(project, env, clock, QuietReporter(), read_only=True) as ctx:
+            return dict(project.redactor.value(phase_forecast(ctx, traffic)))
 
     @app.post("/api/rollback")
     def do_rollback(action: Action, request: Request) -> dict[str, Any]:

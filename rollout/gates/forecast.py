@@ -851,6 +851,7 @@ def forecast_step(
                 "breach": breach.label,
                 "value": breach.value,
                 "unit": spec.unit,
+                "compare": spec.kind == "compare",
                 "role": spec.role,
                 **figures,
                 "method": f"simulated: {n} seeded steps through the gate's judges ({first.method})",
