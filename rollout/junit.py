@@ -59,3 +59,25 @@ def junit_xml(env: str, phase: str, steps: list[dict[str, Any]], started: float,
 def write_junit(path: Path | str, text: str) -> None:
     """Write the JUnit XML whole (see :func:`rollout.outfile.write_output`)."""
     write_output(path, text, "--junit")
+
+
+def backtest_junit(env: str, candidate: str, runs: list[dict[str, Any]]) -> str:
+    """One test case per replayed run: a failure when the candidate would have rolled back a healthy
+    run (``would_roll_back_healthy``) or would not have rolled back a run that was (``missed_rollback``)."""
+    root = ET.Element("testsuites", name="rollout")
+    suite = ET.SubElement(root, "testsuite", name=f"rollout.backtest.{env}")
+    props = ET.SubElement(suite, "properties")
+    ET.SubElement(props, "property", name="candidate", value=candidate)
+    for run in runs:
+        failure = None
+        if run["regressed"]:
+            kind = "missed_rollback" if run["recorded"] == "rolled_back" else "would_roll_back_healthy"
+            failure = (kind, run["summary"][:500], "\n".join([run["summary"], *run["notes"]]))
+        started = datetime.fromtimestamp(run["started"], UTC).isoformat(timespec="seconds")
+        _case(suite, f"backtest.{env}", f"run {run['run']} from {started} ({run['recorded']})", 0.0, failure)
+    cases = suite.findall("testcase")
+    suite.set("tests", str(len(cases)))
+    suite.set("failures", str(sum(1 for c in cases if c.find("failure") is not None)))
+    suite.set("errors", "0")
+    ET.indent(root)
+    return ET.tostring(root, encoding="unicode", xml_declaration=True) + "\n"

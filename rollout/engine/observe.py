@@ -11,6 +11,7 @@ from rollout.engine.context import RunContext
 from rollout.engine.killswitch import RolledBackMeanwhile
 from rollout.engine.state import ROLLED_BACK, step_at
 from rollout.gates import FAIL, HOLD, PASS, StepCounts, Verdict, judge_readings, no_data, sample_ratio, with_check
+from rollout.gates.replay import encode_reading
 from rollout.playbook.builtin import EMBEDDED
 from rollout.playbook.model import GateSet
 from rollout.providers.embedded import EmbeddedProvider
@@ -110,7 +111,12 @@ def slow_traffic(verdict: Verdict, hold: float) -> Verdict:
     return dataclasses.replace(verdict, metrics=tuple(results))
 
 
-def record(ctx: RunContext, verdict: Verdict, step: str, percent: int | None) -> None:
+def record(ctx: RunContext, verdict: Verdict, step: str, percent: int | None, elapsed: float | None = None) -> None:
+    """One evaluation into the state store, each metric with what its judge read (``reading``), so
+    ``rollout backtest`` can judge it again exactly (:mod:`rollout.gates.replay`)."""
+    metrics = verdict.as_dicts()
+    for m, reading in zip(metrics, verdict.readings or (), strict=False):
+        m["reading"] = encode_reading(reading, elapsed)
     ctx.state.record_verdict(
         ctx.env_name,
         ctx.clock.time(),
@@ -119,7 +125,7 @@ def record(ctx: RunContext, verdict: Verdict, step: str, percent: int | None) ->
         percent,
         verdict.verdict,
         verdict.summary,
-        verdict.as_dicts(),
+        metrics,
         ctx.commit,
         verdict.duration_s,
     )
@@ -169,7 +175,7 @@ def observe(
             measure(ctx, gates, cap=max(elapsed, interval), percent=percent, elapsed=elapsed, counts=counts), duration
         )
         evaluations += 1
-        record(ctx, verdict, step, percent)
+        record(ctx, verdict, step, percent, elapsed)
         # people see each change of verdict and the deciding one; the state keeps every evaluation
         if verdict.verdict != shown:
             show(verdict, elapsed)

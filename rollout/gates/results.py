@@ -59,6 +59,8 @@ class Verdict:
     stop: str | None = None
     #: how long the evaluation took, reading and judging (wall time; the engine sets it)
     duration_s: float | None = None
+    #: what each metric's judge read, in the gate set's order (kept with the record, for replays)
+    readings: tuple[Reading, ...] | None = None
 
     @property
     def summary(self) -> str:

@@ -88,7 +88,8 @@ def judge_readings(
             results.append(held(spec, min_samples, reading.window, reason, reading.samples))
     errors = sorted({r.error for r in readings if r.error})
     all_failed = bool(readings) and all(r.error for r in readings)
-    return settle(gates, results, counts, f"metrics unavailable: {'; '.join(errors)}" if all_failed else None)
+    verdict = settle(gates, results, counts, f"metrics unavailable: {'; '.join(errors)}" if all_failed else None)
+    return replace(verdict, readings=tuple(readings))
 
 
 def settle(gates: GateSet, results: list[MetricResult], counts: StepCounts, error: str | None = None) -> Verdict:
@@ -213,4 +214,4 @@ def with_check(verdict: Verdict, check: MetricResult | None) -> Verdict:
     if check is None:
         return verdict
     decided = worst((verdict.verdict, check.verdict))
-    return Verdict(decided, (*verdict.metrics, check), verdict.error, verdict.stop)
+    return replace(verdict, verdict=decided, metrics=(*verdict.metrics, check))
