@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -22,13 +23,16 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 
-def timed(args: list[str], env: dict[str, str]) -> float:
+def timed(args: list[str], env: dict[str, str]) -> tuple[float, float]:
+    """(wall seconds, CPU seconds of the process: less moved by the machine's other work)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     proc = subprocess.run([sys.executable, "-m", "rollout", *args], cwd=REPO, env=env, capture_output=True, text=True)
     elapsed = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if proc.returncode != 0:
         raise SystemExit(f"rollout {' '.join(args)} failed: {proc.stderr.strip()}")
-    return elapsed
+    return elapsed, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
 def main() -> None:
@@ -54,23 +58,25 @@ def main() -> None:
         ("plan, no traffic known (no forecast)", plain),
         (f"plan --traffic {args.traffic}", with_forecast),
     ):
-        times = [timed(command, env) for _ in range(args.runs)]
-        rows.append((name, statistics.median(times), max(times)))
+        runs = [timed(command, env) for _ in range(args.runs)]
+        walls, cpus = [w for w, _ in runs], [c for _, c in runs]
+        rows.append((name, statistics.median(walls), max(walls), statistics.median(cpus)))
     from rollout.gates.forecast import forecast_steps
     from rollout.playbook.load import load_playbook
 
     book = load_playbook(REPO / "playbooks" / "whatsapp.yaml")
-    alone = []
+    alone, cpu = [], []
     for _ in range(args.runs):
-        started = time.perf_counter()
+        started, used = time.perf_counter(), time.process_time()
         forecast_steps(book, book.phase_for("production"), float(args.traffic.split("/")[0]))
         alone.append(time.perf_counter() - started)
-    rows.append(("forecast_steps alone, in process", statistics.median(alone), max(alone)))
+        cpu.append(time.process_time() - used)
+    rows.append(("forecast_steps alone, in process", statistics.median(alone), max(alone), statistics.median(cpu)))
     print(f"{args.runs} runs each; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
-    print("| what | median | slowest |")
-    print("|---|---|---|")
-    for name, median, slowest in rows:
-        print(f"| {name} | {median:.2f} s | {slowest:.2f} s |")
+    print("| what | wall, median | wall, slowest | CPU, median |")
+    print("|---|---|---|---|")
+    for name, median, slowest, used in rows:
+        print(f"| {name} | {median:.2f} s | {slowest:.2f} s | {used:.2f} s |")
 
 
 if __name__ == "__main__":

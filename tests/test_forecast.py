@@ -254,3 +254,19 @@ def test_traffic_is_read_as_people_write_it():
     for bad in ("fast", "-3/s", "0", "nan"):
         with pytest.raises(ValueError):
             F.parse_traffic(bad)
+
+
+def test_the_mean_edges_are_the_judges_own():
+    """Latency windows with many calls are read off two value edges found with the judge."""
+    spec = MetricGate(metric="avg_latency_ms", target=2000, alert=5000)
+    rng = random.Random(5)
+    for n in (50, 300, 1500):
+        for sd in (500.0, 5000.0):
+
+            def verdict(v: float, n: int = n, sd: float = sd) -> str:
+                return judge(spec, v, n, 50, 300, 0.99, "sequential", sd=sd).verdict
+
+            fail_above, pass_below = F._value_edges(verdict, 2000, 5000, sd)
+            for _ in range(300):
+                v = rng.uniform(0, 15000)
+                assert ("fail" if v > fail_above else "pass" if v < pass_below else "hold") == verdict(v), (n, sd, v)

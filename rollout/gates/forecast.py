@@ -893,6 +893,9 @@ def forecast_step(
             "steps": n,
             "bound": family_bound(gates, guards),
             "guardrails": [m.metric for m in guards],
+            # the test's bound covers one growing sample; a window shorter than the step slides, and
+            # each new window is a fresh look the bound does not cover
+            "window_slides": any((m.window or gates.window) < step.hold + step.max_hold for m in guards),
             "method": f"simulated: {n} seeded steps, every guardrail exactly at its alert; the bound is the test's",
         }
     return out
