@@ -19,6 +19,16 @@ def _case(suite: ET.Element, classname: str, name: str, seconds: float, failure:
         node.text = text
 
 
+def _finished(root: ET.Element, suite: ET.Element) -> str:
+    """The suite's counts filled in, the whole document as text."""
+    cases = suite.findall("testcase")
+    suite.set("tests", str(len(cases)))
+    suite.set("failures", str(sum(1 for c in cases if c.find("failure") is not None)))
+    suite.set("errors", "0")
+    ET.indent(root)
+    return ET.tostring(root, encoding="unicode", xml_declaration=True) + "\n"
+
+
 def junit_xml(env: str, phase: str, steps: list[dict[str, Any]], started: float, commit: str | None) -> str:
     """Render the step results of one ``rollout gate`` run."""
     root = ET.Element("testsuites", name="rollout")
@@ -48,12 +58,7 @@ def junit_xml(env: str, phase: str, steps: list[dict[str, Any]], started: float,
             _case(suite, classname, metric["metric"], 0.0, failure)
         if not step.get("checks") and not step.get("verdict") and step["status"] != "done":
             _case(suite, classname, step["step"], 0.0, ("error", step["detail"][:500], step["detail"]))
-    cases = suite.findall("testcase")
-    suite.set("tests", str(len(cases)))
-    suite.set("failures", str(sum(1 for c in cases if c.find("failure") is not None)))
-    suite.set("errors", "0")
-    ET.indent(root)
-    return ET.tostring(root, encoding="unicode", xml_declaration=True) + "\n"
+    return _finished(root, suite)
 
 
 def write_junit(path: Path | str, text: str) -> None:
@@ -75,9 +80,4 @@ def backtest_junit(env: str, candidate: str, runs: list[dict[str, Any]]) -> str:
             failure = (kind, run["summary"][:500], "\n".join([run["summary"], *run["notes"]]))
         started = datetime.fromtimestamp(run["started"], UTC).isoformat(timespec="seconds")
         _case(suite, f"backtest.{env}", f"run {run['run']} from {started} ({run['recorded']})", 0.0, failure)
-    cases = suite.findall("testcase")
-    suite.set("tests", str(len(cases)))
-    suite.set("failures", str(sum(1 for c in cases if c.find("failure") is not None)))
-    suite.set("errors", "0")
-    ET.indent(root)
-    return ET.tostring(root, encoding="unicode", xml_declaration=True) + "\n"
+    return _finished(root, suite)

@@ -62,7 +62,7 @@ def _snapshot(world: EngineWorld) -> tuple:
         state.close()
 
 
-def backtest(world: EngineWorld, playbook, *args: str):
+def backtest(world: EngineWorld, playbook, *args: str, state=None):
     result = CliRunner().invoke(
         cli,
         [
@@ -74,7 +74,7 @@ def backtest(world: EngineWorld, playbook, *args: str):
             "--environments",
             str(world.tmp / "environments"),
             "--state",
-            str(world.tmp / "state.db"),
+            str(state or world.tmp / "state.db"),
             *args,
         ],
     )
@@ -196,21 +196,7 @@ def test_older_records_replay_what_they_can_and_say_what_they_lack(no_writes, tm
         db.execute("UPDATE verdicts SET metrics = ? WHERE id = ?", (json.dumps(stripped), row_id))
     db.commit()
     db.close()
-    result = CliRunner().invoke(
-        cli,
-        [
-            "backtest",
-            "--env",
-            "production",
-            "--playbook",
-            str(world.playbook),
-            "--environments",
-            str(world.tmp / "environments"),
-            "--state",
-            str(old),
-            "--json",
-        ],
-    )
+    result = backtest(world, world.playbook, "--json", state=old)
     data = json.loads(result.output)
     notes = [n for run in data["runs"] for n in run["notes"]]
     assert any("avg_latency_ms: recorded before readings were kept" in n for n in notes), notes

@@ -18,13 +18,13 @@ from tests.test_cli_engine import REPO, project, rollout  # noqa: F401 - fixture
 @pytest.mark.slow
 def test_shipped_plan_forecasts_every_ramp_step_at_the_given_traffic(tmp_path):
     state = tmp_path / "state.db"
-    proc = rollout(
-        REPO,
-        *("plan", "--env", "production", "--json", "--traffic", "50/s", "--breach", "success_rate=85%"),
-        ZAPTRA_SANDBOX_TOKEN="x" * 10,
-        ROLLOUT_STATE=str(state),
-        ROLLOUT_PRODUCTION_ENV_FILE=str(tmp_path / "p.env"),
-    )
+    shipped = {
+        "ZAPTRA_SANDBOX_TOKEN": "x" * 10,
+        "ROLLOUT_STATE": str(state),
+        "ROLLOUT_PRODUCTION_ENV_FILE": str(tmp_path / "p.env"),
+    }
+    args = ("plan", "--env", "production", "--json", "--traffic", "50/s", "--breach", "success_rate=85%")
+    proc = rollout(REPO, *args, **shipped)
     assert proc.returncode == 0, proc.stderr
     forecast = json.loads(proc.stdout)["forecast"]
     assert forecast["traffic_per_s"] == 50 and forecast["traffic_source"] == "given with --traffic"
@@ -36,13 +36,7 @@ def test_shipped_plan_forecasts_every_ramp_step_at_the_given_traffic(tmp_path):
     assert forecast["expected_duration_s"] == 4 * 1800
     # plan is read-only: no state file, no env file
     assert not state.exists() and not (tmp_path / "p.env").exists()
-    text = rollout(
-        REPO,
-        *("plan", "--env", "production", "--traffic", "50/s"),
-        ZAPTRA_SANDBOX_TOKEN="x" * 10,
-        ROLLOUT_STATE=str(state),
-        ROLLOUT_PRODUCTION_ENV_FILE=str(tmp_path / "p.env"),
-    )
+    text = rollout(REPO, "plan", "--env", "production", "--traffic", "50/s", **shipped)
     assert text.returncode == 0, text.stderr
     assert "forecast at 50/s (given with --traffic)" in text.stdout
     assert "error_rate at 10% (2x alert): caught by" in text.stdout

@@ -252,6 +252,10 @@ class _Sim:
     def window(self, spec: MetricGate) -> float:
         return spec.window or self.gates.window
 
+    def judged_with(self, spec: MetricGate) -> tuple[float, int, str]:
+        """(confidence, min_samples, pass_when) as judge_readings gives them to ``spec``'s judge."""
+        return self.gates.metric_confidence(spec), self.min_samples(spec), self.gates.pass_when
+
     def _covered(self, spec: MetricGate) -> list[int]:
         window = self.window(spec)
         return [covered(t, window, self.step.interval) for t in self.evaluations]
@@ -288,8 +292,7 @@ class _Sim:
         bad = min(max((1.0 - value) if spec.higher else value, 0.0), 1.0)
         came = self._arrivals(_shares(self.step.percent)[0])
         spans = self._covered(spec)
-        totals = list(accumulate(came, initial=0))
-        samples = [totals[j + 1] - totals[j + 1 - c] for j, c in enumerate(spans)]
+        samples = _in_windows(came, spans)
         confidence, minimum = self.gates.metric_confidence(spec), self.min_samples(spec)
         edges = self.edges
         for n in set(samples):
@@ -329,15 +332,8 @@ class _Sim:
         rates = (min(max(control + difference, 0.0), 1.0), control)
         came = [self._arrivals(s) for s in _shares(self.step.percent)]
         spans = self._covered(spec)
-        sizes = []
-        for cohort in came:
-            totals = list(accumulate(cohort, initial=0))
-            sizes.append([totals[j + 1] - totals[j + 1 - c] for j, c in enumerate(spans)])
-        confidence, minimum, pass_when = (
-            self.gates.metric_confidence(spec),
-            self.min_samples(spec),
-            self.gates.pass_when,
-        )
+        sizes = [_in_windows(cohort, spans) for cohort in came]
+        confidence, minimum, pass_when = self.judged_with(spec)
         counters = [self._counts(c, p) for c, p in zip(came, rates, strict=True)]
         memo: dict[tuple[int, int, int, int], int] = {}
         window = self.window(spec)
@@ -410,8 +406,7 @@ class _Sim:
         per_call = sum(came) <= PER_CALL_LIMIT or spec.higher
         sums = self._sums(model, shift, came, per_call)
         spans = self._covered(spec)
-        totals = list(accumulate(came, initial=0))
-        samples = [totals[j + 1] - totals[j + 1 - c] for j, c in enumerate(spans)]
+        samples = _in_windows(came, spans)
         # a provider's latency has no spread to go on: judged on its value (as judge() does)
         with_sd = spec.provider == EMBEDDED
         confidence, minimum = self.gates.metric_confidence(spec), self.min_samples(spec)
@@ -465,15 +460,8 @@ class _Sim:
         per_call = sum(map(sum, came)) <= 2 * PER_CALL_LIMIT
         draws = [self._sums(model, shift, c, per_call) for shift, c in zip((difference, 0.0), came, strict=True)]
         spans = self._covered(spec)
-        sizes = []
-        for cohort in came:
-            totals = list(accumulate(cohort, initial=0))
-            sizes.append([totals[j + 1] - totals[j + 1 - c] for j, c in enumerate(spans)])
-        confidence, minimum, pass_when = (
-            self.gates.metric_confidence(spec),
-            self.min_samples(spec),
-            self.gates.pass_when,
-        )
+        sizes = [_in_windows(cohort, spans) for cohort in came]
+        confidence, minimum, pass_when = self.judged_with(spec)
         window, base = self.window(spec), model.mean
 
         def verdict(treatment: Cohort, control: Cohort) -> str:
@@ -598,6 +586,12 @@ class _Sim:
                 j, how = len(times) - 1, "hold"
             ends.append((how, times[j], bad[j] if bad and j < len(bad) else 0))
         return ends
+
+
+def _in_windows(came: list[int], spans: list[int]) -> list[int]:
+    """The samples in each evaluation's window: the newest ``spans[j]`` intervals' arrivals."""
+    totals = list(accumulate(came, initial=0))
+    return [totals[j + 1] - totals[j + 1 - c] for j, c in enumerate(spans)]
 
 
 def _nth_fail(codes: list[int], limit: int) -> int | None:
