@@ -6,6 +6,7 @@ minutes in. Would the candidate's gate have caught it, and when?"""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import time
@@ -51,17 +52,20 @@ phases:
 BREACH_AT = 40 * 60
 
 
+def _promtool() -> str:
+    found = shutil.which("promtool")
+    if found is None:
+        if os.environ.get("CI"):
+            pytest.fail("promtool is not installed (.ci/run installs the Debian prometheus package)")
+        pytest.skip("promtool is not installed (apt-get install prometheus)")
+    return found
+
+
 @pytest.fixture(scope="module")
 def past(tmp_path_factory):
     """A Prometheus whose TSDB holds two hours ending an hour ago: 5 requests/s on the new path, 40 %
     of them failing from 40 minutes in."""
-    promtool = shutil.which("promtool")
-    if promtool is None:
-        import os
-
-        if os.environ.get("CI"):
-            pytest.fail("promtool is not installed (.ci/run installs the Debian prometheus package)")
-        pytest.skip("promtool is not installed (apt-get install prometheus)")
+    promtool = _promtool()
     folder = tmp_path_factory.mktemp("prom-past")
     start = (int(time.time()) - 3 * 3600) // 60 * 60
     requests, errors = [], []
@@ -140,3 +144,41 @@ def test_a_looser_alert_would_have_missed_it(past):
     looser = _project(folder, server.url, alert="50%")
     data = json.loads(run(folder, looser, "--from", str(start), "--to", str(start + 2 * 3600)).stdout)
     assert data["runs"][0]["replayed"] != "rolled_back"
+
+
+@pytest.fixture(scope="module")
+def recent(tmp_path_factory):
+    """A Prometheus holding the last 70 minutes of the same counters, 5 requests/s."""
+    promtool = _promtool()
+    folder = tmp_path_factory.mktemp("prom-recent")
+    now = int(time.time())
+    points = [f'app_requests_total{{path="new"}} {5 * i} {now - 70 * 60 + i}' for i in range(0, 70 * 60, 15)]
+    errors = [f'app_errors_total{{path="new"}} 0 {now - 70 * 60 + i}' for i in range(0, 70 * 60, 15)]
+    text = "\n".join(["# TYPE app_requests counter", *points, "# TYPE app_errors counter", *errors, "# EOF"])
+    (folder / "recent.om").write_text(text + "\n")
+    subprocess.run(
+        [
+            promtool,
+            "tsdb",
+            "create-blocks-from",
+            "openmetrics",
+            str(folder / "recent.om"),
+            str(folder / "prom" / "data"),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    server = Prometheus(folder / "prom", [])
+    yield server, folder
+    server.close()
+
+
+def test_plan_reads_the_traffic_from_prometheus_over_the_last_hour(recent):
+    server, folder = recent
+    playbook = _project(folder, server.url)
+    proc = rollout(folder, "plan", "--env", "production", "--playbook", str(playbook), "--state", "s.db", "--json")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    forecast = json.loads(proc.stdout)["forecast"]
+    assert forecast["traffic_source"] == "prom: new_path_error_rate's samples query over the last hour"
+    assert forecast["traffic_per_s"] == pytest.approx(5.0, rel=0.05)
+    assert [s["percent"] for s in forecast["steps"]] == [10, 50, 100]
