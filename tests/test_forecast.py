@@ -270,3 +270,37 @@ def test_the_mean_edges_are_the_judges_own():
             for _ in range(300):
                 v = rng.uniform(0, 15000)
                 assert ("fail" if v > fail_above else "pass" if v < pass_below else "hold") == verdict(v), (n, sd, v)
+
+
+def test_a_reading_survives_the_record_as_the_judge_needs_it():
+    """Every field a judge reads comes back from the record's JSON as it was; a NaN rank sample (a
+    Prometheus point with no traffic) comes back as null, which the rank judge drops and counts alike."""
+    import json as _json
+
+    from rollout.gates.rank import judge_rank
+    from rollout.gates.replay import decode_reading, encode_reading
+    from rollout.gates.results import Reading
+    from rollout.stats import Cohort
+
+    reading = Reading(
+        0.123456789,
+        17,
+        29.5,
+        sd=3.3,
+        above=2,
+        percent=25,
+        cohorts=(Cohort(0.1, 40, 1.5), Cohort(0.2, 120, None)),
+        cohort_samples=([1.0, float("nan"), 3.5] * 10, [2.0, 2.5] * 15),
+    )
+    back = decode_reading(_json.loads(_json.dumps(encode_reading(reading, 4.25))))
+    assert (back.value, back.samples, back.window, back.sd, back.above, back.percent) == (
+        0.123456789,
+        17,
+        29.5,
+        3.3,
+        2,
+        25,
+    )
+    assert back.cohorts == reading.cohorts
+    spec = MetricGate(metric="confirmation_delay_ms", kind="compare", target=50, alert=150, judge="rank")
+    assert judge_rank(spec, back, 5, 0.99).as_dict() == judge_rank(spec, reading, 5, 0.99).as_dict()

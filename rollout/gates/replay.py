@@ -17,6 +17,7 @@ and a compare metric without its cohorts cannot, and :func:`readings_for` says s
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,9 +27,15 @@ from rollout.playbook.model import GateSet, MetricGate
 from rollout.stats import Cohort
 
 
+def _finite(value: Any) -> Any:
+    """JSON (and PostgreSQL's jsonb) has no NaN or infinity: a non-finite sample is kept as null, which
+    the rank judge drops and counts exactly as it drops and counts a NaN."""
+    return value if not isinstance(value, float) or math.isfinite(value) else None
+
+
 def encode_reading(reading: Reading, elapsed: float | None) -> dict[str, Any]:
-    """What a judge read, as JSON (floats kept exactly)."""
-    data: dict[str, Any] = {"value": reading.value, "samples": reading.samples, "window": reading.window}
+    """What a judge read, as JSON (floats kept exactly; a non-finite sample as null)."""
+    data: dict[str, Any] = {"value": _finite(reading.value), "samples": reading.samples, "window": reading.window}
     if elapsed is not None:
         data["elapsed"] = elapsed
     for name in ("error", "sd", "above", "percent"):
@@ -37,7 +44,7 @@ def encode_reading(reading: Reading, elapsed: float | None) -> dict[str, Any]:
     if reading.cohorts is not None:
         data["cohorts"] = [[c.value, c.samples, c.sd] for c in reading.cohorts]
     if reading.cohort_samples is not None:
-        data["cohort_samples"] = [list(s) for s in reading.cohort_samples]
+        data["cohort_samples"] = [[_finite(v) for v in s] for s in reading.cohort_samples]
     return data
 
 
