@@ -157,7 +157,7 @@ def recorded_runs(state: StateRecords, env: str) -> list[dict[str, Any]]:
     """The environment's runs, oldest first: each with its evaluations (the gate and ramp steps'; not
     ``watch``) and how it ended."""
     audit = state.audit_log(env, limit=1_000_000)
-    verdicts = [v for v in state.verdicts(env, limit=1_000_000) if v["step"] != "watch"]
+    verdicts = [v for v in state.verdicts(env, limit=1_000_000, readings=True) if v["step"] != "watch"]
     starts = sorted(a["ts"] for a in audit if a["action"] in RUN_STARTS)
     if verdicts and (not starts or verdicts[0]["ts"] < starts[0]):
         starts.insert(0, verdicts[0]["ts"])

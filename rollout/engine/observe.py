@@ -112,11 +112,13 @@ def slow_traffic(verdict: Verdict, hold: float) -> Verdict:
 
 
 def record(ctx: RunContext, verdict: Verdict, step: str, percent: int | None, elapsed: float | None = None) -> None:
-    """One evaluation into the state store, each metric with what its judge read (``reading``), so
-    ``rollout backtest`` can judge it again exactly (:mod:`rollout.gates.replay`)."""
+    """One evaluation into the state store, with what each metric's judge read, so ``rollout backtest``
+    can judge it again exactly (:mod:`rollout.gates.replay`)."""
     metrics = verdict.as_dicts()
-    for m, reading in zip(metrics, verdict.readings or (), strict=False):
-        m["reading"] = encode_reading(reading, elapsed)
+    readings = {
+        m["metric"]: encode_reading(reading, elapsed)
+        for m, reading in zip(metrics, verdict.readings or (), strict=False)
+    }
     ctx.state.record_verdict(
         ctx.env_name,
         ctx.clock.time(),
@@ -128,6 +130,7 @@ def record(ctx: RunContext, verdict: Verdict, step: str, percent: int | None, el
         metrics,
         ctx.commit,
         verdict.duration_s,
+        readings or None,
     )
 
 

@@ -48,7 +48,8 @@ CREATE TABLE IF NOT EXISTS verdicts (
     summary     TEXT NOT NULL,
     metrics     JSONB NOT NULL,
     commit_sha  TEXT,
-    duration_s  DOUBLE PRECISION
+    duration_s  DOUBLE PRECISION,
+    readings    JSONB
 );
 CREATE INDEX IF NOT EXISTS verdicts_env ON verdicts(environment, id);
 CREATE TABLE IF NOT EXISTS audit (
@@ -80,6 +81,7 @@ CREATE TABLE IF NOT EXISTS controls (
     updated_at  DOUBLE PRECISION NOT NULL
 );
 ALTER TABLE verdicts ADD COLUMN IF NOT EXISTS duration_s DOUBLE PRECISION;
+ALTER TABLE verdicts ADD COLUMN IF NOT EXISTS readings JSONB;
 """
 
 

@@ -48,7 +48,8 @@ CREATE TABLE IF NOT EXISTS verdicts (
     summary     TEXT NOT NULL,
     metrics     TEXT NOT NULL,
     commit_sha  TEXT,
-    duration_s  REAL
+    duration_s  REAL,
+    readings    TEXT
 );
 CREATE INDEX IF NOT EXISTS verdicts_env ON verdicts(environment, id);
 CREATE TABLE IF NOT EXISTS audit (
@@ -281,11 +282,14 @@ class StateRecords:
         metrics: list[dict[str, Any]],
         commit_sha: str | None = None,
         duration_s: float | None = None,
+        readings: dict[str, Any] | None = None,
     ) -> None:
-        """One evaluation: its verdict, every metric's result, and how long it took (``duration_s``)."""
+        """One evaluation: its verdict, every metric's result, how long it took (``duration_s``), and
+        what each metric's judge read (``readings``, by metric: kept apart from the results, which
+        every view reads, for ``rollout backtest``, which alone needs them)."""
         self._run(
             "INSERT INTO verdicts (ts, environment, phase, step, percent, verdict, summary, metrics, commit_sha, "
-            "duration_s) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "duration_s, readings) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 now,
                 environment,
@@ -297,6 +301,7 @@ class StateRecords:
                 self._dump(self.redactor.value(metrics), False),
                 commit_sha,
                 duration_s,
+                None if readings is None else self._dump(self.redactor.value(readings), False),
             ),
         )
 
@@ -356,11 +361,25 @@ class StateRecords:
             "evaluation_seconds": float(timed["total"]),
         }
 
-    def verdicts(self, environment: str, limit: int = 1000) -> list[dict[str, Any]]:
+    def verdicts(self, environment: str, limit: int = 1000, readings: bool = False) -> list[dict[str, Any]]:
+        """The newest ``limit`` evaluations, oldest first; with ``readings``, each metric carries what
+        its judge read (``reading``), where the record kept it."""
+        columns = "id, ts, environment, phase, step, percent, verdict, summary, metrics, commit_sha, duration_s"
         rows = self._run(
-            "SELECT * FROM verdicts WHERE environment = ? ORDER BY id DESC LIMIT ?", (environment, limit)
+            f"SELECT {columns}{', readings' if readings else ''} FROM verdicts WHERE environment = ? "
+            "ORDER BY id DESC LIMIT ?",
+            (environment, limit),
         ).fetchall()
-        return [{**dict(r), "metrics": self._load(r["metrics"])} for r in reversed(rows)]
+        found = []
+        for r in reversed(rows):
+            data = dict(r)
+            kept = data.pop("readings", None)
+            metrics = self._load(data["metrics"])
+            if readings and kept is not None:
+                read = self._load(kept)
+                metrics = [{**m, "reading": read[m["metric"]]} if m.get("metric") in read else m for m in metrics]
+            found.append({**data, "metrics": metrics})
+        return found
 
 
 class StateStore(StateRecords):
@@ -393,9 +412,11 @@ class StateStore(StateRecords):
     def _add_missing_columns(self) -> None:
         """A state file from before a column was added gets it (another process may add it first)."""
         columns = {r["name"] for r in self._db.execute("PRAGMA table_info(verdicts)")}
-        if "duration_s" not in columns:
+        for name, kind in (("duration_s", "REAL"), ("readings", "TEXT")):
+            if name in columns:
+                continue
             try:
-                self._db.execute("ALTER TABLE verdicts ADD COLUMN duration_s REAL")
+                self._db.execute(f"ALTER TABLE verdicts ADD COLUMN {name} {kind}")
             except sqlite3.OperationalError as exc:
                 if "duplicate column" not in str(exc):
                     raise

@@ -1,7 +1,8 @@
 """Replaying recorded evaluations against a candidate gate set: pure, no I/O.
 
-Every evaluation the engine records keeps, beside each metric's result, what its judge read (the
-``reading`` of each metric in the verdict's metrics JSON, :func:`encode_reading`): the value and its
+Every evaluation the engine records keeps, beside each metric's results, what its judge read (the
+state store's ``readings`` of the evaluation, by metric, :func:`encode_reading`; the store joins each into its
+metric's result as ``reading`` when asked): the value and its
 samples, a mean's standard deviation and a percentile's count beyond its alert, each cohort's value,
 count and spread (which is its count, sum and sum of squares), the rank judge's samples, the window
 and the time into the step. That is all a judge needs, so a replay with the same gate set gives the
