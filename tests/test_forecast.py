@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from rollout.gates import forecast as F
+from rollout.gates.forecast.simulation import _count_edges, _value_edges
 from rollout.gates.judge import judge
 from rollout.playbook.model import GateSet, MetricGate, RampStep
 
@@ -176,7 +177,7 @@ def test_the_rate_edges_are_the_judges_own():
             shown = None if n == 0 else ((n - k) / n if spec.higher else k / n)
             return judge(spec, shown, n, gates.min_samples, 60, gates.confidence).verdict
 
-        fail_from, pass_to = F._count_edges(verdict, n)
+        fail_from, pass_to = _count_edges(verdict, n)
         for k in range(n + 1):
             expected = verdict(k)
             got = "fail" if k >= fail_from else "pass" if k <= pass_to else "hold"
@@ -266,7 +267,7 @@ def test_the_mean_edges_are_the_judges_own():
             def verdict(v: float, n: int = n, sd: float = sd) -> str:
                 return judge(spec, v, n, 50, 300, 0.99, "sequential", sd=sd).verdict
 
-            fail_above, pass_below = F._value_edges(verdict, 2000, 5000, sd)
+            fail_above, pass_below = _value_edges(verdict, 2000, 5000, sd)
             for _ in range(300):
                 v = rng.uniform(0, 15000)
                 assert ("fail" if v > fail_above else "pass" if v < pass_below else "hold") == verdict(v), (n, sd, v)
