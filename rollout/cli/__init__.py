@@ -3,7 +3,11 @@
 
 from __future__ import annotations
 
-from rollout.cli import backtest  # noqa: F401 - registers `rollout backtest`
+# each module below adds its commands to `cli`
+from rollout.cli import (
+    agent,  # noqa: F401
+    backtest,  # noqa: F401 - registers `rollout backtest`
+)
 from rollout.cli.main import cli, main
 
 __all__ = ["cli", "main"]

@@ -35,9 +35,11 @@ from rollout.engine.runner import rollback
 from rollout.engine.state import AWAITING_APPROVAL, COMPLETED, HELD, ROLLED_BACK, RUNNING, EnvState
 from rollout.incident.chart import ramp_start, timeline_svg
 from rollout.incident.words import audit_words
+from rollout.playbook.environments import load_environment
 from rollout.playbook.model import Phase, Playbook, RampStep, step_label
+from rollout.playbook.schedule import Schedule
 from rollout.util.clock import Clock, SystemClock
-from rollout.util.errors import RolloutError
+from rollout.util.errors import RolloutError, StateError
 
 STATIC = Path(__file__).parent / "static"
 
@@ -100,6 +102,15 @@ def _at_a_glance(
     return steps, ramp
 
 
+def _schedule(project: Project, phase: Phase | None, name: str, now: float) -> dict[str, Any] | None:
+    """When the environment's ramp may next move up and what is frozen (None: no schedule keys)."""
+    try:
+        schedule = Schedule.of(load_environment(name, project.environments_dir), phase)
+    except RolloutError:
+        schedule = Schedule.of(phase)
+    return None if schedule.empty else schedule.as_dict(now)
+
+
 def snapshot(project: Project, now: float | None = None) -> dict[str, Any]:
     """Every environment as a person should read it, each with its last ramp's chart and the phase
     at a glance, and the audit timeline (verdict reasons in full), newest first."""
@@ -160,6 +171,7 @@ def snapshot(project: Project, now: float | None = None) -> dict[str, Any]:
                     "can_steer": row.status not in (ROLLED_BACK, COMPLETED),
                     "steps": steps,
                     "ramp": ramp,
+                    "schedule": _schedule(project, phase, row.name, now),
                 }
             )
             timeline += [
@@ -213,7 +225,8 @@ def create_dashboard(project: Project, token: str | None, clock: Clock | None = 
 
     @app.exception_handler(RolloutError)
     async def _rollout(request: Request, exc: RolloutError) -> JSONResponse:
-        return JSONResponse({"error": project.redactor.text(str(exc))}, 400)
+        # the environment's state refuses it (rolled back, nothing running): a conflict, not a bad request
+        return JSONResponse({"error": project.redactor.text(str(exc))}, 409 if isinstance(exc, StateError) else 400)
 
     @app.get("/")
     async def page() -> FileResponse:
