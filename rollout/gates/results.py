@@ -44,6 +44,10 @@ class MetricResult:
     errors_in_a_row: int = 0
     #: a rank judge's looks spent in the step (each spends its share of the error; see gates.rank)
     looks: int = 0
+    #: judged treatment against control (``value`` is their difference), and the two cohorts' values
+    compare: bool = False
+    treatment: float | None = None
+    control: float | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
