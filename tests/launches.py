@@ -103,20 +103,27 @@ def summary(ms: list[dict[str, Any]], verdict: str) -> str:
     return f"{verdict}: " + "; ".join(m["reason"] for m in deciding)
 
 
-def record(project: Project, envs: list[str], now: float, seed: int = 1) -> dict[str, str]:
+def record(
+    project: Project, envs: list[str], now: float, seed: int = 1, kinds: list[str] | None = None
+) -> dict[str, str]:
     """Write a launch in every status into ``project``'s store, as the engine would; returns each
     environment's recorded status. Most ramps are under way (a few evaluations each), some hold, some
-    wait for a person, a few were turned off by their gates, some are done, some not started."""
+    wait for a person, a few were turned off by their gates, some are done, some not started
+    (``kinds``: each environment's status, in order, instead)."""
     rng = random.Random(seed)
     store = StateStore(project.state_path)
     statuses = {}
     try:
         with store.tx() as db:
             for i, env in enumerate(envs):
-                kind = rng.choices(
-                    ["running", "held", "awaiting_approval", "rolled_back", "completed", "idle", "interrupted"],
-                    [55, 12, 5, 4, 12, 8, 4],
-                )[0]
+                kind = (
+                    kinds[i]
+                    if kinds
+                    else rng.choices(
+                        ["running", "held", "awaiting_approval", "rolled_back", "completed", "idle", "interrupted"],
+                        [55, 12, 5, 4, 12, 8, 4],
+                    )[0]
+                )
                 statuses[env] = kind
                 if kind == "idle":
                     continue
@@ -158,7 +165,7 @@ def record(project: Project, envs: list[str], now: float, seed: int = 1) -> dict
                 if kind == "completed":
                     fields.update(step_index=2, ramp_index=4, ramp_applied=False, observe_started=None)
                 store.update(env, t, db=db, **fields)
-                if kind in ("running", "held", "awaiting_approval"):
+                if kind == "running":  # an advance runs it (a held one, or one awaiting a person, has exited)
                     db.execute(
                         "INSERT INTO locks (environment, owner, pid, host, acquired_at) VALUES (?, ?, ?, ?, ?)",
                         (env, f"ops{i % 7}@launches", os.getpid(), socket.gethostname(), start),

@@ -5,6 +5,7 @@ reconnects caught up from its last event id, and the actions' token checks with 
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import threading
@@ -343,3 +344,11 @@ def test_no_event_holds_a_number_json_cannot_carry(world):
     encoded = encode(detector.boot, batch, "checkout/eu-west-1").decode()
     data = encoded.split("data: ", 1)[1]
     assert "NaN" not in data and json.loads(data)["verdicts"][-1]["metrics"][0]["value"] is None
+
+
+def test_the_pages_need_nothing_from_the_internet():
+    static = Path(__file__).resolve().parents[1] / "rollout" / "dashboard" / "static"
+    for asset in static.iterdir():
+        text = asset.read_text()
+        assert not re.search(r"(src|href)=\"(https?:)?//", text), asset.name
+        assert "import " not in text or asset.suffix != ".js", asset.name  # plain scripts, no bundler

@@ -46,6 +46,8 @@ FLAG_EVERY_S = 5.0
 HISTORY = 4096
 #: batches a slow client may have waiting before it is told to load again
 BACKLOG = 1024
+#: audit entries of a person's hand on a step: the controls are read again after one
+HANDS = ("paused", "continued", "promotion_requested")
 #: a row's fields that move the environment page's steps timeline
 STEP_FIELDS = ("status", "phase", "step", "percent", "paused")
 
@@ -157,6 +159,7 @@ class ChangeDetector:
         self._flags: dict[str, tuple[float, dict[str, Any] | None]] = {}
         self._stop = threading.Event()
         self._ready = threading.Event()
+        self._flag_due = threading.Event()
         self._threads: list[threading.Thread] = []
         #: queries asked of the stores and ticks done, for tests and benchmarks (neither grows with clients)
         self.reads = self.ticks = 0
@@ -174,6 +177,7 @@ class ChangeDetector:
 
     def stop(self) -> None:
         self._stop.set()
+        self._flag_due.set()
         for thread in self._threads:
             thread.join(10)
         for store in self.stores:
@@ -218,6 +222,8 @@ class ChangeDetector:
         sub = Subscription(loop, key)
         with self._lock:
             self._subs.add(sub)
+        if key is not None:
+            self._flag_due.set()
         return sub
 
     def unsubscribe(self, sub: Subscription) -> None:
@@ -333,6 +339,7 @@ class ChangeDetector:
         """What is new since the last fingerprint: the environments it touched (and, per environment key,
         the page's new verdicts and audit lines in ``envs``)."""
         touched: set[str] = set()
+        hands = False
         before = store.fingerprint or ()
         while int(fingerprint[0]) > store.audit_id:
             entries = state.audit_since(store.audit_id, 2000)
@@ -342,6 +349,7 @@ class ChangeDetector:
             for entry in entries:
                 env = entry["environment"]
                 touched.add(env)
+                hands = hands or entry["action"] in HANDS
                 if entry["action"] in MARKS:
                     store.marks[env][entry["action"]] = entry
                 for _, key in store.keys_of(env):
@@ -364,12 +372,18 @@ class ChangeDetector:
             self.reads += 1
             touched |= {n for n in fresh.keys() | store.envs.keys() if fresh.get(n) != store.envs.get(n)}
             store.envs = fresh
-        if fingerprint[4:5] != before[4:5]:
+        else:  # an update at the same engine time leaves the sums alone: read again what was just active
+            for env in touched:
+                found = state.get(env)
+                self.reads += 1
+                if found.updated_at or env in store.envs:
+                    store.envs[env] = found
+        if fingerprint[4:6] != before[4:6] or hands:
             controls = state.controls()
             self.reads += 1
             touched |= {n for n in controls.keys() | store.controls.keys() if controls.get(n) != store.controls.get(n)}
             store.controls = controls
-        if fingerprint[5:7] != before[5:7]:
+        if fingerprint[6:8] != before[6:8]:
             touched |= self._drivers(store, state)
         return touched
 
@@ -437,19 +451,34 @@ class ChangeDetector:
                 diff = row_diff(old, new)
                 if diff:
                     rows[key] = diff
+                if any(f in diff for f in ("flag", "percent", "status")):
+                    self._read_flag_again(key)
                 if p.playbook is not None and (old is None or any(f in diff for f in STEP_FIELDS)):
                     envs.setdefault(key, {})["steps"] = steps_timeline(p.playbook, p.playbook.phase_for(env), record)
         return seen
 
     # --- the flag of an open environment page, as its service reports it ---------------------------
 
+    def _read_flag_again(self, key: str) -> None:
+        """A flag write was recorded for ``key``: read what its service applied now, not in a few seconds."""
+        with self._lock:
+            if key in self._flags:
+                self._flags[key] = (-FLAG_EVERY_S, self._flags[key][1])
+                self._flag_due.set()
+
     def _probe_flags(self) -> None:
         states: dict[str, StateRecords] = {}
         try:
-            while not self._stop.wait(1.0):
+            while not self._stop.is_set():
+                self._flag_due.wait(1.0)
+                self._flag_due.clear()
                 with self._lock:
                     keys = {s.key for s in self._subs if s.key is not None}
-                due = [k for k in keys if self.clock.monotonic() - self._flags.get(k, (0.0, None))[0] >= FLAG_EVERY_S]
+                due = [
+                    k
+                    for k in keys
+                    if k not in self._flags or self.clock.monotonic() - self._flags[k][0] >= FLAG_EVERY_S
+                ]
                 for key in due:
                     found = self.flag_of(key, states)
                     with self._lock:

@@ -111,8 +111,9 @@ def in_force(step: RampStep, row: EnvState) -> int:
 
 
 def steps_timeline(playbook: Playbook, phase: Phase | None, row: EnvState) -> list[dict[str, Any]]:
-    """The phase's steps, each ``done``, ``current`` or ``next``; a ramp with its percentages (the one in
-    force), the hold and when it started, so a page can run the hold's clock.
+    """The phase's steps, each ``done``, ``current``, ``next`` or ``stopped`` (where a rollback stopped the
+    run); a ramp with its percentages (the one in force), the hold and when it started, so a page can run
+    the hold's clock.
 
     A step may carry ``forecast`` (a dict of short strings: the time a ramp step needs to decide); the
     page shows it when present."""
@@ -125,7 +126,7 @@ def steps_timeline(playbook: Playbook, phase: Phase | None, row: EnvState) -> li
         state = (
             "done"
             if here and (finished or index < row.step_index)
-            else "current"
+            else ("stopped" if row.status == ROLLED_BACK else "current")
             if here and index == row.step_index
             else "next"
         )
@@ -137,7 +138,11 @@ def steps_timeline(playbook: Playbook, phase: Phase | None, row: EnvState) -> li
         if isinstance(step, RampStep):
             item["percentages"] = list(step.percentages)
             item["in_force"] = (
-                in_force(step, row) if state == "current" else len(step.percentages) - 1 if state == "done" else -1
+                in_force(step, row)
+                if state in ("current", "stopped")
+                else len(step.percentages) - 1
+                if state == "done"
+                else -1
             )
         if state == "current" and row.status in UNDER_WAY:
             item["observe_started"] = row.observe_started

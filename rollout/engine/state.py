@@ -370,17 +370,22 @@ class StateRecords:
 
     def fingerprint(self) -> tuple[Any, ...]:
         """Something that changes whenever anything recorded changes, in one cheap query: the newest
-        audit and verdict ids, and the count and sum of the environments', controls' and locks' times."""
+        audit and verdict ids, the count and sum of the environments', controls' and locks' times, and
+        how many are paused. (Two writes at one engine time can leave the sums alone: a reader also
+        reads again the environments the new audit entries and verdicts name.)"""
         row = self._run(
             "SELECT (SELECT COALESCE(MAX(id), 0) FROM audit) AS audit, "
             "(SELECT COALESCE(MAX(id), 0) FROM verdicts) AS verdicts, "
             "(SELECT COUNT(*) FROM environments) AS envs, "
             "(SELECT COALESCE(SUM(updated_at), 0) FROM environments) AS env_times, "
             "(SELECT COALESCE(SUM(updated_at), 0) FROM controls) AS controls, "
+            "(SELECT COUNT(*) FROM controls WHERE paused = ?) AS paused, "
             "(SELECT COUNT(*) FROM locks) AS locks, "
-            "(SELECT COALESCE(SUM(acquired_at + pid), 0) FROM locks) AS lock_times"
+            "(SELECT COALESCE(SUM(acquired_at + pid), 0) FROM locks) AS lock_times",
+            (self._bool(True),),
         ).fetchone()
-        return tuple(row[k] for k in ("audit", "verdicts", "envs", "env_times", "controls", "locks", "lock_times"))
+        names = ("audit", "verdicts", "envs", "env_times", "controls", "paused", "locks", "lock_times")
+        return tuple(row[k] for k in names)
 
     def audit_since(self, after_id: int, limit: int = 10_000) -> list[dict[str, Any]]:
         """Audit entries of every environment with an id above ``after_id``, oldest first."""

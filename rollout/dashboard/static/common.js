@@ -122,6 +122,8 @@ class Live {
   }
 }
 
+// what an action answered, said where the actions are
 function say(text) {
-  document.getElementById("message").textContent = text;
+  const node = document.getElementById("message");
+  if (node) node.textContent = text;
 }

@@ -45,6 +45,7 @@ function renderHead() {
     promote: steerable, "promote-full": steerable, approve: row.status === "awaiting_approval",
   };
   document.querySelectorAll("[data-action]").forEach((b) => { b.hidden = !show[b.dataset.action]; });
+  document.getElementById("noaction").hidden = Object.values(show).some(Boolean);
   document.getElementById("actions").hidden = !page.writable;
   document.getElementById("readonly").hidden = page.writable;
 }
@@ -65,7 +66,7 @@ function holdWords(step) {
 }
 
 function renderSteps() {
-  const STATE = { done: "✓ done", current: "▶ now", next: "○ to come" };
+  const STATE = { done: "✓ done", current: "▶ now", next: "○ to come", stopped: "✕ stopped here: flag off" };
   const items = page.steps.map((step, i) => {
     const li = el("li", { class: `${step.state} ${step.kind}`, "data-state": step.state, "data-step": i },
       el("span", { class: "state" }, STATE[step.state]),
@@ -73,9 +74,11 @@ function renderSteps() {
       el("span", { class: "muted" }, step.kind + (step.hold_s ? `, held ${fmt.duration(step.hold_s)}` : "")));
     if (step.percentages) {
       li.append(el("ol", { class: "pcts", "aria-label": "percentages" }, ...step.percentages.map((p, j) => {
-        const state = j < step.in_force || (j === step.in_force && step.state === "done") ? "done" : j === step.in_force ? "current" : "next";
-        return el("li", { class: state, "data-role": state === "current" ? "in-force" : state === "next" ? "planned" : "passed" },
-          `${p}%`, el("span", { class: "muted", style: "font-weight:400" }, state === "done" ? " ✓" : state === "current" ? " ◀ in force" : ""));
+        const state = j < step.in_force || (j === step.in_force && step.state === "done") ? "done"
+          : j === step.in_force ? (step.state === "stopped" ? "off" : "current") : "next";
+        const role = { current: "in-force", next: "planned", done: "passed", off: "turned-off" }[state];
+        const note = { done: " ✓", current: " ◀ in force", off: " ✕ turned off", next: "" }[state];
+        return el("li", { class: state, "data-role": role }, `${p}%`, el("span", { style: "font-weight:400" }, note));
       })));
     }
     const hold = holdWords(step);
