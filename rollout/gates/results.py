@@ -94,7 +94,7 @@ def fmt(metric: str, value: float | None, unit: str | None = None) -> str:
     if unit == "rate":
         return f"{value * 100:.2f}%"
     if unit == "latency":
-        return f"{value:.0f} ms"
+        return f"{value if round(value) else 0.0:.0f} ms"  # never "-0 ms"
     return f"{value:g}"
 
 

@@ -31,12 +31,12 @@ const fmt = {
     if (v === null || v === undefined) return "no data";
     unit = unit || (metric && metric.endsWith("_rate") ? "rate" : metric && metric.endsWith("_ms") ? "latency" : "");
     if (unit === "rate") return `${(v * 100).toFixed(2)}%`;
-    if (unit === "latency") return `${Math.round(v)} ms`;
+    if (unit === "latency") return `${Math.round(v) || 0} ms`;
     return `${Number(v.toPrecision(6))}`;
   },
   signed(v, unit, metric) {
     const shown = fmt.value(Math.abs(v), unit, metric);
-    return `${v < 0 ? "-" : "+"}${shown}`;
+    return shown === fmt.value(0, unit, metric) ? shown : `${v < 0 ? "-" : "+"}${shown}`; // never "-0 ms"
   },
   clock(ts) {
     return ts === null || ts === undefined ? "-" : `${new Date(ts * 1000).toISOString().slice(11, 19)}Z`;
