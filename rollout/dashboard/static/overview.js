@@ -71,6 +71,7 @@ function renderRow(row, tr) {
       el("td", {}, el("div", {}, el("a", { class: "env", href: envUrl(row) }, row.env)), el("div", { class: "sub", title: row.project }, row.project)));
   }
   tr.classList.toggle("flagged", Boolean(row.flag_off));
+  tr.dataset.verdictAt = row.last ? row.last.at : "";
   while (tr.cells.length > 1) tr.lastChild.remove();
   tr.append(...cellsOf(row));
   return tr;
@@ -110,10 +111,15 @@ function arrange() {
     order.length === rows.size ? `${rows.size} environments` : `${order.length} of ${rows.size} environments shown`;
   document.getElementById("envs").setAttribute("aria-rowcount", order.length + 1);
   document.querySelectorAll("#envs th").forEach((th) => th.setAttribute("aria-sort", th.dataset.sort === sort ? "ascending" : "none"));
+  place(true);
+}
+
+// a person changed a filter: the rows again, and the address says it (a link to share, a reload keeps it)
+function refilter() {
   const params = new URLSearchParams();
   controls.forEach((c) => c.value && !(c.id === "sort" && c.value === "attention") && params.set(c.id, c.value));
   history.replaceState(null, "", params.toString() ? `?${params}` : location.pathname);
-  place(true);
+  arrange();
 }
 
 // the rows in view, a margin around them, and around the focused row; the rest is two spacers
@@ -165,7 +171,7 @@ function renderOffs() {
     ` at ${fmt.clock(r.flag_off.at)}: ${r.flag_off.reason}`));
   if (offs.length > 5) {
     const more = el("button", { type: "button" }, `show all ${offs.length}`);
-    more.onclick = () => { controls[1].value = "rolled_back"; arrange(); };
+    more.onclick = () => { controls[1].value = "rolled_back"; refilter(); };
     items.push(el("li", {}, `and ${offs.length - 5} more: `, more));
   }
   box.querySelector("ul").replaceChildren(...items);
@@ -222,6 +228,6 @@ setInterval(() => {
 }, 1000);
 
 const params = new URLSearchParams(location.search);
-controls.forEach((c) => { if (params.get(c.id)) c.value = params.get(c.id); c.addEventListener("input", arrange); });
+controls.forEach((c) => { if (params.get(c.id)) c.value = params.get(c.id); c.addEventListener("input", refilter); });
 document.querySelector("form.filters").addEventListener("submit", (e) => e.preventDefault());
 new Live("/api/overview", "/api/events", snapshot, change).start();
