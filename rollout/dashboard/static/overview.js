@@ -5,7 +5,7 @@
 "use strict";
 
 const ROW_H = 46; // px, fixed by the stylesheet (tr.row)
-const MARGIN = 12; // rows kept beyond each edge of the view
+const MARGIN = 30; // rows drawn beyond each edge of the view (drawn again when the view is a third of it from an edge)
 
 const rows = new Map(); // key -> {row, tr}
 const ATTENTION = { rolled_back: 0, "completed, flag off": 0, interrupted: 1, awaiting_approval: 2, held: 3 };
@@ -131,14 +131,22 @@ let shown = [0, 0];
 
 function place(force) {
   const top = body.getBoundingClientRect().top;
-  let first = Math.max(0, Math.floor(-top / ROW_H) - MARGIN);
-  let last = Math.min(order.length, Math.ceil((innerHeight - top) / ROW_H) + MARGIN);
+  const inView = [Math.max(0, Math.floor(-top / ROW_H)), Math.min(order.length, Math.ceil((innerHeight - top) / ROW_H))];
   const focused = document.activeElement && document.activeElement.closest && document.activeElement.closest("tr.row");
   const at = focused ? order.indexOf(focused.dataset.key) : -1;
-  if (at >= 0) { first = Math.min(first, Math.max(0, at - MARGIN)); last = Math.max(last, Math.min(order.length, at + MARGIN + 1)); }
-  if (!force && first === shown[0] && last === shown[1]) return;
+  const wanted = at >= 0 ? [Math.min(inView[0], at), Math.max(inView[1], at + 1)] : inView;
+  // the rows drawn change only when the view comes near their edge: most scrolled frames change nothing
+  const near = MARGIN / 3;
+  const covered = (wanted[0] >= shown[0] + near || shown[0] === 0) && (wanted[1] <= shown[1] - near || shown[1] === order.length);
+  if (!force && covered) return;
+  const first = Math.max(0, wanted[0] - MARGIN);
+  const last = Math.min(order.length, wanted[1] + MARGIN);
   shown = [first, last];
-  const want = order.slice(first, last).map((k) => rows.get(k).tr);
+  const want = order.slice(first, last).map((k) => {
+    const entry = rows.get(k);
+    if (!entry.tr) entry.tr = renderRow(entry.row); // a row is built the first time it is drawn
+    return entry.tr;
+  });
   const keep = new Set(want);
   [...body.querySelectorAll("tr.row")].forEach((tr) => keep.has(tr) || tr.remove());
   let anchor = padTop.nextSibling;
@@ -179,11 +187,13 @@ function renderOffs() {
 
 function put(row) {
   const had = rows.get(row.key);
-  rows.set(row.key, { row, tr: renderRow(row, had && had.tr) });
+  // a drawn row is redrawn in place; one out of view is rebuilt when it is drawn
+  const drawn = had && had.tr && had.tr.isConnected;
+  rows.set(row.key, { row, tr: drawn ? renderRow(row, had.tr) : null });
 }
 
 function snapshot(data) {
-  rows.forEach(({ tr }) => tr.remove());
+  rows.forEach(({ tr }) => tr && tr.remove());
   rows.clear();
   data.rows.forEach(put);
   document.getElementById("readonly").hidden = data.writable;
@@ -203,7 +213,7 @@ function change(data) {
   Object.entries(data.rows || {}).forEach(([key, diff]) => {
     const had = rows.get(key);
     if (diff === null) {
-      if (had) had.tr.remove();
+      if (had && had.tr) had.tr.remove();
       rows.delete(key);
       offs = true;
       return;
