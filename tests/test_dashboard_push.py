@@ -352,3 +352,35 @@ def test_the_pages_need_nothing_from_the_internet():
         text = asset.read_text()
         assert not re.search(r"(src|href)=\"(https?:)?//", text), asset.name
         assert "import " not in text or asset.suffix != ".js", asset.name  # plain scripts, no bundler
+
+
+@pytest.mark.slow
+def test_the_detector_follows_a_postgresql_store_shared_by_two_projects(tmp_path, postgres):
+    from rollout.engine.pgstate import PgStateStore
+
+    url = postgres.database()
+    projects = {
+        name: Project(p.playbook_path, p.environments_dir, p.state_path, state_url=url)
+        for name, p in write_playbooks(tmp_path, 2, 2).items()
+    }
+    store = PgStateStore(url)
+    try:
+        clock = ManualClock()
+        detector = ChangeDetector(projects, clock)
+        first = detector.tick()
+        assert first is not None and len(first.rows) == 4 and len(detector.stores) == 1  # one store, read once
+        with store.tx() as db:
+            store.update("eu-west-1", clock.time(), db=db, status="running", phase="eu-west-1", step_index=1)
+            store.audit("eu-west-1", "step_started", clock.time(), db=db, step="ramp", kind="ramp")
+        store.set_control("eu-west-1", clock.time(), paused=True)
+        found = metrics(__import__("random").Random(2), "fail", 25)
+        store.record_verdict("eu-west-1", clock.time(), "eu-west-1", "ramp", 25, "fail", summary(found, "fail"), found)
+        batch = detector.tick()
+        assert batch is not None
+        for key in ("checkout/eu-west-1", "search/eu-west-1"):  # both projects run it: both rows move
+            assert batch.rows[key]["status"] == "interrupted"  # running, and nobody holds its lock
+            assert batch.rows[key]["paused"] is True and batch.rows[key]["last"]["verdict"] == "fail"
+            assert [v["verdict"] for v in batch.envs[key]["verdicts"]] == ["fail"]
+        assert detector.tick() is None
+    finally:
+        store.close()
