@@ -94,9 +94,11 @@ class _Project:
     mtime: int | None = None
     #: environment files read for the status (``completed, flag off`` needs its flag variable)
     environments: dict[str, Any] = field(default_factory=dict)
+    #: the environments its phases run in, in playbook order
+    names: list[str] = field(default_factory=list)
 
     def envs(self) -> list[str]:
-        return [p.environment for p in self.playbook.phases] if self.playbook else []
+        return self.names
 
 
 class _Store:
@@ -260,7 +262,8 @@ class ChangeDetector:
                 self._follow(store, rows, envs)
                 store.problem = None
             except Exception as exc:  # noqa: BLE001 - a store that cannot be read is said, and asked again
-                store.problem = f"cannot read the state ({type(exc).__name__}: {exc})"
+                said = store.projects[0].project.redactor.text(f"{type(exc).__name__}: {exc}")
+                store.problem = f"cannot read the state ({said})"
                 store.close()
         batch = self.publish(rows, dict(envs)) if rows or envs else None
         self._ready.set()
@@ -291,6 +294,7 @@ class ChangeDetector:
             if mtime is not None and mtime != p.mtime:
                 try:
                     p.playbook, p.problem = p.project.playbook(), None
+                    p.names = [phase.environment for phase in p.playbook.phases]
                 except RolloutError as exc:  # keep showing what the last good playbook said
                     p.problem = f"the playbook does not load ({p.project.redactor.text(str(exc))})"
                 p.environments.clear()
