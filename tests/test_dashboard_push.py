@@ -384,3 +384,10 @@ def test_the_detector_follows_a_postgresql_store_shared_by_two_projects(tmp_path
         assert detector.tick() is None
     finally:
         store.close()
+
+
+def test_a_project_name_that_cannot_be_a_url_segment_is_refused_in_one_line(world):
+    from rollout.util.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"project name 'a/b': letters, digits"):
+        create_dashboard({"a/b": world["checkout"]}, None)

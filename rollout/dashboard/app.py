@@ -49,7 +49,7 @@ from rollout.incident.chart import ramp_start, timeline_svg
 from rollout.incident.words import audit_words
 from rollout.playbook.model import Phase, Playbook, RampStep, step_label
 from rollout.util.clock import Clock, SystemClock
-from rollout.util.errors import RolloutError
+from rollout.util.errors import ConfigError, RolloutError
 
 STATIC = Path(__file__).parent / "static"
 
@@ -231,7 +231,7 @@ def create_dashboard(
     named = dict(projects) if isinstance(projects, Mapping) else {project_name(projects): projects}
     for name in named:
         if not PROJECT_NAME.match(name):
-            raise ValueError(f"project name {name!r}: letters, digits, '_', '.' and '-' only (it is a URL segment)")
+            raise ConfigError(f"project name {name!r}: letters, digits, '_', '.' and '-' only (it is a URL segment)")
     detector = ChangeDetector(named, clock, tick_s)
 
     @asynccontextmanager
