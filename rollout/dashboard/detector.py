@@ -201,12 +201,14 @@ class ChangeDetector:
 
     def snapshot(self, timeout: float = 10.0) -> tuple[str, list[dict[str, Any]], list[str]]:
         """(the id of the last batch, every row in the overview's order, problems reading stores or
-        playbooks) as they stand."""
-        self._ready.wait(timeout)
+        playbooks) as they stand; waits up to ``timeout`` for the first reading of every store, then says
+        it is still reading (the rest comes as events)."""
+        ready = self._ready.wait(timeout)
         with self._lock:
             rows = sorted(self._rows.values(), key=lambda r: (r["order"], r["env"]))
             seq = self._seq
-        problems = [f"{p.name}: {p.problem}" for p in self.projects if p.problem]
+        problems = [] if ready else ["still reading the state stores: the rest of the rows come as they are read"]
+        problems += [f"{p.name}: {p.problem}" for p in self.projects if p.problem]
         problems += [s.problem for s in self.stores if s.problem]
         return f"{self.boot}-{seq}", rows, problems
 

@@ -192,13 +192,20 @@ function put(row) {
   rows.set(row.key, { row, tr: drawn ? renderRow(row, had.tr) : null });
 }
 
+let projectCount = 0;
+
+function sayTotal() {
+  document.getElementById("total").textContent = `(${rows.size} in ${projectCount} project${projectCount === 1 ? "" : "s"})`;
+}
+
 function snapshot(data) {
   rows.forEach(({ tr }) => tr && tr.remove());
   rows.clear();
   data.rows.forEach(put);
   document.getElementById("readonly").hidden = data.writable;
   document.getElementById("problems").textContent = (data.problems || []).join("; ");
-  document.getElementById("total").textContent = `(${data.rows.length} in ${data.projects.length} project${data.projects.length === 1 ? "" : "s"})`;
+  projectCount = data.projects.length;
+  sayTotal();
   const projects = document.getElementById("project");
   const chosen = projects.value || params.get("project") || "";
   projects.replaceChildren(el("option", { value: "" }, "every project"), ...data.projects.map((p) => el("option", { value: p }, p)));
@@ -210,6 +217,8 @@ function snapshot(data) {
 
 function change(data) {
   let offs = false;
+  const problems = document.getElementById("problems");
+  if (problems.textContent.startsWith("still reading")) problems.textContent = "";
   Object.entries(data.rows || {}).forEach(([key, diff]) => {
     const had = rows.get(key);
     if (diff === null) {
@@ -223,6 +232,7 @@ function change(data) {
     put(row);
   });
   if (offs) renderOffs();
+  sayTotal();
   arrange();
 }
 
