@@ -137,19 +137,18 @@ class _Parser:
         return value
 
     def or_(self) -> Any:
-        value = self.and_()
-        while self.peek() == ("op", "||"):
-            self.take()
-            right = self.and_()
-            value = _truth(value) or _truth(right)
-        return value
+        return self.chain(self.and_, "||", lambda left, right: left or right)
 
     def and_(self) -> Any:
-        value = self.not_()
-        while self.peek() == ("op", "&&"):
+        return self.chain(self.not_, "&&", lambda left, right: left and right)
+
+    def chain(self, operand: Callable[[], Any], op: str, combine: Callable[[bool, bool], bool]) -> Any:
+        """``operand (op operand)*``: both sides are evaluated and must be booleans, as in expr."""
+        value = operand()
+        while self.peek() == ("op", op):
             self.take()
-            right = self.not_()
-            value = _truth(value) and _truth(right)
+            right = operand()
+            value = combine(_truth(value), _truth(right))
         return value
 
     def not_(self) -> Any:

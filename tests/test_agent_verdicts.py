@@ -324,3 +324,20 @@ def test_the_token_rules():
         agent_token("10.0.0.7", {"ROLLOUT_AGENT_TOKEN": ""})
     with pytest.raises(ConfigError, match="ROLLOUT_AGENT_TOKEN must be at least 16 characters"):
         agent_token("127.0.0.1", {"ROLLOUT_AGENT_TOKEN": "short"})
+
+
+def test_the_argo_reader_agrees_with_argos_documented_examples():
+    """tests/peer_contracts.py against the examples of Argo's web.md and the rules of its evaluate.go."""
+    body = json.dumps({"data": {"ok": True, "successPercent": 0.95}}).encode()
+    assert argo_measurement(200, body, "{$.data.ok}", "result == true") == (SUCCESSFUL, True)
+    assert argo_measurement(200, body, "{$.data}", "result.ok && result.successPercent >= 0.90")[0] == SUCCESSFUL
+    assert argo_measurement(200, body, "{$.data}", "result.ok && result.successPercent >= 0.99")[0] == FAILED
+    assert argo_measurement(200, b"[0.96]", "{$}", "result[0] >= 0.95")[0] == SUCCESSFUL
+    # neither condition: Successful; a failure condition alone: Successful unless it holds
+    assert argo_measurement(200, b'"hold"')[0] == SUCCESSFUL
+    assert argo_measurement(200, b'"hold"', failure='result == "fail"')[0] == SUCCESSFUL
+    assert argo_measurement(200, b'"fail"', failure='result == "fail"')[0] == FAILED
+    # a jsonPath that finds nothing, a condition that is no boolean or cannot be read: Error
+    assert argo_measurement(200, body, "{$.verdict}", SUCCESS)[0] == ERROR
+    assert argo_measurement(200, body, "{$.data}", "result.successPercent")[0] == ERROR
+    assert argo_measurement(200, body, "{$.data}", "result.ok ===")[0] == ERROR
