@@ -267,6 +267,7 @@ def test_an_agent_configured_by_file_and_environment_serves_logs_json_and_stops_
     assert ADMIN_TOKEN not in err and AGENT_TOKEN not in err and ADMIN_TOKEN not in answer.text
 
 
+@pytest.mark.slow
 def test_an_agent_listening_off_loopback_without_a_token_refuses_to_start_and_registers_nothing(tmp_path):
     project_as_deployed(tmp_path)
     proc = agent_process(
