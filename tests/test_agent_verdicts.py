@@ -284,6 +284,7 @@ def test_bad_requests_get_one_json_error_line_that_both_tools_take_for_no(
         assert answer.headers["www-authenticate"] == "Bearer"
     if status == 500:  # a missing environment file is named, as on the command line
         assert "dark.yaml: no such environment 'dark'" in error["error"]
+        assert any("verdict API: dark cannot be evaluated" in e["message"] for e in running.events("error"))
 
 
 def test_metrics_count_the_verdicts_served_and_healthz_needs_no_token(running, svc):

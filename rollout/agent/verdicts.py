@@ -253,12 +253,20 @@ def _judge(agent: Agent, served: Served, environment: str, gate: str, percent: i
                 known = ", ".join(ctx.playbook.gates)
                 raise Refused(404, f"project {served.playbook.name!r} has no gate set {gate!r} (its gates: {known})")
             verdict = measure(ctx, gates, percent=percent)
-    except RolloutError as exc:
-        raise Refused(500, project.redactor.text(f"{environment} cannot be evaluated: {exc}")) from None
-    return project.redactor.value(answer(served.playbook.name, environment, gate, gates, verdict, percent)), verdict
+    except Refused:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a broken environment is the caller's error answer, never a traceback
+        what = str(exc) if isinstance(exc, RolloutError) else f"{type(exc).__name__}: {exc}"
+        said = project.redactor.text(f"{environment} cannot be evaluated: {what}")
+        agent.log.event("error", f"verdict API: {said}", environment, project.redactor)
+        raise Refused(500, said) from None
+    body = answer(served.playbook.name, environment, gate, gates, verdict, percent, agent.clock.time())
+    return project.redactor.value(body), verdict
 
 
-def answer(project: str, environment: str, gate: str, gates: GateSet, verdict: Verdict, percent: int | None) -> dict:
+def answer(
+    project: str, environment: str, gate: str, gates: GateSet, verdict: Verdict, percent: int | None, now: float
+) -> dict:
     """The JSON both callers get: the verdict, why, and each metric's reading."""
     return {
         "verdict": verdict.verdict,
@@ -269,7 +277,7 @@ def answer(project: str, environment: str, gate: str, gates: GateSet, verdict: V
         "gate": gate,
         "window_s": gates.window,
         "percent": percent,
-        "evaluated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "evaluated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now)),
         "duration_s": None if verdict.duration_s is None else round(verdict.duration_s, 4),
         "metrics": [{k: m.as_dict()[k] for k in METRIC_FIELDS} for m in verdict.metrics],
     }
