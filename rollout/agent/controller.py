@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import queue
 import threading
 import time
 from collections import deque
@@ -79,6 +80,11 @@ class Agent:
         self._wake = threading.Event()
         self._pool = ThreadPoolExecutor(config.workers, thread_name_prefix="rollout-agent")
         self._stores: dict[str, StateRecords] = {}
+        #: leases the renewal thread found lost, for the main thread to let go
+        self._lost: queue.Queue[tuple[str, leases.Lease]] = queue.Queue()
+        #: set once every lease is given up at the end: the renewal thread renews until then
+        self._released = threading.Event()
+        self._renewer = threading.Thread(target=self._renewing, name="rollout-agent-leases", daemon=True)
 
     # --- start and stop ------------------------------------------------------------------------
 
@@ -115,21 +121,20 @@ class Agent:
         self._wake.set()
 
     def run(self) -> None:
-        """Serve until :meth:`stop`."""
-        ttl = self.config.lease_ttl
-        round_every = min(1.0, ttl / 5)
+        """Serve until :meth:`stop`. Ownership rounds keep real time (a lease is renewed in real
+        time, whatever clock the looks are due by); looks are due by the agent's clock."""
+        round_every = min(1.0, self.config.lease_ttl / 5)
         next_round = 0.0
+        self._renewer.start()
         try:
             while not self._stopping.is_set():
-                now = self.clock.monotonic()
-                if now >= next_round:
+                if time.monotonic() >= next_round:
                     self._round()
-                    next_round = now + round_every
+                    next_round = time.monotonic() + round_every
                 self._collect()
                 self._dispatch()
-                due = self._heap[0][0] if self._heap else float("inf")
-                wait = max(0.0, min(next_round - self.clock.monotonic(), due - self.clock.time(), 0.5))
-                self._wake.wait(wait)
+                due = self._heap[0][0] - self.clock.time() if self._heap else float("inf")
+                self._wake.wait(max(0.0, min(next_round - time.monotonic(), due, 0.5)))
                 self._wake.clear()
         finally:
             self._shutdown()
@@ -144,6 +149,9 @@ class Agent:
         self._collect()
         for key in list(self.works):
             self._let_go(key, "the agent stopped (SIGTERM)", release=True, say=True)
+        self._released.set()
+        if self._renewer.is_alive():
+            self._renewer.join(10)
         for store in self._stores.values():
             try:
                 handoff.unregister(store, self.id)
@@ -157,41 +165,60 @@ class Agent:
     # --- ownership -----------------------------------------------------------------------------
 
     def _round(self) -> None:
-        """Renew, notice what was lost, take what needs an agent, give up the excess."""
+        """Notice what was lost, take what needs an agent, give up the excess."""
         now = self.clock.time()
         self.figures.last_round = time.monotonic()
+        self._take_in_losses()
         for key, store in self._stores.items():
             try:
-                handoff.heartbeat(store, self.id, now)
-                self._renew(key, store, now)
                 self._claim(key, store, now)
             except RolloutError as exc:
                 self.log.event("error", f"state store {store.path}: {exc}")
             except Exception as exc:  # noqa: BLE001 - a store that fails this round is tried again next round
                 self.log.event("error", f"state store {store.path}: {type(exc).__name__}: {exc}")
 
-    def _renew(self, key: str, store: StateRecords, now: float) -> None:
-        for wkey, w in list(self.works.items()):
-            if wkey[0] != key or w.over:
+    def _renewing(self) -> None:
+        """The renewal thread: every third of the lease's time to live, a heartbeat and one statement
+        renewing every lease held, whatever the main thread is busy with; the leases found lost go to
+        the main thread, which lets them go."""
+        while not self._released.is_set():
+            now = self.clock.time()
+            for key, store in self._stores.items():
+                held = [w.lease for w in list(self.works.values()) if w.key[0] == key and not w.over]
+                try:
+                    handoff.heartbeat(store, self.id, now)
+                    for lease in leases.renew_all(store, self.id, held, now):
+                        self._lost.put((key, lease))
+                except Exception as exc:  # noqa: BLE001 - a store that fails now is tried again in a moment
+                    self.log.event("error", f"renewing the leases in {store.path}: {type(exc).__name__}: {exc}")
+            self._wake.set()
+            self._released.wait(self.config.lease_ttl / 3)
+
+    def _take_in_losses(self) -> None:
+        while not self._lost.empty():
+            key, lease = self._lost.get()
+            w = self.works.get((key, lease.environment))
+            if w is None or w.lease is not lease:
                 continue
-            if not leases.renew(store, w.lease, now):
-                self.figures.leases_lost += 1
-                holder = leases.last_lease(store, w.environment)
-                self._let_go(
-                    wkey,
-                    f"lost the lease on {w.environment} (token {w.lease.token}) to "
-                    f"{holder.owner if holder else 'nobody'}: back to standby for it",
-                    release=False,
-                    say=False,
-                )
+            self.figures.leases_lost += 1
+            holder = leases.last_lease(self._stores[key], lease.environment)
+            self._let_go(
+                (key, lease.environment),
+                f"lost the lease on {lease.environment} (token {lease.token}) to "
+                f"{holder.owner if holder else 'nobody'}: back to standby for it",
+                release=False,
+                say=False,
+            )
 
     def _claim(self, key: str, store: StateRecords, now: float) -> None:
         mine = {e for (k, e) in self.works if k == key}
         needing: dict[str, tuple[Served, str]] = {}
         pending = {r.environment for r in handoff.pending(store)}
-        for served in (s for s in self.served if s.state is store):
+        serving = [s for s in self.served if s.state is store]
+        rows = store.rows([e for s in serving for e in s.environments])
+        for served in serving:
             for phase in served.playbook.phases:
-                row = store.get(phase.environment)
+                row = rows[phase.environment]
                 observing = (
                     row.phase == phase.name
                     and row.step_index < len(phase.steps)
@@ -231,13 +258,11 @@ class Agent:
         for env in decided.shed:
             self._shed[(key, env)] = now
             self._let_go((key, env), f"gave {env} up to even the spread over {live} agents", release=True, say=True)
-        for env in decided.claim:
+        taken = leases.claim_many(store, decided.claim, self.id, self.config.lease_ttl, now, time.monotonic)
+        for env, (lease, replaced) in taken.items():
             served, need = needing[env]
-            taken = leases.claim(store, env, self.id, self.config.lease_ttl, now, time.monotonic)
-            if taken is None:
-                continue
-            lease, replaced = taken
             self.figures.takeovers += 1
+            lease.renew_now = lambda lease=lease, store=store: leases.renew(store, lease, self.clock.time())
             w = work.Work(served.project, env, need, lease, replaced)
             w.due = now
             self.works[(key, env)] = w
@@ -348,8 +373,20 @@ class Agent:
         modes: dict[str, int] = {}
         for w in self.works.values():
             modes[w.mode] = modes.get(w.mode, 0) + 1
+        late = sorted(self.figures.lateness)
+        lateness = (
+            {
+                "n": len(late),
+                "p50": late[len(late) // 2],
+                "p99": late[max(0, int(len(late) * 0.99) - 1)],
+                "max": late[-1],
+            }
+            if late
+            else None
+        )
         return {
             "status": "ok" if ok else "stuck",
+            "lateness_s": lateness,
             "agent": self.id,
             "environments": len(self.works),
             "by_mode": modes,

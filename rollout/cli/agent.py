@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import faulthandler
 import os
 import signal
 from pathlib import Path
@@ -83,6 +84,8 @@ def agent(
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    # `kill -USR1` prints every thread's stack to the log: what an agent that seems stuck is doing
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     try:
         controller.run()
     finally:

@@ -22,7 +22,7 @@ from rollout.engine.context import RunContext
 from rollout.engine.flagwrites import after, announce
 from rollout.engine.outcome import FlagOff, RunOutcome
 from rollout.engine.requests import clear_requests
-from rollout.engine.state import ROLLED_BACK, StateRecords
+from rollout.engine.state import ROLLED_BACK, LeaseLost, StateRecords
 from rollout.flags import FlagBackend, FlagWriteError, is_on
 from rollout.incident.report import collect, write_report
 from rollout.playbook.environments import Resolved
@@ -66,10 +66,14 @@ def kill(
         with state.tx() as db:
             state.update(environment, clock.time(), db=db, status=ROLLED_BACK, reason=reason, flag=False)
             known["write"] = announce(state, environment, clock, "flag_off", flag=False, percent=None, db=db)
+        # no local lease check here: the token was checked as this commit was made, and a flag-off that
+        # follows it late is harmless (refusing it would leave rolled_back recorded with the flag on)
         after("flag_off", "intent")
 
     try:
         before = flags.set(enabled=False, guard=mark)
+    except LeaseLost:
+        raise  # an agent that lost its lease writes nothing more, not even a failure: the new owner guards
     except RolloutError as exc:  # the backend failed: record it before the error reaches the person
         with state.tx() as db:
             if not known:  # the write failed before its guard ran: the intent is recorded all the same

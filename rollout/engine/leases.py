@@ -38,11 +38,15 @@ class Lease:
     monotonic: Callable[[], float]
     #: this process's monotonic time past which it may not act without renewing
     valid_until: float
+    #: renews the lease now (True: still this owner's, with this token); None: cannot
+    renew_now: Callable[[], bool] | None = None
 
     def check_local(self) -> None:
-        """Raise :class:`LeaseLost` when the lease was not renewed in time (the process was frozen)."""
+        """Raise :class:`LeaseLost` when the lease was not renewed in time (the process was frozen,
+        or starved) and cannot be renewed now: past its deadline, a write goes on only after a
+        renewal proves nobody took over."""
         late = self.monotonic() - self.valid_until
-        if late >= 0:
+        if late >= 0 and not (self.renew_now is not None and self.renew_now()):
             raise LeaseLost(
                 f"{self.owner}'s lease on {self.environment} (token {self.token}) was not renewed in time "
                 f"({late:.1f}s past its local deadline): nothing more is written until it is taken again"
@@ -92,17 +96,63 @@ def claim(
         before = state.execute("SELECT * FROM leases WHERE environment = ?", (environment,), db).fetchone()
         if before is not None and float(before["expires_at"]) >= at:
             return None
-        token = 1 if before is None else int(before["token"]) + 1
-        state.execute(
+        # one statement decides between agents claiming at once: the row inserted or updated only
+        # while nobody's lease is fresh, its token one more than the row's as it is then
+        row = state.execute(
             "INSERT INTO leases (environment, owner, token, expires_at, acquired_at, renewed_at) "
-            "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (environment) DO UPDATE SET owner = excluded.owner, "
-            "token = excluded.token, expires_at = excluded.expires_at, acquired_at = excluded.acquired_at, "
-            "renewed_at = excluded.renewed_at",
-            (environment, owner, token, at + ttl, at, at),
+            "VALUES (?, ?, 1, ?, ?, ?) ON CONFLICT (environment) DO UPDATE SET owner = excluded.owner, "
+            "token = leases.token + 1, expires_at = excluded.expires_at, acquired_at = excluded.acquired_at, "
+            "renewed_at = excluded.renewed_at WHERE leases.expires_at < excluded.acquired_at RETURNING token",
+            (environment, owner, at + ttl, at, at),
             db,
-        )
+        ).fetchone()
+    if row is None:
+        return None
+    token = int(row["token"])
     lease = Lease(environment, owner, token, ttl, monotonic, _local_deadline(started, ttl))
     return lease, LeaseRow.of(before) if before is not None else None
+
+
+def claim_many(
+    state: StateRecords,
+    environments: list[str],
+    owner: str,
+    ttl: float,
+    now: float,
+    monotonic: Callable[[], float],
+) -> dict[str, tuple[Lease, LeaseRow | None]]:
+    """:func:`claim` for many environments in one transaction of two statements (a dead agent's
+    hundreds of environments are taken in one round); returns those taken."""
+    if not environments:
+        return {}
+    started = monotonic()
+    at = state.server_time(now)
+    marks = ", ".join("?" for _ in environments)
+    with state.tx() as db:
+        before = {
+            r["environment"]: LeaseRow.of(r)
+            for r in state.execute(f"SELECT * FROM leases WHERE environment IN ({marks})", environments, db)
+        }
+        free = [e for e in environments if e not in before or before[e].expires_at < at]
+        if not free:
+            return {}
+        values = ", ".join("(?, ?, 1, ?, ?, ?)" for _ in free)
+        rows = state.execute(
+            f"INSERT INTO leases (environment, owner, token, expires_at, acquired_at, renewed_at) VALUES {values} "
+            "ON CONFLICT (environment) DO UPDATE SET owner = excluded.owner, token = leases.token + 1, "
+            "expires_at = excluded.expires_at, acquired_at = excluded.acquired_at, renewed_at = excluded.renewed_at "
+            "WHERE leases.expires_at < excluded.acquired_at RETURNING environment, token",
+            [v for e in free for v in (e, owner, at + ttl, at, at)],
+            db,
+        ).fetchall()
+    deadline = _local_deadline(started, ttl)
+    return {
+        r["environment"]: (
+            Lease(r["environment"], owner, int(r["token"]), ttl, monotonic, deadline),
+            before.get(r["environment"]),
+        )
+        for r in rows
+    }
 
 
 def renew(state: StateRecords, lease: Lease, now: float) -> bool:
@@ -119,6 +169,30 @@ def renew(state: StateRecords, lease: Lease, now: float) -> bool:
         return False
     lease.valid_until = _local_deadline(started, lease.ttl)
     return True
+
+
+def renew_all(state: StateRecords, owner: str, held: list[Lease], now: float) -> list[Lease]:
+    """Extend every lease of ``held`` still ``owner``'s, in one statement; returns the ones lost
+    (taken over, or never renewed in time and taken)."""
+    if not held:
+        return []
+    started = min(lease.monotonic() for lease in held)
+    at = state.server_time(now)
+    marks = ", ".join("?" for _ in held)
+    rows = state.execute(
+        f"UPDATE leases SET expires_at = ?, renewed_at = ? WHERE owner = ? AND expires_at > 0 AND environment IN "
+        f"({marks}) RETURNING environment, token",
+        (at + held[0].ttl, at, owner, *(lease.environment for lease in held)),
+    ).fetchall()
+    still = {(r["environment"], int(r["token"])) for r in rows}
+    lost = []
+    for lease in held:
+        if (lease.environment, lease.token) in still:
+            lease.valid_until = _local_deadline(started, lease.ttl)
+        else:
+            lease.valid_until = started
+            lost.append(lease)
+    return lost
 
 
 def release(state: StateRecords, lease: Lease) -> None:

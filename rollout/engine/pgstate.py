@@ -10,6 +10,7 @@ kill switch never waits for the writer lock, as with SQLite.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import socket
@@ -116,7 +117,11 @@ CREATE TABLE IF NOT EXISTS run_requests (
     outcome      TEXT
 );
 CREATE INDEX IF NOT EXISTS run_requests_env ON run_requests(environment, id);
+CREATE TABLE IF NOT EXISTS rollout_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
+
+#: the schema's version: any change to :data:`SCHEMA` makes a new one (and runs it once)
+SCHEMA_VERSION = hashlib.sha256(SCHEMA.encode()).hexdigest()[:16]
 
 
 class PgStateStore(StateRecords):
@@ -152,12 +157,26 @@ class PgStateStore(StateRecords):
         self.path = shown_url(url)
         self._connections = ThreadConnections(self._connect)
         try:
-            with self._db.transaction():
-                # two processes creating the schema at once would collide: one at a time
-                self._db.execute("SELECT pg_advisory_xact_lock(%s, 0)", (LOCK_CLASS,))
-                self._db.execute(SCHEMA)
+            if not self._schema_current():
+                with self._db.transaction():
+                    # two processes creating the schema at once would collide: one at a time
+                    self._db.execute("SELECT pg_advisory_xact_lock(%s, 0)", (LOCK_CLASS,))
+                    self._db.execute(SCHEMA)
+                    self._db.execute(
+                        "INSERT INTO rollout_meta (key, value) VALUES ('schema', %s) "
+                        "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                        (SCHEMA_VERSION,),
+                    )
         except psycopg.Error as exc:
             raise StateError(f"{self.path}: cannot open the state database ({error_text(exc)})") from exc
+
+    def _schema_current(self) -> bool:
+        """Is the schema this version's already? Then no DDL runs: DDL takes exclusive locks, and
+        agents write all the time (a DDL beside their writes can deadlock)."""
+        if self._db.execute("SELECT to_regclass('rollout_meta') AS t").fetchone()["t"] is None:
+            return False
+        row = self._db.execute("SELECT value FROM rollout_meta WHERE key = 'schema'").fetchone()
+        return row is not None and row["value"] == SCHEMA_VERSION
 
     def _connect(self) -> Any:
         """A connection for the calling thread (the agent works from several)."""

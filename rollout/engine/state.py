@@ -168,15 +168,25 @@ class LeaseLost(RolloutError):
 
 class Fence(Protocol):
     """What an agent's lease gives the writes made on its behalf: the environment, the owner and
-    its fencing token (a number that only grows), and a local check that the lease is still
-    known to be held (renewed within its time to live, by this process's monotonic clock)."""
+    its fencing token (a number that only grows; every write to the record checks it in its own
+    transaction), and a local check that the lease is still known to be held (renewed within its
+    time to live, by this process's monotonic clock), made right before each flag write."""
 
     environment: str
     owner: str
     token: int
 
     def check_local(self) -> None:
-        """Raise :class:`LeaseLost` if the lease may have run out."""
+        """Raise :class:`LeaseLost` if the lease may have run out (and cannot be renewed now)."""
+
+
+def check_before_flag_write(environment: str) -> None:
+    """Under an agent's lease on ``environment``: refuse (:class:`LeaseLost`) a flag write the lease
+    may no longer cover. Called after the write's intent is committed (checked against the token)
+    and right before the write itself, so an agent frozen in between writes nothing when it wakes."""
+    fence = _FENCE.get()
+    if fence is not None and fence.environment == environment:
+        fence.check_local()
 
 
 _FENCE: contextvars.ContextVar[Fence | None] = contextvars.ContextVar("rollout_fence", default=None)
@@ -348,7 +358,6 @@ class StateRecords:
             return write(tx)
 
     def _check_fence(self, fence: Fence, db: Any) -> None:
-        fence.check_local()
         row = self._run(self._LEASE_ROW, (fence.environment,), db).fetchone()
         if row is None or row["owner"] != fence.owner or int(row["token"]) != fence.token:
             newer = f"{row['owner']} (token {row['token']})" if row is not None else "nobody"
@@ -361,8 +370,24 @@ class StateRecords:
 
     def get(self, name: str) -> EnvState:
         row = self._run("SELECT * FROM environments WHERE name = ?", (name,)).fetchone()
-        if row is None:
-            return EnvState(name, IDLE, None, 0, 0, False, None, None, None, None, None, 0.0)
+        return self.get_default(name) if row is None else self._env_state(row)
+
+    def rows(self, names: list[str]) -> dict[str, EnvState]:
+        """The state of each of ``names`` in one query (an environment never run reads as idle)."""
+        found = {name: self.get_default(name) for name in names}
+        if not names:
+            return found
+        marks = ", ".join("?" for _ in names)
+        for row in self._run(f"SELECT * FROM environments WHERE name IN ({marks})", list(names)).fetchall():
+            found[row["name"]] = self._env_state(row)
+        return found
+
+    @staticmethod
+    def get_default(name: str) -> EnvState:
+        return EnvState(name, IDLE, None, 0, 0, False, None, None, None, None, None, 0.0)
+
+    @staticmethod
+    def _env_state(row: Any) -> EnvState:
         data = dict(row)
         data["ramp_applied"] = bool(data["ramp_applied"])
         data["flag"] = None if data["flag"] is None else bool(data["flag"])
