@@ -370,10 +370,6 @@ class StateRecords:
 
     # --- environments ----------------------------------------------------------------------------
 
-    def get(self, name: str) -> EnvState:
-        row = self._run("SELECT * FROM environments WHERE name = ?", (name,)).fetchone()
-        return self.get_default(name) if row is None else self._env_state(row)
-
     def rows(self, names: list[str]) -> dict[str, EnvState]:
         """The state of each of ``names`` in one query (an environment never run reads as idle)."""
         found = {name: self.get_default(name) for name in names}
@@ -395,9 +391,13 @@ class StateRecords:
         data["flag"] = None if data["flag"] is None else bool(data["flag"])
         return EnvState(**data)
 
+    def get(self, name: str) -> EnvState:
+        row = self._run("SELECT * FROM environments WHERE name = ?", (name,)).fetchone()
+        return self.get_default(name) if row is None else self._env_state(row)
+
     def all(self) -> list[EnvState]:
-        names = [r["name"] for r in self._run("SELECT name FROM environments ORDER BY name")]
-        return [self.get(n) for n in names]
+        """Every recorded environment, by name (one query)."""
+        return [self._env_state(r) for r in self._run("SELECT * FROM environments ORDER BY name")]
 
     def update(self, name: str, now: float, db: Any = None, **fields: Any) -> None:
         """Set ``fields`` of environment ``name`` (created if new)."""
@@ -592,6 +592,64 @@ class StateRecords:
                 metrics = [{**m, "reading": read[m["metric"]]} if m.get("metric") in read else m for m in metrics]
             found.append({**data, "metrics": metrics})
         return found
+
+    # --- what a watcher (the dashboard) reads to follow the record cheaply -------------------------
+
+    def fingerprint(self) -> tuple[Any, ...]:
+        """Something that changes whenever anything recorded changes, in one cheap query: the newest
+        audit and verdict ids, the count and sum of the environments', controls' and locks' times, and
+        how many are paused. (Two writes at one engine time can leave the sums alone: a reader also
+        reads again the environments the new audit entries and verdicts name.)"""
+        row = self._run(
+            "SELECT (SELECT COALESCE(MAX(id), 0) FROM audit) AS audit, "
+            "(SELECT COALESCE(MAX(id), 0) FROM verdicts) AS verdicts, "
+            "(SELECT COUNT(*) FROM environments) AS envs, "
+            "(SELECT COALESCE(SUM(updated_at), 0) FROM environments) AS env_times, "
+            "(SELECT COALESCE(SUM(updated_at), 0) FROM controls) AS controls, "
+            "(SELECT COUNT(*) FROM controls WHERE paused = ?) AS paused, "
+            "(SELECT COUNT(*) FROM locks) AS locks, "
+            "(SELECT COALESCE(SUM(acquired_at + pid), 0) FROM locks) AS lock_times",
+            (self._bool(True),),
+        ).fetchone()
+        names = ("audit", "verdicts", "envs", "env_times", "controls", "paused", "locks", "lock_times")
+        return tuple(row[k] for k in names)
+
+    def audit_since(self, after_id: int, limit: int = 10_000) -> list[dict[str, Any]]:
+        """Audit entries of every environment with an id above ``after_id``, oldest first."""
+        rows = self._run("SELECT * FROM audit WHERE id > ? ORDER BY id LIMIT ?", (after_id, limit)).fetchall()
+        return [{**dict(r), "detail": self._load(r["detail"])} for r in rows]
+
+    def verdicts_since(self, after_id: int, limit: int = 10_000) -> list[dict[str, Any]]:
+        """Verdicts of every environment with an id above ``after_id``, oldest first."""
+        rows = self._run("SELECT * FROM verdicts WHERE id > ? ORDER BY id LIMIT ?", (after_id, limit)).fetchall()
+        return [{**dict(r), "metrics": self._load(r["metrics"])} for r in rows]
+
+    def last_verdicts(self) -> dict[str, dict[str, Any]]:
+        """Each environment's newest verdict."""
+        rows = self._run(
+            "SELECT v.* FROM verdicts v JOIN (SELECT environment, MAX(id) AS id FROM verdicts GROUP BY environment) m "
+            "ON v.id = m.id"
+        ).fetchall()
+        return {r["environment"]: {**dict(r), "metrics": self._load(r["metrics"])} for r in rows}
+
+    def last_actions(self, actions: tuple[str, ...]) -> dict[tuple[str, str], dict[str, Any]]:
+        """Each environment's newest audit entry of each of ``actions``, by (environment, action)."""
+        marks = ", ".join("?" for _ in actions)
+        rows = self._run(
+            "SELECT a.* FROM audit a JOIN (SELECT MAX(id) AS id FROM audit WHERE action IN "
+            f"({marks}) GROUP BY environment, action) m ON a.id = m.id",
+            actions,
+        ).fetchall()
+        return {(r["environment"], r["action"]): {**dict(r), "detail": self._load(r["detail"])} for r in rows}
+
+    def controls(self) -> dict[str, Control]:
+        """Every environment's :meth:`control` that was ever set."""
+        rows = self._run("SELECT environment, paused, promote FROM controls").fetchall()
+        return {r["environment"]: Control(bool(r["paused"]), r["promote"]) for r in rows}
+
+    def locked(self) -> list[str]:
+        """The environments with a writer-lock row (its holder may be gone: see :meth:`holder`)."""
+        return [r["environment"] for r in self._run("SELECT environment FROM locks ORDER BY environment")]
 
 
 class StateStore(StateRecords):
