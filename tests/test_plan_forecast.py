@@ -104,3 +104,27 @@ def test_the_dashboard_serves_the_forecast_read_only(project, monkeypatch):  # n
         bad = httpx.get(f"{dash.url}/api/forecast/nowhere?traffic=20/s", timeout=30)
         assert bad.status_code == 400 and "no phase runs in environment 'nowhere'" in bad.json()["error"]
     assert not (tmp / ".rollout" / "state.db").exists()
+
+
+@pytest.mark.slow
+def test_the_environment_page_shows_each_ramp_steps_forecast(project, monkeypatch, chromium):  # noqa: F811
+    tmp, service = project
+    monkeypatch.chdir(tmp)
+    from tests.harness import ADMIN_TOKEN, SANDBOX_TOKEN, booking_body
+
+    monkeypatch.setenv("ZAPTRA_API_TOKEN", SANDBOX_TOKEN)
+    monkeypatch.setenv("ROLLOUT_ADMIN_TOKEN", ADMIN_TOKEN)
+    with httpx.Client(base_url=service.url, timeout=10) as http:
+        for i in range(12):  # a dozen bookings in the last hour: the traffic the forecast reads
+            assert http.post("/api/bookings", json=booking_body(900 + i)).status_code == 201
+    proj = Project(tmp / "playbooks" / "whatsapp.yaml", tmp / "environments", tmp / ".rollout" / "state.db")
+    context = chromium.new_context(viewport={"width": 1280, "height": 900})
+    with ServerThread(create_dashboard(proj, None)) as dash:
+        page = context.new_page()
+        page.goto(f"{dash.url}/env/{proj.playbook().name}/production")
+        box = page.locator("#steps [data-role=forecast]").first
+        box.wait_for(timeout=30_000)
+        said = box.inner_text()
+        # the ramp's percentages, each with what its gates need at this traffic: too little to decide
+        assert "10%" in said and "50%" in said and "no pass within its hold" in said and "WARNING" in said, said
+    context.close()

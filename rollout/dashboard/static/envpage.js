@@ -67,7 +67,7 @@ function holdWords(step) {
 
 function renderSteps() {
   const STATE = { done: "✓ done", current: "▶ now", next: "○ to come", stopped: "✕ stopped here: flag off" };
-  const items = page.steps.map((step, i) => {
+  const items = withForecasts(page.steps).map((step, i) => {
     const li = el("li", { class: `${step.state} ${step.kind}`, "data-state": step.state, "data-step": i },
       el("span", { class: "state" }, STATE[step.state]),
       el("span", { class: "label" }, step.label),
@@ -185,9 +185,44 @@ function byId(list, more) {
 
 let live;
 
+// --- forecasts: `rollout plan`'s figures per ramp percentage, fetched once (they take a second to compute) --
+
+let forecasts = null;
+
+function forecastWords(rows) {
+  const byStep = {};
+  rows.forEach((row) => {
+    const catches = (row.breaches || []).filter((b) => b.catch_90_s !== null && b.catch_90_s !== undefined);
+    const worst = (field) => catches.length ? Math.max(...catches.map((b) => b[field] ?? Infinity)) : null;
+    const parts = [row.earliest_pass_s !== null ? `pass at ${fmt.duration(row.earliest_pass_s)} at the earliest` : "no pass within its hold"];
+    const c90 = worst("catch_90_s"), c99 = worst("catch_99_s");
+    if (c90 !== null) parts.push(`a 2x breach caught within ${fmt.duration(c90)} (90%)` + (Number.isFinite(c99) ? `, ${fmt.duration(c99)} (99%)` : ""));
+    if (row.false_rollback_at_alert) parts.push(`false rollback at the alert ${(row.false_rollback_at_alert.probability * 100).toFixed(1)}%`);
+    (row.warnings || []).forEach((w) => parts.push(`WARNING: ${w}`));
+    (byStep[row.step] = byStep[row.step] || {})[`${row.percent}%`] = parts.join("; ");
+  });
+  return byStep;
+}
+
+async function loadForecasts() {
+  try {
+    const response = await fetch(`/api/forecast/${encodeURIComponent(envName)}?project=${encodeURIComponent(projectName)}`);
+    if (!response.ok) return;
+    const data = await response.json();
+    forecasts = data.steps && data.steps.length ? forecastWords(data.steps) : { unavailable: data.unavailable };
+    renderSteps();
+  } catch (e) { /* a forecast is a help, never in the way */ }
+}
+
+function withForecasts(steps) {
+  if (!forecasts) return steps;
+  return steps.map((step) => (forecasts[step.label] ? { ...step, forecast: forecasts[step.label] } : step));
+}
+
 function snapshot(data) {
   Object.assign(page, { row: data.row, steps: data.steps, verdicts: data.verdicts, audit: data.audit, since: data.since,
     flag: data.flag, writable: data.writable, commit: data.commit, reason: data.reason });
+  if (forecasts === null) { forecasts = false; loadForecasts(); }
   document.getElementById("problems").textContent = "";
   renderHead(); renderSteps(); renderCharts(); renderVerdicts(); renderAudit();
 }
