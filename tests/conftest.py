@@ -64,3 +64,34 @@ def unleash(postgres: Postgres, tmp_path_factory: pytest.TempPathFactory) -> Ite
     server = Unleash(postgres, tmp_path_factory.mktemp("unleash"))
     yield server
     server.close()
+
+
+@pytest.fixture(scope="module")
+def chromium() -> Iterator[Any]:
+    """One headless Chromium (Debian's, driven by Playwright) per test module; each test opens its own
+    context. Per module, not per session: Playwright's sync API keeps an event loop running in the
+    thread, and a later test's ``asyncio.run`` in the same worker would refuse to start. Skips without
+    it (fails in CI, where ``scripts/install-test-deps`` installs it)."""
+    from tests.requirements_servers import chromium_binary, unavailable
+
+    executable = chromium_binary()
+    if executable is None:
+        unavailable("chromium")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(
+            executable_path=executable,
+            headless=True,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+            ],
+        )
+        yield browser
+        browser.close()

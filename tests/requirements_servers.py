@@ -2,7 +2,8 @@
 
 Each real server (or tool) the tests start, how the tests find it, and what installs it. The test
 helpers (``tests/postgres.py``, ``tests/prometheus.py``, ``tests/alertmanager.py``, ``tests/unleash/``,
-``tests/test_dashboard.py``) find their binaries here and skip (outside CI) or fail (with ``CI`` set)
+the ``chromium`` fixture in ``tests/conftest.py``, ``tests/test_agent_deploy.py``,
+``tests/test_backtest_prometheus.py``) find their binaries here and skip (outside CI) or fail (with ``CI`` set)
 through :func:`unavailable`; ``scripts/install-test-deps`` installs exactly this list;
 ``tests/test_ci_install.py`` checks that the GitHub workflow's test job runs that script. One list, so
 none of them can drift from the others.
@@ -46,6 +47,11 @@ def prometheus_binary() -> str | None:
     return _binary("prometheus")
 
 
+def promtool_binary() -> str | None:
+    """Prometheus' own tool (in the same Debian package): writes a TSDB of past samples for backtests."""
+    return _binary("promtool")
+
+
 def alertmanager_binary() -> str | None:
     """Debian names it ``prometheus-alertmanager``; upstream's release, ``alertmanager``."""
     return _binary("prometheus-alertmanager", "alertmanager")
@@ -57,6 +63,11 @@ def chromium_binary() -> str | None:
 
 def wrk_binary() -> str | None:
     return _binary("wrk")
+
+
+def systemd_analyze_binary() -> str | None:
+    """``systemd-analyze``, which verifies the agent's unit file."""
+    return _binary("systemd-analyze")
 
 
 def node_binary() -> str | None:
@@ -114,6 +125,9 @@ REQUIREMENTS: dict[str, Requirement] = {
         ),
         Requirement("prometheus", "prometheus", prometheus_binary, ("prometheus",), used_by="tests/prometheus.py"),
         Requirement(
+            "promtool", "promtool", promtool_binary, ("prometheus",), used_by="tests/test_backtest_prometheus.py"
+        ),
+        Requirement(
             "alertmanager",
             "Alertmanager",
             alertmanager_binary,
@@ -128,6 +142,13 @@ REQUIREMENTS: dict[str, Requirement] = {
             used_by="tests/test_dashboard.py (Playwright drives it)",
         ),
         Requirement("wrk", "wrk", wrk_binary, ("wrk",), used_by="benchmarks/service_throughput.py"),
+        Requirement(
+            "systemd",
+            "systemd-analyze",
+            systemd_analyze_binary,
+            ("systemd",),
+            used_by="tests/test_agent_deploy.py: the agent's unit file verified",
+        ),
         Requirement("node", "Node.js and npm", node_binary, ("nodejs", "npm"), used_by="the Unleash server"),
         Requirement(
             "unleash",
