@@ -779,8 +779,12 @@ def demo(breach: bool, rate: float, folder: Path | None) -> None:
     help="Markdown (with --out, the timeline chart is written beside it as .svg) or self-contained HTML.",
 )
 def incident(env_name: str, out: str | None, template: Path | None, fmt: str) -> None:
-    """Render an incident report for ENV from the record: timeline, breach figures, configuration, errors."""
+    """Render an incident report for ENV from the record: timeline, breach figures, configuration, errors.
+
+    It never needs the flag service: a backend that cannot be read (within flag.timeout) leaves the
+    flag as rollout recorded it, and the report says so."""
     from rollout.checks.service_api import ServiceClient
+    from rollout.engine.killswitch import open_or_unreachable
     from rollout.engine.project import resolved_or_from_file
     from rollout.incident.report import HTML_TEMPLATE, collect, render
     from rollout.playbook.environments import load_environment
@@ -793,7 +797,7 @@ def incident(env_name: str, out: str | None, template: Path | None, fmt: str) ->
     playbook = project.playbook()
     env = load_environment(env_name, project.environments_dir)
     project.learn_secrets(playbook, env)
-    flags = project.flags(playbook, env)
+    flags = open_or_unreachable(lambda: project.flags(playbook, env), playbook.flag)
     resolved = resolved_or_from_file(project, env, flags)
     state = project.state(read_only=True)
     service = ServiceClient(env.service_url, resolved.admin_token, timeout=3.0)

@@ -21,6 +21,7 @@ from rollout.engine.killswitch import (
     RolledBackMeanwhile,
     UnreachableFlags,
     _Silent,
+    open_or_unreachable,
     switch_off,
 )
 from rollout.engine.observe import measure, record
@@ -353,12 +354,8 @@ def rollback(
     project.learn_secrets(playbook, env)  # a token quoted back by a backend, or pasted in the reason
     state = project.state()
     lines: Lines = out if out is not None else _Silent()
-    try:
-        flags = project.flags(playbook, env)
-    except RolloutError as exc:  # its database down, its token missing: the flag-off fails, loudly
-        flags = UnreachableFlags(
-            playbook.flag.variable, playbook.flag.percent_variable, f"{playbook.flag.backend} flag backend", str(exc)
-        )
+    # its database down, its token missing: the flag-off fails, loudly, and is recorded and reported
+    flags = open_or_unreachable(lambda: project.flags(playbook, env), playbook.flag)
     notifier = (
         Notifier(
             playbook.notify, lambda raw: project.secret(raw, env), project.redactor, project.state, actor=who or actor()
@@ -377,7 +374,7 @@ def rollback(
 
         try:
             target = make_target(playbook, service, flags) if not isinstance(flags, UnreachableFlags) else None
-        except RolloutError:
+        except Exception:  # noqa: BLE001 - no target: the flag-off goes on, unconfirmed
             target = None
         path = OffPath(
             env_name,

@@ -7,6 +7,7 @@ import httpx
 from rollout.gates import Reading
 from rollout.playbook.model import HttpQuery, MetricGate
 from rollout.providers.base import number, placeholders, reading
+from rollout.util import bounded
 from rollout.util.errors import MeasurementError
 from rollout.util.jsonfields import dig
 
@@ -22,9 +23,9 @@ class HttpMetrics:
         name: str = "http",
         transport: httpx.BaseTransport | None = None,
     ) -> None:
-        self.name = name
+        self.name, self.timeout = name, timeout
         headers = {"Authorization": f"Bearer {token}"} if token else {}
-        self._http = httpx.Client(base_url=base_url.rstrip("/"), timeout=timeout, headers=headers, transport=transport)
+        self._http = bounded.client(base_url.rstrip("/"), headers, transport)
 
     def close(self) -> None:
         self._http.close()
@@ -34,7 +35,9 @@ class HttpMetrics:
         assert isinstance(query, HttpQuery)
         url = placeholders(query.url, window, percent)
         try:
-            response = self._http.get(url)
+            response = bounded.exchange(self._http, "GET", url, bounded.Deadline(self.timeout))
+        except bounded.AnswerRefused as exc:
+            raise MeasurementError(f"{self.name}: {url}: {exc}") from exc
         except httpx.HTTPError as exc:
             raise MeasurementError(f"{self.name}: {url} unreachable ({type(exc).__name__})") from exc
         if response.status_code != 200:

@@ -13,6 +13,7 @@ from rollout.gates import Reading
 from rollout.playbook.model import CohortLabels, MetricGate
 from rollout.providers.base import number, placeholders, reading
 from rollout.stats import Cohort
+from rollout.util import bounded
 from rollout.util.errors import MeasurementError
 
 
@@ -27,9 +28,9 @@ class PrometheusMetrics:
         name: str = "prometheus",
         transport: httpx.BaseTransport | None = None,
     ) -> None:
-        self.name = name
+        self.name, self.timeout = name, timeout
         headers = {"Authorization": f"Bearer {token}"} if token else {}
-        self._http = httpx.Client(base_url=url.rstrip("/"), timeout=timeout, headers=headers, transport=transport)
+        self._http = bounded.client(url.rstrip("/"), headers, transport)
 
     def close(self) -> None:
         self._http.close()
@@ -38,7 +39,10 @@ class PrometheusMetrics:
         """The ``data`` of one successful Prometheus API answer; anything else is a
         :class:`MeasurementError` naming the query."""
         try:
-            response = self._http.get(path, params={"query": promql, **params})
+            deadline = bounded.Deadline(self.timeout)
+            response = bounded.exchange(self._http, "GET", path, deadline, params={"query": promql, **params})
+        except bounded.AnswerRefused as exc:
+            raise MeasurementError(f"{self.name}: query {promql!r}: {exc}") from exc
         except httpx.HTTPError as exc:
             raise MeasurementError(f"{self.name}: {self._http.base_url} unreachable ({type(exc).__name__})") from exc
         try:

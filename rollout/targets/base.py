@@ -47,9 +47,15 @@ def read_flag(service: ServiceClient, spec: FlagRead, headers: dict[str, str] | 
 
 
 def wait_service_applied(
-    flags: FlagBackend, target: Any, clock: Clock, within: float = 10.0, seen: dict[str, Any] | None = None
+    flags: FlagBackend,
+    target: Any,
+    clock: Clock,
+    within: float = 10.0,
+    seen: dict[str, Any] | None = None,
+    expected: tuple[bool, int | None] | None = None,
 ) -> str | None:
-    """Wait until ``target`` reports the flag and percentage that ``flags`` holds now.
+    """Wait until ``target`` reports the flag and percentage that ``flags`` holds now (or
+    ``expected``: what was just written, so a flag-off is confirmed without reading its backend).
 
     The embedded service re-reads its env file within tens of milliseconds; checking instead of
     assuming means no check or observation ever runs against the previous setting, and a flag-off
@@ -59,7 +65,7 @@ def wait_service_applied(
     """
     if not target.can_confirm:
         return "the target has no way to report its flag (set target.flag_state or flag.read): cannot confirm"
-    enabled, percent = flags.state()
+    enabled, percent = flags.state() if expected is None else expected
     deadline = clock.monotonic() + within
     seen = {} if seen is None else seen
     while True:
