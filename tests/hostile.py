@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
+from urllib.parse import unquote_plus
 
 
 @dataclass(frozen=True)
@@ -66,9 +67,10 @@ def bomb_answer(gib: int = 2) -> Answer:
 @dataclass
 class Hostile:
     """The server. ``routes`` maps ``"METHOD /path"`` (the path without its query; the longest
-    matching prefix wins) to an :class:`Answer` or a function of the request body returning one."""
+    matching prefix wins) to an :class:`Answer` or a function of the request (its path with the
+    query, decoded, and its body) returning one."""
 
-    routes: dict[str, Answer | Callable[[bytes], Answer]] = field(default_factory=dict)
+    routes: dict[str, Answer | Callable[[str, bytes], Answer]] = field(default_factory=dict)
     default: Answer = field(default_factory=lambda: json_answer({"message": "not found"}, 404))
     seen: list[tuple[str, str, bytes]] = field(default_factory=list)
 
@@ -86,9 +88,9 @@ class Hostile:
         self._server = Server(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
         self._stop = threading.Event()
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True).start()
 
-    def on(self, route: str, answer: Answer | Callable[[bytes], Answer]) -> Hostile:
+    def on(self, route: str, answer: Answer | Callable[[str, bytes], Answer]) -> Hostile:
         self.routes[route] = answer
         return self
 
@@ -107,7 +109,7 @@ class Hostile:
         if not matches:
             return self.default
         chosen = self.routes[max(matches, key=len)]
-        return chosen(body) if callable(chosen) else chosen
+        return chosen(unquote_plus(path), body) if callable(chosen) else chosen
 
     def _serve(self, sock: socket.socket) -> None:
         reader = sock.makefile("rb")

@@ -272,13 +272,22 @@ def _project():  # noqa: ANN202
     return meta["rollout.project"]
 
 
+def _json(value: Any) -> str:
+    """``value`` as the JSON a command prints: never ``Infinity`` or ``NaN`` (JSON has neither; a
+    figure that holds one is shown as null)."""
+    import json
+
+    from rollout.util.numbers import finite
+
+    return json.dumps(finite(value), indent=2, default=str, allow_nan=False)
+
+
 def _emit(outcome, as_json: bool, extra: dict | None = None, *, then=None) -> None:  # noqa: ANN001
     """Print ``outcome`` (redacted) at once; run ``then`` (deliveries still going) after, before exiting."""
-    import json
 
     redactor = _redactor()
     if as_json:
-        click.echo(json.dumps(redactor.value({**outcome.as_dict(), **(extra or {})}), indent=2, default=str))
+        click.echo(_json(redactor.value({**outcome.as_dict(), **(extra or {})})))
     else:
         colour = {"completed": "green", "rolled_back": "red", "awaiting_approval": "yellow"}.get(outcome.status)
         click.secho(f"{outcome.status}: {redactor.text(outcome.message)}", fg=colour, err=outcome.exit_code not in (0,))
@@ -316,7 +325,6 @@ def validate(playbook: Path) -> None:
 @click.option("--json", "as_json", is_flag=True)
 def plan(env_name: str, as_json: bool) -> None:
     """Show the environment's phase, step by step, and what its configure step would change."""
-    import json
 
     from rollout.console import QuietReporter
     from rollout.engine.project import open_context
@@ -337,7 +345,7 @@ def plan(env_name: str, as_json: bool) -> None:
         current = ctx.state.get(env_name)
     if as_json:
         click.echo(
-            json.dumps(
+            _json(
                 {
                     "environment": env_name,
                     "phase": ctx.phase.name,
@@ -349,7 +357,6 @@ def plan(env_name: str, as_json: bool) -> None:
                         for k, v in previews.items()
                     },
                 },
-                indent=2,
             )
         )
         return
@@ -562,7 +569,6 @@ def _known_environment(project, state, env_name: str) -> None:  # noqa: ANN001
 @click.option("--json", "as_json", is_flag=True)
 def status(env_name: str | None, as_json: bool) -> None:
     """Where each environment stands: status, phase, step, percentage, flag, commit."""
-    import json
     from datetime import UTC, datetime
 
     from rollout.engine.flagview import flag_view
@@ -599,7 +605,7 @@ def status(env_name: str | None, as_json: bool) -> None:
     finally:
         state.close()
     if as_json:
-        click.echo(json.dumps(data, indent=2, default=str))
+        click.echo(_json(data))
         return
     from rich.table import Table
 
@@ -635,7 +641,6 @@ def status(env_name: str | None, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True)
 def history(env_name: str, limit: int, as_json: bool) -> None:
     """The audit log and the gate verdicts of one environment, oldest first."""
-    import json
     from datetime import UTC, datetime
 
     from rollout.incident.words import audit_words
@@ -666,7 +671,7 @@ def history(env_name: str, limit: int, as_json: bool) -> None:
     events.sort(key=lambda e: e["ts"])
     events = events[-limit:]
     if as_json:
-        click.echo(json.dumps(events, indent=2, default=str))
+        click.echo(_json(events))
         return
     for e in events:
         when = datetime.fromtimestamp(e["ts"], UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] + "Z"
@@ -689,7 +694,6 @@ def load_cmd(
     url: str, bookings: int | None, concurrency: int, rate: float | None, duration: str | None, as_json: bool
 ) -> None:
     """Send a bounded booking load to a service and report latency percentiles."""
-    import json
 
     from rollout.checks.load import run_load
     from rollout.console import ConsoleReporter
@@ -725,7 +729,7 @@ def load_cmd(
         "p99_ms": result.p(99),
     }
     if as_json:
-        click.echo(json.dumps(summary, indent=2))
+        click.echo(_json(summary))
     else:
         click.echo(
             f"{result.created}/{result.requested} bookings in {result.elapsed_s:.1f}s "

@@ -27,7 +27,7 @@ from pydantic import BaseModel, Field
 
 from rollout.dashboard.metrics import exposition
 from rollout.engine import runner
-from rollout.engine.flagview import flag_view
+from rollout.engine.flagview import FlagReads, flag_view
 from rollout.engine.project import Project
 from rollout.engine.runner import rollback
 from rollout.engine.state import AWAITING_APPROVAL, COMPLETED, HELD, ROLLED_BACK, RUNNING, EnvState
@@ -36,6 +36,7 @@ from rollout.incident.words import audit_words
 from rollout.playbook.model import Phase, Playbook, RampStep, step_label
 from rollout.util.clock import Clock, SystemClock
 from rollout.util.errors import RolloutError
+from rollout.util.numbers import finite
 
 STATIC = Path(__file__).parent / "static"
 
@@ -98,9 +99,10 @@ def _at_a_glance(
     return steps, ramp
 
 
-def snapshot(project: Project, now: float | None = None) -> dict[str, Any]:
+def snapshot(project: Project, now: float | None = None, reads: FlagReads | None = None) -> dict[str, Any]:
     """Every environment as a person should read it, each with its last ramp's chart and the phase
-    at a glance, and the audit timeline (verdict reasons in full), newest first."""
+    at a glance, and the audit timeline (verdict reasons in full), newest first; ``reads``: flag
+    reads to reuse (:class:`~rollout.engine.flagview.FlagReads`). Never an Infinity or a NaN."""
     now = time.time() if now is None else now
     try:
         playbook = project.playbook()
@@ -112,7 +114,7 @@ def snapshot(project: Project, now: float | None = None) -> dict[str, Any]:
         for row in state.all():
             audit = state.audit_log(row.name, limit=2000)
             verdicts = state.verdicts(row.name, limit=2000)
-            view = flag_view(project, playbook, state, row)
+            view = flag_view(project, playbook, state, row, reads)
             phase = playbook.phase_for(row.name) if playbook else None
             _, first_ramp = ramp_start(audit)
             ramp_verdicts = [v for v in verdicts if first_ramp is not None and v["ts"] >= first_ramp]
@@ -188,13 +190,16 @@ def snapshot(project: Project, now: float | None = None) -> dict[str, Any]:
     finally:
         state.close()
     timeline.sort(key=lambda e: e["ts"], reverse=True)
-    return {"environments": rows, "timeline": timeline[:200]}
+    return finite({"environments": rows, "timeline": timeline[:200]})
 
 
 def create_dashboard(project: Project, token: str | None, clock: Clock | None = None) -> FastAPI:
     """The dashboard for ``project``; ``token`` (None: read-only) guards Roll back and Approve."""
     clock = clock or SystemClock()
     app = FastAPI(title="rollout dashboard", docs_url=None, redoc_url=None, openapi_url=None)
+    # the state and metrics pages read each environment's flag at most once a second, however
+    # often they are asked (they need no token); every action reads afresh
+    reads = FlagReads()
 
     def authorize(request: Request) -> str:
         if not token:
@@ -227,17 +232,18 @@ def create_dashboard(project: Project, token: str | None, clock: Clock | None = 
     @app.get("/metrics")
     def metrics() -> Response:
         """The tool's own metrics for Prometheus (read-only, like the state)."""
-        return Response(exposition(project), media_type=CONTENT_TYPE_LATEST)
+        return Response(exposition(project, reads), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/api/state")
     def state() -> dict[str, Any]:
         now = clock.time()
-        return {**snapshot(project, now), "writable": bool(token), "now": now}
+        return {**snapshot(project, now, reads), "writable": bool(token), "now": now}
 
     @app.post("/api/rollback")
     def do_rollback(action: Action, request: Request) -> dict[str, Any]:
         who = authorize(request)
         outcome = rollback(project, action.environment, action.reason, clock, who=who)
+        reads.forget()
         return {**outcome.as_dict(), "ok": outcome.exit_code == 0}
 
     @app.post("/api/pause")

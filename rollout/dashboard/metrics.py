@@ -15,18 +15,18 @@ from prometheus_client.core import CollectorRegistry, CounterMetricFamily, Gauge
 from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import Collector
 
-from rollout.engine.flagview import flag_view
+from rollout.engine.flagview import PAUSED, FlagReads, flag_view
 from rollout.engine.project import Project
 from rollout.engine.state import AWAITING_APPROVAL, COMPLETED, HELD, IDLE, INTERRUPTED, ROLLED_BACK, RUNNING
 from rollout.util.errors import RolloutError
 
 #: every status an environment can have, each a series (1 for the current one): a panel can count them
-STATUSES = (IDLE, RUNNING, HELD, AWAITING_APPROVAL, ROLLED_BACK, COMPLETED, "completed, flag off", INTERRUPTED)
+STATUSES = (IDLE, RUNNING, PAUSED, HELD, AWAITING_APPROVAL, ROLLED_BACK, COMPLETED, "completed, flag off", INTERRUPTED)
 
 
 class _StateCollector(Collector):
-    def __init__(self, project: Project) -> None:
-        self.project = project
+    def __init__(self, project: Project, reads: FlagReads | None) -> None:
+        self.project, self.reads = project, reads
 
     def collect(self) -> Iterator[Metric]:
         try:
@@ -75,7 +75,7 @@ class _StateCollector(Collector):
         try:
             for row in state.all():
                 env = row.name
-                view = flag_view(self.project, playbook, state, row)
+                view = flag_view(self.project, playbook, state, row, self.reads)
                 for name in STATUSES:
                     status.add_metric([env, name], 1.0 if view.status == name else 0.0)
                 step.add_metric([env, row.phase or ""], float(row.step_index + 1))
@@ -107,8 +107,8 @@ class _StateCollector(Collector):
         yield from (verdicts, offs, failed, durations, evaluations)
 
 
-def exposition(project: Project) -> bytes:
-    """The text a Prometheus scrape of the dashboard gets."""
+def exposition(project: Project, reads: FlagReads | None = None) -> bytes:
+    """The text a Prometheus scrape of the dashboard gets (``reads``: flag reads to reuse)."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(_StateCollector(project))
+    registry.register(_StateCollector(project, reads))
     return generate_latest(registry)

@@ -166,7 +166,7 @@ def observe(
             raise RolledBackMeanwhile(f"environment {ctx.env_name} was rolled back meanwhile; stopping")
         elapsed = ctx.clock.time() - started_at
         verdict = slow_traffic(
-            measure(ctx, gates, cap=max(elapsed, interval), percent=percent, elapsed=elapsed, counts=counts), duration
+            measure(ctx, gates, cap=elapsed, percent=percent, elapsed=elapsed, counts=counts), duration
         )
         evaluations += 1
         record(ctx, verdict, step, percent)

@@ -47,7 +47,7 @@ from rollout.notify import Notifier
 from rollout.playbook.environments import load_environment, shown_diff
 from rollout.playbook.model import RampStep, step_label
 from rollout.promote import PromotionError, open_repo, plan_promotion
-from rollout.targets import make_target
+from rollout.targets import make_target, reported_values
 from rollout.util.clock import Clock
 from rollout.util.errors import EXIT_HELD, EXIT_OK, EXIT_ROLLED_BACK, ConfigError, RolloutError, StateError
 
@@ -391,7 +391,8 @@ def rollback(
         )
         done = switch_off(path, reason, automatic=False, who=who)
     finally:
-        service.close()
+        if service is not None:
+            service.close()
         flags.close()
         state.close()
     report, problem = done.report, done.problem
@@ -559,9 +560,12 @@ def configure(
     env = load_environment(env_name, project.environments_dir)
     project.learn_secrets(playbook, env)
     flags = project.flags(playbook, env)
+    service: ServiceClient | None = None
     try:
         resolved = managed_values(flags, project.resolve(env, overrides=overrides))
-        changes = shown_diff(resolved, flags.read())
+        service = ServiceClient(env.service_url, resolved.admin_token, timeout=3.0)
+        # against what the service reports it runs, when the backend only knows what rollout wrote
+        changes = shown_diff(resolved, reported_values(flags, make_target(playbook, service, flags)))
         if dry_run:
             return Configured(changes, flags.describe(), False)
         state = project.state()
@@ -571,6 +575,8 @@ def configure(
             state.close()
         return Configured(changes, flags.describe(), True)
     finally:
+        if service is not None:
+            service.close()
         flags.close()
 
 

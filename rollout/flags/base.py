@@ -103,6 +103,8 @@ class RecordedBackend:
     the variable-shaped views. A subclass writes (:meth:`_write`)."""
 
     env_file: Path | None = None
+    #: its :meth:`read` is only what rollout last wrote (the target may report otherwise)
+    record_only = True
 
     def __init__(self, spec: FlagSpec, env: str, state_dir: Path) -> None:
         self.spec = spec

@@ -20,6 +20,8 @@ from rollout.util.flagrow import CHANNEL, REPLICA_TTL_S, connect
 class PostgresFlags(RecordedBackend):
     """The engine's side: the environment's flag row (see the module docstring)."""
 
+    record_only = False  # the server is the record
+
     def __init__(self, spec: FlagSpec, env: str, state_dir: Path, url: str) -> None:
         super().__init__(spec, env, state_dir)
         self.environment = env

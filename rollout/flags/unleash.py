@@ -52,6 +52,8 @@ class FeatureState:
 class UnleashFlags(RecordedBackend):
     """The engine's side of a feature in Unleash (see the module docstring)."""
 
+    record_only = False  # the server is the record
+
     def __init__(
         self, spec: FlagSpec, env: str, state_dir: Path, token: str, transport: httpx.BaseTransport | None = None
     ) -> None:

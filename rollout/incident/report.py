@@ -98,16 +98,19 @@ def collect(
         if v["verdict"] != "pass" or v is verdicts[-1]
     ]
     timeline.sort(key=lambda e: e["when"])
-    automatic = bool(off and off["detail"].get("automatic"))
+    # the last attempt: a flag-off that failed after the last one that went through, else that one
+    attempt = failures[-1] if failures else off
+    automatic = bool(attempt and attempt["detail"].get("automatic"))
     data: dict[str, Any] = {
         "env": env,
         "status": current.status,
         "phase": current.phase,
         "commit": current.commit_sha,
-        "off_at": _when(off["ts"]) if off else None,
-        "off_actor": off["actor"] if off else None,
+        "off_at": _when(off["ts"]) if off and not failures else None,
+        "failed_at": _when(failures[-1]["ts"]) if failures else None,
+        "off_actor": attempt["actor"] if attempt else None,
         "automatic": automatic,
-        "reason": (off or {}).get("detail", {}).get("reason") or current.reason,
+        "reason": (attempt or {}).get("detail", {}).get("reason") or current.reason,
         "step": next((a["detail"].get("step") for a in reversed(audit) if a["action"] == "step_started"), None),
         "percent": percent,
         "severity": (

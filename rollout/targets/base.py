@@ -85,3 +85,22 @@ def wait_service_applied(
                 f"{seen.get('config_error') or seen.get('error') or 'is it reading ' + flags.describe() + '?'})"
             )
         clock.sleep(0.02)
+
+
+def reported_values(flags: FlagBackend, target: Any) -> dict[str, str]:
+    """What ``flags`` holds, with the flag and the percentage as ``target`` reports it applied when
+    the backend can only say what rollout last wrote (``record_only``: http, command) and the target
+    can report: a configure's change is shown against what the service runs, not against rollout's
+    own record. A target that cannot say leaves the record."""
+    values = flags.read()
+    if not getattr(flags, "record_only", False) or target is None or not target.can_confirm:
+        return values
+    try:
+        enabled, percent, _ = target.applied()
+    except Exception:  # noqa: BLE001 - the service cannot say now: the record is what is known
+        return values
+    if enabled is not None:
+        values[flags.flag_variable] = "true" if enabled else "false"
+    if percent is not None:
+        values[flags.percent_variable] = str(percent)
+    return values
