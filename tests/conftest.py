@@ -8,6 +8,7 @@ import pytest
 
 from tests.flagservice import FlagService
 from tests.harness import Sandbox, Service, base_env
+from tests.hostile import Hostile
 from tests.postgres import Postgres
 from tests.unleash import Unleash
 
@@ -62,5 +63,13 @@ def unleash(postgres: Postgres, tmp_path_factory: pytest.TempPathFactory) -> Ite
     """One real Unleash server for the run, on a fresh database of the session's PostgreSQL; each
     test uses features of its own."""
     server = Unleash(postgres, tmp_path_factory.mktemp("unleash"))
+    yield server
+    server.close()
+
+
+@pytest.fixture(scope="session")
+def hostile_server() -> Iterator[Hostile]:
+    """One server that answers badly on purpose (:mod:`tests.hostile`) for the run; each test resets it."""
+    server = Hostile()
     yield server
     server.close()

@@ -13,7 +13,6 @@ import subprocess
 import sys
 import time
 import zlib
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -32,16 +31,9 @@ from tests.test_provider_client import _send
 FEATURES = "GET /api/client/features"
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[Hostile]:
-    hostile = Hostile()
-    yield hostile
-    hostile.close()
-
-
 @pytest.fixture
-def hostile(server: Hostile) -> Hostile:
-    return server.reset()
+def hostile(hostile_server: Hostile) -> Hostile:
+    return hostile_server.reset()
 
 
 def read(
@@ -60,7 +52,7 @@ def test_a_trickle_is_cut_at_the_deadline_not_at_a_read_timeout(hostile, headers
     started = time.monotonic()
     with pytest.raises(bounded.TooSlow, match="within 1s"):
         read(hostile, "/slow", 1.0)
-    assert time.monotonic() - started < 1.0 + 0.5  # each byte came in time; the answer never did
+    assert time.monotonic() - started < 1.0 + 1.0  # each byte came in time; the answer never did
 
 
 def test_a_gzip_bomb_is_refused_after_the_cap_not_after_two_gib(hostile):
@@ -104,7 +96,7 @@ def test_a_service_client_read_is_bounded_and_says_why(hostile):
         started = time.monotonic()
         with pytest.raises(MeasurementError, match="no complete answer to GET /api/whatsapp/health within 1s"):
             service.health()
-        assert time.monotonic() - started < 1.5
+        assert time.monotonic() - started < 1.0 + 1.0
         with pytest.raises(MeasurementError, match="larger than 1 MiB"):
             service.metrics(60)
     finally:
@@ -138,7 +130,7 @@ def test_a_provider_trickling_its_answer_is_cut_at_the_send_timeout():
     outcome, seen = _send(_trickle_answer(body, 0.5), timeout=1.0)
     assert len(seen) == 1  # it reached the provider: the answer is what never came
     assert (outcome.kind, outcome.reason) == (Kind.AMBIGUOUS, "timeout")
-    assert outcome.latency_ms < 1000 + 400, outcome.latency_ms
+    assert outcome.latency_ms < 1000 + 1000, outcome.latency_ms  # the timeout, plus a second at most
 
 
 def test_a_provider_answering_a_gzip_bomb_is_read_no_further_than_the_cap():

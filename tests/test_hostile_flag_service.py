@@ -11,8 +11,6 @@ import json
 import os
 import resource
 import subprocess
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +20,9 @@ from rollout.console import QuietReporter
 from rollout.engine import runner
 from rollout.engine.project import Project
 from rollout.util.clock import SystemClock
+from tests.flagservice import rollout_argv
 from tests.hostile import Answer, Hostile, bomb_answer, json_answer, trickled
+from tests.test_operator_verbs import actions
 
 FEATURE = "/api/admin/projects/default/features/wa"
 ENV = f"{FEATURE}/environments/production"
@@ -73,19 +73,12 @@ WRONG_SHAPES = {
 }
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[Hostile]:
-    hostile = Hostile()
-    yield hostile
-    hostile.close()
-
-
 @pytest.fixture
-def hostile(server: Hostile, monkeypatch: pytest.MonkeyPatch) -> Hostile:
+def hostile(hostile_server: Hostile, monkeypatch: pytest.MonkeyPatch) -> Hostile:
     """The hostile Unleash (and the service and webhook beside it): the service reports the feature
     off, the webhook answers; each test says how the Admin API behaves."""
     monkeypatch.setenv("UNLEASH_ADMIN_TOKEN", TOKEN)
-    server.reset()
+    server = hostile_server.reset()
     server.on("GET /svc/flag", json_answer({"enabled": False, "percent": 0}))
     server.on("GET /healthz", json_answer({"status": "ok"}))
     server.on("POST /hook", json_answer({"ok": True}))
@@ -104,14 +97,6 @@ def make_project(tmp: Path, url: str, timeout: str = "1s") -> Project:
     finally:
         state.close()
     return project
-
-
-def actions(project: Project) -> list[str]:
-    state = project.state(read_only=True)
-    try:
-        return [a["action"] for a in state.audit_log("production")]
-    finally:
-        state.close()
 
 
 def audit(project: Project, action: str) -> list[dict[str, Any]]:
@@ -140,18 +125,7 @@ def cli(project: Project, *args: str, limit_memory: bool = False) -> tuple[subpr
     out, err = project.playbook_path.parent / "out.txt", project.playbook_path.parent / "err.txt"
     with open(out, "w") as stdout, open(err, "w") as stderr:
         proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "rollout",
-                *args,
-                "--playbook",
-                str(project.playbook_path),
-                "--environments",
-                str(project.environments_dir),
-                "--state",
-                str(project.state_path),
-            ],
+            rollout_argv(project, *args),
             stdout=stdout,
             stderr=stderr,
             stdin=subprocess.DEVNULL,

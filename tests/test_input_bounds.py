@@ -84,26 +84,24 @@ def test_a_name_unleash_would_refuse_is_refused_with_its_line(tmp_path, field, v
 
 # --- latencies no measurement can be ------------------------------------------------------------------
 
-PROM_PLAYBOOK = """\
-version: 1
-name: p
-target: {{kind: http, health: {{url: /healthz}}}}
-providers:
-  prom: {{kind: prometheus, url: '{url}'}}
-gates:
-  g:
-    window: 1m
-    min_samples: 2
-    metrics:
-      - {{metric: delay_ms, provider: prom, kind: compare, judge: rank, step: 1s, error_limit: 2,
-          query: 'latency{{cohort="$cohort"}}', target: 100, alert: 300}}
-      - {{metric: p95_ms, provider: prom, kind: latency, query: 'p95', samples: 'n', target: 100, alert: 300,
-          error_limit: 2}}
-phases:
-  - name: production
-    environment: production
-    steps:
-      - {{kind: configure, set: {{WHATSAPP_NOTIFICATIONS_ENABLED: "false"}}}}
+
+def prom_playbook(url: str, window: str, metrics: str) -> str:
+    """A playbook whose gate ``g`` (over ``window``) holds ``metrics`` (YAML list items) read from a
+    Prometheus ``prom`` at ``url``."""
+    return (
+        "version: 1\nname: p\ntarget: {kind: http, health: {url: /healthz}}\n"
+        f"providers:\n  prom: {{kind: prometheus, url: '{url}'}}\n"
+        f"gates:\n  g:\n    window: {window}\n    min_samples: 2\n    metrics:\n{metrics}"
+        "phases:\n  - name: production\n    environment: production\n    steps:\n"
+        '      - {kind: configure, set: {WHATSAPP_NOTIFICATIONS_ENABLED: "false"}}\n'
+    )
+
+
+IMPOSSIBLE = """\
+      - {metric: delay_ms, provider: prom, kind: compare, judge: rank, step: 1s, error_limit: 2,
+          query: 'latency{cohort="$cohort"}', target: 100, alert: 300}
+      - {metric: p95_ms, provider: prom, kind: latency, query: 'p95', samples: 'n', target: 100, alert: 300,
+          error_limit: 2}
 """
 
 
@@ -134,7 +132,7 @@ def test_latencies_no_measurement_can_be_are_reading_errors_never_a_pass(tmp_pat
     prometheus.on("GET /api/v1/query_range", lambda path, _: matrix(treatment if "treatment" in path else control))
     prometheus.on("GET /api/v1/query", lambda path, _: vector(p95))
     book = tmp_path / "p.yaml"
-    book.write_text(PROM_PLAYBOOK.format(url=prometheus.url))
+    book.write_text(prom_playbook(prometheus.url, "1m", IMPOSSIBLE))
     playbook = load_playbook(book)
     service = ServiceClient(prometheus.url)
     sources = MetricSources.build(playbook, service, lambda raw: raw)

@@ -107,6 +107,10 @@ def test_unleash_down_during_a_rollback_is_not_confirmed_and_the_service_stops_o
         assert "Traceback" not in done.stderr and "cannot be reached" in done.stdout + done.stderr
         [failed] = w.audit("flag_off_failed")
         assert f"feature {feature}" in failed["detail"]["backend"]
+        # the report is written all the same, from the record, and the report on demand needs no Unleash
+        assert w.audit("incident_report")
+        report = rollout_cli(w.project, "incident", "--env", "production", env={"NO_COLOR": "1"})
+        assert report.returncode == 0 and "the flag backend could not be read" in report.stdout, report.stderr
         # the service cannot reach Unleash: it stops on its own once the lease has run out
         health = wait_until(
             lambda: (h := w.http.get("/api/whatsapp/health").json())["status"] == "down" and h, timeout=10

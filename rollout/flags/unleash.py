@@ -25,11 +25,10 @@ from typing import Any
 
 import httpx
 
-from rollout.flags.base import FlagWriteError, RecordedBackend, check_percent, file_lock, is_on
+from rollout.flags.base import FlagWriteError, RecordedBackend, check_percent, file_lock
 from rollout.playbook.environments import Environment
 from rollout.playbook.model import FlagSpec
 from rollout.util import bounded
-from rollout.util.errors import ConfigError
 
 #: the title of the one strategy rollout owns in the environment
 STRATEGY_TITLE = "rollout"
@@ -232,13 +231,7 @@ class UnleashFlags(RecordedBackend):
     def replace(self, values: Mapping[str, str], guard: Callable[[], None] | None = None) -> dict[str, str]:
         """A configure step: the flag and the percentage among ``values``; a feature that does not exist
         yet is created when a percentage is given (a flag-off through :meth:`set` never creates one)."""
-        enabled = values.get(self.flag_variable)
-        raw = values.get(self.percent_variable)
-        try:
-            percent = None if raw in (None, "") else int(raw)
-        except ValueError:
-            raise ConfigError(f"{self.percent_variable}: must be a whole number from 0 to 100, got {raw!r}") from None
-        return self._apply(None if enabled is None else is_on(enabled), percent, guard, configure=True)
+        return self._apply(*self._flag_and_percent(values), guard, configure=True)
 
     def _apply(
         self, enabled: bool | None, percent: int | None, guard: Callable[[], None] | None, configure: bool = False
@@ -249,9 +242,9 @@ class UnleashFlags(RecordedBackend):
             if guard is not None:
                 guard()
             if enabled is False:
-                # the off first: nothing read, nothing else written before it; a configure may meet a
-                # feature not created yet (created below with its percentage), a flag-off may not
-                there = self._switch(False, deadline, missing_ok=configure)
+                # the off first: nothing read, nothing else written before it. A write with a percentage
+                # (a configure) may meet a feature not created yet, created below; a flag-off may not
+                there = self._switch(False, deadline, missing_ok=configure or percent is not None)
                 if percent is None:
                     return {}
                 now = self._read(deadline) if there else FeatureState(False, False, None, None)
