@@ -25,7 +25,9 @@ CUSTOMERS = [f"cust-{i}" for i in range(1000)]
 def flag_block(unleash, feature: str = GROUP, environment: str = "production") -> str:
     return (
         f"flag: {{backend: unleash, url: '{unleash.url}', token: '${{UNLEASH_ADMIN_TOKEN}}', "
-        f"feature: {feature}, environment: {environment}}}\n"
+        # one flag operation (a configure creating the feature: five requests) has flag.timeout in all;
+        # a node server on a loaded 2-core test machine can take more than the default 5 s for them
+        f"feature: {feature}, environment: {environment}, timeout: 20s}}\n"
     )
 
 
@@ -213,7 +215,7 @@ def test_replicas_on_one_host_each_follow_every_flip(unleash, sandbox, tmp_path)
     from rollout.flags.unleash import UnleashFlags
     from tests.harness import Service, base_env
 
-    spec = FlagSpec(backend="unleash", url=unleash.url, token="${T}", feature="wa-replicas")
+    spec = FlagSpec(backend="unleash", url=unleash.url, token="${T}", feature="wa-replicas", timeout=20)
     flags = UnleashFlags(spec, "production", tmp_path, unleash.admin_token)
     flags.set(enabled=False, percent=100)
     replicas = []

@@ -160,4 +160,5 @@ def test_the_dashboards_open_pages_read_a_slow_flag_service_once_a_second_each_r
         server.close()
     reads = server.requests().count("GET /admin/flag")
     assert reads <= 3, f"{reads} reads of the flag service for 5 page loads"  # one a second, not one a page
-    assert took < 3 * (1.0 + 0.5), took  # each read bounded (the report's 1 s), never the trickle's minutes
+    # each read bounded (the report's 1 s, plus a second), never the trickle's minutes (a single read took 75 s)
+    assert took < 5 * (1.0 + 1.0), took

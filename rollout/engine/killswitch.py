@@ -28,7 +28,7 @@ from rollout.playbook.environments import Resolved
 from rollout.playbook.model import FlagSpec
 from rollout.targets import wait_service_applied
 from rollout.util.clock import Clock
-from rollout.util.errors import EXIT_ROLLED_BACK, RolloutError
+from rollout.util.errors import EXIT_ROLLED_BACK, RolloutError, described
 
 
 class RolledBackMeanwhile(RolloutError):
@@ -71,7 +71,7 @@ def kill(
     try:
         before = flags.set(enabled=False, guard=mark)
     except Exception as exc:  # whatever the backend raised: record it before the error reaches the person
-        problem = str(exc) if isinstance(exc, RolloutError) else f"{type(exc).__name__}: {exc}"
+        problem = described(exc)
         with state.tx() as db:
             if not known:  # the write failed before its guard ran: the intent is recorded all the same
                 state.update(environment, clock.time(), db=db, status=ROLLED_BACK, reason=reason)
@@ -181,7 +181,7 @@ def open_or_unreachable(open_backend: Callable[[], FlagBackend], spec: FlagSpec)
     try:
         return open_backend()
     except Exception as exc:  # noqa: BLE001 - the kill path never stops at its backend
-        shown = str(exc) if isinstance(exc, RolloutError) else f"{type(exc).__name__}: {exc}"
+        shown = described(exc)
         return UnreachableFlags(spec.variable, spec.percent_variable, f"{spec.backend} flag backend", shown)
 
 
@@ -280,7 +280,7 @@ def switch_off(
     try:
         off = kill(path.env, path.flags, path.state, path.clock, reason, automatic=automatic, verdict=verdict, who=who)
     except Exception as exc:  # noqa: BLE001 - kill recorded it; the report and the notice follow whatever it was
-        shown = str(exc) if isinstance(exc, RolloutError) else f"{type(exc).__name__}: {exc}"
+        shown = described(exc)
         problem = f"the flag write failed: {shown}"
         path.out.line(f"FLAG-OFF FAILED for {path.env}: {shown}", "bold red")
     else:

@@ -224,8 +224,8 @@ class UnleashFlags(RecordedBackend):
         self, enabled: bool | None = None, percent: int | None = None, guard: Callable[[], None] | None = None
     ) -> dict[str, str]:
         """Write the flag and/or percentage within one ``flag.timeout``. An off is the first request,
-        before anything is read; returns what was there (after an off: only what is known of it, the
-        percentage, which the off leaves as it was)."""
+        before anything is read; returns what was there (after an off alone: nothing, it was not read;
+        the engine's record says what the feature held)."""
         return self._apply(enabled, percent, guard)
 
     def replace(self, values: Mapping[str, str], guard: Callable[[], None] | None = None) -> dict[str, str]:

@@ -18,7 +18,7 @@ from rollout.incident.chart import ramp_start, timeline_svg
 from rollout.incident.words import audit_words
 from rollout.playbook.builtin import FLAG_VARIABLE
 from rollout.playbook.environments import Resolved
-from rollout.util.errors import ConfigError, MeasurementError, RolloutError
+from rollout.util.errors import ConfigError, MeasurementError, described
 
 if TYPE_CHECKING:  # the record it reads; the engine hands it over
     from rollout.engine.state import StateRecords
@@ -41,7 +41,7 @@ def _flag_config(
         try:
             return resolved.shown(flags.read()), None
         except Exception as exc:  # noqa: BLE001 - the report never needs the flag service
-            shown = str(exc) if isinstance(exc, RolloutError) else f"{type(exc).__name__}: {exc}"
+            shown = described(exc)
             note = f"the flag backend could not be read ({shown}); the flag below is as rollout recorded it"
     else:
         note = "the flag below is as rollout recorded it (the flag backend is not read again while turning it off)"
