@@ -164,6 +164,7 @@ def test_a_wrong_shaped_read_never_stops_the_off_which_goes_first(tmp_path, host
     assert "turned off in **production**" in report_of(project)
 
 
+@pytest.mark.slow  # runs the CLI in processes of its own
 def test_a_wrong_shape_from_the_cli_exits_as_documented_and_status_still_answers(tmp_path, hostile):
     hostile.on(READ, json_answer([1, 2, 3]))
     hostile.on(OFF, json_answer({}))
@@ -204,6 +205,7 @@ def test_a_redirect_is_named_and_not_followed(tmp_path, hostile):
     assert [r for r in hostile.requests() if "/api/admin/" in r] == [OFF]
 
 
+@pytest.mark.slow  # runs the CLI in processes of its own
 def test_unleash_down_fails_loudly_and_the_report_is_written_from_the_record(tmp_path, hostile):
     project = make_project(tmp_path, "http://127.0.0.1:9")  # nothing listens there
     book = project.playbook_path
