@@ -258,3 +258,62 @@ def test_a_flooding_unleash_is_read_no_further_than_the_cap_in_bounded_memory(tm
     [failed] = audit(project, "flag_off_failed")
     assert failed["ts"] - intent["ts"] < 5.0 + 1.0
     assert "incident_report" in actions(project)
+
+
+class Exploding:
+    """A backend with a bug: its write raises something that is no error of rollout's."""
+
+    flag_variable, percent_variable, env_file = "FEATURE_ON", "FEATURE_SHARE", None
+
+    def describe(self) -> str:
+        return "an exploding backend"
+
+    def set(self, enabled=None, percent=None, guard=None):
+        if guard is not None:
+            guard()
+        raise KeyError("environments")
+
+    def read(self) -> dict[str, str]:
+        raise AttributeError("'list' object has no attribute 'get'")
+
+    def close(self) -> None:
+        pass
+
+
+def test_whatever_a_backend_raises_the_flag_off_is_recorded_reported_and_notified(tmp_path, hostile):
+    from rollout.checks.service_api import ServiceClient
+    from rollout.engine.killswitch import OffPath, switch_off
+    from rollout.playbook.environments import load_environment, resolve
+
+    project = make_project(tmp_path, hostile.url)
+    state = project.state()
+    told: list[dict[str, Any]] = []
+    service = ServiceClient(hostile.url, timeout=1.0)
+    try:
+        resolved = resolve(load_environment("production", project.environments_dir))
+        path = OffPath(
+            "production",
+            Exploding(),
+            state,
+            SystemClock(),
+            QuietReporter(),
+            None,
+            resolved,
+            service,  # type: ignore[arg-type]
+            project.incidents_dir,
+            lambda event, **detail: told.append({"event": event, **detail}),
+        )
+        done = switch_off(path, "drill", automatic=False, who="oncall")
+    finally:
+        service.close()
+        state.close()
+    assert done.off is None and "KeyError: 'environments'" in (done.problem or "")
+    assert [a for a in actions(project) if a.startswith(("flag_", "incident"))] == [
+        "flag_intent",
+        "flag_off_failed",
+        "incident_report",
+    ]
+    [failed] = audit(project, "flag_off_failed")
+    assert failed["detail"]["problem"] == "KeyError: 'environments'"
+    assert "NOT turned off (the flag-off FAILED)" in report_of(project)
+    assert told and told[0]["write_failed"] is True and told[0]["incident_report"]
