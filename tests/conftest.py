@@ -8,6 +8,7 @@ import pytest
 
 from tests.flagservice import FlagService
 from tests.harness import Sandbox, Service, base_env
+from tests.hostile import Hostile
 from tests.postgres import Postgres
 from tests.unleash import Unleash
 
@@ -95,3 +96,11 @@ def chromium() -> Iterator[Any]:
         )
         yield browser
         browser.close()
+
+
+@pytest.fixture(scope="session")
+def hostile_server() -> Iterator[Hostile]:
+    """One server that answers badly on purpose (:mod:`tests.hostile`) for the run; each test resets it."""
+    server = Hostile()
+    yield server
+    server.close()

@@ -109,24 +109,29 @@ class FlagService:
         return self
 
 
+def rollout_argv(project: Project, *args: str) -> list[str]:
+    """The command line of ``rollout ARGS`` on ``project``'s files."""
+    return [
+        sys.executable,
+        "-m",
+        "rollout",
+        *args,
+        "--playbook",
+        str(project.playbook_path),
+        "--environments",
+        str(project.environments_dir),
+        "--state",
+        str(project.state_path),
+    ]
+
+
 def rollout_cli(
     project: Project, *args: str, env: dict[str, str] | None = None, timeout: float = 60
 ) -> subprocess.CompletedProcess[str]:
     """``rollout ARGS`` as a user runs it on ``project``'s files, with the flag endpoint's token set and no
     terminal."""
     return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "rollout",
-            *args,
-            "--playbook",
-            str(project.playbook_path),
-            "--environments",
-            str(project.environments_dir),
-            "--state",
-            str(project.state_path),
-        ],
+        rollout_argv(project, *args),
         capture_output=True,
         text=True,
         timeout=timeout,

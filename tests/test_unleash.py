@@ -25,7 +25,9 @@ CUSTOMERS = [f"cust-{i}" for i in range(1000)]
 def flag_block(unleash, feature: str = GROUP, environment: str = "production") -> str:
     return (
         f"flag: {{backend: unleash, url: '{unleash.url}', token: '${{UNLEASH_ADMIN_TOKEN}}', "
-        f"feature: {feature}, environment: {environment}}}\n"
+        # one flag operation (a configure creating the feature: five requests) has flag.timeout in all;
+        # a node server on a loaded 2-core test machine can take more than the default 5 s for them
+        f"feature: {feature}, environment: {environment}, timeout: 20s}}\n"
     )
 
 
@@ -107,6 +109,10 @@ def test_unleash_down_during_a_rollback_is_not_confirmed_and_the_service_stops_o
         assert "Traceback" not in done.stderr and "cannot be reached" in done.stdout + done.stderr
         [failed] = w.audit("flag_off_failed")
         assert f"feature {feature}" in failed["detail"]["backend"]
+        # the report is written all the same, from the record, and the report on demand needs no Unleash
+        assert w.audit("incident_report")
+        report = rollout_cli(w.project, "incident", "--env", "production", env={"NO_COLOR": "1"})
+        assert report.returncode == 0 and "the flag backend could not be read" in report.stdout, report.stderr
         # the service cannot reach Unleash: it stops on its own once the lease has run out
         health = wait_until(
             lambda: (h := w.http.get("/api/whatsapp/health").json())["status"] == "down" and h, timeout=10
@@ -209,7 +215,7 @@ def test_replicas_on_one_host_each_follow_every_flip(unleash, sandbox, tmp_path)
     from rollout.flags.unleash import UnleashFlags
     from tests.harness import Service, base_env
 
-    spec = FlagSpec(backend="unleash", url=unleash.url, token="${T}", feature="wa-replicas")
+    spec = FlagSpec(backend="unleash", url=unleash.url, token="${T}", feature="wa-replicas", timeout=20)
     flags = UnleashFlags(spec, "production", tmp_path, unleash.admin_token)
     flags.set(enabled=False, percent=100)
     replicas = []

@@ -6,19 +6,23 @@ from typing import Any
 
 import httpx
 
+from rollout.util import bounded
 from rollout.util.clock import Clock
 from rollout.util.errors import MeasurementError
 
 
 class ServiceClient:
-    """The rollout engine's view of one service."""
+    """The rollout engine's view of one service. Each request has ``timeout`` seconds in total and
+    its answer is read within :data:`~rollout.util.bounded.MAX_ANSWER_BYTES` (:mod:`rollout.util.bounded`):
+    a service that trickles or floods holds a status page, a report or a confirmation no longer."""
 
     def __init__(
         self, url: str, admin_token: str = "", timeout: float = 10.0, transport: httpx.BaseTransport | None = None
     ) -> None:
         self.url = url.rstrip("/")
+        self.timeout = timeout
         self._admin = {"Authorization": f"Bearer {admin_token}"} if admin_token else {}
-        self._http = httpx.Client(base_url=self.url, timeout=timeout, transport=transport)
+        self._http = bounded.client(self.url, transport=transport)
 
     def close(self) -> None:
         self._http.close()
@@ -28,10 +32,14 @@ class ServiceClient:
     ) -> httpx.Response:
         """``path`` on this service, or a full URL anywhere; ``admin`` adds the admin token."""
         sent = {**(self._admin if admin else {}), **(headers or {})}
+        where = path if path.startswith(("http://", "https://")) else f"{self.url}{path}"
         try:
-            return self._http.request(method, path, json=json, headers=sent or None)
+            return bounded.exchange(
+                self._http, method, path, bounded.Deadline(self.timeout), json=json, headers=sent or None
+            )
+        except bounded.AnswerRefused as exc:
+            raise MeasurementError(f"{where}: {exc}") from exc
         except httpx.HTTPError as exc:
-            where = path if path.startswith(("http://", "https://")) else f"{self.url}{path}"
             raise MeasurementError(f"{where}: {type(exc).__name__}") from exc
 
     def _json(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:

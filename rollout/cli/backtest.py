@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 import click
 
-from rollout.cli.main import _emit, _project, cli, project_options  # noqa: F401 - the CLI's shared parts
+from rollout.cli.main import _emit, _json, _project, cli, project_options  # noqa: F401 - the CLI's shared parts
 
 #: exit codes: 0 no run decided for the worse; 1 a healthy run would have been rolled back, or a
 #: recorded rollback would not have happened
@@ -53,7 +53,6 @@ def backtest(
     """Replay ENV's recorded evaluations (or Prometheus over --from..--to) with the playbook's gates and
     say, step by step, what they would have decided beside what was decided. Exit 1 when a healthy run
     would have been rolled back or a recorded rollback missed. Writes no flag and no state."""
-    import json
 
     from rollout.checks.service_api import ServiceClient
     from rollout.engine.backtest import backtest_prometheus, backtest_store, summary
@@ -112,7 +111,7 @@ def backtest(
     if html_path is not None:
         write_output(html_path, backtest_html(env_name, str(project.playbook_path), result), "--html")
     if as_json:
-        click.echo(json.dumps(result, indent=2, default=str))
+        click.echo(_json(result))
     else:
         _print(result)
     sys.stdout.flush()

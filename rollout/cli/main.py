@@ -272,13 +272,22 @@ def _project():  # noqa: ANN202
     return meta["rollout.project"]
 
 
+def _json(value: Any) -> str:
+    """``value`` as the JSON a command prints: never ``Infinity`` or ``NaN`` (JSON has neither; a
+    figure that holds one is shown as null)."""
+    import json
+
+    from rollout.util.numbers import finite
+
+    return json.dumps(finite(value), indent=2, default=str, allow_nan=False)
+
+
 def _emit(outcome, as_json: bool, extra: dict | None = None, *, then=None) -> None:  # noqa: ANN001
     """Print ``outcome`` (redacted) at once; run ``then`` (deliveries still going) after, before exiting."""
-    import json
 
     redactor = _redactor()
     if as_json:
-        click.echo(json.dumps(redactor.value({**outcome.as_dict(), **(extra or {})}), indent=2, default=str))
+        click.echo(_json(redactor.value({**outcome.as_dict(), **(extra or {})})))
     else:
         colour = {"completed": "green", "rolled_back": "red", "awaiting_approval": "yellow"}.get(outcome.status)
         click.secho(f"{outcome.status}: {redactor.text(outcome.message)}", fg=colour, err=outcome.exit_code not in (0,))
@@ -372,7 +381,6 @@ def _preflight(playbook: Path, env_name: str, environments_dir: Path, secrets_fi
 def plan(env_name: str, traffic: str | None, breaches: tuple[str, ...], as_json: bool) -> None:
     """Show the environment's phase, step by step, what its configure step would change, and what each
     ramp step's gates will do at the traffic (forecasts)."""
-    import json
 
     from rollout.console import QuietReporter
     from rollout.engine.calendar import schedule_of
@@ -397,7 +405,7 @@ def plan(env_name: str, traffic: str | None, breaches: tuple[str, ...], as_json:
         forecast = phase_forecast(ctx, traffic, breaches)
     if as_json:
         click.echo(
-            json.dumps(
+            _json(
                 {
                     "environment": env_name,
                     "phase": ctx.phase.name,
@@ -411,7 +419,6 @@ def plan(env_name: str, traffic: str | None, breaches: tuple[str, ...], as_json:
                     "schedule": None if schedule.empty else schedule.as_dict(now),
                     "forecast": forecast,
                 },
-                indent=2,
             )
         )
         return
@@ -718,7 +725,6 @@ def _known_environment(project, state, env_name: str) -> None:  # noqa: ANN001
 def status(env_name: str | None, as_json: bool) -> None:
     """Where each environment stands: status, phase, step, percentage, flag, commit; and whether the
     commit each promotion would take (in --repo) has the gate evidence it requires."""
-    import json
     import time
     from datetime import UTC, datetime
 
@@ -769,7 +775,7 @@ def status(env_name: str | None, as_json: bool) -> None:
         if repo is not None:
             repo.close()
     if as_json:
-        click.echo(json.dumps(data, indent=2, default=str))
+        click.echo(_json(data))
         return
     from rich.table import Table
 
@@ -836,7 +842,6 @@ def status(env_name: str | None, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True)
 def history(env_name: str, limit: int, as_json: bool) -> None:
     """The audit log and the gate verdicts of one environment, oldest first."""
-    import json
     import time
     from datetime import UTC, datetime
 
@@ -870,7 +875,7 @@ def history(env_name: str, limit: int, as_json: bool) -> None:
     events.sort(key=lambda e: e["ts"])
     events = events[-limit:]
     if as_json:
-        click.echo(json.dumps(events, indent=2, default=str))
+        click.echo(_json(events))
         return
     if driver is not None:
         click.echo(f"{env_name} is driven by {driver.words()} now")
@@ -895,7 +900,6 @@ def load_cmd(
     url: str, bookings: int | None, concurrency: int, rate: float | None, duration: str | None, as_json: bool
 ) -> None:
     """Send a bounded booking load to a service and report latency percentiles."""
-    import json
 
     from rollout.checks.load import run_load
     from rollout.console import ConsoleReporter
@@ -931,7 +935,7 @@ def load_cmd(
         "p99_ms": result.p(99),
     }
     if as_json:
-        click.echo(json.dumps(summary, indent=2))
+        click.echo(_json(summary))
     else:
         click.echo(
             f"{result.created}/{result.requested} bookings in {result.elapsed_s:.1f}s "
@@ -984,8 +988,12 @@ def demo(breach: bool, rate: float, folder: Path | None) -> None:
     help="Markdown (with --out, the timeline chart is written beside it as .svg) or self-contained HTML.",
 )
 def incident(env_name: str, out: str | None, template: Path | None, fmt: str) -> None:
-    """Render an incident report for ENV from the record: timeline, breach figures, configuration, errors."""
+    """Render an incident report for ENV from the record: timeline, breach figures, configuration, errors.
+
+    It never needs the flag service: a backend that cannot be read (within flag.timeout) leaves the
+    flag as rollout recorded it, and the report says so."""
     from rollout.checks.service_api import ServiceClient
+    from rollout.engine.killswitch import open_or_unreachable
     from rollout.engine.project import resolved_or_from_file
     from rollout.incident.report import HTML_TEMPLATE, collect, render
     from rollout.playbook.environments import load_environment
@@ -998,7 +1006,7 @@ def incident(env_name: str, out: str | None, template: Path | None, fmt: str) ->
     playbook = project.playbook()
     env = load_environment(env_name, project.environments_dir)
     project.learn_secrets(playbook, env)
-    flags = project.flags(playbook, env)
+    flags = open_or_unreachable(lambda: project.flags(playbook, env), playbook.flag)
     resolved = resolved_or_from_file(project, env, flags)
     state = project.state(read_only=True)
     service = ServiceClient(env.service_url, resolved.admin_token, timeout=3.0)

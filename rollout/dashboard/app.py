@@ -42,7 +42,7 @@ from rollout.dashboard.detector import TICK_S, ChangeDetector
 from rollout.dashboard.envpage import environment_page
 from rollout.dashboard.metrics import exposition
 from rollout.engine import runner
-from rollout.engine.flagview import flag_view
+from rollout.engine.flagview import FlagReads, flag_view
 from rollout.engine.forecasting import phase_forecast
 from rollout.engine.project import Project, open_context
 from rollout.engine.runner import rollback
@@ -54,6 +54,7 @@ from rollout.playbook.model import Phase, Playbook, RampStep, step_label
 from rollout.playbook.schedule import Schedule
 from rollout.util.clock import Clock, SystemClock
 from rollout.util.errors import ConfigError, RolloutError, StateError
+from rollout.util.numbers import finite
 
 STATIC = Path(__file__).parent / "static"
 
@@ -131,9 +132,10 @@ def _schedule(project: Project, phase: Phase | None, name: str, now: float) -> d
     return None if schedule.empty else schedule.as_dict(now)
 
 
-def snapshot(project: Project, now: float | None = None) -> dict[str, Any]:
+def snapshot(project: Project, now: float | None = None, reads: FlagReads | None = None) -> dict[str, Any]:
     """Every environment as a person should read it, each with its last ramp's chart and the phase
-    at a glance, and the audit timeline (verdict reasons in full), newest first."""
+    at a glance, and the audit timeline (verdict reasons in full), newest first; ``reads``: flag
+    reads to reuse (:class:`~rollout.engine.flagview.FlagReads`). Never an Infinity or a NaN."""
     now = time.time() if now is None else now
     try:
         playbook = project.playbook()
@@ -145,7 +147,7 @@ def snapshot(project: Project, now: float | None = None) -> dict[str, Any]:
         for row in state.all():
             audit = state.audit_log(row.name, limit=2000)
             verdicts = state.verdicts(row.name, limit=2000)
-            view = flag_view(project, playbook, state, row)
+            view = flag_view(project, playbook, state, row, reads)
             phase = playbook.phase_for(row.name) if playbook else None
             _, first_ramp = ramp_start(audit)
             ramp_verdicts = [v for v in verdicts if first_ramp is not None and v["ts"] >= first_ramp]
@@ -222,7 +224,7 @@ def snapshot(project: Project, now: float | None = None) -> dict[str, Any]:
     finally:
         state.close()
     timeline.sort(key=lambda e: e["ts"], reverse=True)
-    return {"environments": rows, "timeline": timeline[:200]}
+    return finite({"environments": rows, "timeline": timeline[:200]})
 
 
 def project_name(project: Project) -> str:
@@ -247,6 +249,9 @@ def create_dashboard(
         if not PROJECT_NAME.match(name):
             raise ConfigError(f"project name {name!r}: letters, digits, '_', '.' and '-' only (it is a URL segment)")
     detector = ChangeDetector(named, clock, tick_s)
+    # the state and metrics pages read each environment's flag at most once a second, however often
+    # they are asked (they need no token); every action reads afresh
+    reads = {name: FlagReads() for name in named}
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -318,7 +323,7 @@ def create_dashboard(
     @app.get("/metrics")
     def metrics() -> Response:
         """The tool's own metrics for Prometheus (read-only, like the state)."""
-        return Response(exposition(named), media_type=CONTENT_TYPE_LATEST)
+        return Response(exposition(named, reads), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/api/overview")
     def overview() -> dict[str, Any]:
@@ -371,7 +376,7 @@ def create_dashboard(
         now = clock.time()
         found: dict[str, Any] = {"environments": [], "timeline": []}
         for name, project in named.items():
-            one = snapshot(project, now)
+            one = snapshot(project, now, reads[name])
             found["environments"] += [{"project": name, **env} for env in one["environments"]]
             found["timeline"] += [{"project": name, **entry} for entry in one["timeline"]]
         found["timeline"] = sorted(found["timeline"], key=lambda e: e["ts"], reverse=True)[:200]
@@ -391,6 +396,8 @@ def create_dashboard(
     def do_rollback(action: Action, request: Request) -> dict[str, Any]:
         who = authorize(request)
         outcome = rollback(project_of(action), action.environment, action.reason, clock, who=who)
+        for held in reads.values():
+            held.forget()
         return {**outcome.as_dict(), "ok": outcome.exit_code == 0}
 
     @app.post("/api/pause")

@@ -16,18 +16,18 @@ from prometheus_client.core import CollectorRegistry, CounterMetricFamily, Gauge
 from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import Collector
 
-from rollout.engine.flagview import flag_view
+from rollout.engine.flagview import PAUSED, FlagReads, flag_view
 from rollout.engine.project import Project
 from rollout.engine.state import AWAITING_APPROVAL, COMPLETED, HELD, IDLE, INTERRUPTED, ROLLED_BACK, RUNNING
 from rollout.util.errors import RolloutError
 
 #: every status an environment can have, each a series (1 for the current one): a panel can count them
-STATUSES = (IDLE, RUNNING, HELD, AWAITING_APPROVAL, ROLLED_BACK, COMPLETED, "completed, flag off", INTERRUPTED)
+STATUSES = (IDLE, RUNNING, PAUSED, HELD, AWAITING_APPROVAL, ROLLED_BACK, COMPLETED, "completed, flag off", INTERRUPTED)
 
 
 class _StateCollector(Collector):
-    def __init__(self, projects: Mapping[str, Project]) -> None:
-        self.projects = projects
+    def __init__(self, projects: Mapping[str, Project], reads: Mapping[str, FlagReads] | None = None) -> None:
+        self.projects, self.reads = projects, reads or {}
         #: the label naming the project, only when there are several
         self.extra = ["project"] if len(projects) > 1 else []
 
@@ -84,7 +84,7 @@ class _StateCollector(Collector):
             try:
                 for row in state.all():
                     env = [name, row.name] if extra else [row.name]
-                    view = flag_view(project, playbook, state, row)
+                    view = flag_view(project, playbook, state, row, self.reads.get(name))
                     for shown in STATUSES:
                         status.add_metric([*env, shown], 1.0 if view.status == shown else 0.0)
                     step.add_metric([*env, row.phase or ""], float(row.step_index + 1))
@@ -116,8 +116,10 @@ class _StateCollector(Collector):
         yield from (verdicts, offs, failed, durations, evaluations)
 
 
-def exposition(projects: Project | Mapping[str, Project]) -> bytes:
-    """The text a Prometheus scrape of the dashboard gets (``projects``: name -> project, or one project)."""
+def exposition(projects: Project | Mapping[str, Project], reads: Mapping[str, FlagReads] | None = None) -> bytes:
+    """The text a Prometheus scrape of the dashboard gets (``projects``: name -> project, or one project;
+    ``reads``: per project name, flag reads to reuse)."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(_StateCollector(projects if isinstance(projects, Mapping) else {"": projects}))
+    named = projects if isinstance(projects, Mapping) else {"": projects}
+    registry.register(_StateCollector(named, reads))
     return generate_latest(registry)

@@ -4,12 +4,15 @@ resumed phase goes on, the status to show."""
 
 from __future__ import annotations
 
-import socket
+import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from rollout.checks.service_api import ServiceClient
+from rollout.engine.driver import who_drives
 from rollout.engine.project import Project, resolved_or_from_file
-from rollout.engine.state import COMPLETED, INTERRUPTED, RUNNING, EnvState, StateRecords, pid_alive
+from rollout.engine.state import COMPLETED, INTERRUPTED, RUNNING, EnvState, StateRecords
 from rollout.flags import FlagBackend, FlagStore, is_on
 from rollout.playbook.environments import Environment, load_environment
 from rollout.playbook.model import ConfigureStep, Phase, Playbook, RampStep
@@ -43,13 +46,20 @@ def restart_index(phase: Phase, env: Environment, flag_variable: str, step_index
     return earlier[-1] if earlier else step_index
 
 
+#: shown for a running step a person paused (``rollout pause``): the record says running
+PAUSED = "paused"
+
+
 def shown_status(state: StateRecords, row: EnvState, flag_on: bool | None, turns_flag_on: bool) -> str:
-    """The status a person should read: ``interrupted`` for a run whose process is gone, never
-    ``completed`` for a phase that turns the feature on while its flag is off."""
+    """The status a person should read: ``interrupted`` for a run whose process is gone, ``paused``
+    for a running step a person holds, never ``completed`` for a phase that turns the feature on
+    while its flag is off."""
     if row.status == RUNNING:
-        holder = state.holder(row.name)
-        if holder is None or (holder["host"] == socket.gethostname() and not pid_alive(holder["pid"])):
+        if who_drives(state, row, time.time()) is None:  # neither a live terminal nor an agent's lease
             return INTERRUPTED
+        control = state.control(row.name)
+        if control.paused and control.belongs_to(row):
+            return PAUSED
     if row.status == COMPLETED and turns_flag_on and flag_on is False:
         return "completed, flag off"
     return row.status
@@ -74,17 +84,60 @@ class FlagView:
 #: how long ``status`` and the dashboard wait for a service to report its flag
 REPORT_TIMEOUT_S = 1.0
 
+_Read = tuple[bool | None, int | None, str | None, str | None, bool]
 
-def flag_view(project: Project, playbook: Playbook | None, state: StateRecords, row: EnvState) -> FlagView:
+
+class FlagReads:
+    """Each environment's flag as last read, reused for ``ttl`` seconds (real time: it spares the
+    flag service and the target, it is no window). The dashboard keeps one: a page polling every
+    second, a Prometheus scrape and any number of visitors then cost one read of each per second."""
+
+    def __init__(self, ttl: float = 1.0, now: Callable[[], float] = time.monotonic) -> None:
+        self.ttl, self._now = ttl, now
+        self._reads: dict[str, tuple[float, _Read]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, env: str, read: Callable[[], _Read]) -> _Read:
+        with self._lock:
+            kept = self._reads.get(env)
+            if kept is not None and self._now() - kept[0] < self.ttl:
+                return kept[1]
+        fresh = read()
+        with self._lock:
+            self._reads[env] = (self._now(), fresh)
+        return fresh
+
+    def forget(self) -> None:
+        """After an action: the next view reads again."""
+        with self._lock:
+            self._reads.clear()
+
+
+def flag_view(
+    project: Project, playbook: Playbook | None, state: StateRecords, row: EnvState, reads: FlagReads | None = None
+) -> FlagView:
     """The flag of ``row``'s environment as a person must read it: what the service *reports* it
     applied, when it can report it (the embedded service, ``target.flag_state``, ``flag.read``, a
     fleet's replicas); else what the backend holds now; else what the state recorded. After a
-    flag-off the service did not obey, this says "on" as the service does."""
+    flag-off the service did not obey, this says "on" as the service does. With ``reads``, a read
+    of the last second is reused. Each read is bounded (the backend's ``flag.timeout``, the
+    service's :data:`REPORT_TIMEOUT_S`)."""
+    flag, percent, source, by, turns_on = (
+        _read_flag(project, playbook, row)
+        if reads is None
+        else reads.get(row.name, lambda: _read_flag(project, playbook, row))
+    )
+    if source is None:
+        flag, percent = row.flag, row.percent
+    return FlagView(flag, percent, source, shown_status(state, row, flag, turns_on), by)
+
+
+def _read_flag(project: Project, playbook: Playbook | None, row: EnvState) -> _Read:
     env = flags = None
     try:
         env = load_environment(row.name, project.environments_dir)
         flags = project.flags(playbook, env) if playbook else (FlagStore(env.env_file) if env.env_file else None)
-    except RolloutError:  # still show what is known when a file is broken or a token is missing
+    except Exception:  # noqa: BLE001 - still show what is known when a file is broken or a token is missing
         pass
     flag, percent, source, by, turns_on = row.flag, row.percent, None, None, False
     if flags is not None and env is not None:
@@ -100,7 +153,7 @@ def flag_view(project: Project, playbook: Playbook | None, state: StateRecords, 
             pass
         finally:
             flags.close()
-    return FlagView(flag, percent, source, shown_status(state, row, flag, turns_on), by)
+    return flag, percent, source, by, turns_on
 
 
 def _reported_flag(

@@ -26,9 +26,10 @@ from rollout.engine.state import ROLLED_BACK, LeaseLost, StateRecords
 from rollout.flags import FlagBackend, FlagWriteError, is_on
 from rollout.incident.report import collect, write_report
 from rollout.playbook.environments import Resolved
+from rollout.playbook.model import FlagSpec
 from rollout.targets import wait_service_applied
 from rollout.util.clock import Clock
-from rollout.util.errors import EXIT_ROLLED_BACK, RolloutError
+from rollout.util.errors import EXIT_ROLLED_BACK, RolloutError, described
 
 
 class RolledBackMeanwhile(RolloutError):
@@ -74,7 +75,8 @@ def kill(
         before = flags.set(enabled=False, guard=mark)
     except LeaseLost:
         raise  # an agent that lost its lease writes nothing more, not even a failure: the new owner guards
-    except RolloutError as exc:  # the backend failed: record it before the error reaches the person
+    except Exception as exc:  # whatever the backend raised: record it before the error reaches the person
+        problem = described(exc)
         with state.tx() as db:
             if not known:  # the write failed before its guard ran: the intent is recorded all the same
                 state.update(environment, clock.time(), db=db, status=ROLLED_BACK, reason=reason)
@@ -88,23 +90,27 @@ def kill(
                 who=who,
                 automatic=automatic,
                 reason=reason,
-                problem=str(exc),
+                problem=problem,
                 backend=flags.describe(),
                 verdict=verdict,
                 write=known.get("write"),
             )
-        raise
+        if isinstance(exc, RolloutError):
+            raise
+        raise FlagWriteError(f"{problem}; the flag may not have changed") from exc
     after("flag_off", "write")
     at = clock.time()
+    # a backend whose off is its first request (Unleash) does not know what it held before it
+    told = isinstance(before, Mapping) and flags.flag_variable in before
     held_on, held_percent = (
-        is_on(before.get(flags.flag_variable, "false")),
-        _percent(before.get(flags.percent_variable)),
+        is_on(before.get(flags.flag_variable, "false")) if told else False,
+        _percent(before.get(flags.percent_variable)) if told else None,
     )
     was_on = held_on if known.get("flag") is None else bool(known["flag"])
     percent = held_percent if known.get("flag") is None else known.get("percent")
     extra = (
         {}
-        if (was_on, percent) == (held_on, held_percent) or (not was_on and not held_on)
+        if not told or (was_on, percent) == (held_on, held_percent) or (not was_on and not held_on)
         else {
             "backend_held": f"{'on' if held_on else 'off'}"
             + (f" at {held_percent}%" if held_percent is not None else "")
@@ -154,7 +160,7 @@ class UnreachableFlags:
         return self._what
 
     def read(self) -> dict[str, str]:
-        return {}
+        raise FlagWriteError(f"the flag backend {self._what} cannot be read: {self._problem}")
 
     def state(self) -> tuple[bool, int | None]:
         raise FlagWriteError(f"the flag backend {self._what} cannot be read: {self._problem}")
@@ -171,6 +177,17 @@ class UnreachableFlags:
 
     def close(self) -> None:
         pass
+
+
+def open_or_unreachable(open_backend: Callable[[], FlagBackend], spec: FlagSpec) -> FlagBackend:
+    """The flag backend ``open_backend`` opens, or, when it cannot even be opened (its database down,
+    its token missing, anything it raises), an :class:`UnreachableFlags` saying why: a rollback and
+    an incident report go on without it."""
+    try:
+        return open_backend()
+    except Exception as exc:  # noqa: BLE001 - the kill path never stops at its backend
+        shown = described(exc)
+        return UnreachableFlags(spec.variable, spec.percent_variable, f"{spec.backend} flag backend", shown)
 
 
 class Lines(Protocol):
@@ -267,28 +284,34 @@ def switch_off(
     problem: str | None
     try:
         off = kill(path.env, path.flags, path.state, path.clock, reason, automatic=automatic, verdict=verdict, who=who)
-    except RolloutError as exc:
-        problem = f"the flag write failed: {exc}"
-        path.out.line(f"FLAG-OFF FAILED for {path.env}: {exc}", "bold red")
+    except LeaseLost:
+        raise
+    except Exception as exc:  # noqa: BLE001 - kill recorded it; the report and the notice follow whatever it was
+        shown = described(exc)
+        problem = f"the flag write failed: {shown}"
+        path.out.line(f"FLAG-OFF FAILED for {path.env}: {shown}", "bold red")
     else:
         path.out.line(f"flag turned off for {path.env}" + (f": {step} failed" if step else ""), "bold red")
         problem = record_confirmation(path, off, who=who)
     _end_requests(path, who)
-    report = write_incident(path, who)
-    path.notify(
-        "flag_off",
-        step=step,
-        percent=off.previous_percent if off else None,
-        automatic=automatic,
-        summary=(
-            f"{reason}; THE FLAG-OFF FAILED, the feature may still be ON: {problem}"
-            if off is None
-            else reason + unconfirmed_note(problem)
-        ),
-        confirmed=problem is None,
-        write_failed=off is None,
-        incident_report=str(report) if report else None,
-    )
+    report = write_incident(path, who, read_flags=path.flags.env_file is not None)
+    try:
+        path.notify(
+            "flag_off",
+            step=step,
+            percent=off.previous_percent if off else None,
+            automatic=automatic,
+            summary=(
+                f"{reason}; THE FLAG-OFF FAILED, the feature may still be ON: {problem}"
+                if off is None
+                else reason + unconfirmed_note(problem)
+            ),
+            confirmed=problem is None,
+            write_failed=off is None,
+            incident_report=str(report) if report else None,
+        )
+    except Exception as exc:  # noqa: BLE001 - a notice that cannot be sent never undoes the flag-off
+        path.out.line(f"warning: the flag-off could not be notified: {type(exc).__name__}: {exc}", "bold red")
     return SwitchedOff(off, problem, report)
 
 
@@ -308,13 +331,13 @@ def _end_requests(path: OffPath, who: str | None) -> None:
         path.out.line(f"cleared {what} requested on the run that was rolled back")
 
 
-def write_incident(path: OffPath, who: str | None = None) -> Path | None:
-    """Write the pre-filled incident report now; a failure here is reported, never raised."""
+def write_incident(path: OffPath, who: str | None = None, read_flags: bool = True) -> Path | None:
+    """Write the pre-filled incident report now; a failure here is reported, never raised. Without
+    ``read_flags`` the flag in it is the record's (a flag-off does not wait on its backend twice)."""
     try:
         now = path.clock.time()
-        written = write_report(
-            path.incidents_dir, path.env, collect(path.state, path.resolved, path.flags, path.service, now), now
-        )
+        data = collect(path.state, path.resolved, path.flags, path.service, now, read_flags=read_flags)
+        written = write_report(path.incidents_dir, path.env, data, now)
     except Exception as exc:  # noqa: BLE001 - the report must never stand between a flag-off and its notice
         path.out.line(f"warning: the incident report could not be written: {exc}", "bold red")
         return None
@@ -330,11 +353,17 @@ def record_confirmation(path: OffPath, off: FlagOff, who: str | None = None) -> 
     dashboard and the next flag-off then show the feature on, as it is. Returns the problem, or
     None when confirmed."""
     seen: dict[str, Any] = {}
-    problem = (
-        "the target could not be built"
-        if path.target is None
-        else wait_service_applied(path.flags, path.target, path.clock, path.confirm_within, seen)
-    )
+    try:
+        problem = (
+            "the target could not be built"
+            if path.target is None
+            # against what was written (off), not a read of the backend: it may be what failed
+            else wait_service_applied(
+                path.flags, path.target, path.clock, path.confirm_within, seen, expected=(False, None)
+            )
+        )
+    except Exception as exc:  # noqa: BLE001 - a confirmation that cannot be completed is not one
+        problem = f"the confirmation could not be completed ({type(exc).__name__}: {exc})"
     now = path.clock.time()
     if problem:
         path.out.line(f"WARNING: the flag was written off but the target has NOT confirmed it: {problem}", "bold red")

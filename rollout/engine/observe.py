@@ -176,7 +176,7 @@ def evaluate(ctx: RunContext, w: Watching) -> Verdict:
     record it, and show a person each change of verdict."""
     elapsed = ctx.clock.time() - w.started_at
     verdict = slow_traffic(
-        measure(ctx, w.gates, cap=max(elapsed, w.look.interval), percent=w.percent, elapsed=elapsed, counts=w.counts),
+        measure(ctx, w.gates, cap=elapsed, percent=w.percent, elapsed=elapsed, counts=w.counts),
         w.look.hold,
     )
     w.evaluations += 1

@@ -21,6 +21,7 @@ from typing import Any
 from rollout.engine.state import StateRecords, actor
 from rollout.util.connections import ThreadConnections
 from rollout.util.errors import StateError
+from rollout.util.numbers import finite
 from rollout.util.pg import LOCK_CLASS, error_text, shown_url
 from rollout.util.redact import Redactor
 
@@ -144,7 +145,7 @@ class PgStateStore(StateRecords):
     def _dump(value: Any, sort_keys: bool) -> Any:
         from psycopg.types.json import Jsonb
 
-        return Jsonb(value, dumps=lambda v: json.dumps(v, default=str, sort_keys=True))
+        return Jsonb(finite(value), dumps=lambda v: json.dumps(v, default=str, sort_keys=True, allow_nan=False))
 
     @staticmethod
     def _load(value: Any) -> Any:

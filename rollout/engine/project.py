@@ -240,7 +240,10 @@ def resolved_or_from_file(project: Project, env: Environment, flags: FlagBackend
     try:
         return project.resolve(env)
     except ConfigError:
-        values = flags.read()
+        try:
+            values = flags.read()
+        except Exception:  # noqa: BLE001 - a backend that cannot be read knows no values either
+            values = {}
         return Resolved(env, values, tuple(v for k, v in values.items() if is_secret_name(k) and v)).sharing(
             project.redactor
         )

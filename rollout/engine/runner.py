@@ -24,6 +24,7 @@ from rollout.engine.killswitch import (
     RolledBackMeanwhile,
     UnreachableFlags,
     _Silent,
+    open_or_unreachable,
     switch_off,
 )
 from rollout.engine.observe import measure, record
@@ -54,7 +55,7 @@ from rollout.notify import Notifier
 from rollout.playbook.environments import load_environment, shown_diff
 from rollout.playbook.model import RampStep, step_label
 from rollout.promote import PromotionError, open_repo, plan_promotion
-from rollout.targets import make_target
+from rollout.targets import make_target, reported_values
 from rollout.util.clock import Clock
 from rollout.util.errors import EXIT_HELD, EXIT_OK, EXIT_ROLLED_BACK, ConfigError, RolloutError, StateError
 
@@ -448,12 +449,8 @@ def rollback(
     project.learn_secrets(playbook, env)  # a token quoted back by a backend, or pasted in the reason
     state = project.state()
     lines: Lines = out if out is not None else _Silent()
-    try:
-        flags = project.flags(playbook, env)
-    except RolloutError as exc:  # its database down, its token missing: the flag-off fails, loudly
-        flags = UnreachableFlags(
-            playbook.flag.variable, playbook.flag.percent_variable, f"{playbook.flag.backend} flag backend", str(exc)
-        )
+    # its database down, its token missing: the flag-off fails, loudly, and is recorded and reported
+    flags = open_or_unreachable(lambda: project.flags(playbook, env), playbook.flag)
     notifier = (
         Notifier(
             playbook.notify, lambda raw: project.secret(raw, env), project.redactor, project.state, actor=who or actor()
@@ -472,7 +469,7 @@ def rollback(
 
         try:
             target = make_target(playbook, service, flags) if not isinstance(flags, UnreachableFlags) else None
-        except RolloutError:
+        except Exception:  # noqa: BLE001 - no target: the flag-off goes on, unconfirmed
             target = None
         path = OffPath(
             env_name,
@@ -489,7 +486,8 @@ def rollback(
         )
         done = switch_off(path, reason, automatic=False, who=who)
     finally:
-        service.close()
+        if service is not None:
+            service.close()
         flags.close()
         state.close()
     report, problem = done.report, done.problem
@@ -681,9 +679,12 @@ def configure(
     env = load_environment(env_name, project.environments_dir)
     project.learn_secrets(playbook, env)
     flags = project.flags(playbook, env)
+    service: ServiceClient | None = None
     try:
         resolved = managed_values(flags, project.resolve(env, overrides=overrides))
-        changes = shown_diff(resolved, flags.read())
+        service = ServiceClient(env.service_url, resolved.admin_token, timeout=3.0)
+        # against what the service reports it runs, when the backend only knows what rollout wrote
+        changes = shown_diff(resolved, reported_values(flags, make_target(playbook, service, flags)))
         if dry_run:
             return Configured(changes, flags.describe(), False)
         state = project.state()
@@ -693,6 +694,8 @@ def configure(
             state.close()
         return Configured(changes, flags.describe(), True)
     finally:
+        if service is not None:
+            service.close()
         flags.close()
 
 

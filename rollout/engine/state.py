@@ -22,6 +22,7 @@ from typing import Any, Protocol
 
 from rollout.util.connections import ThreadConnections
 from rollout.util.errors import RolloutError, StateError
+from rollout.util.numbers import finite
 from rollout.util.redact import Redactor
 from rollout.util.sqlite import immediate
 
@@ -320,7 +321,8 @@ class StateRecords:
 
     @staticmethod
     def _dump(value: Any, sort_keys: bool) -> Any:
-        return json.dumps(value, default=str, sort_keys=sort_keys)
+        # JSON has no Infinity or NaN: a figure that holds one is recorded as no figure (None)
+        return json.dumps(finite(value), default=str, sort_keys=sort_keys, allow_nan=False)
 
     @staticmethod
     def _load(value: Any) -> Any:

@@ -103,6 +103,8 @@ class RecordedBackend:
     the variable-shaped views. A subclass writes (:meth:`_write`)."""
 
     env_file: Path | None = None
+    #: its :meth:`read` is only what rollout last wrote (the target may report otherwise)
+    record_only = True
 
     def __init__(self, spec: FlagSpec, env: str, state_dir: Path) -> None:
         self.spec = spec
@@ -146,13 +148,17 @@ class RecordedBackend:
     def replace(self, values: Mapping[str, str], guard: Callable[[], None] | None = None) -> dict[str, str]:
         """A configure step: the flag and percentage variables among ``values`` go to the backend;
         the service's other settings are its deployment's business, not this backend's."""
+        return self.set(*self._flag_and_percent(values), guard)
+
+    def _flag_and_percent(self, values: Mapping[str, str]) -> tuple[bool | None, int | None]:
+        """The flag and the percentage a configure's ``values`` hold (None: not among them)."""
         enabled = values.get(self.flag_variable)
         raw = values.get(self.percent_variable)
         try:
             percent = None if raw in (None, "") else int(raw)
         except ValueError:
             raise ConfigError(f"{self.percent_variable}: must be a whole number from 0 to 100, got {raw!r}") from None
-        return self.set(None if enabled is None else is_on(enabled), percent, guard)
+        return None if enabled is None else is_on(enabled), percent
 
     def _write(self, enabled: bool, percent: int) -> None:
         raise NotImplementedError

@@ -1,6 +1,9 @@
 """The ``http`` flag backend: a team's own admin endpoint, written with a rendered body and a bearer
 token. What rollout last wrote is kept beside the state database; what the target *applied* is
-read back by the target (:mod:`rollout.targets`)."""
+read back by the target (:mod:`rollout.targets`).
+
+The write is the only request (nothing is read before it), within ``flag.timeout`` in total, its
+answer read within :data:`~rollout.util.bounded.MAX_ANSWER_BYTES`; a redirect is never followed."""
 
 from __future__ import annotations
 
@@ -13,6 +16,7 @@ import httpx
 from rollout.flags.base import FlagWriteError, RecordedBackend
 from rollout.playbook.environments import Environment
 from rollout.playbook.model import FlagSpec
+from rollout.util import bounded
 
 
 def render_body(template: Any, enabled: bool, percent: int) -> Any:
@@ -36,19 +40,38 @@ class HttpFlags(RecordedBackend):
     def __init__(self, spec: FlagSpec, env: str, state_dir: Path, base_url: str, token: str | None) -> None:
         super().__init__(spec, env, state_dir)
         self.headers = {"Authorization": f"Bearer {token}"} if token else {}
-        self._http = httpx.Client(base_url=base_url.rstrip("/"), timeout=spec.timeout)
+        self._http = bounded.client(base_url.rstrip("/"))
 
     def describe(self) -> str:
         return f"{self.spec.method} {self.spec.url}"
 
     def _write(self, enabled: bool, percent: int) -> None:
         body = render_body(self.spec.body, enabled, percent)
+        deadline = bounded.Deadline(self.spec.timeout)
         try:
-            response = self._http.request(self.spec.method, self.spec.url or "/", json=body, headers=self.headers)
+            response = bounded.exchange(
+                self._http, self.spec.method, self.spec.url or "/", deadline, json=body, headers=self.headers
+            )
+        except bounded.TooSlow:
+            raise FlagWriteError(
+                f"flag write {self.describe()} got no complete answer within flag.timeout "
+                f"({self.spec.timeout:g}s); the flag may not have changed"
+            ) from None
+        except bounded.AnswerRefused as exc:
+            raise FlagWriteError(
+                f"flag write {self.describe()} answered with something rollout will not read ({exc}); "
+                "the flag may not have changed"
+            ) from None
         except httpx.HTTPError as exc:
             raise FlagWriteError(
                 f"flag write {self.describe()} failed ({type(exc).__name__}); the flag may not have changed"
             ) from exc
+        if 300 <= response.status_code < 400:
+            raise FlagWriteError(
+                f"flag write {self.describe()} answered HTTP {response.status_code}, a redirect to "
+                f"{response.headers.get('location', 'nowhere')[:200]}; rollout never follows redirects: set "
+                "flag.url to the endpoint itself; the flag may not have changed"
+            )
         if not 200 <= response.status_code < 300:
             raise FlagWriteError(
                 f"flag write {self.describe()} answered HTTP {response.status_code}: "

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from rollout.flags.base import FlagWriteError, RecordedBackend
+from rollout.flags.base import FlagWriteError, RecordedBackend, file_lock
 from rollout.playbook.environments import Environment
 from rollout.playbook.model import FlagSpec
 from rollout.util.flagrow import CHANNEL, REPLICA_TTL_S, connect
@@ -19,6 +19,8 @@ from rollout.util.flagrow import CHANNEL, REPLICA_TTL_S, connect
 
 class PostgresFlags(RecordedBackend):
     """The engine's side: the environment's flag row (see the module docstring)."""
+
+    record_only = False  # the server is the record
 
     def __init__(self, spec: FlagSpec, env: str, state_dir: Path, url: str) -> None:
         super().__init__(spec, env, state_dir)
@@ -42,6 +44,41 @@ class PostgresFlags(RecordedBackend):
             "SELECT version FROM rollout_flags WHERE environment = %s", (self.environment,)
         ).fetchone()
         return int(row["version"]) if row else 0
+
+    def set(
+        self, enabled: bool | None = None, percent: int | None = None, guard: Callable[[], None] | None = None
+    ) -> dict[str, str]:
+        """Write the flag and/or percentage; a flag-off is one statement that reads nothing first
+        (what the row held comes back from it), so a flag-off is the first thing the database sees."""
+        if enabled is not False or percent is not None:
+            return super().set(enabled, percent, guard)
+        with file_lock(self._lock_path):
+            if guard is not None:
+                guard()
+            was = self._off()
+        return {} if was is None else self._as_variables(bool(was["enabled"]), was["percent"])
+
+    def _off(self) -> dict[str, Any] | None:
+        """The row off (its percentage kept), NOTIFYed; returns what it held before (None: no row)."""
+        import psycopg
+
+        try:
+            with self._db.transaction():
+                row = self._db.execute(
+                    "WITH old AS (SELECT enabled, percent FROM rollout_flags WHERE environment = %s FOR UPDATE) "
+                    "INSERT INTO rollout_flags (environment, enabled, percent, version, updated_at) "
+                    "VALUES (%s, false, 100, 1, %s) ON CONFLICT (environment) DO UPDATE SET enabled = false, "
+                    "version = rollout_flags.version + 1, updated_at = EXCLUDED.updated_at "
+                    "RETURNING (SELECT enabled FROM old) AS enabled, (SELECT percent FROM old) AS percent, "
+                    "(SELECT count(*) FROM old) AS existed",
+                    (self.environment, self.environment, time.time()),
+                ).fetchone()
+                self._db.execute("SELECT pg_notify(%s, %s)", (CHANNEL, self.environment))
+        except psycopg.Error as exc:
+            raise FlagWriteError(
+                f"flag write to {self.describe()} failed ({str(exc).strip()[:200]}); the flag may not have changed"
+            ) from exc
+        return row if row and row["existed"] else None
 
     def _write(self, enabled: bool, percent: int) -> None:
         import psycopg

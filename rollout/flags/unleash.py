@@ -6,15 +6,19 @@ percentage is the ramp's; sticky on the customer id; ``groupId`` the feature nam
 in at 10 % stays in at 25 %), and whether the feature is on in that environment. Other strategies,
 other environments, variants and segments are left as they are.
 
-A flag-off is one ``POST .../off`` first, whatever else is to be written. The state is read back
-from the Admin API (the server is the record); the engine confirms a change against what the
-service reports it applied.
+A flag-off is one ``POST .../off``, the first request it makes: nothing is read before it, so an
+Unleash that cannot be read (down for reads, answering nonsense) is still told to turn the feature
+off; the engine then confirms it against what the service reports it applied. A ``404`` to that
+``off`` is a failed flag-off (the feature, project or environment is not there), never "missing,
+so off". Each operation (a flag-off, a ramp step's write) has one deadline, ``flag.timeout``, for
+all its requests together, and every answer is read within :data:`~rollout.util.bounded.MAX_ANSWER_BYTES`
+(:mod:`rollout.util.bounded`). Redirects are never followed: a ``3xx`` is a failure naming where
+it pointed. The state is read back from the Admin API (the server is the record).
 """
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,9 +28,14 @@ import httpx
 from rollout.flags.base import FlagWriteError, RecordedBackend, check_percent, file_lock
 from rollout.playbook.environments import Environment
 from rollout.playbook.model import FlagSpec
+from rollout.util import bounded
 
 #: the title of the one strategy rollout owns in the environment
 STRATEGY_TITLE = "rollout"
+
+
+class _NotThere(FlagWriteError):
+    """HTTP 404: the feature, its project or its environment is not there."""
 
 
 @dataclass(frozen=True)
@@ -42,13 +51,18 @@ class FeatureState:
 class UnleashFlags(RecordedBackend):
     """The engine's side of a feature in Unleash (see the module docstring)."""
 
-    def __init__(self, spec: FlagSpec, env: str, state_dir: Path, token: str) -> None:
+    record_only = False  # the server is the record
+
+    def __init__(
+        self, spec: FlagSpec, env: str, state_dir: Path, token: str, transport: httpx.BaseTransport | None = None
+    ) -> None:
         super().__init__(spec, env, state_dir)
         assert spec.url and spec.feature  # the model requires both for this backend
         self.url, self.feature, self.project = spec.url.rstrip("/"), spec.feature, spec.project
         self.environment = spec.environment or env
+        self.timeout = spec.timeout
         self.headers = {"Authorization": token}  # Unleash takes the token as is, no "Bearer"
-        self._http = httpx.Client(base_url=self.url, timeout=spec.timeout, headers=self.headers)
+        self._http = bounded.client(self.url, self.headers, transport)
         self._feature_path = f"/api/admin/projects/{self.project}/features/{self.feature}"
         self._env_path = f"{self._feature_path}/environments/{self.environment}"
 
@@ -57,17 +71,37 @@ class UnleashFlags(RecordedBackend):
 
     # --- the Admin API ---------------------------------------------------------------------------
 
-    def _call(self, method: str, path: str, doing: str, body: Any = None, missing_ok: bool = False) -> Any:
-        """One Admin API request; every failure is one line naming what was being done."""
+    def _call(
+        self,
+        method: str,
+        path: str,
+        doing: str,
+        deadline: bounded.Deadline,
+        body: Any = None,
+        missing_ok: bool = False,
+    ) -> Any:
+        """One Admin API request within ``deadline``; every failure is one line naming what was being done."""
         try:
-            response = self._http.request(method, path, json=body)
+            response = bounded.exchange(self._http, method, path, deadline, json=body)
+        except bounded.TooSlow:
+            raise FlagWriteError(
+                f"Unleash at {self.url} did not answer to {doing} within flag.timeout ({self.timeout:g}s for the "
+                "whole operation); the flag may not have changed"
+            ) from None
+        except bounded.AnswerRefused as exc:
+            raise FlagWriteError(
+                f"Unleash at {self.url} answered to {doing} with something rollout will not read ({exc}); "
+                "the flag may not have changed"
+            ) from None
         except httpx.HTTPError as exc:
             raise FlagWriteError(
                 f"Unleash at {self.url} cannot be reached to {doing} ({type(exc).__name__}); "
                 "the flag may not have changed"
             ) from exc
-        if response.status_code == 404 and missing_ok:
-            return None
+        if response.status_code == 404:
+            if missing_ok:
+                return None
+            raise _NotThere(f"Unleash at {self.url} refused to {doing}: {self._why(response)}")
         if response.status_code >= 300:
             raise FlagWriteError(f"Unleash at {self.url} refused to {doing}: {self._why(response)}")
         try:
@@ -77,22 +111,43 @@ class UnleashFlags(RecordedBackend):
 
     def _why(self, response: httpx.Response) -> str:
         try:
-            message = str(response.json().get("message", ""))[:200]
-        except (ValueError, AttributeError):
+            data = response.json()
+            message = str(data.get("message", "") if isinstance(data, dict) else data)[:200]
+        except ValueError:
             message = response.text[:200]
-        if response.status_code == 401:
+        status = response.status_code
+        if 300 <= status < 400:
+            where = response.headers.get("location") or "nowhere (no Location header)"
+            return (
+                f"HTTP {status}, a redirect to {where[:200]}; rollout never follows redirects: set flag.url "
+                "to the address the Admin API answers on"
+            )
+        if status == 401:
             return f"HTTP 401, the token (flag.token) is not valid: {message}"
-        if response.status_code == 403:
+        if status == 403:
             return f"HTTP 403, the token (flag.token) may not do it (an admin token is needed): {message}"
-        if response.status_code == 404:
-            return f"HTTP 404, project {self.project!r} or environment {self.environment!r} not found: {message}"
-        return f"HTTP {response.status_code}: {message}"
+        if status == 404:
+            return (
+                f"HTTP 404, feature {self.feature!r}, project {self.project!r} or environment "
+                f"{self.environment!r} not found: {message}"
+            )
+        return f"HTTP {status}: {message}"
 
-    def _read(self) -> FeatureState:
-        data = self._call("GET", self._feature_path, f"read feature {self.feature}", missing_ok=True)
+    def _shape(self, problem: str) -> FlagWriteError:
+        return FlagWriteError(
+            f"Unleash at {self.url} answered the read of feature {self.feature} in a shape rollout does not "
+            f"know ({problem}); is flag.url an Unleash Admin API?"
+        )
+
+    def _read(self, deadline: bounded.Deadline) -> FeatureState:
+        data = self._call("GET", self._feature_path, f"read feature {self.feature}", deadline, missing_ok=True)
         if data is None:
             return FeatureState(False, False, None, None)
+        if not isinstance(data, dict):
+            raise self._shape(f"a JSON {type(data).__name__}, not an object")
         environments = data.get("environments") or []
+        if not isinstance(environments, list) or not all(isinstance(e, dict) for e in environments):
+            raise self._shape("its environments are not a list of objects")
         env = next((e for e in environments if e.get("name") == self.environment), None)
         if env is None:
             names = ", ".join(str(e.get("name")) for e in environments) or "none"
@@ -100,19 +155,26 @@ class UnleashFlags(RecordedBackend):
                 f"Unleash at {self.url}: project {self.project!r} has no environment {self.environment!r} "
                 f"(it has {names}); set flag.environment"
             )
-        ours = next((s for s in env.get("strategies") or [] if s.get("title") == STRATEGY_TITLE), None)
+        strategies = env.get("strategies") or []
+        if not isinstance(strategies, list) or not all(isinstance(s, dict) for s in strategies):
+            raise self._shape(f"the strategies of {self.environment} are not a list of objects")
+        ours = next((s for s in strategies if s.get("title") == STRATEGY_TITLE), None)
         percent = None
         if ours is not None:
-            with contextlib.suppress(TypeError, ValueError):
-                percent = int(str((ours.get("parameters") or {}).get("rollout")))
-        return FeatureState(True, bool(env.get("enabled")), percent, ours.get("id") if ours else None)
+            parameters = ours.get("parameters") or {}
+            if not isinstance(parameters, dict):
+                raise self._shape(f"the parameters of strategy {STRATEGY_TITLE!r} are not an object")
+            percent = _percent(parameters.get("rollout"))
+        strategy_id = ours.get("id") if ours else None
+        return FeatureState(True, env.get("enabled") is True, percent, str(strategy_id) if strategy_id else None)
 
-    def _create(self) -> None:
+    def _create(self, deadline: bounded.Deadline) -> None:
         try:
             self._call(
                 "POST",
                 f"/api/admin/projects/{self.project}/features",
                 f"create feature {self.feature} in project {self.project!r}",
+                deadline,
                 {"name": self.feature, "type": "release", "description": "rolled out by rollout"},
             )
         except FlagWriteError as exc:
@@ -122,7 +184,7 @@ class UnleashFlags(RecordedBackend):
                 ) from None
             raise
 
-    def _strategy(self, state: FeatureState, percent: int) -> None:
+    def _strategy(self, state: FeatureState, percent: int, deadline: bounded.Deadline) -> None:
         body = {
             "name": "flexibleRollout",
             "title": STRATEGY_TITLE,
@@ -131,19 +193,28 @@ class UnleashFlags(RecordedBackend):
         }
         doing = f"set feature {self.feature} to {percent}% in {self.environment}"
         if state.strategy_id is None:
-            self._call("POST", f"{self._env_path}/strategies", doing, body)
+            self._call("POST", f"{self._env_path}/strategies", doing, deadline, body)
         else:
-            self._call("PUT", f"{self._env_path}/strategies/{state.strategy_id}", doing, body)
+            self._call("PUT", f"{self._env_path}/strategies/{state.strategy_id}", doing, deadline, body)
 
-    def _switch(self, on: bool) -> None:
+    def _switch(self, on: bool, deadline: bounded.Deadline, missing_ok: bool = False) -> bool:
+        """Turn the feature on or off in the environment; False when it is not there (``missing_ok``)."""
         word = "on" if on else "off"
-        self._call("POST", f"{self._env_path}/{word}", f"turn feature {self.feature} {word} in {self.environment}")
+        doing = f"turn feature {self.feature} {word} in {self.environment}"
+        try:
+            self._call("POST", f"{self._env_path}/{word}", doing, deadline)
+        except _NotThere as exc:
+            if missing_ok:
+                return False
+            raise FlagWriteError(f"{exc}; nothing was turned {word}") from None
+        return True
 
     # --- the backend -----------------------------------------------------------------------------
 
     def state(self) -> tuple[bool, int | None]:
-        """(on in the environment?, rollout's percentage) as Unleash holds them now."""
-        read = self._read()
+        """(on in the environment?, rollout's percentage) as Unleash holds them now (one read,
+        within ``flag.timeout``)."""
+        read = self._read(bounded.Deadline(self.timeout))
         return read.enabled, read.percent
 
     def _remember(self, enabled: bool, percent: int | None) -> None:
@@ -152,30 +223,62 @@ class UnleashFlags(RecordedBackend):
     def set(
         self, enabled: bool | None = None, percent: int | None = None, guard: Callable[[], None] | None = None
     ) -> dict[str, str]:
-        """Write the flag and/or percentage; an off goes first, before anything else is written."""
+        """Write the flag and/or percentage within one ``flag.timeout``. An off is the first request,
+        before anything is read; returns what was there (after an off alone: nothing, it was not read;
+        the engine's record says what the feature held)."""
+        return self._apply(enabled, percent, guard)
+
+    def replace(self, values: Mapping[str, str], guard: Callable[[], None] | None = None) -> dict[str, str]:
+        """A configure step: the flag and the percentage among ``values``; a feature that does not exist
+        yet is created when a percentage is given (a flag-off through :meth:`set` never creates one)."""
+        return self._apply(*self._flag_and_percent(values), guard, configure=True)
+
+    def _apply(
+        self, enabled: bool | None, percent: int | None, guard: Callable[[], None] | None, configure: bool = False
+    ) -> dict[str, str]:
         check_percent(self.percent_variable, percent)
+        deadline = bounded.Deadline(self.timeout)
         with file_lock(self._lock_path):
             if guard is not None:
                 guard()
-            now = self._read()
+            if enabled is False:
+                # the off first: nothing read, nothing else written before it. A write with a percentage
+                # (a configure) may meet a feature not created yet, created below; a flag-off may not
+                there = self._switch(False, deadline, missing_ok=configure or percent is not None)
+                if percent is None:
+                    return {}
+                now = self._read(deadline) if there else FeatureState(False, False, None, None)
+                before: dict[str, str] = {self.flag_variable: "false"} if not there else {}
+            else:
+                now = self._read(deadline)
+                before = self._as_variables(now.enabled, now.percent)
             new_on = now.enabled if enabled is None else enabled
             new_percent = now.percent if percent is None else percent
-            if not new_on and now.exists:
-                self._switch(False)
             state = now
             if not now.exists and (new_on or percent is not None):
-                self._create()
-                state = self._read()
+                self._create(deadline)
+                state = self._read(deadline)
             if new_on and new_percent is None:
                 new_percent = 100  # on with no percentage given: everyone, as the other backends
             if new_percent is not None and (new_percent != state.percent or state.strategy_id is None):
-                self._strategy(state, new_percent)
+                self._strategy(state, new_percent, deadline)
             if new_on and not state.enabled:
-                self._switch(True)
-            return self._as_variables(now.enabled, now.percent)
+                self._switch(True, deadline)
+            if enabled is False and now.percent is not None:
+                before[self.percent_variable] = str(now.percent)
+            return before
 
     def close(self) -> None:
         self._http.close()
+
+
+def _percent(raw: object) -> int | None:
+    """Rollout's strategy's percentage, when it is a whole number from 0 to 100 (else unknown)."""
+    try:
+        value = int(str(raw))
+    except (TypeError, ValueError):
+        return None
+    return value if 0 <= value <= 100 else None
 
 
 def open_backend(spec: FlagSpec, env: Environment, state_dir: Path, secret: Callable[[str], str]) -> UnleashFlags:

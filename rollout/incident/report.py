@@ -18,7 +18,7 @@ from rollout.incident.chart import ramp_start, timeline_svg
 from rollout.incident.words import audit_words
 from rollout.playbook.builtin import FLAG_VARIABLE
 from rollout.playbook.environments import Resolved
-from rollout.util.errors import ConfigError, MeasurementError
+from rollout.util.errors import ConfigError, MeasurementError, described
 
 if TYPE_CHECKING:  # the record it reads; the engine hands it over
     from rollout.engine.state import StateRecords
@@ -32,16 +32,45 @@ def _when(ts: float | None) -> str:
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z" if ts else "-"
 
 
+def _flag_config(
+    resolved: Resolved, flags: FlagBackend, flag: bool | None, percent: int | None, read_flags: bool
+) -> tuple[dict[str, str], str | None]:
+    """The configuration in force as the backend holds it, or, when it is not read (``read_flags``
+    False) or cannot be, the flag and percentage as rollout recorded them, with a note saying which."""
+    if read_flags:
+        try:
+            return resolved.shown(flags.read()), None
+        except Exception as exc:  # noqa: BLE001 - the report never needs the flag service
+            shown = described(exc)
+            note = f"the flag backend could not be read ({shown}); the flag below is as rollout recorded it"
+    else:
+        note = "the flag below is as rollout recorded it (the flag backend is not read again while turning it off)"
+    recorded = {} if flag is None else {flags.flag_variable: "true" if flag else "false"}
+    if percent is not None:
+        recorded[flags.percent_variable] = str(percent)
+    return resolved.shown(recorded), note
+
+
 def collect(
-    state: StateRecords, resolved: Resolved, flags: FlagBackend, service: ServiceClient, clock_now: float
+    state: StateRecords,
+    resolved: Resolved,
+    flags: FlagBackend,
+    service: ServiceClient,
+    clock_now: float,
+    read_flags: bool = True,
 ) -> dict[str, Any]:
-    """Everything the template shows, already redacted and masked."""
+    """Everything the template shows, already redacted and masked. The flag backend is read for the
+    configuration only with ``read_flags``, and a backend that cannot be read leaves the record's flag
+    (said in ``config_note``): the report never depends on the flag service."""
     env = resolved.env.name
     current = state.get(env)
     audit = state.audit_log(env, limit=5000)
     verdicts = state.verdicts(env, limit=5000)
     offs = [a for a in audit if a["action"] == "flag_off"]
     off = offs[-1] if offs else None
+    # a flag-off that failed after the last one that went through (or with none before it)
+    failures = [a for a in audit if a["action"] == "flag_off_failed" and (off is None or a["ts"] >= off["ts"])]
+    config, config_note = _flag_config(resolved, flags, current.flag, current.percent, read_flags)
     confirmed = [a for a in audit if a["action"] == "flag_off_confirmed" and off and a["ts"] >= off["ts"]]
     unconfirmed = [a for a in audit if a["action"] == "flag_off_unconfirmed" and off and a["ts"] >= off["ts"]]
     breach = ((off or {}).get("detail") or {}).get("verdict") or {}
@@ -69,16 +98,19 @@ def collect(
         if v["verdict"] != "pass" or v is verdicts[-1]
     ]
     timeline.sort(key=lambda e: e["when"])
-    automatic = bool(off and off["detail"].get("automatic"))
+    # the last attempt: a flag-off that failed after the last one that went through, else that one
+    attempt = failures[-1] if failures else off
+    automatic = bool(attempt and attempt["detail"].get("automatic"))
     data: dict[str, Any] = {
         "env": env,
         "status": current.status,
         "phase": current.phase,
         "commit": current.commit_sha,
-        "off_at": _when(off["ts"]) if off else None,
-        "off_actor": off["actor"] if off else None,
+        "off_at": _when(off["ts"]) if off and not failures else None,
+        "failed_at": _when(failures[-1]["ts"]) if failures else None,
+        "off_actor": attempt["actor"] if attempt else None,
         "automatic": automatic,
-        "reason": (off or {}).get("detail", {}).get("reason") or current.reason,
+        "reason": (attempt or {}).get("detail", {}).get("reason") or current.reason,
         "step": next((a["detail"].get("step") for a in reversed(audit) if a["action"] == "step_started"), None),
         "percent": percent,
         "severity": (
@@ -90,6 +122,7 @@ def collect(
         ),
         "confirmed_ms": confirmed[0]["detail"].get("after_ms") if confirmed else None,
         "unconfirmed": unconfirmed[0]["detail"].get("problem") if unconfirmed and not confirmed else None,
+        "write_failed": failures[-1]["detail"].get("problem") if failures else None,
         "breach_metrics": [
             {
                 **m,
@@ -102,7 +135,8 @@ def collect(
         "timeline": timeline,
         "written_at": _when(clock_now),
         "env_file": flags.describe(),
-        "config": resolved.shown(flags.read()),
+        "config": config,
+        "config_note": config_note,
         "flag_variable": flags.flag_variable,
         "feature": "WhatsApp notifications"
         if flags.flag_variable == FLAG_VARIABLE

@@ -373,6 +373,10 @@ class WatchPolicy(_Model):
     interval: Duration = Field(DEFAULT_INTERVAL_S, ge=0.05)
 
 
+#: what Unleash accepts as a name: what ``encodeURIComponent`` leaves as it is
+_UNLEASH_NAME = re.compile(r"[A-Za-z0-9\-_.!~*'()]{1,100}")
+
+
 class FlagRead(_Model):
     """Where the target says what it applied: a GET and the JSON field paths of the flag and the
     percentage (``percent`` may be omitted when the target has no percentage)."""
@@ -408,10 +412,21 @@ class FlagSpec(_Model):
     timeout: Duration = Field(5.0, gt=0, le=60)
     read: FlagRead | None = None
     #: the unleash backend's feature, project, Unleash environment and stickiness
-    feature: str | None = Field(None, pattern=r"^[A-Za-z0-9_.~-]{1,100}$")
-    project: str = Field("default", pattern=r"^[A-Za-z0-9_.~-]{1,100}$")
-    environment: str | None = Field(None, pattern=r"^[A-Za-z0-9_.~-]{1,100}$")
+    feature: str | None = None
+    project: str = "default"
+    environment: str | None = None
     stickiness: str = Field("userId", min_length=1, max_length=100)
+
+    @field_validator("feature", "project", "environment")
+    @classmethod
+    def _unleash_name(cls, value: str | None) -> str | None:
+        # Unleash's own rule (``nameType``: URL friendly, 1-100 characters, not "." or ".."): a name it
+        # would refuse, or one that collapses the Admin API's paths, is refused here with its line
+        if value is not None and (value in (".", "..") or not _UNLEASH_NAME.fullmatch(value)):
+            raise ValueError(
+                f"{value!r} is not a name Unleash accepts: 1-100 of A-Z a-z 0-9 - _ . ! ~ * ' ( ), and not . or .."
+            )
+        return value
 
     @model_validator(mode="after")
     def _complete(self) -> FlagSpec:
@@ -773,7 +788,9 @@ class Playbook(_Model):
                 elif provider.kind == "prometheus":
                     if not isinstance(spec.query, str) or not spec.query.strip():
                         problems.append(((*where, "query"), "a prometheus metric's query is a PromQL string"))
-                    if spec.unit in ("rate", "latency") and not spec.samples:
+                    # a rank judge counts the points of its one query: it has no samples query
+                    ranked = spec.kind == "compare" and spec.judge == "rank"
+                    if spec.unit in ("rate", "latency") and not spec.samples and not ranked:
                         problems.append(
                             (
                                 (*where, "samples"),

@@ -88,7 +88,10 @@ def _included(data: dict[str, Any], places: Places) -> dict[str, Template]:
     found: dict[str, Template] = {}
     for index, relative in enumerate(raw):
         file = places.file.parent / relative
-        content, lines = read_yaml(file, PlaybookError)
+        try:
+            content, lines = read_yaml(file, PlaybookError)
+        except PlaybookError as exc:  # named from the include that asked for it
+            raise PlaybookError(f"{places.at(('include', index))}: include.{index}: {exc}") from None
         if not isinstance(content, dict) or set(content) != {"templates"}:
             raise PlaybookError(
                 f"{places.at(('include', index))}: include.{index}: {file} must hold only templates: {{...}}"

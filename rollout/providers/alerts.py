@@ -9,8 +9,6 @@ a loaded, healthy rule (or a reachable Alertmanager) with no matching alert.
 
 from __future__ import annotations
 
-import httpx
-
 from rollout.gates import Alerts, Reading
 from rollout.playbook.model import MetricGate
 from rollout.providers.base import HttpProvider
@@ -31,10 +29,7 @@ class AlertmanagerAlerts(HttpProvider):
         if spec.kind != "alert" or spec.alertname is None:
             raise MeasurementError(f"{self.name}: an alertmanager provider reads only kind: alert metrics")
         filters = [f'alertname="{spec.alertname}"', *spec.matchers]
-        try:
-            response = self._http.get("/api/v2/alerts", params=[("filter", f) for f in filters])
-        except httpx.HTTPError as exc:
-            raise MeasurementError(f"{self.name}: {self._http.base_url} unreachable ({type(exc).__name__})") from exc
+        response = self._get("/api/v2/alerts", "/api/v2/alerts", params=[("filter", f) for f in filters])
         if response.status_code != 200:
             raise MeasurementError(
                 f"{self.name}: /api/v2/alerts answered HTTP {response.status_code}: {response.text[:200]}"

@@ -1,14 +1,17 @@
 """What every metric provider is, and the few helpers they share: placeholders in queries, a
-number read from an answer (NaN and Inf are no data), a reading from a value and a sample count."""
+number read from an answer (NaN is no data, an infinity a reading error), a reading from a value
+and a sample count, and what no measurement can be (:func:`impossible`)."""
 
 from __future__ import annotations
 
+import math
 from typing import Any, Protocol
 
 import httpx
 
 from rollout.gates import Reading
 from rollout.playbook.model import MetricGate
+from rollout.util import bounded
 from rollout.util.errors import MeasurementError
 
 
@@ -30,12 +33,22 @@ class HttpProvider:
         name: str,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
-        self.name = name
+        self.name, self.timeout = name, timeout
         headers = {"Authorization": f"Bearer {token}"} if token else {}
-        self._http = httpx.Client(base_url=url.rstrip("/"), timeout=timeout, headers=headers, transport=transport)
+        self._http = bounded.client(url.rstrip("/"), headers, transport)
 
     def close(self) -> None:
         self._http.close()
+
+    def _get(self, path: str, what: str, **kwargs: Any) -> httpx.Response:
+        """One GET, its whole answer read within the provider's timeout (in all, not per read) and
+        a size cap; anything else is a :class:`MeasurementError` naming ``what`` was asked."""
+        try:
+            return bounded.exchange(self._http, "GET", path, bounded.Deadline(self.timeout), **kwargs)
+        except bounded.AnswerRefused as exc:
+            raise MeasurementError(f"{self.name}: {what}: {exc}") from exc
+        except httpx.HTTPError as exc:
+            raise MeasurementError(f"{self.name}: {self._http.base_url} unreachable ({type(exc).__name__})") from exc
 
 
 def placeholders(text: str, window: float, percent: int | None, promql: bool = False) -> str:
@@ -56,10 +69,54 @@ def number(value: Any, what: str) -> float | None:
         number = float(value)
     except ValueError as exc:
         raise MeasurementError(f"{what} is not a number ({str(value)[:40]!r})") from exc
-    return number if number == number and abs(number) != float("inf") else None  # NaN and Inf: no data
+    if math.isinf(number):
+        raise MeasurementError(f"{what} is {number}, which no measurement is")
+    return None if math.isnan(number) else number  # NaN: Prometheus' 0/0, no events in the window
 
 
 def reading(value: float | None, samples: float | None, window: float) -> Reading:
     """A reading from a value and a sample count; without a sample query, a value counts as one."""
     count = round(samples) if samples is not None else (1 if value is not None else 0)
     return Reading(value, max(count, 0), window)
+
+
+#: a latency longer than this (ms, about 11.6 days) is no request's: the provider is wrong
+MAX_LATENCY_MS = 1e9
+
+
+def _out_of_range(unit: str, value: float) -> str | None:
+    if not math.isfinite(value):
+        return f"{value}"
+    if unit == "latency" and not 0 <= value <= MAX_LATENCY_MS:
+        return f"a latency of {value:g} ms"
+    if unit == "rate" and not 0 <= value <= 1:
+        return f"a rate of {value:g}"
+    if unit == "count" and value < 0:
+        return f"a count of {value:g}"
+    return None
+
+
+def impossible(spec: MetricGate, got: Reading) -> str | None:
+    """Why ``got`` cannot be a measurement of ``spec`` (an infinite or NaN value, a negative or
+    endless latency, a rate outside 0-1, a negative count, in its value, its cohorts or a rank
+    judge's samples), or None. Such a reading is a provider error (a hold, counted toward
+    ``error_limit``), never a pass. A rank judge's NaN samples stay: they are points without
+    traffic, dropped and counted by the judge."""
+    unit = spec.unit
+    values: list[tuple[str, float | None]] = [("value", got.value)]
+    if got.sd is not None:
+        values.append(("standard deviation", got.sd if got.sd >= 0 else float("nan")))
+    for name, cohort in zip(("treatment", "control"), got.cohorts or (), strict=False):
+        values.append((name, cohort.value))
+        if cohort.sd is not None:
+            values.append((f"{name} standard deviation", cohort.sd if cohort.sd >= 0 else float("nan")))
+    for name, samples in zip(("treatment", "control"), got.cohort_samples or (), strict=False):
+        for sample in samples:
+            if isinstance(sample, bool) or not isinstance(sample, int | float):
+                return f"{spec.metric}: a {name} sample is not a number ({str(sample)[:40]!r})"
+            if not math.isnan(sample) and (problem := _out_of_range(unit, float(sample))) is not None:
+                return f"{spec.metric}: a {name} sample is {problem}, which no measurement is"
+    for name, value in values:
+        if value is not None and (problem := _out_of_range(unit if "deviation" not in name else "", value)):
+            return f"{spec.metric}: its {name} is {problem}, which no measurement is"
+    return None

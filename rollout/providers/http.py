@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import httpx
-
 from rollout.gates import Reading
 from rollout.playbook.model import HttpQuery, MetricGate
 from rollout.providers.base import HttpProvider, number, placeholders, reading
@@ -18,10 +16,7 @@ class HttpMetrics(HttpProvider):
         query = spec.query
         assert isinstance(query, HttpQuery)
         url = placeholders(query.url, window, percent)
-        try:
-            response = self._http.get(url)
-        except httpx.HTTPError as exc:
-            raise MeasurementError(f"{self.name}: {url} unreachable ({type(exc).__name__})") from exc
+        response = self._get(url, url)
         if response.status_code != 200:
             raise MeasurementError(f"{self.name}: {url}: HTTP {response.status_code}")
         try:

@@ -7,8 +7,6 @@ one number, so the query must aggregate (``sum(...)``).
 
 from __future__ import annotations
 
-import httpx
-
 from rollout.gates import Alerts, Reading
 from rollout.playbook.model import CohortLabels, MetricGate
 from rollout.providers.alerts import alerts_selector
@@ -28,10 +26,7 @@ class PrometheusMetrics(HttpProvider):
     def _data(self, path: str, params: dict[str, str], what: str) -> dict:
         """The ``data`` of one successful Prometheus API answer; anything else is a
         :class:`MeasurementError` naming ``what`` was asked."""
-        try:
-            response = self._http.get(path, params=params)
-        except httpx.HTTPError as exc:
-            raise MeasurementError(f"{self.name}: {self._http.base_url} unreachable ({type(exc).__name__})") from exc
+        response = self._get(path, what, params=params)
         try:
             body = response.json()
         except ValueError as exc:

@@ -11,7 +11,7 @@ from rollout.gates import Reading
 from rollout.playbook.builtin import EMBEDDED
 from rollout.playbook.model import GateSet, Playbook
 from rollout.providers.alerts import AlertmanagerAlerts
-from rollout.providers.base import Provider
+from rollout.providers.base import Provider, impossible
 from rollout.providers.embedded import EmbeddedProvider
 from rollout.providers.http import HttpMetrics
 from rollout.providers.prometheus import PrometheusMetrics
@@ -49,20 +49,30 @@ class MetricSources:
         return cls(providers)
 
     def read(self, gates: GateSet, now: float, percent: int | None, cap: float | None = None) -> list[Reading]:
-        """One reading per metric of ``gates``; a metric that cannot be measured carries its error."""
+        """One reading per metric of ``gates``; a metric that cannot be measured, or whose reading no
+        measurement can be (:func:`~rollout.providers.base.impossible`), carries its error.
+
+        ``cap`` (seconds: the time since the step began) clamps every metric's window, whatever its
+        provider, so no window reaches back before the step: a window of nothing is no data, asked of
+        no provider."""
         for provider in self.providers.values():
             if hasattr(provider, "start_evaluation"):
                 provider.start_evaluation()
         readings = []
         for spec in gates.metrics:
             window = spec.window or gates.window
-            effective = min(window, cap) if cap else window
+            effective = min(window, cap) if cap is not None else window
+            if effective <= 0:  # the step has just begun: nothing of it to read yet, and nothing before it
+                readings.append(Reading(None, 0, 0.0))
+                continue
             try:
-                readings.append(self.providers[spec.provider].measure(spec, effective, now, percent))
+                got = self.providers[spec.provider].measure(spec, effective, now, percent)
             except MeasurementError as exc:
-                readings.append(Reading(None, 0, effective, error=str(exc)))
+                got = Reading(None, 0, effective, error=str(exc))
             except Exception as exc:  # noqa: BLE001 - a provider's surprise is no data (a hold), never a crash
-                readings.append(Reading(None, 0, effective, error=f"{spec.provider}: {type(exc).__name__}: {exc}"))
+                got = Reading(None, 0, effective, error=f"{spec.provider}: {type(exc).__name__}: {exc}")
+            problem = None if got.error else impossible(spec, got)
+            readings.append(Reading(None, 0, effective, error=f"{spec.provider}: {problem}") if problem else got)
         return readings
 
     def close(self) -> None:

@@ -14,7 +14,7 @@ from rollout.checks.service_api import ServiceClient
 from rollout.flags import FlagBackend
 from rollout.flags.postgres import PostgresFlags
 from rollout.playbook.model import Playbook
-from rollout.targets.base import Target, read_flag, wait_service_applied
+from rollout.targets.base import Target, read_flag, reported_values, wait_service_applied
 from rollout.targets.embedded import EmbeddedTarget
 from rollout.targets.fleet import ReplicasTarget
 from rollout.targets.http import HttpTarget
@@ -27,6 +27,7 @@ __all__ = [
     "Target",
     "make_target",
     "read_flag",
+    "reported_values",
     "wait_service_applied",
 ]
 

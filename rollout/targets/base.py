@@ -47,9 +47,15 @@ def read_flag(service: ServiceClient, spec: FlagRead, headers: dict[str, str] | 
 
 
 def wait_service_applied(
-    flags: FlagBackend, target: Any, clock: Clock, within: float = 10.0, seen: dict[str, Any] | None = None
+    flags: FlagBackend,
+    target: Any,
+    clock: Clock,
+    within: float = 10.0,
+    seen: dict[str, Any] | None = None,
+    expected: tuple[bool, int | None] | None = None,
 ) -> str | None:
-    """Wait until ``target`` reports the flag and percentage that ``flags`` holds now.
+    """Wait until ``target`` reports the flag and percentage that ``flags`` holds now (or
+    ``expected``: what was just written, so a flag-off is confirmed without reading its backend).
 
     The embedded service re-reads its env file within tens of milliseconds; checking instead of
     assuming means no check or observation ever runs against the previous setting, and a flag-off
@@ -59,7 +65,7 @@ def wait_service_applied(
     """
     if not target.can_confirm:
         return "the target has no way to report its flag (set target.flag_state or flag.read): cannot confirm"
-    enabled, percent = flags.state()
+    enabled, percent = flags.state() if expected is None else expected
     deadline = clock.monotonic() + within
     seen = {} if seen is None else seen
     while True:
@@ -79,3 +85,22 @@ def wait_service_applied(
                 f"{seen.get('config_error') or seen.get('error') or 'is it reading ' + flags.describe() + '?'})"
             )
         clock.sleep(0.02)
+
+
+def reported_values(flags: FlagBackend, target: Any) -> dict[str, str]:
+    """What ``flags`` holds, with the flag and the percentage as ``target`` reports it applied when
+    the backend can only say what rollout last wrote (``record_only``: http, command) and the target
+    can report: a configure's change is shown against what the service runs, not against rollout's
+    own record. A target that cannot say leaves the record."""
+    values = flags.read()
+    if not getattr(flags, "record_only", False) or target is None or not target.can_confirm:
+        return values
+    try:
+        enabled, percent, _ = target.applied()
+    except Exception:  # noqa: BLE001 - the service cannot say now: the record is what is known
+        return values
+    if enabled is not None:
+        values[flags.flag_variable] = "true" if enabled else "false"
+    if percent is not None:
+        values[flags.percent_variable] = str(percent)
+    return values

@@ -50,3 +50,8 @@ class Held(RolloutError):
 
 class MeasurementError(RolloutError):
     """A service, target or metric provider could not be asked (down, timeout, nonsense answer)."""
+
+
+def described(exc: BaseException) -> str:
+    """``exc`` in one line for people: rollout's own errors as they say, anything else with its type."""
+    return str(exc) if isinstance(exc, RolloutError) else f"{type(exc).__name__}: {exc}"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
@@ -25,8 +26,10 @@ _REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 #: deeper than this, a file is not configuration (and recursive composers would crash)
 MAX_DEPTH = 32
-#: nodes a file may expand to through its aliases (the shipped playbook has about 300)
+#: nodes a file may hold, or expand to through its aliases (the shipped playbook has about 300)
 MAX_NODES = 20_000
+#: the largest file read (the shipped playbook is about 6 KiB): larger is not configuration
+MAX_FILE_BYTES = 1 << 20
 
 
 def check_shape(text: str, file: Path, error: type[RolloutError]) -> None:
@@ -34,7 +37,7 @@ def check_shape(text: str, file: Path, error: type[RolloutError]) -> None:
     deeper than :data:`MAX_DEPTH`, an alias that refers to the node it is in (a loop), or aliases
     that expand to more than :data:`MAX_NODES` nodes (a "billion laughs"). PyYAML's event parser
     is not recursive, so this scan is linear in the file whatever the file holds."""
-    expanded = 0
+    expanded = written = 0
     sizes: dict[str, int] = {}
     open_nodes: list[tuple[int, str | None]] = []  # (expanded count at its start, its anchor)
     for event in yaml.parse(text, Loader=yaml.SafeLoader):
@@ -45,6 +48,7 @@ def check_shape(text: str, file: Path, error: type[RolloutError]) -> None:
             expanded += sizes.get(event.anchor or "", 1)
         elif isinstance(event, yaml.ScalarEvent):
             expanded += 1
+            written += 1
             if event.anchor:
                 sizes[event.anchor] = 1
         elif isinstance(event, yaml.CollectionStartEvent):
@@ -52,10 +56,13 @@ def check_shape(text: str, file: Path, error: type[RolloutError]) -> None:
                 raise error(f"{file}:{line}: nested deeper than {MAX_DEPTH} levels")
             open_nodes.append((expanded, event.anchor))
             expanded += 1
+            written += 1
         elif isinstance(event, yaml.CollectionEndEvent):
             start, anchor = open_nodes.pop()
             if anchor:
                 sizes[anchor] = expanded - start
+        if written > MAX_NODES:
+            raise error(f"{file}:{line}: holds more than {MAX_NODES} values; a playbook is not that large")
         if expanded > MAX_NODES:
             raise error(
                 f"{file}:{line}: aliases expand this file to more than {MAX_NODES} nodes; "
@@ -96,14 +103,35 @@ class FieldProblems(ValueError):
         self.problems = problems
 
 
-def read_yaml(path: Path, error: type[RolloutError]) -> tuple[Any, Lines]:
-    """Parse ``path`` safely; return the data and a field-path -> line map."""
+def read_text(path: Path, error: type[RolloutError]) -> str:
+    """The text of ``path``, which must be a regular file of at most :data:`MAX_FILE_BYTES`: never
+    ``/dev/zero`` read without end, never a FIFO waited on."""
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # a FIFO: open does not wait for a writer
     except FileNotFoundError as exc:
         raise error(f"{path}: file not found") from exc
+    except OSError as exc:
+        raise error(f"{path}: cannot be read ({exc.__class__.__name__})") from exc
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise error(f"{path}: not a regular file (a device, a FIFO or a folder is never read)")
+        chunks: list[bytes] = []
+        size = 0
+        while chunk := os.read(fd, 1 << 16):
+            size += len(chunk)
+            if size > MAX_FILE_BYTES:
+                raise error(f"{path}: larger than {MAX_FILE_BYTES >> 20} MiB; a playbook is not that large")
+            chunks.append(chunk)
+        return b"".join(chunks).decode("utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise error(f"{path}: cannot be read ({exc.__class__.__name__})") from exc
+    finally:
+        os.close(fd)
+
+
+def read_yaml(path: Path, error: type[RolloutError]) -> tuple[Any, Lines]:
+    """Parse ``path`` (see :func:`read_text`) safely; return the data and a field-path -> line map."""
+    text = read_text(path, error)
     try:
         check_shape(text, path, error)
         node = yaml.compose(text, Loader=yaml.SafeLoader)

@@ -18,6 +18,14 @@ What the SDK does not do, this does:
   process of that name on the host, ETag included. Replicas sharing it send each other's ETag, get
   304 and keep flags they never fetched: one stayed on for over 8 s after a flag-off until the next
   change. Each service keeps its SDK state in memory (:class:`MemoryCache`).
+- **a bounded poll**: the SDK fetches with ``requests``, whose timeout limits each read, not the
+  answer, and reads the answer whole: an Unleash that trickled kept a poll going for minutes, and a
+  2 MB gzip answer took the service to 4.8 GB. The SDK's one fetch call
+  (``fetch_features`` on its transport) is replaced by :meth:`UnleashSource._fetch`, which reads
+  through :mod:`rollout.util.bounded`: one deadline for the whole poll (the SDK's request timeout),
+  at most :data:`MAX_FEATURES_BYTES` on the wire and decoded, redirects never followed. The SDK
+  still schedules the polls, keeps the ETag and evaluates the features. Registration with the
+  server (a name in Unleash's UI, an unbounded call at start) is off, as metrics are.
 """
 
 from __future__ import annotations
@@ -25,14 +33,16 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
+import httpx
 from openfeature.evaluation_context import EvaluationContext
 from openfeature.flag_evaluation import FlagResolutionDetails, Reason
 from openfeature.provider import FeatureProvider
 from UnleashClient.cache import BaseCache
 
 from rollout.booking.flags.base import BooleanProvider
+from rollout.util import bounded
 from rollout.util.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -44,6 +54,16 @@ log = logging.getLogger("rollout.service")
 
 #: the strategy rollout writes carries this title; it is the one whose percentage is reported
 STRATEGY_TITLE = "rollout"
+#: the largest features answer a poll reads (on the wire and decoded): thousands of features
+MAX_FEATURES_BYTES = 8 << 20
+
+
+class Fetched(NamedTuple):
+    """What the SDK's polling connector takes from one fetch (its ``FetchResult``'s fields)."""
+
+    raw_state: str | None
+    etag: str
+    not_modified: bool = False
 
 
 def applied_of(features: list[dict[str, Any]], name: str) -> tuple[bool, int | None]:
@@ -149,6 +169,9 @@ class UnleashSource:
         self._lock = threading.Lock()
         self._live: LiveSettings | None = None
         self._lost_logged = False
+        #: one poll's deadline, whatever the server does (the SDK's request timeout)
+        self.timeout = max(1.0, float(int(refresh)))
+        self._http: httpx.Client | None = None
 
     def provider(self, live: LiveSettings) -> FeatureProvider:
         return UnleashProvider(self, live)
@@ -172,42 +195,90 @@ class UnleashSource:
             instance_id=self.replica_id or self.app_name,
             custom_headers={"Authorization": self._token},
             refresh_interval=self.refresh,  # type: ignore[arg-type]  # the SDK takes a float as well
-            request_timeout=max(1, int(self.refresh)),
+            request_timeout=int(self.timeout),
             request_retries=0,
             disable_metrics=True,
+            disable_registration=True,
             cache=MemoryCache(),
-            custom_options={"hooks": {"response": self._on_response}},
         )
+        transport = getattr(self.client, "_transport", None)
+        if not hasattr(transport, "fetch_features"):  # pragma: no cover - an SDK this module was not written for
+            raise ConfigError("this UnleashClient has no fetch_features to bound; install UnleashClient 6.x")
+        self._http = bounded.client(self.url, {"Authorization": self._token})
+        transport.fetch_features = self._fetch  # type: ignore[union-attr]
         self.client.initialize_client()
 
-    def _on_response(self, response: Any, *args: Any, **kwargs: Any) -> None:
-        if not response.url.split("?", 1)[0].endswith("/client/features") or self._live is None:
-            return
+    def _fetch(self, etag: str = "") -> Fetched:
+        """One poll of the features, bounded (see the module docstring); the SDK's polling
+        connector calls it on its schedule. Never raises: a failed poll lets the lease run out."""
+        assert self._http is not None
+        headers = {
+            "UNLEASH-APPNAME": self.app_name,
+            "UNLEASH-INSTANCEID": self.replica_id or self.app_name,
+            **({"If-None-Match": etag} if etag else {}),
+        }
+        try:
+            response = bounded.exchange(
+                self._http,
+                "GET",
+                "/client/features",
+                bounded.Deadline(self.timeout),
+                MAX_FEATURES_BYTES,
+                headers=headers,
+            )
+        except (bounded.AnswerRefused, httpx.HTTPError) as exc:
+            self._lost(
+                str(exc) if isinstance(exc, bounded.AnswerRefused) else f"cannot be reached ({type(exc).__name__})"
+            )
+            return Fetched(None, "")
+        if not self._answered(response):
+            return Fetched(None, "")
+        fresh = response.headers.get("etag", "")
+        if response.status_code == 304:
+            return Fetched(None, fresh, not_modified=True)
+        return Fetched(response.text, fresh)
+
+    def _lost(self, why: str) -> None:
+        if not self._lost_logged:
+            log.error("Unleash flag poll failed (%s); the lease runs out", why)
+            self._lost_logged = True
+
+    def _answered(self, response: httpx.Response) -> bool:
+        """Take a poll's answer in: the applied flag over the settings, the lease renewed. False when
+        the answer is not one to keep."""
+        if self._live is None:
+            return False
         if response.status_code not in (200, 304):
-            if not self._lost_logged:
-                log.error("Unleash answered HTTP %s to the flag poll; the lease runs out", response.status_code)
-                self._lost_logged = True
-            return
+            status = response.status_code
+            where = (
+                f", a redirect to {response.headers.get('location', 'nowhere')[:200]}" if 300 <= status < 400 else ""
+            )
+            self._lost(f"HTTP {status}{where}")
+            return False
         if response.status_code == 200:
             try:
-                applied = applied_of(response.json().get("features") or [], self.flag_key)
-            except (ValueError, AttributeError):
-                log.error("Unleash's features answer is not the JSON expected; the lease runs out")
-                return
+                data = response.json()
+                applied = applied_of(data.get("features") or [], self.flag_key)
+            except (ValueError, AttributeError, TypeError):
+                self._lost("its features answer is not the JSON expected")
+                return False
             with self._lock:
                 if applied != self._applied:
                     flag, percent = self.variables
                     values = {flag: "true" if applied[0] else "false"}
                     if applied[1] is not None:
                         values[percent] = str(applied[1])
-                    self._live.set_overlay(values)
+                    self._live.set_overlay(values, source=f"Unleash feature {self.flag_key}")
                     self._applied = applied
         if self._lost_logged or not self.reached:
             log.info("Unleash reached: following feature %s", self.flag_key)
         self._lost_logged, self.reached = False, True
         self._refreshed_at = time.time()
         self._live.renew_lease(self.lease)
+        return True
 
     def stop(self) -> None:
         if self.client is not None:
             self.client.destroy()
+        if self._http is not None:
+            self._http.close()

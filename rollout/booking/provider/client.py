@@ -18,11 +18,16 @@ from typing import Any
 import aiohttp
 
 from rollout.booking.provider.outcome import Kind, Outcome, classify_response
+from rollout.util import bounded
 
-#: largest answer we read from the provider; wpbox's answers are a few hundred bytes
-MAX_RESPONSE_BYTES = 1 << 20
+#: largest answer we read from the provider (on the wire and decoded); wpbox's answers are a few hundred bytes
+MAX_RESPONSE_BYTES = bounded.MAX_ANSWER_BYTES
 #: how long an idle connection to the provider is kept for the next send
 KEEPALIVE_S = 2.0
+#: the share of the timeout a send may spend getting its connection (a pooled one, or a TCP connect):
+#: a send that times out before it has one never left this machine and is safe to retry; the whole
+#: send, answer included, ends within the timeout
+CONNECT_SHARE = 0.9
 
 
 def template_components(parameters: Sequence[str]) -> list[dict[str, Any]]:
@@ -37,9 +42,15 @@ class ZaptraClient:
     def __init__(self, max_connections: int = 128) -> None:
         self._session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=max_connections, keepalive_timeout=KEEPALIVE_S),
-            headers={"Accept": "application/json", "User-Agent": "rollout-whatsapp/0.1"},
+            headers={
+                "Accept": "application/json",
+                "Accept-Encoding": bounded.ACCEPT_ENCODING,
+                "User-Agent": "rollout-whatsapp/0.1",
+            },
             # the service's own environment decides nothing about where the provider is
             trust_env=False,
+            # the answer is decoded by bounded.BodyLimit: capped before and after decompression
+            auto_decompress=False,
         )
 
     async def aclose(self) -> None:
@@ -81,16 +92,22 @@ class ZaptraClient:
         return Outcome(**{**outcome.__dict__, "latency_ms": latency})
 
     async def _exchange(self, method: str, url: str, timeout: float, **kwargs: Any) -> Outcome:
-        # ``connect`` bounds the wait for a pooled connection as well as the TCP connect: both end
-        # before the request leaves this machine; ``sock_read`` bounds each wait for the answer
-        limits = aiohttp.ClientTimeout(total=None, connect=timeout, sock_read=timeout)
+        # ``total`` bounds the whole send, a provider trickling its answer included; ``connect``
+        # bounds the wait for a pooled connection as well as the TCP connect, both before the request
+        # leaves this machine, and ends first (see CONNECT_SHARE)
+        limits = aiohttp.ClientTimeout(total=timeout, connect=timeout * CONNECT_SHARE)
         try:
             async with self._session.request(method, url, timeout=limits, allow_redirects=False, **kwargs) as response:
-                content = b""
+                body = bounded.BodyLimit(response.headers.get("content-encoding"), MAX_RESPONSE_BYTES)
                 async for chunk in response.content.iter_any():
-                    content += chunk
-                    if len(content) > MAX_RESPONSE_BYTES:
-                        break
+                    body.feed(chunk)
+                content = body.body()
+        except bounded.TooLarge:
+            kind = Kind.AMBIGUOUS if 200 <= response.status < 300 else Kind.PERMANENT
+            return Outcome(kind, "oversized_response", response.status, detail="answer larger than 1 MiB")
+        except bounded.AnswerRefused as exc:
+            kind = Kind.AMBIGUOUS if 200 <= response.status < 300 else Kind.PERMANENT
+            return Outcome(kind, "malformed_response", response.status, detail=str(exc))
         # Errors raised before the request left this machine are safe to retry ...
         except aiohttp.ConnectionTimeoutError as exc:
             return Outcome(Kind.TRANSIENT, "connect_timeout", detail=type(exc).__name__)
@@ -103,7 +120,4 @@ class ZaptraClient:
             return Outcome(Kind.AMBIGUOUS, "connection_lost", detail=type(exc).__name__)
         except aiohttp.ClientError as exc:
             return Outcome(Kind.AMBIGUOUS, "http_error", detail=type(exc).__name__)
-        if len(content) > MAX_RESPONSE_BYTES:
-            kind = Kind.AMBIGUOUS if 200 <= response.status < 300 else Kind.PERMANENT
-            return Outcome(kind, "oversized_response", response.status, detail="answer larger than 1 MiB")
         return classify_response(response.status, content, response.headers.get("retry-after"))

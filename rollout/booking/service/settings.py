@@ -198,6 +198,7 @@ class LiveSettings:
         self.generation = 0
         #: variables pushed by a flag source (a PostgreSQL row, Unleash): they win over the file
         self._overlay: dict[str, str] = {}
+        self._overlay_source: str | None = None
         #: the flag version the follower last applied (None: the flag comes from the file)
         self.flag_version: int | None = None
         #: the overlay holds only while its follower keeps renewing it (see :meth:`renew_lease`)
@@ -206,7 +207,7 @@ class LiveSettings:
         self._settings = self._load()  # raises ConfigError: start-up refuses bad configuration
         self._good = self._settings
 
-    def _values(self) -> dict[str, str]:
+    def _values(self, overlay: bool = True) -> dict[str, str]:
         values = dict(self._environ)
         if self.env_file is not None:
             self._stamp = self._stamp_of(self.env_file)
@@ -218,15 +219,24 @@ class LiveSettings:
                 )
             values.update(found)
             self._had_values = bool(found)
-        values.update(self._overlay)
+        if overlay:
+            values.update(self._overlay)
         return values
 
-    def set_overlay(self, values: dict[str, str], version: int | None = None, lease_s: float | None = None) -> None:
+    def set_overlay(
+        self,
+        values: dict[str, str],
+        version: int | None = None,
+        lease_s: float | None = None,
+        source: str | None = None,
+    ) -> None:
         """Apply ``values`` over the file now (the flag and percentage a follower was told of); the
         very next :meth:`current` sees them, so a flag-off stops the next send. With ``lease_s``,
-        the overlay is a lease: see :meth:`renew_lease`."""
+        the overlay is a lease: see :meth:`renew_lease`. ``source`` names where they came from (an
+        Unleash feature), for the error when they are what is refused."""
         with self._lock:
             self._overlay = dict(values)
+            self._overlay_source = source
             self.flag_version = version
             self.reload()
             self._checked_at = time.monotonic()
@@ -244,7 +254,14 @@ class LiveSettings:
 
     def _load(self) -> Settings:
         source = str(self.env_file) if self.env_file else "environment"
-        return settings_from(self._values(), source)
+        try:
+            return settings_from(self._values(), source)
+        except ConfigError:
+            if not (self._overlay and self._overlay_source):
+                raise
+            settings_from(self._values(overlay=False), source)  # the file alone is refused: it says so
+        # the file alone is fine: what the flag source laid over it is refused, and named as such
+        return settings_from(self._values(), f"{self._overlay_source} (over {source})")
 
     @staticmethod
     def _stamp_of(path: Path) -> _Stamp | None:

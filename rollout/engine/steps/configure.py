@@ -10,6 +10,7 @@ from rollout.engine.steps.base import DONE, FAIL, StepResult, managed_values, wa
 from rollout.flags import FlagBackend, is_on
 from rollout.playbook.environments import Resolved, resolve, shown_diff
 from rollout.playbook.model import ConfigureStep, Playbook
+from rollout.targets import reported_values
 from rollout.util.clock import Clock
 
 
@@ -18,7 +19,7 @@ def run(ctx: RunContext, step: ConfigureStep, label: str) -> StepResult:
         ctx.flags,
         resolve(ctx.resolved.env, overrides={**ctx.resolved.overrides, **step.set}).sharing(ctx.resolved.redactor()),
     )
-    before = ctx.flags.read()
+    before = reported_values(ctx.flags, ctx.target)
     changes = shown_diff(resolved, before)
     for name, old, new in changes:
         ctx.out.line(f"  {name}: {old if old is not None else '(unset)'} -> {new if new is not None else '(unset)'}")

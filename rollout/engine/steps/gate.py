@@ -38,6 +38,8 @@ def tick(ctx: RunContext, step: GateStep, label: str) -> StepResult | Wait:
             started = ctx.clock.time() - ctx.playbook.gates[step.gate].window
         look = Look(step.observe, step.max_hold, step.interval or ctx.playbook.interval)
         w = ctx.watching = watching(ctx, step.gate, label, current.percent, started, look)
+        if ctx.clock.time() - started < look.interval:  # nothing measured since the step began yet
+            return Wait(started + look.interval)
     verdict = evaluate(ctx, w)
     # `rollout gate` (CI) judges what it sees; a person's pause or promotion is for advances
     control = None if ctx.read_only else ctx.state.control(ctx.env_name)

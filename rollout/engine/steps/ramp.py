@@ -49,7 +49,8 @@ def tick(ctx: RunContext, step: RampStep, label: str) -> StepResult | Wait:
         assert decision.percent is not None
         _window_opened(ctx, label, current)
         problem = _write(ctx, step, label, decision.percent)
-        return StepResult(FAIL, problem) if problem else Wait(ctx.clock.time())
+        # the first look is one interval on: at the write itself the new cohort has no data yet
+        return StepResult(FAIL, problem) if problem else Wait(ctx.clock.time() + look(ctx, step).interval)
     if decision.act == Act.WAIT:  # the next percentage waits for its window
         assert held is not None
         return _guarded_wait(ctx, step, label, current, held)
