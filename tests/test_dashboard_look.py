@@ -139,9 +139,20 @@ def test_an_environment_page_mid_ramp_and_after_its_flag_off(tmp_path, chromium,
     world = EngineWorld(tmp_path / "world", sandbox, extra_metrics=EXTRA)
     world.environ(monkeypatch)
     world.breach_at(50)
-    # the engine stops at its first look (nothing measured yet) and in the middle of its ramp (25%)
+
+    def looked() -> bool:
+        state = world.project.state(read_only=True)
+        try:
+            return bool(state.verdicts("production"))
+        finally:
+            state.close()
+
+    # customers book only after the first look, so that look has nothing measured (a gap on each line)
+    traffic = world.clock.on_sleep.pop()
+    world.clock.on_sleep.append(lambda: traffic() if looked() else None)
+    # the engine stops after its first look (nothing measured yet) and in the middle of its ramp (25%)
     # while the page is looked at
-    stops = [lambda: True, lambda: world.flags.state() == (True, 25)]
+    stops = [looked, lambda: world.flags.state() == (True, 25)]
     reached, go = [threading.Event() for _ in stops], [threading.Event() for _ in stops]
 
     def hold() -> None:

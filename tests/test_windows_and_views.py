@@ -111,7 +111,14 @@ def test_status_says_paused_while_a_person_holds_the_ramp(tmp_path, flag_service
     state = StateStore(project.state_path)
     try:
         state.update(
-            "production", time.time(), status="running", phase="production", step_index=1, flag=True, percent=10
+            "production",
+            time.time(),
+            status="running",
+            phase="production",
+            step_index=1,
+            flag=True,
+            percent=10,
+            run_id="run-1",  # as every advance's run has: a person's pause belongs to it
         )
         state.acquire("production", time.time())  # held by this process, alive: the advance runs
     finally:

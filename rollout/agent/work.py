@@ -224,6 +224,8 @@ def _bake(work: Work, clock: Clock) -> float | None:
     if work.bake_watch is None:
         look = Look(float("inf"), 0.0, policy.interval)
         work.bake_watch = watching(ctx, policy.gate, "bake", row.percent, row.completed_at, look)
+    if now - row.completed_at < policy.interval:  # nothing measured since the phase completed yet
+        return row.completed_at + policy.interval
     verdict = evaluate(ctx, work.bake_watch)
     decision = decide_observation(row, work.bake_watch.started_at, work.bake_watch.look, verdict, None, now)
     if decision.act == Act.TURN_OFF:
