@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from rollout.cli import drill  # noqa: F401 - registers `rollout drill`
 from rollout.cli.main import cli, main
 
 __all__ = ["cli", "main"]

@@ -27,6 +27,7 @@ from pydantic import BaseModel, Field
 
 from rollout.dashboard.metrics import exposition
 from rollout.engine import runner
+from rollout.engine.drill import last_drill
 from rollout.engine.flagview import flag_view
 from rollout.engine.project import Project
 from rollout.engine.runner import rollback
@@ -158,6 +159,8 @@ def snapshot(project: Project, now: float | None = None) -> dict[str, Any]:
                     "can_steer": row.status not in (ROLLED_BACK, COMPLETED),
                     "steps": steps,
                     "ramp": ramp,
+                    # the last kill-switch drill: each flag-off's slowest replica, every replica's time
+                    "drill": last_drill(audit),
                 }
             )
             timeline += [

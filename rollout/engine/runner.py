@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from rollout.checks.service_api import ServiceClient
+from rollout.engine import drill
 from rollout.engine.context import Reporter, RunContext
 from rollout.engine.flagview import flag_stands, restart_index, switched_off
 from rollout.engine.killswitch import (
@@ -115,8 +116,17 @@ def check_order(ctx: RunContext) -> None:
 
 
 def advance(ctx: RunContext) -> RunOutcome:
-    """Run the phase's remaining steps; see the module docstring."""
+    """Run the phase's remaining steps; see the module docstring. A drill that died first has the
+    flag put back as it found it (:func:`rollout.engine.drill.recover`)."""
     env, phase = ctx.env_name, ctx.phase
+    if drill.unfinished(ctx.state, env) is not None:
+        note = ctx.state.acquire(env, ctx.clock.time())
+        try:
+            if note:
+                ctx.state.audit(env, "lock_recovered", ctx.clock.time(), note=note)
+            drill.recover(ctx)
+        finally:
+            ctx.state.release(env)
     current = ctx.state.get(env)
     if current.status == ROLLED_BACK:
         return RunOutcome(
