@@ -301,6 +301,9 @@ def _drill(ctx: RunContext, drill_plan: Plan, within: float, reason: str, who: s
         try:
             restored, confirmed, why = _restore(d, replicas, drill_plan.found)
             problem = problem or why
+        except KeyboardInterrupt:  # the restore is written (a Ctrl-C waits for the write); not yet seen by all
+            restored, stopped, exit_code = True, "interrupted", 130
+            problem = problem or "interrupted before every replica reported the restore"
         except (RolledBackMeanwhile, DrillOvertaken) as exc:
             stopped, problem = "overtaken", str(exc)
         except RolloutError as exc:
@@ -446,7 +449,7 @@ def unfinished(state: StateRecords, env: str) -> dict[str, Any] | None:
 
 def recover(ctx: RunContext, who: str | None = None) -> RunOutcome | None:
     """Finish a drill that died (see the module docstring); the caller holds the writer lock. None
-    when there is none; else what was done, said on ``ctx.out`` too."""
+    when there is none; else what was done (its message says it, for the person)."""
     entry = unfinished(ctx.state, ctx.env_name)
     if entry is None:
         return None
@@ -459,23 +462,24 @@ def recover(ctx: RunContext, who: str | None = None) -> RunOutcome | None:
         with _ctrl_c_after():
             d.write("drill_restore", found[0], found[1])
     except (RolledBackMeanwhile, DrillOvertaken) as exc:
-        message = f"{earlier}; {exc}"
         d.audit(RECOVERED, restored=False, problem=str(exc))
-        ctx.out.line(f"note: {message}", "yellow")
-        return RunOutcome("drill_recovered", EXIT_OK, message, env, ctx.phase.name)
+        return RunOutcome("drill_recovered", EXIT_OK, f"{earlier}; {exc}", env, ctx.phase.name)
     except RolloutError as exc:  # nothing recorded as done: the next command tries again
         raise FlagWriteError(f"{earlier} and the flag could not be restored to {_shown(found)}: {exc}") from exc
-    replicas = replicas_of(ctx)
     try:
-        _, said = time_until(replicas, found[0], found[1], ctx.clock.monotonic(), SETTLE_S, ctx.clock)
-    finally:
-        replicas.close()
+        replicas = replicas_of(ctx)
+    except RolloutError as exc:
+        said = {"the replicas": f"cannot be asked: {exc}"}
+    else:
+        try:
+            _, said = time_until(replicas, found[0], found[1], ctx.clock.monotonic(), SETTLE_S, ctx.clock)
+        finally:
+            replicas.close()
     problem = _late_words(said, SETTLE_S) if said else None
     d.audit(RECOVERED, restored=True, confirmed=not said, found_flag=found[0], found_percent=found[1], problem=problem)
     message = f"{earlier}; the flag is restored to {_shown(found)}, as that drill found it" + (
         f", but {problem}" if problem else ""
     )
-    ctx.out.line(f"note: {message}", "bold yellow")
     return RunOutcome("drill_recovered", EXIT_ROLLED_BACK if said else EXIT_OK, message, env, ctx.phase.name)
 
 

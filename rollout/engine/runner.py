@@ -124,7 +124,9 @@ def advance(ctx: RunContext) -> RunOutcome:
         try:
             if note:
                 ctx.state.audit(env, "lock_recovered", ctx.clock.time(), note=note)
-            drill.recover(ctx)
+            recovered = drill.recover(ctx)
+            if recovered is not None:
+                ctx.out.line(f"note: {recovered.message}", "bold yellow")
         finally:
             ctx.state.release(env)
     current = ctx.state.get(env)
