@@ -22,6 +22,7 @@ from rollout.util.clock import SystemClock
 from tests.engine_harness import GROUP, EngineWorld
 from tests.harness import Service, base_env, wait_until
 from tests.test_cli_engine import rollout
+from tests.test_drill import drill_project
 from tests.test_unleash import flag_block
 
 #: starts real servers: outside the fast loop
@@ -207,20 +208,13 @@ def test_a_drill_of_three_unleash_replicas_shows_the_hint_and_polling_alone_side
     started = [follower(unleash, tmp_path / f"r{i}", sandbox, GROUP, 1.0, f"r{i}") for i in (1, 2, 3)]
     replicas = [service for service, _ in started]
     try:
-        (tmp_path / "playbooks").mkdir()
-        (tmp_path / "playbooks" / "whatsapp.yaml").write_text(
-            "version: 1\nname: unleash-drill\n"
-            f"flag: {{backend: unleash, url: '{unleash.url}', token: '${{UNLEASH_ADMIN_TOKEN}}', feature: {GROUP}}}\n"
-            "gates:\n  g: {window: 10s, metrics: [{metric: success_rate, target: 95%, alert: 90%}]}\n"
-            "phases:\n  - name: production\n    environment: production\n    steps:\n"
-            "      - {kind: configure}\n"
-            "      - {kind: ramp, percentages: [5, 50], hold: 1m, gate: g}\n"
-        )
-        (tmp_path / "environments").mkdir()
-        (tmp_path / "environments" / "production.yaml").write_text(
-            f"name: production\nservice_url: {replicas[0].url}\n"
-            "replicas:\n" + "".join(f"  - {r.url}\n" for r in replicas) + "variables:\n"
-            "  ROLLOUT_HINT_TOKEN: ${ROLLOUT_HINT_TOKEN}\n"
+        drill_project(
+            tmp_path,
+            flag_block(unleash, GROUP).strip(),
+            f"service_url: {replicas[0].url}\nreplicas:\n"
+            + "".join(f"  - {r.url}\n" for r in replicas)
+            + "variables:\n  ROLLOUT_HINT_TOKEN: ${ROLLOUT_HINT_TOKEN}",
+            percentages="5, 50",
         )
         done = rollout(
             tmp_path,

@@ -216,8 +216,6 @@ class UnleashSource:
             except (ValueError, AttributeError):
                 log.error("Unleash's features answer is not the JSON expected; the lease runs out")
                 return
-            if applied[0] and self._off_read_recently():  # the cached answer may lag the re-read
-                applied = self._checked_afresh(applied)
             self._lay_over(applied)
         if self._lost_logged or not self.reached:
             log.info("Unleash reached: following feature %s", self.flag_key)
@@ -225,10 +223,15 @@ class UnleashSource:
         self._refreshed_at = time.time()
         self._live.renew_lease(self.lease)
 
-    def _lay_over(self, applied: tuple[bool, int | None]) -> None:
-        """Lay (enabled, percent) over the live settings, if it changed."""
+    def _lay_over(self, applied: tuple[bool, int | None], reread: bool = False) -> None:
+        """Lay (enabled, percent) over the live settings, if it changed: an SDK answer, or a re-read on a
+        hint (``reread``). One at a time, so an SDK answer that lags a re-read is seen to."""
         assert self._live is not None
         with self._lock:
+            if reread:
+                self._off_read_at = time.monotonic()
+            elif applied[0] and self._off_read_recently():  # the cached answer may lag the re-read
+                applied = self._checked_afresh(applied)
             if applied != self._applied:
                 flag, percent = self.variables
                 values = {flag: "true" if applied[0] else "false"}
@@ -255,8 +258,7 @@ class UnleashSource:
                 self._hinted.clear()
                 applied = self._read_feature(http)
                 if applied is not None and not applied[0]:  # only the kill direction: an on waits for the SDK
-                    self._off_read_at = time.monotonic()
-                    self._lay_over(applied)
+                    self._lay_over(applied, reread=True)
                 self.rereads += 1
                 self._stopping.wait(HINT_GAP_S)
 
