@@ -247,6 +247,7 @@ def test_a_drill_killed_between_its_flag_off_and_its_restore_is_put_right_by_the
         assert drill.unfinished(state, "production") is not None
     finally:
         state.close()
+    assert drill.last_drill(state_of(cwd)[1])["unfinished"] is True  # what the dashboard shows meanwhile
     if then == "drill":
         fixed = rollout(cwd, "drill", "--env", "production", "--yes")
         assert fixed.returncode == 0, fixed.stdout + fixed.stderr
@@ -260,6 +261,7 @@ def test_a_drill_killed_between_its_flag_off_and_its_restore_is_put_right_by_the
     _, audit, _ = state_of(cwd)
     actions = [a["action"] for a in audit]
     assert actions.count("drill_recovered") == 1 and "flag_off" not in actions
+    assert drill.last_drill(audit)["unfinished"] is False
     if then == "drill":
         assert flags.state() == (True, 10) and service.metrics(1)["rollout_percent"] == 10
     else:  # the advance went on from there, through its own configure step

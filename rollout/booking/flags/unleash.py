@@ -165,6 +165,8 @@ class UnleashSource:
         self._lost_logged = False
         self._hinted, self._stopping = threading.Event(), threading.Event()
         self._hint_thread: threading.Thread | None = None
+        #: the re-reads' client, made once (its TLS context costs tens of ms: never on a hint's path)
+        self._reread: httpx.Client | None = None
         #: monotonic time a re-read on a hint last found the feature off
         self._off_read_at: float | None = None
         #: re-reads done on hints so far
@@ -199,6 +201,7 @@ class UnleashSource:
             custom_options={"hooks": {"response": self._on_response}},
         )
         self.client.initialize_client()
+        self._reread = httpx.Client(headers={"Authorization": self._token}, timeout=max(1.0, self.refresh))
         self._hint_thread = threading.Thread(target=self._follow_hints, name="unleash-hints", daemon=True)
         self._hint_thread.start()
 
@@ -250,22 +253,22 @@ class UnleashSource:
         return "queued" if queued else "started"
 
     def _follow_hints(self) -> None:
-        with httpx.Client(headers={"Authorization": self._token}, timeout=max(1.0, self.refresh)) as http:
-            while not self._stopping.is_set():
-                self._hinted.wait()
-                if self._stopping.is_set():
-                    return
-                self._hinted.clear()
-                applied = self._read_feature(http)
-                if applied is not None and not applied[0]:  # only the kill direction: an on waits for the SDK
-                    self._lay_over(applied, reread=True)
-                self.rereads += 1
-                self._stopping.wait(HINT_GAP_S)
+        while not self._stopping.is_set():
+            self._hinted.wait()
+            if self._stopping.is_set():
+                return
+            self._hinted.clear()
+            applied = self._read_feature()
+            if applied is not None and not applied[0]:  # only the kill direction: an on waits for the SDK
+                self._lay_over(applied, reread=True)
+            self.rereads += 1
+            self._stopping.wait(HINT_GAP_S)
 
-    def _read_feature(self, http: httpx.Client) -> tuple[bool, int | None] | None:
+    def _read_feature(self) -> tuple[bool, int | None] | None:
         """(enabled, percent) from the server's uncached one-feature answer; None when it cannot say."""
+        assert self._reread is not None
         try:
-            response = http.get(f"{self.url}/client/features/{quote(self.flag_key, safe='')}")
+            response = self._reread.get(f"{self.url}/client/features/{quote(self.flag_key, safe='')}")
             if response.status_code == 404:
                 return False, None  # no such feature: off, as a features answer without it
             return applied_of([response.json()], self.flag_key) if response.status_code == 200 else None
@@ -278,8 +281,7 @@ class UnleashSource:
     def _checked_afresh(self, applied: tuple[bool, int | None]) -> tuple[bool, int | None]:
         """An SDK answer saying on, soon after a re-read found the feature off: the uncached answer
         decides (it cannot be older); if it cannot be had, the SDK's answer stands, as before hints."""
-        with httpx.Client(headers={"Authorization": self._token}, timeout=max(1.0, self.refresh)) as http:
-            fresh = self._read_feature(http)
+        fresh = self._read_feature()
         return fresh if fresh is not None and not fresh[0] else applied
 
     def stop(self) -> None:
@@ -289,3 +291,5 @@ class UnleashSource:
             self._hint_thread.join(5)
         if self.client is not None:
             self.client.destroy()
+        if self._reread is not None:
+            self._reread.close()
