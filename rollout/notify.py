@@ -21,7 +21,7 @@ import httpx
 from rollout.util.errors import RolloutError
 from rollout.util.redact import Redactor
 
-EVENTS = ("flag_off", "hold_timeout", "approval_needed", "phase_completed", "rollout_completed")
+EVENTS = ("flag_off", "hold_timeout", "approval_needed", "phase_completed", "rollout_completed", "health_warning")
 
 _TITLES = {
     "flag_off": ":rotating_light: Flag turned OFF",
@@ -29,6 +29,7 @@ _TITLES = {
     "approval_needed": ":raising_hand: Approval needed",
     "phase_completed": ":white_check_mark: Phase completed",
     "rollout_completed": ":tada: Rollout completed",
+    "health_warning": ":warning: Health warning",
 }
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -212,3 +213,39 @@ class EngineWorld:
             self.flags.close()
         self.http.close()
         self.service.close()
+
+
+class SteppedClock(ManualClock):
+    """An engine's clock the test steps: every wait of ``at_least`` seconds or more (an evaluation
+    interval) blocks until the test lets it go (:meth:`step`), then moves time; shorter waits (a
+    poll for the target to apply a write) pass at once. The test acts between two evaluations
+    knowing exactly where the engine stands."""
+
+    def __init__(self, at_least: float = 0.05) -> None:
+        super().__init__()
+        self.at_least = at_least
+        self._waiting = threading.Semaphore(0)
+        self._go = threading.Semaphore(0)
+
+    def sleep(self, seconds: float) -> None:
+        if seconds >= self.at_least:
+            self._waiting.release()
+            if not self._go.acquire(timeout=60):
+                raise TimeoutError("the test never let the engine go on")
+        self.advance(max(0.0, seconds))
+
+    def waiting(self, timeout: float = 30) -> None:
+        """Block until the engine waits (it has finished its evaluation)."""
+        if not self._waiting.acquire(timeout=timeout):
+            raise TimeoutError("the engine did not come to a wait")
+
+    def step(self, n: int = 1, timeout: float = 30) -> None:
+        """Let the engine go on ``n`` times, each time until it waits again."""
+        for _ in range(n):
+            self._go.release()
+            self.waiting(timeout)
+
+    def release(self) -> None:
+        """Let the engine run freely from here (every wait passes)."""
+        self.at_least = float("inf")
+        self._go.release()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import time
 from pathlib import Path
 
@@ -12,14 +11,24 @@ import httpx
 import pytest
 
 from rollout.util.serving import free_port
+from tests.serverprocess import ServerProcess
 
 BINARY = shutil.which("prometheus") or "/usr/bin/prometheus"
 
 
 class Prometheus:
-    """``prometheus`` scraping ``targets`` (``host:port``) every second; stopped by :meth:`close`."""
+    """``prometheus`` scraping ``targets`` (``host:port``) every second; stopped by :meth:`close`.
+    ``rules`` (a rule file's YAML) are evaluated every ``interval``; ``alertmanager`` (``host:port``)
+    is where their alerts are sent."""
 
-    def __init__(self, folder: Path, targets: list[str], interval: str = "1s") -> None:
+    def __init__(
+        self,
+        folder: Path,
+        targets: list[str],
+        interval: str = "1s",
+        rules: str | None = None,
+        alertmanager: str | None = None,
+    ) -> None:
         if not Path(BINARY).exists():
             if os.environ.get("CI"):
                 pytest.fail("prometheus is not installed (.ci/run installs the Debian package)")
@@ -33,8 +42,16 @@ class Prometheus:
             f"global:\n  scrape_interval: {interval}\n  evaluation_interval: {interval}\n"
             f"scrape_configs:\n  - job_name: app\n    static_configs:\n      - targets: [{listed}]\n"
         )
-        self.log = open(folder / "prometheus.log", "w")  # noqa: SIM115 - closed in close()
-        self.proc = subprocess.Popen(
+        if rules is not None:
+            (folder / "rules.yml").write_text(rules)
+            with config.open("a") as more:
+                more.write(f"rule_files: [{folder / 'rules.yml'}]\n")
+        if alertmanager is not None:
+            with config.open("a") as more:
+                more.write(
+                    f'alerting:\n  alertmanagers:\n    - static_configs:\n        - targets: ["{alertmanager}"]\n'
+                )
+        self.server = ServerProcess(
             [
                 BINARY,
                 f"--config.file={config}",
@@ -42,20 +59,11 @@ class Prometheus:
                 f"--web.listen-address=127.0.0.1:{self.port}",
                 "--log.level=warn",
             ],
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
+            folder / "prometheus.log",
         )
+        self.proc, self.log = self.server.proc, self.server.log
         deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{self.url}/-/ready", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                self.close()
-                raise RuntimeError(f"prometheus did not start: {(folder / 'prometheus.log').read_text()[-2000:]}")
-            time.sleep(0.1)
+        self.server.wait_ready(f"{self.url}/-/ready", "prometheus", deadline)
         self.targets = targets
         self._wait_scraped(deadline)
 
@@ -98,11 +106,4 @@ class Prometheus:
         return f"targets {seen}; log: {Path(log).read_text()[-1500:]}"
 
     def close(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-        self.log.close()
+        self.server.stop()

@@ -16,8 +16,8 @@ from rollout.engine.project import Project
 from rollout.util.clock import SystemClock
 from rollout.util.errors import StateError
 from rollout.util.serving import ServerThread
+from tests.engine_harness import SteppedClock
 from tests.flagservice import TOKEN, rollout_cli
-from tests.harness import wait_until
 from tests.test_metric_roles import PLAYBOOK
 
 
@@ -37,20 +37,38 @@ def project(service, tmp_path, monkeypatch):
 
 
 class Advance(threading.Thread):
-    """``rollout advance`` running in another terminal."""
+    """``rollout advance`` running in another terminal, on a clock the test steps: started, it runs
+    to its first wait at the ramp's first percentage (one evaluation made)."""
 
-    def __init__(self, project: Project) -> None:
+    def __init__(self, project: Project, clock: SteppedClock | None = None) -> None:
         super().__init__(daemon=True)
         self.project, self.outcome = project, None
+        self.clock = clock or SteppedClock()
 
     def run(self) -> None:
-        with runner.open_context(
-            Project(self.project.playbook_path, self.project.environments_dir, self.project.state_path),
-            "production",
-            SystemClock(),
-            QuietReporter(),
-        ) as ctx:
-            self.outcome = runner.advance(ctx)
+        try:
+            with runner.open_context(
+                Project(self.project.playbook_path, self.project.environments_dir, self.project.state_path),
+                "production",
+                self.clock,
+                QuietReporter(),
+            ) as ctx:
+                self.outcome = runner.advance(ctx)
+        finally:
+            self.clock.release()
+
+    def begin(self) -> Advance:
+        """Start it, and wait until it waits between two evaluations at the ramp's first percentage."""
+        self.start()
+        self.clock.waiting()
+        return self
+
+    def finish(self) -> runner.RunOutcome:
+        """Let it run freely to its end."""
+        self.clock.release()
+        self.join(30)
+        assert self.outcome is not None, "the advance did not end"
+        return self.outcome
 
 
 def evaluations(project: Project, percent: int) -> list[dict]:
@@ -69,40 +87,40 @@ def actions(project: Project) -> list[str]:
         state.close()
 
 
-@pytest.mark.slow
 def test_a_paused_ramp_holds_past_its_hold_and_a_guardrail_breach_still_turns_the_flag_off(project, service):
+    advance = Advance(project).begin()
     assert runner.pause(project, "production", "watching the dashboards", SystemClock()).exit_code == 0
-    advance = Advance(project)
-    advance.start()
-    # the hold is 0.4 s: twenty evaluations at 10 % are well past it, every one a pass, and still at 10 %
-    wait_until(lambda: len(evaluations(project, 10)) >= 20, timeout=30, what="evaluations while paused")
-    assert all(v["verdict"] == "pass" for v in evaluations(project, 10)) and service.state["percent"] == 10
+    # the hold is 0.4 s at 0.1 s intervals: twenty evaluations are well past it, every one a pass, and still at 10 %
+    advance.clock.step(20)
+    assert all(v["verdict"] == "pass" for v in evaluations(project, 10)) and len(evaluations(project, 10)) == 21
+    assert service.state["percent"] == 10
     service.state["bad"] = 0.5  # the guardrail breaches while paused
-    advance.join(30)
-    assert advance.outcome is not None and (advance.outcome.status, advance.outcome.exit_code) == ("rolled_back", 1)
+    outcome = advance.finish()
+    assert (outcome.status, outcome.exit_code) == ("rolled_back", 1)
     assert service.state["enabled"] is False
-    assert [a for a in actions(project) if a in ("paused", "flag_off")] == ["paused", "flag_off"]
+    assert [a for a in actions(project) if a in ("paused", "flag_off", "requests_cleared")] == [
+        "paused",
+        "flag_off",
+        "requests_cleared",
+    ]
 
 
 def test_continue_lets_a_paused_ramp_go_on(project, service):
+    advance = Advance(project).begin()
     runner.pause(project, "production", "a look first", SystemClock())
-    advance = Advance(project)
-    advance.start()
-    wait_until(lambda: len(evaluations(project, 10)) >= 5, timeout=30, what="evaluations while paused")
+    advance.clock.step(5)
+    assert service.state["percent"] == 10
     assert runner.unpause(project, "production", "looks fine", SystemClock()).status == "continued"
-    advance.join(30)
-    assert advance.outcome is not None and advance.outcome.status == "completed"
+    outcome = advance.finish()
+    assert outcome.status == "completed"
     assert (service.state["enabled"], service.state["percent"]) == (True, 100)
 
 
 def test_promote_full_goes_to_100_now_and_says_so_loudly(project, service):
-    runner.pause(project, "production", "hold it", SystemClock())
-    advance = Advance(project)
-    advance.start()
-    wait_until(lambda: len(evaluations(project, 10)) >= 2, timeout=30, what="an evaluation at 10%")
+    advance = Advance(project).begin()
     runner.promote_now(project, "production", "incident 42: customers need it now", SystemClock(), full=True)
-    advance.join(30)
-    assert advance.outcome is not None and advance.outcome.status == "completed", advance.outcome
+    outcome = advance.finish()
+    assert outcome.status == "completed", outcome
     assert (service.state["enabled"], service.state["percent"]) == (True, 100)
     state = project.state(read_only=True)
     try:
@@ -118,16 +136,23 @@ def test_promote_full_goes_to_100_now_and_says_so_loudly(project, service):
 
 
 def test_promote_accepts_the_current_step(project, service):
+    advance = Advance(project).begin()
     runner.pause(project, "production", "hold", SystemClock())
-    advance = Advance(project)
-    advance.start()
-    wait_until(lambda: len(evaluations(project, 10)) >= 2, timeout=30, what="an evaluation at 10%")
     runner.promote_now(project, "production", "seen enough at 10%", SystemClock())
-    wait_until(lambda: len(evaluations(project, 100)) >= 2, timeout=30, what="the next percentage")
+    advance.clock.step(3)
     assert service.state["percent"] == 100  # the next step of [10, 100]: still paused there
+    assert len(evaluations(project, 100)) >= 2
     runner.unpause(project, "production", "done", SystemClock())
-    advance.join(30)
-    assert advance.outcome is not None and advance.outcome.status == "completed"
+    assert advance.finish().status == "completed"
+
+
+def _holding_the_writer_lock(project: Project) -> None:
+    """As a terminal's advance does (this test process is its live holder)."""
+    state = project.state()
+    try:
+        state.acquire("production", SystemClock().time())
+    finally:
+        state.close()
 
 
 @pytest.mark.slow
@@ -137,7 +162,10 @@ def test_promote_full_asks_for_confirmation(project):
 
     refused = cli("promote", "--env", "production", "--full", "--reason", "now")
     assert refused.returncode == 2 and "asks for confirmation" in refused.stderr
+    nobody = cli("promote", "--env", "production", "--full", "--yes", "--reason", "now")
+    assert nobody.returncode == 2 and "nothing is running in production" in nobody.stderr
     assert "promotion_requested" not in actions(project)
+    _holding_the_writer_lock(project)
     done = cli("promote", "--env", "production", "--full", "--yes", "--reason", "now")
     assert done.returncode == 0 and "PROMOTION TO 100% NOW" in done.stdout
     assert cli("pause", "--env", "production", "--reason", "x").returncode == 0
@@ -149,6 +177,9 @@ def test_the_dashboard_pauses_continues_and_promotes_behind_its_token(project):
     headers = {"Authorization": "Bearer dash-token-1234", "X-Actor": "ana"}
     body = {"environment": "production", "reason": "from the dashboard"}
     with ServerThread(create_dashboard(project, "dash-token-1234")) as dash:
+        nobody = httpx.post(f"{dash.url}/api/pause", json=body, headers=headers)
+        assert nobody.status_code == 409 and "nothing is running" in nobody.json()["error"]
+        _holding_the_writer_lock(project)
         assert httpx.post(f"{dash.url}/api/pause", json=body).status_code == 401
         assert httpx.post(f"{dash.url}/api/pause", json=body, headers=headers).json()["status"] == "paused"
         assert httpx.post(f"{dash.url}/api/continue", json=body, headers=headers).json()["status"] == "continued"
@@ -177,11 +208,58 @@ def test_nothing_to_pause_in_a_rolled_back_environment(project, service):
 
 
 def test_a_promotion_asked_at_a_step_that_has_ended_is_dropped_not_handed_on(project, service):
-    # asked before the run reaches its ramp: it must not promote the ramp when it gets there
-    runner.promote_now(project, "production", "meant for another step", SystemClock(), full=True)
-    advance = Advance(project)
-    advance.start()
-    advance.join(30)
-    assert advance.outcome is not None and advance.outcome.status == "completed"
+    advance = Advance(project).begin()
+    # asked at the run's step before this one (recorded as the CLI records it, with that step's place)
+    state = project.state()
+    try:
+        current = state.get("production")
+        state.set_control("production", SystemClock().time(), run_id=current.run_id, promote="full@production:0:0")
+    finally:
+        state.close()
+    assert advance.finish().status == "completed"
     assert "promotion_dropped" in actions(project) and "promotion_applied" not in actions(project)
     assert len(evaluations(project, 10)) >= 2  # 10 % was held and judged, not skipped
+
+
+def test_a_promotion_does_not_survive_a_rollback_nor_fire_after_resume(project, service):
+    """Issue 26, item 1: promote --full asked at 10 %, the guardrail fails in the same interval: the
+    flag goes off, the request is cleared (and said so), and the resumed run ramps from 10 % on its
+    own gates, never jumping to 100 %."""
+    advance = Advance(project).begin()
+    runner.promote_now(project, "production", "customers need it", SystemClock(), full=True)
+    runner.pause(project, "production", "and hold", SystemClock())
+    service.state["bad"] = 0.5
+    outcome = advance.finish()
+    assert (outcome.status, service.state["enabled"]) == ("rolled_back", False)
+    cleared = [a for a in audit_entries(project) if a["action"] == "requests_cleared"]
+    assert len(cleared) == 1 and cleared[0]["detail"]["promotion"] == "full" and cleared[0]["detail"]["paused"]
+    resumed = runner.resume(project, "production", "fixed", SystemClock())
+    assert "cleared" in resumed.message and "promotion (full)" in resumed.message and "pause" in resumed.message
+    service.state["bad"] = 0.0
+    again = Advance(project).begin()
+    assert service.state["percent"] == 10
+    again.clock.step(2)
+    assert service.state["percent"] == 10  # the old promotion is gone: 10 % is held on its gates
+    assert again.finish().status == "completed"
+    ramps = [a["detail"]["percent"] for a in audit_entries(project) if a["action"] == "ramp"]
+    assert ramps == [10, 10, 100] and "promotion_applied" not in actions(project)
+
+
+def test_requests_need_a_running_advance(project, service):
+    """Issue 26: pause and promote on an idle or completed environment are refused, exit 2, nothing stored."""
+    for verb in (runner.pause, runner.promote_now):
+        with pytest.raises(StateError, match="nothing is running in production"):
+            verb(project, "production", "nobody listens", SystemClock())
+    advance = Advance(project).begin()
+    assert advance.finish().status == "completed"
+    with pytest.raises(StateError, match=r"nothing is running in production .*completed"):
+        runner.pause(project, "production", "too late", SystemClock())
+    assert not {"paused", "promotion_requested"} & set(actions(project))
+
+
+def audit_entries(project: Project) -> list[dict]:
+    state = project.state(read_only=True)
+    try:
+        return state.audit_log("production")
+    finally:
+        state.close()

@@ -3,7 +3,12 @@
 
 from __future__ import annotations
 
-from rollout.cli import drill  # noqa: F401 - registers `rollout drill`
+# each module below adds its commands to `cli`
+from rollout.cli import (
+    agent,  # noqa: F401
+    backtest,  # noqa: F401 - registers `rollout backtest`
+    drill,  # noqa: F401 - registers `rollout drill`
+)
 from rollout.cli.main import cli, main
 
 __all__ = ["cli", "main"]

@@ -292,8 +292,28 @@ def _emit(outcome, as_json: bool, extra: dict | None = None, *, then=None) -> No
 
 @cli.command()
 @click.argument("playbook", type=click.Path(dir_okay=False, path_type=Path))
-def validate(playbook: Path) -> None:
-    """Check a playbook; print its phases, or one line per problem (exit 2)."""
+@click.option(
+    "--preflight",
+    is_flag=True,
+    help="Also run every gate query of --env's phase once against its providers (exit 2 if one cannot work).",
+)
+@click.option("--env", "env_name", help="The environment whose phase --preflight checks.")
+@click.option(
+    "--environments",
+    "environments_dir",
+    default="environments",
+    show_default=True,
+    envvar="ROLLOUT_ENVIRONMENTS",
+    type=click.Path(file_okay=False, path_type=Path),
+)
+@click.option(
+    "--secrets-file", type=click.Path(dir_okay=False, path_type=Path), envvar="ROLLOUT_SECRETS_FILE", default=None
+)
+def validate(
+    playbook: Path, preflight: bool, env_name: str | None, environments_dir: Path, secrets_file: Path | None
+) -> None:
+    """Check a playbook; print its phases, or one line per problem (exit 2). With --preflight
+    --env ENV, run the phase's gate queries once too (exit 2 when one cannot work)."""
     from rollout.engine.steps import describe as _describe
     from rollout.playbook.load import load_playbook
     from rollout.playbook.model import step_label
@@ -308,17 +328,55 @@ def validate(playbook: Path) -> None:
         click.echo(f"  gate {name}: {', '.join(m.describe() for m in gates.metrics)}")
     for warning in book.warnings():
         click.echo(f"warning: {playbook}: {warning}", err=True)
+    if preflight or env_name:
+        if not (preflight and env_name):
+            raise click.UsageError("--preflight and --env go together")
+        _preflight(playbook, env_name, environments_dir, secrets_file)
+
+
+def _preflight(playbook: Path, env_name: str, environments_dir: Path, secrets_file: Path | None) -> None:
+    """``validate --preflight``: the phase's gate queries, once each, read-only."""
+    from rollout.console import QuietReporter
+    from rollout.engine.preflight import run_preflight
+    from rollout.engine.project import Project, open_context
+    from rollout.util.clock import SystemClock
+
+    project = Project(playbook, environments_dir, Path(".rollout/state.db"), secrets_file)
+    click.get_current_context().meta["rollout.project"] = project  # its redactor guards the error line
+    with open_context(project, env_name, SystemClock(), QuietReporter(), read_only=True) as ctx:
+        report = run_preflight(ctx)
+    for check in report.checks:
+        said = f"FAIL {check.metric}: {check.problem}" if check.problem else f"ok   {check.metric}: {check.asked}"
+        click.echo(project.redactor.text(f"  preflight {said}" + (f" ({check.note})" if check.note else "")))
+    if not report.ok:
+        raise ConfigError(f"{playbook}: preflight of environment {env_name} failed: {'; '.join(report.problems)}")
+    click.echo(f"preflight: {len(report.checks)} gate queries of environment {env_name} answered as a ramp needs")
 
 
 @cli.command()
 @project_options
 @click.option("--env", "env_name", required=True, help="The environment (its phase is planned).")
+@click.option(
+    "--traffic",
+    metavar="RATE",
+    help="Bookings (requests) per second overall for the forecasts: 50/s, 3000/m (default: the gates' provider, last hour).",
+)
+@click.option(
+    "--breach",
+    "breaches",
+    multiple=True,
+    metavar="METRIC=VALUE",
+    help="Also forecast catching this breach (repeatable): success_rate=80%, avg_latency_ms=8000.",
+)
 @click.option("--json", "as_json", is_flag=True)
-def plan(env_name: str, as_json: bool) -> None:
-    """Show the environment's phase, step by step, and what its configure step would change."""
+def plan(env_name: str, traffic: str | None, breaches: tuple[str, ...], as_json: bool) -> None:
+    """Show the environment's phase, step by step, what its configure step would change, and what each
+    ramp step's gates will do at the traffic (forecasts)."""
     import json
 
     from rollout.console import QuietReporter
+    from rollout.engine.calendar import schedule_of
+    from rollout.engine.forecasting import forecast_lines, phase_forecast
     from rollout.engine.project import open_context
     from rollout.engine.runner import plan_rows, promotion_previews
     from rollout.playbook.environments import shown_diff
@@ -335,6 +393,8 @@ def plan(env_name: str, as_json: bool) -> None:
             target = project.resolve(ctx.resolved.env, overrides=configure.set)
             changes = shown_diff(target, ctx.flags.read())
         current = ctx.state.get(env_name)
+        schedule, now = schedule_of(ctx), ctx.clock.time()
+        forecast = phase_forecast(ctx, traffic, breaches)
     if as_json:
         click.echo(
             json.dumps(
@@ -348,6 +408,8 @@ def plan(env_name: str, as_json: bool) -> None:
                         k: v if isinstance(v, str) else [{"commit": c, "summary": m} for c, m in v]
                         for k, v in previews.items()
                     },
+                    "schedule": None if schedule.empty else schedule.as_dict(now),
+                    "forecast": forecast,
                 },
                 indent=2,
             )
@@ -367,6 +429,9 @@ def plan(env_name: str, as_json: bool) -> None:
     used = dict.fromkeys(g for g in (getattr(step, "gate", None) for step in ctx.phase.steps) if g)
     for name in used:
         console.print(f"gate {name}: {', '.join(m.describe() for m in ctx.playbook.gates[name].metrics)}", markup=False)
+    if not schedule.empty:
+        for line in [*schedule.lines(), schedule.now_line(now)]:
+            console.print(f"schedule: {line}", markup=False)
     for label, commits in previews.items():
         if isinstance(commits, str):
             console.print(f"{label}: {commits}", markup=False)
@@ -381,6 +446,8 @@ def plan(env_name: str, as_json: bool) -> None:
                 f"  {name}: {old if old is not None else '(unset)'} -> {new if new is not None else '(unset)'}",
                 markup=False,
             )
+    for line, style in forecast_lines(forecast):
+        console.print(line, style=style or None, markup=False)
 
 
 @cli.command()
@@ -394,9 +461,22 @@ def plan(env_name: str, as_json: bool) -> None:
     metavar="REASON",
     help="Promote even without the required gate evidence; the reason is recorded.",
 )
+@click.option(
+    "--override-window",
+    is_flag=True,
+    help="Let the ramp move up outside its windows, freezes and start_at (never past its cutoff); audited.",
+)
+@click.option("--reason", help="Why the windows are overridden (with --override-window); recorded.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary instead of progress.")
 def advance(
-    env_name: str, dry_run: bool, approve: bool, yes: bool, override_evidence: str | None, as_json: bool
+    env_name: str,
+    dry_run: bool,
+    approve: bool,
+    yes: bool,
+    override_evidence: str | None,
+    override_window: bool,
+    reason: str | None,
+    as_json: bool,
 ) -> None:
     """Run the environment's phase from where it stopped.
 
@@ -407,6 +487,8 @@ def advance(
     from rollout.engine import runner
     from rollout.util.clock import SystemClock
 
+    if override_window != bool(reason and reason.strip()):
+        raise click.UsageError("--override-window and --reason go together (the reason is recorded in the audit)")
     project = _project()
     if dry_run:
         click.get_current_context().invoke(plan, env_name=env_name, as_json=as_json)
@@ -414,24 +496,97 @@ def advance(
             click.echo("dry run: nothing was written")
         return
     out = QuietReporter() if as_json else ConsoleReporter(redactor=project.redactor)
+    handed = _hand_to_agent(project, env_name, approve, yes, override_evidence, out)
+    if handed is not None:
+        _emit(handed, as_json)
+        return
     with runner.open_context(
-        project, env_name, SystemClock(), out, approve=approve, drain=False, override_evidence=override_evidence
+        project,
+        env_name,
+        SystemClock(),
+        out,
+        approve=approve,
+        drain=False,
+        override_evidence=override_evidence,
+        override_window=reason if override_window else None,
     ) as ctx:
         current = ctx.state.get(env_name)
         # --approve is a person's explicit decision on this phase: it confirms as --yes does
         if ctx.phase.confirm and not (yes or approve) and current.status not in ("completed", "rolled_back"):
-            if not sys.stdin.isatty():
-                raise StateError(
-                    f"phase {ctx.phase.name} asks for confirmation and there is no terminal to ask "
-                    f"on; run `rollout advance --env {env_name} --yes` to confirm"
-                )
-            click.confirm(f"Run phase {ctx.phase.name} in {env_name} from step {current.step_index + 1}?", abort=True)
+            _confirm_phase(ctx.phase.name, env_name, current.step_index)
         try:
             outcome = runner.advance(ctx)
         except KeyboardInterrupt:
             outcome = runner.interrupted(ctx)
         results = ctx.results
     _emit(outcome, as_json, {"steps": results}, then=ctx.notifier.drain if ctx.notifier else None)
+
+
+def _confirm_phase(phase: str, env_name: str, step_index: int) -> None:
+    if not sys.stdin.isatty():
+        raise StateError(
+            f"phase {phase} asks for confirmation and there is no terminal to ask "
+            f"on; run `rollout advance --env {env_name} --yes` to confirm"
+        )
+    click.confirm(f"Run phase {phase} in {env_name} from step {step_index + 1}?", abort=True)
+
+
+#: how long a terminal waits for an agent to take a run it handed over before running it itself
+AGENT_TAKES_WITHIN_S = 15.0
+
+
+def _hand_to_agent(project, env_name: str, approve: bool, yes: bool, override: str | None, out):  # noqa: ANN001, ANN202
+    """When a live agent serves ``env_name``, hand the run to it and follow it here; returns how it
+    ended, or None to run it in this terminal (no agent serves it, or none took it in time)."""
+    from rollout.engine import handoff, runner
+    from rollout.engine.follow import Follower, follow
+    from rollout.engine.state import actor
+    from rollout.util.clock import SystemClock
+
+    clock = SystemClock()
+    state = project.state()
+    try:
+        agents = handoff.serving(state, env_name, clock.time())
+        if not agents:
+            return None
+        with runner.open_context(project, env_name, clock, out, read_only=True, state=state) as ctx:
+            done = runner.finished(ctx)
+            if done is not None:
+                return done
+            runner.check_order(ctx)
+            current = ctx.state.get(env_name)
+            if ctx.phase.confirm and not (yes or approve):
+                _confirm_phase(ctx.phase.name, env_name, current.step_index)
+            phase = ctx.phase
+        since = state.last_ids(env_name)
+        options = {"approve": approve, "override_evidence": override}
+        request = handoff.request_run(state, env_name, options, actor(), clock.time())
+        names = ", ".join(a.id for a in agents)
+        out.line(
+            f"{env_name} is served by the agent {names}: the run is handed to it and followed here "
+            "(Ctrl-C stops following, not the run)",
+            "bold",
+        )
+        try:
+            outcome = follow(state, request, Follower(state, phase, env_name, out, since), clock, AGENT_TAKES_WITHIN_S)
+        except KeyboardInterrupt:
+            from rollout.engine.outcome import RunOutcome
+
+            taken = handoff.get(state, request)
+            who = taken.taken_by if taken and taken.taken_by else names
+            return RunOutcome(
+                "following_stopped",
+                130,
+                f"stopped following; the run goes on in the agent {who}. `rollout status` and `rollout history "
+                f"--env {env_name}` show it; `rollout rollback --env {env_name} --reason ...` stops it",
+                env_name,
+                phase.name,
+            )
+        if outcome is None:
+            out.line(f"no agent took the run within {AGENT_TAKES_WITHIN_S:g}s; running it in this terminal", "yellow")
+        return outcome
+    finally:
+        state.close()
 
 
 @cli.command()
@@ -563,11 +718,14 @@ def _known_environment(project, state, env_name: str) -> None:  # noqa: ANN001
 def status(env_name: str | None, as_json: bool) -> None:
     """Where each environment stands: status, phase, step, percentage, flag, commit."""
     import json
+    import time
     from datetime import UTC, datetime
 
+    from rollout.engine.driver import who_drives
     from rollout.engine.flagview import flag_view
 
     project = _project()
+    now = time.time()
     try:
         playbook = project.playbook()
     except RolloutError:  # status still shows what it knows when the playbook is broken
@@ -587,13 +745,18 @@ def status(env_name: str | None, as_json: bool) -> None:
                 "env_file": view.source,
                 "reported_by": view.reported_by,
             }
+            driver = who_drives(state, row, now)
+            shown = view.status
+            if driver is not None and driver.kind == "agent" and row.status == "completed":
+                shown = f"{view.status}, baking"
             data.append(
                 {
                     **row.__dict__,
-                    "status": view.status,
+                    "status": shown,
                     "recorded_status": row.status,
                     "live": live,
                     "lock": state.holder(row.name),
+                    "driven_by": driver.__dict__ if driver is not None else None,
                 }
             )
     finally:
@@ -606,7 +769,18 @@ def status(env_name: str | None, as_json: bool) -> None:
     from rollout.console import make_console
 
     table = Table(title="rollout status", title_justify="left")
-    for column in ("environment", "status", "phase", "step", "percent", "flag", "commit", "updated", "note"):
+    for column in (
+        "environment",
+        "status",
+        "phase",
+        "step",
+        "percent",
+        "flag",
+        "driven by",
+        "commit",
+        "updated",
+        "note",
+    ):
         table.add_column(column)
     for d in data:
         updated = datetime.fromtimestamp(d["updated_at"], UTC).strftime("%Y-%m-%d %H:%M:%SZ") if d["updated_at"] else ""
@@ -621,6 +795,7 @@ def status(env_name: str | None, as_json: bool) -> None:
             str(d["step_index"] + 1),
             "" if source["percent"] is None else f"{source['percent']}%{mark}",
             flag,
+            f"{d['driven_by']['kind']} {d['driven_by']['name']}" if d["driven_by"] else "",
             (d["commit_sha"] or "")[:10],
             updated,
             (d["reason"] or "")[:60],
@@ -636,8 +811,10 @@ def status(env_name: str | None, as_json: bool) -> None:
 def history(env_name: str, limit: int, as_json: bool) -> None:
     """The audit log and the gate verdicts of one environment, oldest first."""
     import json
+    import time
     from datetime import UTC, datetime
 
+    from rollout.engine.driver import who_drives
     from rollout.incident.words import audit_words
 
     project = _project()
@@ -645,6 +822,7 @@ def history(env_name: str, limit: int, as_json: bool) -> None:
     try:
         _known_environment(project, state, env_name)
         _note_missing(state)
+        driver = who_drives(state, state.get(env_name), time.time())
         events = [
             {"ts": a["ts"], "type": "audit", "actor": a["actor"], "action": a["action"], "detail": a["detail"]}
             for a in state.audit_log(env_name, limit)
@@ -668,6 +846,8 @@ def history(env_name: str, limit: int, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(events, indent=2, default=str))
         return
+    if driver is not None:
+        click.echo(f"{env_name} is driven by {driver.words()} now")
     for e in events:
         when = datetime.fromtimestamp(e["ts"], UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] + "Z"
         if e["type"] == "audit":

@@ -32,6 +32,17 @@ class Reporter(Protocol):
     def done_waiting(self) -> None: ...
 
 
+@dataclass(frozen=True)
+class Held:
+    """Why a ramp may not move up now, and when it next may (None: not known)."""
+
+    why: tuple[str, ...]
+    opens_at: float | None = None
+
+    def words(self) -> str:
+        return "; ".join(self.why)
+
+
 @dataclass
 class RunContext:
     """Everything one ``advance``/``watch``/``gate`` run needs."""
@@ -70,6 +81,26 @@ class RunContext:
     notifier: Notifier | None = None
     #: the incident report written by the last flag-off of this run
     incident_report: Path | None = None
+    #: the observation going on in this process (:class:`rollout.engine.observe.Watching`), kept
+    #: between looks: what a person was last shown, the metrics' limits
+    watching: Any = None
+    #: the step this process last announced (printed and recorded as started)
+    started_step: int | None = None
+    #: (step, ramp position) of the last flag write made by this process
+    wrote: tuple[str, int] | None = None
+    #: why a ramp may not move up at a time (a window closed, a freeze; an agent only guarding), or None: it may
+    schedule: Callable[[float], Held | None] | None = None
+    #: (step, percentage in force) of the wait for a window under way (said once), or None
+    window_wait: tuple[str, int | None] | None = None
+    #: the always-on agent driving this run (its name), or None: a terminal's ``advance``
+    agent: str | None = None
+
+    def may_move_up(self) -> Held | None:
+        """Why the ramp may not move up now (and when it next may), or None: it may."""
+        return self.schedule(self.clock.time()) if self.schedule is not None else None
+
+    #: --override-window: move up whatever the windows, freezes and start_at say, for this reason (audited)
+    override_window: str | None = None
 
     def notify(self, event: str, **details: Any) -> None:
         """Tell the playbook's webhooks, in the background (never before or instead of a flag write)."""

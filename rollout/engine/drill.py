@@ -124,17 +124,18 @@ def lowest_ramp_percent(ctx: RunContext) -> int:
     return min(found) if found else 0
 
 
-def refusal(state: StateRecords, env: str) -> str | None:
-    """Why a drill must not start in ``env`` now (rolled back, someone driving it), or None."""
+def refusal(state: StateRecords, env: str, now: float) -> str | None:
+    """Why a drill must not start in ``env`` now (rolled back; someone driving it: an advance holding
+    its writer lock, an agent holding its lease), or None."""
     current = state.get(env)
     if current.status == ROLLED_BACK:
         return (
             f"{env} is rolled back ({current.reason}); a drill would turn the feature on again. Run "
             f"`rollout resume --env {env} --reason ...` first if it may go on"
         )
-    driver = who_drives(state, env)
+    driver = who_drives(state, current, now)
     if driver is not None:
-        return f"{env} is being driven by {driver}; a drill would fight its flag writes: wait for it to finish"
+        return f"{env} is being driven by {driver.words()}; a drill would fight its flag writes: wait for it to finish"
     return None
 
 
@@ -245,7 +246,7 @@ def run(
     otherwise (and when a rollback overtook the drill); 130 after Ctrl-C (restored first).
     ``confirm`` sees the plan before anything is written and may say no."""
     env, state = ctx.env_name, ctx.state
-    why = refusal(state, env)
+    why = refusal(state, env, ctx.clock.time())
     if why:
         raise StateError(why)
     note = state.acquire(env, ctx.clock.time())  # no advance starts while the drill runs
@@ -256,7 +257,7 @@ def run(
         if recovered is not None:
             return recovered
         if state.get(env).status == ROLLED_BACK:  # a rollback may have come between the look and the lock
-            raise StateError(str(refusal(state, env)))
+            raise StateError(str(refusal(state, env, ctx.clock.time())))
         drill_plan = plan(ctx, percent, compare)
         if confirm is not None and not confirm(drill_plan):
             return RunOutcome("drill_cancelled", EXIT_OK, f"drill in {env} not run: nothing was written", env)

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from typing import Any
 
 from rollout.engine.crashpoints import crash_point
-from rollout.engine.state import StateRecords
+from rollout.engine.state import StateRecords, check_before_flag_write
 from rollout.util.clock import Clock
 
 INTENT = "flag_intent"
@@ -89,3 +89,4 @@ class Announced:
             self._state, self._environment, self._clock, self.by, flag=self._flag, percent=self._percent, **self._detail
         )
         after(self.by, "intent", self._percent)
+        check_before_flag_write(self._environment)

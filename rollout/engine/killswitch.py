@@ -22,7 +22,8 @@ from rollout.engine import hints
 from rollout.engine.context import RunContext
 from rollout.engine.flagwrites import after, announce
 from rollout.engine.outcome import FlagOff, RunOutcome
-from rollout.engine.state import ROLLED_BACK, StateRecords
+from rollout.engine.requests import clear_requests
+from rollout.engine.state import ROLLED_BACK, LeaseLost, StateRecords
 from rollout.flags import FlagBackend, FlagWriteError, is_on
 from rollout.incident.report import collect, write_report
 from rollout.playbook.environments import Resolved
@@ -66,10 +67,14 @@ def kill(
         with state.tx() as db:
             state.update(environment, clock.time(), db=db, status=ROLLED_BACK, reason=reason, flag=False)
             known["write"] = announce(state, environment, clock, "flag_off", flag=False, percent=None, db=db)
+        # no local lease check here: the token was checked as this commit was made, and a flag-off that
+        # follows it late is harmless (refusing it would leave rolled_back recorded with the flag on)
         after("flag_off", "intent")
 
     try:
         before = flags.set(enabled=False, guard=mark)
+    except LeaseLost:
+        raise  # an agent that lost its lease writes nothing more, not even a failure: the new owner guards
     except RolloutError as exc:  # the backend failed: record it before the error reaches the person
         with state.tx() as db:
             if not known:  # the write failed before its guard ran: the intent is recorded all the same
@@ -271,6 +276,7 @@ def switch_off(
         hints.after_flag_off(path.flags, path.target, path.resolved)  # after the write, never before it
         path.out.line(f"flag turned off for {path.env}" + (f": {step} failed" if step else ""), "bold red")
         problem = record_confirmation(path, off, who=who)
+    _end_requests(path, who)
     report = write_incident(path, who)
     path.notify(
         "flag_off",
@@ -287,6 +293,22 @@ def switch_off(
         incident_report=str(report) if report else None,
     )
     return SwitchedOff(off, problem, report)
+
+
+def _end_requests(path: OffPath, who: str | None) -> None:
+    """The run is over: people's pending requests on it end with it (after the flag write, never
+    before it; a failure here is said, never raised)."""
+    try:
+        cleared = clear_requests(path.state, path.env, path.clock.time(), who=who)
+    except Exception as exc:  # noqa: BLE001 - the flag is off already; what follows must not stand in its way
+        path.out.line(f"warning: the pending pause or promotion could not be cleared: {exc}", "bold red")
+        return
+    if cleared:
+        what = " and ".join(
+            (["a pause"] if cleared.get("paused") else [])
+            + ([f"a promotion ({cleared['promotion']})"] if cleared.get("promotion") else [])
+        )
+        path.out.line(f"cleared {what} requested on the run that was rolled back")
 
 
 def write_incident(path: OffPath, who: str | None = None) -> Path | None:

@@ -1,4 +1,6 @@
-"""Measure and judge over time: the loop shared by gate steps, ramps and ``rollout watch``."""
+"""Measure and judge: one evaluation of a gate set, and what an observation (a gate step, a ramp's
+percentage, ``rollout watch``, the agent's bake) remembers between evaluations. What to do with a
+verdict is decided in :mod:`rollout.engine.reconcile`; :func:`carry_out` records its effects."""
 
 from __future__ import annotations
 
@@ -7,21 +9,18 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from rollout.engine.calendar import check_cutoff
 from rollout.engine.context import RunContext
-from rollout.engine.killswitch import RolledBackMeanwhile
-from rollout.engine.state import ROLLED_BACK, step_at
-from rollout.gates import FAIL, HOLD, PASS, StepCounts, Verdict, judge_readings, no_data, sample_ratio, with_check
+from rollout.engine.reconcile import Act, Decision, Look
+from rollout.engine.warnings import announce_warnings
+from rollout.gates import HOLD, StepCounts, Verdict, judge_readings, no_data, sample_ratio, with_check
+from rollout.gates.replay import encode_reading
 from rollout.playbook.builtin import EMBEDDED
 from rollout.playbook.model import GateSet
 from rollout.providers.embedded import EmbeddedProvider
 from rollout.targets import EmbeddedTarget
 from rollout.util.errors import MeasurementError
 from rollout.util.units import format_duration
-
-PASSED, FAILED, HOLD_TIMEOUT, STOPPED = "passed", "failed", "hold_timeout", "stopped"
-#: a person accepted the step now (``rollout promote``), or sent the ramp to 100 % (``--full``)
-PROMOTED, PROMOTED_FULL = "promoted", "promoted_full"
-
 
 #: the sample-ratio check waits this long into a step, so no decision of the step before is counted
 SRM_SETTLE_S = 2.0
@@ -71,7 +70,7 @@ def _measured(
             inside, outside = embedded.cohort_counts(window)
         except MeasurementError:
             return verdict  # the gate metrics already say the service cannot be asked
-        verdict = with_check(verdict, sample_ratio(inside, outside, percent, window))
+        verdict = with_check(verdict, sample_ratio(inside, outside, percent, window), gates.on_srm)
     return verdict
 
 
@@ -110,7 +109,15 @@ def slow_traffic(verdict: Verdict, hold: float) -> Verdict:
     return dataclasses.replace(verdict, metrics=tuple(results))
 
 
-def record(ctx: RunContext, verdict: Verdict, step: str, percent: int | None) -> None:
+def record(ctx: RunContext, verdict: Verdict, step: str, percent: int | None, elapsed: float | None = None) -> None:
+    """One evaluation into the state store, with what each metric's judge read, so ``rollout backtest``
+    can judge it again exactly (:mod:`rollout.gates.replay`)."""
+    announce_warnings(ctx, verdict, step, percent)  # a health action's `warn`: said and notified once
+    metrics = verdict.as_dicts()
+    readings = {
+        m["metric"]: encode_reading(reading, elapsed)
+        for m, reading in zip(metrics, verdict.readings or (), strict=False)
+    }
     ctx.state.record_verdict(
         ctx.env_name,
         ctx.clock.time(),
@@ -119,102 +126,106 @@ def record(ctx: RunContext, verdict: Verdict, step: str, percent: int | None) ->
         percent,
         verdict.verdict,
         verdict.summary,
-        verdict.as_dicts(),
+        metrics,
         ctx.commit,
         verdict.duration_s,
+        readings or None,
     )
 
 
-@dataclass(frozen=True)
-class Observation:
-    result: str
-    verdict: Verdict
-    evaluations: int
+@dataclass
+class Watching:
+    """One observation, as this process remembers it between evaluations: what it watches, since
+    when, what a person was last shown, and the metrics' limits counted across evaluations (restored
+    from the step's last recorded evaluation, so a resumed or taken-over step goes on counting)."""
 
-
-def observe(
-    ctx: RunContext,
-    gate_name: str,
-    duration: float,
-    interval: float,
-    max_hold: float,
-    started_at: float,
-    step: str,
-    percent: int | None,
-) -> Observation:
-    """Evaluate ``gate_name`` every ``interval`` from ``started_at`` on.
-
-    Returns at once on a fail, and on a stop for a person (a signal metric failed, a provider erred
-    past its ``error_limit``). After ``duration``, returns on the first pass; a hold goes on until
-    ``duration + max_hold``, then returns ``hold_timeout``. Windows never reach back before
-    ``started_at``: what is judged is what happened at this step. The metrics' limits count from
-    where the step's last recorded evaluation left them (a resumed step does not start again).
-    """
-    gates = ctx.playbook.gates[gate_name]
-    counts = StepCounts(last_recorded(ctx, step, percent, started_at))
-    evaluations = 0
+    gates: GateSet
+    step: str
+    percent: int | None
+    started_at: float
+    look: Look
+    counts: StepCounts
+    evaluations: int = 0
     shown: str | None = None
-    where = f"{step}{f' at {percent}%' if percent is not None else ''}"
 
-    def show(verdict: Verdict, elapsed: float) -> None:
-        nonlocal shown
-        ctx.out.verdict(f"{where} (+{elapsed:.1f}s, evaluation {evaluations})", verdict)
-        shown = verdict.verdict
+    @property
+    def where(self) -> str:
+        return f"{self.step}{f' at {self.percent}%' if self.percent is not None else ''}"
 
-    while True:
-        if ctx.state.get(ctx.env_name).status == ROLLED_BACK:
-            raise RolledBackMeanwhile(f"environment {ctx.env_name} was rolled back meanwhile; stopping")
-        elapsed = ctx.clock.time() - started_at
-        verdict = slow_traffic(
-            measure(ctx, gates, cap=max(elapsed, interval), percent=percent, elapsed=elapsed, counts=counts), duration
-        )
-        evaluations += 1
-        record(ctx, verdict, step, percent)
-        # people see each change of verdict and the deciding one; the state keeps every evaluation
-        if verdict.verdict != shown:
-            show(verdict, elapsed)
-        result = None
-        # `rollout gate` (CI) judges what it sees; a person's pause or promotion is for advances
-        control = None if ctx.read_only else ctx.state.control(ctx.env_name)
-        if verdict.verdict == FAIL:  # a guardrail breach turns the flag off, paused or not
-            result = FAILED
-        elif verdict.stop:
-            result = STOPPED
-        elif control is not None and control.promote:
-            now = ctx.clock.time()
-            here = control.promote_at == step_at(ctx.state.get(ctx.env_name))
-            with ctx.state.tx() as db:
-                ctx.state.set_control(ctx.env_name, now, db=db, promote=None)
-                ctx.state.audit(
-                    ctx.env_name,
-                    "promotion_applied" if here else "promotion_dropped",
-                    now,
-                    db=db,
-                    step=step,
-                    percent=percent,
-                    full=control.promote_kind == "full",
-                    verdict=verdict.summary,
-                    **({} if here else {"why": "asked at a step that has ended since; ask again for this one"}),
-                )
-            if here:
-                result = PROMOTED_FULL if control.promote_kind == "full" else PROMOTED
-        elif control is not None and control.paused:
-            pass  # held at its percentage past its hold; the gates keep watching
-        elif elapsed >= duration:
-            if verdict.verdict == PASS:
-                result = PASSED
-            elif elapsed >= duration + max_hold:
-                result = HOLD_TIMEOUT
-        if result is not None:
-            ctx.out.done_waiting()
-            if evaluations > 1 and shown == verdict.verdict and result not in (FAILED, STOPPED):
-                show(verdict, elapsed)
-            return Observation(result, verdict, evaluations)
-        line = progress_line(where, verdict, elapsed, duration, max_hold, interval)
-        ctx.out.waiting(
-            f"{where}: PAUSED by a person (rollout continue); {line}" if control and control.paused else line
-        )
-        ctx.clock.sleep(interval)
+    def same(self, step: str, percent: int | None, started_at: float) -> bool:
+        """Is this the observation of ``step`` at ``percent`` begun at ``started_at``?"""
+        return (self.step, self.percent, self.started_at) == (step, percent, started_at)
+
+
+def watching(
+    ctx: RunContext, gate_name: str, step: str, percent: int | None, started_at: float, look: Look
+) -> Watching:
+    """Begin (or pick up) the observation of ``step`` at ``percent`` from ``started_at``."""
+    return Watching(
+        ctx.playbook.gates[gate_name],
+        step,
+        percent,
+        started_at,
+        look,
+        StepCounts(last_recorded(ctx, step, percent, started_at)),
+    )
+
+
+def evaluate(ctx: RunContext, w: Watching) -> Verdict:
+    """One evaluation of ``w``: measure (windows never reaching back before ``w.started_at``), judge,
+    record it, and show a person each change of verdict."""
+    elapsed = ctx.clock.time() - w.started_at
+    verdict = slow_traffic(
+        measure(ctx, w.gates, cap=max(elapsed, w.look.interval), percent=w.percent, elapsed=elapsed, counts=w.counts),
+        w.look.hold,
+    )
+    w.evaluations += 1
+    record(ctx, verdict, w.step, w.percent, elapsed)
+    if verdict.verdict != w.shown:
+        _show(ctx, w, verdict, elapsed)
+    return verdict
+
+
+def _show(ctx: RunContext, w: Watching, verdict: Verdict, elapsed: float) -> None:
+    ctx.out.verdict(f"{w.where} (+{elapsed:.1f}s, evaluation {w.evaluations})", verdict)
+    w.shown = verdict.verdict
+
+
+def carry_out(ctx: RunContext, w: Watching, decision: Decision, verdict: Verdict) -> Decision:
+    """The effects a decision has on the record and on what a person sees, the same for every
+    observing step: a promotion applied or dropped (recorded, cleared), the waiting line, the
+    deciding verdict shown once more when it ends a run of the same verdicts. Returns the decision."""
+    now = ctx.clock.time()
+    if decision.act in (Act.PROMOTE, Act.PROMOTE_FULL) or decision.drop_promotion:
+        applied = not decision.drop_promotion
+        control = ctx.state.control(ctx.env_name)
+        with ctx.state.tx() as db:
+            ctx.state.set_control(ctx.env_name, now, db=db, promote=None)
+            ctx.state.audit(
+                ctx.env_name,
+                "promotion_applied" if applied else "promotion_dropped",
+                now,
+                db=db,
+                step=w.step,
+                percent=w.percent,
+                full=control.promote_kind == "full",
+                verdict=verdict.summary,
+                **({} if applied else {"why": "asked at a step that has ended since; ask again for this one"}),
+            )
+    if decision.act == Act.WAIT:
+        check_cutoff(ctx)  # the phase's cutoff ends a hold that goes on: the step fails, the flag goes off
+        elapsed = now - w.started_at
+        line = progress_line(w.where, verdict, elapsed, w.look.hold, w.look.max_hold, w.look.interval)
+        if decision.held_by_schedule:
+            line = f"{w.where}: PASSING, waiting: {decision.held_by_schedule}; {line}"
+        elif decision.reason == "paused by a person":
+            line = f"{w.where}: PAUSED by a person (rollout continue); {line}"
+        ctx.out.waiting(line)
+        return decision
+    ctx.out.done_waiting()
+    if w.evaluations > 1 and w.shown == verdict.verdict and decision.act not in (Act.TURN_OFF, Act.STOP):
+        _show(ctx, w, verdict, now - w.started_at)
+    return decision
 
 
 def last_recorded(ctx: RunContext, step: str, percent: int | None, since: float) -> list[dict[str, Any]]:

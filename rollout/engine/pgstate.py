@@ -10,6 +10,7 @@ kill switch never waits for the writer lock, as with SQLite.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import socket
@@ -18,6 +19,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from rollout.engine.state import StateRecords, actor
+from rollout.util.connections import ThreadConnections
 from rollout.util.errors import StateError
 from rollout.util.pg import LOCK_CLASS, error_text, shown_url
 from rollout.util.redact import Redactor
@@ -48,7 +50,8 @@ CREATE TABLE IF NOT EXISTS verdicts (
     summary     TEXT NOT NULL,
     metrics     JSONB NOT NULL,
     commit_sha  TEXT,
-    duration_s  DOUBLE PRECISION
+    duration_s  DOUBLE PRECISION,
+    readings    JSONB
 );
 CREATE INDEX IF NOT EXISTS verdicts_env ON verdicts(environment, id);
 CREATE TABLE IF NOT EXISTS audit (
@@ -80,13 +83,54 @@ CREATE TABLE IF NOT EXISTS controls (
     updated_at  DOUBLE PRECISION NOT NULL
 );
 ALTER TABLE verdicts ADD COLUMN IF NOT EXISTS duration_s DOUBLE PRECISION;
+ALTER TABLE verdicts ADD COLUMN IF NOT EXISTS readings JSONB;
+ALTER TABLE environments ADD COLUMN IF NOT EXISTS run_id TEXT;
+ALTER TABLE environments ADD COLUMN IF NOT EXISTS driver TEXT;
+ALTER TABLE environments ADD COLUMN IF NOT EXISTS completed_at DOUBLE PRECISION;
+ALTER TABLE controls ADD COLUMN IF NOT EXISTS run_id TEXT;
+CREATE TABLE IF NOT EXISTS leases (
+    environment TEXT PRIMARY KEY,
+    owner       TEXT NOT NULL,
+    token       BIGINT NOT NULL,
+    expires_at  DOUBLE PRECISION NOT NULL,
+    acquired_at DOUBLE PRECISION NOT NULL,
+    renewed_at  DOUBLE PRECISION NOT NULL
+);
+CREATE TABLE IF NOT EXISTS agents (
+    id           TEXT PRIMARY KEY,
+    host         TEXT NOT NULL,
+    pid          INTEGER NOT NULL,
+    url          TEXT,
+    serves       TEXT NOT NULL,
+    started_at   DOUBLE PRECISION NOT NULL,
+    heartbeat_at DOUBLE PRECISION NOT NULL,
+    ttl          DOUBLE PRECISION NOT NULL,
+    stopping     BOOLEAN NOT NULL DEFAULT FALSE
+);
+CREATE TABLE IF NOT EXISTS run_requests (
+    id           BIGSERIAL PRIMARY KEY,
+    environment  TEXT NOT NULL,
+    options      TEXT NOT NULL,
+    requested_by TEXT NOT NULL,
+    requested_at DOUBLE PRECISION NOT NULL,
+    taken_by     TEXT,
+    taken_at     DOUBLE PRECISION,
+    finished_at  DOUBLE PRECISION,
+    outcome      TEXT
+);
+CREATE INDEX IF NOT EXISTS run_requests_env ON run_requests(environment, id);
+CREATE TABLE IF NOT EXISTS rollout_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
+
+#: the schema's version: any change to :data:`SCHEMA` makes a new one (and runs it once)
+SCHEMA_VERSION = hashlib.sha256(SCHEMA.encode()).hexdigest()[:16]
 
 
 class PgStateStore(StateRecords):
     """The :class:`~rollout.engine.state.StateStore` interface over PostgreSQL (psycopg 3)."""
 
     missing = False
+    _LEASE_ROW = "SELECT owner, token FROM leases WHERE environment = ? FOR UPDATE"
 
     @staticmethod
     def _sql(sql: str) -> str:
@@ -108,23 +152,59 @@ class PgStateStore(StateRecords):
 
     def __init__(self, url: str, redactor: Redactor | None = None) -> None:
         import psycopg
-        from psycopg.rows import dict_row
 
         if redactor is not None:
             self.redactor = redactor
         self.url = url
         self.path = shown_url(url)
+        self._connections = ThreadConnections(self._connect)
         try:
-            self._db = psycopg.connect(url, autocommit=True, row_factory=dict_row, connect_timeout=10)
-            with self._db.transaction():
-                # two processes creating the schema at once would collide: one at a time
-                self._db.execute("SELECT pg_advisory_xact_lock(%s, 0)", (LOCK_CLASS,))
-                self._db.execute(SCHEMA)
+            if not self._schema_current():
+                with self._db.transaction():
+                    # two processes creating the schema at once would collide: one at a time
+                    self._db.execute("SELECT pg_advisory_xact_lock(%s, 0)", (LOCK_CLASS,))
+                    self._db.execute(SCHEMA)
+                    self._db.execute(
+                        "INSERT INTO rollout_meta (key, value) VALUES ('schema', %s) "
+                        "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                        (SCHEMA_VERSION,),
+                    )
         except psycopg.Error as exc:
             raise StateError(f"{self.path}: cannot open the state database ({error_text(exc)})") from exc
 
+    def _schema_current(self) -> bool:
+        """Is the schema this version's already? Then no DDL runs: DDL takes exclusive locks, and
+        agents write all the time (a DDL beside their writes can deadlock)."""
+        if self._db.execute("SELECT to_regclass('rollout_meta') AS t").fetchone()["t"] is None:
+            return False
+        row = self._db.execute("SELECT value FROM rollout_meta WHERE key = 'schema'").fetchone()
+        return row is not None and row["value"] == SCHEMA_VERSION
+
+    def _connect(self) -> Any:
+        """A connection for the calling thread (the agent works from several)."""
+        import psycopg
+        from psycopg.rows import dict_row
+
+        try:
+            return psycopg.connect(self.url, autocommit=True, row_factory=dict_row, connect_timeout=10)
+        except psycopg.Error as exc:
+            raise StateError(f"{self.path}: cannot open the state database ({error_text(exc)})") from exc
+
+    @property
+    def _db(self) -> Any:
+        return self._connections.get()
+
     def close(self) -> None:
-        self._db.close()
+        self._connections.close()
+
+    def server_time(self, now: float) -> float:
+        """The database's clock: agents on machines whose clocks disagree still agree on a lease."""
+        return float(self._db.execute("SELECT EXTRACT(EPOCH FROM clock_timestamp()) AS t").fetchone()["t"])
+
+    def in_tx(self, db: Any) -> bool:
+        from psycopg.pq import TransactionStatus
+
+        return bool(db.info.transaction_status != TransactionStatus.IDLE)
 
     @contextmanager
     def tx(self) -> Iterator[Any]:

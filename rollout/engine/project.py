@@ -120,13 +120,17 @@ def open_context(
     phase_name: str | None = None,
     commit: str | None = RECORDED,
     override_evidence: str | None = None,
+    state: StateRecords | None = None,
+    override_window: str | None = None,
 ) -> Iterator[RunContext]:
     """Load and resolve everything a run of ``env_name`` needs, once; close it afterwards.
 
     ``phase_name`` runs another phase's steps in this environment (``rollout gate --phase``);
     ``commit`` is the commit under test (default :data:`RECORDED`: the one the environment last
     promoted; None: none known);
-    ``override_evidence`` lets a promote step go without its evidence, for that reason. With
+    ``override_evidence`` lets a promote step go without its evidence, for that reason;
+    ``override_window`` lets a ramp move up outside its windows and freezes, for that reason. ``state``
+    is a store to share (the agent's, used from its worker threads; left open). With
     ``drain`` False the webhook deliveries still going are left to the caller
     (``ctx.notifier.drain()`` after it has printed its answer)."""
     playbook = project.playbook()
@@ -145,7 +149,8 @@ def open_context(
     resolved = project.resolve(env)
     # every reference is resolved now, so the redactor knows each value before anything is printed
     project.learn_secrets(playbook, env)
-    state = project.state(read_only=read_only)
+    shared = state
+    state = shared or project.state(read_only=read_only)
     service = ServiceClient(env.service_url, resolved.admin_token)
     sandbox = (
         SandboxControl(env.sandbox_url, resolved.sandbox_token) if env.sandbox_url and resolved.sandbox_token else None
@@ -182,6 +187,7 @@ def open_context(
         commit=state.get(env_name).commit_sha if commit == RECORDED else commit,
         override_evidence=override_evidence,
         notifier=notifier,
+        override_window=override_window,
     )
     try:
         yield ctx
@@ -193,7 +199,8 @@ def open_context(
         service.close()
         if sandbox is not None:
             sandbox.close()
-        state.close()
+        if shared is None:
+            state.close()
 
 
 def resolved_or_from_file(project: Project, env: Environment, flags: FlagBackend) -> Resolved:

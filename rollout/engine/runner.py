@@ -8,13 +8,16 @@ not apply it again). A failing check or gate turns the flag off at once through 
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from rollout.checks.service_api import ServiceClient
 from rollout.engine import drill
+from rollout.engine.calendar import moving_up
 from rollout.engine.context import Reporter, RunContext
+from rollout.engine.driver import Driver, agent, terminal
 from rollout.engine.flagview import flag_stands, restart_index, switched_off
 from rollout.engine.killswitch import (
     Lines,
@@ -27,7 +30,9 @@ from rollout.engine.killswitch import (
 from rollout.engine.observe import measure, record
 from rollout.engine.outcome import RunOutcome
 from rollout.engine.project import Project, open_context, resolved_or_from_file
+from rollout.engine.requests import clear_requests, cleared_since
 from rollout.engine.state import (
+    AGENT,
     AWAITING_APPROVAL,
     COMPLETED,
     HELD,
@@ -36,12 +41,15 @@ from rollout.engine.state import (
     ROLLED_BACK,
     RUNNING,
     EnvState,
+    LeaseLost,
+    StateRecords,
     actor,
     step_at,
 )
-from rollout.engine.steps import AWAIT, DONE, KINDS, StepResult, describe, managed_values
+from rollout.engine.steps import AWAIT, DONE, KINDS, StepResult, Wait, describe, managed_values
 from rollout.engine.steps import FAIL as STEP_FAIL
 from rollout.engine.steps import configure as configure_step
+from rollout.engine.waiting import before_phase
 from rollout.gates import FAIL, StepCounts
 from rollout.notify import Notifier
 from rollout.playbook.environments import load_environment, shown_diff
@@ -118,17 +126,50 @@ def check_order(ctx: RunContext) -> None:
 def advance(ctx: RunContext) -> RunOutcome:
     """Run the phase's remaining steps; see the module docstring. A drill that died first has the
     flag put back as it found it (:func:`rollout.engine.drill.recover`)."""
+    env = ctx.env_name
+    _finish_dead_drill(ctx)
+    done = finished(ctx)
+    if done is not None:
+        return done
+    check_order(ctx)
+    driving = agent(ctx.state, env, ctx.clock.time())
+    current = ctx.state.get(env)
+    if driving is not None and current.driver == AGENT:
+        raise StateError(
+            f"{env} is driven by {driving.words()} (its run goes on there); `rollout advance --env {env}` follows "
+            f"it when that agent serves this project, and `rollout rollback --env {env} --reason ...` stops it"
+        )
+    note = ctx.state.acquire(env, ctx.clock.time())
+    try:
+        if note:
+            ctx.state.audit(env, "lock_recovered", ctx.clock.time(), note=note)
+            ctx.out.line(f"note: {note}; resuming", "yellow")
+        return _advance_locked(ctx)
+    finally:
+        ctx.state.release(env)
+
+
+def _finish_dead_drill(ctx: RunContext) -> None:
+    """A drill that died between its flag-off and its restore: the flag back as it found it, under
+    the writer lock, before anything else (not while an agent drives the environment: its run goes on)."""
+    env = ctx.env_name
+    if drill.unfinished(ctx.state, env) is None or agent(ctx.state, env, ctx.clock.time()) is not None:
+        return
+    note = ctx.state.acquire(env, ctx.clock.time())
+    try:
+        if note:
+            ctx.state.audit(env, "lock_recovered", ctx.clock.time(), note=note)
+        recovered = drill.recover(ctx)
+        if recovered is not None:
+            ctx.out.line(f"note: {recovered.message}", "bold yellow")
+    finally:
+        ctx.state.release(env)
+
+
+def finished(ctx: RunContext) -> RunOutcome | None:
+    """How an advance ends before it starts: the environment rolled back, or its phase complete
+    (and whether the flag is still on); None: there is something to run."""
     env, phase = ctx.env_name, ctx.phase
-    if drill.unfinished(ctx.state, env) is not None:
-        note = ctx.state.acquire(env, ctx.clock.time())
-        try:
-            if note:
-                ctx.state.audit(env, "lock_recovered", ctx.clock.time(), note=note)
-            recovered = drill.recover(ctx)
-            if recovered is not None:
-                ctx.out.line(f"note: {recovered.message}", "bold yellow")
-        finally:
-            ctx.state.release(env)
     current = ctx.state.get(env)
     if current.status == ROLLED_BACK:
         return RunOutcome(
@@ -151,113 +192,175 @@ def advance(ctx: RunContext) -> RunOutcome:
         return RunOutcome(
             COMPLETED, EXIT_OK, f"phase {phase.name} is complete in {env}; nothing to do", env, phase.name
         )
-    check_order(ctx)
-    note = ctx.state.acquire(env, ctx.clock.time())
-    try:
-        if note:
-            ctx.state.audit(env, "lock_recovered", ctx.clock.time(), note=note)
-            ctx.out.line(f"note: {note}; resuming", "yellow")
-        return _advance_locked(ctx)
-    finally:
-        ctx.state.release(env)
+    return None
 
 
 def _advance_locked(ctx: RunContext) -> RunOutcome:
+    early = before_phase(ctx)  # an override audited; a passed cutoff; start_at; preflight
+    if early is not None:
+        return early
+    begin_run(ctx)
+    while True:
+        result = advance_tick(ctx)
+        if isinstance(result, RunOutcome):
+            return result
+        ctx.clock.sleep(max(0.0, result.at - ctx.clock.time()))
+
+
+def begin_run(ctx: RunContext, driver: str | None = None) -> None:
+    """Mark the environment running and record how this run starts: a phase started (a new run id),
+    or a run picked up again (the same run, or a new one after a rollback and ``resume``).
+    ``driver`` is ``agent`` when the always-on agents drive it."""
     env, phase = ctx.env_name, ctx.phase
+    moving_up(ctx)  # a ramp of this run moves up only when its windows and freezes let it
     now = ctx.clock.time()
     current = ctx.state.get(env)
     ctx.resumed_from = current.status
+    ctx.started_step = None
+    ctx.watching = None
     if current.phase != phase.name:
-        ctx.state.update(
-            env,
-            now,
-            phase=phase.name,
-            step_index=0,
-            ramp_index=0,
-            ramp_applied=False,
-            observe_started=None,
-            status=RUNNING,
-            reason=None,
-        )
-        ctx.state.audit(env, "phase_started", now, phase=phase.name, playbook=str(ctx.playbook_path))
-    else:
-        ctx.state.update(env, now, status=RUNNING)
-        if current.status in (RUNNING, HELD, INTERRUPTED):
-            ctx.state.audit(env, "resumed", now, phase=phase.name, step_index=current.step_index)
+        run_id = new_run_id()
+        with ctx.state.tx() as db:
+            ctx.state.update(
+                env,
+                now,
+                db=db,
+                phase=phase.name,
+                step_index=0,
+                ramp_index=0,
+                ramp_applied=False,
+                observe_started=None,
+                status=RUNNING,
+                reason=None,
+                run_id=run_id,
+                driver=driver,
+            )
+            ctx.state.audit(
+                env, "phase_started", now, db=db, phase=phase.name, playbook=str(ctx.playbook_path), run=run_id
+            )
+        return
+    run_id = current.run_id or new_run_id()
+    with ctx.state.tx() as db:
+        ctx.state.update(env, now, db=db, status=RUNNING, run_id=run_id, driver=driver)
+        if current.status in (RUNNING, HELD, INTERRUPTED) or current.run_id != run_id:
+            ctx.state.audit(
+                env, "resumed", now, db=db, phase=phase.name, step_index=current.step_index, run=run_id, by=driver
+            )
+
+
+def new_run_id() -> str:
+    return uuid.uuid4().hex[:12]
+
+
+def advance_tick(ctx: RunContext) -> RunOutcome | Wait:
+    """One look at a run (after :func:`begin_run`): a step that runs to its end, or one look at an
+    observing step. Returns how the run ended, or when to look again."""
+    env, phase = ctx.env_name, ctx.phase
     total = len(phase.steps)
-    while True:
-        current = ctx.state.get(env)
-        if current.step_index >= total:
-            if switched_off(phase, ctx.resolved.env, ctx.flags):
-                # never call a phase that turns the feature on complete while the feature is off
-                ctx.state.update(env, ctx.clock.time(), status=HELD, reason="the flag is off")
-                return RunOutcome(
-                    "flag_off",
-                    EXIT_HELD,
-                    f"phase {phase.name} reached its end in {env} but the flag is off in "
-                    f"{ctx.flags.describe()}; not marked completed. Run `rollout resume --env {env} "
-                    "--reason ...` to ramp again",
-                    env,
-                    phase.name,
-                )
-            ctx.state.update(env, ctx.clock.time(), status=COMPLETED)
-            ctx.state.audit(env, "phase_completed", ctx.clock.time(), phase=phase.name, commit=ctx.commit)
-            ctx.notify("phase_completed", summary=f"phase {phase.name} completed", commit=ctx.commit)
-            if phase is ctx.playbook.phases[-1]:
-                ctx.notify(
-                    "rollout_completed", summary=f"{ctx.playbook.name}: every phase completed", commit=ctx.commit
-                )
-            return RunOutcome(COMPLETED, EXIT_OK, f"phase {phase.name} completed in {env}", env, phase.name)
-        step = phase.steps[current.step_index]
-        label = step_label(step, current.step_index)
+    current = ctx.state.get(env)
+    if current.status == ROLLED_BACK:
+        ctx.out.done_waiting()
+        return RunOutcome(
+            ROLLED_BACK,
+            EXIT_ROLLED_BACK,
+            f"environment {env} was rolled back meanwhile ({current.reason}); stopping",
+            env,
+            phase.name,
+            step_label(phase.steps[current.step_index], current.step_index) if current.step_index < total else None,
+        )
+    if current.step_index >= total:
+        return _complete(ctx)
+    step = phase.steps[current.step_index]
+    label = step_label(step, current.step_index)
+    if ctx.started_step != current.step_index:
+        ctx.started_step = current.step_index
+        ctx.watching = None
         ctx.out.step(current.step_index, total, label, step.kind)
         ctx.state.audit(env, "step_started", ctx.clock.time(), step=label, kind=step.kind)
-        kind = KINDS.get(step.kind)
-        if kind is None:
-            raise ConfigError(f"step {label}: kind {step.kind!r} is not available in this version of rollout")
-        try:
-            result = kind.run(ctx, step, label)
-        except RolledBackMeanwhile as exc:
-            return RunOutcome(ROLLED_BACK, EXIT_ROLLED_BACK, str(exc), env, phase.name, label)
-        except Exception as exc:  # noqa: BLE001 - see cannot_continue
-            result = cannot_continue(ctx, step, exc)
-        ctx.results.append(result.record(label, step.kind))
-        now = ctx.clock.time()
-        if result.status == DONE:
-            with ctx.state.tx() as db:  # the record of the step and the move past it, together
-                ctx.state.audit(env, "step_done", now, db=db, step=label, detail=result.detail)
-                ctx.state.update(
-                    env,
-                    now,
-                    db=db,
-                    step_index=current.step_index + 1,
-                    ramp_index=0,
-                    ramp_applied=False,
-                    observe_started=None,
-                )
-            continue
-        if result.status == AWAIT:
-            ctx.state.update(env, now, status=AWAITING_APPROVAL, reason=result.detail)
-            ctx.state.audit(env, "awaiting_approval", now, step=label, detail=result.detail)
-            ctx.notify(
-                "hold_timeout" if result.verdict is not None and not result.verdict.stop else "approval_needed",
-                step=label,
-                summary=f"{result.detail}; approve with `rollout advance --env {env} --approve`",
-            )
-            return RunOutcome(
-                AWAITING_APPROVAL,
-                EXIT_HELD,
-                f"{label}: {result.detail} - approve with `rollout advance --env {env} --approve`",
+    kind = KINDS.get(step.kind)
+    if kind is None:
+        raise ConfigError(f"step {label}: kind {step.kind!r} is not available in this version of rollout")
+    try:
+        result = kind.step(ctx, step, label)
+    except RolledBackMeanwhile as exc:
+        ctx.out.done_waiting()
+        return RunOutcome(ROLLED_BACK, EXIT_ROLLED_BACK, str(exc), env, phase.name, label)
+    except LeaseLost:
+        raise
+    except Exception as exc:  # noqa: BLE001 - see cannot_continue
+        result = cannot_continue(ctx, step, exc)
+    if isinstance(result, Wait):
+        return result
+    ctx.watching = None
+    ctx.results.append(result.record(label, step.kind))
+    now = ctx.clock.time()
+    if result.status == DONE:
+        with ctx.state.tx() as db:  # the record of the step and the move past it, together
+            ctx.state.audit(env, "step_done", now, db=db, step=label, detail=result.detail)
+            ctx.state.update(
                 env,
-                phase.name,
-                label,
+                now,
+                db=db,
+                step_index=current.step_index + 1,
+                ramp_index=0,
+                ramp_applied=False,
+                observe_started=None,
             )
-        verdict = result.verdict.record() if result.verdict else {"summary": result.detail}
-        done = switch_off(
-            OffPath.of(ctx), f"{label} failed: {result.detail}", automatic=True, verdict=verdict, step=label
+        return Wait(now)
+    if result.status == AWAIT:
+        ctx.state.update(env, now, status=AWAITING_APPROVAL, reason=result.detail)
+        ctx.state.audit(env, "awaiting_approval", now, step=label, detail=result.detail)
+        ctx.notify(
+            "hold_timeout" if result.verdict is not None and not result.verdict.stop else "approval_needed",
+            step=label,
+            summary=f"{result.detail}; approve with `rollout advance --env {env} --approve`",
         )
-        ctx.incident_report = done.report
-        return done.outcome(env, phase.name, label, f"{label} failed: {result.detail}")
+        return RunOutcome(
+            AWAITING_APPROVAL,
+            EXIT_HELD,
+            f"{label}: {result.detail} - approve with `rollout advance --env {env} --approve`",
+            env,
+            phase.name,
+            label,
+        )
+    verdict = result.verdict.record() if result.verdict else {"summary": result.detail}
+    done = switch_off(OffPath.of(ctx), f"{label} failed: {result.detail}", automatic=True, verdict=verdict, step=label)
+    ctx.incident_report = done.report
+    return done.outcome(env, phase.name, label, f"{label} failed: {result.detail}")
+
+
+def _complete(ctx: RunContext) -> RunOutcome:
+    """The phase's last step is done: completed (never while a phase that turns the feature on has
+    it off)."""
+    env, phase = ctx.env_name, ctx.phase
+    if switched_off(phase, ctx.resolved.env, ctx.flags):
+        # never call a phase that turns the feature on complete while the feature is off
+        ctx.state.update(env, ctx.clock.time(), status=HELD, reason="the flag is off")
+        return RunOutcome(
+            "flag_off",
+            EXIT_HELD,
+            f"phase {phase.name} reached its end in {env} but the flag is off in "
+            f"{ctx.flags.describe()}; not marked completed. Run `rollout resume --env {env} "
+            "--reason ...` to ramp again",
+            env,
+            phase.name,
+        )
+    now = ctx.clock.time()
+    with ctx.state.tx() as db:
+        ctx.state.update(env, now, db=db, status=COMPLETED, completed_at=now)
+        ctx.state.audit(
+            env,
+            "phase_completed",
+            now,
+            db=db,
+            phase=phase.name,
+            commit=ctx.commit,
+            bake_s=phase.bake,
+        )
+    ctx.notify("phase_completed", summary=f"phase {phase.name} completed", commit=ctx.commit)
+    if phase is ctx.playbook.phases[-1]:
+        ctx.notify("rollout_completed", summary=f"{ctx.playbook.name}: every phase completed", commit=ctx.commit)
+    return RunOutcome(COMPLETED, EXIT_OK, f"phase {phase.name} completed in {env}", env, phase.name)
 
 
 def cannot_continue(ctx: RunContext, step: Any, exc: Exception) -> StepResult:
@@ -478,19 +581,31 @@ def resume(project: Project, env_name: str, reason: str, clock: Clock) -> RunOut
         if phase is not None and current.phase == phase.name:
             step_index = restart_index(phase, env, flags.flag_variable, min(current.step_index, len(phase.steps)))
         now = clock.time()
-        state.update(
-            env_name,
-            now,
-            status=HELD,
-            reason=reason,
-            step_index=step_index,
-            ramp_index=0,
-            ramp_applied=False,
-            observe_started=None,
-        )
-        state.audit(
-            env_name, "resumed_after_rollback", now, reason=reason, step_index=step_index, stopped_at=current.step_index
-        )
+        cleared = cleared_since(state, env_name, ("flag_off", "flag_off_failed"))
+        left = clear_requests(state, env_name, now)  # a run that ended without a rollback leaves none either
+        with state.tx() as db:
+            state.update(
+                env_name,
+                now,
+                db=db,
+                status=HELD,
+                reason=reason,
+                step_index=step_index,
+                ramp_index=0,
+                ramp_applied=False,
+                observe_started=None,
+                run_id=None,
+                driver=None,
+            )
+            state.audit(
+                env_name,
+                "resumed_after_rollback",
+                now,
+                db=db,
+                reason=reason,
+                step_index=step_index,
+                stopped_at=current.step_index,
+            )
     finally:
         state.close()
     what = ""
@@ -498,10 +613,22 @@ def resume(project: Project, env_name: str, reason: str, clock: Clock) -> RunOut
         step = phase.steps[step_index]
         what = f" ({step_label(step, step_index)}"
         what += f", restarting at {step.percentages[0]}%)" if isinstance(step, RampStep) else ")"
+    said = [
+        f"{e['actor']}'s "
+        + " and ".join(
+            (["pause"] if e["detail"].get("paused") else [])
+            + ([f"promotion ({e['detail']['promotion']})"] if e["detail"].get("promotion") else [])
+        )
+        for e in cleared
+    ]
+    if left:
+        said.append("a pending " + " and ".join(k for k in ("paused", "promotion") if left.get(k)))
+    note = f"; the rollback cleared {', '.join(said)}: the new run starts with none" if said else ""
     return RunOutcome(
         HELD,
         EXIT_OK,
-        f"{env_name} may advance again from step {step_index + 1}{what}; the flag stays off until a step turns it on",
+        f"{env_name} may advance again from step {step_index + 1}{what}; the flag stays off until a step turns "
+        f"it on{note}",
         env_name,
         current.phase,
     )
@@ -613,6 +740,15 @@ def promote_now(
     return _hand(project, env_name, clock, who, "promotion_requested", reason, promote="full" if full else "step")
 
 
+def _driving(state: StateRecords, current: EnvState, now: float) -> Driver | None:
+    """Who would apply a request on ``current``'s run now: a terminal's advance, or an agent driving
+    a run handed to it (an agent only guarding a run does not move it)."""
+    found = terminal(state, current.name)
+    if found is None and current.driver == AGENT and current.status == RUNNING:
+        found = agent(state, current.name, now)
+    return found
+
+
 def _promotion_at(kind: str, current: EnvState) -> str:
     # tied to the step it was asked at: a step that ends first does not hand it to the next one
     return f"{kind}@{step_at(current)}"
@@ -624,25 +760,55 @@ def _hand(
     state = project.state()
     try:
         current = state.get(env_name)
+        verb = {"paused": "pause", "continued": "continue", "promotion_requested": "promote"}[action]
         if current.status == ROLLED_BACK:
-            raise StateError(f"{env_name} is rolled back ({current.reason}); nothing runs to {action.split('_')[0]}")
+            raise StateError(f"{env_name} is rolled back ({current.reason}); nothing runs to {verb}")
         now = clock.time()
+        driver = _driving(state, current, now)
+        pending = state.control(env_name)
+        clearing = action == "continued" and pending.paused
+        if driver is None and not clearing:
+            raise StateError(
+                f"nothing is running in {env_name} to {verb} (it is {current.status}; no advance and no agent "
+                f"drives it): a request is applied by the run it is made in, so none is stored. Start one with "
+                f"`rollout advance --env {env_name}`"
+            )
         if "promote" in control:
             control["promote"] = _promotion_at(control["promote"], current)
+        if pending.run_id != current.run_id:  # what is left of another run is not this run's
+            control = {"paused": False, "promote": None, **control}
         with state.tx() as db:
-            state.set_control(env_name, now, db=db, **control)
-            state.audit(env_name, action, now, db=db, who=who, reason=reason, **control)
+            state.set_control(env_name, now, db=db, run_id=current.run_id, **control)
+            state.audit(
+                env_name,
+                action,
+                now,
+                db=db,
+                who=who,
+                reason=reason,
+                run=current.run_id,
+                driver=driver.words() if driver else None,
+                **control,
+            )
     finally:
         state.close()
+    if driver is None:
+        return RunOutcome(
+            action,
+            EXIT_OK,
+            f"{env_name}: the pause is cleared (no advance is running there now)",
+            env_name,
+            current.phase,
+        )
     where = f"{current.percent}%" if current.flag and current.percent is not None else "its current step"
     said = {
         "paused": f"{env_name} paused at {where}: the step holds there past its hold; guardrails still turn the flag "
         f"off; `rollout continue --env {env_name} --reason ...` to go on",
         "continued": f"{env_name} continues: its gates decide again",
         "promotion_requested": (
-            f"{env_name}: PROMOTION TO 100% NOW requested; the running advance applies it at its next evaluation"
+            f"{env_name}: PROMOTION TO 100% NOW requested; {driver.words()} applies it at its next evaluation"
             if str(control.get("promote")).startswith("full")
-            else f"{env_name}: the step at {where} is accepted at the running advance's next evaluation"
+            else f"{env_name}: the step at {where} is accepted at the next evaluation of {driver.words()}"
         ),
     }[action]
     return RunOutcome(action, EXIT_OK, said, env_name, current.phase)

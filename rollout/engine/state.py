@@ -9,16 +9,19 @@ time, held by a pid; a lock whose process is gone is stale and is taken over.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import getpass
 import json
 import os
 import socket
 import sqlite3
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
-from rollout.util.errors import StateError
+from rollout.util.connections import ThreadConnections
+from rollout.util.errors import RolloutError, StateError
 from rollout.util.redact import Redactor
 from rollout.util.sqlite import immediate
 
@@ -48,7 +51,8 @@ CREATE TABLE IF NOT EXISTS verdicts (
     summary     TEXT NOT NULL,
     metrics     TEXT NOT NULL,
     commit_sha  TEXT,
-    duration_s  REAL
+    duration_s  REAL,
+    readings    TEXT
 );
 CREATE INDEX IF NOT EXISTS verdicts_env ON verdicts(environment, id);
 CREATE TABLE IF NOT EXISTS audit (
@@ -77,7 +81,48 @@ CREATE TABLE IF NOT EXISTS controls (
     promote     TEXT,
     updated_at  REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS leases (
+    environment TEXT PRIMARY KEY,
+    owner       TEXT NOT NULL,
+    token       INTEGER NOT NULL,
+    expires_at  REAL NOT NULL,
+    acquired_at REAL NOT NULL,
+    renewed_at  REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS agents (
+    id           TEXT PRIMARY KEY,
+    host         TEXT NOT NULL,
+    pid          INTEGER NOT NULL,
+    url          TEXT,
+    serves       TEXT NOT NULL,
+    started_at   REAL NOT NULL,
+    heartbeat_at REAL NOT NULL,
+    ttl          REAL NOT NULL,
+    stopping     INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS run_requests (
+    id           INTEGER PRIMARY KEY,
+    environment  TEXT NOT NULL,
+    options      TEXT NOT NULL,
+    requested_by TEXT NOT NULL,
+    requested_at REAL NOT NULL,
+    taken_by     TEXT,
+    taken_at     REAL,
+    finished_at  REAL,
+    outcome      TEXT
+);
+CREATE INDEX IF NOT EXISTS run_requests_env ON run_requests(environment, id);
 """
+
+#: columns added after the first release: (table, column, SQLite type); a state file from before gets them
+ADDED_COLUMNS = (
+    ("verdicts", "duration_s", "REAL"),
+    ("verdicts", "readings", "TEXT"),
+    ("environments", "run_id", "TEXT"),
+    ("environments", "driver", "TEXT"),
+    ("environments", "completed_at", "REAL"),
+    ("controls", "run_id", "TEXT"),
+)
 
 #: status values of an environment (``interrupted``: an advance was stopped by Ctrl-C or a signal)
 IDLE, RUNNING, HELD, AWAITING_APPROVAL, ROLLED_BACK, COMPLETED, INTERRUPTED = (
@@ -89,6 +134,9 @@ IDLE, RUNNING, HELD, AWAITING_APPROVAL, ROLLED_BACK, COMPLETED, INTERRUPTED = (
     "completed",
     "interrupted",
 )
+
+#: :attr:`EnvState.driver` of a run handed to the always-on agents
+AGENT = "agent"
 
 
 def actor() -> str:
@@ -113,6 +161,55 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
+class LeaseLost(RolloutError):
+    """An agent's lease on an environment ran out or was taken over: it writes nothing more there
+    (no state change, no flag write) and goes back to standby for it."""
+
+    exit_code = 1
+
+
+class Fence(Protocol):
+    """What an agent's lease gives the writes made on its behalf: the environment, the owner and
+    its fencing token (a number that only grows; every write to the record checks it in its own
+    transaction), and a local check that the lease is still known to be held (renewed within its
+    time to live, by this process's monotonic clock), made right before each flag write."""
+
+    environment: str
+    owner: str
+    token: int
+
+    def check_local(self) -> None:
+        """Raise :class:`LeaseLost` if the lease may have run out (and cannot be renewed now)."""
+
+
+def check_before_flag_write(environment: str) -> None:
+    """Under an agent's lease on ``environment``: refuse (:class:`LeaseLost`) a flag write the lease
+    may no longer cover. Called after the write's intent is committed (checked against the token)
+    and right before the write itself, so an agent frozen in between writes nothing when it wakes."""
+    fence = _FENCE.get()
+    if fence is not None and fence.environment == environment:
+        fence.check_local()
+
+
+_FENCE: contextvars.ContextVar[Fence | None] = contextvars.ContextVar("rollout_fence", default=None)
+
+
+@contextlib.contextmanager
+def fenced(fence: Fence | None) -> Iterator[None]:
+    """Every write to ``fence.environment``'s record made inside (in this thread) is checked against
+    the fence in its own transaction: refused with :class:`LeaseLost` when a newer owner exists."""
+    reset = _FENCE.set(fence)
+    try:
+        yield
+    finally:
+        _FENCE.reset(reset)
+
+
+def current_fence() -> Fence | None:
+    """The fence the calling code writes under (None: a person's command, unfenced)."""
+    return _FENCE.get()
+
+
 @dataclass(frozen=True)
 class EnvState:
     name: str
@@ -127,6 +224,14 @@ class EnvState:
     commit_sha: str | None
     reason: str | None
     updated_at: float
+    #: the run this state belongs to: set when an advance starts a phase or starts again after a
+    #: rollback; a person's request is tied to it, so no later run applies it
+    run_id: str | None = None
+    #: ``agent`` when the run was handed to the always-on agents (they drive it to its end, and
+    #: take it over from each other); None: a terminal's ``advance`` drives it
+    driver: str | None = None
+    #: when the phase completed (an agent bakes it from then on)
+    completed_at: float | None = None
 
 
 #: a store given no redactor still masks phones
@@ -141,6 +246,16 @@ class Control:
     #: ``step@WHERE`` (accept the step now) or ``full@WHERE`` (to 100 % now), WHERE the step it was asked at
     #: (:func:`step_at`); None: nothing pending
     promote: str | None
+    #: the run the requests were made in (:attr:`EnvState.run_id`): another run never applies them
+    run_id: str | None = None
+
+    def belongs_to(self, row: EnvState) -> bool:
+        """Were these requests made in ``row``'s run?"""
+        return self.run_id is not None and self.run_id == row.run_id
+
+    @property
+    def pending(self) -> bool:
+        return self.paused or self.promote is not None
 
     @property
     def promote_kind(self) -> str | None:
@@ -214,20 +329,75 @@ class StateRecords:
     def _run(self, sql: str, params: Any = (), db: Any = None) -> Any:
         return (db or self._db).execute(self._sql(sql), params)
 
+    def execute(self, sql: str, params: Any = (), db: Any = None) -> Any:
+        """Run one statement written with ``?`` placeholders (in ``db``'s transaction if given), for
+        the engine's own tables kept by other modules (leases, agents, run requests)."""
+        return self._run(sql, params, db)
+
+    def server_time(self, now: float) -> float:
+        """The time the store's shared records (leases, heartbeats) are kept in: ``now`` (the
+        caller's clock) for SQLite, one machine; the database's own clock for PostgreSQL."""
+        return now
+
+    #: reads the lease row a fenced write checks (PostgreSQL adds ``FOR UPDATE``: a take-over waits)
+    _LEASE_ROW = "SELECT owner, token FROM leases WHERE environment = ?"
+
+    def in_tx(self, db: Any) -> bool:
+        """Is ``db`` inside a transaction already?"""
+        raise NotImplementedError
+
+    def _write(self, environment: str, db: Any, write: Any) -> Any:
+        """Run ``write(db)``; under a :func:`fenced` lease on ``environment``, in a transaction that
+        first checks the lease is still this owner's with this token (else :class:`LeaseLost`)."""
+        fence = _FENCE.get()
+        if fence is None or fence.environment != environment:
+            return write(db)
+        if db is not None and self.in_tx(db):
+            self._check_fence(fence, db)
+            return write(db)
+        with self.tx() as tx:
+            self._check_fence(fence, tx)
+            return write(tx)
+
+    def _check_fence(self, fence: Fence, db: Any) -> None:
+        row = self._run(self._LEASE_ROW, (fence.environment,), db).fetchone()
+        if row is None or row["owner"] != fence.owner or int(row["token"]) != fence.token:
+            newer = f"{row['owner']} (token {row['token']})" if row is not None else "nobody"
+            raise LeaseLost(
+                f"{fence.owner} lost its lease on {fence.environment} (token {fence.token}); it is held by "
+                f"{newer} now: nothing more is written"
+            )
+
     # --- environments ----------------------------------------------------------------------------
 
-    def get(self, name: str) -> EnvState:
-        row = self._run("SELECT * FROM environments WHERE name = ?", (name,)).fetchone()
-        if row is None:
-            return EnvState(name, IDLE, None, 0, 0, False, None, None, None, None, None, 0.0)
+    def rows(self, names: list[str]) -> dict[str, EnvState]:
+        """The state of each of ``names`` in one query (an environment never run reads as idle)."""
+        found = {name: self.get_default(name) for name in names}
+        if not names:
+            return found
+        marks = ", ".join("?" for _ in names)
+        for row in self._run(f"SELECT * FROM environments WHERE name IN ({marks})", list(names)).fetchall():
+            found[row["name"]] = self._env_state(row)
+        return found
+
+    @staticmethod
+    def get_default(name: str) -> EnvState:
+        return EnvState(name, IDLE, None, 0, 0, False, None, None, None, None, None, 0.0)
+
+    @staticmethod
+    def _env_state(row: Any) -> EnvState:
         data = dict(row)
         data["ramp_applied"] = bool(data["ramp_applied"])
         data["flag"] = None if data["flag"] is None else bool(data["flag"])
         return EnvState(**data)
 
+    def get(self, name: str) -> EnvState:
+        row = self._run("SELECT * FROM environments WHERE name = ?", (name,)).fetchone()
+        return self.get_default(name) if row is None else self._env_state(row)
+
     def all(self) -> list[EnvState]:
-        names = [r["name"] for r in self._run("SELECT name FROM environments ORDER BY name")]
-        return [self.get(n) for n in names]
+        """Every recorded environment, by name (one query)."""
+        return [self._env_state(r) for r in self._run("SELECT * FROM environments ORDER BY name")]
 
     def update(self, name: str, now: float, db: Any = None, **fields: Any) -> None:
         """Set ``fields`` of environment ``name`` (created if new)."""
@@ -236,38 +406,70 @@ class StateRecords:
                 fields[key] = self._bool(fields[key])
         if isinstance(fields.get("reason"), str):
             fields["reason"] = self.redactor.text(fields["reason"])
-        self._run(
-            "INSERT INTO environments (name, updated_at) VALUES (?, ?) ON CONFLICT (name) DO NOTHING", (name, now), db
-        )
-        if fields:
-            assignments = ", ".join(f"{k} = ?" for k in fields)
+
+        def write(db: Any) -> None:
             self._run(
-                f"UPDATE environments SET {assignments}, updated_at = ? WHERE name = ?",
-                [*fields.values(), now, name],
+                "INSERT INTO environments (name, updated_at) VALUES (?, ?) ON CONFLICT (name) DO NOTHING",
+                (name, now),
                 db,
             )
+            if fields:
+                assignments = ", ".join(f"{k} = ?" for k in fields)
+                self._run(
+                    f"UPDATE environments SET {assignments}, updated_at = ? WHERE name = ?",
+                    [*fields.values(), now, name],
+                    db,
+                )
+
+        self._write(name, db, write)
 
     # --- audit and verdicts ----------------------------------------------------------------------
 
     def audit(
         self, environment: str, action: str, now: float, who: str | None = None, db: Any = None, **detail: Any
     ) -> None:
-        self._run(
-            "INSERT INTO audit (ts, environment, actor, action, detail) VALUES (?, ?, ?, ?, ?)",
-            (
-                now,
-                environment,
-                self.redactor.text(who or actor()),
-                action,
-                self._dump(self.redactor.value(detail), True),
-            ),
+        fence = _FENCE.get()
+        if fence is not None and fence.environment == environment:
+            who = who or fence.owner  # what an agent writes is signed by the agent
+        row = (
+            now,
+            environment,
+            self.redactor.text(who or actor()),
+            action,
+            self._dump(self.redactor.value(detail), True),
+        )
+        self._write(
+            environment,
             db,
+            lambda db: self._run(
+                "INSERT INTO audit (ts, environment, actor, action, detail) VALUES (?, ?, ?, ?, ?)", row, db
+            ),
         )
 
     def audit_log(self, environment: str | None = None, limit: int = 1000) -> list[dict[str, Any]]:
         query = "SELECT * FROM audit" + (" WHERE environment = ?" if environment else "") + " ORDER BY id DESC LIMIT ?"
         rows = self._run(query, (environment, limit) if environment else (limit,)).fetchall()
         return [{**dict(r), "detail": self._load(r["detail"])} for r in reversed(rows)]
+
+    def audit_after(self, environment: str, after_id: int) -> list[dict[str, Any]]:
+        """``environment``'s audit entries with an id above ``after_id``, oldest first."""
+        rows = self._run(
+            "SELECT * FROM audit WHERE environment = ? AND id > ? ORDER BY id", (environment, after_id)
+        ).fetchall()
+        return [{**dict(r), "detail": self._load(r["detail"])} for r in rows]
+
+    def verdicts_after(self, environment: str, after_id: int) -> list[dict[str, Any]]:
+        """``environment``'s verdicts with an id above ``after_id``, oldest first."""
+        rows = self._run(
+            "SELECT * FROM verdicts WHERE environment = ? AND id > ? ORDER BY id", (environment, after_id)
+        ).fetchall()
+        return [{**dict(r), "metrics": self._load(r["metrics"])} for r in rows]
+
+    def last_ids(self, environment: str) -> tuple[int, int]:
+        """The newest audit and verdict ids of ``environment`` (0 when none)."""
+        audit = self._run("SELECT COALESCE(MAX(id), 0) AS n FROM audit WHERE environment = ?", (environment,))
+        verdicts = self._run("SELECT COALESCE(MAX(id), 0) AS n FROM verdicts WHERE environment = ?", (environment,))
+        return int(audit.fetchone()["n"]), int(verdicts.fetchone()["n"])
 
     def record_verdict(
         self,
@@ -281,48 +483,63 @@ class StateRecords:
         metrics: list[dict[str, Any]],
         commit_sha: str | None = None,
         duration_s: float | None = None,
+        readings: dict[str, Any] | None = None,
     ) -> None:
-        """One evaluation: its verdict, every metric's result, and how long it took (``duration_s``)."""
-        self._run(
-            "INSERT INTO verdicts (ts, environment, phase, step, percent, verdict, summary, metrics, commit_sha, "
-            "duration_s) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                now,
-                environment,
-                phase,
-                step,
-                percent,
-                verdict,
-                self.redactor.text(summary),
-                self._dump(self.redactor.value(metrics), False),
-                commit_sha,
-                duration_s,
+        """One evaluation: its verdict, every metric's result, how long it took (``duration_s``), and
+        what each metric's judge read (``readings``, by metric: kept apart from the results, which
+        every view reads, for ``rollout backtest``, which alone needs them)."""
+        row = (
+            now,
+            environment,
+            phase,
+            step,
+            percent,
+            verdict,
+            self.redactor.text(summary),
+            self._dump(self.redactor.value(metrics), False),
+            commit_sha,
+            duration_s,
+            None if readings is None else self._dump(self.redactor.value(readings), False),
+        )
+        self._write(
+            environment,
+            None,
+            lambda db: self._run(
+                "INSERT INTO verdicts (ts, environment, phase, step, percent, verdict, summary, metrics, commit_sha, "
+                "duration_s, readings) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                row,
+                db,
             ),
         )
 
     # --- a person's hand on a running step -------------------------------------------------------
 
     def control(self, environment: str) -> Control:
-        """What a person asked of ``environment``'s running step: paused, and a promotion pending."""
-        row = self._run("SELECT paused, promote FROM controls WHERE environment = ?", (environment,)).fetchone()
-        return Control(bool(row["paused"]), row["promote"]) if row else Control(False, None)
+        """What a person asked of ``environment``'s running step: paused, and a promotion pending,
+        with the run they were asked in."""
+        row = self._run("SELECT paused, promote, run_id FROM controls WHERE environment = ?", (environment,)).fetchone()
+        return Control(bool(row["paused"]), row["promote"], row["run_id"]) if row else Control(False, None)
 
     def set_control(self, environment: str, now: float, db: Any = None, **fields: Any) -> None:
         """Set ``paused`` and/or ``promote`` (``step``, ``full`` or None) for ``environment``; never waits
         for an advance's writer lock (as a rollback does not)."""
         if "paused" in fields:
             fields["paused"] = self._bool(fields["paused"])
-        self._run(
-            "INSERT INTO controls (environment, updated_at) VALUES (?, ?) ON CONFLICT (environment) DO NOTHING",
-            (environment, now),
-            db,
-        )
-        assignments = ", ".join(f"{k} = ?" for k in fields)
-        self._run(
-            f"UPDATE controls SET {assignments}, updated_at = ? WHERE environment = ?",
-            [*fields.values(), now, environment],
-            db,
-        )
+
+        def write(db: Any) -> None:
+            self._run(
+                "INSERT INTO controls (environment, updated_at) VALUES (?, ?) ON CONFLICT (environment) DO NOTHING",
+                (environment, now),
+                db,
+            )
+            assignments = ", ".join(f"{k} = ?" for k in fields)
+            self._run(
+                f"UPDATE controls SET {assignments}, updated_at = ? WHERE environment = ?",
+                [*fields.values(), now, environment],
+                db,
+            )
+
+        self._write(environment, db, write)
 
     def tallies(self, environment: str) -> dict[str, Any]:
         """Counts over the whole record, for the dashboard's ``/metrics``: verdicts by verdict,
@@ -356,11 +573,83 @@ class StateRecords:
             "evaluation_seconds": float(timed["total"]),
         }
 
-    def verdicts(self, environment: str, limit: int = 1000) -> list[dict[str, Any]]:
+    def verdicts(self, environment: str, limit: int = 1000, readings: bool = False) -> list[dict[str, Any]]:
+        """The newest ``limit`` evaluations, oldest first; with ``readings``, each metric carries what
+        its judge read (``reading``), where the record kept it."""
+        columns = "id, ts, environment, phase, step, percent, verdict, summary, metrics, commit_sha, duration_s"
         rows = self._run(
-            "SELECT * FROM verdicts WHERE environment = ? ORDER BY id DESC LIMIT ?", (environment, limit)
+            f"SELECT {columns}{', readings' if readings else ''} FROM verdicts WHERE environment = ? "
+            "ORDER BY id DESC LIMIT ?",
+            (environment, limit),
         ).fetchall()
-        return [{**dict(r), "metrics": self._load(r["metrics"])} for r in reversed(rows)]
+        found = []
+        for r in reversed(rows):
+            data = dict(r)
+            kept = data.pop("readings", None)
+            metrics = self._load(data["metrics"])
+            if readings and kept is not None:
+                read = self._load(kept)
+                metrics = [{**m, "reading": read[m["metric"]]} if m.get("metric") in read else m for m in metrics]
+            found.append({**data, "metrics": metrics})
+        return found
+
+    # --- what a watcher (the dashboard) reads to follow the record cheaply -------------------------
+
+    def fingerprint(self) -> tuple[Any, ...]:
+        """Something that changes whenever anything recorded changes, in one cheap query: the newest
+        audit and verdict ids, the count and sum of the environments', controls' and locks' times, and
+        how many are paused. (Two writes at one engine time can leave the sums alone: a reader also
+        reads again the environments the new audit entries and verdicts name.)"""
+        row = self._run(
+            "SELECT (SELECT COALESCE(MAX(id), 0) FROM audit) AS audit, "
+            "(SELECT COALESCE(MAX(id), 0) FROM verdicts) AS verdicts, "
+            "(SELECT COUNT(*) FROM environments) AS envs, "
+            "(SELECT COALESCE(SUM(updated_at), 0) FROM environments) AS env_times, "
+            "(SELECT COALESCE(SUM(updated_at), 0) FROM controls) AS controls, "
+            "(SELECT COUNT(*) FROM controls WHERE paused = ?) AS paused, "
+            "(SELECT COUNT(*) FROM locks) AS locks, "
+            "(SELECT COALESCE(SUM(acquired_at + pid), 0) FROM locks) AS lock_times",
+            (self._bool(True),),
+        ).fetchone()
+        names = ("audit", "verdicts", "envs", "env_times", "controls", "paused", "locks", "lock_times")
+        return tuple(row[k] for k in names)
+
+    def audit_since(self, after_id: int, limit: int = 10_000) -> list[dict[str, Any]]:
+        """Audit entries of every environment with an id above ``after_id``, oldest first."""
+        rows = self._run("SELECT * FROM audit WHERE id > ? ORDER BY id LIMIT ?", (after_id, limit)).fetchall()
+        return [{**dict(r), "detail": self._load(r["detail"])} for r in rows]
+
+    def verdicts_since(self, after_id: int, limit: int = 10_000) -> list[dict[str, Any]]:
+        """Verdicts of every environment with an id above ``after_id``, oldest first."""
+        rows = self._run("SELECT * FROM verdicts WHERE id > ? ORDER BY id LIMIT ?", (after_id, limit)).fetchall()
+        return [{**dict(r), "metrics": self._load(r["metrics"])} for r in rows]
+
+    def last_verdicts(self) -> dict[str, dict[str, Any]]:
+        """Each environment's newest verdict."""
+        rows = self._run(
+            "SELECT v.* FROM verdicts v JOIN (SELECT environment, MAX(id) AS id FROM verdicts GROUP BY environment) m "
+            "ON v.id = m.id"
+        ).fetchall()
+        return {r["environment"]: {**dict(r), "metrics": self._load(r["metrics"])} for r in rows}
+
+    def last_actions(self, actions: tuple[str, ...]) -> dict[tuple[str, str], dict[str, Any]]:
+        """Each environment's newest audit entry of each of ``actions``, by (environment, action)."""
+        marks = ", ".join("?" for _ in actions)
+        rows = self._run(
+            "SELECT a.* FROM audit a JOIN (SELECT MAX(id) AS id FROM audit WHERE action IN "
+            f"({marks}) GROUP BY environment, action) m ON a.id = m.id",
+            actions,
+        ).fetchall()
+        return {(r["environment"], r["action"]): {**dict(r), "detail": self._load(r["detail"])} for r in rows}
+
+    def controls(self) -> dict[str, Control]:
+        """Every environment's :meth:`control` that was ever set."""
+        rows = self._run("SELECT environment, paused, promote FROM controls").fetchall()
+        return {r["environment"]: Control(bool(r["paused"]), r["promote"]) for r in rows}
+
+    def locked(self) -> list[str]:
+        """The environments with a writer-lock row (its holder may be gone: see :meth:`holder`)."""
+        return [r["environment"] for r in self._run("SELECT environment FROM locks ORDER BY environment")]
 
 
 class StateStore(StateRecords):
@@ -371,37 +660,54 @@ class StateStore(StateRecords):
         self.path = Path(path)
         if redactor is not None:
             self.redactor = redactor
+        self._connections = ThreadConnections(self._connect)
         #: the file did not exist and ``create`` was False: an empty store in memory, nothing written
         self.missing = not create and not self.path.exists()
         if self.missing:
-            self._db = sqlite3.connect(":memory:", isolation_level=None)
-            self._db.row_factory = sqlite3.Row
-            self._db.executescript(SCHEMA)
+            memory = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
+            memory.row_factory = sqlite3.Row
+            memory.executescript(SCHEMA)
+            self._add_missing_columns(memory)
+            self._connections = ThreadConnections(lambda: memory)
             return
         if create:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            self._db = sqlite3.connect(str(self.path), isolation_level=None, timeout=15)
-            self._db.row_factory = sqlite3.Row
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")
-            self._db.executescript(SCHEMA)
-            self._add_missing_columns()
+            db = self._db
+            db.execute("PRAGMA journal_mode=WAL")
+            db.executescript(SCHEMA)
+            self._add_missing_columns(db)
         except sqlite3.DatabaseError as exc:
             raise StateError(f"{self.path}: cannot open the state database ({exc})") from exc
 
-    def _add_missing_columns(self) -> None:
+    def _connect(self) -> sqlite3.Connection:
+        """A connection for the calling thread (the agent works from several; SQLite's own objects are per thread)."""
+        try:
+            db = sqlite3.connect(str(self.path), isolation_level=None, timeout=15, check_same_thread=False)
+            db.row_factory = sqlite3.Row
+            db.execute("PRAGMA synchronous=FULL")
+        except sqlite3.DatabaseError as exc:
+            raise StateError(f"{self.path}: cannot open the state database ({exc})") from exc
+        return db
+
+    @property
+    def _db(self) -> sqlite3.Connection:
+        return self._connections.get()
+
+    @staticmethod
+    def _add_missing_columns(db: sqlite3.Connection) -> None:
         """A state file from before a column was added gets it (another process may add it first)."""
-        columns = {r["name"] for r in self._db.execute("PRAGMA table_info(verdicts)")}
-        if "duration_s" not in columns:
+        for table, column, kind in ADDED_COLUMNS:
+            if column in {r["name"] for r in db.execute(f"PRAGMA table_info({table})")}:
+                continue
             try:
-                self._db.execute("ALTER TABLE verdicts ADD COLUMN duration_s REAL")
+                db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
             except sqlite3.OperationalError as exc:
                 if "duplicate column" not in str(exc):
                     raise
 
     def close(self) -> None:
-        self._db.close()
+        self._connections.close()
 
     def tx(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
         return immediate(self._db)
@@ -438,6 +744,9 @@ class StateStore(StateRecords):
 
     def release(self, environment: str) -> None:
         self._db.execute("DELETE FROM locks WHERE environment = ? AND pid = ?", (environment, os.getpid()))
+
+    def in_tx(self, db: Any) -> bool:
+        return bool(db.in_transaction)
 
     def holder(self, environment: str) -> dict[str, Any] | None:
         row = self._db.execute("SELECT * FROM locks WHERE environment = ?", (environment,)).fetchone()

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from rollout.gates.compare import judge_compare, judge_difference, plain, signed
 from rollout.gates.judge import judge
-from rollout.gates.results import FAIL, HOLD, PASS, MetricResult, Reading, Verdict, fmt
+from rollout.gates.results import FAIL, HOLD, PASS, Alerts, MetricResult, Reading, Verdict, fmt
 from rollout.gates.verdict import (
     SRM_MIN_COUNT,
     StepCounts,
@@ -24,6 +24,7 @@ __all__ = [
     "HOLD",
     "PASS",
     "SRM_MIN_COUNT",
+    "Alerts",
     "MetricResult",
     "Reading",
     "StepCounts",

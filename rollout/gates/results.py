@@ -44,6 +44,20 @@ class MetricResult:
     errors_in_a_row: int = 0
     #: a rank judge's looks spent in the step (each spends its share of the error; see gates.rank)
     looks: int = 0
+    #: the health action a trigger took on this result (``on_guardrail``, ``on_srm``, ``on_no_traffic``):
+    #: ``rollback``, ``hold`` (the result holds, its reason says why) or ``warn`` (shown and notified,
+    #: never deciding); None: no trigger, or the default action
+    action: str | None = None
+
+    #: judged treatment against control (``value`` is their difference), and the two cohorts' values
+    compare: bool = False
+    treatment: float | None = None
+    control: float | None = None
+
+    @property
+    def decides(self) -> bool:
+        """Does this result take part in the verdict? (A shadow never does; a warned failure neither.)"""
+        return self.role != "shadow" and not (self.action == "warn" and self.verdict == FAIL)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -59,6 +73,8 @@ class Verdict:
     stop: str | None = None
     #: how long the evaluation took, reading and judging (wall time; the engine sets it)
     duration_s: float | None = None
+    #: what each metric's judge read, in the gate set's order (kept with the record, for replays)
+    readings: tuple[Reading, ...] | None = None
 
     @property
     def summary(self) -> str:
@@ -67,10 +83,20 @@ class Verdict:
             return f"{self.verdict}: stopped for a person: {self.stop}" + (f" ({self.error})" if self.error else "")
         if self.error:
             return f"{self.verdict}: {self.error}"
-        deciding = [m for m in self.metrics if m.verdict == self.verdict and m.role != "shadow"] or list(self.metrics)
-        # a shadow never decides, but a failing one is said: it is why it is watched
+        deciding = [m for m in self.metrics if m.verdict == self.verdict and m.decides] or list(self.metrics)
+        # a shadow never decides, but a failing one is said: it is why it is watched; a warning likewise
         shadows = [m for m in self.metrics if m.role == "shadow" and m.verdict == FAIL and m not in deciding]
-        return f"{self.verdict}: " + "; ".join([m.reason for m in deciding] + [f"shadow {m.reason}" for m in shadows])
+        warned = [m for m in self.metrics if m.action == "warn" and m not in deciding and m not in shadows]
+        return f"{self.verdict}: " + "; ".join(
+            [m.reason for m in deciding]
+            + [f"shadow {m.reason}" for m in shadows]
+            + [f"warn {m.reason}" for m in warned]
+        )
+
+    @property
+    def warnings(self) -> tuple[MetricResult, ...]:
+        """The results a ``warn`` health action took: recorded, notified and shown, never deciding."""
+        return tuple(m for m in self.metrics if m.action == "warn")
 
     def as_dicts(self) -> list[dict[str, Any]]:
         return [m.as_dict() for m in self.metrics]
@@ -90,8 +116,20 @@ def fmt(metric: str, value: float | None, unit: str | None = None) -> str:
     if unit == "rate":
         return f"{value * 100:.2f}%"
     if unit == "latency":
-        return f"{value:.0f} ms"
+        return f"{value if round(value) else 0.0:.0f} ms"  # never "-0 ms"
     return f"{value:g}"
+
+
+@dataclass(frozen=True)
+class Alerts:
+    """What an alert source says about one named alert now: the label sets of its series that fire,
+    that are pending (their condition holds, not yet for the rule's ``for:``), and that fire but are
+    silenced or inhibited (Alertmanager), and where it was read."""
+
+    source: str
+    firing: tuple[dict[str, str], ...] = ()
+    pending: tuple[dict[str, str], ...] = ()
+    suppressed: tuple[dict[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -111,3 +149,5 @@ class Reading:
     above: int | None = None
     #: a rank judge's samples, (treatment, control)
     cohort_samples: tuple[list[float], list[float]] | None = None
+    #: an alert metric's answer
+    alerts: Alerts | None = None

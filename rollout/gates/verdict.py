@@ -6,7 +6,9 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
+from rollout.gates.alert import judge_alert
 from rollout.gates.compare import judge_compare
+from rollout.gates.health import no_traffic, on_breach
 from rollout.gates.judge import judge
 from rollout.gates.rank import judge_rank
 from rollout.gates.results import FAIL, HOLD, PASS, MetricResult, Reading, Verdict, worst
@@ -37,9 +39,10 @@ def judge_readings(
     """Judge every metric of ``gates`` from one :class:`Reading` each (in the gates' order). A
     reading that failed is a hold naming the error; when all failed, the verdict says so.
 
-    ``elapsed`` (seconds into the step) holds a metric before its ``initial_delay``; ``counts`` (the
-    step's, kept by the caller across evaluations) applies ``failure_limit`` and ``error_limit``.
-    Then the roles decide (:func:`settle`)."""
+    ``elapsed`` (seconds into the step) holds a metric before its ``initial_delay`` and applies its
+    ``on_no_traffic`` action once it has seen no traffic past its grace; ``counts`` (the step's,
+    kept by the caller across evaluations) applies ``failure_limit`` and ``error_limit``. Then the
+    roles and ``on_guardrail`` decide (:func:`settle`)."""
     results = []
     counts = counts or StepCounts()
     for spec, reading in zip(gates.metrics, readings, strict=True):
@@ -58,7 +61,9 @@ def judge_readings(
             continue
         confidence = gates.metric_confidence(spec)
         try:
-            if spec.kind == "compare" and spec.judge == "rank":
+            if spec.kind == "alert":
+                results.append(judge_alert(spec, reading))
+            elif spec.kind == "compare" and spec.judge == "rank":
                 name = spec.metric
                 looks, failed = counts.looks.get(name, 0), counts.failures.get(name, 0) > 0
                 results.append(judge_rank(spec, reading, min_samples, confidence, looks, failed))
@@ -86,9 +91,11 @@ def judge_readings(
                 f"judged ({type(exc).__name__}: {exc}); held"
             )
             results.append(held(spec, min_samples, reading.window, reason, reading.samples))
+        results[-1] = no_traffic(gates, spec, reading, results[-1], elapsed)
     errors = sorted({r.error for r in readings if r.error})
     all_failed = bool(readings) and all(r.error for r in readings)
-    return settle(gates, results, counts, f"metrics unavailable: {'; '.join(errors)}" if all_failed else None)
+    verdict = settle(gates, results, counts, f"metrics unavailable: {'; '.join(errors)}" if all_failed else None)
+    return replace(verdict, readings=tuple(readings))
 
 
 def settle(gates: GateSet, results: list[MetricResult], counts: StepCounts, error: str | None = None) -> Verdict:
@@ -113,15 +120,15 @@ def settle(gates: GateSet, results: list[MetricResult], counts: StepCounts, erro
                 reason=f"{result.reason}; failing evaluation {failures} of the {spec.failure_limit} allowed",
             )
         result = replace(result, role=spec.role, failures=failures, errors_in_a_row=errors)
+        if spec.role == "guardrail":
+            result = on_breach(result, gates.on_guardrail, "on_guardrail")
         if spec.role == "signal" and result.verdict == FAIL:
             stops.append(f"signal {result.reason}")
         if spec.role != "shadow" and spec.error_limit is not None and errors >= spec.error_limit:
             stops.append(f"{name}: {errors} provider errors in a row (error_limit {spec.error_limit})")
         settled.append(result)
     deciding = [
-        r.verdict if r.role == "guardrail" else HOLD if r.verdict == FAIL else r.verdict
-        for r in settled
-        if r.role != "shadow"
+        r.verdict if r.role == "guardrail" else HOLD if r.verdict == FAIL else r.verdict for r in settled if r.decides
     ]
     return Verdict(worst(deciding) if deciding else PASS, tuple(settled), error=error, stop="; ".join(stops) or None)
 
@@ -208,9 +215,11 @@ def sample_ratio(in_cohort: int, out_of_cohort: int, percent: int, window: float
     return MetricResult(**base, verdict=PASS, reason=f"sample ratio: {seen} (chi-square p = {p_value:.2f})")
 
 
-def with_check(verdict: Verdict, check: MetricResult | None) -> Verdict:
-    """``verdict`` with one more result (the sample-ratio check), the worst deciding."""
+def with_check(verdict: Verdict, check: MetricResult | None, action: str = "rollback") -> Verdict:
+    """``verdict`` with one more result (the sample-ratio check), the worst deciding; a mismatch
+    takes ``action`` (the gate set's ``on_srm``: ``rollback`` fails, ``hold`` holds, ``warn`` only says so)."""
     if check is None:
         return verdict
-    decided = worst((verdict.verdict, check.verdict))
-    return Verdict(decided, (*verdict.metrics, check), verdict.error, verdict.stop)
+    check = on_breach(check, action, "on_srm")
+    decided = worst((verdict.verdict, check.verdict)) if check.decides else verdict.verdict
+    return replace(verdict, verdict=decided, metrics=(*verdict.metrics, check))

@@ -17,9 +17,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import ConfigDict, Field, field_validator
 
 from rollout.playbook.builtin import check_settings, setting_problems
+from rollout.playbook.schedule import ScheduleKeys
 from rollout.util.envfile import name_problem, read_env_file, value_problem
 from rollout.util.errors import ConfigError
 from rollout.util.redact import REDACTED, Redactor
@@ -33,8 +34,9 @@ def is_secret_name(name: str) -> bool:
     return bool(_SECRET_NAME.search(name))
 
 
-class Environment(BaseModel):
-    """An environment as written in its file (secret references unresolved)."""
+class Environment(ScheduleKeys):
+    """An environment as written in its file (secret references unresolved); its ``windows``,
+    ``freeze``, ``start_at`` and ``cutoff`` hold for every phase that runs in it."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 

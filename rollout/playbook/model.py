@@ -15,7 +15,8 @@ from pydantic import AfterValidator, AliasChoices, BaseModel, ConfigDict, Field,
 
 from rollout.playbook.builtin import BUILTIN_KINDS, COMPARE_METRICS, EMBEDDED, FLAG_VARIABLE, METRICS, PERCENT_VARIABLE
 from rollout.playbook.environments import variable_problems
-from rollout.util.units import Duration, Number, format_duration
+from rollout.playbook.schedule import ScheduleKeys
+from rollout.util.units import Duration, DurationOrForever, Number, format_duration
 from rollout.util.yamlfile import FieldProblems
 
 
@@ -53,18 +54,41 @@ class CohortLabels(_Model):
     control: str = Field("control", pattern=r"^[A-Za-z0-9_.:-]{1,64}$")
 
 
+#: what a health trigger does: ``rollback`` (the flag goes off), ``hold`` (the step does not move on;
+#: its hold's limits apply), ``warn`` (recorded, notified, shown; no effect on the flag)
+HealthAction = Literal["rollback", "hold", "warn"]
+
+#: an alert's label matcher, as Prometheus and Alertmanager both write it: ``severity="page"``,
+#: ``service=~"checkout|cart"``, ``env!="dev"``
+_MATCHER = re.compile(r'^[A-Za-z_][A-Za-z0-9_]*\s*(=~|!~|!=|=)\s*"(?:[^"\\]|\\.)*"$')
+
+
+def _matcher(value: str) -> str:
+    if not _MATCHER.match(value) or len(value) > 500:
+        raise ValueError(f'{value!r}: matchers are label matchers like severity="page" or service=~"a|b"')
+    return value
+
+
 class MetricGate(_Model):
     """One metric's thresholds: pass beyond ``target``, fail beyond ``alert``, hold in between.
 
     A built-in name (``success_rate``, ...) is read from the embedded service. Any other name is a
     query against a named provider, with its ``kind`` saying how it is judged: ``rate`` (``query``
     counts the events of interest, ``samples`` counts all of them; value = query / samples),
-    ``latency`` (milliseconds; ``samples`` counts the observations), ``count`` or ``gauge``.
+    ``latency`` (milliseconds; ``samples`` counts the observations), ``count`` or ``gauge``; or
+    ``alert``: a named alert (``alertname``, ``matchers``) in Prometheus or Alertmanager, which fails
+    the metric while it fires (no thresholds).
     """
 
     metric: str = Field(pattern=r"^[a-z][a-z0-9_]*$", max_length=64)
     provider: str = EMBEDDED
-    kind: Literal["rate", "latency", "count", "gauge", "compare"] | None = None
+    kind: Literal["rate", "latency", "count", "gauge", "compare", "alert"] | None = None
+    #: ``kind: alert``: the alert's name, and label matchers that narrow it
+    alertname: str | None = Field(None, pattern=r"^[A-Za-z_:][A-Za-z0-9_:]*$", max_length=200)
+    matchers: list[Annotated[str, AfterValidator(_matcher)]] = Field(default_factory=list)
+    #: this metric's no-traffic action and grace (default: its gate set's)
+    on_no_traffic: HealthAction | None = None
+    no_traffic_grace: Duration | None = Field(None, ge=0)
     query: str | HttpQuery | None = None
     samples: str | None = Field(None, min_length=1)
     #: which way is good; by default inferred from the thresholds (alert below target: higher is better)
@@ -90,9 +114,27 @@ class MetricGate(_Model):
     #: a provider's rank metric: each point of its query over the window, this far apart, is one sample
     step: Duration | None = Field(None, ge=0.1, le=3600)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _alert_has_no_thresholds(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("kind") == "alert":
+            implied = {"target": 0, "alert": 1, "query": None, "samples": None, "cohorts": None}
+            given = [k for k, v in implied.items() if k in data and data[k] != v]
+            if given:
+                raise ValueError(
+                    f"an alert metric takes no {', '.join(given)}: it fails while its alert fires "
+                    "(name it with alertname and matchers)"
+                )
+            return {**data, "target": 0, "alert": 1}
+        return data
+
     def describe(self) -> str:
         """The metric and how it decides, for ``validate`` and ``plan``: ``error_rate (signal, failure_limit 3)``."""
         said: list[str] = [self.role]
+        if self.kind == "alert":
+            said.insert(0, f"alert {self.alertname}" + (f"{{{', '.join(self.matchers)}}}" if self.matchers else ""))
+        if self.on_no_traffic is not None:
+            said.append(f"on_no_traffic {self.on_no_traffic}")
         if self.failure_limit != 1:
             said.append(f"failure_limit {self.failure_limit}")
         if self.error_limit is not None:
@@ -126,6 +168,16 @@ class MetricGate(_Model):
 
     @model_validator(mode="after")
     def _ordered(self) -> MetricGate:
+        if self.kind == "alert":
+            if self.provider == EMBEDDED:
+                raise FieldProblems([(("provider",), "an alert is read from a prometheus or alertmanager provider")])
+            if self.alertname is None:
+                raise FieldProblems([(("alertname",), "required for kind: alert (the alert's name)")])
+            if self.judge == "rank":
+                raise FieldProblems([(("judge",), "rank judges latencies, not alerts")])
+            return self
+        if self.alertname is not None or self.matchers:
+            raise FieldProblems([(("alertname" if self.alertname else "matchers",), "only for kind: alert")])
         if (
             self.kind == "compare"
             or self.cohorts is not None
@@ -247,7 +299,16 @@ class HttpMetricsProvider(_Model):
     timeout: Duration = Field(5.0, gt=0, le=60)
 
 
-Provider = Annotated[PrometheusProvider | HttpMetricsProvider, Field(discriminator="kind")]
+class AlertmanagerProvider(_Model):
+    """Alertmanager's API v2 (``/api/v2/alerts``): only ``kind: alert`` metrics read it."""
+
+    kind: Literal["alertmanager"]
+    url: str = Field(pattern=r"^https?://")
+    token: Reference | None = None
+    timeout: Duration = Field(5.0, gt=0, le=60)
+
+
+Provider = Annotated[PrometheusProvider | HttpMetricsProvider | AlertmanagerProvider, Field(discriminator="kind")]
 
 
 class GateSet(_Model):
@@ -269,7 +330,21 @@ class GateSet(_Model):
     #: the chance that *any* of k healthy guardrails rolls a step back stays within ``1 - confidence``;
     #: ``none`` (today's): each guardrail is judged at ``confidence`` alone (k chances)
     correction: Literal["none", "bonferroni"] = "none"
+    #: health actions (rollback, hold, warn); the defaults are what every gate set did before them:
+    #: a guardrail breach fails (the flag goes off), a sample-ratio mismatch fails, no traffic holds
+    on_guardrail: HealthAction = "rollback"
+    on_srm: HealthAction = "rollback"
+    on_no_traffic: HealthAction = "hold"
+    #: how long into a step a metric may see no traffic at all before ``on_no_traffic`` applies
+    no_traffic_grace: Duration = Field(300.0, ge=0)
     metrics: list[MetricGate] = Field(min_length=1)
+
+    def no_traffic(self, metric: MetricGate) -> tuple[str, float]:
+        """``metric``'s no-traffic action and grace: its own, else the gate set's."""
+        return (
+            metric.on_no_traffic or self.on_no_traffic,
+            self.no_traffic_grace if metric.no_traffic_grace is None else metric.no_traffic_grace,
+        )
 
     def metric_confidence(self, metric: MetricGate) -> float:
         """The confidence ``metric`` is judged at: the gate's, or its guardrail family's share."""
@@ -574,7 +649,9 @@ class TargetSpec(_Model):
 
 
 #: what a webhook can be told of
-NotifyEvent = Literal["flag_off", "hold_timeout", "approval_needed", "phase_completed", "rollout_completed"]
+NotifyEvent = Literal[
+    "flag_off", "hold_timeout", "approval_needed", "phase_completed", "rollout_completed", "health_warning"
+]
 
 
 class NotifyHook(_Model):
@@ -588,12 +665,20 @@ class NotifyHook(_Model):
     retries: int = Field(2, ge=0, le=5)
 
 
-class Phase(_Model):
+class Phase(_Model, ScheduleKeys):
+    """A phase: its steps in one environment; ``windows``, ``freeze``, ``start_at`` and ``cutoff``
+    (:mod:`rollout.playbook.schedule`) say when its ramp may move up."""
+
     name: str = Field(pattern=r"^[a-z][a-z0-9_-]*$")
     environment: str = Field(pattern=r"^[a-z][a-z0-9_-]*$")
     description: str = ""
     #: ask a person before the phase changes anything (skipped with --yes)
     confirm: bool = False
+    #: after the phase completes, the always-on agent keeps evaluating the playbook's watch gate this
+    #: long (``forever``: until a rollback) and turns the flag off on a fail; None: nothing watches
+    bake: DurationOrForever | None = Field(None, gt=0)
+    #: before its first step, run every gate query once and stop (no flag write) if one cannot work
+    preflight: bool = False
     steps: list[Step] = Field(min_length=1)
 
 
@@ -678,6 +763,13 @@ class Playbook(_Model):
                 if provider is None:
                     known = ", ".join([EMBEDDED, *self.providers])
                     problems.append(((*where, "provider"), f"unknown provider {spec.provider!r} (known: {known})"))
+                elif spec.kind == "alert" or provider.kind == "alertmanager":
+                    if spec.kind != "alert":
+                        problems.append(((*where, "kind"), "an alertmanager provider serves only kind: alert metrics"))
+                    elif provider.kind == "http":
+                        problems.append(
+                            ((*where, "provider"), "an alert is read from a prometheus or alertmanager provider")
+                        )
                 elif provider.kind == "prometheus":
                     if not isinstance(spec.query, str) or not spec.query.strip():
                         problems.append(((*where, "query"), "a prometheus metric's query is a PromQL string"))
@@ -729,6 +821,13 @@ class Playbook(_Model):
                 problems.append((("phases", p, "environment"), f"environment {phase.environment!r} has two phases"))
             seen_phases.add(phase.name)
             seen_envs.add(phase.environment)
+            if phase.bake is not None and self.watch is None:
+                problems.append(
+                    (
+                        ("phases", p, "bake"),
+                        "a bake evaluates the playbook's watch gate: add watch: {gate: NAME, interval: 1m}",
+                    )
+                )
             configured = False
             for s, step in enumerate(phase.steps):
                 where = ("phases", p, "steps", s)

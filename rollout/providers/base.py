@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
+import httpx
+
 from rollout.gates import Reading
 from rollout.playbook.model import MetricGate
 from rollout.util.errors import MeasurementError
@@ -14,6 +16,26 @@ class Provider(Protocol):
     """Measures one metric over a window ending at ``now``."""
 
     def measure(self, spec: MetricGate, window: float, now: float, percent: int | None) -> Reading: ...
+
+
+class HttpProvider:
+    """A provider that asks one HTTP server (``url``), with an optional bearer token; a test may
+    hand it a ``transport``."""
+
+    def __init__(
+        self,
+        url: str,
+        token: str | None,
+        timeout: float,
+        name: str,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self.name = name
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self._http = httpx.Client(base_url=url.rstrip("/"), timeout=timeout, headers=headers, transport=transport)
+
+    def close(self) -> None:
+        self._http.close()
 
 
 def placeholders(text: str, window: float, percent: int | None, promql: bool = False) -> str:

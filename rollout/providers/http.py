@@ -6,28 +6,13 @@ import httpx
 
 from rollout.gates import Reading
 from rollout.playbook.model import HttpQuery, MetricGate
-from rollout.providers.base import number, placeholders, reading
+from rollout.providers.base import HttpProvider, number, placeholders, reading
 from rollout.util.errors import MeasurementError
 from rollout.util.jsonfields import dig
 
 
-class HttpMetrics:
-    """GET ``query.url`` (a path is joined to ``base_url``), read ``query.value`` and ``query.samples``."""
-
-    def __init__(
-        self,
-        base_url: str,
-        token: str | None,
-        timeout: float,
-        name: str = "http",
-        transport: httpx.BaseTransport | None = None,
-    ) -> None:
-        self.name = name
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
-        self._http = httpx.Client(base_url=base_url.rstrip("/"), timeout=timeout, headers=headers, transport=transport)
-
-    def close(self) -> None:
-        self._http.close()
+class HttpMetrics(HttpProvider):
+    """GET ``query.url`` (a path is joined to the provider's url), read ``query.value`` and ``query.samples``."""
 
     def measure(self, spec: MetricGate, window: float, now: float, percent: int | None) -> Reading:
         query = spec.query

@@ -9,36 +9,27 @@ from __future__ import annotations
 
 import httpx
 
-from rollout.gates import Reading
+from rollout.gates import Alerts, Reading
 from rollout.playbook.model import CohortLabels, MetricGate
-from rollout.providers.base import number, placeholders, reading
+from rollout.providers.alerts import alerts_selector
+from rollout.providers.base import HttpProvider, number, placeholders, reading
 from rollout.stats import Cohort
 from rollout.util.errors import MeasurementError
 
 
-class PrometheusMetrics:
+class PrometheusMetrics(HttpProvider):
     """One Prometheus server (``url``), with an optional bearer token."""
 
-    def __init__(
-        self,
-        url: str,
-        token: str | None,
-        timeout: float,
-        name: str = "prometheus",
-        transport: httpx.BaseTransport | None = None,
-    ) -> None:
-        self.name = name
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
-        self._http = httpx.Client(base_url=url.rstrip("/"), timeout=timeout, headers=headers, transport=transport)
-
-    def close(self) -> None:
-        self._http.close()
-
     def _api(self, path: str, promql: str, params: dict[str, str]) -> dict:
-        """The ``data`` of one successful Prometheus API answer; anything else is a
+        """The ``data`` of one successful Prometheus query; anything else is a
         :class:`MeasurementError` naming the query."""
+        return self._data(path, {"query": promql, **params}, f"query {promql!r}")
+
+    def _data(self, path: str, params: dict[str, str], what: str) -> dict:
+        """The ``data`` of one successful Prometheus API answer; anything else is a
+        :class:`MeasurementError` naming ``what`` was asked."""
         try:
-            response = self._http.get(path, params={"query": promql, **params})
+            response = self._http.get(path, params=params)
         except httpx.HTTPError as exc:
             raise MeasurementError(f"{self.name}: {self._http.base_url} unreachable ({type(exc).__name__})") from exc
         try:
@@ -49,20 +40,26 @@ class PrometheusMetrics:
             raise MeasurementError(f"{self.name}: answer is not a JSON object")
         if body.get("status") != "success":
             raise MeasurementError(
-                f"{self.name}: query {promql!r} failed: {body.get('errorType', 'error')}: "
+                f"{self.name}: {what} failed: {body.get('errorType', 'error')}: "
                 f"{str(body.get('error', 'no message'))[:300]}"
             )
         data = body.get("data")
         return data if isinstance(data, dict) else {}
 
-    def query(self, promql: str, now: float) -> float | None:
-        """The single value of ``promql`` at ``now``; None for an empty vector or NaN."""
+    def vector(self, promql: str, now: float) -> list[dict]:
+        """The series ``promql`` returns at ``now`` (each ``{"metric": labels, "value": [ts, v]}``); a
+        scalar comes back as one series without labels."""
         data = self._api("/api/v1/query", promql, {"time": f"{now:.3f}"})
         kind, result = data.get("resultType"), data.get("result")
         if kind in ("scalar", "string") and isinstance(result, list) and len(result) == 2:
-            return number(result[1], f"{self.name}: {promql!r}")
+            return [{"metric": {}, "value": result}]
         if kind != "vector" or not isinstance(result, list):
             raise MeasurementError(f"{self.name}: query {promql!r} returned a {kind}, not an instant vector")
+        return result
+
+    def query(self, promql: str, now: float) -> float | None:
+        """The single value of ``promql`` at ``now``; None for an empty vector or NaN."""
+        result = self.vector(promql, now)
         if not result:
             return None
         if len(result) > 1:
@@ -76,6 +73,8 @@ class PrometheusMetrics:
         return number(value[1], f"{self.name}: {promql!r}")
 
     def measure(self, spec: MetricGate, window: float, now: float, percent: int | None) -> Reading:
+        if spec.kind == "alert":
+            return self._alert(spec, window, now)
         assert isinstance(spec.query, str)
         if spec.kind == "compare" and spec.judge == "rank":
             return self._ranked(spec, window, now, percent)
@@ -103,6 +102,35 @@ class PrometheusMetrics:
             n = round(samples or 0)
             cohorts.append(Cohort((value or 0.0) / samples if samples else None, max(n, 0)))
         return Reading(None, min(c.samples for c in cohorts), window, cohorts=(cohorts[0], cohorts[1]), percent=percent)
+
+    def _alert(self, spec: MetricGate, window: float, now: float) -> Reading:
+        """A named alert: its rule must be loaded and healthy (else no data), then ``ALERTS{...}``
+        with the metric's matchers says which series are pending and which fire."""
+        assert spec.alertname is not None
+        groups = self._data("/api/v1/rules", {"type": "alert"}, "the alerting rules").get("groups") or []
+        rules = [r for g in groups if isinstance(g, dict) for r in g.get("rules") or [] if isinstance(r, dict)]
+        rule = next((r for r in rules if r.get("name") == spec.alertname), None)
+        if rule is None:
+            loaded = sorted({str(r.get("name")) for r in rules})
+            raise MeasurementError(
+                f"{self.name}: no alerting rule {spec.alertname!r} is loaded"
+                + (f" (loaded: {', '.join(loaded[:10])})" if loaded else " (no alerting rule is loaded)")
+            )
+        if rule.get("health") != "ok":
+            problem = rule.get("lastError") or "not evaluated yet"
+            raise MeasurementError(f"{self.name}: alerting rule {spec.alertname!r} cannot be read: {problem}")
+        series = self.vector(alerts_selector(spec), now)
+        found = [s.get("metric") or {} for s in series if isinstance(s, dict)]
+        return Reading(
+            None,
+            1,
+            window,
+            alerts=Alerts(
+                self.name,
+                firing=tuple(s for s in found if s.get("alertstate") == "firing"),
+                pending=tuple(s for s in found if s.get("alertstate") == "pending"),
+            ),
+        )
 
     def series(self, promql: str, start: float, end: float, step: float) -> list[float]:
         """The values of ``promql``'s one series from ``start`` to ``end`` every ``step`` seconds (NaN

@@ -10,6 +10,7 @@ from rollout.checks.service_api import ServiceClient
 from rollout.gates import Reading
 from rollout.playbook.builtin import EMBEDDED
 from rollout.playbook.model import GateSet, Playbook
+from rollout.providers.alerts import AlertmanagerAlerts
 from rollout.providers.base import Provider
 from rollout.providers.embedded import EmbeddedProvider
 from rollout.providers.http import HttpMetrics
@@ -21,6 +22,7 @@ from rollout.util.errors import MeasurementError
 KINDS: dict[str, Callable[[str, str | None, float, str], Provider]] = {
     "prometheus": PrometheusMetrics,
     "http": HttpMetrics,
+    "alertmanager": AlertmanagerAlerts,
 }
 
 

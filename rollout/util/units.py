@@ -62,4 +62,18 @@ def format_duration(seconds: float) -> str:
 
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]
+
+
+def parse_duration_or_forever(value: Any) -> float:
+    """A duration, or ``forever`` (infinity)."""
+    if isinstance(value, str) and value.strip().lower() == "forever":
+        return float("inf")
+    try:
+        return parse_duration(value)
+    except ValueError:
+        raise ValueError(f"expected a duration like 30s, 5m, 24h, or forever, got {value!r}") from None
+
+
+#: a duration that may be ``forever``
+DurationOrForever = Annotated[float, BeforeValidator(parse_duration_or_forever)]
 Number = Annotated[float, BeforeValidator(parse_rate)]

@@ -209,6 +209,7 @@ _UNION_TAGS = {
     "http",
     "booking",
     "prometheus",
+    "alertmanager",
 }
 
 

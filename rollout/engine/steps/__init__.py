@@ -15,18 +15,24 @@ from typing import Any
 
 from rollout.engine.context import RunContext
 from rollout.engine.steps import approve, configure, gate, health, load, promote, ramp, scenario, smoke
-from rollout.engine.steps.base import AWAIT, DONE, FAIL, StepResult, managed_values
+from rollout.engine.steps.base import AWAIT, DONE, FAIL, StepResult, Wait, managed_values
 from rollout.playbook.model import Playbook
 
-__all__ = ["AWAIT", "DONE", "FAIL", "KINDS", "StepKind", "StepResult", "describe", "managed_values"]
+__all__ = ["AWAIT", "DONE", "FAIL", "KINDS", "StepKind", "StepResult", "Wait", "describe", "managed_values"]
 
 
 @dataclass(frozen=True)
 class StepKind:
-    """What the engine does with one kind of step, and how ``plan`` and ``validate`` describe it."""
+    """What the engine does with one kind of step, and how ``plan`` and ``validate`` describe it.
+    A kind that observes over time has ``tick`` (one look: a result, or when to look again)."""
 
     run: Callable[[RunContext, Any, str], StepResult]
     describe: Callable[[Any, Playbook | None], str]
+    tick: Callable[[RunContext, Any, str], StepResult | Wait] | None = None
+
+    def step(self, ctx: RunContext, step: Any, label: str) -> StepResult | Wait:
+        """One look at ``step`` (a kind without ``tick`` runs to its end)."""
+        return self.tick(ctx, step, label) if self.tick is not None else self.run(ctx, step, label)
 
 
 #: ``kind`` -> its step kind
@@ -36,8 +42,8 @@ KINDS: dict[str, StepKind] = {
     "health": StepKind(health.run, health.describe),
     "scenario": StepKind(scenario.run, scenario.describe),
     "load": StepKind(load.run, load.describe),
-    "gate": StepKind(gate.run, gate.describe),
-    "ramp": StepKind(ramp.run, ramp.describe),
+    "gate": StepKind(gate.run, gate.describe, gate.tick),
+    "ramp": StepKind(ramp.run, ramp.describe, ramp.tick),
     "approve": StepKind(approve.run, approve.describe),
     "promote": StepKind(promote.run, promote.describe),
 }

@@ -1,6 +1,9 @@
 """What every step kind shares: its result, the wait for the target to apply a flag write, and
 the few helpers two kinds use. Each kind is a module of this folder with ``run(ctx, step, label)``
-and ``describe(step, playbook)``; :data:`rollout.engine.steps.KINDS` is the registry."""
+and ``describe(step, playbook)``; a kind that observes over time (ramp, gate) has ``tick(ctx, step,
+label)`` instead, which does one look and returns the result or when to look again (:class:`Wait`),
+so a terminal's ``advance`` and the always-on agent drive it the same way.
+:data:`rollout.engine.steps.KINDS` is the registry."""
 
 from __future__ import annotations
 
@@ -10,7 +13,7 @@ from typing import Any
 
 from rollout.checks import CheckResult
 from rollout.engine.context import RunContext
-from rollout.engine.observe import FAILED, HOLD_TIMEOUT, PASSED, PROMOTED, PROMOTED_FULL, STOPPED
+from rollout.engine.reconcile import Act, Decision
 from rollout.engine.state import AWAITING_APPROVAL
 from rollout.flags import FlagBackend
 from rollout.gates import Verdict
@@ -18,6 +21,13 @@ from rollout.playbook.environments import Resolved
 from rollout.targets import wait_service_applied
 
 DONE, FAIL, AWAIT = "done", "fail", "await_approval"
+
+
+@dataclass(frozen=True)
+class Wait:
+    """An observing step that has nothing to decide yet: look again at ``at`` (the clock's time)."""
+
+    at: float
 
 
 @dataclass
@@ -77,17 +87,17 @@ def accept_hold(ctx: RunContext, label: str, percent: int | None) -> bool:
     return True
 
 
-def observation_result(result: Any, on_hold_timeout: str) -> StepResult:
-    if result.result == PASSED:
-        return StepResult(DONE, result.verdict.summary, verdict=result.verdict)
-    if result.result == FAILED:
-        return StepResult(FAIL, result.verdict.summary, verdict=result.verdict)
-    if result.result == STOPPED:  # a signal failed, or a provider erred past its limit: a person decides
-        return StepResult(AWAIT, result.verdict.summary, verdict=result.verdict)
-    if result.result in (PROMOTED, PROMOTED_FULL):
-        return StepResult(
-            DONE, f"accepted now by a person (rollout promote): {result.verdict.summary}", verdict=result.verdict
-        )
-    assert result.result == HOLD_TIMEOUT
+def decided(decision: Decision, verdict: Verdict, on_hold_timeout: str) -> StepResult:
+    """A step's result from a decision that ends an observation (not ACCEPT of a ramp's percentage,
+    not WAIT)."""
+    if decision.act == Act.TURN_OFF:
+        return StepResult(FAIL, verdict.summary, verdict=verdict)
+    if decision.act == Act.STOP:  # a signal failed, or a provider erred past its limit: a person decides
+        return StepResult(AWAIT, verdict.summary, verdict=verdict)
+    if decision.act in (Act.PROMOTE, Act.PROMOTE_FULL):
+        return StepResult(DONE, f"accepted now by a person (rollout promote): {verdict.summary}", verdict=verdict)
+    if decision.act == Act.ACCEPT:
+        return StepResult(DONE, verdict.summary, verdict=verdict)
+    assert decision.act == Act.TIMEOUT, decision
     status = AWAIT if on_hold_timeout == "approve" else FAIL
-    return StepResult(status, f"held too long: {result.verdict.summary}", verdict=result.verdict)
+    return StepResult(status, decision.reason, verdict=verdict)
