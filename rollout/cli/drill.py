@@ -37,8 +37,8 @@ def drill(
     timed, then back as found. Audited as a drill, never as a rollback.
 
     Exit 0 every replica obeyed within --within and the flag is back as found, confirmed; 1 not (or a
-    rollback overtook the drill: it stands); 2 refused (rolled back, an advance drives the
-    environment) or bad usage; 130 interrupted (the flag restored first).
+    rollback overtook the drill: it stands); 2 refused (rolled back, an advance or an agent drives
+    the environment) or bad usage; 130 interrupted (the flag restored first).
     """
     from rollout.console import ConsoleReporter, QuietReporter
     from rollout.engine import drill as drills
