@@ -69,6 +69,11 @@ class ServiceClient:
             raise MeasurementError(f"{self.url}: samples answer lacks the cohorts")
         return data
 
+    def hint_flag(self, token: str) -> dict[str, Any]:
+        """``POST /api/whatsapp/flag/refresh``: ask the service to re-read its flag now (a hint, never
+        a value); its answer. Raises :class:`MeasurementError`."""
+        return self._json("POST", "/api/whatsapp/flag/refresh", headers={"Authorization": f"Bearer {token}"})
+
     def health(self) -> dict[str, Any]:
         """``GET /api/whatsapp/health``; raises :class:`MeasurementError`."""
         return self._json("GET", "/api/whatsapp/health")

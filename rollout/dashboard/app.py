@@ -42,6 +42,7 @@ from rollout.dashboard.detector import TICK_S, ChangeDetector
 from rollout.dashboard.envpage import environment_page
 from rollout.dashboard.metrics import exposition
 from rollout.engine import runner
+from rollout.engine.drill import last_drill
 from rollout.engine.flagview import FlagReads, flag_view
 from rollout.engine.forecasting import phase_forecast
 from rollout.engine.project import Project, open_context
@@ -194,6 +195,8 @@ def snapshot(project: Project, now: float | None = None, reads: FlagReads | None
                     "steps": steps,
                     "ramp": ramp,
                     "schedule": _schedule(project, phase, row.name, now),
+                    # the last kill-switch drill: each flag-off's slowest replica, every replica's time
+                    "drill": last_drill(audit),
                 }
             )
             timeline += [

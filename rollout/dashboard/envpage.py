@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from rollout.dashboard.rows import audit_line, steps_timeline, verdict_line
+from rollout.engine.drill import last_drill
 from rollout.engine.project import Project
 from rollout.incident.chart import ramp_start
 from rollout.playbook.model import Playbook
@@ -37,4 +38,6 @@ def environment_page(project: Project, playbook: Playbook | None, env: str, limi
         "verdicts": [verdict_line(v) for v in verdicts if v["ts"] >= since],
         "audit": [audit_line(a) for a in audit],
         "promote_pending": control.promote_kind,
+        # the last kill-switch drill: each flag-off's slowest replica, every replica's time
+        "drill": last_drill(audit),
     }

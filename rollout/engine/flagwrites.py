@@ -24,8 +24,8 @@ from rollout.engine.state import StateRecords, check_before_flag_write
 from rollout.util.clock import Clock
 
 INTENT = "flag_intent"
-#: audit actions that complete an intent (they carry its ``write`` id)
-COMPLETIONS = ("ramp", "configure", "flag_off", "flag_off_failed")
+#: audit actions that complete an intent (they carry its ``write`` id); ``drill_*``: ``rollout drill``'s
+COMPLETIONS = ("ramp", "configure", "flag_off", "flag_off_failed", "drill_armed", "drill_off", "drill_restored")
 
 
 def announce(

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from rollout.checks.service_api import ServiceClient
+from rollout.engine import hints
 from rollout.engine.context import RunContext
 from rollout.engine.flagwrites import after, announce
 from rollout.engine.outcome import FlagOff, RunOutcome
@@ -276,10 +277,11 @@ def switch_off(
     who: str | None = None,
     step: str | None = None,
 ) -> SwitchedOff:
-    """The one flag-off path: write the flag off (:func:`kill`; nothing waits before it), then see
-    the target take it in, write the incident report and tell the webhooks, whatever the write
-    did. A write that failed is recorded (``flag_off_failed``), reported and notified as loudly
-    as a flag-off that the target did not confirm."""
+    """The one flag-off path: write the flag off (:func:`kill`; nothing waits before it), hint each
+    replica to re-read it where that helps (:mod:`rollout.engine.hints`), then see the target take
+    it in, write the incident report and tell the webhooks, whatever the write did. A write that
+    failed is recorded (``flag_off_failed``), reported and notified as loudly as a flag-off that
+    the target did not confirm."""
     off: FlagOff | None = None
     problem: str | None
     try:
@@ -291,6 +293,7 @@ def switch_off(
         problem = f"the flag write failed: {shown}"
         path.out.line(f"FLAG-OFF FAILED for {path.env}: {shown}", "bold red")
     else:
+        hints.after_flag_off(path.flags, path.target, path.resolved)  # after the write, never before it
         path.out.line(f"flag turned off for {path.env}" + (f": {step} failed" if step else ""), "bold red")
         problem = record_confirmation(path, off, who=who)
     _end_requests(path, who)

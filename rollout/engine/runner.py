@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from rollout.checks.service_api import ServiceClient
+from rollout.engine import drill
 from rollout.engine.calendar import moving_up
 from rollout.engine.context import Reporter, RunContext
 from rollout.engine.driver import Driver, agent, terminal
@@ -124,8 +125,10 @@ def check_order(ctx: RunContext) -> None:
 
 
 def advance(ctx: RunContext) -> RunOutcome:
-    """Run the phase's remaining steps; see the module docstring."""
+    """Run the phase's remaining steps; see the module docstring. A drill that died first has the
+    flag put back as it found it (:func:`rollout.engine.drill.recover`)."""
     env = ctx.env_name
+    _finish_dead_drill(ctx)
     done = finished(ctx)
     if done is not None:
         return done
@@ -143,6 +146,23 @@ def advance(ctx: RunContext) -> RunOutcome:
             ctx.state.audit(env, "lock_recovered", ctx.clock.time(), note=note)
             ctx.out.line(f"note: {note}; resuming", "yellow")
         return _advance_locked(ctx)
+    finally:
+        ctx.state.release(env)
+
+
+def _finish_dead_drill(ctx: RunContext) -> None:
+    """A drill that died between its flag-off and its restore: the flag back as it found it, under
+    the writer lock, before anything else (not while an agent drives the environment: its run goes on)."""
+    env = ctx.env_name
+    if drill.unfinished(ctx.state, env) is None or agent(ctx.state, env, ctx.clock.time()) is not None:
+        return
+    note = ctx.state.acquire(env, ctx.clock.time())
+    try:
+        if note:
+            ctx.state.audit(env, "lock_recovered", ctx.clock.time(), note=note)
+        recovered = drill.recover(ctx)
+        if recovered is not None:
+            ctx.out.line(f"note: {recovered.message}", "bold yellow")
     finally:
         ctx.state.release(env)
 

@@ -38,6 +38,16 @@ def audit_words(action: str, detail: dict[str, Any]) -> str:
         was = "on" if detail.get("previous_flag") else "off"
         at = detail.get("previous_percent")
         return f"flag off (was {was}{f' at {at}%' if at is not None else ''}): {detail.get('reason')}"
+    if action in ("drill_armed", "drill_off", "drill_restored"):
+        return f"drill: {intent_words(detail)} (the write took {detail.get('write_ms')} ms)"
+    if action == "drill_round":
+        how = "with the hint" if detail.get("hinted") else "polling alone"
+        slowest = detail.get("slowest_ms")
+        return f"drill flag-off {how}: " + (
+            f"every replica obeyed, the slowest in {slowest} ms" if slowest is not None else "not every replica obeyed"
+        )
+    if action == "drill_finished" and detail.get("summary"):
+        return str(detail["summary"])
     if action == "configure":
         changes = detail.get("changes") or []
         return ", ".join(f"{c['variable']}: {_shown(c['from'])} -> {_shown(c['to'])}" for c in changes) or "no change"

@@ -21,6 +21,8 @@ EMBEDDED = "embedded"
 #: the flag and the percentage the service obeys
 FLAG_VARIABLE = "WHATSAPP_NOTIFICATIONS_ENABLED"
 PERCENT_VARIABLE = "WHATSAPP_ROLLOUT_PERCENT"
+#: the token the service accepts a flag hint with (the admin token does too)
+HINT_TOKEN_VARIABLE = "ROLLOUT_HINT_TOKEN"
 
 #: metric -> True when higher is better; the service's /api/whatsapp/metrics names
 METRICS: dict[str, bool] = {

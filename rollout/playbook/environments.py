@@ -48,6 +48,9 @@ class Environment(ScheduleKeys):
     sandbox_url: str | None = Field(None, pattern=r"^https?://")
     sandbox_token: str | None = None
     secrets_file: Path | None = None
+    #: each replica of the service, when ``service_url`` is one of several (or a load balancer): the
+    #: flag hint goes to each after a flag-off, and ``rollout drill`` times each
+    replicas: list[str] = Field(default_factory=list, max_length=100)
     variables: dict[str, str] = Field(default_factory=dict)
 
     @field_validator("variables", mode="before")
@@ -71,6 +74,14 @@ class Environment(ScheduleKeys):
         if problems:
             raise FieldProblems(problems)
         return value
+
+    @field_validator("replicas")
+    @classmethod
+    def _replica_urls(cls, value: list[str]) -> list[str]:
+        bad = [url for url in value if not re.match(r"^https?://", url)]
+        if bad:
+            raise ValueError(f"each replica is an http(s):// URL, got {bad[0]!r}")
+        return [url.rstrip("/") for url in value]
 
     @field_validator("sandbox_token")
     @classmethod

@@ -48,6 +48,8 @@ class Unleash:
                 "UNLEASH_PORT": str(self.port),
                 "UNLEASH_ADMIN_TOKEN": self.admin_token,
                 "NODE_NO_WARNINGS": "1",
+                # its webhook integration may call services on loopback (the flag hint's tests)
+                "UNLEASH_ALLOW_LIST_INTEGRATION": "127.0.0.1",
             },
             stdout=log,
             stderr=subprocess.STDOUT,

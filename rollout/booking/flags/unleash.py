@@ -26,6 +26,13 @@ What the SDK does not do, this does:
   at most :data:`MAX_FEATURES_BYTES` on the wire and decoded, redirects never followed. The SDK
   still schedules the polls, keeps the ETag and evaluates the features. Registration with the
   server (a name in Unleash's UI, an unbounded call at start) is off, as metrics are.
+- **a re-read on a hint** (:meth:`UnleashSource.refresh_now`): polling puts a flag-off 0.7-1.5 s
+  away (the open-source server moves its features' revision once a second and has no push to
+  backend SDKs). A hint (Unleash's webhook, the engine after its flag-off) makes the service read
+  the feature at once from ``/api/client/features/NAME``, which the server answers from its
+  database, uncached. The hint carries no value; only a read that finds the feature off is applied
+  (the kill direction), and for a few seconds after it an SDK answer that would turn the flag back
+  on is checked against a fresh read first (the server's cached answer can lag it by a second).
 """
 
 from __future__ import annotations
@@ -34,6 +41,7 @@ import logging
 import threading
 import time
 from typing import TYPE_CHECKING, Any, NamedTuple
+from urllib.parse import quote
 
 import httpx
 from openfeature.evaluation_context import EvaluationContext
@@ -64,6 +72,13 @@ class Fetched(NamedTuple):
     raw_state: str | None
     etag: str
     not_modified: bool = False
+
+
+#: hints coalesce: at most one re-read in flight and one waiting, and this long between two re-reads
+HINT_GAP_S = 0.05
+#: how long after a re-read found the feature off an SDK answer saying on is checked afresh: the
+#: server's cached answer moves with its revision, refreshed once a second
+HINT_TRUST_S = 3.0
 
 
 def applied_of(features: list[dict[str, Any]], name: str) -> tuple[bool, int | None]:
@@ -171,7 +186,15 @@ class UnleashSource:
         self._lost_logged = False
         #: one poll's deadline, whatever the server does (the SDK's request timeout)
         self.timeout = max(1.0, float(int(refresh)))
+        #: the polls' and the re-reads' client, made once (its TLS context costs tens of ms: never on a
+        #: hint's path)
         self._http: httpx.Client | None = None
+        self._hinted, self._stopping = threading.Event(), threading.Event()
+        self._hint_thread: threading.Thread | None = None
+        #: monotonic time a re-read on a hint last found the feature off
+        self._off_read_at: float | None = None
+        #: re-reads done on hints so far
+        self.rereads = 0
 
     def provider(self, live: LiveSettings) -> FeatureProvider:
         return UnleashProvider(self, live)
@@ -207,6 +230,8 @@ class UnleashSource:
         self._http = bounded.client(self.url, {"Authorization": self._token})
         transport.fetch_features = self._fetch  # type: ignore[union-attr]
         self.client.initialize_client()
+        self._hint_thread = threading.Thread(target=self._follow_hints, name="unleash-hints", daemon=True)
+        self._hint_thread.start()
 
     def _fetch(self, etag: str = "") -> Fetched:
         """One poll of the features, bounded (see the module docstring); the SDK's polling
@@ -262,14 +287,7 @@ class UnleashSource:
             except (ValueError, AttributeError, TypeError):
                 self._lost("its features answer is not the JSON expected")
                 return False
-            with self._lock:
-                if applied != self._applied:
-                    flag, percent = self.variables
-                    values = {flag: "true" if applied[0] else "false"}
-                    if applied[1] is not None:
-                        values[percent] = str(applied[1])
-                    self._live.set_overlay(values, source=f"Unleash feature {self.flag_key}")
-                    self._applied = applied
+            self._lay_over(applied)
         if self._lost_logged or not self.reached:
             log.info("Unleash reached: following feature %s", self.flag_key)
         self._lost_logged, self.reached = False, True
@@ -277,7 +295,75 @@ class UnleashSource:
         self._live.renew_lease(self.lease)
         return True
 
+    def _lay_over(self, applied: tuple[bool, int | None], reread: bool = False) -> None:
+        """Lay (enabled, percent) over the live settings, if it changed: an SDK answer, or a re-read on a
+        hint (``reread``). One at a time, so an SDK answer that lags a re-read is seen to."""
+        assert self._live is not None
+        with self._lock:
+            if reread:
+                self._off_read_at = time.monotonic()
+            elif applied[0] and self._off_read_recently():  # the cached answer may lag the re-read
+                applied = self._checked_afresh(applied)
+            if applied != self._applied:
+                flag, percent = self.variables
+                values = {flag: "true" if applied[0] else "false"}
+                if applied[1] is not None:
+                    values[percent] = str(applied[1])
+                self._live.set_overlay(values, source=f"Unleash feature {self.flag_key}")
+                self._applied = applied
+
+    # --- a hint that the feature changed: re-read it now (see the module docstring) ------------------
+
+    def refresh_now(self) -> str:
+        """Re-read the feature now, outside the poll: ``started``, or ``queued`` when a re-read is
+        already due (hints coalesce). Never blocks; the re-read runs in a thread of its own."""
+        queued = self._hinted.is_set()
+        self._hinted.set()
+        return "queued" if queued else "started"
+
+    def _follow_hints(self) -> None:
+        while not self._stopping.is_set():
+            self._hinted.wait()
+            if self._stopping.is_set():
+                return
+            self._hinted.clear()
+            applied = self._read_feature()
+            if applied is not None and not applied[0]:  # only the kill direction: an on waits for the SDK
+                self._lay_over(applied, reread=True)
+            self.rereads += 1
+            self._stopping.wait(HINT_GAP_S)
+
+    def _read_feature(self) -> tuple[bool, int | None] | None:
+        """(enabled, percent) from the server's uncached one-feature answer; None when it cannot say."""
+        assert self._http is not None
+        try:
+            response = bounded.exchange(
+                self._http,
+                "GET",
+                f"/client/features/{quote(self.flag_key, safe='')}",
+                bounded.Deadline(self.timeout),
+                MAX_FEATURES_BYTES,
+            )
+            if response.status_code == 404:
+                return False, None  # no such feature: off, as a features answer without it
+            return applied_of([response.json()], self.flag_key) if response.status_code == 200 else None
+        except (bounded.AnswerRefused, httpx.HTTPError, ValueError, AttributeError, TypeError):
+            return None
+
+    def _off_read_recently(self) -> bool:
+        return self._off_read_at is not None and time.monotonic() - self._off_read_at < HINT_TRUST_S
+
+    def _checked_afresh(self, applied: tuple[bool, int | None]) -> tuple[bool, int | None]:
+        """An SDK answer saying on, soon after a re-read found the feature off: the uncached answer
+        decides (it cannot be older); if it cannot be had, the SDK's answer stands, as before hints."""
+        fresh = self._read_feature()
+        return fresh if fresh is not None and not fresh[0] else applied
+
     def stop(self) -> None:
+        self._stopping.set()
+        self._hinted.set()
+        if self._hint_thread is not None:
+            self._hint_thread.join(5)
         if self.client is not None:
             self.client.destroy()
         if self._http is not None:

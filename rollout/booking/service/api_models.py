@@ -53,3 +53,14 @@ class PreferencesIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     whatsapp_opt_out: bool
+
+
+class FlagHintIn(BaseModel):
+    """``POST /api/whatsapp/flag/refresh``: optional; Unleash's webhook sends its event (``type``,
+    ``featureName``, ``project``, ``environment``, ...). Never trusted for the flag's value: a hint
+    for another feature is ignored, any other only makes the service re-read its flag."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: str | None = Field(None, max_length=200)
+    featureName: str | None = Field(None, max_length=200)  # Unleash's field name

@@ -192,6 +192,14 @@ class Preferences(_Open):
     updated_at: float | None
 
 
+class FlagRefresh(_Open):
+    #: ``started`` (a re-read began), ``queued`` (one is already due: hints coalesce), ``not_needed``
+    #: (the source follows its store live), ``ignored`` (a hint for another feature)
+    refresh: str
+    flag_provider: str
+    detail: str
+
+
 _STATUS_TEXT = {
     400: "malformed request (the body is not valid JSON)",
     401: "missing or wrong token",

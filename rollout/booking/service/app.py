@@ -33,7 +33,7 @@ from rollout.booking.phones import InvalidPhone, mask, mask_known, normalize, pr
 from rollout.booking.provider.breaker import BreakerState, CircuitBreaker
 from rollout.booking.provider.client import ZaptraClient
 from rollout.booking.service import api_schema as S
-from rollout.booking.service.api_models import BookingIn, PreferencesIn, TestMessageIn
+from rollout.booking.service.api_models import BookingIn, FlagHintIn, PreferencesIn, TestMessageIn
 from rollout.booking.service.eventlog import EventLog
 from rollout.booking.service.intake import IntakeLimit, IntakePressure
 from rollout.booking.service.metrics import PromMetrics, window_metrics
@@ -270,10 +270,12 @@ def _rt(request: Request) -> Runtime:
     return request.app.state.rt
 
 
-def _require_admin(request: Request, readers: bool = False) -> None:
-    """Refuse the request unless it carries the admin token (or, with ``readers``, the read token)."""
+def _require_admin(request: Request, readers: bool = False, hints: bool = False) -> None:
+    """Refuse the request unless it carries the admin token (or, with ``readers``, the read token;
+    with ``hints``, the hint token)."""
     settings = _rt(request).settings
-    accepted = [t for t in (settings.admin_token, settings.read_token if readers else "") if t]
+    also = (settings.read_token if readers else "", settings.hint_token if hints else "")
+    accepted = [t for t in (settings.admin_token, *also) if t]
     if not accepted:
         raise HTTPException(
             403, {"error": "admin_disabled", "detail": "set ROLLOUT_ADMIN_TOKEN to use admin endpoints"}
@@ -513,6 +515,30 @@ async def metrics(
         }
     )
     return data
+
+
+@whatsapp.post(
+    "/api/whatsapp/flag/refresh",
+    status_code=202,
+    response_model=None,
+    dependencies=ADMIN,
+    responses={202: {"model": S.FlagRefresh}, **S.errors(400, 401, 403, 413, 422)},
+)
+async def flag_refresh(request: Request, hint: FlagHintIn | None = None) -> dict[str, Any]:
+    """A hint that the flag changed (Unleash's webhook, the engine after its flag-off): re-read it
+    from its source now. Idempotent; hints coalesce; the body is never trusted for the value."""
+    _require_admin(request, hints=True)
+    rt = _rt(request)
+    source = rt.flags.source
+    refresh = getattr(source, "refresh_now", None)  # a source that follows its store live has none
+    if refresh is None:
+        said = ("not_needed", f"the {source.name} source follows its store live; nothing to re-read")
+    elif hint is not None and hint.featureName not in (None, source.flag_key):
+        said = ("ignored", f"a hint for feature {hint.featureName!r}; this service follows {source.flag_key!r}")
+    else:
+        state = refresh()
+        said = (state, "re-reading the flag now" if state == "started" else "a re-read is already due")
+    return {"refresh": said[0], "flag_provider": source.name, "detail": said[1]}
 
 
 #: the cohort samples a rank judge may ask for: the event kind behind each compare latency

@@ -47,8 +47,11 @@ VARIABLES: dict[str, str] = {
     "WHATSAPP_HEALTH_LOG_INTERVAL_S": "health_log_interval_s",
     "ROLLOUT_ADMIN_TOKEN": "admin_token",
     "ROLLOUT_READ_TOKEN": "read_token",
+    "ROLLOUT_HINT_TOKEN": "hint_token",
 }
 FIELD_TO_VARIABLE = {field: var for var, field in VARIABLES.items()}
+#: the settings shown as ``***`` in every message
+SECRET_FIELDS = ("api_token", "admin_token", "read_token", "hint_token")
 _BOOL_WORDS = {"true": True, "1": True, "yes": True, "on": True, "false": False, "0": False, "no": False, "off": False}
 
 
@@ -84,6 +87,8 @@ class Settings(BaseModel):
     admin_token: str = ""
     #: reads bookings (GET /api/bookings/{id}) without the admin token's other powers
     read_token: str = ""
+    #: may only ask the service to re-read its flag now (a flag service's webhook, the engine after a flag-off)
+    hint_token: str = ""
 
     @field_validator("notifications_enabled", "fallback_enabled", "debug", mode="before")
     @classmethod
@@ -102,7 +107,7 @@ class Settings(BaseModel):
             raise ValueError("must be an http:// or https:// URL")
         return value.rstrip("/")
 
-    @field_validator("api_token", "admin_token", "read_token")
+    @field_validator("api_token", "admin_token", "read_token", "hint_token")
     @classmethod
     def _secret_length(cls, value: str) -> str:
         if value and len(value) < 8:
@@ -111,7 +116,7 @@ class Settings(BaseModel):
 
     def secrets(self) -> list[str]:
         """The values that must never appear in any output."""
-        return [s for s in (self.api_token, self.admin_token, self.read_token) if s]
+        return [s for s in (self.api_token, self.admin_token, self.read_token, self.hint_token) if s]
 
 
 def variable_problems(values: Mapping[str, str]) -> list[tuple[str, str]]:
@@ -126,7 +131,7 @@ def variable_problems(values: Mapping[str, str]) -> list[tuple[str, str]]:
             Settings(**{field: value})
         except ValidationError as exc:
             message = exc.errors()[0]["msg"].removeprefix("Value error, ")
-            shown = "***" if field in ("api_token", "admin_token", "read_token") else repr(value)
+            shown = "***" if field in SECRET_FIELDS else repr(value)
             problems.append((var, f"{message} (got {shown}; the service would refuse it)"))
     return problems
 
@@ -145,7 +150,7 @@ def settings_from(values: Mapping[str, str], source: str = "configuration") -> S
         for error in exc.errors():
             field = str(error["loc"][0]) if error["loc"] else ""
             var = FIELD_TO_VARIABLE.get(field, field)
-            shown = "***" if field in ("api_token", "admin_token", "read_token") else repr(values.get(var, ""))
+            shown = "***" if field in SECRET_FIELDS else repr(values.get(var, ""))
             message = error["msg"].removeprefix("Value error, ")
             problems.append(f"{var}: {message} (got {shown})")
         raise ConfigError(f"{source}: " + "; ".join(problems)) from exc
