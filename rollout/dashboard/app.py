@@ -31,6 +31,7 @@ from rollout.engine.flagview import flag_view
 from rollout.engine.project import Project
 from rollout.engine.runner import rollback
 from rollout.engine.state import AWAITING_APPROVAL, COMPLETED, HELD, ROLLED_BACK, RUNNING, EnvState
+from rollout.engine.waves import wave_view
 from rollout.incident.chart import ramp_start, timeline_svg
 from rollout.incident.words import audit_words
 from rollout.playbook.environments import load_environment
@@ -170,6 +171,8 @@ def snapshot(project: Project, now: float | None = None) -> dict[str, Any]:
                     "steps": steps,
                     "ramp": ramp,
                     "schedule": _schedule(project, phase, row.name, now),
+                    # a phase in waves: which wave, its regions, the exposure against the budget, who failed
+                    "wave": wave_view(playbook, state, row.name, now),
                 }
             )
             timeline += [
