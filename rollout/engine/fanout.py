@@ -197,6 +197,9 @@ def _look(r: _Region, clock: Clock) -> None:
     """One look at a region: begin its run when its wave may, else one look at the run."""
     ctx = r.ctx
     if not r.begun:
+        r.outcome = finished(ctx)  # rolled back (by a person) while it waited for its wave, say
+        if r.outcome is not None:
+            return
         try:
             check_order(ctx)
         except WaveNotYet as exc:
