@@ -7,7 +7,7 @@ not start yet, and a phase handed to a real agent process and followed."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -17,26 +17,17 @@ from rollout.dashboard.app import snapshot
 from rollout.engine import fanout, runner
 from rollout.engine.project import Project
 from tests.agents import AgentProcess
-from tests.engine_harness import DrivingClock
 from tests.flagservice import TOKEN, FlagService, rollout_cli
+from tests.test_metric_roles import PLAYBOOK as ROLES
+from tests.test_release_windows import Clock as WindowsClock
+from tests.test_release_windows import utc
 
 REGIONS = ("eu-west", "us-east", "ap-south")
 HOUR = 3600.0
 
-PLAYBOOK = """\
-version: 1
-name: regions
-target: {{kind: http, health: {{url: /healthz, expect: {{status: 200}}}}}}
-flag:
-  backend: http
-  variable: FEATURE_ON
-  percent_variable: FEATURE_SHARE
-  url: /admin/flag
-  token: ${{FLAG_TOKEN}}
-  timeout: 1s
-  body: {{"on": $enabled, "share": $percent}}
-  read: {{url: /admin/flag, enabled: feature.enabled, percent: feature.percent}}
-providers: {{stats: {{kind: http}}}}
+PLAYBOOK = (
+    ROLES[: ROLES.index("gates:")].replace("name: roles", "name: regions")
+    + """\
 gates:
   g:
     window: 10m
@@ -62,6 +53,7 @@ phases:
         gate: g
         max_hold: {hold}
 """
+)
 
 
 @pytest.fixture(scope="module")
@@ -98,25 +90,15 @@ def project(
     return Project(book, tmp / "environments", tmp / "state" / "state.db")
 
 
-class Clock(DrivingClock):
-    """The engine's clock from a fixed start; ``at(hours, do)`` runs ``do`` at the first long sleep from then on."""
+class Clock(WindowsClock):
+    """The engine's clock from a Monday; ``at(hours, do)`` runs ``do`` at the first long sleep ``hours`` after it."""
 
     def __init__(self) -> None:
-        super().__init__()
+        super().__init__(utc(2027, 1, 4, 9))
         self.start = self.time()
 
-    def hours(self) -> float:
-        return (self.time() - self.start) / HOUR
-
-    def at(self, hours: float, do) -> None:
-        done: list[bool] = []
-
-        def hook() -> None:
-            if not done and self.hours() >= hours:
-                done.append(True)
-                do()
-
-        self.on_sleep.append(hook)
+    def at(self, hours: float, do: Callable[[], None]) -> None:
+        super().at(self.start + hours * HOUR, do)
 
 
 def drive(proj: Project, clock: Clock) -> runner.RunOutcome:
@@ -211,7 +193,7 @@ def test_waves_start_in_order_and_the_budget_holds_the_second_wave_back_until_th
     data = {d["name"]: d for d in json.loads(status.stdout)}
     assert data["ap-south"]["wave"]["wave"] == 2 and data["eu-west"]["wave"]["wave"] == 1
     table = rollout_cli(proj, "status").stdout
-    assert "us-east: wave 2/2 (us-east, ap-south); exposure 100% of max 30% (lifted)" in table, table
+    assert "us-east: wave 2/2 (us-east, ap-south); exposure 100% of max 30%" in table, table
     history = rollout_cli(proj, "history", "--env", "us-east").stdout
     assert "us-east is in production's wave 2/2 (us-east, ap-south)" in history
     assert "exposure_wait" in history and "exposure budget: 50% in us-east would expose 42%" in history
@@ -268,20 +250,31 @@ def test_a_person_turns_a_region_off_at_once_while_it_waits_for_its_wave_or_for_
     assert not any(audit(proj, r, "wave_failure") for r in REGIONS)
 
 
-def test_advance_env_refuses_a_region_whose_wave_may_not_start_yet_in_one_line(regions, tmp_path):
+def rollout_here(proj: Project, capsys, *args: str) -> tuple[int, str, str]:
+    """``rollout ARGS`` on ``proj``'s files, in this process (its one error boundary included)."""
+    from rollout.cli.main import main
+
+    where = ["--playbook", str(proj.playbook_path), "--environments", str(proj.environments_dir)]
+    with pytest.raises(SystemExit) as ended:
+        main([*args, *where, "--state", str(proj.state_path)])
+    said = capsys.readouterr()
+    return int(ended.value.code or 0), said.out, said.err
+
+
+def test_advance_env_refuses_a_region_whose_wave_may_not_start_yet_in_one_line(regions, tmp_path, capsys):
     proj = project(tmp_path, regions)
-    done = rollout_cli(proj, "advance", "--env", "us-east")
-    assert done.returncode == 3, done.stderr
-    assert done.stderr.strip().splitlines() == [
+    code, _, err = rollout_here(proj, capsys, "advance", "--env", "us-east")
+    assert code == 3, err
+    assert err.strip().splitlines() == [
         "rollout: us-east is in wave 2 of phase production: it starts once every region of wave 1 has held its "
         "percentage for 30m; eu-west has not started"
     ]
     assert regions["us-east"].state["enabled"] is False and regions["us-east"].state["percent"] == 0
     assert not audit(proj, "us-east")  # nothing was written, not even a lock note
-    both = rollout_cli(proj, "advance", "--env", "us-east", "--phase", "production")
-    assert both.returncode == 2 and "give --env ENV (one environment or region) or --phase NAME" in both.stderr
-    unknown = rollout_cli(proj, "advance", "--phase", "nope")
-    assert unknown.returncode == 2 and "no phase 'nope' (phases: production)" in unknown.stderr
+    code, _, err = rollout_here(proj, capsys, "advance", "--env", "us-east", "--phase", "production")
+    assert code == 2 and "give --env ENV (one environment or region) or --phase NAME" in err
+    code, _, err = rollout_here(proj, capsys, "advance", "--phase", "nope")
+    assert code == 2 and "no phase 'nope' (phases: production)" in err
 
 
 @pytest.mark.slow
@@ -303,3 +296,21 @@ def test_a_phase_in_waves_is_handed_to_the_agent_region_by_region_and_followed(r
             assert started["actor"] == "agent-a" and started["ts"] >= first + 1.0
     finally:
         assert agent.stop() == 0
+
+
+@pytest.mark.slow
+def test_advance_phase_drives_every_region_from_one_terminal(regions, tmp_path, capsys):
+    proj = project(tmp_path, regions, after="0.3s", hold="0.4s", interval="0.1s", max_exposure="100%")
+    code, out, _ = rollout_here(proj, capsys, "advance", "--phase", "production", "--dry-run")
+    assert code == 0 and out.count("phase production in") == 3 and "dry run: nothing was written" in out
+    assert not audit(proj, "eu-west")
+    code, out, err = rollout_here(proj, capsys, "advance", "--phase", "production")
+    assert code == 0, out + err
+    assert "[us-east] waiting for its wave: us-east is in wave 2 of phase production" in out
+    assert "completed: phase production in 3 regions: eu-west: completed" in out
+    assert {r: (s.state["enabled"], s.state["percent"]) for r, s in regions.items()} == dict.fromkeys(
+        REGIONS, (True, 100)
+    )
+    again, out, _ = rollout_here(proj, capsys, "advance", "--phase", "production", "--json")
+    said = json.loads(out)
+    assert again == 0 and {r["status"] for r in said["regions"].values()} == {"completed"}

@@ -136,23 +136,27 @@ def test_every_wave_key_is_checked_with_its_file_and_line(tmp_path, old, new, sa
     assert "\n" not in message
 
 
-def test_validate_says_the_waves_and_warns_when_the_first_wave_alone_passes_the_budget(tmp_path):
-    import subprocess
-    import sys
+def validate(book: Path, capsys) -> tuple[int, str, str]:
+    """``rollout validate BOOK`` in this process."""
+    from rollout.cli.main import main
 
+    with pytest.raises(SystemExit) as ended:
+        main(["validate", str(book)])
+    said = capsys.readouterr()
+    return int(ended.value.code or 0), said.out, said.err
+
+
+def test_validate_says_the_waves_and_warns_when_the_first_wave_alone_passes_the_budget(tmp_path, capsys):
     book = tmp_path / "p.yaml"
     book.write_text(WAVED)
-    done = subprocess.run(
-        [sys.executable, "-m", "rollout", "validate", str(book)], capture_output=True, text=True, timeout=60
-    )
-    assert done.returncode == 0, done.stderr
-    assert "production (waves: eu-west, then after 30m us-east + ap-south): 2 steps" in done.stdout
-    assert "wave 1 alone exposes 50% of the customers at 100%, over max_exposure 30%" in done.stderr
+    code, out, err = validate(book, capsys)
+    assert code == 0, err
+    assert "production (waves: eu-west, then after 30m us-east + ap-south): 2 steps" in out
+    assert "staging (environment staging): 1 steps" in out
+    assert "wave 1 alone exposes 50% of the customers at 100%, over max_exposure 30%" in err
     book.write_text(WAVED.replace("eu-west: 50", "eu-west: 20"))
-    quiet = subprocess.run(
-        [sys.executable, "-m", "rollout", "validate", str(book)], capture_output=True, text=True, timeout=60
-    )
-    assert quiet.returncode == 0 and "warning" not in quiet.stderr
+    code, _, err = validate(book, capsys)
+    assert code == 0 and "warning" not in err
 
 
 def test_the_reference_shows_every_wave_key_in_a_complete_example_that_validates(tmp_path):

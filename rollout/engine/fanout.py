@@ -179,18 +179,24 @@ def _drive(regions: list[_Region], clock: Clock) -> None:
         open_regions = [r for r in regions if r.outcome is None]
         if not open_regions:
             return
-        if all(not r.begun and r.stuck for r in open_regions):
-            for r in open_regions:  # nothing this process does can let them start
-                r.outcome = RunOutcome("waiting", EXIT_HELD, r.waiting or "waiting", r.name, r.ctx.phase.name)
-            return
         now = clock.time()
-        due = [r for r in open_regions if r.due <= now]
-        for r in sorted(due, key=lambda r: (r.ctx.phase.wave_of(r.name), r.due)):
+        due = sorted((r for r in open_regions if r.due <= now), key=lambda r: (r.ctx.phase.wave_of(r.name), r.due))
+        if not due:
+            if all(not r.begun and r.stuck for r in open_regions):
+                for r in open_regions:  # nothing this process does can let them start
+                    r.outcome = RunOutcome("waiting", EXIT_HELD, r.waiting or "waiting", r.name, r.ctx.phase.name)
+                return
+            clock.sleep(max(0.0, min(r.due for r in open_regions) - now))
+            continue
+        moved = False
+        for r in due:
+            was_running = r.begun
             _look(r, clock)
-        open_regions = [r for r in regions if r.outcome is None]
-        if open_regions:
-            wake = min(r.due for r in open_regions)
-            clock.sleep(max(0.0, wake - clock.time()))
+            moved = moved or was_running or r.begun
+        if moved:  # a run went on: a region waiting on it may start now
+            for r in open_regions:
+                if not r.begun and r.stuck and r.outcome is None:
+                    r.due = clock.time()
 
 
 def _look(r: _Region, clock: Clock) -> None:
@@ -206,8 +212,9 @@ def _look(r: _Region, clock: Clock) -> None:
             if r.waiting != str(exc):
                 ctx.state.audit(r.name, "wave_wait", clock.time(), phase=ctx.phase.name, why=str(exc))
                 ctx.out.line(f"waiting for its wave: {exc}", "yellow")
+            # it starts at a known time, or when a region it waits on moves (see _drive)
             r.waiting, r.stuck = str(exc), exc.at is None
-            r.due = exc.at if exc.at is not None else clock.time() + ctx.playbook.interval
+            r.due = exc.at if exc.at is not None else float("inf")
             return
         except StateError as exc:
             r.outcome = RunOutcome("refused", exc.exit_code, str(exc), r.name, ctx.phase.name)

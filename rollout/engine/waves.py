@@ -449,7 +449,9 @@ def wave_words(view: dict[str, Any]) -> str:
     """A wave view in one line: ``wave 2/2 (us-east, ap-south); exposure 17.5% of max 30%``."""
     said = f"wave {view['wave']}/{view['waves']} ({', '.join(view['regions'])}); exposure {_pct(view['exposure'])}"
     if view["max_exposure"] is not None:
-        said += f" of max {_pct(view['max_exposure'])}" + ("" if view["budget_in_force"] else " (lifted)")
+        said += f" of max {_pct(view['max_exposure'])}"
+        if view["wave"] > 1 and not view["budget_in_force"]:
+            said += " (lifted: the waves before it have held their last percentage)"
     if view["failed"]:
         said += f"; failed: {', '.join(view['failed'])} (on_failure {view['policy']})"
     if view["waiting"]:
