@@ -213,7 +213,9 @@ class Agent:
     def _claim(self, key: str, store: StateRecords, now: float) -> None:
         mine = {e for (k, e) in self.works if k == key}
         needing: dict[str, tuple[Served, str]] = {}
-        pending = {r.environment for r in handoff.pending(store)}
+        # a request taken by an agent that stopped before the run began (armed, or waiting for its wave)
+        # still needs one: the next agent adopts it
+        pending = {r.environment for r in [*handoff.pending(store), *handoff.unfinished(store)]}
         serving = [s for s in self.served if s.state is store]
         rows = store.rows([e for s in serving for e in s.environments])
         for served in serving:
