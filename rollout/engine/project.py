@@ -238,13 +238,15 @@ def open_off_path(
     state: StateRecords | None = None,
     notify: Callable[..., None] | None = None,
     confirm_within: float = 5.0,
+    playbook: Playbook | None = None,
 ) -> Iterator[Kill]:
     """Everything a flag-off of ``env_name`` needs, opened from ``project`` and closed afterwards:
     its flag backend (one that cannot even be opened makes the write fail, loudly, as any other
     failed write), its target, the environment resolved (or what its env file holds when a secret
     is missing: the kill path never depends on secrets being at hand), the state store (``state``,
-    or one of its own) and, unless ``notify`` tells the webhooks, a notifier of its own."""
-    playbook = project.playbook()
+    or one of its own) and, unless ``notify`` tells the webhooks, a notifier of its own. ``playbook``:
+    the one loaded already (a run turning other regions off), else it is read from its file."""
+    playbook = playbook or project.playbook()
     env = load_environment(env_name, project.environments_dir)
     project.learn_secrets(playbook, env)  # a token quoted back by a backend, or pasted in the reason
     store = state if state is not None else project.state()

@@ -28,6 +28,7 @@ Nothing here stands before a flag-off: the waits only ever hold a write that mov
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -321,7 +322,7 @@ def with_wave(phase: Phase, region: str, verdict: dict[str, Any]) -> dict[str, A
 def after_breach(ctx: RunContext, reason: str, step: str | None, previous_percent: int | None = None) -> list[str]:
     """Once the failing region's own flag is off (:func:`~rollout.engine.killswitch.switch_off`;
     ``previous_percent``: what it was on for): what its phase's ``on_failure`` does next.
-    ``all_regions`` turns every other region's flag off, in wave order, each through the one
+    ``all_regions`` turns every other region's flag off, all at once (a thread each), each through the one
     flag-off path and audited as caused by this region; ``this_region`` changes nothing more.
     Either way the failing region's audit says what was done (``wave_failure``, with the exposure
     in force when it failed), and its incident report is written again to say it too. Returns the
@@ -346,14 +347,26 @@ def after_breach(ctx: RunContext, reason: str, step: str | None, previous_percen
                 continue
             try:
                 row = ctx.state.get(region)
-                if not row.flag and (row.status == ROLLED_BACK or row.phase != phase.name):
-                    continue  # off already, or never started (it will not start now: see may_start)
-                problem = _turn_off(ctx, region, why, step, before)
-            except Exception as exc:  # noqa: BLE001 - one region that cannot be reached never stops the others
-                problem = str(exc) or type(exc).__name__
+            except Exception:  # noqa: BLE001 - a record that cannot be read: turn it off all the same
+                row = None
+            if row is not None and not row.flag and (row.status == ROLLED_BACK or row.phase != phase.name):
+                continue  # off already, or never started (it will not start now: see may_start)
             turned.append(region)
-            if problem:
-                problems.append(f"{region}: {problem}")
+        said: dict[str, str | None] = {}
+
+        def turn_off(region: str) -> None:
+            try:
+                said[region] = _turn_off(ctx, region, why, step, before)
+            except Exception as exc:  # noqa: BLE001 - one region that cannot be reached never stops the others
+                said[region] = str(exc) or type(exc).__name__
+
+        # every other region at once: none waits for another's confirmation or report
+        workers = [threading.Thread(target=turn_off, args=(r,), name=f"rollout-off-{r}") for r in turned]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join()
+        problems += [f"{region}: {said[region]}" for region in turned if said.get(region)]
     try:
         ctx.state.audit(
             failing,
@@ -395,7 +408,9 @@ def _turn_off(ctx: RunContext, region: str, why: str, step: str | None, before: 
 
     note = wave_note(phase, region, caused_by=ctx.env_name) or {}
     verdict = {"summary": why, "wave": {**note, "exposure": None if before is None else round(before, 6)}}
-    with open_off_path(ctx.project, region, ctx.clock, ctx.out, state=ctx.state, notify=notify) as kill:
+    with open_off_path(
+        ctx.project, region, ctx.clock, ctx.out, state=ctx.state, notify=notify, playbook=ctx.playbook
+    ) as kill:
         done = switch_off(kill.path, why, automatic=True, verdict=verdict, step=step)
     return done.problem
 
