@@ -34,6 +34,7 @@ gates:
     min_samples: 1
     metrics:
       - {{metric: errors, provider: stats, kind: rate, query: {{url: /stats, value: bad, samples: n}}, target: 1%, alert: 5%}}
+watch: {{gate: g, interval: {interval}}}
 phases:
   - name: production
     waves:
@@ -197,6 +198,19 @@ def test_waves_start_in_order_and_the_budget_holds_the_second_wave_back_until_th
     history = rollout_cli(proj, "history", "--env", "us-east").stdout
     assert "us-east is in production's wave 2/2 (us-east, ap-south)" in history
     assert "exposure_wait" in history and "exposure budget: 50% in us-east would expose 42%" in history
+    # after 100 %, `rollout watch` in one region: its breach turns every region off (all_regions)
+    regions["us-east"].state["bad"] = 0.5
+    with runner.open_context(proj, "us-east", clock, QuietReporter()) as ctx:
+        watched = runner.watch(ctx, max_evaluations=3)
+    assert watched.exit_code == 1 and watched.status == "rolled_back"
+    assert {r: s.state["enabled"] for r, s in regions.items()} == dict.fromkeys(REGIONS, False)
+    [policy] = audit(proj, "us-east", "wave_failure")
+    assert policy["detail"]["turned_off"] == ["us-east", "eu-west", "ap-south"]
+    assert policy["detail"]["exposure"] == pytest.approx(1.0)
+    for region in ("eu-west", "ap-south"):
+        [off] = audit(proj, region, "flag_off")
+        assert off["detail"]["reason"].startswith("on_failure all_regions: us-east failed: watch: fail")
+        assert off["detail"]["previous_percent"] == 100
 
 
 @pytest.mark.slow
@@ -228,7 +242,7 @@ def test_a_breach_in_a_region_the_budget_holds_back_turns_its_flag_off_at_the_ne
 
 
 @pytest.mark.slow
-def test_a_person_turns_a_region_off_at_once_while_it_waits_for_its_wave_or_for_the_budget(regions, tmp_path):
+def test_a_person_turns_a_region_off_at_once_while_it_waits_for_its_wave_or_for_the_budget(regions, tmp_path, capsys):
     proj = project(tmp_path, regions, on_failure="this_region")
     clock = Clock()
     said: dict[str, runner.RunOutcome] = {}
@@ -248,6 +262,11 @@ def test_a_person_turns_a_region_off_at_once_while_it_waits_for_its_wave_or_for_
     # a person's rollback is not a breach: the phase's failure policy is not applied to it
     assert outcome.details["regions"]["eu-west"]["status"] == "completed"
     assert not any(audit(proj, r, "wave_failure") for r in REGIONS)
+    # its incident report still says the region's wave
+    code, report, _ = rollout_here(proj, capsys, "incident", "--env", "ap-south")
+    assert code == 0 and "## Waves" in report
+    assert "ap-south is in wave 2 of 2 of phase production (the regions of this wave: us-east, ap-south)" in report
+    assert "SEV-3: production (ap-south), stopped by a person" in report
 
 
 def rollout_here(proj: Project, capsys, *args: str) -> tuple[int, str, str]:
