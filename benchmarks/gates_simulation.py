@@ -1,8 +1,8 @@
 """Today's gates (a 95 % Wilson interval, checked at every evaluation) against the new ones (a 99 %
 always-valid confidence sequence), side by side on the same simulated traffic.
 
-One simulated ramp step: the cohort sends ``traffic`` messages per second, each failing with the
-true error rate from the step's first second. The engine's loop is replayed on a simulated clock:
+One simulated ramp step: the cohort sends ``traffic`` messages per second, evenly (the running total
+rounded down), each failing with the true error rate from the step's first second. The engine's loop is replayed on a simulated clock:
 every ``interval`` the gate judges the error rate over the window since the step began (capped at
 ``window``), calling the real :func:`rollout.gates.judge`; a fail ends the step (the flag goes
 off), a pass after ``hold`` ends it, and a hold past ``hold + max_hold`` ends it for a person. The
@@ -82,17 +82,22 @@ def binomial(n: int, p: float, rng: random.Random) -> int:
         count += 1
 
 
+def even(traffic: float, t: float, interval: float) -> int:
+    """Sends in the interval ending at ``t`` when ``traffic`` per second arrive evenly (the running
+    total rounded down: 5/s in half-second intervals is 2, 3, 2, 3 ..., 1/s is 0, 1, 0, 1 ...)."""
+    return math.floor(traffic * t + 1e-9) - math.floor(traffic * (t - interval) + 1e-9)
+
+
 def one_step(
     settings: Settings, traffic: int, rate: float, test: str, confidence: float, rng: random.Random
 ) -> tuple[str, float, int]:
     """(how the step ended: fail / pass / hold, when, failed sends until then) on a simulated clock."""
-    per_chunk = traffic * settings.interval
     chunks: list[tuple[int, int]] = []  # (sends, failures) per interval, oldest first
     failures_total = 0
     t = 0.0
     while True:
         t += settings.interval
-        sends = round(per_chunk)
+        sends = even(traffic, t, settings.interval)
         failed = binomial(sends, rate, rng)
         chunks.append((sends, failed))
         failures_total += failed
@@ -147,9 +152,9 @@ def family_step(
     """One ramp step with k guardrails (one true rate each): how it ended and when."""
     history: list[list[tuple[int, int]]] = [[] for _ in rates]
     t = 0.0
-    sends = round(traffic * settings.interval)
     while True:
         t += settings.interval
+        sends = even(traffic, t, settings.interval)
         covered = int(min(t, settings.window) / settings.interval + 1e-9) or 1
         readings = []
         for chunks, rate in zip(history, rates, strict=True):

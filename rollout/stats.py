@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import lru_cache
 from statistics import NormalDist
 
 #: where a normal-mixture boundary is tightest (in samples per cohort): a few hundred bookings
@@ -57,9 +58,11 @@ def mixture_log_evidence(successes: int, n: int, theta: float) -> float:
     )
 
 
+@lru_cache(maxsize=65536)
 def confidence_sequence(rate: float, samples: int, confidence: float) -> tuple[float, float]:
     """The always-valid interval of a proportion: every theta whose mixture evidence stays below
-    1 / (1 - confidence). Valid at every look at once, unlike a fixed-sample (Wilson) interval."""
+    1 / (1 - confidence). Valid at every look at once, unlike a fixed-sample (Wilson) interval.
+    Remembered (a forecast asks for the same counts again and again)."""
     n = int(samples)
     successes = min(n, max(0, round(rate * n)))
     bound = math.log(1.0 / (1.0 - confidence))

@@ -64,3 +64,37 @@ def unleash(postgres: Postgres, tmp_path_factory: pytest.TempPathFactory) -> Ite
     server = Unleash(postgres, tmp_path_factory.mktemp("unleash"))
     yield server
     server.close()
+
+
+@pytest.fixture(scope="module")
+def chromium() -> Iterator[Any]:
+    """One headless Chromium (Debian's, driven by Playwright) per test module; each test opens its own
+    context. Per module, not per session: Playwright's sync API keeps an event loop running in the
+    thread, and a later test's ``asyncio.run`` in the same worker would refuse to start. Skips without
+    it (fails in CI, where ``.ci/run`` installs it)."""
+    import os
+    import shutil
+
+    executable = shutil.which("chromium") or "/usr/bin/chromium"
+    if not Path(executable).exists():
+        if os.environ.get("CI"):
+            pytest.fail("chromium is not installed (.ci/run installs the Debian package)")
+        pytest.skip("chromium is not installed (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(
+            executable_path=executable,
+            headless=True,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+            ],
+        )
+        yield browser
+        browser.close()

@@ -41,6 +41,8 @@ class FlagService:
     def __init__(self) -> None:
         self.state: dict[str, Any] = dict(DEFAULTS)
         self.hooks: list[dict[str, Any]] = []
+        #: each ``/stats`` call: its query parameters and Authorization header
+        self.stats_calls: list[dict[str, Any]] = []
         app = FastAPI()
 
         def admin(request: Request) -> None:
@@ -71,7 +73,10 @@ class FlagService:
             return {"ok": True}
 
         @app.get("/stats")
-        async def stats() -> JSONResponse:
+        async def stats(request: Request) -> JSONResponse:
+            self.stats_calls.append(
+                {"query": dict(request.query_params), "authorization": request.headers.get("authorization")}
+            )
             if self.state.get("stats_status", 200) != 200:
                 return JSONResponse({"error": "stats are down"}, self.state["stats_status"])
             return JSONResponse(
@@ -100,6 +105,7 @@ class FlagService:
         self.state.clear()
         self.state.update(DEFAULTS, **changes)
         self.hooks.clear()
+        self.stats_calls.clear()
         return self
 
 

@@ -2,135 +2,129 @@
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 from pathlib import Path
 
 import httpx
 import pytest
 
-from rollout.dashboard.app import create_dashboard
+from rollout.dashboard.app import create_dashboard, project_name
 from rollout.engine.project import Project
 from rollout.flags import FlagStore
 from rollout.util.serving import ServerThread
 from tests.harness import ADMIN_TOKEN, SANDBOX_TOKEN, wait_until
+from tests.looks import artifacts
 from tests.test_cli_engine import project, start, state_of  # noqa: F401 - fixtures
 
-#: starts real servers (or kills real processes): outside the fast loop
-pytestmark = pytest.mark.slow
+#: starts real servers (or kills real processes): outside the fast loop; one worker runs the browser tests
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("chromium")]
 
-REPO = Path(__file__).resolve().parents[1]
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-ARTIFACTS = Path(os.environ.get("ROLLOUT_TEST_ARTIFACTS", REPO / "test-artifacts"))
 TOKEN = "dashboard-token-0123"
 
 
-@pytest.fixture
-def browser():
-    if not Path(CHROMIUM).exists():
-        if os.environ.get("CI"):
-            pytest.fail("chromium is not installed (.ci/run installs the Debian package)")
-        pytest.skip("chromium is not installed (apt-get install chromium)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        launched = pw.chromium.launch(
-            executable_path=CHROMIUM,
-            headless=True,
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-quic",
-                "--no-first-run",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-            ],
-        )
-        yield launched
-        launched.close()
+def dashboard_of(cwd: Path, token: str | None) -> tuple[ServerThread, str]:
+    """The dashboard of the project in ``cwd``, and its production page's path."""
+    shown = Project(cwd / "playbooks" / "whatsapp.yaml", cwd / "environments", cwd / ".rollout" / "state.db")
+    return ServerThread(create_dashboard(shown, token)).start(), f"/env/{project_name(shown)}/production"
 
 
-def test_the_dashboard_shows_a_live_ramp_and_its_rollback_button_stops_it(project, browser, monkeypatch):  # noqa: F811
+def newest_verdict(page) -> int:
+    return page.evaluate(
+        "Math.max(0, ...[...document.querySelectorAll('[data-verdict-id]')].map(e => +e.dataset.verdictId))"
+    )
+
+
+def test_the_dashboard_shows_a_live_ramp_and_its_rollback_button_stops_it(project, chromium, monkeypatch, tmp_path):  # noqa: F811
     cwd, service = project
     monkeypatch.setenv("ZAPTRA_API_TOKEN", SANDBOX_TOKEN)
     monkeypatch.setenv("ROLLOUT_ADMIN_TOKEN", ADMIN_TOKEN)
     advance = start(cwd, "advance", "--env", "production")
-    dashboard = ServerThread(
-        create_dashboard(
-            Project(cwd / "playbooks" / "whatsapp.yaml", cwd / "environments", cwd / ".rollout" / "state.db"), TOKEN
-        )
-    ).start()
+    dashboard, path = dashboard_of(cwd, TOKEN)
+    context = chromium.new_context(viewport={"width": 1100, "height": 900})
     try:
         wait_until(lambda: FlagStore(service.env_file).state() == (True, 10), timeout=30, what="ramp at 10%")
-        page = browser.new_page(viewport={"width": 1100, "height": 900})
+        page = context.new_page()
         page.goto(dashboard.url)
-        card = page.locator("[data-env=production]")
-        card.locator("[data-role=status]", has_text="running").wait_for(timeout=15_000)
-        card.locator("[data-role=chart] svg").wait_for(timeout=15_000)
-        assert "flag on at 10%" in card.locator("[data-role=flag]").inner_text()
-        # the page follows the record: more verdicts are recorded, the count on the page grows
-        first = int(re.match(r"\d+", card.locator("[data-role=evaluations]").inner_text()).group())
+        row = page.locator("#envs tr[data-env=production]")
+        row.locator("[data-role=status]", has_text="running").wait_for(timeout=15_000)
+        assert row.locator("[data-role=driver]").inner_text().startswith("terminal ")  # the advance drives it
+        row.locator("a.env").click()
+        page.wait_for_url(f"**{path}")
+        page.locator("[data-panel=success_rate] svg").wait_for(timeout=15_000)
         page.wait_for_function(
-            "n => parseInt(document.querySelector('[data-env=production] [data-role=evaluations]').textContent) > n",
+            "document.querySelector('[data-role=flag]').textContent.startsWith('flag on at 10% (reported by the service')",
+            timeout=15_000,
+        )
+        # the page follows the record, pushed: more verdicts are recorded, the newest shown grows
+        first = newest_verdict(page)
+        page.wait_for_function(
+            "n => Math.max(0, ...[...document.querySelectorAll('[data-verdict-id]')].map(e => +e.dataset.verdictId)) > n",
             arg=first,
             timeout=15_000,
         )
-        # at a glance: the phase's steps with the ramp marked, its percentages with 10 % in force, the clocks
-        assert card.locator("[data-role=steps] li[data-state=done]").all_inner_texts() == ["configure #1"]
-        assert "ramp" in card.locator("[data-role=steps] li[data-state=current]").inner_text()
-        assert card.locator("[data-role=in-force]").inner_text() == "10%"
-        assert card.locator("[data-role=planned]").all_inner_texts() == ["50%"]
-        assert re.fullmatch(r"(\d+m \d\ds|\d+\.\ds) left in the hold", card.locator("[data-role=hold]").inner_text())
-        assert re.fullmatch(r"next evaluation in \d\.\ds", card.locator("[data-role=next]").inner_text())
-        ARTIFACTS.mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(ARTIFACTS / "dashboard-running.png"), full_page=True)
+        # at a glance: the phase's steps with the ramp now, its percentages with 10 % in force, the clocks
+        states = page.locator("#steps > li").evaluate_all(
+            "ls => ls.map(l => [l.dataset.state, l.querySelector('.label').textContent])"
+        )
+        assert (
+            states[0] == ["done", "configure #1"]
+            and states[1][0] == "current"
+            and "ramp" in page.locator("#steps > li.current").inner_text()
+        )
+        assert page.locator("[data-role=in-force]").inner_text() == "10% ◀ in force"
+        assert page.locator("[data-role=planned]").all_inner_texts() == ["50%"]
+        assert re.fullmatch(
+            r"held [\dhms. ]+ of [\dhms. ]+: [\dhms. ]+ left; next evaluation in \d+\.\ds",
+            page.locator("[data-role=hold]").inner_text(),
+        ), page.locator("[data-role=hold]").inner_text()
+        page.screenshot(path=str(artifacts(tmp_path) / "dashboard-running.png"), full_page=True)
         # Pause and continue: the same library calls as the CLI, by name, with a reason
         page.fill("#token", TOKEN)
         page.fill("#actor", "ana")
         page.once("dialog", lambda dialog: dialog.accept("a closer look at checkout"))
-        card.locator("[data-action=pause]").click()
-        card.locator("[data-role=paused]").wait_for(timeout=10_000)
+        page.locator("[data-action=pause]").click()
+        page.locator("#paused [data-role=paused]").wait_for(timeout=10_000)
         page.once("dialog", lambda dialog: dialog.accept("looks fine"))
-        card.locator("[data-action=continue]").click()
-        card.locator("[data-action=pause]").wait_for(timeout=10_000)
+        page.locator("[data-action=continue]").click()
+        page.locator("[data-action=pause]").wait_for(timeout=10_000)
         steered = [(a["action"], a["actor"]) for a in state_of(cwd)[1] if a["action"] in ("paused", "continued")]
         assert steered == [("paused", "ana via dashboard"), ("continued", "ana via dashboard")]
         # Roll back: token and name, a reason asked for, the same library call as the CLI
         page.once("dialog", lambda dialog: dialog.accept("checkout errors seen in support"))
-        card.locator("[data-action=rollback]").click()
-        card.locator("[data-role=status]", has_text="rolled back").wait_for(timeout=20_000)
+        page.locator("[data-action=rollback]").click()
+        page.locator("#status [data-status=rolled_back]").wait_for(timeout=20_000)
         assert service.metrics(1)["flag_enabled"] is False
-        page.locator("#timeline", has_text="checkout errors seen in support").wait_for(timeout=10_000)
-        page.screenshot(path=str(ARTIFACTS / "dashboard-rolled-back.png"), full_page=True)
+        page.locator("#audit", has_text="checkout errors seen in support").wait_for(timeout=10_000)
+        assert "by ana via dashboard: checkout errors seen in support" in page.locator("#offbanner").inner_text()
+        page.screenshot(path=str(artifacts(tmp_path) / "dashboard-rolled-back.png"), full_page=True)
         [off] = [a for a in state_of(cwd)[1] if a["action"] == "flag_off"]
         assert off["actor"] == "ana via dashboard" and off["detail"]["reason"] == "checkout errors seen in support"
         advance.wait(30)
         assert advance.returncode == 1  # the advance saw the rollback and stopped
     finally:
+        context.close()
         advance.kill()
         advance.wait()
         dashboard.stop()
 
 
-def test_without_a_token_the_dashboard_is_read_only(project, browser):  # noqa: F811
+def test_without_a_token_the_dashboard_is_read_only(project, chromium):  # noqa: F811
     cwd, _ = project
-    dashboard = ServerThread(
-        create_dashboard(
-            Project(cwd / "playbooks" / "whatsapp.yaml", cwd / "environments", cwd / ".rollout" / "state.db"), None
-        )
-    ).start()
+    dashboard, path = dashboard_of(cwd, None)
+    context = chromium.new_context()
     try:
         answer = httpx.post(f"{dashboard.url}/api/rollback", json={"environment": "production", "reason": "x"})
         assert answer.status_code == 403 and "read-only" in answer.json()["error"]
-        page = browser.new_page()
+        page = context.new_page()
         page.goto(dashboard.url)
         page.locator("#readonly").wait_for(state="visible", timeout=10_000)
-        assert page.locator("[data-action=rollback]").count() == 0
+        page.goto(dashboard.url + path)
+        page.locator("#readonly").wait_for(state="visible", timeout=10_000)
+        assert page.locator("#actions").is_hidden() and page.locator("[data-action]:visible").count() == 0
         wrong = httpx.post(f"{dashboard.url}/api/rollback", json={"environment": "Bad Name", "reason": "x"})
         assert wrong.status_code == 422
     finally:
+        context.close()
         dashboard.stop()
 
 

@@ -14,6 +14,7 @@ import pytest
 
 from rollout.console import QuietReporter
 from rollout.dashboard.app import snapshot
+from rollout.dashboard.envpage import environment_page
 from rollout.engine import fanout, runner
 from rollout.engine.project import Project
 from tests.agents import AgentProcess
@@ -190,6 +191,8 @@ def test_waves_start_in_order_and_the_budget_holds_the_second_wave_back_until_th
     assert wave["exposure"] == pytest.approx(1.0) and wave["max_exposure"] == pytest.approx(0.3)
     assert wave["budget_in_force"] is False and wave["failed"] == [] and wave["waiting"] is None
     assert wave["regions_standing"]["eu-west"]["percent"] == 100
+    page = environment_page(proj, proj.playbook(), "ap-south", now=clock.time())  # an environment's page
+    assert page["wave"]["wave"] == 2 and page["wave"]["regions"] == ["us-east", "ap-south"]
     status = rollout_cli(proj, "status", "--json")
     data = {d["name"]: d for d in json.loads(status.stdout)}
     assert data["ap-south"]["wave"]["wave"] == 2 and data["eu-west"]["wave"]["wave"] == 1

@@ -3,7 +3,7 @@ the verdict API for Argo Rollouts and Flagger (:mod:`rollout.agent.verdicts`).""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from fastapi import FastAPI
@@ -13,6 +13,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
 
+from rollout.agent import verdicts
 from rollout.agent.controller import Agent
 
 #: lateness buckets (seconds): an evaluation due at t that started at t + lateness
@@ -48,11 +49,15 @@ class _AgentCollector(Collector):
         )
 
 
-def create_agent_app(agent: Agent) -> FastAPI:
-    """The agent's own endpoints; the dashboard may be mounted beside them (``rollout agent --dashboard``)."""
+def create_agent_app(agent: Agent, environ: Mapping[str, str] | None = None) -> FastAPI:
+    """The agent's own endpoints; the dashboard may be mounted beside them (``rollout agent --dashboard``).
+    Raises :class:`~rollout.util.errors.ConfigError` when the verdict API would be open to other
+    machines without a token (``environ``: where ``ROLLOUT_AGENT_TOKEN`` is read, default the process's)."""
+    token = verdicts.agent_token(agent.config.host_port[0], environ)
     app = FastAPI(title="rollout agent", docs_url=None, redoc_url=None, openapi_url=None)
     registry = CollectorRegistry()
     registry.register(_AgentCollector(agent))
+    verdicts.mount(app, agent, token, registry)
 
     @app.get("/healthz")
     def healthz() -> JSONResponse:

@@ -64,8 +64,8 @@ def agent(
     log = AgentLog(config.name, json_lines=log_format == "json")
     server_app: Any
     controller = Agent(config, log, url=f"http://{config.listen}")
+    app = create_agent_app(controller)  # before open(): a listen address without its token registers nothing
     controller.open()
-    app = create_agent_app(controller)
     if with_dashboard:
         from rollout.dashboard.app import create_dashboard
 

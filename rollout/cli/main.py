@@ -357,13 +357,27 @@ def _preflight(playbook: Path, env_name: str, environments_dir: Path, secrets_fi
 @cli.command()
 @project_options
 @click.option("--env", "env_name", required=True, help="The environment (its phase is planned).")
+@click.option(
+    "--traffic",
+    metavar="RATE",
+    help="Bookings (requests) per second overall for the forecasts: 50/s, 3000/m (default: the gates' provider, last hour).",
+)
+@click.option(
+    "--breach",
+    "breaches",
+    multiple=True,
+    metavar="METRIC=VALUE",
+    help="Also forecast catching this breach (repeatable): success_rate=80%, avg_latency_ms=8000.",
+)
 @click.option("--json", "as_json", is_flag=True)
-def plan(env_name: str, as_json: bool) -> None:
-    """Show the environment's phase, step by step, and what its configure step would change."""
+def plan(env_name: str, traffic: str | None, breaches: tuple[str, ...], as_json: bool) -> None:
+    """Show the environment's phase, step by step, what its configure step would change, and what each
+    ramp step's gates will do at the traffic (forecasts)."""
     import json
 
     from rollout.console import QuietReporter
     from rollout.engine.calendar import schedule_of
+    from rollout.engine.forecasting import forecast_lines, phase_forecast
     from rollout.engine.project import open_context
     from rollout.engine.runner import plan_rows, promotion_previews
     from rollout.playbook.environments import shown_diff
@@ -381,6 +395,7 @@ def plan(env_name: str, as_json: bool) -> None:
             changes = shown_diff(target, ctx.flags.read())
         current = ctx.state.get(env_name)
         schedule, now = schedule_of(ctx), ctx.clock.time()
+        forecast = phase_forecast(ctx, traffic, breaches)
     if as_json:
         click.echo(
             json.dumps(
@@ -395,6 +410,7 @@ def plan(env_name: str, as_json: bool) -> None:
                         for k, v in previews.items()
                     },
                     "schedule": None if schedule.empty else schedule.as_dict(now),
+                    "forecast": forecast,
                 },
                 indent=2,
             )
@@ -431,6 +447,8 @@ def plan(env_name: str, as_json: bool) -> None:
                 f"  {name}: {old if old is not None else '(unset)'} -> {new if new is not None else '(unset)'}",
                 markup=False,
             )
+    for line, style in forecast_lines(forecast):
+        console.print(line, style=style or None, markup=False)
 
 
 @cli.command()

@@ -1,34 +1,50 @@
-"""The dashboard's web app: the state store as JSON, the page and its assets, and two actions.
+"""The dashboard's web app: an overview of every environment of every project it serves, a page per
+environment, their updates pushed as server-sent events, and the actions.
 
-It reads the same state store as the CLI and acts through the same library functions: Roll back is
+Rows are built and kept by one :class:`~rollout.dashboard.detector.ChangeDetector` per process, which
+follows each state store with one cheap query a tick and pushes what changed to every open page
+(:mod:`rollout.dashboard.events`); a page's load reads those rows, and an environment page reads its
+own evaluations and audit once (:mod:`rollout.dashboard.envpage`). Pages are plain HTML, CSS and
+JavaScript shipped in the package (charts are SVG drawn in the page), no build step.
+
+It acts through the same library functions as the CLI: Roll back is
 :func:`rollout.engine.runner.rollback`; Approve records the approval and runs ``rollout advance
---approve --yes`` as its own process (an advance runs for as long as its ramp, not a request). Both
-need the dashboard's token; without one configured the dashboard is read-only. Pages are plain
-HTML, CSS and JavaScript shipped in the package, polling ``/api/state`` every second; charts are the
-server-rendered SVG of :mod:`rollout.incident.chart`. ``/metrics`` is the tool's own metrics for
-Prometheus (:mod:`rollout.dashboard.metrics`).
+--approve --yes`` as its own process (an advance runs for as long as its ramp, not a request). The
+actions need the dashboard's token; without one configured the dashboard is read-only.
+``/metrics`` is the tool's own metrics for Prometheus (:mod:`rollout.dashboard.metrics`);
+``/api/state`` the whole state as one document, for scripts.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import os
+import re
 import subprocess
 import sys
 import time
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, HTTPException, Request
-from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.middleware.gzip import GZipMiddleware
+from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from pydantic import BaseModel, Field
 
+from rollout.console import QuietReporter
+from rollout.dashboard import events
+from rollout.dashboard.detector import TICK_S, ChangeDetector
+from rollout.dashboard.envpage import environment_page
 from rollout.dashboard.metrics import exposition
 from rollout.engine import runner
 from rollout.engine.flagview import flag_view
-from rollout.engine.project import Project
+from rollout.engine.forecasting import phase_forecast
+from rollout.engine.project import Project, open_context
 from rollout.engine.runner import rollback
 from rollout.engine.state import AWAITING_APPROVAL, COMPLETED, HELD, ROLLED_BACK, RUNNING, EnvState
 from rollout.engine.waves import wave_view
@@ -38,14 +54,20 @@ from rollout.playbook.environments import load_environment
 from rollout.playbook.model import Phase, Playbook, RampStep, step_label
 from rollout.playbook.schedule import Schedule
 from rollout.util.clock import Clock, SystemClock
-from rollout.util.errors import RolloutError, StateError
+from rollout.util.errors import ConfigError, RolloutError, StateError
 
 STATIC = Path(__file__).parent / "static"
+
+
+#: what a project may be called in the dashboard's URLs
+PROJECT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 
 
 class Action(BaseModel):
     environment: str = Field(min_length=1, max_length=64, pattern=r"^[a-z][a-z0-9_-]*$")
     reason: str = Field(min_length=1, max_length=500)
+    #: which project's environment (needed only when several projects run one of that name)
+    project: str | None = Field(None, min_length=1, max_length=100)
 
 
 class Promotion(Action):
@@ -206,10 +228,42 @@ def snapshot(project: Project, now: float | None = None) -> dict[str, Any]:
     return {"environments": rows, "timeline": timeline[:200]}
 
 
-def create_dashboard(project: Project, token: str | None, clock: Clock | None = None) -> FastAPI:
-    """The dashboard for ``project``; ``token`` (None: read-only) guards Roll back and Approve."""
+def project_name(project: Project) -> str:
+    """The name a project is shown under: its playbook's ``name`` as a URL segment (else the file's stem)."""
+    try:
+        name = project.playbook().name
+    except RolloutError:
+        name = Path(project.playbook_path).stem
+    slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-.")[:100]
+    return slug or "project"
+
+
+def create_dashboard(
+    projects: Project | Mapping[str, Project], token: str | None, clock: Clock | None = None, tick_s: float = TICK_S
+) -> FastAPI:
+    """The dashboard for ``projects`` (name -> project, in the order to show them; one project is named
+    by :func:`project_name`); ``token`` (None: read-only) guards the actions; the stores are asked what
+    changed every ``tick_s`` seconds."""
     clock = clock or SystemClock()
-    app = FastAPI(title="rollout dashboard", docs_url=None, redoc_url=None, openapi_url=None)
+    named = dict(projects) if isinstance(projects, Mapping) else {project_name(projects): projects}
+    for name in named:
+        if not PROJECT_NAME.match(name):
+            raise ConfigError(f"project name {name!r}: letters, digits, '_', '.' and '-' only (it is a URL segment)")
+    detector = ChangeDetector(named, clock, tick_s)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        detector.start()
+        try:
+            yield
+        finally:
+            detector.stop()
+
+    app = FastAPI(title="rollout dashboard", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
+    app.add_middleware(GZipMiddleware, minimum_size=2048)
+    app.state.detector = detector
+    #: the server ends open event streams before waiting for its connections to close (util/serving.py)
+    app.state.end_streams = detector.close_streams
 
     def authorize(request: Request) -> str:
         if not token:
@@ -220,18 +274,42 @@ def create_dashboard(project: Project, token: str | None, clock: Clock | None = 
         who = (request.headers.get("x-actor") or "someone").strip()[:64] or "someone"
         return f"{who} via dashboard"
 
+    def project_of(action: Action) -> Project:
+        """The project whose ``action.environment`` is meant: the one named, else the only one running it."""
+        if action.project is not None:
+            if action.project not in named:
+                raise HTTPException(404, f"no project {action.project!r} in this dashboard")
+            return named[action.project]
+        if len(named) == 1:
+            return next(iter(named.values()))
+        running = [n for n in named if detector.row(f"{n}/{action.environment}") is not None]
+        if len(running) != 1:
+            raise HTTPException(
+                400,
+                f"name the project of {action.environment}: "
+                + (f"{', '.join(running)} run one" if running else "no project runs it"),
+            )
+        return named[running[0]]
+
     @app.exception_handler(HTTPException)
     async def _http(request: Request, exc: HTTPException) -> JSONResponse:
         return JSONResponse({"error": str(exc.detail)}, exc.status_code)
 
     @app.exception_handler(RolloutError)
     async def _rollout(request: Request, exc: RolloutError) -> JSONResponse:
+        redacted = str(exc)
+        for project in named.values():
+            redacted = project.redactor.text(redacted)
         # the environment's state refuses it (rolled back, nothing running): a conflict, not a bad request
-        return JSONResponse({"error": project.redactor.text(str(exc))}, 409 if isinstance(exc, StateError) else 400)
+        return JSONResponse({"error": redacted}, 409 if isinstance(exc, StateError) else 400)
 
     @app.get("/")
     async def page() -> FileResponse:
         return FileResponse(STATIC / "index.html", media_type="text/html")
+
+    @app.get("/env/{project}/{env}")
+    async def env_page(project: str, env: str) -> FileResponse:
+        return FileResponse(STATIC / "env.html", media_type="text/html")
 
     @app.get("/static/{name}")
     async def asset(name: str) -> FileResponse:
@@ -243,27 +321,91 @@ def create_dashboard(project: Project, token: str | None, clock: Clock | None = 
     @app.get("/metrics")
     def metrics() -> Response:
         """The tool's own metrics for Prometheus (read-only, like the state)."""
-        return Response(exposition(project), media_type=CONTENT_TYPE_LATEST)
+        return Response(exposition(named), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/api/overview")
+    def overview() -> dict[str, Any]:
+        """Every environment's row, in the overview's order, and the id to follow the event stream from."""
+        last_id, rows, problems = detector.snapshot()
+        return {
+            "id": last_id,
+            "now": clock.time(),
+            "writable": bool(token),
+            "projects": list(named),
+            "problems": problems,
+            "rows": rows,
+        }
+
+    @app.get("/api/env/{project}/{env}")
+    def environment(project: str, env: str) -> dict[str, Any]:
+        """One environment's page: its row, steps, current run's evaluations, verdicts, audit and flag."""
+        key = f"{project}/{env}"
+        last_id, _, _ = detector.snapshot()
+        row = detector.row(key)
+        found = detector.project(project)
+        if row is None or found is None:
+            raise HTTPException(404, f"no environment {env!r} in project {project!r}")
+        return {
+            "id": last_id,
+            "now": clock.time(),
+            "writable": bool(token),
+            "row": row,
+            **environment_page(found[0], found[1], env, now=clock.time()),
+            "flag": detector.flag_of(key),
+        }
+
+    @app.get("/api/events")
+    async def event_stream(request: Request, env: str | None = None, since: str | None = None) -> StreamingResponse:
+        """Server-sent events: the overview's changes, or (``env=PROJECT/ENV``) one environment page's."""
+        if env is not None and detector.row(env) is None:
+            raise HTTPException(404, f"no environment {env!r}")
+        sub = detector.subscribe(asyncio.get_running_loop(), env)
+        last_id = request.headers.get("last-event-id") or since
+        return StreamingResponse(
+            events.stream(detector, sub, last_id),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
 
     @app.get("/api/state")
     def state() -> dict[str, Any]:
+        """Every environment of every project with its ramp chart, and the audit timeline: the whole state
+        as one document, for scripts (the pages read the overview, an environment's page and the events)."""
         now = clock.time()
-        return {**snapshot(project, now), "writable": bool(token), "now": now}
+        found: dict[str, Any] = {"environments": [], "timeline": []}
+        for name, project in named.items():
+            one = snapshot(project, now)
+            found["environments"] += [{"project": name, **env} for env in one["environments"]]
+            found["timeline"] += [{"project": name, **entry} for entry in one["timeline"]]
+        found["timeline"] = sorted(found["timeline"], key=lambda e: e["ts"], reverse=True)[:200]
+        return {**found, "writable": bool(token), "now": now}
+
+    @app.get("/api/forecast/{env}")
+    def forecast(env: str, traffic: str | None = None, project: str | None = None) -> dict[str, Any]:
+        """Each ramp step's forecast, as ``plan`` gives it (``?traffic=50/s``, else the provider's last
+        hour; ``?project=`` where the dashboard shows several); read-only, no token."""
+        chosen = next(iter(named.values())) if project is None and len(named) == 1 else named.get(project or "")
+        if chosen is None:
+            raise HTTPException(400, f"name the project of {env} (?project=): {', '.join(named)}")
+        with open_context(chosen, env, clock, QuietReporter(), read_only=True) as ctx:
+            return dict(chosen.redactor.value(phase_forecast(ctx, traffic)))
 
     @app.post("/api/rollback")
     def do_rollback(action: Action, request: Request) -> dict[str, Any]:
         who = authorize(request)
-        outcome = rollback(project, action.environment, action.reason, clock, who=who)
+        outcome = rollback(project_of(action), action.environment, action.reason, clock, who=who)
         return {**outcome.as_dict(), "ok": outcome.exit_code == 0}
 
     @app.post("/api/pause")
     def do_pause(action: Action, request: Request) -> dict[str, Any]:
-        outcome = runner.pause(project, action.environment, action.reason, clock, who=authorize(request))
+        who = authorize(request)
+        outcome = runner.pause(project_of(action), action.environment, action.reason, clock, who=who)
         return {**outcome.as_dict(), "ok": True}
 
     @app.post("/api/continue")
     def do_continue(action: Action, request: Request) -> dict[str, Any]:
-        outcome = runner.unpause(project, action.environment, action.reason, clock, who=authorize(request))
+        who = authorize(request)
+        outcome = runner.unpause(project_of(action), action.environment, action.reason, clock, who=who)
         return {**outcome.as_dict(), "ok": True}
 
     @app.post("/api/promote")
@@ -271,12 +413,15 @@ def create_dashboard(project: Project, token: str | None, clock: Clock | None = 
         who = authorize(request)
         if action.full and not action.confirm:
             raise HTTPException(409, "promote to 100% now turns the feature on for every customer: confirm it")
-        outcome = runner.promote_now(project, action.environment, action.reason, clock, who=who, full=action.full)
+        outcome = runner.promote_now(
+            project_of(action), action.environment, action.reason, clock, who=who, full=action.full
+        )
         return {**outcome.as_dict(), "ok": True}
 
     @app.post("/api/approve")
     def approve(action: Action, request: Request) -> dict[str, Any]:
         who = authorize(request)
+        project = project_of(action)
         store = project.state()
         try:
             current = store.get(action.environment)

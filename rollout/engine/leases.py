@@ -222,3 +222,8 @@ def last_lease(state: StateRecords, environment: str) -> LeaseRow | None:
     """The lease row of ``environment``, fresh or not (who held it last, and its token)."""
     row = state.execute("SELECT * FROM leases WHERE environment = ?", (environment,)).fetchone()
     return LeaseRow.of(row) if row is not None else None
+
+
+def all_leases(state: StateRecords) -> list[LeaseRow]:
+    """Every lease row, fresh or not."""
+    return [LeaseRow.of(r) for r in state.execute("SELECT * FROM leases").fetchall()]

@@ -14,6 +14,7 @@ from rollout.engine.context import RunContext
 from rollout.engine.reconcile import Act, Decision, Look
 from rollout.engine.warnings import announce_warnings
 from rollout.gates import HOLD, StepCounts, Verdict, judge_readings, no_data, sample_ratio, with_check
+from rollout.gates.replay import encode_reading
 from rollout.playbook.builtin import EMBEDDED
 from rollout.playbook.model import GateSet
 from rollout.providers.embedded import EmbeddedProvider
@@ -108,8 +109,15 @@ def slow_traffic(verdict: Verdict, hold: float) -> Verdict:
     return dataclasses.replace(verdict, metrics=tuple(results))
 
 
-def record(ctx: RunContext, verdict: Verdict, step: str, percent: int | None) -> None:
+def record(ctx: RunContext, verdict: Verdict, step: str, percent: int | None, elapsed: float | None = None) -> None:
+    """One evaluation into the state store, with what each metric's judge read, so ``rollout backtest``
+    can judge it again exactly (:mod:`rollout.gates.replay`)."""
     announce_warnings(ctx, verdict, step, percent)  # a health action's `warn`: said and notified once
+    metrics = verdict.as_dicts()
+    readings = {
+        m["metric"]: encode_reading(reading, elapsed)
+        for m, reading in zip(metrics, verdict.readings or (), strict=False)
+    }
     ctx.state.record_verdict(
         ctx.env_name,
         ctx.clock.time(),
@@ -118,9 +126,10 @@ def record(ctx: RunContext, verdict: Verdict, step: str, percent: int | None) ->
         percent,
         verdict.verdict,
         verdict.summary,
-        verdict.as_dicts(),
+        metrics,
         ctx.commit,
         verdict.duration_s,
+        readings or None,
     )
 
 
@@ -171,7 +180,7 @@ def evaluate(ctx: RunContext, w: Watching) -> Verdict:
         w.look.hold,
     )
     w.evaluations += 1
-    record(ctx, verdict, w.step, w.percent)
+    record(ctx, verdict, w.step, w.percent, elapsed)
     if verdict.verdict != w.shown:
         _show(ctx, w, verdict, elapsed)
     return verdict

@@ -50,7 +50,8 @@ CREATE TABLE IF NOT EXISTS verdicts (
     summary     TEXT NOT NULL,
     metrics     JSONB NOT NULL,
     commit_sha  TEXT,
-    duration_s  DOUBLE PRECISION
+    duration_s  DOUBLE PRECISION,
+    readings    JSONB
 );
 CREATE INDEX IF NOT EXISTS verdicts_env ON verdicts(environment, id);
 CREATE TABLE IF NOT EXISTS audit (
@@ -82,6 +83,7 @@ CREATE TABLE IF NOT EXISTS controls (
     updated_at  DOUBLE PRECISION NOT NULL
 );
 ALTER TABLE verdicts ADD COLUMN IF NOT EXISTS duration_s DOUBLE PRECISION;
+ALTER TABLE verdicts ADD COLUMN IF NOT EXISTS readings JSONB;
 ALTER TABLE environments ADD COLUMN IF NOT EXISTS run_id TEXT;
 ALTER TABLE environments ADD COLUMN IF NOT EXISTS driver TEXT;
 ALTER TABLE environments ADD COLUMN IF NOT EXISTS completed_at DOUBLE PRECISION;

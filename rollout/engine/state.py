@@ -51,7 +51,8 @@ CREATE TABLE IF NOT EXISTS verdicts (
     summary     TEXT NOT NULL,
     metrics     TEXT NOT NULL,
     commit_sha  TEXT,
-    duration_s  REAL
+    duration_s  REAL,
+    readings    TEXT
 );
 CREATE INDEX IF NOT EXISTS verdicts_env ON verdicts(environment, id);
 CREATE TABLE IF NOT EXISTS audit (
@@ -116,6 +117,7 @@ CREATE INDEX IF NOT EXISTS run_requests_env ON run_requests(environment, id);
 #: columns added after the first release: (table, column, SQLite type); a state file from before gets them
 ADDED_COLUMNS = (
     ("verdicts", "duration_s", "REAL"),
+    ("verdicts", "readings", "TEXT"),
     ("environments", "run_id", "TEXT"),
     ("environments", "driver", "TEXT"),
     ("environments", "completed_at", "REAL"),
@@ -373,10 +375,6 @@ class StateRecords:
 
     # --- environments ----------------------------------------------------------------------------
 
-    def get(self, name: str) -> EnvState:
-        row = self._run("SELECT * FROM environments WHERE name = ?", (name,)).fetchone()
-        return self.get_default(name) if row is None else self._env_state(row)
-
     def rows(self, names: list[str]) -> dict[str, EnvState]:
         """The state of each of ``names`` in one query (an environment never run reads as idle)."""
         found = {name: self.get_default(name) for name in names}
@@ -398,9 +396,13 @@ class StateRecords:
         data["flag"] = None if data["flag"] is None else bool(data["flag"])
         return EnvState(**data)
 
+    def get(self, name: str) -> EnvState:
+        row = self._run("SELECT * FROM environments WHERE name = ?", (name,)).fetchone()
+        return self.get_default(name) if row is None else self._env_state(row)
+
     def all(self) -> list[EnvState]:
-        names = [r["name"] for r in self._run("SELECT name FROM environments ORDER BY name")]
-        return [self.get(n) for n in names]
+        """Every recorded environment, by name (one query)."""
+        return [self._env_state(r) for r in self._run("SELECT * FROM environments ORDER BY name")]
 
     def update(self, name: str, now: float, db: Any = None, **fields: Any) -> None:
         """Set ``fields`` of environment ``name`` (created if new)."""
@@ -486,8 +488,11 @@ class StateRecords:
         metrics: list[dict[str, Any]],
         commit_sha: str | None = None,
         duration_s: float | None = None,
+        readings: dict[str, Any] | None = None,
     ) -> None:
-        """One evaluation: its verdict, every metric's result, and how long it took (``duration_s``)."""
+        """One evaluation: its verdict, every metric's result, how long it took (``duration_s``), and
+        what each metric's judge read (``readings``, by metric: kept apart from the results, which
+        every view reads, for ``rollout backtest``, which alone needs them)."""
         row = (
             now,
             environment,
@@ -499,13 +504,14 @@ class StateRecords:
             self._dump(self.redactor.value(metrics), False),
             commit_sha,
             duration_s,
+            None if readings is None else self._dump(self.redactor.value(readings), False),
         )
         self._write(
             environment,
             None,
             lambda db: self._run(
                 "INSERT INTO verdicts (ts, environment, phase, step, percent, verdict, summary, metrics, commit_sha, "
-                "duration_s) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "duration_s, readings) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 row,
                 db,
             ),
@@ -572,11 +578,83 @@ class StateRecords:
             "evaluation_seconds": float(timed["total"]),
         }
 
-    def verdicts(self, environment: str, limit: int = 1000) -> list[dict[str, Any]]:
+    def verdicts(self, environment: str, limit: int = 1000, readings: bool = False) -> list[dict[str, Any]]:
+        """The newest ``limit`` evaluations, oldest first; with ``readings``, each metric carries what
+        its judge read (``reading``), where the record kept it."""
+        columns = "id, ts, environment, phase, step, percent, verdict, summary, metrics, commit_sha, duration_s"
         rows = self._run(
-            "SELECT * FROM verdicts WHERE environment = ? ORDER BY id DESC LIMIT ?", (environment, limit)
+            f"SELECT {columns}{', readings' if readings else ''} FROM verdicts WHERE environment = ? "
+            "ORDER BY id DESC LIMIT ?",
+            (environment, limit),
         ).fetchall()
-        return [{**dict(r), "metrics": self._load(r["metrics"])} for r in reversed(rows)]
+        found = []
+        for r in reversed(rows):
+            data = dict(r)
+            kept = data.pop("readings", None)
+            metrics = self._load(data["metrics"])
+            if readings and kept is not None:
+                read = self._load(kept)
+                metrics = [{**m, "reading": read[m["metric"]]} if m.get("metric") in read else m for m in metrics]
+            found.append({**data, "metrics": metrics})
+        return found
+
+    # --- what a watcher (the dashboard) reads to follow the record cheaply -------------------------
+
+    def fingerprint(self) -> tuple[Any, ...]:
+        """Something that changes whenever anything recorded changes, in one cheap query: the newest
+        audit and verdict ids, the count and sum of the environments', controls' and locks' times, and
+        how many are paused. (Two writes at one engine time can leave the sums alone: a reader also
+        reads again the environments the new audit entries and verdicts name.)"""
+        row = self._run(
+            "SELECT (SELECT COALESCE(MAX(id), 0) FROM audit) AS audit, "
+            "(SELECT COALESCE(MAX(id), 0) FROM verdicts) AS verdicts, "
+            "(SELECT COUNT(*) FROM environments) AS envs, "
+            "(SELECT COALESCE(SUM(updated_at), 0) FROM environments) AS env_times, "
+            "(SELECT COALESCE(SUM(updated_at), 0) FROM controls) AS controls, "
+            "(SELECT COUNT(*) FROM controls WHERE paused = ?) AS paused, "
+            "(SELECT COUNT(*) FROM locks) AS locks, "
+            "(SELECT COALESCE(SUM(acquired_at + pid), 0) FROM locks) AS lock_times",
+            (self._bool(True),),
+        ).fetchone()
+        names = ("audit", "verdicts", "envs", "env_times", "controls", "paused", "locks", "lock_times")
+        return tuple(row[k] for k in names)
+
+    def audit_since(self, after_id: int, limit: int = 10_000) -> list[dict[str, Any]]:
+        """Audit entries of every environment with an id above ``after_id``, oldest first."""
+        rows = self._run("SELECT * FROM audit WHERE id > ? ORDER BY id LIMIT ?", (after_id, limit)).fetchall()
+        return [{**dict(r), "detail": self._load(r["detail"])} for r in rows]
+
+    def verdicts_since(self, after_id: int, limit: int = 10_000) -> list[dict[str, Any]]:
+        """Verdicts of every environment with an id above ``after_id``, oldest first."""
+        rows = self._run("SELECT * FROM verdicts WHERE id > ? ORDER BY id LIMIT ?", (after_id, limit)).fetchall()
+        return [{**dict(r), "metrics": self._load(r["metrics"])} for r in rows]
+
+    def last_verdicts(self) -> dict[str, dict[str, Any]]:
+        """Each environment's newest verdict."""
+        rows = self._run(
+            "SELECT v.* FROM verdicts v JOIN (SELECT environment, MAX(id) AS id FROM verdicts GROUP BY environment) m "
+            "ON v.id = m.id"
+        ).fetchall()
+        return {r["environment"]: {**dict(r), "metrics": self._load(r["metrics"])} for r in rows}
+
+    def last_actions(self, actions: tuple[str, ...]) -> dict[tuple[str, str], dict[str, Any]]:
+        """Each environment's newest audit entry of each of ``actions``, by (environment, action)."""
+        marks = ", ".join("?" for _ in actions)
+        rows = self._run(
+            "SELECT a.* FROM audit a JOIN (SELECT MAX(id) AS id FROM audit WHERE action IN "
+            f"({marks}) GROUP BY environment, action) m ON a.id = m.id",
+            actions,
+        ).fetchall()
+        return {(r["environment"], r["action"]): {**dict(r), "detail": self._load(r["detail"])} for r in rows}
+
+    def controls(self) -> dict[str, Control]:
+        """Every environment's :meth:`control` that was ever set."""
+        rows = self._run("SELECT environment, paused, promote FROM controls").fetchall()
+        return {r["environment"]: Control(bool(r["paused"]), r["promote"]) for r in rows}
+
+    def locked(self) -> list[str]:
+        """The environments with a writer-lock row (its holder may be gone: see :meth:`holder`)."""
+        return [r["environment"] for r in self._run("SELECT environment FROM locks ORDER BY environment")]
 
 
 class StateStore(StateRecords):

@@ -132,6 +132,7 @@ def compare_base(spec: MetricGate, reading: Reading, min_samples: int) -> dict[s
     """The fields every compare result shares (the mean's judge and the rank judge)."""
     return dict(
         metric=spec.metric,
+        compare=True,
         target=spec.target,
         alert=spec.alert,
         min_samples=min_samples,
@@ -179,4 +180,6 @@ def judge_compare(
         samples=min(treatment.samples, control.samples),
         interval=interval,
         reason=reason,
+        treatment=treatment.value,
+        control=control.value,
     )

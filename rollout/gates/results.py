@@ -49,6 +49,11 @@ class MetricResult:
     #: never deciding); None: no trigger, or the default action
     action: str | None = None
 
+    #: judged treatment against control (``value`` is their difference), and the two cohorts' values
+    compare: bool = False
+    treatment: float | None = None
+    control: float | None = None
+
     @property
     def decides(self) -> bool:
         """Does this result take part in the verdict? (A shadow never does; a warned failure neither.)"""
@@ -68,6 +73,8 @@ class Verdict:
     stop: str | None = None
     #: how long the evaluation took, reading and judging (wall time; the engine sets it)
     duration_s: float | None = None
+    #: what each metric's judge read, in the gate set's order (kept with the record, for replays)
+    readings: tuple[Reading, ...] | None = None
 
     @property
     def summary(self) -> str:
@@ -109,7 +116,7 @@ def fmt(metric: str, value: float | None, unit: str | None = None) -> str:
     if unit == "rate":
         return f"{value * 100:.2f}%"
     if unit == "latency":
-        return f"{value:.0f} ms"
+        return f"{value if round(value) else 0.0:.0f} ms"  # never "-0 ms"
     return f"{value:g}"
 
 

@@ -94,7 +94,8 @@ def judge_readings(
         results[-1] = no_traffic(gates, spec, reading, results[-1], elapsed)
     errors = sorted({r.error for r in readings if r.error})
     all_failed = bool(readings) and all(r.error for r in readings)
-    return settle(gates, results, counts, f"metrics unavailable: {'; '.join(errors)}" if all_failed else None)
+    verdict = settle(gates, results, counts, f"metrics unavailable: {'; '.join(errors)}" if all_failed else None)
+    return replace(verdict, readings=tuple(readings))
 
 
 def settle(gates: GateSet, results: list[MetricResult], counts: StepCounts, error: str | None = None) -> Verdict:
@@ -221,4 +222,4 @@ def with_check(verdict: Verdict, check: MetricResult | None, action: str = "roll
         return verdict
     check = on_breach(check, action, "on_srm")
     decided = worst((verdict.verdict, check.verdict)) if check.decides else verdict.verdict
-    return Verdict(decided, (*verdict.metrics, check), verdict.error, verdict.stop)
+    return replace(verdict, verdict=decided, metrics=(*verdict.metrics, check))

@@ -55,10 +55,21 @@ def _config(app: Any, access_log: bool, log_level: str) -> uvicorn.Config:
     )
 
 
+class _Server(uvicorn.Server):
+    """A uvicorn server that first ends an app's long-lived responses (``app.state.end_streams()``, the
+    dashboard's event streams) when it stops: a graceful shutdown waits for every response to finish."""
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        end = getattr(getattr(self.config.app, "state", None), "end_streams", None)
+        if end is not None:
+            end()
+        await super().shutdown(sockets)
+
+
 def serve_forever(app: Any, host: str, port: int, access_log: bool = False, log_level: str = "info") -> None:
     """Serve ``app`` until SIGINT/SIGTERM; graceful shutdown runs the app's lifespan exit."""
     sock = bind(host, port)
-    server = uvicorn.Server(_config(app, access_log, log_level))
+    server = _Server(_config(app, access_log, log_level))
     server.run(sockets=[sock])
 
 
@@ -72,7 +83,7 @@ class ServerThread:
     def __init__(self, app: Any, host: str = "127.0.0.1", port: int = 0, log_level: str = "warning") -> None:
         self._sock = bind(host, port)
         self.host, self.port = host, self._sock.getsockname()[1]
-        self.server = uvicorn.Server(_config(app, False, log_level))
+        self.server = _Server(_config(app, False, log_level))
         self._thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self._sock]}, daemon=True)
 
     @property
