@@ -408,9 +408,8 @@ def _turn_off(ctx: RunContext, region: str, why: str, step: str | None, before: 
 
     note = wave_note(phase, region, caused_by=ctx.env_name) or {}
     verdict = {"summary": why, "wave": {**note, "exposure": None if before is None else round(before, 6)}}
-    with open_off_path(
-        ctx.project, region, ctx.clock, ctx.out, state=ctx.state, notify=notify, playbook=ctx.playbook
-    ) as kill:
+    # a store of its own, closed with it: this thread's connection must not outlive the thread (an agent lives long)
+    with open_off_path(ctx.project, region, ctx.clock, ctx.out, notify=notify, playbook=ctx.playbook) as kill:
         done = switch_off(kill.path, why, automatic=True, verdict=verdict, step=step)
     return done.problem
 
