@@ -19,7 +19,7 @@ from rollout.engine import fanout
 from rollout.engine.project import Project
 from rollout.flags import FlagStore
 from tests.engine_harness import DrivingClock, customers_in
-from tests.harness import ADMIN_TOKEN, SANDBOX_TOKEN, Sandbox, Service, base_env, wait_until
+from tests.harness import ADMIN_TOKEN, SANDBOX_TOKEN, Sandbox, Service, base_env, booking_body, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -107,18 +107,7 @@ class Regions:
             bands = ((0, 10, 1), (10, 25, 1), (25, 50, 2), (50, 100, 4))
             for cid in [c for low, high, n in bands for c in customers_in(low, high, n)]:
                 self.booked += 1
-                body = {
-                    "customer_id": cid,
-                    "parent_name": "P",
-                    "child_name": "C",
-                    "phone": "+919876543210",
-                    "event_name": "E",
-                    "venue": "V",
-                    "event_date": "2030-01-01",
-                    "booking_ref": f"R-{self.booked:08d}",
-                    "amount": "10",
-                    "payment_method": "UPI",
-                }
+                body = booking_body(self.booked, customer=cid)
                 assert self.http[region].post("/api/bookings", json=body).status_code == 201
             wait_until(
                 lambda s=service: (o := s.metrics(60)["outbox"])["due"] == 0 and o["sending"] == 0,
