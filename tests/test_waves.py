@@ -336,3 +336,22 @@ def test_advance_phase_drives_every_region_from_one_terminal(regions, tmp_path, 
     again, out, _ = rollout_here(proj, capsys, "advance", "--phase", "production", "--json")
     said = json.loads(out)
     assert again == 0 and {r["status"] for r in said["regions"].values()} == {"completed"}
+
+
+@pytest.mark.slow
+def test_all_regions_turns_off_a_region_outside_its_window_at_once(regions, tmp_path):
+    proj = project(tmp_path, regions)
+    # ap-south may move up only until 10:00 UTC on Mondays: from then on it waits for its window, guarded
+    env = proj.environments_dir / "ap-south.yaml"
+    env.write_text(env.read_text() + "windows: [Mon 09:00-10:00 UTC]\n")
+    clock = Clock()  # Monday 09:00 UTC
+    clock.at(1.6, lambda: regions["us-east"].state.update(bad=0.5))
+    outcome = drive(proj, clock)
+    assert outcome.exit_code == 1
+    waiting = audit(proj, "ap-south", "window_wait")
+    assert waiting and waiting[0]["detail"]["why"] == ["outside its windows (Mon 09:00-10:00 UTC)"]
+    [failed] = audit(proj, "us-east", "flag_off")
+    [off] = audit(proj, "ap-south", "flag_off")
+    # its closed window held its next write back; it did not hold its flag-off: in the same look as us-east's
+    assert off["id"] > failed["id"] and off["ts"] - failed["ts"] < 60
+    assert off["detail"]["previous_percent"] == 10 and regions["ap-south"].state["enabled"] is False
