@@ -106,6 +106,8 @@ def _hand_to_agents(project: Any, phase: Any, approve: bool, yes: bool, override
             left = [r for r in phase.environments if r not in outcomes]
             if left and phase.confirm and not (yes or approve):
                 _confirm_phase(phase.name, ", ".join(left), 0)
+        if not left:  # every region has ended already: nothing to hand over
+            return fanout.summary(phase, phase.environments, outcomes)
         requests = {}
         options = {"approve": approve, "override_evidence": override}
         for region in left:
