@@ -42,7 +42,9 @@ WRK_SCRIPT = Path(__file__).parent / "wrk_bookings.lua"
 def wrk(url: str, connections: int, seconds: float, prefix: str) -> dict[str, float]:
     """``wrk`` posting unique bookings for ``seconds``: its RESULT line as numbers."""
     if shutil.which("wrk") is None:
-        sys.exit("service_throughput: wrk is not installed (apt-get install wrk; .ci/run installs it)")
+        sys.exit(
+            "service_throughput: wrk is not installed (scripts/install-test-deps installs it: apt-get install wrk)"
+        )
     out = subprocess.run(
         [
             "wrk",

@@ -45,6 +45,14 @@ def open_repo(path: Path) -> git.Repo:
         raise PromotionError(f"{path}: not a git repository") from exc
 
 
+def checked_out_commit(repo: git.Repo) -> str | None:
+    """The commit checked out in ``repo``; None in a repository with no commit yet."""
+    try:
+        return repo.head.commit.hexsha
+    except ValueError:  # an unborn branch: nothing committed yet
+        return None
+
+
 def plan_promotion(repo: git.Repo, source: str, target: str, remote: str) -> Promotion:
     """What would be promoted; raises :class:`PromotionError` when it cannot be."""
     heads = {h.name for h in repo.heads}

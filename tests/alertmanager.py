@@ -3,19 +3,15 @@ loopback port, clustering off, one receiver that sends nowhere."""
 
 from __future__ import annotations
 
-import os
-import shutil
 import time
 from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 
 from rollout.util.serving import free_port
+from tests.requirements_servers import alertmanager_binary, unavailable
 from tests.serverprocess import ServerProcess
-
-BINARY = shutil.which("prometheus-alertmanager") or "/usr/bin/prometheus-alertmanager"
 
 CONFIG = """\
 route:
@@ -31,10 +27,9 @@ class Alertmanager:
     """``prometheus-alertmanager`` on 127.0.0.1 (no cluster port); stopped by :meth:`close`."""
 
     def __init__(self, folder: Path) -> None:
-        if not Path(BINARY).exists():
-            if os.environ.get("CI"):
-                pytest.fail("prometheus-alertmanager is not installed (.ci/run installs the Debian package)")
-            pytest.skip("prometheus-alertmanager is not installed (apt-get install prometheus-alertmanager)")
+        binary = alertmanager_binary()
+        if binary is None:
+            unavailable("alertmanager")
         folder.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
         self.address = f"127.0.0.1:{self.port}"
@@ -42,7 +37,7 @@ class Alertmanager:
         (folder / "alertmanager.yml").write_text(CONFIG)
         self.server = ServerProcess(
             [
-                BINARY,
+                binary,
                 f"--config.file={folder / 'alertmanager.yml'}",
                 f"--storage.path={folder / 'data'}",
                 f"--web.listen-address={self.address}",

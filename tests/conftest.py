@@ -71,15 +71,12 @@ def chromium() -> Iterator[Any]:
     """One headless Chromium (Debian's, driven by Playwright) per test module; each test opens its own
     context. Per module, not per session: Playwright's sync API keeps an event loop running in the
     thread, and a later test's ``asyncio.run`` in the same worker would refuse to start. Skips without
-    it (fails in CI, where ``.ci/run`` installs it)."""
-    import os
-    import shutil
+    it (fails in CI, where ``scripts/install-test-deps`` installs it)."""
+    from tests.requirements_servers import chromium_binary, unavailable
 
-    executable = shutil.which("chromium") or "/usr/bin/chromium"
-    if not Path(executable).exists():
-        if os.environ.get("CI"):
-            pytest.fail("chromium is not installed (.ci/run installs the Debian package)")
-        pytest.skip("chromium is not installed (apt-get install chromium)")
+    executable = chromium_binary()
+    if executable is None:
+        unavailable("chromium")
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:

@@ -120,7 +120,12 @@ class Service:
         return response.json()
 
     def booking(self, booking_id: int) -> dict[str, Any]:
-        return self.http.get(f"/api/bookings/{booking_id}", headers=self.admin).json()
+        response = self.http.get(f"/api/bookings/{booking_id}", headers=self.admin)
+        # what the service answered, when it is not the booking: a KeyError on its body says nothing
+        assert response.status_code == 200, (
+            f"GET /api/bookings/{booking_id}: {response.status_code} {response.text[:500]}"
+        )
+        return response.json()
 
     def notification(self, booking_id: int) -> dict[str, Any]:
         return self.booking(booking_id)["notification"]

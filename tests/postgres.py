@@ -4,7 +4,6 @@
 
 from __future__ import annotations
 
-import glob
 import os
 import shutil
 import subprocess
@@ -12,28 +11,17 @@ import tempfile
 import uuid
 from pathlib import Path
 
-import pytest
-
 from rollout.util.serving import free_port
-
-
-def _bindir() -> Path | None:
-    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
-    if found:
-        return Path(found[-1]).parent
-    initdb = shutil.which("initdb")
-    return Path(initdb).parent if initdb else None
+from tests.requirements_servers import postgres_bindir, unavailable
 
 
 class Postgres:
     """One cluster; :meth:`database` makes a fresh database and returns its URL."""
 
     def __init__(self) -> None:
-        bindir = _bindir()
+        bindir = postgres_bindir()
         if bindir is None:
-            if os.environ.get("CI"):
-                pytest.fail("PostgreSQL server binaries are not installed (.ci/run installs the Debian package)")
-            pytest.skip("PostgreSQL server binaries are not installed (apt-get install postgresql)")
+            unavailable("postgresql")
         self.bindir, self.port = bindir, free_port()
         # a folder of its own directly in /tmp: pytest's folders are private to root, and the server is not root
         self.folder = folder = Path(tempfile.mkdtemp(prefix="rollout-pg-"))

@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import os
-import shutil
 import time
 from pathlib import Path
 
 import httpx
-import pytest
 
 from rollout.util.serving import free_port
+from tests.requirements_servers import prometheus_binary, unavailable
 from tests.serverprocess import ServerProcess
-
-BINARY = shutil.which("prometheus") or "/usr/bin/prometheus"
 
 
 class Prometheus:
@@ -29,10 +25,9 @@ class Prometheus:
         rules: str | None = None,
         alertmanager: str | None = None,
     ) -> None:
-        if not Path(BINARY).exists():
-            if os.environ.get("CI"):
-                pytest.fail("prometheus is not installed (.ci/run installs the Debian package)")
-            pytest.skip("prometheus is not installed (apt-get install prometheus)")
+        binary = prometheus_binary()
+        if binary is None:
+            unavailable("prometheus")
         folder.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -53,7 +48,7 @@ class Prometheus:
                 )
         self.server = ServerProcess(
             [
-                BINARY,
+                binary,
                 f"--config.file={config}",
                 f"--storage.tsdb.path={folder / 'data'}",
                 f"--web.listen-address=127.0.0.1:{self.port}",

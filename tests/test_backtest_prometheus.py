@@ -6,14 +6,13 @@ minutes in. Would the candidate's gate have caught it, and when?"""
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
 import time
 
 import pytest
 
 from tests.prometheus import Prometheus
+from tests.requirements_servers import promtool_binary, unavailable
 from tests.test_cli_engine import rollout
 
 pytestmark = pytest.mark.slow
@@ -53,11 +52,9 @@ BREACH_AT = 40 * 60
 
 
 def _promtool() -> str:
-    found = shutil.which("promtool")
+    found = promtool_binary()
     if found is None:
-        if os.environ.get("CI"):
-            pytest.fail("promtool is not installed (.ci/run installs the Debian prometheus package)")
-        pytest.skip("promtool is not installed (apt-get install prometheus)")
+        unavailable("promtool")
     return found
 
 

@@ -207,6 +207,7 @@ def test_shipped_plan_shows_every_step(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("demo")  # one whole demo at a time (tests/test_wheel.py runs the other)
 def test_demo_with_a_breach_turns_the_flag_off_by_itself(tmp_path):
     # named as the demo names its folders by default: a timestamp is never masked as a phone
     folder = tmp_path / "20261124-203903"

@@ -4,10 +4,7 @@
 from __future__ import annotations
 
 # each module below adds its commands to `cli`
-from rollout.cli import (
-    agent,  # noqa: F401
-    backtest,  # noqa: F401 - registers `rollout backtest`
-)
+from rollout.cli import agent, backtest, init, schema  # noqa: F401
 from rollout.cli.main import cli, main
 
 __all__ = ["cli", "main"]

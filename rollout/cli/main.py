@@ -243,7 +243,7 @@ def project_options(func):  # noqa: ANN001, ANN201 - a click decorator
             show_default=True,
             envvar="ROLLOUT_REPO",
             type=click.Path(file_okay=False, path_type=Path),
-            help="The git repository promote steps use.",
+            help="The git repository promote steps use and gate, advance and status read commits from.",
             expose_value=False,
             callback=_remember,
         ),
@@ -743,12 +743,14 @@ def _known_environment(project, state, env_name: str) -> None:  # noqa: ANN001
 @click.option("--env", "env_name", help="One environment (default: all).")
 @click.option("--json", "as_json", is_flag=True)
 def status(env_name: str | None, as_json: bool) -> None:
-    """Where each environment stands: status, phase, step, percentage, flag, commit."""
+    """Where each environment stands: status, phase, step, percentage, flag, commit; and whether the
+    commit each promotion would take (in --repo) has the gate evidence it requires."""
     import json
     import time
     from datetime import UTC, datetime
 
     from rollout.engine.driver import who_drives
+    from rollout.engine.evidence import promotion_evidence
     from rollout.engine.flagview import flag_view
     from rollout.engine.waves import wave_view, wave_words
 
@@ -758,11 +760,13 @@ def status(env_name: str | None, as_json: bool) -> None:
         playbook = project.playbook()
     except RolloutError:  # status still shows what it knows when the playbook is broken
         playbook = None
+    repo = project.repo()
     state = project.state(read_only=True)
     try:
         if env_name:
             _known_environment(project, state, env_name)
         _note_missing(state)
+        evidence = promotion_evidence(playbook, state, repo, env_name) if playbook and repo else []
         rows = [state.get(env_name)] if env_name else state.all()
         data = []
         for row in rows:
@@ -786,10 +790,13 @@ def status(env_name: str | None, as_json: bool) -> None:
                     "lock": state.holder(row.name),
                     "driven_by": driver.__dict__ if driver is not None else None,
                     "wave": wave_view(playbook, state, row.name, now),
+                    "promotions": [e for e in evidence if e["environment"] == row.name],
                 }
             )
     finally:
         state.close()
+        if repo is not None:
+            repo.close()
     if as_json:
         click.echo(json.dumps(data, indent=2, default=str))
         return
@@ -834,6 +841,24 @@ def status(env_name: str | None, as_json: bool) -> None:
     for d in data:  # a phase in waves: which wave each region is in, the exposure against the budget
         if d["wave"] is not None:
             console.print(f"{d['name']}: {wave_words(d['wave'])}", markup=False)
+    for e in evidence:
+        where = f"{e['environment']}: {e['step']}"
+        if e["problem"]:
+            console.print(f"{where}: cannot check its {e['evidence_from']} evidence: {e['problem']}", markup=False)
+        elif e["evidence"]:
+            when = datetime.fromtimestamp(e["evidence"]["ts"], UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+            what = e["evidence"]["action"].replace("_", " ")
+            console.print(
+                f"{where}: {e['source']} at {e['commit'][:12]} has {e['evidence_from']} evidence ({what} {when})",
+                markup=False,
+            )
+        else:
+            console.print(
+                f"{where}: {e['source']} at {e['commit'][:12]} has no {e['evidence_from']} evidence yet; run "
+                f"`rollout gate --env {e['evidence_from']}` with {e['source']} checked out in {repo.working_dir if repo else '.'}",
+                markup=False,
+                style="yellow",
+            )
 
 
 @cli.command()
@@ -972,14 +997,13 @@ def load_cmd(
     help="Where state and logs go (default .rollout/demo/TIMESTAMP).",
 )
 def demo(breach: bool, rate: float, folder: Path | None) -> None:
-    """Run the whole plan locally: sandbox and services on free ports, dev -> staging -> production."""
+    """Run the whole plan locally: sandbox and services on free ports, dev -> staging -> production.
+
+    Runs the shipped playbook and environments (package data), from any folder."""
     from rollout.console import ConsoleReporter
     from rollout.demo import run_demo
 
-    repo = Path.cwd() if (Path.cwd() / "playbooks" / "whatsapp.yaml").exists() else Path(__file__).resolve().parents[1]
-    if not (repo / "playbooks" / "whatsapp.yaml").exists():
-        raise click.UsageError("run the demo from the rollout repository (playbooks/whatsapp.yaml not found)")
-    sys.exit(run_demo(repo, folder, breach, rate, ConsoleReporter()))
+    sys.exit(run_demo(folder, breach, rate, ConsoleReporter()))
 
 
 @cli.command()
@@ -1041,21 +1065,11 @@ def incident(env_name: str, out: str | None, template: Path | None, fmt: str) ->
     click.echo(f"incident report written to {out}" + (f" (chart: {chart})" if chart else ""))
 
 
-def _current_commit(path: Path) -> str | None:
-    """The commit checked out at ``path`` (or a parent folder), if it is a git repository."""
-    import git
-
-    try:
-        return git.Repo(path, search_parent_directories=True).head.commit.hexsha
-    except (git.InvalidGitRepositoryError, git.NoSuchPathError, ValueError):
-        return None
-
-
 @cli.command("gate")
 @project_options
 @click.option("--env", "env_name", required=True)
 @click.option("--phase", "phase_name", help="The phase whose checks run (default: the environment's own).")
-@click.option("--commit", help="The commit under test (default: the checked-out commit, if in a git repository).")
+@click.option("--commit", help="The commit under test (default: the one checked out in --repo).")
 @click.option(
     "--junit", "junit_path", type=str, help="Write JUnit XML here: one test case per check and per gate metric."
 )
@@ -1075,7 +1089,7 @@ def gate_cmd(env_name: str, phase_name: str | None, commit: str | None, junit_pa
     clock = SystemClock()
     started = clock.time()
     with runner.open_context(
-        project, env_name, clock, out, phase_name=phase_name, commit=commit or _current_commit(Path.cwd())
+        project, env_name, clock, out, phase_name=phase_name, commit=commit or project.repo_commit()
     ) as ctx:
         outcome = runner.gate(ctx)
         results = ctx.results

@@ -3,6 +3,6 @@ ports (:mod:`rollout.demo.stack`), simulated customers, dev -> staging -> produc
 
 from __future__ import annotations
 
-from rollout.demo.run import DEMO_TIMINGS, Breach, Traffic, make_git_repo, run_demo
+from rollout.demo.run import DEMO_TIMINGS, Breach, Traffic, copy_shipped, make_git_repo, run_demo
 
-__all__ = ["DEMO_TIMINGS", "Breach", "Traffic", "make_git_repo", "run_demo"]
+__all__ = ["DEMO_TIMINGS", "Breach", "Traffic", "copy_shipped", "make_git_repo", "run_demo"]

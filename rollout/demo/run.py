@@ -8,6 +8,7 @@ and the engine turns the flag off by itself.
 
 from __future__ import annotations
 
+import importlib.resources
 import os
 import threading
 import time
@@ -111,6 +112,23 @@ class Breach:
                 self.stack.faults(error_rate=1.0)
 
 
+def copy_shipped(dest: Path) -> Path:
+    """Copy the shipped playbook and environments into ``dest`` and return it.
+
+    They are package data (``rollout/demo/shipped/``), read with :mod:`importlib.resources`, so the
+    demo runs from any folder: from a checkout, where ``shipped/playbooks`` and ``shipped/environments``
+    are symlinks to the repository's own ``playbooks/`` and ``environments/`` (what people read and
+    edit; a build follows the links), or from an installed wheel, zipped or not. The demo runs the
+    copy, which stays beside its state and logs as the record of what ran."""
+    shipped = importlib.resources.files("rollout.demo").joinpath("shipped")
+    for folder in ("playbooks", "environments"):
+        (dest / folder).mkdir(parents=True, exist_ok=True)
+        for item in shipped.joinpath(folder).iterdir():
+            if item.name.endswith(".yaml"):
+                (dest / folder / item.name).write_bytes(item.read_bytes())
+    return dest
+
+
 def make_git_repo(folder: Path) -> Path:
     """A throwaway project repository with main, staging and the feature branch, and a bare remote."""
     import git
@@ -134,8 +152,9 @@ def make_git_repo(folder: Path) -> Path:
     return folder / "project"
 
 
-def run_demo(repo: Path, folder: Path | None, breach: bool, rate: float, out: ConsoleReporter) -> int:
-    """Run the demo; returns the exit code (0 when everything behaved as the demo expects)."""
+def run_demo(folder: Path | None, breach: bool, rate: float, out: ConsoleReporter) -> int:
+    """Run the demo with the shipped playbook and environments (copied into ``folder``); returns the
+    exit code (0 when everything behaved as the demo expects)."""
     folder = folder or Path(".rollout") / "demo" / datetime.now().strftime("%Y%m%d-%H%M%S")
     folder = folder.resolve()
     started = time.monotonic()
@@ -154,12 +173,14 @@ def run_demo(repo: Path, folder: Path | None, breach: bool, rate: float, out: Co
         console.print(
             f"sandbox {stack.url('sandbox')}; services: " + ", ".join(f"{e} {stack.url(e)}" for e in stack.environments)
         )
+        files = copy_shipped(folder / "shipped")
         project = Project(
-            repo / "playbooks" / "whatsapp.yaml",
-            repo / "environments",
+            files / "playbooks" / "whatsapp.yaml",
+            files / "environments",
             folder / "state.db",
             repo_path=make_git_repo(folder / "git"),
         )
+        console.print(f"playbook: {project.playbook_path}; environments: {project.environments_dir}")
         console.print(f"git: promotions happen in {project.repo_path} (remote {folder / 'git' / 'remote.git'})")
         clock = SystemClock()
         outcome = None

@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import git
+
 from rollout.checks.service_api import SandboxControl, ServiceClient
 from rollout.engine.context import Reporter, RunContext
 from rollout.engine.killswitch import Lines, OffPath, UnreachableFlags
@@ -26,6 +28,7 @@ from rollout.playbook.environments import (
 )
 from rollout.playbook.load import load_playbook
 from rollout.playbook.model import Playbook
+from rollout.promote import PromotionError, checked_out_commit, open_repo
 from rollout.providers import MetricSources
 from rollout.targets import make_target
 from rollout.util.clock import Clock
@@ -99,12 +102,36 @@ class Project:
 
         walk(playbook.model_dump(), ())
 
+    def repo(self) -> git.Repo | None:
+        """The git repository at :attr:`repo_path`, where promote steps work and ``gate``, ``advance``
+        and ``status`` read their commits. ``None`` for the default ``.`` outside any repository; a
+        ``--repo`` given elsewhere that is no repository is a :class:`ConfigError` (exit 2)."""
+        try:
+            return open_repo(self.repo_path)
+        except PromotionError as exc:
+            if self.repo_path == Path("."):
+                return None
+            raise ConfigError(
+                f"--repo {self.repo_path}: not a git repository (commits are read there; "
+                "`rollout gate --commit SHA` names one instead)"
+            ) from exc
+
+    def repo_commit(self) -> str | None:
+        """The commit checked out in :meth:`repo`: the one ``gate`` and ``advance`` record (``None``
+        without a repository, or in one with no commit yet)."""
+        repo = self.repo()
+        if repo is None:
+            return None
+        with repo:  # closes git's helper processes now, not whenever the object is collected
+            return checked_out_commit(repo)
+
     def flags(self, playbook: Playbook, env: Environment) -> FlagBackend:
         """The environment's flag backend, as the playbook names it."""
         return make_flags(playbook.flag, env, self.state_path.parent, lambda raw: self.secret(raw, env))
 
 
-#: ``open_context(commit=RECORDED)``: the commit under test is the one the environment last promoted
+#: ``open_context(commit=RECORDED)``: the commit under test is the one the environment last promoted,
+#: or, before any promotion, the one checked out in the project's ``--repo``
 RECORDED = "<recorded>"
 
 
@@ -128,7 +155,7 @@ def open_context(
 
     ``phase_name`` runs another phase's steps in this environment (``rollout gate --phase``);
     ``commit`` is the commit under test (default :data:`RECORDED`: the one the environment last
-    promoted; None: none known);
+    promoted, else the one checked out in ``--repo``; None: none known);
     ``override_evidence`` lets a promote step go without its evidence, for that reason;
     ``override_window`` lets a ramp move up outside its windows and freezes, for that reason. ``state``
     is a store to share (the agent's, used from its worker threads; left open). With
@@ -150,8 +177,12 @@ def open_context(
     resolved = project.resolve(env)
     # every reference is resolved now, so the redactor knows each value before anything is printed
     project.learn_secrets(playbook, env)
+    # read-only runs (plan) record nothing, so they need no commit (and no repository)
+    checked_out = project.repo_commit() if commit == RECORDED and not read_only else None
     shared = state
     state = shared or project.state(read_only=read_only)
+    if commit == RECORDED:
+        commit = state.get(env_name).commit_sha or checked_out
     service = ServiceClient(env.service_url, resolved.admin_token)
     sandbox = (
         SandboxControl(env.sandbox_url, resolved.sandbox_token) if env.sandbox_url and resolved.sandbox_token else None
@@ -185,7 +216,7 @@ def open_context(
         approve=approve,
         incidents_dir=project.incidents_dir,
         repo=project.repo_path,
-        commit=state.get(env_name).commit_sha if commit == RECORDED else commit,
+        commit=commit,
         override_evidence=override_evidence,
         notifier=notifier,
         override_window=override_window,

@@ -20,7 +20,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, field_validator, model_validator
 
 _DAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 #: how far ahead the next opening is looked for; beyond it, "not within a year"
@@ -129,12 +129,40 @@ class _Keys(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
 
+# --- how each is written, for the JSON Schema editors check a file against (``rollout schema``) ----
+_DAYS_WRITTEN: dict[str, Any] = {
+    "anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}],
+    "description": "Mon-Thu, Sat,Sun, daily, or a list of those",
+}
+_HOURS_WRITTEN: dict[str, Any] = {"type": "string", "pattern": _HOURS.pattern, "description": "09:00-16:00"}
+
+
+def _or_null(written: dict[str, Any]) -> dict[str, Any]:
+    return {"anyOf": [written, {"type": "null"}]}
+
+
+def _also_one_line(schema: dict[str, Any]) -> None:
+    """A window may also be written in one line (see :class:`Window`)."""
+    whole = dict(schema)
+    schema.clear()
+    schema["anyOf"] = [whole, {"type": "string", "description": "DAYS HH:MM-HH:MM ZONE: Mon-Thu 09:00-16:00 UTC"}]
+
+
+def _one_or_a_list(schema: dict[str, Any]) -> None:
+    """A list of them, or one alone (``ScheduleKeys._listed`` takes either)."""
+    item = schema.pop("items")
+    schema.pop("type", None)
+    schema["anyOf"] = [{"type": "array", "items": item}, item]
+
+
 class Window(_Keys):
     """A recurring weekly window: ``{days: Mon-Thu, hours: "09:00-16:00", timezone: Europe/Berlin}``,
     or the same in one line: ``Mon-Thu 09:00-16:00 Europe/Berlin``."""
 
-    days: Annotated[tuple[int, ...], BeforeValidator(_days)]
-    hours: Annotated[tuple[int, int], BeforeValidator(_hours)]
+    model_config = ConfigDict(json_schema_extra=_also_one_line)
+
+    days: Annotated[tuple[int, ...], BeforeValidator(_days), WithJsonSchema(_DAYS_WRITTEN)]
+    hours: Annotated[tuple[int, int], BeforeValidator(_hours), WithJsonSchema(_HOURS_WRITTEN)]
     timezone: Annotated[str, BeforeValidator(_zone_name)]
 
     @model_validator(mode="before")
@@ -196,8 +224,16 @@ class Freeze(_Keys):
     reason: str = Field(min_length=1, max_length=200)
     start: Annotated[str | None, BeforeValidator(_text)] = Field(None, alias="from")
     end: Annotated[str | None, BeforeValidator(_text)] = Field(None, alias="to")
-    days: Annotated[tuple[int, ...] | None, BeforeValidator(lambda v: None if v is None else _days(v))] = None
-    hours: Annotated[tuple[int, int] | None, BeforeValidator(lambda v: None if v is None else _hours(v))] = None
+    days: Annotated[
+        tuple[int, ...] | None,
+        BeforeValidator(lambda v: None if v is None else _days(v)),
+        WithJsonSchema(_or_null(_DAYS_WRITTEN)),
+    ] = None
+    hours: Annotated[
+        tuple[int, int] | None,
+        BeforeValidator(lambda v: None if v is None else _hours(v)),
+        WithJsonSchema(_or_null(_HOURS_WRITTEN)),
+    ] = None
     timezone: Annotated[str | None, BeforeValidator(lambda v: None if v is None else _zone_name(v))] = None
 
     @model_validator(mode="after")
@@ -317,16 +353,20 @@ def parse_instant(value: Any, tz_name: str | None = None, end_of_day: bool = Fal
     return parsed.timestamp()
 
 
-Instant = Annotated[float, BeforeValidator(parse_instant)]
+Instant = Annotated[
+    float,
+    BeforeValidator(parse_instant),
+    WithJsonSchema({"type": "string", "description": "2026-12-01T09:00+01:00, or '2026-12-01 09:00 Europe/Berlin'"}),
+]
 
 
 class ScheduleKeys(_Keys):
     """The schedule keys an environment file and a phase share."""
 
     #: when a ramp may move up (none: any time); a time must lie in one of them
-    windows: list[Window] = Field(default_factory=list)
+    windows: list[Window] = Field(default_factory=list, json_schema_extra=_one_or_a_list)
     #: when no ramp moves up, whatever the windows say
-    freeze: list[Freeze] = Field(default_factory=list)
+    freeze: list[Freeze] = Field(default_factory=list, json_schema_extra=_one_or_a_list)
     #: armed: nothing runs before it
     start_at: Instant | None = None
     #: the flag goes off if the phase has not completed by then

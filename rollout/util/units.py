@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any
 
-from pydantic import BeforeValidator
+from pydantic import BeforeValidator, WithJsonSchema
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _SCALE = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
@@ -61,7 +61,21 @@ def format_duration(seconds: float) -> str:
     return "".join(parts) or "0s"
 
 
-Duration = Annotated[float, BeforeValidator(parse_duration)]
+#: how each is written, for the JSON Schema editors check a file against (``rollout schema``)
+_SECONDS: list[dict[str, Any]] = [
+    {"type": "number", "minimum": 0},
+    {"type": "string", "pattern": _DURATION.pattern},
+]
+_WRITTEN_DURATION = {"anyOf": _SECONDS, "description": "seconds, or 500ms, 30s, 5m, 2h, 1d"}
+_WRITTEN_NUMBER = {
+    "anyOf": [
+        {"type": "number"},
+        {"type": "string", "pattern": r"^\s*[-+]?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?\s*%?\s*$"},
+    ],
+    "description": "a number, or a percentage like 95%",
+}
+
+Duration = Annotated[float, BeforeValidator(parse_duration), WithJsonSchema(_WRITTEN_DURATION)]
 
 
 def parse_duration_or_forever(value: Any) -> float:
@@ -74,6 +88,14 @@ def parse_duration_or_forever(value: Any) -> float:
         raise ValueError(f"expected a duration like 30s, 5m, 24h, or forever, got {value!r}") from None
 
 
+_WRITTEN_DURATION_OR_FOREVER = {
+    # JSON Schema patterns are ECMA-262: no inline flags, so the letters both ways
+    "anyOf": [*_SECONDS, {"type": "string", "pattern": r"^\s*[Ff][Oo][Rr][Ee][Vv][Ee][Rr]\s*$"}],
+    "description": "a duration (500ms, 30s, 5m, 2h, 1d), or forever",
+}
+
 #: a duration that may be ``forever``
-DurationOrForever = Annotated[float, BeforeValidator(parse_duration_or_forever)]
-Number = Annotated[float, BeforeValidator(parse_rate)]
+DurationOrForever = Annotated[
+    float, BeforeValidator(parse_duration_or_forever), WithJsonSchema(_WRITTEN_DURATION_OR_FOREVER)
+]
+Number = Annotated[float, BeforeValidator(parse_rate), WithJsonSchema(_WRITTEN_NUMBER)]

@@ -1,24 +1,23 @@
-"""A real Unleash server for tests: ``unleash-server`` from npm (``scripts/install-unleash``; .ci/run
-runs it) on a fresh database of the session's PostgreSQL, a free loopback port, an admin token
+"""A real Unleash server for tests: ``unleash-server`` from npm (``scripts/install-unleash``, which
+scripts/install-test-deps runs) on a fresh database of the session's PostgreSQL, a free loopback port, an admin token
 given at first start (``initApiTokens`` is read only on an empty database), stopped at the end."""
 
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import time
 import uuid
 from pathlib import Path
 
 import httpx
-import pytest
 
 from rollout.util.serving import free_port
 from tests.postgres import Postgres
+from tests.requirements_servers import unavailable, unleash_home, unleash_installed
 
 HERE = Path(__file__).parent
-HOME = Path(os.environ.get("ROLLOUT_UNLEASH_HOME", Path.home() / ".cache/rollout/unleash-server-8.2.0"))
+HOME = unleash_home()
 
 
 class Unleash:
@@ -26,10 +25,8 @@ class Unleash:
     :meth:`start` take it away and bring it back on the same port and database."""
 
     def __init__(self, postgres: Postgres, folder: Path) -> None:
-        if not (HOME / "node_modules" / "unleash-server").is_dir() or shutil.which("node") is None:
-            if os.environ.get("CI"):
-                pytest.fail(f"unleash-server is not installed in {HOME} (.ci/run runs scripts/install-unleash)")
-            pytest.skip(f"unleash-server is not installed in {HOME} (run scripts/install-unleash)")
+        if unleash_installed() is None:
+            unavailable("unleash", str(HOME))
         self.folder = folder
         self.database = postgres.database()
         self.port = free_port()
@@ -67,6 +64,7 @@ class Unleash:
             except (httpx.HTTPError, ValueError):
                 pass
             time.sleep(0.2)
+        self.stop()  # a server that never answered is not left running after the failed fixture
         raise RuntimeError(f"unleash-server did not answer within {timeout:g}s")
 
     def stop(self) -> None:

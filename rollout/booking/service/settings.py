@@ -169,7 +169,10 @@ class LiveSettings:
     right before every send, so a flag written to the file stops sends within that interval.
 
     A change that does not validate is refused *closed*: the last good settings stay in force but
-    with notifications disabled, and :attr:`error` says why, until the file is fixed.
+    with notifications disabled, and :attr:`error` says why, until the file is fixed. So is a file
+    that reads empty after holding variables: that is what a non-atomic write (an editor, a shell's
+    ``>``) looks like half way, and taking it as good would replace the last good settings with the
+    defaults (no admin token) for as long as a bad value follows.
     """
 
     def __init__(
@@ -187,6 +190,8 @@ class LiveSettings:
         self._on_change = on_change
         self._lock = threading.Lock()
         self._stamp: _Stamp | None = None
+        #: the file held variables when last read: reading it empty now is a write half way
+        self._had_values = False
         self._checked_at = float("-inf")
         self.error: str | None = None
         #: bumped on every re-read of the file: lets a client see that a change was taken in
@@ -205,7 +210,14 @@ class LiveSettings:
         values = dict(self._environ)
         if self.env_file is not None:
             self._stamp = self._stamp_of(self.env_file)
-            values.update(read_env_file(self.env_file))
+            found = read_env_file(self.env_file)
+            if not found and self._stamp is not None and self._stamp.size == 0 and self._had_values:
+                raise ConfigError(
+                    f"{self.env_file}: the env file is empty (a write caught half way? write it atomically: "
+                    "a temporary file renamed over it)"
+                )
+            values.update(found)
+            self._had_values = bool(found)
         values.update(self._overlay)
         return values
 

@@ -2,21 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from rollout.engine.context import RunContext
+from rollout.engine.evidence import has_evidence
 from rollout.engine.steps.base import DONE, StepResult
 from rollout.playbook.model import Playbook, PromoteStep
 from rollout.promote import open_repo, plan_promotion, promote
 from rollout.util.errors import StateError
-
-
-def has_evidence(ctx: RunContext, environment: str, sha: str) -> dict[str, Any] | None:
-    """The audit entry that shows ``sha`` passed ``environment``'s gates, if there is one."""
-    for entry in reversed(ctx.state.audit_log(environment, limit=100_000)):
-        if entry["action"] in ("gate_passed", "phase_completed") and entry["detail"].get("commit") == sha:
-            return entry
-    return None
 
 
 def run(ctx: RunContext, step: PromoteStep, label: str) -> StepResult:
@@ -26,7 +17,7 @@ def run(ctx: RunContext, step: PromoteStep, label: str) -> StepResult:
     for sha, summary in plan.commits[:20]:
         ctx.out.line(f"  {sha[:10]} {summary}")
     if step.require_evidence_from and plan.commits:
-        proof = has_evidence(ctx, step.require_evidence_from, plan.source_sha)
+        proof = has_evidence(ctx.state, step.require_evidence_from, plan.source_sha)
         if proof is None:
             if not ctx.override_evidence:
                 raise StateError(
