@@ -139,7 +139,7 @@ def fake_context(
     applies at once. The state store is the caller's (a real one)."""
     phase = playbook.phases[0] if environment is None else playbook.phase_for(environment)
     assert phase is not None, f"no phase runs in {environment}"
-    env = Environment(name=phase.environment, service_url=NOWHERE)
+    env = Environment(name=environment or phase.environments[0], service_url=NOWHERE)
     flags = flags or MemoryFlags(playbook.flag.variable, playbook.flag.percent_variable)
     service = ServiceClient(NOWHERE, "", timeout=0.5)
     sources = MetricSources(dict.fromkeys([*playbook.providers, "embedded"], provider))

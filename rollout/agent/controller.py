@@ -43,7 +43,7 @@ class Served:
 
     @property
     def environments(self) -> list[str]:
-        return [p.environment for p in self.playbook.phases]
+        return [e for p in self.playbook.phases for e in p.environments]
 
     @property
     def key(self) -> str:
@@ -213,23 +213,26 @@ class Agent:
     def _claim(self, key: str, store: StateRecords, now: float) -> None:
         mine = {e for (k, e) in self.works if k == key}
         needing: dict[str, tuple[Served, str]] = {}
-        pending = {r.environment for r in handoff.pending(store)}
+        # a request taken by an agent that stopped before the run began (armed, or waiting for its wave)
+        # still needs one: the next agent adopts it
+        pending = {r.environment for r in [*handoff.pending(store), *handoff.unfinished(store)]}
         serving = [s for s in self.served if s.state is store]
         rows = store.rows([e for s in serving for e in s.environments])
         for served in serving:
             for phase in served.playbook.phases:
-                row = rows[phase.environment]
-                observing = (
-                    row.phase == phase.name
-                    and row.step_index < len(phase.steps)
-                    and isinstance(phase.steps[row.step_index], (RampStep, GateStep))
-                )
-                requested = phase.environment in pending
-                need = ownership.needs(row, requested, phase.bake, observing, False, now)
-                if need is not None and terminal(store, phase.environment) is not None:
-                    need = None  # a person's advance drives it: no agent writes beside it
-                if need is not None:
-                    needing[phase.environment] = (served, need)
+                for env in phase.environments:  # a phase in waves: each region is an environment of its own
+                    row = rows[env]
+                    observing = (
+                        row.phase == phase.name
+                        and row.step_index < len(phase.steps)
+                        and isinstance(phase.steps[row.step_index], (RampStep, GateStep))
+                    )
+                    requested = env in pending
+                    need = ownership.needs(row, requested, phase.bake, observing, False, now)
+                    if need is not None and terminal(store, env) is not None:
+                        need = None  # a person's advance drives it: no agent writes beside it
+                    if need is not None:
+                        needing[env] = (served, need)
         for env in mine - set(needing):
             w = self.works[(key, env)]
             if (key, env) not in self._running and w.mode != ownership.DRIVE:

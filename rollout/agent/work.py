@@ -28,6 +28,7 @@ from rollout.engine.runner import advance_tick, begin_run, check_order, finished
 from rollout.engine.state import AGENT, COMPLETED, ROLLED_BACK, StateRecords, fenced, step_at
 from rollout.engine.steps import Wait
 from rollout.engine.waiting import armed_until, before_phase
+from rollout.engine.waves import WaveNotYet, after_breach, with_wave
 from rollout.playbook.model import GateStep, RampStep, step_label
 from rollout.util.clock import Clock
 from rollout.util.errors import StateError
@@ -57,6 +58,7 @@ class Work:
     bake_watch: Watching | None = None
     begun: bool = False
     armed_said: bool = False
+    wave_said: bool = False
     #: let go when the look under way ends: (why, release the lease, record it)
     let_go: tuple[str, bool, bool] | None = None
 
@@ -169,6 +171,12 @@ def _begin_drive(work: Work, clock: Clock) -> float | bool | None:
     if before is None:
         try:
             check_order(ctx)
+        except WaveNotYet as exc:  # its wave waits for the one before: look again when it may start
+            if not work.wave_said:
+                work.wave_said = True
+                ctx.state.audit(work.environment, "wave_wait", clock.time(), phase=ctx.phase.name, why=str(exc))
+                ctx.out.line(f"  waiting for its wave: {exc}")
+            return exc.at if exc.at is not None else clock.time() + ctx.playbook.interval
         except StateError as exc:
             before = RunOutcome("refused", exc.exit_code, str(exc), work.environment, ctx.phase.name)
     if before is None:
@@ -230,9 +238,15 @@ def _bake(work: Work, clock: Clock) -> float | None:
     decision = decide_observation(row, work.bake_watch.started_at, work.bake_watch.look, verdict, None, now)
     if decision.act == Act.TURN_OFF:
         done = switch_off(
-            OffPath.of(ctx), f"bake: {verdict.summary}", automatic=True, verdict=verdict.record(), step="bake"
+            OffPath.of(ctx),
+            f"bake: {verdict.summary}",
+            automatic=True,
+            verdict=with_wave(ctx.phase, work.environment, verdict.record()),
+            step="bake",
         )
         ctx.incident_report = done.report
+        previous = done.off.previous_percent if done.off else None
+        after_breach(ctx, f"bake: {verdict.summary}", "bake", previous)  # a phase in waves: its on_failure
         work.over = "the flag was turned off during the bake"
         return None
     if decision.act == Act.STOP:

@@ -330,7 +330,8 @@ def validate(
     book = load_playbook(playbook)
     click.echo(f"{playbook}: valid playbook {book.name!r}, {len(book.phases)} phases, gates: {', '.join(book.gates)}")
     for phase in book.phases:
-        click.echo(f"  {phase.name} (environment {phase.environment}): {len(phase.steps)} steps")
+        where = f"environment {phase.environment}" if phase.waves is None else f"waves: {phase.wave_words()}"
+        click.echo(f"  {phase.name} ({where}): {len(phase.steps)} steps")
         for i, step in enumerate(phase.steps):
             click.echo(f"    {i + 1}. {step.kind:<9} {step_label(step, i)}: {_describe(step, book)}")
     for name, gates in book.gates.items():
@@ -459,7 +460,12 @@ def plan(env_name: str, traffic: str | None, breaches: tuple[str, ...], as_json:
 
 @cli.command()
 @project_options
-@click.option("--env", "env_name", required=True)
+@click.option("--env", "env_name", help="The environment (or one region of a phase in waves) to advance.")
+@click.option(
+    "--phase",
+    "phase_name",
+    help="Every region of this phase in waves, driven from this process (or handed to the agents serving them).",
+)
 @click.option("--dry-run", is_flag=True, help="Show what would run and change; write nothing.")
 @click.option("--approve", is_flag=True, help="Approve the approval step this run reaches.")
 @click.option("--yes", is_flag=True, help="Do not ask before a phase marked confirm changes anything.")
@@ -476,7 +482,8 @@ def plan(env_name: str, traffic: str | None, breaches: tuple[str, ...], as_json:
 @click.option("--reason", help="Why the windows are overridden (with --override-window); recorded.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary instead of progress.")
 def advance(
-    env_name: str,
+    env_name: str | None,
+    phase_name: str | None,
     dry_run: bool,
     approve: bool,
     yes: bool,
@@ -485,10 +492,11 @@ def advance(
     reason: str | None,
     as_json: bool,
 ) -> None:
-    """Run the environment's phase from where it stopped.
+    """Run the environment's phase from where it stopped (--env), or every region of a phase in
+    waves (--phase).
 
     Exit 0 done, 1 a check or gate failed and the flag was turned off, 2 usage or configuration
-    error, 3 held or waiting for approval.
+    error, 3 held or waiting for approval (or for its wave).
     """
     from rollout.console import ConsoleReporter, QuietReporter
     from rollout.engine import runner
@@ -496,7 +504,26 @@ def advance(
 
     if override_window != bool(reason and reason.strip()):
         raise click.UsageError("--override-window and --reason go together (the reason is recorded in the audit)")
+    if (env_name is None) == (phase_name is None):
+        raise click.UsageError("give --env ENV (one environment or region) or --phase NAME (every region of a phase)")
     project = _project()
+    if phase_name is not None:
+        from rollout.cli.waves import advance_phase, plan_phase
+
+        if dry_run:
+            plan_phase(project, phase_name, as_json)
+            return
+        advance_phase(
+            project,
+            phase_name,
+            approve=approve,
+            yes=yes,
+            override_evidence=override_evidence,
+            override_window=reason if override_window else None,
+            as_json=as_json,
+        )
+        return
+    assert env_name is not None
     if dry_run:
         click.get_current_context().invoke(plan, env_name=env_name, as_json=as_json)
         if not as_json:
@@ -731,6 +758,7 @@ def status(env_name: str | None, as_json: bool) -> None:
     from rollout.engine.driver import who_drives
     from rollout.engine.evidence import promotion_evidence
     from rollout.engine.flagview import flag_view
+    from rollout.engine.waves import wave_view, wave_words
 
     project = _project()
     now = time.time()
@@ -767,6 +795,7 @@ def status(env_name: str | None, as_json: bool) -> None:
                     "live": live,
                     "lock": state.holder(row.name),
                     "driven_by": driver.__dict__ if driver is not None else None,
+                    "wave": wave_view(playbook, state, row.name, now),
                     "promotions": [e for e in evidence if e["environment"] == row.name],
                 }
             )
@@ -815,6 +844,9 @@ def status(env_name: str | None, as_json: bool) -> None:
         )
     console = make_console()
     console.print(table)
+    for d in data:  # a phase in waves: which wave each region is in, the exposure against the budget
+        if d["wave"] is not None:
+            console.print(f"{d['name']}: {wave_words(d['wave'])}", markup=False)
     for e in evidence:
         where = f"{e['environment']}: {e['step']}"
         if e["problem"]:
@@ -846,14 +878,20 @@ def history(env_name: str, limit: int, as_json: bool) -> None:
     from datetime import UTC, datetime
 
     from rollout.engine.driver import who_drives
+    from rollout.engine.waves import wave_view, wave_words
     from rollout.incident.words import audit_words
 
     project = _project()
     state = project.state(read_only=True)
     try:
+        playbook = project.playbook()
+    except RolloutError:  # history still shows the record when the playbook is broken
+        playbook = None
+    try:
         _known_environment(project, state, env_name)
         _note_missing(state)
         driver = who_drives(state, state.get(env_name), time.time())
+        wave = wave_view(playbook, state, env_name, time.time())
         events = [
             {"ts": a["ts"], "type": "audit", "actor": a["actor"], "action": a["action"], "detail": a["detail"]}
             for a in state.audit_log(env_name, limit)
@@ -879,6 +917,8 @@ def history(env_name: str, limit: int, as_json: bool) -> None:
         return
     if driver is not None:
         click.echo(f"{env_name} is driven by {driver.words()} now")
+    if wave is not None:
+        click.echo(f"{env_name} is in {wave['phase']}'s {wave_words(wave)}")
     for e in events:
         when = datetime.fromtimestamp(e["ts"], UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] + "Z"
         if e["type"] == "audit":
@@ -995,6 +1035,7 @@ def incident(env_name: str, out: str | None, template: Path | None, fmt: str) ->
     from rollout.checks.service_api import ServiceClient
     from rollout.engine.killswitch import open_or_unreachable
     from rollout.engine.project import resolved_or_from_file
+    from rollout.engine.waves import wave_note
     from rollout.incident.report import HTML_TEMPLATE, collect, render
     from rollout.playbook.environments import load_environment
     from rollout.util.clock import SystemClock
@@ -1010,8 +1051,11 @@ def incident(env_name: str, out: str | None, template: Path | None, fmt: str) ->
     resolved = resolved_or_from_file(project, env, flags)
     state = project.state(read_only=True)
     service = ServiceClient(env.service_url, resolved.admin_token, timeout=3.0)
+    phase = playbook.phase_for(env_name)
     try:
-        data = collect(state, resolved, flags, service, SystemClock().time())
+        data = collect(
+            state, resolved, flags, service, SystemClock().time(), wave=wave_note(phase, env_name) if phase else None
+        )
     finally:
         service.close()
         state.close()

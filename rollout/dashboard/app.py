@@ -48,6 +48,7 @@ from rollout.engine.forecasting import phase_forecast
 from rollout.engine.project import Project, open_context
 from rollout.engine.runner import rollback
 from rollout.engine.state import AWAITING_APPROVAL, COMPLETED, HELD, ROLLED_BACK, RUNNING, EnvState
+from rollout.engine.waves import wave_view
 from rollout.incident.chart import ramp_start, timeline_svg
 from rollout.incident.words import audit_words
 from rollout.playbook.environments import load_environment
@@ -197,6 +198,8 @@ def snapshot(project: Project, now: float | None = None, reads: FlagReads | None
                     "schedule": _schedule(project, phase, row.name, now),
                     # the last kill-switch drill: each flag-off's slowest replica, every replica's time
                     "drill": last_drill(audit),
+                    # a phase in waves: which wave, its regions, the exposure against the budget, who failed
+                    "wave": wave_view(playbook, state, row.name, now),
                 }
             )
             timeline += [
@@ -355,7 +358,7 @@ def create_dashboard(
             "now": clock.time(),
             "writable": bool(token),
             "row": row,
-            **environment_page(found[0], found[1], env),
+            **environment_page(found[0], found[1], env, now=clock.time()),
             "flag": detector.flag_of(key),
         }
 

@@ -296,7 +296,7 @@ class ChangeDetector:
             if mtime is not None and mtime != p.mtime:
                 try:
                     p.playbook, p.problem = p.project.playbook(), None
-                    p.names = [phase.environment for phase in p.playbook.phases]
+                    p.names = [env for phase in p.playbook.phases for env in phase.environments]
                 except RolloutError as exc:  # keep showing what the last good playbook said
                     p.problem = f"the playbook does not load ({p.project.redactor.text(str(exc))})"
                 p.environments.clear()

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from rollout.checks.service_api import SandboxControl, ServiceClient
 from rollout.engine.state import StateRecords
@@ -18,6 +18,10 @@ from rollout.playbook.model import Phase, Playbook
 from rollout.providers import MetricSources
 from rollout.targets import Target
 from rollout.util.clock import Clock
+from rollout.util.errors import EXIT_HELD, RolloutError
+
+if TYPE_CHECKING:  # where the run's project is; it builds the run's context
+    from rollout.engine.project import Project
 
 
 class Reporter(Protocol):
@@ -38,9 +42,21 @@ class Held:
 
     why: tuple[str, ...]
     opens_at: float | None = None
+    #: what holds it: ``window`` (windows, freezes, start; an agent only guarding) or ``exposure`` (a
+    #: waved phase's exposure budget); its wait is audited as ``KIND_wait``
+    kind: str = "window"
+    #: when it may move up, in words, when :attr:`opens_at` is not known (None: "not within a year")
+    until: str | None = None
 
     def words(self) -> str:
         return "; ".join(self.why)
+
+
+class MayNotMoveUp(RolloutError):
+    """A ramp write refused in the transaction that would announce it (another region's write took
+    the exposure budget first): nothing was written; the ramp holds, guarded, and looks again."""
+
+    exit_code = EXIT_HELD
 
 
 @dataclass
@@ -90,8 +106,14 @@ class RunContext:
     wrote: tuple[str, int] | None = None
     #: why a ramp may not move up at a time (a window closed, a freeze; an agent only guarding), or None: it may
     schedule: Callable[[float], Held | None] | None = None
-    #: (step, percentage in force) of the wait for a window under way (said once), or None
-    window_wait: tuple[str, int | None] | None = None
+    #: (step, percentage in force, what holds it) of the wait under way for a window or the exposure
+    #: budget (said once), or None
+    window_wait: tuple[str, int | None, str] | None = None
+    #: checked in the transaction that announces a ramp write of this percentage (with that
+    #: transaction): raises :class:`MayNotMoveUp` when it may not be written after all (None: no check)
+    write_check: Callable[[Any, int], None] | None = None
+    #: where the run's things are (None: a context built without one, as :mod:`rollout.testing` does)
+    project: Project | None = None
     #: the always-on agent driving this run (its name), or None: a terminal's ``advance``
     agent: str | None = None
 

@@ -64,7 +64,9 @@ def after(by: str, stage: str, tag: object = None) -> None:
 
 class Announced:
     """A flag-store guard (called inside the store's lock, just before the write) that runs ``check``
-    (which may refuse the write) and then records the intent; :attr:`write` is its id afterwards."""
+    (which may refuse the write) and then records the intent; :attr:`write` is its id afterwards.
+    :attr:`in_tx` (which may refuse it too) runs in the very transaction that records the intent, so
+    what it read cannot change before the intent is committed (a waved phase's exposure budget)."""
 
     def __init__(
         self,
@@ -82,11 +84,30 @@ class Announced:
         self._check, self._flag, self._percent, self._detail = check, flag, percent, detail
         self.write: str | None = None
 
+    #: run (with the transaction) where the intent is recorded; may refuse the write (None: no such check)
+    in_tx: Callable[[Any], None] | None = None
+
     def __call__(self) -> None:
         if self._check is not None:
             self._check()
-        self.write = announce(
-            self._state, self._environment, self._clock, self.by, flag=self._flag, percent=self._percent, **self._detail
-        )
+        in_tx = self.in_tx
+        if in_tx is None:
+            self.write = self._announce(None)
+        else:
+            with self._state.tx() as db:
+                in_tx(db)
+                self.write = self._announce(db)
         after(self.by, "intent", self._percent)
         check_before_flag_write(self._environment)
+
+    def _announce(self, db: Any) -> str:
+        return announce(
+            self._state,
+            self._environment,
+            self._clock,
+            self.by,
+            flag=self._flag,
+            percent=self._percent,
+            db=db,
+            **self._detail,
+        )

@@ -5,6 +5,7 @@ Stopping to follow (Ctrl-C) does not stop the run."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from rollout.engine import handoff
 from rollout.engine.context import Reporter
@@ -85,22 +86,26 @@ def follow(
             return None
         if request.finished_at is not None and request.outcome is not None:
             follower.poll()
-            data = request.outcome
-            if data.get("status") == "cancelled":
-                return None
-            known = {"status", "exit_code", "message", "environment", "phase", "step", "flag_off_at"}
-            return RunOutcome(
-                str(data.get("status")),
-                int(data.get("exit_code", 70)),
-                str(data.get("message")),
-                str(data.get("environment")),
-                data.get("phase"),
-                data.get("step"),
-                details={k: v for k, v in data.items() if k not in known},
-            )
+            return outcome_of(request.outcome)
         late = request.taken_by is None and clock.monotonic() - started > not_taken_within
         if late and handoff.cancel(state, request_id, clock.time()):
             return None
         if on_wait is not None and request.taken_by is None:
             on_wait(f"waiting for an agent to take the run ({clock.monotonic() - started:.0f}s)")
         clock.sleep(poll)
+
+
+def outcome_of(data: dict[str, Any]) -> RunOutcome | None:
+    """How a handed-over run ended, from what the agent recorded on its request (None: cancelled)."""
+    if data.get("status") == "cancelled":
+        return None
+    known = {"status", "exit_code", "message", "environment", "phase", "step", "flag_off_at"}
+    return RunOutcome(
+        str(data.get("status")),
+        int(data.get("exit_code", 70)),
+        str(data.get("message")),
+        str(data.get("environment")),
+        data.get("phase"),
+        data.get("step"),
+        details={k: v for k, v in data.items() if k not in known},
+    )

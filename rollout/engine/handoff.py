@@ -142,6 +142,15 @@ def pending(state: StateRecords, environments: list[str] | None = None) -> list[
     return [r for r in found if environments is None or r.environment in environments]
 
 
+def unfinished(state: StateRecords) -> list[RunRequest]:
+    """Requests taken and not finished (oldest first): the runs agents drive, or were driving when
+    they stopped (one waiting for its start or its wave, not begun yet, among them)."""
+    rows = state.execute(
+        "SELECT * FROM run_requests WHERE taken_by IS NOT NULL AND finished_at IS NULL ORDER BY id"
+    ).fetchall()
+    return [RunRequest.of(r) for r in rows]
+
+
 def running(state: StateRecords, environment: str) -> RunRequest | None:
     """The request of ``environment`` taken and not finished (the run an agent drives), if any."""
     row = state.execute(

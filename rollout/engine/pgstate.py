@@ -212,6 +212,10 @@ class PgStateStore(StateRecords):
         with self._db.transaction():
             yield self._db
 
+    def serialize(self, db: Any, key: str) -> None:
+        """A transaction-scoped advisory lock on ``key`` (see :meth:`StateRecords.serialize`)."""
+        db.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (LOCK_CLASS, f"rollout serialize {key}"))
+
     # --- the writer lock -------------------------------------------------------------------------
 
     def acquire(self, environment: str, now: float) -> str | None:

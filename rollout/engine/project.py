@@ -3,7 +3,7 @@ the state store, the secrets (each one taught to the command's redactor as it is
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,8 +13,9 @@ import git
 
 from rollout.checks.service_api import SandboxControl, ServiceClient
 from rollout.engine.context import Reporter, RunContext
+from rollout.engine.killswitch import Lines, OffPath, UnreachableFlags, open_or_unreachable
 from rollout.engine.pgstate import PgStateStore
-from rollout.engine.state import StateRecords, StateStore
+from rollout.engine.state import StateRecords, StateStore, actor
 from rollout.flags import FlagBackend, make_flags
 from rollout.notify import Notifier
 from rollout.playbook.environments import (
@@ -163,7 +164,7 @@ def open_context(
     playbook = project.playbook()
     phase = playbook.phase_for(env_name)
     if phase is None:
-        known = ", ".join(p.environment for p in playbook.phases)
+        known = ", ".join(e for p in playbook.phases for e in p.environments)
         raise ConfigError(
             f"{project.playbook_path}: no phase runs in environment {env_name!r} (phases run in: {known})"
         )
@@ -219,6 +220,7 @@ def open_context(
         override_evidence=override_evidence,
         notifier=notifier,
         override_window=override_window,
+        project=project,
     )
     try:
         yield ctx
@@ -247,3 +249,87 @@ def resolved_or_from_file(project: Project, env: Environment, flags: FlagBackend
         return Resolved(env, values, tuple(v for k, v in values.items() if is_secret_name(k) and v)).sharing(
             project.redactor
         )
+
+
+@dataclass
+class Kill:
+    """What a flag-off opened from the project works with: its path, the phase recorded, and the
+    notifier it made (None: none, or the caller's ``notify`` tells)."""
+
+    path: OffPath
+    phase: str | None
+    notifier: Notifier | None
+
+
+@contextmanager
+def open_off_path(
+    project: Project,
+    env_name: str,
+    clock: Clock,
+    lines: Lines,
+    *,
+    who: str | None = None,
+    state: StateRecords | None = None,
+    notify: Callable[..., None] | None = None,
+    confirm_within: float = 5.0,
+    playbook: Playbook | None = None,
+) -> Iterator[Kill]:
+    """Everything a flag-off of ``env_name`` needs, opened from ``project`` and closed afterwards:
+    its flag backend (one that cannot even be opened makes the write fail, loudly, as any other
+    failed write), its target, the environment resolved (or what its env file holds when a secret
+    is missing: the kill path never depends on secrets being at hand), the state store (``state``,
+    or one of its own) and, unless ``notify`` tells the webhooks, a notifier of its own. ``playbook``:
+    the one loaded already (a run turning other regions off), else it is read from its file."""
+    playbook = playbook or project.playbook()
+    env = load_environment(env_name, project.environments_dir)
+    project.learn_secrets(playbook, env)  # a token quoted back by a backend, or pasted in the reason
+    store = state if state is not None else project.state()
+    try:
+        # its database down, its token missing, anything it raises: the flag-off fails, loudly
+        flags: FlagBackend = open_or_unreachable(lambda: project.flags(playbook, env), playbook.flag)
+        notifier = (
+            Notifier(
+                playbook.notify,
+                lambda raw: project.secret(raw, env),
+                project.redactor,
+                project.state,
+                actor=who or actor(),
+            )
+            if playbook.notify and notify is None
+            else None
+        )
+        try:
+            resolved = resolved_or_from_file(project, env, flags)
+            service = ServiceClient(env.service_url, resolved.admin_token, timeout=3.0)
+            try:
+                phase = store.get(env_name).phase
+
+                def told(event: str, **details: Any) -> None:
+                    if notifier is not None:
+                        notifier.fire(event, env_name, phase=phase, **details)
+
+                try:
+                    target = make_target(playbook, service, flags) if not isinstance(flags, UnreachableFlags) else None
+                except Exception:  # noqa: BLE001 - no target: the flag-off goes on, unconfirmed
+                    target = None
+                path = OffPath(
+                    env_name,
+                    flags,
+                    store,
+                    clock,
+                    lines,
+                    target,
+                    resolved,
+                    service,
+                    project.incidents_dir,
+                    notify or told,
+                    confirm_within,
+                )
+                yield Kill(path, phase, notifier)
+            finally:
+                service.close()
+        finally:
+            flags.close()
+    finally:
+        if state is None:
+            store.close()

@@ -23,14 +23,12 @@ from rollout.engine.killswitch import (
     Lines,
     OffPath,
     RolledBackMeanwhile,
-    UnreachableFlags,
     _Silent,
-    open_or_unreachable,
     switch_off,
 )
 from rollout.engine.observe import measure, record
 from rollout.engine.outcome import RunOutcome
-from rollout.engine.project import Project, open_context, resolved_or_from_file
+from rollout.engine.project import Project, open_context, open_off_path
 from rollout.engine.requests import clear_requests, cleared_since
 from rollout.engine.state import (
     AGENT,
@@ -44,15 +42,14 @@ from rollout.engine.state import (
     EnvState,
     LeaseLost,
     StateRecords,
-    actor,
     step_at,
 )
 from rollout.engine.steps import AWAIT, DONE, KINDS, StepResult, Wait, describe, managed_values
 from rollout.engine.steps import FAIL as STEP_FAIL
 from rollout.engine.steps import configure as configure_step
 from rollout.engine.waiting import before_phase
+from rollout.engine.waves import after_breach, check_start, guard_exposure, with_wave
 from rollout.gates import FAIL, StepCounts
-from rollout.notify import Notifier
 from rollout.playbook.environments import load_environment, shown_diff
 from rollout.playbook.model import RampStep, step_label
 from rollout.promote import PromotionError, open_repo, plan_promotion
@@ -112,16 +109,19 @@ def promotion_previews(ctx: RunContext, rows: list[dict[str, Any]]) -> dict[str,
 
 
 def check_order(ctx: RunContext) -> None:
-    """A phase starts only when the phase before it has completed."""
+    """A phase starts only when the phase before it has completed (in every region, for a phase in
+    waves); a region of a phase in waves begins its run only when its wave may start
+    (:func:`rollout.engine.waves.check_start`: exit 3, naming what it waits for)."""
     previous = ctx.playbook.previous_phase(ctx.phase)
-    if previous is None:
-        return
-    before = ctx.state.get(previous.environment)
-    if before.status != COMPLETED or before.phase != previous.name:
-        raise StateError(
-            f"phase {ctx.phase.name} ({ctx.env_name}) needs phase {previous.name} "
-            f"({previous.environment}) completed first; it is {before.status}"
-        )
+    if previous is not None:
+        for env in previous.environments:
+            before = ctx.state.get(env)
+            if before.status != COMPLETED or before.phase != previous.name:
+                raise StateError(
+                    f"phase {ctx.phase.name} ({ctx.env_name}) needs phase {previous.name} "
+                    f"({env}) completed first; it is {before.status}"
+                )
+    check_start(ctx)
 
 
 def advance(ctx: RunContext) -> RunOutcome:
@@ -214,6 +214,7 @@ def begin_run(ctx: RunContext, driver: str | None = None) -> None:
     ``driver`` is ``agent`` when the always-on agents drive it."""
     env, phase = ctx.env_name, ctx.phase
     moving_up(ctx)  # a ramp of this run moves up only when its windows and freezes let it
+    guard_exposure(ctx)  # ... and, in a phase in waves, when the exposure budget does
     now = ctx.clock.time()
     current = ctx.state.get(env)
     ctx.resumed_from = current.status
@@ -324,9 +325,11 @@ def advance_tick(ctx: RunContext) -> RunOutcome | Wait:
             phase.name,
             label,
         )
-    verdict = result.verdict.record() if result.verdict else {"summary": result.detail}
+    verdict = with_wave(phase, env, result.verdict.record() if result.verdict else {"summary": result.detail})
     done = switch_off(OffPath.of(ctx), f"{label} failed: {result.detail}", automatic=True, verdict=verdict, step=label)
     ctx.incident_report = done.report
+    previous = done.off.previous_percent if done.off else None
+    after_breach(ctx, f"{label} failed: {result.detail}", label, previous)  # a phase in waves: its on_failure
     return done.outcome(env, phase.name, label, f"{label} failed: {result.detail}")
 
 
@@ -464,52 +467,10 @@ def rollback(
     written, webhooks told (in the background: the outcome's ``pending`` waits for them). Never
     waits for an advance. Exit 0 only when the target confirmed the flag off; 1 when it did not,
     or when the flag write failed (a backend that cannot even be opened included)."""
-    playbook = project.playbook()
-    env = load_environment(env_name, project.environments_dir)
-    project.learn_secrets(playbook, env)  # a token quoted back by a backend, or pasted in the reason
-    state = project.state()
     lines: Lines = out if out is not None else _Silent()
-    # its database down, its token missing: the flag-off fails, loudly, and is recorded and reported
-    flags = open_or_unreachable(lambda: project.flags(playbook, env), playbook.flag)
-    notifier = (
-        Notifier(
-            playbook.notify, lambda raw: project.secret(raw, env), project.redactor, project.state, actor=who or actor()
-        )
-        if playbook.notify
-        else None
-    )
-    resolved = resolved_or_from_file(project, env, flags)
-    service = ServiceClient(env.service_url, resolved.admin_token, timeout=3.0)
-    try:
-        phase = state.get(env_name).phase
-
-        def notify(event: str, **details: Any) -> None:
-            if notifier is not None:
-                notifier.fire(event, env_name, phase=phase, **details)
-
-        try:
-            target = make_target(playbook, service, flags) if not isinstance(flags, UnreachableFlags) else None
-        except Exception:  # noqa: BLE001 - no target: the flag-off goes on, unconfirmed
-            target = None
-        path = OffPath(
-            env_name,
-            flags,
-            state,
-            clock,
-            lines,
-            target,
-            resolved,
-            service,
-            project.incidents_dir,
-            notify,
-            confirm_within,
-        )
-        done = switch_off(path, reason, automatic=False, who=who)
-    finally:
-        if service is not None:
-            service.close()
-        flags.close()
-        state.close()
+    with open_off_path(project, env_name, clock, lines, who=who, confirm_within=confirm_within) as kill:
+        done = switch_off(kill.path, reason, automatic=False, who=who)
+        env, flags, phase, notifier = kill.path.resolved.env, kill.path.flags, kill.phase, kill.notifier
     report, problem = done.report, done.problem
     details = {"incident_report": str(report) if report else None, "confirmed": problem is None}
     suffix = f"; incident report: {report}" if report else ""
@@ -660,9 +621,14 @@ def watch(ctx: RunContext, max_evaluations: int | None = None, duration: float |
         count += 1
         if verdict.verdict == FAIL:
             done = switch_off(
-                OffPath.of(ctx), f"watch: {verdict.summary}", automatic=True, verdict=verdict.record(), step="watch"
+                OffPath.of(ctx),
+                f"watch: {verdict.summary}",
+                automatic=True,
+                verdict=with_wave(ctx.phase, ctx.env_name, verdict.record()),
+                step="watch",
             )
             ctx.incident_report = done.report
+            after_breach(ctx, f"watch: {verdict.summary}", "watch", done.off.previous_percent if done.off else None)
             return done.outcome(ctx.env_name, current.phase, "watch", f"gate failed: {verdict.summary}")
         if verdict.stop:  # a signal, or a provider past its error_limit: a person decides; the flag stays
             ctx.state.audit(ctx.env_name, "attention_needed", ctx.clock.time(), step="watch", detail=verdict.stop)

@@ -348,6 +348,11 @@ class StateRecords:
         """Is ``db`` inside a transaction already?"""
         raise NotImplementedError
 
+    def serialize(self, db: Any, key: str) -> None:
+        """Inside ``db``'s transaction, wait until no other transaction serialized on ``key`` is
+        open (the lock is held until this one ends): what this one reads then stays as read until
+        it commits. SQLite needs nothing: a transaction (``BEGIN IMMEDIATE``) is the only writer."""
+
     def _write(self, environment: str, db: Any, write: Any) -> Any:
         """Run ``write(db)``; under a :func:`fenced` lease on ``environment``, in a transaction that
         first checks the lease is still this owner's with this token (else :class:`LeaseLost`)."""

@@ -58,10 +58,13 @@ def collect(
     service: ServiceClient,
     clock_now: float,
     read_flags: bool = True,
+    wave: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Everything the template shows, already redacted and masked. The flag backend is read for the
     configuration only with ``read_flags``, and a backend that cannot be read leaves the record's flag
-    (said in ``config_note``): the report never depends on the flag service."""
+    (said in ``config_note``): the report never depends on the flag service. ``wave``: the
+    environment's wave when the flag-off did not record one (a person's rollback of a region of a
+    phase in waves)."""
     env = resolved.env.name
     current = state.get(env)
     audit = state.audit_log(env, limit=5000)
@@ -101,6 +104,9 @@ def collect(
     # the last attempt: a flag-off that failed after the last one that went through, else that one
     attempt = failures[-1] if failures else off
     automatic = bool(attempt and attempt["detail"].get("automatic"))
+    # production, or a region of the production phase in waves
+    region_of = (breach.get("wave") or wave or {}).get("phase")
+    where = "production" if env == "production" else f"production ({env})" if region_of == "production" else None
     data: dict[str, Any] = {
         "env": env,
         "status": current.status,
@@ -114,10 +120,10 @@ def collect(
         "step": next((a["detail"].get("step") for a in reversed(audit) if a["action"] == "step_started"), None),
         "percent": percent,
         "severity": (
-            "SEV-2: production customers affected"
-            if env == "production" and automatic
-            else "SEV-3: production, stopped by a person"
-            if env == "production"
+            f"SEV-2: {where} customers affected"
+            if where and automatic
+            else f"SEV-3: {where}, stopped by a person"
+            if where
             else f"SEV-4: {env}, no customers affected"
         ),
         "confirmed_ms": confirmed[0]["detail"].get("after_ms") if confirmed else None,
@@ -188,6 +194,15 @@ def collect(
             data["actions"].append(
                 f"{_when(a['ts'])}: {a['action'].replace('_', ' ')} ({audit_words(a['action'], a['detail'])})"
             )
+    policy_done = next(
+        (
+            a["detail"]
+            for a in reversed(audit)
+            if a["action"] == "wave_failure" and (off is None or a["ts"] >= off["ts"])
+        ),
+        None,
+    )
+    data["wave_lines"] = wave_lines(env, breach.get("wave") or wave, policy_done)
     data = resolved.redactor().value(data)
     # numbers and metric names only: drawn after redaction, so nothing in it needs masking
     failing = [m["metric"] for m in metrics if m.get("verdict") == "fail"]
@@ -198,6 +213,49 @@ def collect(
     data["chart_svg"] = timeline_svg(shown[-2000:], failing, off["ts"] if off else None)
     data["chart_file"] = None
     return data
+
+
+def _share(value: Any) -> str:
+    return f"{float(value) * 100:.3g}%"
+
+
+def wave_lines(env: str, wave: dict[str, Any] | None, done: dict[str, Any] | None) -> list[str]:
+    """A phase in waves, said in the report: which wave and regions, which region failed, what the
+    policy did and the exposure in force against the budget (empty for a phase in one environment).
+    ``wave`` is what the flag-off recorded of its wave; ``done``, the failing region's ``wave_failure``."""
+    if not wave and not done:
+        return []
+    lines = []
+    policy = (wave or done or {}).get("policy")
+    if wave:
+        regions = ", ".join(wave.get("regions") or [])
+        lines.append(
+            f"{env} is in wave {wave.get('wave')} of {wave.get('waves')} of phase {wave.get('phase')} "
+            f"(the regions of this wave: {regions}); on_failure: {policy}."
+        )
+        if wave.get("caused_by"):
+            lines.append(
+                f"This region did not fail: {wave['caused_by']} did, and on_failure all_regions turns every "
+                "region's flag off (the failing region's first)."
+            )
+        elif policy == "all_regions":
+            lines.append(f"The breach was here, in {env}: every other region's flag goes off after this one's.")
+        else:
+            lines.append(f"The breach was here, in {env}: only this region's flag goes off; the waves after it wait.")
+    exposure = (done or {}).get("exposure", (wave or {}).get("exposure"))
+    budget = (done or {}).get("max_exposure", (wave or {}).get("max_exposure"))
+    if exposure is not None:
+        lines.append(
+            f"Exposure in force when it failed: {_share(exposure)} of the phase's customers across its regions"
+            + (f", against a max_exposure of {_share(budget)}." if budget is not None else " (no max_exposure).")
+        )
+    if done:
+        lines.append(
+            f"What the policy did ({done.get('policy')}): turned off {', '.join(done.get('turned_off') or [])}"
+            + (f"; problems: {'; '.join(done['problems'])}" if done.get("problems") else "")
+            + "."
+        )
+    return lines
 
 
 def report_name(env: str, now: float) -> str:

@@ -1,7 +1,7 @@
 """The playbook's shape, validated by pydantic. Unknown keys are refused everywhere.
 
-A playbook has named gate sets, a watch policy, and phases; a phase runs in one environment and is
-an ordered list of steps, each with a ``kind``. Cross-field rules ("steps that cannot work
+A playbook has named gate sets, a watch policy, and phases; a phase runs in one environment (or in
+regions in waves, :mod:`rollout.playbook.waves`) and is an ordered list of steps, each with a ``kind``. Cross-field rules ("steps that cannot work
 together") are checked in :meth:`Playbook._consistent` and report the field path they concern.
 """
 
@@ -16,6 +16,7 @@ from pydantic import AfterValidator, AliasChoices, BaseModel, ConfigDict, Field,
 from rollout.playbook.builtin import BUILTIN_KINDS, COMPARE_METRICS, EMBEDDED, FLAG_VARIABLE, METRICS, PERCENT_VARIABLE
 from rollout.playbook.environments import variable_problems
 from rollout.playbook.schedule import ScheduleKeys
+from rollout.playbook.waves import WaveKeys
 from rollout.util.units import Duration, DurationOrForever, Number, format_duration
 from rollout.util.yamlfile import FieldProblems
 
@@ -680,12 +681,14 @@ class NotifyHook(_Model):
     retries: int = Field(2, ge=0, le=5)
 
 
-class Phase(_Model, ScheduleKeys):
-    """A phase: its steps in one environment; ``windows``, ``freeze``, ``start_at`` and ``cutoff``
+class Phase(_Model, ScheduleKeys, WaveKeys):
+    """A phase: its steps in one environment, or in several regions in ``waves``
+    (:mod:`rollout.playbook.waves`); ``windows``, ``freeze``, ``start_at`` and ``cutoff``
     (:mod:`rollout.playbook.schedule`) say when its ramp may move up."""
 
     name: str = Field(pattern=r"^[a-z][a-z0-9_-]*$")
-    environment: str = Field(pattern=r"^[a-z][a-z0-9_-]*$")
+    #: the one environment the phase runs in (None: it names ``waves`` of regions instead)
+    environment: str | None = Field(None, pattern=r"^[a-z][a-z0-9_-]*$")
     description: str = ""
     #: ask a person before the phase changes anything (skipped with --yes)
     confirm: bool = False
@@ -695,6 +698,33 @@ class Phase(_Model, ScheduleKeys):
     #: before its first step, run every gate query once and stop (no flag write) if one cannot work
     preflight: bool = False
     steps: list[Step] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _one_place(self) -> Phase:
+        if (self.environment is None) == (self.waves is None):
+            raise FieldProblems(
+                [
+                    (
+                        ("environment",) if self.environment is not None else (),
+                        "give environment (one) or waves (regions in waves), not both"
+                        if self.environment is not None
+                        else "required: environment (where the phase runs) or waves (regions in waves)",
+                    )
+                ]
+            )
+        if self.waves is not None and not any(isinstance(step, RampStep) for step in self.steps):
+            raise FieldProblems([(("steps",), "a phase with waves needs a ramp step (the waves order its writes)")])
+        return self
+
+    @property
+    def environments(self) -> list[str]:
+        """Where the phase runs: its environment, or every region wave by wave."""
+        return [self.environment] if self.environment is not None else self.regions
+
+    @property
+    def waved(self) -> bool:
+        """Does the phase run in regions in waves?"""
+        return self.waves is not None
 
 
 class Playbook(_Model):
@@ -733,6 +763,18 @@ class Playbook(_Model):
                 "rollout cannot see the service apply the flag: every flag-off will be reported NOT "
                 "confirmed (rollback exits 1); add one of them"
             )
+        for p, phase in enumerate(self.phases):
+            if phase.waves is None or phase.max_exposure is None:
+                continue
+            ramp = next(step for step in phase.steps if isinstance(step, RampStep))
+            total = sum(phase.weight(r) for r in phase.regions)
+            first = sum(phase.weight(r) for r in phase.waves[0].environments) / total * ramp.percentages[-1] / 100
+            if first > phase.max_exposure:
+                found.append(
+                    f"phases.{p}.max_exposure: wave 1 alone exposes {first * 100:.3g}% of the customers at "
+                    f"{ramp.percentages[-1]}%, over max_exposure {phase.max_exposure * 100:.3g}%: the budget holds "
+                    "back the writes of later waves while earlier ones are unproven, never the first wave's"
+                )
         return found
 
     @model_validator(mode="after")
@@ -834,10 +876,12 @@ class Playbook(_Model):
         for p, phase in enumerate(self.phases):
             if phase.name in seen_phases:
                 problems.append((("phases", p, "name"), f"phase {phase.name!r} appears twice"))
-            if phase.environment in seen_envs:
-                problems.append((("phases", p, "environment"), f"environment {phase.environment!r} has two phases"))
+            for env in phase.environments:
+                if env in seen_envs:
+                    where = ("environment",) if phase.environment is not None else _region_path(phase, env)
+                    problems.append((("phases", p, *where), f"environment {env!r} has two phases"))
+                seen_envs.add(env)
             seen_phases.add(phase.name)
-            seen_envs.add(phase.environment)
             if phase.bake is not None and self.watch is None:
                 problems.append(
                     (
@@ -867,11 +911,18 @@ class Playbook(_Model):
         return self
 
     def phase_for(self, environment: str) -> Phase | None:
-        return next((p for p in self.phases if p.environment == environment), None)
+        """The phase that runs in ``environment`` (its one environment, or one of its regions)."""
+        return next((p for p in self.phases if environment in p.environments), None)
 
     def previous_phase(self, phase: Phase) -> Phase | None:
         index = self.phases.index(phase)
         return self.phases[index - 1] if index else None
+
+
+def _region_path(phase: Phase, region: str) -> tuple[Any, ...]:
+    """Where ``region`` is written in ``phase``: ``waves.W.environments.R``."""
+    wave = phase.wave_of(region)
+    return ("waves", wave, "environments", phase.waves[wave].environments.index(region)) if phase.waves else ()
 
 
 def step_label(step: Any, index: int) -> str:

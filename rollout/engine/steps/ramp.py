@@ -10,7 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 from rollout.engine.calendar import check_cutoff, shown_time
-from rollout.engine.context import Held, RunContext
+from rollout.engine.context import Held, MayNotMoveUp, RunContext
 from rollout.engine.flagwrites import Announced, after, interrupted
 from rollout.engine.killswitch import guard_not_rolled_back
 from rollout.engine.observe import Watching, carry_out, evaluate, watching
@@ -47,8 +47,11 @@ def tick(ctx: RunContext, step: RampStep, label: str) -> StepResult | Wait:
         return StepResult(DONE, decision.reason)
     if decision.act == Act.WRITE:
         assert decision.percent is not None
-        _window_opened(ctx, label, current)
-        problem = _write(ctx, step, label, decision.percent)
+        _window_opened(ctx, label)
+        try:
+            problem = _write(ctx, step, label, decision.percent)
+        except MayNotMoveUp:  # refused as it was announced (another region took the budget): nothing written
+            return Wait(ctx.clock.time() + look(ctx, step).interval)
         # the first look is one interval on: at the write itself the new cohort has no data yet
         return StepResult(FAIL, problem) if problem else Wait(ctx.clock.time() + look(ctx, step).interval)
     if decision.act == Act.WAIT:  # the next percentage waits for its window
@@ -82,7 +85,7 @@ def tick(ctx: RunContext, step: RampStep, label: str) -> StepResult | Wait:
     if decision.act == Act.PROMOTE_FULL:
         return _full(ctx, step, label, guard_not_rolled_back(ctx.env_name, ctx.state))
     if decision.act in (Act.ACCEPT, Act.PROMOTE):
-        _window_opened(ctx, label, current)
+        _window_opened(ctx, label)
         _next_percentage(ctx, current.ramp_index, percent)
         return Wait(ctx.clock.time())
     return decided(decision, verdict, step.on_hold_timeout)
@@ -90,25 +93,28 @@ def tick(ctx: RunContext, step: RampStep, label: str) -> StepResult | Wait:
 
 def _window_closed(ctx: RunContext, label: str, percent: int | None, held: Held) -> None:
     """The first look that may not move up records why and when it next may (once per wait)."""
-    if ctx.window_wait == (label, percent):
+    if ctx.window_wait == (label, percent, held.kind):
         return
-    ctx.window_wait = (label, percent)
-    opens = "not within a year" if held.opens_at is None else shown_time(ctx, held.opens_at)
+    _window_opened(ctx, label)  # one wait ends as another begins (a window opened, the budget holds)
+    ctx.window_wait = (label, percent, held.kind)
+    opens = (held.until or "not within a year") if held.opens_at is None else shown_time(ctx, held.opens_at)
     where = f"holding at {percent}%, guarded" if percent else "the flag stays as it is"
     now = ctx.clock.time()
-    ctx.state.audit(ctx.env_name, "window_wait", now, step=label, percent=percent, why=list(held.why), opens=opens)
+    ctx.state.audit(
+        ctx.env_name, f"{held.kind}_wait", now, step=label, percent=percent, why=list(held.why), opens=opens
+    )
     ctx.state.update(ctx.env_name, now, reason=f"waiting to move up: {held.words()}; next opens {opens}")
     ctx.out.line(f"  not moving up now: {held.words()}; next opens {opens}; {where}", "yellow")
 
 
-def _window_opened(ctx: RunContext, label: str, current: EnvState) -> None:
-    """A ramp that waited for its window moves up now: said once."""
+def _window_opened(ctx: RunContext, label: str) -> None:
+    """A ramp that waited for its window (or the exposure budget) moves up now: said once."""
     if ctx.window_wait is None:
         return
-    _, percent = ctx.window_wait
+    _, percent, kind = ctx.window_wait
     ctx.window_wait = None
     now = ctx.clock.time()
-    ctx.state.audit(ctx.env_name, "window_open", now, step=label, percent=percent)
+    ctx.state.audit(ctx.env_name, f"{kind}_open", now, step=label, percent=percent)
     ctx.state.update(ctx.env_name, now, reason=None)
 
 
@@ -149,6 +155,7 @@ def _write(ctx: RunContext, step: RampStep, label: str, percent: int) -> str | N
     left = interrupted(ctx.state, ctx.env_name)
     if left is not None:
         ctx.out.line(f"  an earlier run stopped while writing {intent_words(left['detail'])}; writing it again")
+    write_check = ctx.write_check
     announced = Announced(
         ctx.state,
         ctx.env_name,
@@ -159,6 +166,8 @@ def _write(ctx: RunContext, step: RampStep, label: str, percent: int) -> str | N
         check=guard_not_rolled_back(ctx.env_name, ctx.state),
         step=label,
     )
+    if write_check is not None:  # a waved phase's exposure budget, read again as the write is announced
+        announced.in_tx = lambda db: write_check(db, percent)
     before = ctx.flags.set(enabled=True, percent=percent, guard=announced)
     after("ramp", "write", percent)
     now = ctx.clock.time()
