@@ -92,6 +92,11 @@ def _mappings(node: Any, path: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
     return []
 
 
+#: mappings keyed by names defined elsewhere in the playbook (a phase's regions): the schema takes any
+#: name, `validate` refuses one that is not there
+KEYED_BY_NAMES = {"weights"}
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize(("where", "text"), PLAYBOOKS, ids=[where for where, _ in PLAYBOOKS])
 def test_a_typo_anywhere_is_refused_by_the_schema_exactly_where_validate_refuses_it(tmp_path, where, text):
@@ -114,6 +119,9 @@ def test_a_typo_anywhere_is_refused_by_the_schema_exactly_where_validate_refuses
         except RolloutError:
             by_validate = True
         by_schema = not PLAYBOOK.is_valid(mutated)
+        if path and path[-1] in KEYED_BY_NAMES:  # keys are names from elsewhere in the file: only validate knows them
+            assert by_validate, (where, path)
+            continue
         assert by_schema == by_validate, (where, path, by_schema, by_validate)
         refused += by_schema
     assert refused >= 5, where
