@@ -1,7 +1,7 @@
 """The ``rollout`` command line.
 
 Commands parse their options, call the library and print. Errors cross one boundary,
-:func:`main`: a :class:`~rollout.errors.RolloutError` becomes one line on stderr and its exit code;
+:func:`main`: a :class:`~rollout.util.errors.RolloutError` becomes one line on stderr and its exit code;
 anything else becomes one line too (never a traceback), exit code 70.
 """
 
