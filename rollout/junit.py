@@ -62,7 +62,7 @@ def junit_xml(env: str, phase: str, steps: list[dict[str, Any]], started: float,
 
 
 def write_junit(path: Path | str, text: str) -> None:
-    """Write the JUnit XML whole (see :func:`rollout.outfile.write_output`)."""
+    """Write the JUnit XML whole (see :func:`rollout.util.outfile.write_output`)."""
     write_output(path, text, "--junit")
 
 

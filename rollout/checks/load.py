@@ -1,7 +1,7 @@
 """A booking load generator: N bookings at a concurrency, or a rate for a duration.
 
 Bounded twice: by the number of bookings and by a hard time limit. Uses several small httpx pools
-(see :mod:`rollout.provider.client` for why) and reports each request's latency.
+(see :mod:`rollout.booking.provider.client` for why) and reports each request's latency.
 """
 
 from __future__ import annotations

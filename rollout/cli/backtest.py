@@ -9,10 +9,11 @@ from datetime import UTC, datetime
 import click
 
 from rollout.cli.main import _emit, _json, _project, cli, project_options  # noqa: F401 - the CLI's shared parts
+from rollout.util.outcomes import ExitCode
 
 #: exit codes: 0 no run decided for the worse; 1 a healthy run would have been rolled back, or a
 #: recorded rollback would not have happened
-EXIT_REGRESSED = 1
+EXIT_REGRESSED = ExitCode.FAILED
 
 
 def _instant(text: str, option: str) -> float:
@@ -97,7 +98,7 @@ def backtest(
     finally:
         state.close()
     lines = summary(runs) if runs else [f"no recorded run of {env_name} to replay"]
-    exit_code = EXIT_REGRESSED if any(r.regressed for r in runs) else 0
+    exit_code = EXIT_REGRESSED if any(r.regressed for r in runs) else ExitCode.OK
     result = {
         "environment": env_name,
         "candidate": str(project.playbook_path),

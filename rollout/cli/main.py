@@ -1,7 +1,7 @@
 """The ``rollout`` command line.
 
 Commands parse their options, call the library and print. Errors cross one boundary,
-:func:`main`: a :class:`~rollout.errors.RolloutError` becomes one line on stderr and its exit code;
+:func:`main`: a :class:`~rollout.util.errors.RolloutError` becomes one line on stderr and its exit code;
 anything else becomes one line too (never a traceback), exit code 70.
 """
 
@@ -16,8 +16,9 @@ import click
 
 from rollout import __version__
 from rollout.util.errors import EXIT_USAGE, ConfigError, RolloutError, StateError
+from rollout.util.outcomes import ExitCode, Status
 
-EXIT_INTERNAL = 70
+EXIT_INTERNAL = ExitCode.INTERNAL
 
 
 class InternalError(RolloutError):
@@ -289,8 +290,12 @@ def _emit(outcome, as_json: bool, extra: dict | None = None, *, then=None) -> No
     if as_json:
         click.echo(_json(redactor.value({**outcome.as_dict(), **(extra or {})})))
     else:
-        colour = {"completed": "green", "rolled_back": "red", "awaiting_approval": "yellow"}.get(outcome.status)
-        click.secho(f"{outcome.status}: {redactor.text(outcome.message)}", fg=colour, err=outcome.exit_code not in (0,))
+        colour = {Status.COMPLETED: "green", Status.ROLLED_BACK: "red", Status.AWAITING_APPROVAL: "yellow"}.get(
+            outcome.status
+        )
+        click.secho(
+            f"{outcome.status}: {redactor.text(outcome.message)}", fg=colour, err=outcome.exit_code != ExitCode.OK
+        )
     sys.stdout.flush()
     sys.stderr.flush()
     if then is not None:
@@ -610,7 +615,7 @@ def _hand_to_agent(project, env_name: str, approve: bool, yes: bool, override: s
             who = taken.taken_by if taken and taken.taken_by else names
             return RunOutcome(
                 "following_stopped",
-                130,
+                ExitCode.INTERRUPTED,
                 f"stopped following; the run goes on in the agent {who}. `rollout status` and `rollout history "
                 f"--env {env_name}` show it; `rollout rollback --env {env_name} --reason ...` stops it",
                 env_name,
@@ -983,7 +988,7 @@ def load_cmd(
             f"p99 {result.p(99) or 0:.1f} ms" + (f"; errors {result.errors}" if result.errors else "")
         )
     if result.created < result.requested:
-        sys.exit(1)
+        sys.exit(ExitCode.FAILED)
 
 
 @cli.command()
@@ -1162,17 +1167,17 @@ def main(argv: list[str] | None = None) -> None:
         result = cli.main(args=argv, prog_name="rollout", standalone_mode=False)
     except click.exceptions.Abort:
         click.echo("rollout: aborted", err=True)
-        sys.exit(130)
+        sys.exit(ExitCode.INTERRUPTED)
     except click.ClickException as exc:
         exc.show()
-        sys.exit(exc.exit_code if exc.exit_code != 1 else EXIT_USAGE)
+        sys.exit(exc.exit_code if exc.exit_code != ExitCode.FAILED else EXIT_USAGE)
     except RolloutError as exc:
         click.echo(f"rollout: {exc}", err=True)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         click.echo("rollout: interrupted", err=True)
-        sys.exit(130)
+        sys.exit(ExitCode.INTERRUPTED)
     except Exception as exc:  # noqa: BLE001 - the last line of defence: no user ever sees a traceback
         click.echo(f"rollout: internal error: {type(exc).__name__}: {exc}", err=True)
         sys.exit(EXIT_INTERNAL)
-    sys.exit(result if isinstance(result, int) else 0)
+    sys.exit(result if isinstance(result, int) else ExitCode.OK)

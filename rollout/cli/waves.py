@@ -12,6 +12,7 @@ from typing import Any
 import click
 
 from rollout.cli.main import AGENT_TAKES_WITHIN_S, _confirm_phase, _emit
+from rollout.util.outcomes import ExitCode
 
 
 def advance_phase(
@@ -127,7 +128,7 @@ def _hand_to_agents(project: Any, phase: Any, approve: bool, yes: bool, override
 
             return RunOutcome(
                 "following_stopped",
-                130,
+                ExitCode.INTERRUPTED,
                 f"stopped following; the runs of {', '.join(left)} go on in the agents. `rollout status` shows them; "
                 "`rollout rollback --env REGION --reason ...` stops one",
                 ", ".join(left),

@@ -41,6 +41,7 @@ from rollout.engine.state import ROLLED_BACK, StateRecords
 from rollout.flags import FlagWriteError
 from rollout.playbook.model import RampStep
 from rollout.util.errors import EXIT_OK, EXIT_ROLLED_BACK, ConfigError, RolloutError, StateError
+from rollout.util.outcomes import ExitCode, Status
 
 STARTED, ROUND, FINISHED, RECOVERED = "drill_started", "drill_round", "drill_finished", "drill_recovered"
 #: each drill write (its intent's ``by``) -> the audit action that completes it
@@ -293,7 +294,7 @@ def _drill(ctx: RunContext, drill_plan: Plan, within: float, reason: str, who: s
                     break
             rounds.append(_flag_off(d, replicas, hinted, within))
     except KeyboardInterrupt:
-        stopped, exit_code = "interrupted", 130
+        stopped, exit_code = Status.INTERRUPTED, ExitCode.INTERRUPTED
         out.line("drill interrupted: restoring the flag as found", "bold yellow")
     except (RolledBackMeanwhile, DrillOvertaken) as exc:
         stopped, problem = "overtaken", str(exc)
@@ -303,7 +304,7 @@ def _drill(ctx: RunContext, drill_plan: Plan, within: float, reason: str, who: s
             restored, confirmed, why = _restore(d, replicas, drill_plan.found)
             problem = problem or why
         except KeyboardInterrupt:  # the restore is written (a Ctrl-C waits for the write); not yet seen by all
-            restored, stopped, exit_code = True, "interrupted", 130
+            restored, stopped, exit_code = True, Status.INTERRUPTED, ExitCode.INTERRUPTED
             problem = problem or "interrupted before every replica reported the restore"
         except (RolledBackMeanwhile, DrillOvertaken) as exc:
             stopped, problem = "overtaken", str(exc)

@@ -35,6 +35,7 @@ from rollout.gates import Verdict
 from rollout.playbook.model import Phase
 from rollout.util.clock import Clock
 from rollout.util.errors import EXIT_HELD, EXIT_OK, EXIT_ROLLED_BACK, EXIT_USAGE, ConfigError, RolloutError, StateError
+from rollout.util.outcomes import ExitCode, Status
 
 
 class RegionReporter:
@@ -143,7 +144,9 @@ def advance_phase(
                     if r.begun and r.outcome is None:
                         r.outcome = interrupted(r.ctx)
                     elif r.outcome is None:
-                        r.outcome = RunOutcome("not_started", 130, "not started (interrupted)", r.name, phase.name)
+                        r.outcome = RunOutcome(
+                            "not_started", ExitCode.INTERRUPTED, "not started (interrupted)", r.name, phase.name
+                        )
             finally:
                 for r in regions:
                     if r.locked:
@@ -250,7 +253,7 @@ def _look(r: _Region, clock: Clock) -> None:
 
 
 #: the phase's exit code is its regions' most serious one, in this order
-_SERIOUS = (130, EXIT_ROLLED_BACK, EXIT_USAGE, EXIT_HELD)
+_SERIOUS = (ExitCode.INTERRUPTED, EXIT_ROLLED_BACK, EXIT_USAGE, EXIT_HELD)
 
 
 def follow_regions(
@@ -303,13 +306,14 @@ def summary(
     (130, 1, 2, 3, then 0), each region's outcome in ``details["regions"]``."""
     codes = {o.exit_code for o in outcomes.values()}
     code = next((c for c in _SERIOUS if c in codes), max(codes - {EXIT_OK}, default=EXIT_OK))
-    status = {
-        EXIT_OK: "completed",
-        EXIT_ROLLED_BACK: "rolled_back",
+    statuses: dict[int, str] = {
+        EXIT_OK: Status.COMPLETED,
+        EXIT_ROLLED_BACK: Status.ROLLED_BACK,
         EXIT_USAGE: "refused",
-        EXIT_HELD: "held",
-        130: "interrupted",
-    }.get(code, "failed")
+        EXIT_HELD: Status.HELD,
+        ExitCode.INTERRUPTED: Status.INTERRUPTED,
+    }
+    status = statuses.get(code, "failed")
     said = "; ".join(f"{name}: {o.status} ({o.message})" for name, o in outcomes.items())
 
     def drain() -> None:

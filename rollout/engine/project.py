@@ -78,7 +78,7 @@ class Project:
         )
 
     def resolve(self, env: Environment, overrides: Mapping[str, str] | None = None) -> Resolved:
-        """``env`` resolved (see :func:`~rollout.environments.resolve`), its secrets taught to :attr:`redactor`."""
+        """``env`` resolved (see :func:`~rollout.playbook.environments.resolve`), its secrets taught to :attr:`redactor`."""
         return resolve(env, overrides=overrides, secrets_file=self.secrets_file).sharing(self.redactor)
 
     def learn_secrets(self, playbook: Playbook, env: Environment) -> None:

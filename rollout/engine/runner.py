@@ -56,6 +56,7 @@ from rollout.promote import PromotionError, open_repo, plan_promotion
 from rollout.targets import make_target, reported_values
 from rollout.util.clock import Clock
 from rollout.util.errors import EXIT_HELD, EXIT_OK, EXIT_ROLLED_BACK, ConfigError, RolloutError, StateError
+from rollout.util.outcomes import ExitCode
 
 __all__ = [
     "Configured",
@@ -398,7 +399,11 @@ def interrupted(ctx: RunContext) -> RunOutcome:
         else f"run `rollout advance --env {env}` to continue"
     )
     return RunOutcome(
-        INTERRUPTED, 130, f"advance interrupted at step {current.step_index + 1}; {where}; {hint}", env, current.phase
+        INTERRUPTED,
+        ExitCode.INTERRUPTED,
+        f"advance interrupted at step {current.step_index + 1}; {where}; {hint}",
+        env,
+        current.phase,
     )
 
 
@@ -451,7 +456,7 @@ def gate(ctx: RunContext) -> RunOutcome:
         return RunOutcome(
             "failed", EXIT_ROLLED_BACK, f"phase {phase.name} gates failed in {env}: {failed}", env, phase.name
         )
-    return RunOutcome("held", EXIT_HELD, f"phase {phase.name} gates held in {env}: {failed}", env, phase.name)
+    return RunOutcome(HELD, EXIT_HELD, f"phase {phase.name} gates held in {env}: {failed}", env, phase.name)
 
 
 def rollback(

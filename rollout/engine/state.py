@@ -23,6 +23,7 @@ from typing import Any, Protocol
 from rollout.util.connections import ThreadConnections
 from rollout.util.errors import RolloutError, StateError
 from rollout.util.numbers import finite
+from rollout.util.outcomes import Status
 from rollout.util.redact import Redactor
 from rollout.util.sqlite import immediate
 
@@ -125,15 +126,15 @@ ADDED_COLUMNS = (
     ("controls", "run_id", "TEXT"),
 )
 
-#: status values of an environment (``interrupted``: an advance was stopped by Ctrl-C or a signal)
+#: status values of an environment, the members of :class:`rollout.util.outcomes.Status` under their older names
 IDLE, RUNNING, HELD, AWAITING_APPROVAL, ROLLED_BACK, COMPLETED, INTERRUPTED = (
-    "idle",
-    "running",
-    "held",
-    "awaiting_approval",
-    "rolled_back",
-    "completed",
-    "interrupted",
+    Status.IDLE,
+    Status.RUNNING,
+    Status.HELD,
+    Status.AWAITING_APPROVAL,
+    Status.ROLLED_BACK,
+    Status.COMPLETED,
+    Status.INTERRUPTED,
 )
 
 #: :attr:`EnvState.driver` of a run handed to the always-on agents
@@ -204,11 +205,6 @@ def fenced(fence: Fence | None) -> Iterator[None]:
         yield
     finally:
         _FENCE.reset(reset)
-
-
-def current_fence() -> Fence | None:
-    """The fence the calling code writes under (None: a person's command, unfenced)."""
-    return _FENCE.get()
 
 
 @dataclass(frozen=True)

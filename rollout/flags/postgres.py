@@ -1,6 +1,6 @@
 """The ``postgres`` flag backend: the fleet's flag row (:mod:`rollout.util.flagrow`), written with its
 version bumped and NOTIFYed in one transaction. Each replica follows the row
-(:class:`rollout.booking.flagfollower.FlagFollower`); :class:`rollout.targets.fleet.ReplicasTarget`
+(:class:`rollout.booking.flags.postgres.FlagFollower`); :class:`rollout.targets.fleet.ReplicasTarget`
 confirms a change only when every live replica reports it applied.
 """
 

@@ -153,7 +153,7 @@ def not_compared(base: dict[str, Any], reading: Reading, name: str) -> MetricRes
 def judge_compare(
     spec: MetricGate, reading: Reading, min_samples: int, confidence: float, pass_when: str = "estimate"
 ) -> MetricResult:
-    """Treatment against control (see :mod:`rollout.compare`). At 0 % or 100 % there is nobody to
+    """Treatment against control (see :func:`rollout.stats.difference_interval`). At 0 % or 100 % there is nobody to
     compare with: the metric says so and does not hold the step."""
     assert reading.cohorts is not None
     treatment, control = reading.cohorts

@@ -3,7 +3,7 @@
 An environment file (``environments/NAME.yaml``) holds no secret: a variable whose name says it is
 one (``*TOKEN*``, ``*SECRET*``, ``*PASSWORD*``, ``*KEY*``) must be a reference such as
 ``${ZAPTRA_API_TOKEN}``, resolved from the process environment or a secrets file when the
-environment is applied. Resolved secrets are known to a :class:`~rollout.redact.Redactor` and
+environment is applied. Resolved secrets are known to a :class:`~rollout.util.redact.Redactor` and
 never printed.
 """
 

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import httpx
-
 from rollout.checks.service_api import ServiceClient
 from rollout.gates import Reading
 from rollout.playbook.builtin import EMBEDDED
@@ -38,7 +36,6 @@ class MetricSources:
         playbook: Playbook,
         service: ServiceClient,
         secret: Callable[[str], str],
-        http_client: httpx.Client | None = None,
     ) -> MetricSources:
         """Providers for ``playbook``; ``secret`` resolves a ``${REFERENCE}`` (and registers it for
         redaction)."""

@@ -3,25 +3,24 @@
 Every error a user can cause or meet is a :class:`RolloutError`. The CLI catches this one type,
 prints ``str(error)`` on one line and exits with ``error.exit_code``; nothing else reaches the user.
 
-Exit codes (documented in the README):
-    0  done or advanced
-    1  a gate failed and the rollout was rolled back
-    2  usage or configuration error
-    3  held, or waiting for approval
+The exit codes are :class:`rollout.util.outcomes.ExitCode` (documented in docs/cli.md); the ``EXIT_*`` names
+below are its members under their older names.
 """
 
 from __future__ import annotations
 
-EXIT_OK = 0
-EXIT_ROLLED_BACK = 1
-EXIT_USAGE = 2
-EXIT_HELD = 3
+from rollout.util.outcomes import ExitCode
+
+EXIT_OK = ExitCode.OK
+EXIT_ROLLED_BACK = ExitCode.FAILED
+EXIT_USAGE = ExitCode.USAGE
+EXIT_HELD = ExitCode.HELD
 
 
 class RolloutError(Exception):
     """Base of every error rollout reports to a user."""
 
-    exit_code = EXIT_USAGE
+    exit_code: int = EXIT_USAGE
 
 
 class ConfigError(RolloutError):
@@ -34,18 +33,6 @@ class PlaybookError(RolloutError):
 
 class StateError(RolloutError):
     """The state store refuses an operation (locked by another writer, unknown environment)."""
-
-
-class GateFailed(RolloutError):
-    """A gate failed; the flag was turned off."""
-
-    exit_code = EXIT_ROLLED_BACK
-
-
-class Held(RolloutError):
-    """The rollout is held (gate on hold, too few samples) or waits for a person's approval."""
-
-    exit_code = EXIT_HELD
 
 
 class MeasurementError(RolloutError):

@@ -1,6 +1,6 @@
 """Files a user names on the command line (``--out``, ``--junit``): checked first, written whole.
 
-A bad path is one :class:`~rollout.errors.ConfigError` naming the option (exit 2). Nothing is
+A bad path is one :class:`~rollout.util.errors.ConfigError` naming the option (exit 2). Nothing is
 half-written: the text goes to a temporary file beside the target, is fsynced, then renamed over
 it. Folders are never created for the user, and a device or folder is never replaced.
 """

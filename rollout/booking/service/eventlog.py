@@ -1,6 +1,6 @@
 """Structured WhatsApp event logs: one JSON object per line.
 
-Every line passes through a :class:`~rollout.redact.Redactor`, so the API and admin tokens never
+Every line passes through a :class:`~rollout.util.redact.Redactor`, so the API and admin tokens never
 appear and phone numbers are masked, whatever a caller put in the fields.
 """
 

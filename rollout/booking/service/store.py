@@ -96,7 +96,7 @@ OUTCOME_EVENTS = frozenset({"sent", "failed", "skipped", "fallback", "cohort"})
 
 class Store:
     """All SQL of the service, written once; :class:`SqliteStore` and
-    :class:`rollout.service.pgstore.PostgresStore` supply the connection, transactions and the few
+    :class:`rollout.booking.service.pgstore.PostgresStore` supply the connection, transactions and the few
     words that differ. One connection, used from the event loop's thread only; the outbox's claims
     and write-backs go through the ``*_async`` calls, which a store on a server overrides so that
     the loop is not held while the server works.
