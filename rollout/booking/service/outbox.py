@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from rollout.booking.flags import FeatureFlags
 from rollout.booking.phones import InvalidPhone, mask_known, normalize, provider_form
-from rollout.booking.provider.breaker import CircuitBreaker
+from rollout.booking.provider.breaker import BreakerState, CircuitBreaker
 from rollout.booking.provider.client import ZaptraClient
 from rollout.booking.provider.outcome import SENDER_RATE_LIMITS, Kind, Outcome
 from rollout.booking.service.eventlog import EventLog
@@ -144,11 +144,20 @@ class Outbox:
         if self._clock.time() < self.paused_until:
             return
         settings = self._live.current()
-        free = self._budget(settings, settings.max_concurrency - len(self._in_flight))
+        free = self._budget(settings, self._probe_slots(settings, settings.max_concurrency - len(self._in_flight)))
         for due in await self._store.claim_due_async(self._clock.time(), free):
             task = asyncio.create_task(self._send(due))
             self._in_flight.add(task)
             task.add_done_callback(self._done)
+
+    def _probe_slots(self, settings: Settings, free: int) -> int:
+        """Half-open, the breaker lets one probe through and fails every other send fast: claim one
+        notification at a time, none while a send is out, so the ones due beside the probe wait for
+        its answer (sent once it closes the breaker) instead of going to the fallback unsent."""
+        self._breaker.configure(settings.breaker_threshold, settings.breaker_reset_ms / 1000.0)
+        if self._breaker.state is not BreakerState.HALF_OPEN:
+            return free
+        return 0 if self._in_flight else min(free, 1)
 
     def busy(self) -> bool:
         """More bookings arrive per second than ``busy_bookings_per_s``: the intake comes first."""
