@@ -339,3 +339,15 @@ def test_a_drill_of_a_three_replica_fleet_on_postgresql_times_each_replica(tmp_p
         flags.close()
         for replica in replicas:
             replica.close()
+
+
+def test_a_flag_off_is_obeyed_at_any_percentage_a_restore_only_at_the_one_found():
+    from rollout.engine.replicas import Reading, obeys
+
+    off_at_10 = Reading(False, 10, "off (10%)", 0.0)
+    # timing a flag-off: off is off, whatever percentage the replica still shows
+    assert obeys(off_at_10, False, 0)
+    # a restore to "off at 0 %" waits until the replica shows 0 %, as the env file holds it
+    assert not obeys(off_at_10, False, 0, exact=True)
+    assert obeys(Reading(False, 0, "off (0%)", 0.0), False, 0, exact=True)
+    assert not obeys(Reading(True, 10, "on (10%)", 0.0), False, 10, exact=True)

@@ -114,3 +114,36 @@ def PgAudit(url: str) -> list[dict]:
         return store.audit_log("production")
     finally:
         store.close()
+
+
+def test_a_writer_frozen_inside_a_transaction_does_not_hold_the_others_up(postgres, monkeypatch):
+    """An agent stopped (SIGSTOP, a paused VM) between two statements of a transaction keeps its row
+    locks; the server ends its session after ``FROZEN_TX_MS`` so another agent's write goes through."""
+    import threading
+
+    from rollout.engine import pgstate
+
+    monkeypatch.setattr(pgstate, "FROZEN_TX_MS", 300)
+    url = postgres.database()
+    frozen, other = PgStateStore(url), PgStateStore(url)
+    try:
+        frozen.update("production", 1.0, status="running")
+        held = frozen.tx()
+        db = held.__enter__()  # the row locked, the transaction left open: the process froze here
+        frozen.update("production", 2.0, db=db, status="held")
+        done = threading.Event()
+        writer = threading.Thread(target=lambda: (other.update("production", 3.0, status="running"), done.set()))
+        writer.start()
+        writer.join(60)  # without the timeout it would wait for the frozen one forever
+        assert done.is_set()
+        assert other.get("production").status == "running"  # the frozen transaction's write never landed
+        # woken, the frozen one finds its session gone once, then works on a new one
+        with pytest.raises(Exception):  # noqa: B017 - psycopg's error for a session the server ended
+            held.__exit__(None, None, None)
+        assert frozen.get("production").status == "running"
+    finally:
+        other.close()
+        try:
+            frozen.close()
+        except Exception:  # noqa: BLE001 - its session was ended by the server, as intended
+            pass

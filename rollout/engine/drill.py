@@ -370,7 +370,7 @@ def _restore(d: _Drill, replicas: Replicas, found: tuple[bool, int | None]) -> t
     ctx = d.ctx
     with _ctrl_c_after():
         d.write("drill_restore", found[0], found[1])
-    took, said = time_until(replicas, found[0], found[1], ctx.clock.monotonic(), SETTLE_S, ctx.clock)
+    took, said = time_until(replicas, found[0], found[1], ctx.clock.monotonic(), SETTLE_S, ctx.clock, exact=True)
     if said:
         problem = f"the flag was restored to {_shown(found)} but {_late_words(said, SETTLE_S)}"
         ctx.out.line(f"  WARNING: {problem}", "bold red")

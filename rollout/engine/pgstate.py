@@ -127,6 +127,10 @@ CREATE TABLE IF NOT EXISTS rollout_meta (key TEXT PRIMARY KEY, value TEXT NOT NU
 SCHEMA_VERSION = hashlib.sha256(SCHEMA.encode()).hexdigest()[:16]
 
 
+#: how long a transaction may sit idle before the server ends its session (ours last milliseconds)
+FROZEN_TX_MS = 5000
+
+
 class PgStateStore(StateRecords):
     """The :class:`~rollout.engine.state.StateStore` interface over PostgreSQL (psycopg 3)."""
 
@@ -187,7 +191,15 @@ class PgStateStore(StateRecords):
         from psycopg.rows import dict_row
 
         try:
-            return psycopg.connect(self.url, autocommit=True, row_factory=dict_row, connect_timeout=10)
+            return psycopg.connect(
+                self.url,
+                autocommit=True,
+                row_factory=dict_row,
+                connect_timeout=10,
+                # a process frozen inside a transaction (SIGSTOP, a paused VM) would hold its row locks,
+                # and every other agent's claim would wait on them: the server ends such a session
+                options=f"-c idle_in_transaction_session_timeout={FROZEN_TX_MS}",
+            )
         except psycopg.Error as exc:
             raise StateError(f"{self.path}: cannot open the state database ({error_text(exc)})") from exc
 

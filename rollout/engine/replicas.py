@@ -140,24 +140,32 @@ def replicas_of(ctx: RunContext) -> Replicas:
     )
 
 
-def obeys(reading: Reading, flag: bool, percent: int | None) -> bool:
-    """Does ``reading`` show ``flag`` (and ``percent``, when both are known)? Off is off at any percentage."""
+def obeys(reading: Reading, flag: bool, percent: int | None, exact: bool = False) -> bool:
+    """Does ``reading`` show ``flag`` (and ``percent``, when both are known)? Off is off at any
+    percentage, unless ``exact`` (a restore: the flag as it was found, percentage included)."""
     if reading.flag is None or bool(reading.flag) != flag:
         return False
-    return not flag or percent is None or reading.percent is None or reading.percent == percent
+    return (not flag and not exact) or percent is None or reading.percent is None or reading.percent == percent
 
 
 def time_until(
-    replicas: Replicas, flag: bool, percent: int | None, since: float, within: float, clock: Clock, gap: float = 0.005
+    replicas: Replicas,
+    flag: bool,
+    percent: int | None,
+    since: float,
+    within: float,
+    clock: Clock,
+    gap: float = 0.005,
+    exact: bool = False,
 ) -> tuple[dict[str, float | None], dict[str, str]]:
     """How long after ``since`` (the clock's monotonic time) each replica first reported ``flag``/
-    ``percent``, in ms (None: not within ``within`` s), and what each that did not last said.
-    Every replica still waited for is read at once, every ``gap`` s."""
+    ``percent`` (:func:`obeys`, ``exact`` or not), in ms (None: not within ``within`` s), and what
+    each that did not last said. Every replica still waited for is read at once, every ``gap`` s."""
     pending, took, said = list(replicas.names), {}, {}
     deadline = since + within
     while pending:
         for name, reading in replicas.read(pending).items():
-            if obeys(reading, flag, percent):
+            if obeys(reading, flag, percent, exact):
                 took[name] = round(max(0.0, reading.at - since) * 1000, 1)
                 pending.remove(name)
             else:

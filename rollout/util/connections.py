@@ -24,7 +24,8 @@ class ThreadConnections:
     def get(self) -> Any:
         """The calling thread's connection (made now if it has none)."""
         db = getattr(self._local, "db", None)
-        if db is None:
+        # a session the server ended (a transaction left idle too long): the next use opens a new one
+        if db is None or getattr(db, "closed", False) is True:
             db = self._connect()
             self._local.db = db
             with self._lock:
