@@ -60,9 +60,9 @@ def test_the_service_keeps_its_admin_endpoints_through_a_write_read_half_way(ser
     def config_error() -> str:
         return service.http.get("/api/whatsapp/health").json()["config_error"] or ""
 
-    wait_until(lambda: "empty" in config_error(), timeout=5, what="the emptied file refused")
+    wait_until(lambda: "empty" in config_error(), timeout=15, what="the emptied file refused")
     service.env_file.write_text(text + "WHATSAPP_ROLLOUT_PERCENT=half\n")
-    wait_until(lambda: "WHATSAPP_ROLLOUT_PERCENT" in config_error(), timeout=5, what="the bad value refused")
+    wait_until(lambda: "WHATSAPP_ROLLOUT_PERCENT" in config_error(), timeout=15, what="the bad value refused")
     assert service.notification(booking)["status"] in ("pending", "sending", "sent")
     assert service.wait_status(service.book(2)["id"], "skipped")["reason"] == "flag_off"
 
