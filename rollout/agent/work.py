@@ -18,7 +18,6 @@ from rollout.agent.ownership import BAKE, DRIVE
 from rollout.engine import handoff
 from rollout.engine.calendar import shown_time
 from rollout.engine.context import Held
-from rollout.engine.killswitch import OffPath, switch_off
 from rollout.engine.leases import Lease, LeaseRow
 from rollout.engine.observe import Watching, evaluate, watching
 from rollout.engine.outcome import RunOutcome
@@ -28,7 +27,7 @@ from rollout.engine.runner import advance_tick, begin_run, check_order, finished
 from rollout.engine.state import AGENT, COMPLETED, ROLLED_BACK, StateRecords, fenced, step_at
 from rollout.engine.steps import Wait
 from rollout.engine.waiting import armed_until, before_phase
-from rollout.engine.waves import WaveNotYet, after_breach, with_wave
+from rollout.engine.waves import WaveNotYet, breach_off
 from rollout.playbook.model import GateStep, RampStep, step_label
 from rollout.util.clock import Clock
 from rollout.util.errors import StateError
@@ -237,16 +236,7 @@ def _bake(work: Work, clock: Clock) -> float | None:
     verdict = evaluate(ctx, work.bake_watch)
     decision = decide_observation(row, work.bake_watch.started_at, work.bake_watch.look, verdict, None, now)
     if decision.act == Act.TURN_OFF:
-        done = switch_off(
-            OffPath.of(ctx),
-            f"bake: {verdict.summary}",
-            automatic=True,
-            verdict=with_wave(ctx.phase, work.environment, verdict.record()),
-            step="bake",
-        )
-        ctx.incident_report = done.report
-        previous = done.off.previous_percent if done.off else None
-        after_breach(ctx, f"bake: {verdict.summary}", "bake", previous)  # a phase in waves: its on_failure
+        breach_off(ctx, f"bake: {verdict.summary}", "bake", verdict.record())
         work.over = "the flag was turned off during the bake"
         return None
     if decision.act == Act.STOP:

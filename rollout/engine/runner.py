@@ -21,7 +21,6 @@ from rollout.engine.driver import Driver, agent, terminal
 from rollout.engine.flagview import flag_stands, restart_index, switched_off
 from rollout.engine.killswitch import (
     Lines,
-    OffPath,
     RolledBackMeanwhile,
     _Silent,
     switch_off,
@@ -48,7 +47,7 @@ from rollout.engine.steps import AWAIT, DONE, KINDS, StepResult, Wait, describe,
 from rollout.engine.steps import FAIL as STEP_FAIL
 from rollout.engine.steps import configure as configure_step
 from rollout.engine.waiting import before_phase
-from rollout.engine.waves import after_breach, check_start, guard_exposure, with_wave
+from rollout.engine.waves import breach_off, check_start, guard_exposure
 from rollout.gates import FAIL, StepCounts
 from rollout.playbook.environments import load_environment, shown_diff
 from rollout.playbook.model import RampStep, step_label
@@ -326,11 +325,8 @@ def advance_tick(ctx: RunContext) -> RunOutcome | Wait:
             phase.name,
             label,
         )
-    verdict = with_wave(phase, env, result.verdict.record() if result.verdict else {"summary": result.detail})
-    done = switch_off(OffPath.of(ctx), f"{label} failed: {result.detail}", automatic=True, verdict=verdict, step=label)
-    ctx.incident_report = done.report
-    previous = done.off.previous_percent if done.off else None
-    after_breach(ctx, f"{label} failed: {result.detail}", label, previous)  # a phase in waves: its on_failure
+    record = result.verdict.record() if result.verdict else {"summary": result.detail}
+    done = breach_off(ctx, f"{label} failed: {result.detail}", label, record)
     return done.outcome(env, phase.name, label, f"{label} failed: {result.detail}")
 
 
@@ -625,15 +621,7 @@ def watch(ctx: RunContext, max_evaluations: int | None = None, duration: float |
         ctx.out.verdict("watch", verdict)
         count += 1
         if verdict.verdict == FAIL:
-            done = switch_off(
-                OffPath.of(ctx),
-                f"watch: {verdict.summary}",
-                automatic=True,
-                verdict=with_wave(ctx.phase, ctx.env_name, verdict.record()),
-                step="watch",
-            )
-            ctx.incident_report = done.report
-            after_breach(ctx, f"watch: {verdict.summary}", "watch", done.off.previous_percent if done.off else None)
+            done = breach_off(ctx, f"watch: {verdict.summary}", "watch", verdict.record())
             return done.outcome(ctx.env_name, current.phase, "watch", f"gate failed: {verdict.summary}")
         if verdict.stop:  # a signal, or a provider past its error_limit: a person decides; the flag stays
             ctx.state.audit(ctx.env_name, "attention_needed", ctx.clock.time(), step="watch", detail=verdict.stop)

@@ -34,7 +34,7 @@ from typing import Any
 
 from rollout.engine.context import Held, MayNotMoveUp, RunContext
 from rollout.engine.flagwrites import interrupted
-from rollout.engine.killswitch import OffPath, switch_off, write_incident
+from rollout.engine.killswitch import OffPath, SwitchedOff, switch_off, write_incident
 from rollout.engine.project import open_off_path
 from rollout.engine.state import (
     AWAITING_APPROVAL,
@@ -317,6 +317,17 @@ def with_wave(phase: Phase, region: str, verdict: dict[str, Any]) -> dict[str, A
     """``verdict`` (a flag-off's record of why) with its region's wave, for the incident report."""
     note = wave_note(phase, region)
     return verdict if note is None else {**verdict, "wave": note}
+
+
+def breach_off(ctx: RunContext, reason: str, step: str, verdict: dict[str, Any]) -> SwitchedOff:
+    """The automatic flag-off of ``ctx``'s environment for a breach at ``step`` (``verdict``: the
+    record of why), then what its phase's ``on_failure`` does next (:func:`after_breach`)."""
+    done = switch_off(
+        OffPath.of(ctx), reason, automatic=True, verdict=with_wave(ctx.phase, ctx.env_name, verdict), step=step
+    )
+    ctx.incident_report = done.report
+    after_breach(ctx, reason, step, done.off.previous_percent if done.off else None)
+    return done
 
 
 def after_breach(ctx: RunContext, reason: str, step: str | None, previous_percent: int | None = None) -> list[str]:
