@@ -193,6 +193,31 @@ def _remember(ctx: click.Context, param: click.Parameter, value: object) -> obje
     return value
 
 
+def _environments_option(**extra):  # noqa: ANN003, ANN202 - a click decorator
+    """--environments, as every command that reads environments declares it."""
+    return click.option(
+        "--environments",
+        "environments_dir",
+        default="environments",
+        show_default=True,
+        envvar="ROLLOUT_ENVIRONMENTS",
+        type=click.Path(file_okay=False, path_type=Path),
+        **extra,
+    )
+
+
+def _secrets_file_option(**extra):  # noqa: ANN003, ANN202 - a click decorator
+    """--secrets-file, as every command that resolves secrets declares it."""
+    return click.option(
+        "--secrets-file",
+        "secrets_file",
+        type=click.Path(dir_okay=False, path_type=Path),
+        envvar="ROLLOUT_SECRETS_FILE",
+        help="Env file with secret values, read after the process environment.",
+        **extra,
+    )
+
+
 def project_options(func):  # noqa: ANN001, ANN201 - a click decorator
     """--playbook, --environments, --state, --secrets-file and --repo, on every engine command; read
     them back with :func:`_project`."""
@@ -207,16 +232,7 @@ def project_options(func):  # noqa: ANN001, ANN201 - a click decorator
             expose_value=False,
             callback=_remember,
         ),
-        click.option(
-            "--environments",
-            "environments_dir",
-            default="environments",
-            show_default=True,
-            envvar="ROLLOUT_ENVIRONMENTS",
-            type=click.Path(file_okay=False, path_type=Path),
-            expose_value=False,
-            callback=_remember,
-        ),
+        _environments_option(expose_value=False, callback=_remember),
         click.option(
             "--state",
             "state_path",
@@ -228,15 +244,7 @@ def project_options(func):  # noqa: ANN001, ANN201 - a click decorator
             expose_value=False,
             callback=_remember,
         ),
-        click.option(
-            "--secrets-file",
-            "secrets_file",
-            type=click.Path(dir_okay=False, path_type=Path),
-            envvar="ROLLOUT_SECRETS_FILE",
-            help="Env file with secret values, read after the process environment.",
-            expose_value=False,
-            callback=_remember,
-        ),
+        _secrets_file_option(expose_value=False, callback=_remember),
         click.option(
             "--repo",
             "repo_path",
@@ -312,17 +320,8 @@ def _emit(outcome, as_json: bool, extra: dict | None = None, *, then=None) -> No
     help="Also run every gate query of --env's phase once against its providers (exit 2 if one cannot work).",
 )
 @click.option("--env", "env_name", help="The environment whose phase --preflight checks.")
-@click.option(
-    "--environments",
-    "environments_dir",
-    default="environments",
-    show_default=True,
-    envvar="ROLLOUT_ENVIRONMENTS",
-    type=click.Path(file_okay=False, path_type=Path),
-)
-@click.option(
-    "--secrets-file", type=click.Path(dir_okay=False, path_type=Path), envvar="ROLLOUT_SECRETS_FILE", default=None
-)
+@_environments_option()
+@_secrets_file_option(default=None)
 def validate(
     playbook: Path, preflight: bool, env_name: str | None, environments_dir: Path, secrets_file: Path | None
 ) -> None:
