@@ -1,5 +1,5 @@
 """One plugin shape for everything a playbook names by kind: flag backends, metric providers,
-targets, step kinds and compare judges.
+targets and step kinds.
 
 A plugin is a class that carries its own pydantic config model (:class:`Plugin`: ``name`` and
 ``config``; the config model forbids unknown keys and has a ``Literal`` field, its *tag*, that holds
@@ -9,9 +9,8 @@ as pytest finds its ``pytest11`` plugins:
 - this package's built-ins: ``"module:attr"`` strings, imported only when first asked for, so the
   playbook floor names the higher floors' classes without importing them (and a checkout runs without
   an install);
-- installed packages: the entry points of group ``rollout.<group>`` (``rollout.flags``,
-  ``rollout.providers``, ``rollout.targets``, ``rollout.steps``, ``rollout.judges``), each
-  ``name = "module:Class"``.
+- installed packages: the entry points of group ``rollout.<group>`` (the group's name after
+  ``rollout.``: flags, providers, targets, steps), each ``name = "module:Class"``.
 
 :meth:`Group.field` is the type the playbook model gives a section (``flag:``, a provider, ``target:``, a
 step): on first validation it becomes the discriminated union of every registered config model, so a new
@@ -82,7 +81,7 @@ class TargetPlugin(Plugin):
 
 
 class StepKind(Plugin):
-    """A step kind (group ``rollout.steps``; tag ``kind``): :meth:`run` and :meth:`describe`; a kind
+    """A step kind (entry point group: steps after ``rollout.``; tag ``kind``): :meth:`run` and :meth:`describe`; a kind
     that observes over time also has ``tick`` (one look: a result, or when to look again)."""
 
     #: one look of an observing kind (None: :meth:`run` runs to its end)

@@ -2,7 +2,7 @@
 playbook) -> str``, declared as a :class:`~rollout.playbook.plugins.StepKind` plugin (``class Kind``
 at the end of the module). :data:`KINDS` is the registry's view: a new kind is its module (its pydantic
 model, ``kind: Literal[...]``, and its ``Kind``) and one line in
-:data:`rollout.playbook.plugins.STEPS`, or an entry point of group ``rollout.steps`` in another package.
+:data:`rollout.playbook.plugins.STEPS`, or an entry point (group ``rollout.<group>``, the group ``steps``) in another package.
 
 Steps that measure (smoke, health, scenario, load) return their checks; the runner decides what a
 failure does. Steps that change the service (configure, ramp) write through the flag store with a
