@@ -11,11 +11,20 @@ import itertools
 import re
 from typing import TYPE_CHECKING, Annotated, Any, Literal, get_args
 
-from pydantic import AfterValidator, AliasChoices, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    JsonValue,
+    field_validator,
+    model_validator,
+)
 
 from rollout.playbook.builtin import BUILTIN_KINDS, COMPARE_METRICS, EMBEDDED, FLAG_VARIABLE, METRICS, PERCENT_VARIABLE
 from rollout.playbook.environments import variable_problems
-from rollout.playbook.plugins import FLAGS, PROVIDERS, STEPS, TARGETS
+from rollout.playbook.plugins import FLAGS, JUDGES, PROVIDERS, STEPS, TARGETS
 from rollout.playbook.schedule import ScheduleKeys
 from rollout.playbook.waves import WaveKeys
 from rollout.util.units import Duration, DurationOrForever, Number, format_duration
@@ -72,6 +81,11 @@ def _matcher(value: str) -> str:
     return value
 
 
+def _judge_names(schema: dict[str, JsonValue]) -> None:
+    """The JSON Schema of ``judge``: one of the registered judges."""
+    schema["enum"] = list[JsonValue](JUDGES.names())
+
+
 class MetricGate(_Model):
     """One metric's thresholds: pass beyond ``target``, fail beyond ``alert``, hold in between.
 
@@ -111,11 +125,25 @@ class MetricGate(_Model):
     failure_limit: int = Field(1, ge=1, le=1000)
     #: provider errors in a row before the step stops for a person (None: a provider error only holds)
     error_limit: int | None = Field(None, ge=1, le=1000)
-    #: a compare latency's judge: ``mean`` (the means' always-valid interval) or ``rank`` (Mann-Whitney
-    #: on the cohorts' samples with a Hodges-Lehmann shift, its error spent over fixed looks)
-    judge: Literal["mean", "rank"] = "mean"
+    #: a compare metric's judge (:data:`rollout.playbook.plugins.JUDGES`): ``mean`` (the means' always-valid
+    #: interval) or ``rank`` (Mann-Whitney on the cohorts' samples with a Hodges-Lehmann shift, its error
+    #: spent over fixed looks)
+    judge: str = Field("mean", json_schema_extra=_judge_names)
     #: a provider's rank metric: each point of its query over the window, this far apart, is one sample
     step: Duration | None = Field(None, ge=0.1, le=3600)
+
+    @field_validator("judge")
+    @classmethod
+    def _known_judge(cls, value: str) -> str:
+        if value not in JUDGES.names():
+            raise ValueError(f"unknown judge {value!r} (known: {', '.join(JUDGES.names())})")
+        return value
+
+    @property
+    def per_sample(self) -> bool:
+        """Is it a compare metric whose judge reads every sample of each cohort (``judge: rank``), so a
+        provider reads one sample per point rather than each cohort's aggregate?"""
+        return self.kind == "compare" and JUDGES.get(self.judge).per_sample
 
     @model_validator(mode="before")
     @classmethod
@@ -154,7 +182,7 @@ class MetricGate(_Model):
         provider's compare metric is a rate)."""
         if self.kind == "compare":
             if self.provider != EMBEDDED:
-                return "latency" if self.judge == "rank" else "rate"
+                return "latency" if self.per_sample else "rate"
             return COMPARE_METRICS[self.metric]["unit"]
         return self.kind or BUILTIN_KINDS.get(self.metric, "gauge")
 
@@ -261,7 +289,7 @@ class MetricGate(_Model):
             problems.append(
                 (("kind",), "a metric with cohorts is judged treatment against control: write kind: compare")
             )
-        for field in ("query",) if self.judge == "rank" else ("query", "samples"):
+        for field in ("query",) if self.per_sample else ("query", "samples"):
             text = getattr(self, field)
             if not isinstance(text, str) or "$cohort" not in text:
                 problems.append(
@@ -807,8 +835,7 @@ class Playbook(_Model):
                     if not isinstance(spec.query, str) or not spec.query.strip():
                         problems.append(((*where, "query"), "a prometheus metric's query is a PromQL string"))
                     # a rank judge counts the points of its one query: it has no samples query
-                    ranked = spec.kind == "compare" and spec.judge == "rank"
-                    if spec.unit in ("rate", "latency") and not spec.samples and not ranked:
+                    if spec.unit in ("rate", "latency") and not spec.samples and not spec.per_sample:
                         problems.append(
                             (
                                 (*where, "samples"),

@@ -1,5 +1,5 @@
 """One plugin shape for everything a playbook names by kind: flag backends, metric providers,
-targets and step kinds.
+targets, step kinds and compare judges.
 
 A plugin is a class that carries its own pydantic config model (:class:`Plugin`: ``name`` and
 ``config``; the config model forbids unknown keys and has a ``Literal`` field, its *tag*, that holds
@@ -10,7 +10,7 @@ as pytest finds its ``pytest11`` plugins:
   playbook floor names the higher floors' classes without importing them (and a checkout runs without
   an install);
 - installed packages: the entry points of group ``rollout.<group>`` (the group's name after
-  ``rollout.``: flags, providers, targets, steps), each ``name = "module:Class"``.
+  ``rollout.``: flags, providers, targets, steps, judges), each ``name = "module:Class"``.
 
 :meth:`Group.field` is the type the playbook model gives a section (``flag:``, a provider, ``target:``, a
 step): on first validation it becomes the discriminated union of every registered config model, so a new
@@ -37,8 +37,10 @@ if TYPE_CHECKING:  # the floors above, named for the type checker only (a plugin
     from rollout.engine.context import RunContext
     from rollout.engine.steps.base import StepResult, Wait
     from rollout.flags.base import FlagBackend
+    from rollout.gates.results import MetricResult, Reading
+    from rollout.gates.verdict import StepCounts
     from rollout.playbook.environments import Environment
-    from rollout.playbook.model import Playbook
+    from rollout.playbook.model import GateSet, MetricGate, Playbook
     from rollout.providers.base import Provider
     from rollout.targets.base import Target
 
@@ -101,6 +103,23 @@ class StepKind(Plugin):
     def step(cls, ctx: RunContext, step: Any, label: str) -> StepResult | Wait:
         """One look at ``step`` (a kind without ``tick`` runs to its end)."""
         return cls.tick(ctx, step, label) if cls.tick is not None else cls.run(ctx, step, label)
+
+
+class JudgePlugin(Plugin):
+    """How a ``kind: compare`` metric judges treatment against control (entry point group: judges after
+    ``rollout.``; the metric's ``judge:`` names it). Its ``config`` holds ``judge: Literal[NAME]`` and
+    documents the metric keys it reads."""
+
+    #: it judges every sample of each cohort (the reading's ``cohort_samples``: a provider then reads
+    #: one sample per point), not each cohort's aggregate
+    per_sample: ClassVar[bool] = False
+
+    @staticmethod
+    def judge(
+        spec: MetricGate, reading: Reading, min_samples: int, confidence: float, gates: GateSet, counts: StepCounts
+    ) -> MetricResult:
+        """The metric's result at this evaluation (``counts``: the step's looks and failures so far)."""
+        raise NotImplementedError
 
 
 class PluginError(PlaybookError):
@@ -278,5 +297,13 @@ STEPS: Group[StepKind] = Group(
     },
 )
 
+#: how a compare metric judges treatment against control: ``judge: mean`` (default) or ``judge: rank``
+JUDGES: Group[JudgePlugin] = Group(
+    "judges",
+    "judge",
+    {"mean": "rollout.gates.compare:MeanJudge", "rank": "rollout.gates.rank:RankJudge"},
+    default="mean",
+)
+
 #: every group, by its name
-GROUPS: dict[str, Group[Any]] = {group.name: group for group in (FLAGS, PROVIDERS, TARGETS, STEPS)}
+GROUPS: dict[str, Group[Any]] = {group.name: group for group in (FLAGS, PROVIDERS, TARGETS, STEPS, JUDGES)}

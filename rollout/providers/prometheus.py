@@ -83,7 +83,7 @@ class PrometheusMetrics(HttpProvider):
         if spec.kind == "alert":
             return self._alert(spec, window, now)
         assert isinstance(spec.query, str)
-        if spec.kind == "compare" and spec.judge == "rank":
+        if spec.per_sample:
             return self._ranked(spec, window, now, percent)
         if spec.kind == "compare":
             return self._compare(spec, window, now, percent)
