@@ -20,42 +20,19 @@ import pytest
 
 from rollout.playbook.load import load_playbook
 from rollout.util.errors import PlaybookError
+from tests.test_backend_trust import PLAYBOOK
 
 ROOT = Path(__file__).resolve().parents[1]
 
-PLAYBOOK = """\
-version: 1
-name: plugged
-target:
-  kind: http
-  health: {{url: /healthz, expect: {{status: 200}}}}
-  flag_state: {{url: /flag, enabled: enabled, percent: percent}}
-flag:
-  backend: jsonfile
+#: the flag's own keys in tests/test_backend_trust.py's playbook (an http target, an http stats provider, a
+#: configure and a ramp 10 -> 25 -> 50); the service reports what it applied at /flag (``flag.read``)
+FLAG = """\
   {path_key}: {flags}/{{env}}.json
-  variable: FEATURE_ON
-  percent_variable: FEATURE_SHARE
-providers:
-  stats: {{kind: http}}
-gates:
-  g:
-    window: 10s
-    min_samples: 1
-    metrics:
-      - {{metric: errors, provider: stats, kind: rate, query: {{url: /stats, value: rate, samples: n}},
-          target: 1%, alert: 5%}}
-phases:
-  - name: production
-    environment: production
-    steps:
-      - kind: configure
-        set: {{FEATURE_ON: "false", FEATURE_SHARE: "0"}}
-      - kind: ramp
-        percentages: [10, 50, 100]
-        hold: 0.2s
-        interval: 0.1s
-        gate: g
-"""
+  read: {{url: /flag, enabled: enabled, percent: percent}}"""
+
+
+def _playbook(flags: Path, path_key: str = "path") -> str:
+    return PLAYBOOK.format(backend="jsonfile", flag=FLAG.format(path_key=path_key, flags=flags), notify="")
 
 
 def _example(language: str) -> str:
@@ -154,8 +131,8 @@ def test_a_flag_backend_from_an_installed_package_validates_ramps_and_rolls_back
     (tmp_path / "environments").mkdir()
     (tmp_path / "environments" / "production.yaml").write_text(f"name: production\nservice_url: {url}\n")
     book, typo_book = tmp_path / "plugged.yaml", tmp_path / "typo.yaml"
-    book.write_text(PLAYBOOK.format(path_key="path", flags=flags))
-    typo_book.write_text(PLAYBOOK.format(path_key="pathh", flags=flags))
+    book.write_text(_playbook(flags))
+    typo_book.write_text(_playbook(flags, "pathh"))
     flag_file = flags / "production.json"
     # the three that write nothing run side by side
     checking = [
@@ -171,7 +148,7 @@ def test_a_flag_backend_from_an_installed_package_validates_ramps_and_rolls_back
     done = _rollout(installed, tmp_path, "advance", "--env", "production", "--playbook", str(book), "--json")
     assert done.returncode == 0, done.stdout + done.stderr
     assert json.loads(done.stdout)["status"] == "completed"
-    assert json.loads(flag_file.read_text()) == {"enabled": True, "percent": 100}
+    assert json.loads(flag_file.read_text()) == {"enabled": True, "percent": 50}
 
     off = _rollout(
         installed, tmp_path, "rollback", "--env", "production", "--playbook", str(book), "--reason", "test", "--json"
@@ -181,8 +158,8 @@ def test_a_flag_backend_from_an_installed_package_validates_ramps_and_rolls_back
 
     # a typo in the plugin's own key: its file and line, no traceback
     assert typo.returncode == 2, typo.stdout + typo.stderr
-    assert f"{typo_book.name}:9: flag.pathh: unknown key" in typo.stderr
-    assert f"{typo_book.name}:7: flag.path: required" in typo.stderr
+    assert f"{typo_book.name}:10: flag.pathh: unknown key" in typo.stderr
+    assert f"{typo_book.name}:6: flag.path: required" in typo.stderr
     assert "Traceback" not in typo.stderr
 
     schema = json.loads(schema_run.stdout)
@@ -193,9 +170,9 @@ def test_a_flag_backend_from_an_installed_package_validates_ramps_and_rolls_back
 
 def test_an_unknown_backend_names_the_known_ones(tmp_path):
     book = tmp_path / "p.yaml"
-    book.write_text(PLAYBOOK.format(path_key="path", flags=tmp_path).replace("backend: jsonfile", "backend: jsonfil"))
+    book.write_text(_playbook(tmp_path).replace("backend: jsonfile", "backend: jsonfil"))
     with pytest.raises(PlaybookError) as refused:
         load_playbook(book)
-    assert "p.yaml:7: flag: unknown backend 'jsonfil'; expected one of 'envfile', 'http', 'command'" in str(
+    assert "p.yaml:6: flag: unknown backend 'jsonfil'; expected one of 'envfile', 'http', 'command'" in str(
         refused.value
     )
