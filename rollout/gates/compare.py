@@ -24,13 +24,19 @@ the metric says so and does not hold the step (it was judged at every step in be
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import BaseModel, ConfigDict
 
 from rollout.gates.results import PASS, MetricResult, Reading
 from rollout.playbook.builtin import COMPARE_METRICS
-from rollout.playbook.model import MetricGate
+from rollout.playbook.model import GateSet, MetricGate
+from rollout.playbook.plugins import JudgePlugin
 from rollout.stats import Cohort, difference_interval
 from rollout.util.units import format_duration
+
+if TYPE_CHECKING:
+    from rollout.gates.verdict import StepCounts
 
 
 def _ms(value: float, sign: str = "") -> str:
@@ -183,3 +189,24 @@ def judge_compare(
         treatment=treatment.value,
         control=control.value,
     )
+
+
+class MeanJudgeKeys(BaseModel):
+    """``judge: mean`` (the default): each cohort's aggregate (a rate's counts, a latency's mean and
+    deviation), their difference's always-valid interval against the margins."""
+
+    model_config = ConfigDict(extra="forbid")
+    judge: Literal["mean"] = "mean"
+
+
+class MeanJudge(JudgePlugin):
+    """The ``mean`` compare judge, as a plugin."""
+
+    name = "mean"
+    config = MeanJudgeKeys
+
+    @staticmethod
+    def judge(
+        spec: MetricGate, reading: Reading, min_samples: int, confidence: float, gates: GateSet, counts: StepCounts
+    ) -> MetricResult:
+        return judge_compare(spec, reading, min_samples, confidence, gates.pass_when)

@@ -17,12 +17,19 @@ failed keeps the metric failing for the rest of the step.
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING, Literal
+
+from pydantic import BaseModel, ConfigDict
 
 from rollout.gates.compare import compare_base, not_compared, signed
 from rollout.gates.results import FAIL, HOLD, PASS, MetricResult, Reading
-from rollout.playbook.model import MetricGate
+from rollout.playbook.model import GateSet, MetricGate
+from rollout.playbook.plugins import JudgePlugin
 from rollout.stats import hodges_lehmann, mann_whitney_greater
-from rollout.util.units import format_duration
+from rollout.util.units import Duration, format_duration
+
+if TYPE_CHECKING:
+    from rollout.gates.verdict import StepCounts
 
 #: looks at ``min_samples``, x2, x4, x8, x16 per cohort; each spends a fifth of the error
 MAX_LOOKS = 5
@@ -101,3 +108,28 @@ def judge_rank(
         f"{signed(spec.alert, 'latency')} ({looks} of {MAX_LOOKS} looks spent; {counts}){notes}"
     )
     return MetricResult(**base, verdict=HOLD, value=shift, samples=n, looks=looks, reason=reason)
+
+
+class RankJudgeKeys(BaseModel):
+    """``judge: rank`` on a compare latency: Mann-Whitney on the cohorts' samples; a provider's query
+    is read at every ``step`` over the window (one sample per point)."""
+
+    model_config = ConfigDict(extra="forbid")
+    judge: Literal["rank"]
+    step: Duration | None = None
+
+
+class RankJudge(JudgePlugin):
+    """The ``rank`` compare judge, as a plugin."""
+
+    name = "rank"
+    config = RankJudgeKeys
+    per_sample = True
+
+    @staticmethod
+    def judge(
+        spec: MetricGate, reading: Reading, min_samples: int, confidence: float, gates: GateSet, counts: StepCounts
+    ) -> MetricResult:
+        name = spec.metric
+        looks, failed = counts.looks.get(name, 0), counts.failures.get(name, 0) > 0
+        return judge_rank(spec, reading, min_samples, confidence, looks, failed)

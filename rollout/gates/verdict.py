@@ -7,12 +7,11 @@ from dataclasses import replace
 from typing import Any
 
 from rollout.gates.alert import judge_alert
-from rollout.gates.compare import judge_compare
 from rollout.gates.health import no_traffic, on_breach
 from rollout.gates.judge import judge
-from rollout.gates.rank import judge_rank
 from rollout.gates.results import FAIL, HOLD, PASS, MetricResult, Reading, Verdict, worst
 from rollout.playbook.model import GateSet, MetricGate
+from rollout.playbook.plugins import JUDGES
 from rollout.stats import chi_square_p
 from rollout.util.units import format_duration
 
@@ -63,12 +62,8 @@ def judge_readings(
         try:
             if spec.kind == "alert":
                 results.append(judge_alert(spec, reading))
-            elif spec.kind == "compare" and spec.judge == "rank":
-                name = spec.metric
-                looks, failed = counts.looks.get(name, 0), counts.failures.get(name, 0) > 0
-                results.append(judge_rank(spec, reading, min_samples, confidence, looks, failed))
             elif spec.kind == "compare":
-                results.append(judge_compare(spec, reading, min_samples, confidence, gates.pass_when))
+                results.append(JUDGES.get(spec.judge).judge(spec, reading, min_samples, confidence, gates, counts))
             else:
                 results.append(
                     judge(

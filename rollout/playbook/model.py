@@ -9,12 +9,22 @@ from __future__ import annotations
 
 import itertools
 import re
-from typing import Annotated, Any, Literal, get_args
+from typing import TYPE_CHECKING, Annotated, Any, Literal, get_args
 
-from pydantic import AfterValidator, AliasChoices, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    JsonValue,
+    field_validator,
+    model_validator,
+)
 
 from rollout.playbook.builtin import BUILTIN_KINDS, COMPARE_METRICS, EMBEDDED, FLAG_VARIABLE, METRICS, PERCENT_VARIABLE
 from rollout.playbook.environments import variable_problems
+from rollout.playbook.plugins import FLAGS, JUDGES, PROVIDERS, STEPS, TARGETS
 from rollout.playbook.schedule import ScheduleKeys
 from rollout.playbook.waves import WaveKeys
 from rollout.util.units import Duration, DurationOrForever, Number, format_duration
@@ -22,8 +32,9 @@ from rollout.util.yamlfile import FieldProblems
 
 
 class _Model(BaseModel):
-    # a threshold of .nan or .inf would make a gate that can never fail: no non-finite number anywhere
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+    # a threshold of .nan or .inf would make a gate that can never fail: no non-finite number anywhere;
+    # built on first use, when the plugin sections (rollout.playbook.plugins) resolve to their unions
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False, defer_build=True)
 
 
 def _reference(value: str) -> str:
@@ -70,6 +81,11 @@ def _matcher(value: str) -> str:
     return value
 
 
+def _judge_names(schema: dict[str, JsonValue]) -> None:
+    """The JSON Schema of ``judge``: one of the registered judges."""
+    schema["enum"] = list[JsonValue](JUDGES.names())
+
+
 class MetricGate(_Model):
     """One metric's thresholds: pass beyond ``target``, fail beyond ``alert``, hold in between.
 
@@ -109,11 +125,25 @@ class MetricGate(_Model):
     failure_limit: int = Field(1, ge=1, le=1000)
     #: provider errors in a row before the step stops for a person (None: a provider error only holds)
     error_limit: int | None = Field(None, ge=1, le=1000)
-    #: a compare latency's judge: ``mean`` (the means' always-valid interval) or ``rank`` (Mann-Whitney
-    #: on the cohorts' samples with a Hodges-Lehmann shift, its error spent over fixed looks)
-    judge: Literal["mean", "rank"] = "mean"
+    #: a compare metric's judge (:data:`rollout.playbook.plugins.JUDGES`): ``mean`` (the means' always-valid
+    #: interval) or ``rank`` (Mann-Whitney on the cohorts' samples with a Hodges-Lehmann shift, its error
+    #: spent over fixed looks)
+    judge: str = Field("mean", json_schema_extra=_judge_names)
     #: a provider's rank metric: each point of its query over the window, this far apart, is one sample
     step: Duration | None = Field(None, ge=0.1, le=3600)
+
+    @field_validator("judge")
+    @classmethod
+    def _known_judge(cls, value: str) -> str:
+        if value not in JUDGES.names():
+            raise ValueError(f"unknown judge {value!r} (known: {', '.join(JUDGES.names())})")
+        return value
+
+    @property
+    def per_sample(self) -> bool:
+        """Is it a compare metric whose judge reads every sample of each cohort (``judge: rank``), so a
+        provider reads one sample per point rather than each cohort's aggregate?"""
+        return self.kind == "compare" and JUDGES.get(self.judge).per_sample
 
     @model_validator(mode="before")
     @classmethod
@@ -152,7 +182,7 @@ class MetricGate(_Model):
         provider's compare metric is a rate)."""
         if self.kind == "compare":
             if self.provider != EMBEDDED:
-                return "latency" if self.judge == "rank" else "rate"
+                return "latency" if self.per_sample else "rate"
             return COMPARE_METRICS[self.metric]["unit"]
         return self.kind or BUILTIN_KINDS.get(self.metric, "gauge")
 
@@ -259,7 +289,7 @@ class MetricGate(_Model):
             problems.append(
                 (("kind",), "a metric with cohorts is judged treatment against control: write kind: compare")
             )
-        for field in ("query",) if self.judge == "rank" else ("query", "samples"):
+        for field in ("query",) if self.per_sample else ("query", "samples"):
             text = getattr(self, field)
             if not isinstance(text, str) or "$cohort" not in text:
                 problems.append(
@@ -281,35 +311,23 @@ class MetricGate(_Model):
         return self
 
 
-class PrometheusProvider(_Model):
-    """PromQL over the Prometheus HTTP API (``/api/v1/query``)."""
+class ProviderSpec(_Model):
+    """What every metric provider's config has (a provider plugin's ``config`` subclasses it, with
+    ``kind: Literal[NAME]``): where it is (``url``), a bearer ``token`` as a reference
+    (``${PROMETHEUS_TOKEN}``, resolved when used), and how long one query may take. The built-ins
+    (:data:`rollout.playbook.plugins.PROVIDERS`): ``prometheus``, ``http``, ``alertmanager``."""
 
-    kind: Literal["prometheus"]
-    url: str = Field(pattern=r"^https?://")
-    #: a bearer token, as a reference (``${PROMETHEUS_TOKEN}``), resolved when used
-    token: Reference | None = None
-    timeout: Duration = Field(5.0, gt=0, le=60)
-
-
-class HttpMetricsProvider(_Model):
-    """Any JSON endpoint; each metric's query names the URL and the field paths."""
-
-    kind: Literal["http"]
+    kind: str
     url: str | None = Field(None, pattern=r"^https?://")
     token: Reference | None = None
     timeout: Duration = Field(5.0, gt=0, le=60)
 
 
-class AlertmanagerProvider(_Model):
-    """Alertmanager's API v2 (``/api/v2/alerts``): only ``kind: alert`` metrics read it."""
-
-    kind: Literal["alertmanager"]
-    url: str = Field(pattern=r"^https?://")
-    token: Reference | None = None
-    timeout: Duration = Field(5.0, gt=0, le=60)
-
-
-Provider = Annotated[PrometheusProvider | HttpMetricsProvider | AlertmanagerProvider, Field(discriminator="kind")]
+if TYPE_CHECKING:
+    Provider = ProviderSpec
+else:
+    #: a named provider: the registered providers' config models, by ``kind``
+    Provider = PROVIDERS.field()
 
 
 class GateSet(_Model):
@@ -374,10 +392,6 @@ class WatchPolicy(_Model):
     interval: Duration = Field(DEFAULT_INTERVAL_S, ge=0.05)
 
 
-#: what Unleash accepts as a name: what ``encodeURIComponent`` leaves as it is
-_UNLEASH_NAME = re.compile(r"[A-Za-z0-9\-_.!~*'()]{1,100}")
-
-
 class FlagRead(_Model):
     """Where the target says what it applied: a GET and the JSON field paths of the flag and the
     percentage (``percent`` may be omitted when the target has no percentage)."""
@@ -388,76 +402,56 @@ class FlagRead(_Model):
 
 
 class FlagSpec(_Model):
-    """Where the flag lives and how it is written.
+    """Where the flag lives and how it is written: what every flag backend's config has (a flag
+    backend plugin's ``config`` subclasses it, with ``backend: Literal[NAME] = NAME``).
 
-    ``envfile`` (default): the variables ``variable`` and ``percent_variable`` in the environment's
-    env file. ``http``: a request to ``url`` with ``body`` as a template (``$enabled`` and
-    ``$percent`` become JSON values) and ``token`` as a bearer reference. ``command``: run
-    ``command`` with ``{enabled}`` and ``{percent}`` replaced; a non-zero exit is a failed write.
-    ``read`` is how the written state is read back from the target (http and command backends).
-    ``unleash``: feature ``feature`` of the Unleash server at ``url`` through its Admin API (an
-    admin ``token`` reference), in ``project`` and Unleash ``environment`` (default: the rollout
-    environment's name), with a ``flexibleRollout`` strategy sticky on ``stickiness``.
+    ``variable`` and ``percent_variable`` are the names configure steps and reports use for the flag
+    and its percentage; ``timeout`` bounds one write; ``read`` is how the written state is read back
+    from the target (a GET and the JSON field paths). Each backend's own keys are on its config model
+    (:data:`rollout.playbook.plugins.FLAGS`): ``envfile`` (the default), ``http``, ``command``,
+    ``postgres``, ``unleash``.
     """
 
-    backend: Literal["envfile", "http", "command", "postgres", "unleash"] = "envfile"
+    backend: str
     variable: str = Field(FLAG_VARIABLE, pattern=r"^[A-Z_][A-Z0-9_]*$")
     percent_variable: str = Field(PERCENT_VARIABLE, pattern=r"^[A-Z_][A-Z0-9_]*$")
-    url: str | None = Field(None, min_length=1)
-    method: Literal["PUT", "POST", "PATCH"] = "PUT"
-    token: Reference | None = None
-    #: the postgres backend's database (``${FLAG_DB_URL}``): the row every replica follows
-    database: Reference | None = None
-    body: Any = Field(default_factory=lambda: {"enabled": "$enabled", "percent": "$percent"})
-    command: list[str] | None = Field(None, min_length=1)
     timeout: Duration = Field(5.0, gt=0, le=60)
     read: FlagRead | None = None
-    #: the unleash backend's feature, project, Unleash environment and stickiness
-    feature: str | None = None
-    project: str = "default"
-    environment: str | None = None
-    stickiness: str = Field("userId", min_length=1, max_length=100)
 
-    @field_validator("feature", "project", "environment")
+    # ``FlagSpec(backend="unleash", url=...)`` and ``FlagSpec.model_validate({...})``, as before the
+    # backends had models of their own, build the named backend's config
+    def __new__(cls, *args: Any, **keys: Any) -> FlagSpec:
+        if cls is FlagSpec:
+            cls = FLAGS.get(keys.get("backend") or FLAGS.default or "").config  # type: ignore[assignment]
+        return super().__new__(cls)
+
     @classmethod
-    def _unleash_name(cls, value: str | None) -> str | None:
-        # Unleash's own rule (``nameType``: URL friendly, 1-100 characters, not "." or ".."): a name it
-        # would refuse, or one that collapses the Admin API's paths, is refused here with its line
-        if value is not None and (value in (".", "..") or not _UNLEASH_NAME.fullmatch(value)):
-            raise ValueError(
-                f"{value!r} is not a name Unleash accepts: 1-100 of A-Z a-z 0-9 - _ . ! ~ * ' ( ), and not . or .."
-            )
-        return value
+    def model_validate(cls, obj: Any, *args: Any, **keys: Any) -> Any:
+        """``obj`` as this model; on :class:`FlagSpec` itself, as the config of the backend it names."""
+        if cls is FlagSpec and isinstance(obj, dict):
+            return FLAGS.get(obj.get("backend") or FLAGS.default or "").config.model_validate(obj, *args, **keys)
+        return super().model_validate(obj, *args, **keys)
 
-    @model_validator(mode="after")
-    def _complete(self) -> FlagSpec:
-        if self.backend == "unleash":
-            problems = []
-            if not self.url or not self.url.startswith(("http://", "https://")):
-                problems.append((("url",), "required for the unleash backend: the server's address, http(s)://..."))
-            if not self.token:
-                problems.append((("token",), "required for the unleash backend: an admin token reference"))
-            if not self.feature:
-                problems.append((("feature",), "required for the unleash backend: the feature's name"))
-            if problems:
-                raise FieldProblems(problems)
-        if self.backend == "http" and not self.url:
-            raise FieldProblems([(("url",), "required for the http backend")])
-        if self.backend == "postgres" and not self.database:
-            raise FieldProblems([(("database",), "required for the postgres backend: a reference like ${FLAG_DB_URL}")])
-        if self.backend == "command" and not self.command:
-            raise FieldProblems([(("command",), "required for the command backend: [program, arg, ...]")])
-        return self
+
+if TYPE_CHECKING:
+    FlagConfig = FlagSpec
+else:
+    #: ``flag:``: the registered flag backends' config models, by ``backend`` (absent: ``envfile``)
+    FlagConfig = FLAGS.field()
 
 
 # --- steps ---------------------------------------------------------------------------------------
 
 
-class _Step(_Model):
+class StepConfig(_Model):
+    """What every step's config model is (a step kind plugin's ``config`` subclasses it): its ``kind``
+    (a ``Literal`` of the kind's name in the subclass) and an optional ``name``."""
+
+    kind: str
     name: str | None = Field(None, min_length=1, max_length=200)
 
 
-class ConfigureStep(_Step):
+class ConfigureStep(StepConfig):
     """Apply the environment's variables, with ``set`` on top, to the service's env file."""
 
     kind: Literal["configure"]
@@ -517,19 +511,19 @@ class BookingCheck(_Model):
 Check = Annotated[HttpCheck | BookingCheck, Field(discriminator="type")]
 
 
-class SmokeStep(_Step):
+class SmokeStep(StepConfig):
     kind: Literal["smoke"]
     checks: list[Check] = Field(min_length=1)
 
 
-class HealthStep(_Step):
+class HealthStep(StepConfig):
     kind: Literal["health"]
     expect: list[Literal["ok", "degraded", "down"]] = ["ok"]
     flag: bool | None = None
     within: Duration = Field(10.0, ge=0, le=600)
 
 
-class ScenarioStep(_Step):
+class ScenarioStep(StepConfig):
     """One of the seed's error scenarios, provoked through the sandbox's fault injection."""
 
     kind: Literal["scenario"]
@@ -567,7 +561,7 @@ class LoadRequest(_Model):
         return self
 
 
-class LoadStep(_Step):
+class LoadStep(StepConfig):
     """N requests at a concurrency, or a rate for a duration; bounded in count and time. Bookings
     against the embedded service by default; any HTTP request with ``request``."""
 
@@ -596,7 +590,7 @@ class LoadStep(_Step):
         return self
 
 
-class GateStep(_Step):
+class GateStep(StepConfig):
     """Observe for ``observe`` evaluating ``gate`` every interval; pass only on a pass at the end."""
 
     kind: Literal["gate"]
@@ -607,7 +601,7 @@ class GateStep(_Step):
     on_hold_timeout: Literal["fail", "approve"] = "fail"
 
 
-class RampStep(_Step):
+class RampStep(StepConfig):
     """Turn the flag on for growing percentages; each is held while the gates are evaluated."""
 
     kind: Literal["ramp"]
@@ -628,12 +622,12 @@ class RampStep(_Step):
         return value
 
 
-class ApproveStep(_Step):
+class ApproveStep(StepConfig):
     kind: Literal["approve"]
     message: str = "Approve to continue"
 
 
-class PromoteStep(_Step):
+class PromoteStep(StepConfig):
     """Merge ``source`` into ``target`` in the project's git repository and push it."""
 
     kind: Literal["promote"]
@@ -643,10 +637,11 @@ class PromoteStep(_Step):
     require_evidence_from: str | None = None
 
 
-Step = Annotated[
-    ConfigureStep | SmokeStep | HealthStep | ScenarioStep | LoadStep | GateStep | RampStep | ApproveStep | PromoteStep,
-    Field(discriminator="kind"),
-]
+if TYPE_CHECKING:
+    Step = StepConfig
+else:
+    #: a step: the registered step kinds' models, by ``kind`` (:data:`rollout.playbook.plugins.STEPS`)
+    Step = STEPS.field()
 
 
 class HealthProbe(_Model):
@@ -655,13 +650,22 @@ class HealthProbe(_Model):
 
 
 class TargetSpec(_Model):
-    """What is being rolled out. ``embedded`` is the WhatsApp service shipped with rollout (its
-    health and metrics endpoints); ``http`` is any service: its health probe, and optionally where
-    it reports the flag it applied (``flag_state``; without it, the flag backend's ``read``)."""
+    """What is being rolled out: what every target's config has (a target plugin's ``config``
+    subclasses it, with ``kind: Literal[NAME]``). ``embedded`` (the default) is the WhatsApp service
+    shipped with rollout; ``http`` is any service (:data:`rollout.playbook.plugins.TARGETS`). ``health``
+    is its health probe and ``flag_state`` where it reports the flag it applied (without it, the flag
+    backend's ``read``)."""
 
-    kind: Literal["embedded", "http"] = "embedded"
+    kind: str
     health: HealthProbe | None = None
     flag_state: FlagRead | None = None
+
+
+if TYPE_CHECKING:
+    TargetConfig = TargetSpec
+else:
+    #: ``target:``: the registered targets' config models, by ``kind`` (absent: ``embedded``)
+    TargetConfig = TARGETS.field()
 
 
 #: what a webhook can be told of
@@ -731,9 +735,9 @@ class Playbook(_Model):
     version: Literal[1]
     name: str
     description: str = ""
-    flag: FlagSpec = FlagSpec()
+    flag: FlagConfig = Field(default_factory=FLAGS.default_config)
     #: what is rolled out (default: the embedded WhatsApp service)
-    target: TargetSpec = TargetSpec()
+    target: TargetConfig = Field(default_factory=TARGETS.default_config)
     #: where gate metrics come from, by name; ``embedded`` (the service's own endpoint) always exists
     providers: dict[str, Provider] = Field(default_factory=dict)
     gates: dict[str, GateSet] = Field(min_length=1)
@@ -831,8 +835,7 @@ class Playbook(_Model):
                     if not isinstance(spec.query, str) or not spec.query.strip():
                         problems.append(((*where, "query"), "a prometheus metric's query is a PromQL string"))
                     # a rank judge counts the points of its one query: it has no samples query
-                    ranked = spec.kind == "compare" and spec.judge == "rank"
-                    if spec.unit in ("rate", "latency") and not spec.samples and not ranked:
+                    if spec.unit in ("rate", "latency") and not spec.samples and not spec.per_sample:
                         problems.append(
                             (
                                 (*where, "samples"),

@@ -19,6 +19,7 @@ from pydantic import AliasChoices, BaseModel
 
 from rollout.playbook.environments import Environment
 from rollout.playbook.model import MetricGate, Playbook
+from rollout.playbook.plugins import GROUPS
 
 #: draft-07: what yaml-language-server (VS Code's YAML extension) validates with; nothing below needs a later one
 DRAFT = "http://json-schema.org/draft-07/schema#"
@@ -41,6 +42,7 @@ def playbook_schema() -> dict[str, Any]:
     gate["required"] = [key for key in gate["required"] if key not in ("target", "alert")]
     gate["if"] = {"properties": {"kind": {"const": "alert"}}, "required": ["kind"]}
     gate["else"] = {"required": ["target", "alert"]}
+    _tags_required(defs)
     defs["TemplateUse"] = {
         "type": "object",
         "description": "a metric from a template: `use` names it, `args` fills its arguments, other keys override",
@@ -77,6 +79,16 @@ def playbook_schema() -> dict[str, Any]:
     return schema
 
 
+def _tags_required(defs: dict[str, Any]) -> None:
+    """A plugin section without its tag is its group's default (``flag:`` without ``backend:`` is the
+    envfile backend): every other member requires its tag, so exactly one member matches."""
+    for group in GROUPS.values():
+        for name, plugin in group.plugins().items():
+            found = defs.get(plugin.config.__name__)
+            if name != group.default and found is not None and group.tag not in found.get("required", []):
+                found["required"] = [group.tag, *found.get("required", [])]
+
+
 def environment_schema() -> dict[str, Any]:
     """The JSON Schema of an environment file (``environments/NAME.yaml``)."""
     schema = _widened(Environment, "rollout environment")
@@ -108,6 +120,8 @@ def _models(root: type[BaseModel]) -> list[type[BaseModel]]:
                 continue
             found.append(kind)
             todo += [field.annotation for field in kind.model_fields.values()]
+        elif hasattr(kind, "members"):  # a plugin section: every registered config model
+            todo += kind.members()
         else:
             origin = typing.get_origin(kind)
             if origin is not None or isinstance(kind, types.UnionType):

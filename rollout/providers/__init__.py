@@ -3,13 +3,16 @@ query into a :class:`~rollout.gates.Reading` (value, samples, window); :mod:`rol
 
 Providers, one module each: ``embedded`` (the service's own metrics endpoint, always there),
 ``prometheus`` (PromQL over ``/api/v1/query``) and ``http`` (any JSON endpoint, a value picked by a
-field path). :data:`~rollout.providers.sources.KINDS` is the registry.
+field path), ``alertmanager``. Each module holds its config model (a
+:class:`~rollout.playbook.model.ProviderSpec` with ``kind: Literal[NAME]``), the provider, and its
+:class:`~rollout.playbook.plugins.ProviderPlugin`; :data:`rollout.playbook.plugins.PROVIDERS` is the
+registry (a package of its own registers through the ``rollout.providers`` entry point group).
 """
 
 from __future__ import annotations
 
 from rollout.providers.base import Provider, placeholders
 from rollout.providers.embedded import EmbeddedProvider
-from rollout.providers.sources import KINDS, MetricSources
+from rollout.providers.sources import MetricSources
 
-__all__ = ["KINDS", "EmbeddedProvider", "MetricSources", "Provider", "placeholders"]
+__all__ = ["EmbeddedProvider", "MetricSources", "Provider", "placeholders"]

@@ -39,7 +39,7 @@ class EmbeddedProvider:
         # a percentile gate's evidence is how many calls were slower than its alert
         above = float(spec.alert) if spec.metric in PERCENTILES else None
         reading = embedded_reading(spec, self.answer(window, above), window)
-        if spec.kind == "compare" and spec.judge == "rank":
+        if spec.per_sample:
             answer = self._service.samples(spec.metric, window)
             reading = dataclasses.replace(reading, cohort_samples=(answer["treatment"], answer["control"]))
         return reading

@@ -7,12 +7,24 @@ one number, so the query must aggregate (``sum(...)``).
 
 from __future__ import annotations
 
+from typing import Literal
+
+from pydantic import Field
+
 from rollout.gates import Alerts, Reading
-from rollout.playbook.model import CohortLabels, MetricGate
+from rollout.playbook.model import CohortLabels, MetricGate, ProviderSpec
+from rollout.playbook.plugins import ProviderPlugin
 from rollout.providers.alerts import alerts_selector
 from rollout.providers.base import HttpProvider, number, placeholders, reading
 from rollout.stats import Cohort
 from rollout.util.errors import MeasurementError
+
+
+class PrometheusProvider(ProviderSpec):
+    """PromQL over the Prometheus HTTP API (``/api/v1/query``)."""
+
+    kind: Literal["prometheus"] = "prometheus"
+    url: str = Field(pattern=r"^https?://")
 
 
 class PrometheusMetrics(HttpProvider):
@@ -71,7 +83,7 @@ class PrometheusMetrics(HttpProvider):
         if spec.kind == "alert":
             return self._alert(spec, window, now)
         assert isinstance(spec.query, str)
-        if spec.kind == "compare" and spec.judge == "rank":
+        if spec.per_sample:
             return self._ranked(spec, window, now, percent)
         if spec.kind == "compare":
             return self._compare(spec, window, now, percent)
@@ -163,3 +175,11 @@ class PrometheusMetrics(HttpProvider):
         return Reading(
             None, min(len(treatment), len(control)), window, percent=percent, cohort_samples=(treatment, control)
         )
+
+
+class PrometheusPlugin(ProviderPlugin):
+    """The ``prometheus`` metric provider, as a plugin."""
+
+    name = "prometheus"
+    config = PrometheusProvider
+    open = staticmethod(PrometheusMetrics.from_spec)

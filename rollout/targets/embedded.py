@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from rollout.checks.service_api import ServiceClient
+from rollout.flags import FlagBackend
+from rollout.playbook.model import Playbook, TargetSpec
+from rollout.playbook.plugins import TargetPlugin
+
+
+class EmbeddedTargetSpec(TargetSpec):
+    """``target: {kind: embedded}`` (the default): the WhatsApp service shipped with rollout."""
+
+    kind: Literal["embedded"] = "embedded"
 
 
 class EmbeddedTarget:
@@ -19,3 +28,14 @@ class EmbeddedTarget:
         """(flag, percent, the raw answer) as the service reports them now."""
         seen = self.service.metrics(1.0)
         return seen.get("flag_enabled"), seen.get("rollout_percent"), seen
+
+
+class EmbeddedPlugin(TargetPlugin):
+    """The ``embedded`` target, as a plugin."""
+
+    name = "embedded"
+    config = EmbeddedTargetSpec
+
+    @staticmethod
+    def open(playbook: Playbook, service: ServiceClient, flags: FlagBackend) -> EmbeddedTarget:
+        return EmbeddedTarget(service)

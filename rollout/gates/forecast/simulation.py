@@ -192,7 +192,7 @@ class Simulation:
     def track(self, spec: MetricGate, truth: float | None) -> Track:
         """The track of ``spec`` at the true value ``truth`` (None: at its target)."""
         value = spec.target if truth is None else truth
-        if spec.kind == "compare" and spec.judge == "rank":
+        if spec.per_sample:
             return self._rank(spec, value)
         if spec.kind == "compare" and spec.unit == "rate":
             return self._compare_rate(spec, value)
