@@ -946,8 +946,8 @@ def load_cmd(
 ) -> None:
     """Send a bounded booking load to a service and report latency percentiles."""
 
-    from rollout.checks.load import run_load
     from rollout.console import ConsoleReporter
+    from rollout.targets.embedded.load import run_bookings
     from rollout.util.units import parse_duration
 
     if (bookings is None) == (rate is None and duration is None):
@@ -964,10 +964,10 @@ def load_cmd(
         raise click.UsageError("--rate and --duration go together")
     total = bookings or int((rate or 0) * (seconds or 0))
     if as_json:
-        result = run_load(url, bookings, concurrency, rate, seconds)
+        result = run_bookings(url, bookings, concurrency, rate, seconds)
     else:
         with ConsoleReporter().progress(total, "bookings") as tick:
-            result = run_load(url, bookings, concurrency, rate, seconds, progress=tick)
+            result = run_bookings(url, bookings, concurrency, rate, seconds, progress=tick)
     summary = {
         "requested": result.requested,
         "created": result.created,
@@ -1037,12 +1037,13 @@ def incident(env_name: str, out: str | None, template: Path | None, fmt: str) ->
 
     It never needs the flag service: a backend that cannot be read (within flag.timeout) leaves the
     flag as rollout recorded it, and the report says so."""
-    from rollout.checks.service_api import ServiceClient
+    from rollout.checks.client import ServiceClient
     from rollout.engine.killswitch import open_or_unreachable
     from rollout.engine.project import resolved_or_from_file
     from rollout.engine.waves import wave_note
     from rollout.incident.report import HTML_TEMPLATE, collect, render
     from rollout.playbook.environments import load_environment
+    from rollout.targets import make_target
     from rollout.util.clock import SystemClock
     from rollout.util.outfile import check_output_path, write_output
 
@@ -1059,7 +1060,12 @@ def incident(env_name: str, out: str | None, template: Path | None, fmt: str) ->
     phase = playbook.phase_for(env_name)
     try:
         data = collect(
-            state, resolved, flags, service, SystemClock().time(), wave=wave_note(phase, env_name) if phase else None
+            state,
+            resolved,
+            flags,
+            make_target(playbook, service, flags, resolved),
+            SystemClock().time(),
+            wave=wave_note(phase, env_name) if phase else None,
         )
     finally:
         service.close()

@@ -351,7 +351,7 @@ def _flag_off(d: _Drill, replicas: Replicas, hinted: bool, within: float) -> Rou
     write_ms = d.write("drill_off", False, None)
     since = ctx.clock.monotonic()
     if hinted:
-        hints.send(hints.replica_urls(ctx.resolved.env), hints.hint_token(ctx.resolved))
+        hints.send(hints.replica_urls(ctx.resolved.env), hints.hint_token(ctx.resolved), hints.request_of(ctx.target))
     took, said = time_until(replicas, False, None, since, 2 * within, ctx.clock)
     done = Round(hinted, write_ms, took, said)
     d.audit(ROUND, **done.record())

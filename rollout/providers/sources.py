@@ -4,13 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from rollout.checks.service_api import ServiceClient
+from rollout.checks.client import ServiceClient
 from rollout.gates import Reading
-from rollout.playbook.builtin import EMBEDDED
 from rollout.playbook.model import GateSet, Playbook
 from rollout.providers.alerts import AlertmanagerAlerts
 from rollout.providers.base import Provider, impossible
-from rollout.providers.embedded import EmbeddedProvider
 from rollout.providers.http import HttpMetrics
 from rollout.providers.prometheus import PrometheusMetrics
 from rollout.util.errors import MeasurementError
@@ -25,7 +23,8 @@ KINDS: dict[str, Callable[[str, str | None, float, str], Provider]] = {
 
 
 class MetricSources:
-    """The providers a playbook names, plus ``embedded``; :meth:`read` measures a gate set."""
+    """The providers a playbook names, plus the target's own (``embedded``); :meth:`read` measures a
+    gate set."""
 
     def __init__(self, providers: dict[str, Provider]) -> None:
         self.providers = providers
@@ -36,10 +35,12 @@ class MetricSources:
         playbook: Playbook,
         service: ServiceClient,
         secret: Callable[[str], str],
+        own: dict[str, Provider] | None = None,
     ) -> MetricSources:
-        """Providers for ``playbook``; ``secret`` resolves a ``${REFERENCE}`` (and registers it for
-        redaction)."""
-        providers: dict[str, Provider] = {EMBEDDED: EmbeddedProvider(service)}
+        """Providers for ``playbook``, after ``own`` (the ones a target brings, by name:
+        :func:`rollout.targets.own_providers`); ``secret`` resolves a ``${REFERENCE}`` (and registers
+        it for redaction)."""
+        providers: dict[str, Provider] = dict(own or {})
         for name, spec in playbook.providers.items():
             token = secret(spec.token) if spec.token else None
             providers[name] = KINDS[spec.kind](spec.url or service.url, token, spec.timeout, name)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from rollout.checks.service_api import ServiceClient
+from rollout.checks.client import ServiceClient
 from rollout.playbook.model import FlagRead, HealthProbe
 from rollout.targets.base import read_flag
 from rollout.util.errors import MeasurementError

@@ -1,22 +1,29 @@
-"""The ``embedded`` provider: the embedded service's own metrics endpoint."""
+"""The ``embedded`` provider: the embedded service's own metrics endpoint.
+
+It lives with the target, not in :mod:`rollout.providers`: every line of it reads the service's
+answers (their field names, which metric counts its samples where, how a cohort's figures are
+laid out), so it changes when the service does and never when the tool does. The providers floor
+learns of it through :func:`rollout.targets.own_providers`."""
 
 from __future__ import annotations
 
 import dataclasses
 from typing import Any
 
-from rollout.checks.service_api import ServiceClient
+from rollout.checks.client import ServiceClient
 from rollout.gates import Reading, Verdict, judge_readings
 from rollout.playbook.builtin import COMPARE_METRICS, MEANS, PERCENTILES, SAMPLES_OF
 from rollout.playbook.model import GateSet, MetricGate
 from rollout.stats import Cohort
+from rollout.targets.embedded.client import EmbeddedClient
+from rollout.targets.embedded.forecast import last_hour
 
 
 class EmbeddedProvider:
     """The embedded service's ``/api/whatsapp/metrics``: one request per window per evaluation."""
 
     def __init__(self, service: ServiceClient) -> None:
-        self._service = service
+        self._service = EmbeddedClient.over(service)
         self._answers: dict[tuple[float, float | None], dict[str, Any]] = {}
 
     def start_evaluation(self) -> None:
@@ -29,6 +36,16 @@ class EmbeddedProvider:
         if key not in self._answers:
             self._answers[key] = self._service.metrics(window, above_ms)
         return self._answers[key]
+
+    def last_hour(self, gates: GateSet, lookback: float, timeout: float) -> tuple[float | None, Any, list[str]]:
+        """(requests per second, what the forecast may assume, said per metric) from the service's
+        last ``lookback`` seconds, asked with a short ``timeout``
+        (:func:`rollout.targets.embedded.forecast.last_hour`)."""
+        client = EmbeddedClient(self._service.url, timeout=timeout)
+        try:
+            return last_hour(client, gates, lookback)
+        finally:
+            client.close()
 
     def cohort_counts(self, window: float) -> tuple[int, int]:
         """Bookings whose cohort the service decided in the window: (in the cohort, out of it)."""
