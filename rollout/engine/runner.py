@@ -50,7 +50,7 @@ from rollout.engine.waiting import before_phase
 from rollout.engine.waves import breach_off, check_start, guard_exposure
 from rollout.gates import FAIL, StepCounts
 from rollout.playbook.environments import load_environment, shown_diff
-from rollout.playbook.model import RampStep, step_label
+from rollout.playbook.model import PromoteStep, RampStep, step_label
 from rollout.promote import PromotionError, open_repo, plan_promotion
 from rollout.targets import make_target, reported_values
 from rollout.util.clock import Clock
@@ -98,7 +98,7 @@ def promotion_previews(ctx: RunContext, rows: list[dict[str, Any]]) -> dict[str,
     """For each promote step not done yet: the commits it would bring (read-only), or why it cannot."""
     previews: dict[str, list[tuple[str, str]] | str] = {}
     for row, step in zip(rows, ctx.phase.steps, strict=True):
-        if step.kind != "promote" or row["status"] == "done":
+        if not isinstance(step, PromoteStep) or row["status"] == "done":
             continue
         try:
             repo = open_repo(ctx.repo)

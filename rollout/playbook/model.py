@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import itertools
 import re
-from typing import Annotated, Any, Literal, get_args
+from typing import TYPE_CHECKING, Annotated, Any, Literal, get_args
 
 from pydantic import AfterValidator, AliasChoices, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from rollout.playbook.builtin import BUILTIN_KINDS, COMPARE_METRICS, EMBEDDED, FLAG_VARIABLE, METRICS, PERCENT_VARIABLE
 from rollout.playbook.environments import variable_problems
+from rollout.playbook.plugins import STEPS
 from rollout.playbook.schedule import ScheduleKeys
 from rollout.playbook.waves import WaveKeys
 from rollout.util.units import Duration, DurationOrForever, Number, format_duration
@@ -22,8 +23,9 @@ from rollout.util.yamlfile import FieldProblems
 
 
 class _Model(BaseModel):
-    # a threshold of .nan or .inf would make a gate that can never fail: no non-finite number anywhere
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+    # a threshold of .nan or .inf would make a gate that can never fail: no non-finite number anywhere;
+    # built on first use, when the plugin sections (rollout.playbook.plugins) resolve to their unions
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False, defer_build=True)
 
 
 def _reference(value: str) -> str:
@@ -453,11 +455,15 @@ class FlagSpec(_Model):
 # --- steps ---------------------------------------------------------------------------------------
 
 
-class _Step(_Model):
+class StepConfig(_Model):
+    """What every step's config model is (a step kind plugin's ``config`` subclasses it): its ``kind``
+    (a ``Literal`` of the kind's name in the subclass) and an optional ``name``."""
+
+    kind: str
     name: str | None = Field(None, min_length=1, max_length=200)
 
 
-class ConfigureStep(_Step):
+class ConfigureStep(StepConfig):
     """Apply the environment's variables, with ``set`` on top, to the service's env file."""
 
     kind: Literal["configure"]
@@ -517,19 +523,19 @@ class BookingCheck(_Model):
 Check = Annotated[HttpCheck | BookingCheck, Field(discriminator="type")]
 
 
-class SmokeStep(_Step):
+class SmokeStep(StepConfig):
     kind: Literal["smoke"]
     checks: list[Check] = Field(min_length=1)
 
 
-class HealthStep(_Step):
+class HealthStep(StepConfig):
     kind: Literal["health"]
     expect: list[Literal["ok", "degraded", "down"]] = ["ok"]
     flag: bool | None = None
     within: Duration = Field(10.0, ge=0, le=600)
 
 
-class ScenarioStep(_Step):
+class ScenarioStep(StepConfig):
     """One of the seed's error scenarios, provoked through the sandbox's fault injection."""
 
     kind: Literal["scenario"]
@@ -567,7 +573,7 @@ class LoadRequest(_Model):
         return self
 
 
-class LoadStep(_Step):
+class LoadStep(StepConfig):
     """N requests at a concurrency, or a rate for a duration; bounded in count and time. Bookings
     against the embedded service by default; any HTTP request with ``request``."""
 
@@ -596,7 +602,7 @@ class LoadStep(_Step):
         return self
 
 
-class GateStep(_Step):
+class GateStep(StepConfig):
     """Observe for ``observe`` evaluating ``gate`` every interval; pass only on a pass at the end."""
 
     kind: Literal["gate"]
@@ -607,7 +613,7 @@ class GateStep(_Step):
     on_hold_timeout: Literal["fail", "approve"] = "fail"
 
 
-class RampStep(_Step):
+class RampStep(StepConfig):
     """Turn the flag on for growing percentages; each is held while the gates are evaluated."""
 
     kind: Literal["ramp"]
@@ -628,12 +634,12 @@ class RampStep(_Step):
         return value
 
 
-class ApproveStep(_Step):
+class ApproveStep(StepConfig):
     kind: Literal["approve"]
     message: str = "Approve to continue"
 
 
-class PromoteStep(_Step):
+class PromoteStep(StepConfig):
     """Merge ``source`` into ``target`` in the project's git repository and push it."""
 
     kind: Literal["promote"]
@@ -643,10 +649,11 @@ class PromoteStep(_Step):
     require_evidence_from: str | None = None
 
 
-Step = Annotated[
-    ConfigureStep | SmokeStep | HealthStep | ScenarioStep | LoadStep | GateStep | RampStep | ApproveStep | PromoteStep,
-    Field(discriminator="kind"),
-]
+if TYPE_CHECKING:
+    Step = StepConfig
+else:
+    #: a step: the registered step kinds' models, by ``kind`` (:data:`rollout.playbook.plugins.STEPS`)
+    Step = STEPS.field()
 
 
 class HealthProbe(_Model):

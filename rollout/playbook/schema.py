@@ -108,6 +108,8 @@ def _models(root: type[BaseModel]) -> list[type[BaseModel]]:
                 continue
             found.append(kind)
             todo += [field.annotation for field in kind.model_fields.values()]
+        elif hasattr(kind, "members"):  # a plugin section: every registered config model
+            todo += kind.members()
         else:
             origin = typing.get_origin(kind)
             if origin is not None or isinstance(kind, types.UnionType):

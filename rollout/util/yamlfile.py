@@ -207,12 +207,15 @@ def secret_field(path: tuple[Any, ...]) -> bool:
     )
 
 
-def validation_message(file: Path, exc: ValidationError, lines: Lines | Places, limit: int = 8) -> str:
-    """One line per problem, ``file:line: field.path: problem``, joined with '; '."""
+def validation_message(
+    file: Path, exc: ValidationError, lines: Lines | Places, limit: int = 8, data: Any = None
+) -> str:
+    """One line per problem, ``file:line: field.path: problem``, joined with '; '. ``data`` (what was
+    validated) lets the union tags pydantic puts in a location be told from the keys written."""
     places = lines if isinstance(lines, Places) else Places(file, lines)
     problems: list[str] = []
     for err in exc.errors():
-        loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p in _UNION_TAGS))
+        loc = _written(err["loc"], data)
         nested = (err.get("ctx") or {}).get("error")
         for sub_path, text in getattr(nested, "problems", None) or [((), err["msg"].removeprefix("Value error, "))]:
             full = (*loc, *sub_path)
@@ -223,22 +226,29 @@ def validation_message(file: Path, exc: ValidationError, lines: Lines | Places, 
     return "; ".join(problems[:limit]) + more
 
 
-# pydantic inserts the union member's tag into the location of discriminated-union errors
-_UNION_TAGS = {
-    "configure",
-    "smoke",
-    "health",
-    "scenario",
-    "load",
-    "gate",
-    "ramp",
-    "approve",
-    "promote",
-    "http",
-    "booking",
-    "prometheus",
-    "alertmanager",
-}
+#: the keys whose value names a discriminated union's member (a plugin: ``backend: unleash``, ``kind: ramp``)
+_TAG_KEYS = ("kind", "backend", "type", "judge")
+
+
+def _written(loc: tuple[Any, ...], data: Any) -> tuple[Any, ...]:
+    """``loc`` without the tags pydantic inserts for a discriminated union's member (``flag.unleash.url``
+    is ``flag.url`` as written). Walked along ``data``: a name that is no key of its mapping is a tag,
+    unless it is the last (a required key that is missing) and is not the mapping's tag value."""
+    kept: list[Any] = []
+    node = data
+    for i, part in enumerate(loc):
+        if isinstance(node, dict) and isinstance(part, str) and part not in node:
+            tagged = any(node.get(key) == part for key in _TAG_KEYS)
+            if tagged or i < len(loc) - 1:
+                continue
+        kept.append(part)
+        if isinstance(node, dict):
+            node = node.get(part)
+        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+            node = node[part]
+        else:
+            node = None
+    return tuple(kept)
 
 
 def _friendly(err: dict[str, Any], text: str) -> str:
@@ -247,12 +257,15 @@ def _friendly(err: dict[str, Any], text: str) -> str:
         return "unknown key"
     if kind == "missing":
         return "required"
-    if kind == "union_tag_invalid":
+    if kind in ("union_tag_invalid", "unknown_plugin"):
         expected = (err.get("ctx") or {}).get("expected_tags", "")
-        return (
-            f"unknown kind {err.get('input', {}).get('kind') or err.get('input', {}).get('type')!r}; "
-            f"expected one of {expected}"
-        )
+        tag = str((err.get("ctx") or {}).get("discriminator", "kind")).strip("'")
+        given = err.get("input")
+        if isinstance(given, dict):
+            given = given.get(tag)
+        if given is None:
+            return f"missing {tag}; expected one of {expected}"
+        return f"unknown {tag} {given!r}; expected one of {expected}"
     if kind == "union_tag_not_found":
         return f"missing {(err.get('ctx') or {}).get('discriminator', 'kind')}"
     return text
@@ -277,4 +290,4 @@ def load_model(
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        raise error(validation_message(path, exc, places)) from exc
+        raise error(validation_message(path, exc, places, data=data)) from exc

@@ -5,6 +5,7 @@ from __future__ import annotations
 from rollout.engine.context import RunContext
 from rollout.engine.steps.base import AWAIT, DONE, StepResult
 from rollout.playbook.model import ApproveStep, Playbook
+from rollout.playbook.plugins import StepKind
 
 
 def run(ctx: RunContext, step: ApproveStep, label: str) -> StepResult:
@@ -17,3 +18,12 @@ def run(ctx: RunContext, step: ApproveStep, label: str) -> StepResult:
 
 def describe(step: ApproveStep, playbook: Playbook | None = None) -> str:
     return step.message
+
+
+class Kind(StepKind):
+    """The ``approve`` step kind."""
+
+    name = "approve"
+    config = ApproveStep
+    run = staticmethod(run)
+    describe = staticmethod(describe)

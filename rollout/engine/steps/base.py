@@ -2,8 +2,9 @@
 the few helpers two kinds use. Each kind is a module of this folder with ``run(ctx, step, label)``
 and ``describe(step, playbook)``; a kind that observes over time (ramp, gate) has ``tick(ctx, step,
 label)`` instead, which does one look and returns the result or when to look again (:class:`Wait`),
-so a terminal's ``advance`` and the always-on agent drive it the same way.
-:data:`rollout.engine.steps.KINDS` is the registry."""
+so a terminal's ``advance`` and the always-on agent drive it the same way. Each module ends with its
+:class:`~rollout.playbook.plugins.StepKind` plugin (``class Kind``), registered in
+:data:`rollout.playbook.plugins.STEPS`."""
 
 from __future__ import annotations
 

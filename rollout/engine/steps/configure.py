@@ -10,6 +10,7 @@ from rollout.engine.steps.base import DONE, FAIL, StepResult, managed_values, wa
 from rollout.flags import FlagBackend, is_on
 from rollout.playbook.environments import Resolved, resolve, shown_diff
 from rollout.playbook.model import ConfigureStep, Playbook
+from rollout.playbook.plugins import StepKind
 from rollout.targets import reported_values
 from rollout.util.clock import Clock
 
@@ -79,3 +80,12 @@ def describe(step: ConfigureStep, playbook: Playbook | None = None) -> str:
     return "apply the environment's variables" + (
         f" with {', '.join(f'{k}={v}' for k, v in step.set.items())}" if step.set else ""
     )
+
+
+class Kind(StepKind):
+    """The ``configure`` step kind."""
+
+    name = "configure"
+    config = ConfigureStep
+    run = staticmethod(run)
+    describe = staticmethod(describe)

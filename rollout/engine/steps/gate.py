@@ -10,6 +10,7 @@ from rollout.engine.observe import Watching, carry_out, evaluate, watching
 from rollout.engine.reconcile import Act, Look, decide_observation
 from rollout.engine.steps.base import DONE, StepResult, Wait, accept_hold, decided
 from rollout.playbook.model import GateStep, Playbook
+from rollout.playbook.plugins import StepKind
 
 
 def run(ctx: RunContext, step: GateStep, label: str) -> StepResult:
@@ -58,3 +59,13 @@ def tick(ctx: RunContext, step: GateStep, label: str) -> StepResult | Wait:
 
 def describe(step: GateStep, playbook: Playbook | None = None) -> str:
     return f"gate {step.gate!r}" + (f" observed for {step.observe:g}s" if step.observe else "")
+
+
+class Kind(StepKind):
+    """The ``gate`` step kind."""
+
+    name = "gate"
+    config = GateStep
+    run = staticmethod(run)
+    describe = staticmethod(describe)
+    tick = staticmethod(tick)

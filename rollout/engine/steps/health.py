@@ -7,6 +7,7 @@ from rollout.checks.smoke import run_http
 from rollout.engine.context import RunContext
 from rollout.engine.steps.base import StepResult, checks_result
 from rollout.playbook.model import HealthStep, HttpCheck, Playbook
+from rollout.playbook.plugins import StepKind
 
 
 def run(ctx: RunContext, step: HealthStep, label: str) -> StepResult:
@@ -29,3 +30,12 @@ def run(ctx: RunContext, step: HealthStep, label: str) -> StepResult:
 
 def describe(step: HealthStep, playbook: Playbook | None = None) -> str:
     return f"health is {'/'.join(step.expect)}"
+
+
+class Kind(StepKind):
+    """The ``health`` step kind."""
+
+    name = "health"
+    config = HealthStep
+    run = staticmethod(run)
+    describe = staticmethod(describe)

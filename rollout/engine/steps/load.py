@@ -7,6 +7,7 @@ from rollout.checks.load import latency_checks, run_load, templated_requests
 from rollout.engine.context import RunContext
 from rollout.engine.steps.base import FAIL, StepResult, checks_result
 from rollout.playbook.model import LoadStep, Playbook
+from rollout.playbook.plugins import StepKind
 from rollout.util.errors import MeasurementError
 
 
@@ -67,3 +68,12 @@ def describe(step: LoadStep, playbook: Playbook | None = None) -> str:
         if step.requests
         else f"{step.rate:g} {what}/s for {step.duration:g}s"
     )
+
+
+class Kind(StepKind):
+    """The ``load`` step kind."""
+
+    name = "load"
+    config = LoadStep
+    run = staticmethod(run)
+    describe = staticmethod(describe)

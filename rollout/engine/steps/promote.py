@@ -6,6 +6,7 @@ from rollout.engine.context import RunContext
 from rollout.engine.evidence import has_evidence
 from rollout.engine.steps.base import DONE, StepResult
 from rollout.playbook.model import Playbook, PromoteStep
+from rollout.playbook.plugins import StepKind
 from rollout.promote import open_repo, plan_promotion, promote
 from rollout.util.errors import StateError
 
@@ -67,3 +68,12 @@ def run(ctx: RunContext, step: PromoteStep, label: str) -> StepResult:
 
 def describe(step: PromoteStep, playbook: Playbook | None = None) -> str:
     return f"merge {step.source} into {step.target} and push to {step.remote}"
+
+
+class Kind(StepKind):
+    """The ``promote`` step kind."""
+
+    name = "promote"
+    config = PromoteStep
+    run = staticmethod(run)
+    describe = staticmethod(describe)

@@ -20,6 +20,7 @@ from rollout.engine.steps.base import DONE, FAIL, StepResult, Wait, accept_hold,
 from rollout.gates import FAIL as FAIL_VERDICT
 from rollout.incident.words import intent_words
 from rollout.playbook.model import Playbook, RampStep
+from rollout.playbook.plugins import StepKind
 from rollout.util.units import format_duration
 
 
@@ -263,3 +264,13 @@ def describe(step: RampStep, playbook: Playbook | None = None) -> str:
     unit = "requests" if playbook is not None and playbook.target.kind == "http" else "bookings"
     needed = traffic_needed(step, playbook.gates[step.gate], unit) if playbook is not None else ""
     return f"{' -> '.join(f'{p}%' for p in step.percentages)}, each held {step.hold:g}s on gate {step.gate!r}{needed}"
+
+
+class Kind(StepKind):
+    """The ``ramp`` step kind."""
+
+    name = "ramp"
+    config = RampStep
+    run = staticmethod(run)
+    describe = staticmethod(describe)
+    tick = staticmethod(tick)

@@ -6,6 +6,7 @@ from rollout.checks import CheckResult
 from rollout.engine.context import RunContext
 from rollout.engine.steps.base import StepResult, checks_result
 from rollout.playbook.model import Playbook, ScenarioStep
+from rollout.playbook.plugins import StepKind
 
 
 def run(ctx: RunContext, step: ScenarioStep, label: str) -> StepResult:
@@ -23,3 +24,12 @@ def run(ctx: RunContext, step: ScenarioStep, label: str) -> StepResult:
 
 def describe(step: ScenarioStep, playbook: Playbook | None = None) -> str:
     return step.scenario.replace("_", " ")
+
+
+class Kind(StepKind):
+    """The ``scenario`` step kind."""
+
+    name = "scenario"
+    config = ScenarioStep
+    run = staticmethod(run)
+    describe = staticmethod(describe)

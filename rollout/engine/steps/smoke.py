@@ -7,6 +7,7 @@ from rollout.checks.smoke import run_http
 from rollout.engine.context import RunContext
 from rollout.engine.steps.base import StepResult, checks_result
 from rollout.playbook.model import HttpCheck, Playbook, SmokeStep
+from rollout.playbook.plugins import StepKind
 
 
 def run(ctx: RunContext, step: SmokeStep, label: str) -> StepResult:
@@ -29,3 +30,12 @@ def _own(ctx: RunContext, check: object) -> CheckResult:
 
 def describe(step: SmokeStep, playbook: Playbook | None = None) -> str:
     return ", ".join(c.name for c in step.checks)
+
+
+class Kind(StepKind):
+    """The ``smoke`` step kind."""
+
+    name = "smoke"
+    config = SmokeStep
+    run = staticmethod(run)
+    describe = staticmethod(describe)
