@@ -5,8 +5,9 @@ from __future__ import annotations
 from rollout.checks import CheckResult
 from rollout.engine.context import RunContext
 from rollout.engine.steps.base import StepResult, checks_result
-from rollout.playbook.model import Playbook, ScenarioStep
+from rollout.playbook.model import Playbook
 from rollout.playbook.plugins import StepKind
+from rollout.targets.embedded.steps import ScenarioStep
 
 
 def run(ctx: RunContext, step: ScenarioStep, label: str) -> StepResult:

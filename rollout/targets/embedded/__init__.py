@@ -15,12 +15,13 @@ from typing import Any
 
 from rollout.checks import CheckResult
 from rollout.checks.client import ServiceClient
-from rollout.playbook.model import BookingCheck, HealthStep, LoadStep
+from rollout.playbook.model import HealthStep, LoadStep
 from rollout.targets.embedded.checks import run_booking, run_health
 from rollout.targets.embedded.client import EmbeddedClient, SandboxControl
 from rollout.targets.embedded.load import booking_load
 from rollout.targets.embedded.report import REPORT_FRAGMENT, incident_facts
 from rollout.targets.embedded.scenarios import WAITS, run_scenario
+from rollout.targets.embedded.steps import BookingCheck
 from rollout.util.clock import Clock
 from rollout.util.redact import Redactor
 

@@ -6,9 +6,10 @@ import time
 import uuid
 
 from rollout.checks import CheckResult
-from rollout.playbook.model import BookingCheck, HealthStep
+from rollout.playbook.model import HealthStep
 from rollout.targets.embedded.bookings import synthetic_booking
 from rollout.targets.embedded.client import EmbeddedClient
+from rollout.targets.embedded.steps import BookingCheck
 from rollout.util.clock import Clock
 from rollout.util.errors import MeasurementError
 from rollout.util.redact import Redactor

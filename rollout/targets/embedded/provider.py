@@ -12,7 +12,7 @@ from typing import Any
 
 from rollout.checks.client import ServiceClient
 from rollout.gates import Reading, Verdict, judge_readings
-from rollout.playbook.builtin import COMPARE_METRICS, MEANS, PERCENTILES, SAMPLES_OF
+from rollout.playbook.builtin import COMPARE_METRICS, MEANS, SAMPLES_OF
 from rollout.playbook.model import GateSet, MetricGate
 from rollout.stats import Cohort
 from rollout.targets.embedded.client import EmbeddedClient
@@ -54,7 +54,7 @@ class EmbeddedProvider:
 
     def measure(self, spec: MetricGate, window: float, now: float, percent: int | None) -> Reading:
         # a percentile gate's evidence is how many calls were slower than its alert
-        above = float(spec.alert) if spec.metric in PERCENTILES else None
+        above = float(spec.alert) if spec.percentile is not None else None
         reading = embedded_reading(spec, self.answer(window, above), window)
         if spec.kind == "compare" and spec.judge == "rank":
             answer = self._service.samples(spec.metric, window)
@@ -91,7 +91,7 @@ def embedded_reading(spec: MetricGate, answer: dict[str, Any], window: float) ->
     value = answer.get(spec.metric)
     sd = answer.get("latency_sd_ms") if spec.metric in MEANS else None
     above = answer.get("latency_above") or {}
-    count = above.get("count") if spec.metric in PERCENTILES and above.get("threshold_ms") == spec.alert else None
+    count = above.get("count") if spec.percentile is not None and above.get("threshold_ms") == spec.alert else None
     return Reading(
         None if value is None else float(value),
         int(answer.get(SAMPLES_OF[spec.metric]) or 0),
