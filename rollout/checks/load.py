@@ -140,6 +140,20 @@ def run_load(
     return asyncio.run(_run(url, requests, concurrency, rate, limit, progress, request, ok_status))
 
 
+def success_check(name: str, result: LoadResult, need: float, counted: str) -> CheckResult:
+    """``name``: did at least ``need`` (a share) of the load's requests succeed? ``counted`` says what a
+    success is (``requests answered 200``)."""
+    rate = result.success_rate or 0
+    return CheckResult(
+        name,
+        rate >= need,
+        f"{result.created}/{result.requested} {counted} ({rate * 100:.2f}%, need >= {need * 100:.2f}%)"
+        + (f"; errors {result.errors}" if result.errors else ""),
+        result.elapsed_s,
+        {"achieved_rate": result.achieved_rate},
+    )
+
+
 def latency_checks(result: LoadResult, expect: Any) -> list[CheckResult]:
     """A check per latency limit of ``expect`` (its ``p95_ms`` and ``p99_ms``) that is set."""
     checks = []

@@ -15,7 +15,6 @@ import httpx
 from rollout.checks.client import ServiceClient
 from rollout.flags import FlagBackend
 from rollout.flags.unleash import UnleashFlags
-from rollout.playbook.builtin import HINT_TOKEN_VARIABLE
 from rollout.playbook.environments import Environment, Resolved
 from rollout.util.errors import MeasurementError
 
@@ -28,9 +27,11 @@ def replica_urls(env: Environment) -> list[str]:
     return list(env.replicas) or [env.service_url]
 
 
-def hint_token(resolved: Resolved) -> str:
-    """The token a hint is sent with: the environment's ``ROLLOUT_HINT_TOKEN``, else its admin token."""
-    return resolved.values.get(HINT_TOKEN_VARIABLE) or resolved.admin_token
+def hint_token(resolved: Resolved, target: Any) -> str:
+    """The token a hint is sent with: the environment's value of the target's ``hint_token_variable``
+    (the embedded service's ``ROLLOUT_HINT_TOKEN``), else its admin token."""
+    variable = getattr(target, "hint_token_variable", None)
+    return (resolved.values.get(variable) if variable else None) or resolved.admin_token
 
 
 def wants_hints(flags: FlagBackend, target: object) -> bool:
@@ -76,7 +77,7 @@ def send(urls: list[str], token: str, request: tuple[str, str]) -> list[threadin
 
 def after_flag_off(flags: FlagBackend, target: object, resolved: Resolved) -> list[threading.Thread]:
     """Send the hint to every replica of ``resolved``'s environment if it helps and a token is at hand."""
-    token = hint_token(resolved)
+    token = hint_token(resolved, target)
     if not token or not wants_hints(flags, target):
         return []
     return send(replica_urls(resolved.env), token, request_of(target))

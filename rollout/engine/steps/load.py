@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from rollout.checks import CheckResult
-from rollout.checks.load import latency_checks, run_load, templated_requests
+from rollout.checks.load import latency_checks, run_load, success_check, templated_requests
 from rollout.engine.context import RunContext
 from rollout.engine.steps.base import FAIL, StepResult, checks_result
 from rollout.playbook.model import LoadStep, Playbook
@@ -42,17 +41,8 @@ def _generic_load(ctx: RunContext, step: LoadStep, label: str, total: int) -> St
             progress=advance,
         )
     expect = step.expect
-    checks = [
-        CheckResult(
-            "request success rate",
-            (result.success_rate or 0) >= expect.success_rate,
-            f"{result.created}/{result.requested} requests answered {'/'.join(map(str, spec.ok_status))} "
-            f"({(result.success_rate or 0) * 100:.2f}%, need >= {expect.success_rate * 100:.2f}%)"
-            + (f"; errors {result.errors}" if result.errors else ""),
-            result.elapsed_s,
-            {"achieved_rate": result.achieved_rate},
-        )
-    ]
+    answered = f"requests answered {'/'.join(map(str, spec.ok_status))}"
+    checks = [success_check("request success rate", result, expect.success_rate, answered)]
     checks += latency_checks(result, expect)
     ctx.out.line(
         f"  {result.requested} requests in {result.elapsed_s:.1f}s, p50 {result.p(50) or 0:.1f} ms, "

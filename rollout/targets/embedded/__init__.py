@@ -22,6 +22,7 @@ from rollout.targets.embedded.load import booking_load
 from rollout.targets.embedded.report import REPORT_FRAGMENT, incident_facts
 from rollout.targets.embedded.scenarios import WAITS, run_scenario
 from rollout.targets.embedded.steps import BookingCheck
+from rollout.targets.embedded.vocabulary import HINT_TOKEN_VARIABLE
 from rollout.util.clock import Clock
 from rollout.util.redact import Redactor
 
@@ -37,6 +38,8 @@ class EmbeddedTarget:
     counts_cohorts = True
     #: the request that asks the service to re-read its flag now (a hint, never a value)
     hint_request = ("POST", "/api/whatsapp/flag/refresh")
+    #: the environment variable that holds the token a hint is sent with (else the admin token)
+    hint_token_variable = HINT_TOKEN_VARIABLE
     #: what an incident report says of the service (rendered with :meth:`incident_facts`)
     report_fragment: Path = REPORT_FRAGMENT
 

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 from rollout.checks import CheckResult
-from rollout.checks.load import LoadResult, Request, latency_checks, run_load
+from rollout.checks.load import LoadResult, Request, latency_checks, run_load, success_check
 from rollout.playbook.model import LoadStep
 from rollout.targets.embedded.bookings import synthetic_booking
 from rollout.targets.embedded.client import EmbeddedClient
@@ -56,16 +56,7 @@ def booking_load(client: EmbeddedClient, step: LoadStep, clock: Clock, out: Any,
             break
         clock.sleep(0.25)
     expect = step.expect
-    checks = [
-        CheckResult(
-            "booking success rate",
-            (result.success_rate or 0) >= expect.success_rate,
-            f"{result.created}/{result.requested} bookings created ({(result.success_rate or 0) * 100:.2f}%, "
-            f"need >= {expect.success_rate * 100:.2f}%)" + (f"; errors {result.errors}" if result.errors else ""),
-            result.elapsed_s,
-            {"achieved_rate": result.achieved_rate},
-        )
-    ]
+    checks = [success_check("booking success rate", result, expect.success_rate, "bookings created")]
     checks += [CheckResult(f"booking {c.name}", c.ok, c.detail) for c in latency_checks(result, expect)]
     if expect.notification_success_rate is not None:
         rate = metrics.get("success_rate")
