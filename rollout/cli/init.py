@@ -22,12 +22,14 @@ from urllib.parse import urlsplit
 import click
 
 from rollout.cli.main import cli
+from rollout.playbook.plugins import FLAGS
 from rollout.util.errors import ConfigError
 
 if TYPE_CHECKING:
     from rollout.playbook.scaffold import Proposal, Scaffold
 
-BACKENDS = ("envfile", "http", "command", "postgres", "unleash")
+#: the flag backends it offers: every registered one (built-in or installed), :data:`rollout.playbook.plugins.FLAGS`
+BACKENDS = tuple(FLAGS.names())
 #: where a service's health usually answers, in the order tried
 HEALTH_PATHS = ("/healthz", "/health", "/-/healthy", "/api/health", "/status", "/")
 _VARIABLE = re.compile(r"^[A-Z_][A-Z0-9_]*$")

@@ -6,10 +6,29 @@ from __future__ import annotations
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
 
 from rollout.flags.base import FlagWriteError, RecordedBackend
 from rollout.playbook.environments import Environment
 from rollout.playbook.model import FlagSpec
+from rollout.playbook.plugins import FlagPlugin
+from rollout.util.yamlfile import FieldProblems
+
+
+class CommandFlag(FlagSpec):
+    """``backend: command``: run ``command`` with ``{enabled}`` and ``{percent}`` replaced; a
+    non-zero exit is a failed write."""
+
+    backend: Literal["command"] = "command"
+    command: list[str] | None = Field(None, min_length=1)
+
+    @model_validator(mode="after")
+    def _complete(self) -> CommandFlag:
+        if not self.command:
+            raise FieldProblems([(("command",), "required for the command backend: [program, arg, ...]")])
+        return self
 
 
 class CommandFlags(RecordedBackend):
@@ -19,7 +38,9 @@ class CommandFlags(RecordedBackend):
     run the command, through ``secret`` (which teaches the value to the redactor); what is shown,
     recorded and reported is the command as written."""
 
-    def __init__(self, spec: FlagSpec, env: str, state_dir: Path, secret: Callable[[str], str]) -> None:
+    spec: CommandFlag
+
+    def __init__(self, spec: CommandFlag, env: str, state_dir: Path, secret: Callable[[str], str]) -> None:
         super().__init__(spec, env, state_dir)
         self._secret = secret
 
@@ -56,6 +77,14 @@ class CommandFlags(RecordedBackend):
         pass
 
 
-def open_backend(spec: FlagSpec, env: Environment, state_dir: Path, secret: Callable[[str], str]) -> CommandFlags:
+def open_backend(spec: CommandFlag, env: Environment, state_dir: Path, secret: Callable[[str], str]) -> CommandFlags:
     """The playbook's command; its ``${REFERENCE}`` arguments are resolved when it runs."""
     return CommandFlags(spec, env.name, state_dir, secret)
+
+
+class CommandBackend(FlagPlugin):
+    """The ``command`` flag backend, as a plugin."""
+
+    name = "command"
+    config = CommandFlag
+    open = staticmethod(open_backend)

@@ -7,13 +7,23 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Literal
 
 from rollout.flags.base import check_percent, file_lock, is_on
 from rollout.playbook.builtin import FLAG_VARIABLE, PERCENT_VARIABLE
 from rollout.playbook.environments import Environment
 from rollout.playbook.model import FlagSpec
+from rollout.playbook.plugins import FlagPlugin
 from rollout.util.envfile import edit_env_file, read_env_file
 from rollout.util.errors import ConfigError
+
+
+class EnvfileFlag(FlagSpec):
+    """``backend: envfile`` (the default): the variables ``variable`` and ``percent_variable`` in the
+    environment's env file."""
+
+    backend: Literal["envfile"] = "envfile"
+
 
 HEADER = "Written by rollout. Changes here are read live by the service; rollout records every change."
 
@@ -89,7 +99,7 @@ class FlagStore:
             return before
 
 
-def open_backend(spec: FlagSpec, env: Environment, state_dir: Path, secret: Callable[[str], str]) -> FlagStore:
+def open_backend(spec: EnvfileFlag, env: Environment, state_dir: Path, secret: Callable[[str], str]) -> FlagStore:
     """The environment's env file (its ``env_file``), with the playbook's variable names."""
     if env.env_file is None:
         raise ConfigError(
@@ -97,3 +107,11 @@ def open_backend(spec: FlagSpec, env: Environment, state_dir: Path, secret: Call
             "another backend in the playbook's flag section)"
         )
     return FlagStore(env.env_file, spec.variable, spec.percent_variable)
+
+
+class EnvfileBackend(FlagPlugin):
+    """The ``envfile`` flag backend, as a plugin."""
+
+    name = "envfile"
+    config = EnvfileFlag
+    open = staticmethod(open_backend)

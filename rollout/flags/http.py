@@ -9,14 +9,35 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import httpx
+from pydantic import Field, model_validator
 
 from rollout.flags.base import FlagWriteError, RecordedBackend
 from rollout.playbook.environments import Environment
-from rollout.playbook.model import FlagSpec
+from rollout.playbook.model import FlagSpec, Reference
+from rollout.playbook.plugins import FlagPlugin
 from rollout.util import bounded
+from rollout.util.yamlfile import FieldProblems
+
+
+class HttpFlag(FlagSpec):
+    """``backend: http``: a request to ``url`` (a path joins the environment's service_url) with
+    ``body`` as a template (``$enabled`` and ``$percent`` become JSON values) and ``token`` as a
+    bearer reference."""
+
+    backend: Literal["http"] = "http"
+    url: str | None = Field(None, min_length=1)
+    method: Literal["PUT", "POST", "PATCH"] = "PUT"
+    token: Reference | None = None
+    body: Any = Field(default_factory=lambda: {"enabled": "$enabled", "percent": "$percent"})
+
+    @model_validator(mode="after")
+    def _complete(self) -> HttpFlag:
+        if not self.url:
+            raise FieldProblems([(("url",), "required for the http backend")])
+        return self
 
 
 def render_body(template: Any, enabled: bool, percent: int) -> Any:
@@ -37,7 +58,9 @@ def render_body(template: Any, enabled: bool, percent: int) -> Any:
 class HttpFlags(RecordedBackend):
     """PUT/POST the rendered body to ``spec.url`` (a path joins the environment's service_url)."""
 
-    def __init__(self, spec: FlagSpec, env: str, state_dir: Path, base_url: str, token: str | None) -> None:
+    spec: HttpFlag
+
+    def __init__(self, spec: HttpFlag, env: str, state_dir: Path, base_url: str, token: str | None) -> None:
         super().__init__(spec, env, state_dir)
         self.headers = {"Authorization": f"Bearer {token}"} if token else {}
         self._http = bounded.client(base_url.rstrip("/"))
@@ -82,6 +105,14 @@ class HttpFlags(RecordedBackend):
         self._http.close()
 
 
-def open_backend(spec: FlagSpec, env: Environment, state_dir: Path, secret: Callable[[str], str]) -> HttpFlags:
+def open_backend(spec: HttpFlag, env: Environment, state_dir: Path, secret: Callable[[str], str]) -> HttpFlags:
     """The playbook's endpoint (a path joins the environment's ``service_url``), its token resolved."""
     return HttpFlags(spec, env.name, state_dir, env.service_url, secret(spec.token) if spec.token else None)
+
+
+class HttpBackend(FlagPlugin):
+    """The ``http`` flag backend, as a plugin."""
+
+    name = "http"
+    config = HttpFlag
+    open = staticmethod(open_backend)

@@ -9,20 +9,39 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
+
+from pydantic import model_validator
 
 from rollout.flags.base import FlagWriteError, RecordedBackend, file_lock
 from rollout.playbook.environments import Environment
-from rollout.playbook.model import FlagSpec
+from rollout.playbook.model import FlagSpec, Reference
+from rollout.playbook.plugins import FlagPlugin
 from rollout.util.flagrow import CHANNEL, REPLICA_TTL_S, connect
+from rollout.util.yamlfile import FieldProblems
+
+
+class PostgresFlag(FlagSpec):
+    """``backend: postgres``: the row every replica follows, in ``database`` (``${FLAG_DB_URL}``)."""
+
+    backend: Literal["postgres"] = "postgres"
+    database: Reference | None = None
+
+    @model_validator(mode="after")
+    def _complete(self) -> PostgresFlag:
+        if not self.database:
+            raise FieldProblems([(("database",), "required for the postgres backend: a reference like ${FLAG_DB_URL}")])
+        return self
 
 
 class PostgresFlags(RecordedBackend):
     """The engine's side: the environment's flag row (see the module docstring)."""
 
+    spec: PostgresFlag
+
     record_only = False  # the server is the record
 
-    def __init__(self, spec: FlagSpec, env: str, state_dir: Path, url: str) -> None:
+    def __init__(self, spec: PostgresFlag, env: str, state_dir: Path, url: str) -> None:
         super().__init__(spec, env, state_dir)
         self.environment = env
         self._db = connect(url)
@@ -110,6 +129,14 @@ class PostgresFlags(RecordedBackend):
         self._db.close()
 
 
-def open_backend(spec: FlagSpec, env: Environment, state_dir: Path, secret: Callable[[str], str]) -> PostgresFlags:
+def open_backend(spec: PostgresFlag, env: Environment, state_dir: Path, secret: Callable[[str], str]) -> PostgresFlags:
     """The environment's row in the flag database the playbook's ``database`` reference names."""
     return PostgresFlags(spec, env.name, state_dir, secret(spec.database or ""))
+
+
+class PostgresBackend(FlagPlugin):
+    """The ``postgres`` flag backend, as a plugin."""
+
+    name = "postgres"
+    config = PostgresFlag
+    open = staticmethod(open_backend)

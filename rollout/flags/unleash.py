@@ -18,17 +18,63 @@ it pointed. The state is read back from the Admin API (the server is the record)
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import httpx
+from pydantic import Field, field_validator, model_validator
 
 from rollout.flags.base import FlagWriteError, RecordedBackend, check_percent, file_lock
 from rollout.playbook.environments import Environment
-from rollout.playbook.model import FlagSpec
+from rollout.playbook.model import FlagSpec, Reference
+from rollout.playbook.plugins import FlagPlugin
 from rollout.util import bounded
+from rollout.util.yamlfile import FieldProblems
+
+#: what Unleash accepts as a name: what ``encodeURIComponent`` leaves as it is
+_UNLEASH_NAME = re.compile(r"[A-Za-z0-9\-_.!~*'()]{1,100}")
+
+
+class UnleashFlag(FlagSpec):
+    """``backend: unleash``: feature ``feature`` of the Unleash server at ``url`` through its Admin
+    API (an admin ``token`` reference), in ``project`` and Unleash ``environment`` (default: the
+    rollout environment's name), with a ``flexibleRollout`` strategy sticky on ``stickiness``."""
+
+    backend: Literal["unleash"] = "unleash"
+    url: str | None = Field(None, min_length=1)
+    token: Reference | None = None
+    feature: str | None = None
+    project: str = "default"
+    environment: str | None = None
+    stickiness: str = Field("userId", min_length=1, max_length=100)
+
+    @field_validator("feature", "project", "environment")
+    @classmethod
+    def _unleash_name(cls, value: str | None) -> str | None:
+        # Unleash's own rule (``nameType``: URL friendly, 1-100 characters, not "." or ".."): a name it
+        # would refuse, or one that collapses the Admin API's paths, is refused here with its line
+        if value is not None and (value in (".", "..") or not _UNLEASH_NAME.fullmatch(value)):
+            raise ValueError(
+                f"{value!r} is not a name Unleash accepts: 1-100 of A-Z a-z 0-9 - _ . ! ~ * ' ( ), and not . or .."
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _complete(self) -> UnleashFlag:
+        problems = []
+        if not self.url or not self.url.startswith(("http://", "https://")):
+            problems.append((("url",), "required for the unleash backend: the server's address, http(s)://..."))
+        if not self.token:
+            problems.append((("token",), "required for the unleash backend: an admin token reference"))
+        if not self.feature:
+            problems.append((("feature",), "required for the unleash backend: the feature's name"))
+        if problems:
+            raise FieldProblems(problems)
+        return self
+
 
 #: the title of the one strategy rollout owns in the environment
 STRATEGY_TITLE = "rollout"
@@ -51,10 +97,12 @@ class FeatureState:
 class UnleashFlags(RecordedBackend):
     """The engine's side of a feature in Unleash (see the module docstring)."""
 
+    spec: UnleashFlag
+
     record_only = False  # the server is the record
 
     def __init__(
-        self, spec: FlagSpec, env: str, state_dir: Path, token: str, transport: httpx.BaseTransport | None = None
+        self, spec: UnleashFlag, env: str, state_dir: Path, token: str, transport: httpx.BaseTransport | None = None
     ) -> None:
         super().__init__(spec, env, state_dir)
         assert spec.url and spec.feature  # the model requires both for this backend
@@ -281,6 +329,14 @@ def _percent(raw: object) -> int | None:
     return value if 0 <= value <= 100 else None
 
 
-def open_backend(spec: FlagSpec, env: Environment, state_dir: Path, secret: Callable[[str], str]) -> UnleashFlags:
+def open_backend(spec: UnleashFlag, env: Environment, state_dir: Path, secret: Callable[[str], str]) -> UnleashFlags:
     """The feature the playbook names, its admin token resolved (and taught to the redactor)."""
     return UnleashFlags(spec, env.name, state_dir, secret(spec.token or ""))
+
+
+class UnleashBackend(FlagPlugin):
+    """The ``unleash`` flag backend, as a plugin."""
+
+    name = "unleash"
+    config = UnleashFlag
+    open = staticmethod(open_backend)

@@ -23,7 +23,7 @@ from rollout.playbook.builtin import (
     PERCENTILES,
 )
 from rollout.playbook.environments import variable_problems
-from rollout.playbook.plugins import STEPS, Group, Plugin
+from rollout.playbook.plugins import FLAGS, PROVIDERS, STEPS, TARGETS, Group, Plugin
 from rollout.playbook.schedule import ScheduleKeys
 from rollout.playbook.waves import WaveKeys
 from rollout.util.units import Duration, DurationOrForever, Number, format_duration
@@ -297,35 +297,23 @@ class MetricGate(_Model):
         return self
 
 
-class PrometheusProvider(_Model):
-    """PromQL over the Prometheus HTTP API (``/api/v1/query``)."""
+class ProviderSpec(_Model):
+    """What every metric provider's config has (a provider plugin's ``config`` subclasses it, with
+    ``kind: Literal[NAME]``): where it is (``url``), a bearer ``token`` as a reference
+    (``${PROMETHEUS_TOKEN}``, resolved when used), and how long one query may take. The built-ins
+    (:data:`rollout.playbook.plugins.PROVIDERS`): ``prometheus``, ``http``, ``alertmanager``."""
 
-    kind: Literal["prometheus"]
-    url: str = Field(pattern=r"^https?://")
-    #: a bearer token, as a reference (``${PROMETHEUS_TOKEN}``), resolved when used
-    token: Reference | None = None
-    timeout: Duration = Field(5.0, gt=0, le=60)
-
-
-class HttpMetricsProvider(_Model):
-    """Any JSON endpoint; each metric's query names the URL and the field paths."""
-
-    kind: Literal["http"]
+    kind: str
     url: str | None = Field(None, pattern=r"^https?://")
     token: Reference | None = None
     timeout: Duration = Field(5.0, gt=0, le=60)
 
 
-class AlertmanagerProvider(_Model):
-    """Alertmanager's API v2 (``/api/v2/alerts``): only ``kind: alert`` metrics read it."""
-
-    kind: Literal["alertmanager"]
-    url: str = Field(pattern=r"^https?://")
-    token: Reference | None = None
-    timeout: Duration = Field(5.0, gt=0, le=60)
-
-
-Provider = Annotated[PrometheusProvider | HttpMetricsProvider | AlertmanagerProvider, Field(discriminator="kind")]
+if TYPE_CHECKING:
+    Provider = ProviderSpec
+else:
+    #: a named provider: the registered providers' config models, by ``kind``
+    Provider = PROVIDERS.field()
 
 
 class GateSet(_Model):
@@ -390,10 +378,6 @@ class WatchPolicy(_Model):
     interval: Duration = Field(DEFAULT_INTERVAL_S, ge=0.05)
 
 
-#: what Unleash accepts as a name: what ``encodeURIComponent`` leaves as it is
-_UNLEASH_NAME = re.compile(r"[A-Za-z0-9\-_.!~*'()]{1,100}")
-
-
 class FlagRead(_Model):
     """Where the target says what it applied: a GET and the JSON field paths of the flag and the
     percentage (``percent`` may be omitted when the target has no percentage)."""
@@ -404,66 +388,42 @@ class FlagRead(_Model):
 
 
 class FlagSpec(_Model):
-    """Where the flag lives and how it is written.
+    """Where the flag lives and how it is written: what every flag backend's config has (a flag
+    backend plugin's ``config`` subclasses it, with ``backend: Literal[NAME] = NAME``).
 
-    ``envfile`` (default): the variables ``variable`` and ``percent_variable`` in the environment's
-    env file. ``http``: a request to ``url`` with ``body`` as a template (``$enabled`` and
-    ``$percent`` become JSON values) and ``token`` as a bearer reference. ``command``: run
-    ``command`` with ``{enabled}`` and ``{percent}`` replaced; a non-zero exit is a failed write.
-    ``read`` is how the written state is read back from the target (http and command backends).
-    ``unleash``: feature ``feature`` of the Unleash server at ``url`` through its Admin API (an
-    admin ``token`` reference), in ``project`` and Unleash ``environment`` (default: the rollout
-    environment's name), with a ``flexibleRollout`` strategy sticky on ``stickiness``.
+    ``variable`` and ``percent_variable`` are the names configure steps and reports use for the flag
+    and its percentage; ``timeout`` bounds one write; ``read`` is how the written state is read back
+    from the target (a GET and the JSON field paths). Each backend's own keys are on its config model
+    (:data:`rollout.playbook.plugins.FLAGS`): ``envfile`` (the default), ``http``, ``command``,
+    ``postgres``, ``unleash``.
     """
 
-    backend: Literal["envfile", "http", "command", "postgres", "unleash"] = "envfile"
+    backend: str
     variable: str = Field(FLAG_VARIABLE, pattern=r"^[A-Z_][A-Z0-9_]*$")
     percent_variable: str = Field(PERCENT_VARIABLE, pattern=r"^[A-Z_][A-Z0-9_]*$")
-    url: str | None = Field(None, min_length=1)
-    method: Literal["PUT", "POST", "PATCH"] = "PUT"
-    token: Reference | None = None
-    #: the postgres backend's database (``${FLAG_DB_URL}``): the row every replica follows
-    database: Reference | None = None
-    body: Any = Field(default_factory=lambda: {"enabled": "$enabled", "percent": "$percent"})
-    command: list[str] | None = Field(None, min_length=1)
     timeout: Duration = Field(5.0, gt=0, le=60)
     read: FlagRead | None = None
-    #: the unleash backend's feature, project, Unleash environment and stickiness
-    feature: str | None = None
-    project: str = "default"
-    environment: str | None = None
-    stickiness: str = Field("userId", min_length=1, max_length=100)
 
-    @field_validator("feature", "project", "environment")
+    # ``FlagSpec(backend="unleash", url=...)`` and ``FlagSpec.model_validate({...})``, as before the
+    # backends had models of their own, build the named backend's config
+    def __new__(cls, *args: Any, **keys: Any) -> FlagSpec:
+        if cls is FlagSpec:
+            cls = FLAGS.get(keys.get("backend") or FLAGS.default or "").config  # type: ignore[assignment]
+        return super().__new__(cls)
+
     @classmethod
-    def _unleash_name(cls, value: str | None) -> str | None:
-        # Unleash's own rule (``nameType``: URL friendly, 1-100 characters, not "." or ".."): a name it
-        # would refuse, or one that collapses the Admin API's paths, is refused here with its line
-        if value is not None and (value in (".", "..") or not _UNLEASH_NAME.fullmatch(value)):
-            raise ValueError(
-                f"{value!r} is not a name Unleash accepts: 1-100 of A-Z a-z 0-9 - _ . ! ~ * ' ( ), and not . or .."
-            )
-        return value
+    def model_validate(cls, obj: Any, *args: Any, **keys: Any) -> Any:
+        """``obj`` as this model; on :class:`FlagSpec` itself, as the config of the backend it names."""
+        if cls is FlagSpec and isinstance(obj, dict):
+            return FLAGS.get(obj.get("backend") or FLAGS.default or "").config.model_validate(obj, *args, **keys)
+        return super().model_validate(obj, *args, **keys)
 
-    @model_validator(mode="after")
-    def _complete(self) -> FlagSpec:
-        if self.backend == "unleash":
-            problems = []
-            if not self.url or not self.url.startswith(("http://", "https://")):
-                problems.append((("url",), "required for the unleash backend: the server's address, http(s)://..."))
-            if not self.token:
-                problems.append((("token",), "required for the unleash backend: an admin token reference"))
-            if not self.feature:
-                problems.append((("feature",), "required for the unleash backend: the feature's name"))
-            if problems:
-                raise FieldProblems(problems)
-        if self.backend == "http" and not self.url:
-            raise FieldProblems([(("url",), "required for the http backend")])
-        if self.backend == "postgres" and not self.database:
-            raise FieldProblems([(("database",), "required for the postgres backend: a reference like ${FLAG_DB_URL}")])
-        if self.backend == "command" and not self.command:
-            raise FieldProblems([(("command",), "required for the command backend: [program, arg, ...]")])
-        return self
+
+if TYPE_CHECKING:
+    FlagConfig = FlagSpec
+else:
+    #: ``flag:``: the registered flag backends' config models, by ``backend`` (absent: ``envfile``)
+    FlagConfig = FLAGS.field()
 
 
 # --- steps ---------------------------------------------------------------------------------------
@@ -531,7 +491,7 @@ class HttpCheckType(Plugin):
 
 #: a smoke step's check types, by ``type``: ``http`` here, ``booking`` the embedded target's (a target's
 #: own check is its own model in its folder, one line here, or an entry point of group ``rollout.checks``)
-CHECKS = Group(
+CHECKS: Group[Plugin] = Group(
     "checks",
     "type",
     {"http": "rollout.playbook.model:HttpCheckType", "booking": "rollout.targets.embedded.steps:BookingCheckType"},
@@ -675,13 +635,22 @@ class HealthProbe(_Model):
 
 
 class TargetSpec(_Model):
-    """What is being rolled out. ``embedded`` is the service shipped with rollout (its
-    health and metrics endpoints); ``http`` is any service: its health probe, and optionally where
-    it reports the flag it applied (``flag_state``; without it, the flag backend's ``read``)."""
+    """What is being rolled out: what every target's config has (a target plugin's ``config``
+    subclasses it, with ``kind: Literal[NAME]``). ``embedded`` (the default) is the service shipped
+    with rollout; ``http`` is any service (:data:`rollout.playbook.plugins.TARGETS`). ``health`` is its
+    health probe and ``flag_state`` where it reports the flag it applied (without it, the flag
+    backend's ``read``)."""
 
-    kind: Literal["embedded", "http"] = "embedded"
+    kind: str
     health: HealthProbe | None = None
     flag_state: FlagRead | None = None
+
+
+if TYPE_CHECKING:
+    TargetConfig = TargetSpec
+else:
+    #: ``target:``: the registered targets' config models, by ``kind`` (absent: ``embedded``)
+    TargetConfig = TARGETS.field()
 
 
 #: what a webhook can be told of
@@ -751,9 +720,9 @@ class Playbook(_Model):
     version: Literal[1]
     name: str
     description: str = ""
-    flag: FlagSpec = FlagSpec()
+    flag: FlagConfig = Field(default_factory=FLAGS.default_config)
     #: what is rolled out (default: the embedded service)
-    target: TargetSpec = TargetSpec()
+    target: TargetConfig = Field(default_factory=TARGETS.default_config)
     #: where gate metrics come from, by name; ``embedded`` (the service's own endpoint) always exists
     providers: dict[str, Provider] = Field(default_factory=dict)
     gates: dict[str, GateSet] = Field(min_length=1)

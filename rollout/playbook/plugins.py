@@ -26,7 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Union, get_args
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Generic, TypeVar, Union, get_args
 
 from pydantic import BaseModel, Discriminator, GetCoreSchemaHandler, Tag
 from pydantic_core import CoreSchema
@@ -66,8 +66,8 @@ class FlagPlugin(Plugin):
 class ProviderPlugin(Plugin):
     """A metric provider (group ``rollout.providers``; tag ``kind``)."""
 
-    @classmethod
-    def open(cls, spec: Any, name: str, service_url: str, secret: Callable[[str], str]) -> Provider:
+    @staticmethod
+    def open(spec: Any, name: str, service_url: str, secret: Callable[[str], str]) -> Provider:
         """The provider called ``name`` in the playbook; ``service_url`` is the environment's service."""
         raise NotImplementedError
 
@@ -75,8 +75,8 @@ class ProviderPlugin(Plugin):
 class TargetPlugin(Plugin):
     """What is rolled out (group ``rollout.targets``; tag ``kind``)."""
 
-    @classmethod
-    def open(cls, playbook: Playbook, service: ServiceClient, flags: FlagBackend) -> Target:
+    @staticmethod
+    def open(playbook: Playbook, service: ServiceClient, flags: FlagBackend) -> Target:
         """The target of one environment's ``service``, whose flag ``flags`` writes."""
         raise NotImplementedError
 
@@ -108,8 +108,11 @@ class PluginError(PlaybookError):
     """A plugin that cannot be loaded (its module fails to import, or it is not a plugin)."""
 
 
+P = TypeVar("P", bound=Plugin)
+
+
 @dataclass
-class Group:
+class Group(Generic[P]):
     """The plugins of one kind, by name: built-ins first, then installed entry points."""
 
     #: ``flags``; its entry point group is ``rollout.flags``
@@ -120,7 +123,7 @@ class Group:
     builtins: dict[str, str]
     #: the plugin a section without its tag means (``flag:`` without ``backend:`` is ``envfile``)
     default: str | None = None
-    _loaded: dict[str, type[Plugin]] | None = field(default=None, repr=False)
+    _loaded: dict[str, type[P]] | None = field(default=None, repr=False)
 
     @property
     def entry_point_group(self) -> str:
@@ -131,10 +134,10 @@ class Group:
         """Every registered name (nothing is imported)."""
         return [*self.builtins, *(ep.name for ep in self._entry_points() if ep.name not in self.builtins)]
 
-    def plugins(self) -> dict[str, type[Plugin]]:
+    def plugins(self) -> dict[str, type[P]]:
         """Every plugin, loaded (once per process)."""
         if self._loaded is None:
-            found: dict[str, type[Plugin]] = {}
+            found: dict[str, type[P]] = {}
             for name, where in self.builtins.items():
                 found[name] = self._checked(name, functools.partial(_import, where))
             for ep in self._entry_points():
@@ -144,12 +147,17 @@ class Group:
             self._loaded = found
         return self._loaded
 
-    def get(self, name: str) -> type[Plugin]:
+    def get(self, name: str) -> type[P]:
         """The plugin called ``name``; a name nobody registered names the known ones."""
         plugins = self.plugins()
         if name not in plugins:
             raise PluginError(f"unknown {self.tag} {name!r} (known: {', '.join(plugins)})")
         return plugins[name]
+
+    def default_config(self) -> Any:
+        """The config of a section written without its tag (``flag:`` left out: the envfile backend's)."""
+        assert self.default is not None, f"{self.name} has no default"
+        return self.get(self.default).config()
 
     def configs(self) -> list[type[BaseModel]]:
         """The config models of every plugin, in registration order."""
@@ -200,7 +208,7 @@ class Group:
     def _entry_points(self) -> list[Any]:
         return list(entry_points(group=self.entry_point_group))
 
-    def _checked(self, name: str, load: Callable[[], Any], where: str = "") -> type[Plugin]:
+    def _checked(self, name: str, load: Callable[[], Any], where: str = "") -> type[P]:
         try:
             plugin = load()
         except Exception as exc:
@@ -226,7 +234,7 @@ def _import(where: str) -> Any:
 
 
 #: where the flag lives: ``flag: {backend: ...}``
-FLAGS = Group(
+FLAGS: Group[FlagPlugin] = Group(
     "flags",
     "backend",
     {
@@ -240,7 +248,7 @@ FLAGS = Group(
 )
 
 #: where gate metrics come from: ``providers: {NAME: {kind: ...}}``
-PROVIDERS = Group(
+PROVIDERS: Group[ProviderPlugin] = Group(
     "providers",
     "kind",
     {
@@ -251,7 +259,7 @@ PROVIDERS = Group(
 )
 
 #: what is rolled out: ``target: {kind: ...}``
-TARGETS = Group(
+TARGETS: Group[TargetPlugin] = Group(
     "targets",
     "kind",
     {
@@ -262,7 +270,7 @@ TARGETS = Group(
 )
 
 #: what a phase does, step by step: ``steps: [{kind: ...}]``
-STEPS = Group(
+STEPS: Group[StepKind] = Group(
     "steps",
     "kind",
     {
@@ -271,13 +279,5 @@ STEPS = Group(
     },
 )
 
-#: how a compare metric judges treatment against control: ``judge: mean`` or ``judge: rank``
-JUDGES = Group(
-    "judges",
-    "judge",
-    {"mean": "rollout.gates.compare:MeanJudge", "rank": "rollout.gates.rank:RankJudge"},
-    default="mean",
-)
-
 #: every group, by its name
-GROUPS = {group.name: group for group in (FLAGS, PROVIDERS, TARGETS, STEPS, JUDGES)}
+GROUPS: dict[str, Group[Any]] = {group.name: group for group in (FLAGS, PROVIDERS, TARGETS, STEPS)}

@@ -156,6 +156,8 @@ def _flag_lines(flag: Flag) -> list[str]:
         ]
     if flag.backend == "postgres":
         return [*head, f"  database: ${{{flag.database_env or 'FLAG_DB_URL'}}}"]
+    if flag.backend != "unleash":
+        return [*head, f"  # REVIEW: the {flag.backend} backend's own keys (`rollout schema` lists them)"]
     return [
         *head,
         f"  url: {_q(flag.url)}",

@@ -19,6 +19,7 @@ from pydantic import AliasChoices, BaseModel
 
 from rollout.playbook.environments import Environment
 from rollout.playbook.model import MetricGate, Playbook
+from rollout.playbook.plugins import GROUPS
 
 #: draft-07: what yaml-language-server (VS Code's YAML extension) validates with; nothing below needs a later one
 DRAFT = "http://json-schema.org/draft-07/schema#"
@@ -41,6 +42,7 @@ def playbook_schema() -> dict[str, Any]:
     gate["required"] = [key for key in gate["required"] if key not in ("target", "alert")]
     gate["if"] = {"properties": {"kind": {"const": "alert"}}, "required": ["kind"]}
     gate["else"] = {"required": ["target", "alert"]}
+    _tags_required(defs)
     defs["TemplateUse"] = {
         "type": "object",
         "description": "a metric from a template: `use` names it, `args` fills its arguments, other keys override",
@@ -75,6 +77,16 @@ def playbook_schema() -> dict[str, Any]:
         },
     }
     return schema
+
+
+def _tags_required(defs: dict[str, Any]) -> None:
+    """A plugin section without its tag is its group's default (``flag:`` without ``backend:`` is the
+    envfile backend): every other member requires its tag, so exactly one member matches."""
+    for group in GROUPS.values():
+        for name, plugin in group.plugins().items():
+            found = defs.get(plugin.config.__name__)
+            if name != group.default and found is not None and group.tag not in found.get("required", []):
+                found["required"] = [group.tag, *found.get("required", [])]
 
 
 def environment_schema() -> dict[str, Any]:

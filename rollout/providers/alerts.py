@@ -9,8 +9,13 @@ a loaded, healthy rule (or a reachable Alertmanager) with no matching alert.
 
 from __future__ import annotations
 
+from typing import Literal
+
+from pydantic import Field
+
 from rollout.gates import Alerts, Reading
-from rollout.playbook.model import MetricGate
+from rollout.playbook.model import MetricGate, ProviderSpec
+from rollout.playbook.plugins import ProviderPlugin
 from rollout.providers.base import HttpProvider
 from rollout.util.errors import MeasurementError
 
@@ -18,6 +23,13 @@ from rollout.util.errors import MeasurementError
 def alerts_selector(spec: MetricGate) -> str:
     """``ALERTS{alertname="X", <matchers>}``: every state, so pending and firing are told apart."""
     return "ALERTS{" + ", ".join([f'alertname="{spec.alertname}"', *spec.matchers]) + "}"
+
+
+class AlertmanagerProvider(ProviderSpec):
+    """Alertmanager's API v2 (``/api/v2/alerts``): only ``kind: alert`` metrics read it."""
+
+    kind: Literal["alertmanager"] = "alertmanager"
+    url: str = Field(pattern=r"^https?://")
 
 
 class AlertmanagerAlerts(HttpProvider):
@@ -57,3 +69,11 @@ class AlertmanagerAlerts(HttpProvider):
                 suppressed=tuple(by_state["suppressed"]),
             ),
         )
+
+
+class AlertmanagerPlugin(ProviderPlugin):
+    """The ``alertmanager`` metric provider, as a plugin."""
+
+    name = "alertmanager"
+    config = AlertmanagerProvider
+    open = staticmethod(AlertmanagerAlerts.from_spec)

@@ -5,12 +5,13 @@ and a sample count, and what no measurement can be (:func:`impossible`)."""
 from __future__ import annotations
 
 import math
-from typing import Any, Protocol
+from collections.abc import Callable
+from typing import Any, Protocol, Self
 
 import httpx
 
 from rollout.gates import Reading
-from rollout.playbook.model import MetricGate
+from rollout.playbook.model import MetricGate, ProviderSpec
 from rollout.util import bounded
 from rollout.util.errors import MeasurementError
 
@@ -36,6 +37,12 @@ class HttpProvider:
         self.name, self.timeout = name, timeout
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self._http = bounded.client(url.rstrip("/"), headers, transport)
+
+    @classmethod
+    def from_spec(cls, spec: ProviderSpec, name: str, service_url: str, secret: Callable[[str], str]) -> Self:
+        """The provider a playbook's ``providers.NAME`` configures (no url: the environment's service);
+        ``secret`` resolves its token reference."""
+        return cls(spec.url or service_url, secret(spec.token) if spec.token else None, spec.timeout, name)
 
     def close(self) -> None:
         self._http.close()

@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from rollout.gates import Reading
-from rollout.playbook.model import HttpQuery, MetricGate
+from rollout.playbook.model import HttpQuery, MetricGate, ProviderSpec
+from rollout.playbook.plugins import ProviderPlugin
 from rollout.providers.base import HttpProvider, number, placeholders, reading
 from rollout.util.errors import MeasurementError
 from rollout.util.jsonfields import dig
+
+
+class HttpMetricsProvider(ProviderSpec):
+    """Any JSON endpoint; each metric's query names the URL and the field paths (no ``url``: the
+    environment's service_url)."""
+
+    kind: Literal["http"] = "http"
 
 
 class HttpMetrics(HttpProvider):
@@ -33,3 +43,11 @@ class HttpMetrics(HttpProvider):
         value = pick(query.value)
         samples = pick(query.samples) if query.samples else None
         return reading(value, samples, window)
+
+
+class HttpPlugin(ProviderPlugin):
+    """The ``http`` metric provider, as a plugin."""
+
+    name = "http"
+    config = HttpMetricsProvider
+    open = staticmethod(HttpMetrics.from_spec)

@@ -7,12 +7,24 @@ one number, so the query must aggregate (``sum(...)``).
 
 from __future__ import annotations
 
+from typing import Literal
+
+from pydantic import Field
+
 from rollout.gates import Alerts, Reading
-from rollout.playbook.model import CohortLabels, MetricGate
+from rollout.playbook.model import CohortLabels, MetricGate, ProviderSpec
+from rollout.playbook.plugins import ProviderPlugin
 from rollout.providers.alerts import alerts_selector
 from rollout.providers.base import HttpProvider, number, placeholders, reading
 from rollout.stats import Cohort
 from rollout.util.errors import MeasurementError
+
+
+class PrometheusProvider(ProviderSpec):
+    """PromQL over the Prometheus HTTP API (``/api/v1/query``)."""
+
+    kind: Literal["prometheus"] = "prometheus"
+    url: str = Field(pattern=r"^https?://")
 
 
 class PrometheusMetrics(HttpProvider):
@@ -163,3 +175,11 @@ class PrometheusMetrics(HttpProvider):
         return Reading(
             None, min(len(treatment), len(control)), window, percent=percent, cohort_samples=(treatment, control)
         )
+
+
+class PrometheusPlugin(ProviderPlugin):
+    """The ``prometheus`` metric provider, as a plugin."""
+
+    name = "prometheus"
+    config = PrometheusProvider
+    open = staticmethod(PrometheusMetrics.from_spec)

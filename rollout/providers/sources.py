@@ -7,19 +7,9 @@ from collections.abc import Callable
 from rollout.checks.client import ServiceClient
 from rollout.gates import Reading
 from rollout.playbook.model import GateSet, Playbook
-from rollout.providers.alerts import AlertmanagerAlerts
+from rollout.playbook.plugins import PROVIDERS
 from rollout.providers.base import Provider, impossible
-from rollout.providers.http import HttpMetrics
-from rollout.providers.prometheus import PrometheusMetrics
 from rollout.util.errors import MeasurementError
-
-#: a provider's ``kind`` -> its class, opened with (url, token, timeout, name). A new provider kind is
-#: one module in this folder and one line here.
-KINDS: dict[str, Callable[[str, str | None, float, str], Provider]] = {
-    "prometheus": PrometheusMetrics,
-    "http": HttpMetrics,
-    "alertmanager": AlertmanagerAlerts,
-}
 
 
 class MetricSources:
@@ -42,8 +32,7 @@ class MetricSources:
         it for redaction)."""
         providers: dict[str, Provider] = dict(own or {})
         for name, spec in playbook.providers.items():
-            token = secret(spec.token) if spec.token else None
-            providers[name] = KINDS[spec.kind](spec.url or service.url, token, spec.timeout, name)
+            providers[name] = PROVIDERS.get(spec.kind).open(spec, name, service.url, secret)
         return cls(providers)
 
     def read(self, gates: GateSet, now: float, percent: int | None, cap: float | None = None) -> list[Reading]:

@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from rollout.checks.client import ServiceClient
-from rollout.playbook.model import FlagRead, HealthProbe
+from rollout.flags import FlagBackend
+from rollout.playbook.model import FlagRead, HealthProbe, Playbook, TargetSpec
+from rollout.playbook.plugins import TargetPlugin
 from rollout.targets.base import read_flag
 from rollout.util.errors import MeasurementError
+
+
+class HttpTargetSpec(TargetSpec):
+    """``target: {kind: http}``: any service, its ``health`` probe (required) and optionally
+    ``flag_state``, where it reports the flag it applied."""
+
+    kind: Literal["http"] = "http"
 
 
 class HttpTarget:
@@ -31,3 +40,17 @@ class HttpTarget:
             raise MeasurementError("the target has no flag read-back (target.flag_state or flag.read)")
         enabled, percent = read_flag(self.service, self.flag_state, self._headers)
         return enabled, percent, {}
+
+
+class HttpPlugin(TargetPlugin):
+    """The ``http`` target, as a plugin."""
+
+    name = "http"
+    config = HttpTargetSpec
+
+    @staticmethod
+    def open(playbook: Playbook, service: ServiceClient, flags: FlagBackend) -> HttpTarget:
+        read = playbook.target.flag_state or playbook.flag.read
+        # a read-back through the flag backend's own endpoint carries the backend's token
+        headers = getattr(flags, "headers", None) if playbook.target.flag_state is None else None
+        return HttpTarget(service, playbook.target.health, read, headers)

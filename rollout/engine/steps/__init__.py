@@ -12,7 +12,7 @@ guard, so a rollback that happened meanwhile refuses the write.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from typing import Any, cast
+from typing import Any
 
 from rollout.engine.steps.base import AWAIT, DONE, FAIL, StepResult, Wait, managed_values
 from rollout.playbook.model import Playbook
@@ -25,7 +25,7 @@ class _Kinds(Mapping[str, type[StepKind]]):
     """``kind`` -> its step kind, every registered one (loaded on first use)."""
 
     def __getitem__(self, kind: str) -> type[StepKind]:
-        return cast(type[StepKind], STEPS.plugins()[kind])
+        return STEPS.plugins()[kind]
 
     def __iter__(self) -> Iterator[str]:
         return iter(STEPS.plugins())

@@ -11,11 +11,14 @@ engine asks for these through :class:`EmbeddedTarget`'s methods, named in
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from rollout.checks import CheckResult
 from rollout.checks.client import ServiceClient
-from rollout.playbook.model import HealthStep, LoadStep
+from rollout.flags import FlagBackend
+from rollout.playbook.environments import Resolved
+from rollout.playbook.model import HealthStep, LoadStep, Playbook, TargetSpec
+from rollout.playbook.plugins import TargetPlugin
 from rollout.targets.embedded.checks import run_booking, run_health
 from rollout.targets.embedded.client import EmbeddedClient, SandboxControl
 from rollout.targets.embedded.load import booking_load
@@ -26,7 +29,13 @@ from rollout.targets.embedded.vocabulary import HINT_TOKEN_VARIABLE
 from rollout.util.clock import Clock
 from rollout.util.redact import Redactor
 
-__all__ = ["EmbeddedClient", "EmbeddedTarget", "SandboxControl"]
+__all__ = ["EmbeddedClient", "EmbeddedPlugin", "EmbeddedTarget", "EmbeddedTargetSpec", "SandboxControl"]
+
+
+class EmbeddedTargetSpec(TargetSpec):
+    """``target: {kind: embedded}`` (the default): the service shipped with rollout."""
+
+    kind: Literal["embedded"] = "embedded"
 
 
 class EmbeddedTarget:
@@ -48,6 +57,11 @@ class EmbeddedTarget:
     ) -> None:
         self.service = EmbeddedClient.over(service)
         self._sandbox = (sandbox_url, sandbox_token) if sandbox_url and sandbox_token else None
+
+    def use_environment(self, resolved: Resolved) -> None:
+        """Take the environment's sandbox (``sandbox_url`` and its token), for the scenarios."""
+        url, token = resolved.env.sandbox_url, resolved.sandbox_token
+        self._sandbox = (url, token) if url and token else None
 
     def on(self, service: ServiceClient) -> EmbeddedTarget:
         """The same service at another replica's ``service`` (its own report of the flag it applied)."""
@@ -87,3 +101,14 @@ class EmbeddedTarget:
     def incident_facts(self, window: float, flag_variable: str) -> dict[str, Any]:
         """What the service says of the last ``window`` seconds, for :attr:`report_fragment`."""
         return incident_facts(self.service, window, flag_variable)
+
+
+class EmbeddedPlugin(TargetPlugin):
+    """The ``embedded`` target, as a plugin."""
+
+    name = "embedded"
+    config = EmbeddedTargetSpec
+
+    @staticmethod
+    def open(playbook: Playbook, service: ServiceClient, flags: FlagBackend) -> EmbeddedTarget:
+        return EmbeddedTarget(service)
