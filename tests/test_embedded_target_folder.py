@@ -14,8 +14,8 @@ Exempt, and why:
 - ``rollout/cli/serve.py``: ``rollout serve`` and ``rollout sandbox`` start the product and its sandbox;
 - ``rollout/playbook/builtin.py``: the embedded target's metric names and flag variables, still on
   the playbook floor because the playbook model's defaults (``flag.variable``) and its metric
-  validation read them when the model is defined; it moves into the target's folder once the target
-  registry (:data:`rollout.playbook.plugins.TARGETS`) carries a target's vocabulary;
+  validation read them when the model is defined; it moves into the target's folder once the
+  embedded target's plugin (registered in :data:`rollout.playbook.plugins.TARGETS`) declares them;
 - the shipped playbook's file name, ``playbooks/whatsapp.yaml`` (``--playbook``'s default, examples
   in docstrings): the name of a shipped data file, not vocabulary.
 """

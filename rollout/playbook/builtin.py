@@ -5,8 +5,8 @@ Its metric names and how each is judged (kind, direction, percentile), the metri
 gate can judge per cohort, and the flag variables it obeys (the defaults of a playbook's ``flag``
 section), and the service's own rules on its settings (it is the one module outside
 :mod:`rollout.targets.embedded` that imports the product). The playbook model reads these when it is
-defined and validated, so they sit on its floor until a target's registered plugin
-(:data:`rollout.playbook.plugins.TARGETS`) carries them; how the service's answers are read (which
+defined and validated (the flag configs' defaults), so they sit on its floor until the embedded
+target's registered plugin (:data:`rollout.playbook.plugins.TARGETS`) declares them; how the service's answers are read (which
 field counts a metric's samples, the hint's token) is in :mod:`rollout.targets.embedded.vocabulary`.
 """
 
