@@ -38,6 +38,7 @@ from rollout.flags.envfile import FlagStore
 from rollout.flags.postgres import PostgresFlags
 from rollout.flags.unleash import UnleashFlags
 from rollout.playbook.model import FlagSpec
+from rollout.targets.embedded import EmbeddedTarget
 from tests.postgres import Postgres
 from tests.unleash import Unleash
 
@@ -83,7 +84,7 @@ def _measure(
             flags.set(enabled=False)
             started = time.perf_counter()
             if mode == "hint":
-                hints.send([p.url for p in replicas], HINT_TOKEN)
+                hints.send([p.url for p in replicas], HINT_TOKEN, EmbeddedTarget.hint_request)
             while not all_report(False):
                 time.sleep(0.001)
             delays[mode].append(time.perf_counter() - started)

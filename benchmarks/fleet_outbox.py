@@ -38,7 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks._procs import Proc, sandbox_client, start_sandbox, start_service, wait_for_messages
 from rollout.booking.service.store import BOOKING_FIELDS, Store
 from rollout.booking.service.stores import open_store
-from rollout.checks.bookings import synthetic_booking
+from rollout.targets.embedded.bookings import synthetic_booking
 from tests.postgres import Postgres
 
 NEVER = 1e12

@@ -32,7 +32,7 @@ import httpx
 sys.path.insert(0, str(Path(__file__).parent))
 from _procs import sandbox_client, start_sandbox, start_service, wait_for_messages
 
-from rollout.checks.bookings import synthetic_booking
+from rollout.targets.embedded.bookings import synthetic_booking
 from rollout.util.envfile import read_env_file, write_env_file
 from rollout.util.numbers import percentile
 

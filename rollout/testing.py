@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from rollout.checks.service_api import ServiceClient
+from rollout.checks.client import ServiceClient
 from rollout.console import QuietReporter
 from rollout.engine.context import Reporter, RunContext
 from rollout.engine.state import StateRecords
@@ -151,7 +151,6 @@ def fake_context(
         state,
         flags,
         service,
-        None,
         clock,
         out or QuietReporter(),
         InstantTarget(flags),

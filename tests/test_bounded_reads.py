@@ -20,7 +20,7 @@ import pytest
 
 from rollout.booking.flags.unleash import UnleashSource
 from rollout.booking.provider.outcome import Kind
-from rollout.checks.service_api import ServiceClient
+from rollout.targets.embedded.client import EmbeddedClient
 from rollout.util import bounded
 from rollout.util.errors import MeasurementError
 from rollout.util.serving import free_port
@@ -91,7 +91,7 @@ def test_a_redirect_is_an_answer_never_followed(hostile):
 def test_a_service_client_read_is_bounded_and_says_why(hostile):
     hostile.on("GET /api/whatsapp/health", trickled({"status": "ok"}, every=0.2))
     hostile.on("GET /api/whatsapp/metrics", bomb_answer(1))
-    service = ServiceClient(hostile.url, timeout=1.0)
+    service = EmbeddedClient(hostile.url, timeout=1.0)
     try:
         started = time.monotonic()
         with pytest.raises(MeasurementError, match="no complete answer to GET /api/whatsapp/health within 1s"):

@@ -16,8 +16,8 @@ import pytest
 from rollout.gates import FAIL, HOLD, PASS, Reading, judge_compare
 from rollout.gates.compare import judge_difference
 from rollout.playbook.model import GateSet, MetricGate
-from rollout.providers.embedded import evaluate
 from rollout.stats import Cohort, difference_interval, mean_margin
+from rollout.targets.embedded.provider import evaluate
 from rollout.util.clock import SystemClock
 from rollout.util.yamlfile import FieldProblems
 from tests.harness import wait_until

@@ -281,7 +281,7 @@ class Exploding:
 
 
 def test_whatever_a_backend_raises_the_flag_off_is_recorded_reported_and_notified(tmp_path, hostile):
-    from rollout.checks.service_api import ServiceClient
+    from rollout.checks.client import ServiceClient
     from rollout.engine.killswitch import OffPath, switch_off
     from rollout.playbook.environments import load_environment, resolve
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from rollout.checks.service_api import ServiceClient
+from rollout.checks.client import ServiceClient
 from rollout.engine.state import StateStore
 from rollout.gates import FAIL, HOLD, PASS, StepCounts, judge_readings
 from rollout.playbook.load import load_playbook

@@ -7,10 +7,10 @@ from __future__ import annotations
 import math
 import random
 
-from rollout.checks.service_api import ServiceClient
+from rollout.checks.client import ServiceClient
 from rollout.gates import FAIL, HOLD, PASS, judge
 from rollout.playbook.model import MetricGate
-from rollout.providers.embedded import EmbeddedProvider, embedded_reading
+from rollout.targets.embedded.provider import EmbeddedProvider, embedded_reading
 from rollout.util.clock import SystemClock
 
 MEAN = MetricGate(metric="avg_latency_ms", target=2000, alert=5000)

@@ -9,12 +9,12 @@ import time
 
 import pytest
 
-from rollout.checks.service_api import ServiceClient
+from rollout.checks.client import ServiceClient
 from rollout.gates import FAIL, HOLD, PASS, Reading, StepCounts, judge_readings
 from rollout.gates.rank import MAX_LOOKS, judge_rank
 from rollout.playbook.model import GateSet, MetricGate
-from rollout.providers.embedded import EmbeddedProvider
 from rollout.stats import hodges_lehmann, mann_whitney_greater
+from rollout.targets.embedded.provider import EmbeddedProvider
 from rollout.util.clock import SystemClock
 from rollout.util.yamlfile import FieldProblems
 

@@ -9,8 +9,8 @@ import pytest
 
 from rollout.gates import FAIL, HOLD, PASS, judge, no_data
 from rollout.playbook.model import GateSet, MetricGate
-from rollout.providers.embedded import evaluate
 from rollout.stats import confidence_sequence
+from rollout.targets.embedded.provider import evaluate
 from rollout.util.units import format_duration, parse_duration, parse_rate
 
 

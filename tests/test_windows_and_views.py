@@ -14,7 +14,7 @@ import httpx
 import pytest
 from click.testing import CliRunner
 
-from rollout.checks.service_api import ServiceClient
+from rollout.checks.client import ServiceClient
 from rollout.cli.main import cli
 from rollout.dashboard.app import create_dashboard
 from rollout.engine import runner

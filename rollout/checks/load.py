@@ -1,21 +1,22 @@
-"""A booking load generator: N bookings at a concurrency, or a rate for a duration.
+"""A load generator: N requests at a concurrency, or a rate for a duration.
 
-Bounded twice: by the number of bookings and by a hard time limit. Uses several small httpx pools
-(see :mod:`rollout.booking.provider.client` for why) and reports each request's latency.
+Bounded twice: by the number of requests and by a hard time limit. Uses several small httpx pools
+(one pool's lock is the bottleneck past a few dozen connections) and reports each request's
+latency. What a request is comes from the caller: a playbook's ``request`` template
+(:func:`templated_requests`) or a target's own (the embedded service's bookings).
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 
-from rollout.checks.bookings import synthetic_booking
+from rollout.checks import CheckResult
 from rollout.util.numbers import percentile
 
 POOL_SHARD = 8
@@ -28,7 +29,6 @@ class LoadResult:
     errors: dict[str, int] = field(default_factory=dict)
     latencies: list[float] = field(default_factory=list)
     elapsed_s: float = 0.0
-    booking_ids: list[int] = field(default_factory=list)
     stopped_early: bool = False
 
     @property
@@ -46,16 +46,6 @@ class LoadResult:
 
 #: one request of a load: (method, path or URL, JSON body, headers)
 Request = tuple[str, str, Any, dict[str, str] | None]
-
-
-def booking_requests(run: str) -> Callable[[int], Request]:
-    """Request ``i`` of a booking load: a fresh synthetic booking."""
-    return lambda i: (
-        "POST",
-        "/api/bookings",
-        synthetic_booking(f"LOAD-{run}-{i}", f"load-{run}-{i}", event="Rollout load test"),
-        None,
-    )
 
 
 def templated_requests(method: str, url: str, body: Any, headers: dict[str, str]) -> Callable[[int], Request]:
@@ -78,11 +68,9 @@ async def _run(
     rate: float | None,
     limit_s: float,
     progress: Callable[[int], None] | None,
-    request: Callable[[int], Request] | None = None,
-    ok_status: tuple[int, ...] = (201,),
+    request: Callable[[int], Request],
+    ok_status: tuple[int, ...],
 ) -> LoadResult:
-    run = uuid.uuid4().hex[:8]
-    request = request or booking_requests(run)
     result = LoadResult(total)
     shards = max(1, -(-concurrency // POOL_SHARD))
     limits = httpx.Limits(max_connections=POOL_SHARD, max_keepalive_connections=POOL_SHARD)
@@ -108,8 +96,6 @@ async def _run(
                 key: str | None = type(exc).__name__
             else:
                 key = None if response.status_code in ok_status else f"HTTP {response.status_code}"
-                if key is None and target == "/api/bookings":
-                    result.booking_ids.append(response.json()["id"])
             result.latencies.append(time.perf_counter() - started)
             if key is None:
                 result.created += 1
@@ -129,26 +115,56 @@ async def _run(
 
 def run_load(
     url: str,
-    bookings: int | None = None,
+    request: Callable[[int], Request],
+    ok_status: tuple[int, ...],
+    requests: int | None = None,
     concurrency: int = 10,
     rate: float | None = None,
     duration: float | None = None,
     progress: Callable[[int], None] | None = None,
     time_limit: float | None = None,
-    request: Callable[[int], Request] | None = None,
-    ok_status: tuple[int, ...] = (201,),
 ) -> LoadResult:
-    """Run a bounded load against ``url``: ``POST /api/bookings`` by default, or ``request(i)``
-    (see :func:`templated_requests`) counting ``ok_status`` answers as successes.
+    """Run a bounded load of ``request(i)`` against ``url`` (see :func:`templated_requests`),
+    counting ``ok_status`` answers as successes.
 
-    Either ``bookings`` (requests) at ``concurrency``, or ``rate`` per second for ``duration``
+    Either ``requests`` at ``concurrency``, or ``rate`` per second for ``duration``
     seconds. ``time_limit`` (default: twice the planned time plus 30 s) stops it regardless.
     """
-    if bookings is None:
+    if requests is None:
         if rate is None or duration is None:
-            raise ValueError("give bookings, or rate and duration")
-        bookings = int(rate * duration)
+            raise ValueError("give requests, or rate and duration")
+        requests = int(rate * duration)
         concurrency = max(concurrency, min(512, int(rate)))
-    planned = (bookings / rate) if rate else bookings / max(concurrency, 1) * 0.05
+    planned = (requests / rate) if rate else requests / max(concurrency, 1) * 0.05
     limit = time_limit if time_limit is not None else planned * 2 + 30
-    return asyncio.run(_run(url, bookings, concurrency, rate, limit, progress, request, ok_status))
+    return asyncio.run(_run(url, requests, concurrency, rate, limit, progress, request, ok_status))
+
+
+def success_check(name: str, result: LoadResult, need: float, counted: str) -> CheckResult:
+    """``name``: did at least ``need`` (a share) of the load's requests succeed? ``counted`` says what a
+    success is (``requests answered 200``)."""
+    rate = result.success_rate or 0
+    return CheckResult(
+        name,
+        rate >= need,
+        f"{result.created}/{result.requested} {counted} ({rate * 100:.2f}%, need >= {need * 100:.2f}%)"
+        + (f"; errors {result.errors}" if result.errors else ""),
+        result.elapsed_s,
+        {"achieved_rate": result.achieved_rate},
+    )
+
+
+def latency_checks(result: LoadResult, expect: Any) -> list[CheckResult]:
+    """A check per latency limit of ``expect`` (its ``p95_ms`` and ``p99_ms``) that is set."""
+    checks = []
+    for q, limit in ((95, expect.p95_ms), (99, expect.p99_ms)):
+        if limit is not None:
+            value = result.p(q)
+            checks.append(
+                CheckResult(
+                    f"p{q} latency",
+                    value is not None and value <= limit,
+                    f"p{q} {value or 0:.1f} ms (limit {limit:g} ms, {len(result.latencies)} requests)",
+                )
+            )
+    return checks

@@ -55,7 +55,7 @@ def backtest(
     say, step by step, what they would have decided beside what was decided. Exit 1 when a healthy run
     would have been rolled back or a recorded rollback missed. Writes no flag and no state."""
 
-    from rollout.checks.service_api import ServiceClient
+    from rollout.checks.client import ServiceClient
     from rollout.engine.backtest import backtest_prometheus, backtest_store, summary
     from rollout.incident.backtest import backtest_html
     from rollout.junit import backtest_junit

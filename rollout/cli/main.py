@@ -58,133 +58,6 @@ def cli() -> None:
     """Turn a risky feature launch into code: playbooks, gates, ramps, and a kill switch."""
 
 
-@cli.command()
-@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
-@click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535))
-@click.option(
-    "--env-file",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Env file read at start and re-read live (flag, percentage, every setting).",
-)
-@click.option(
-    "--db",
-    "db_path",
-    default=".rollout/service.db",
-    show_default=True,
-    help="The service's database: a SQLite file, or postgresql://... shared by a fleet of replicas.",
-)
-@click.option(
-    "--log-file",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Write the JSON event log here instead of stderr.",
-)
-@click.option("--access-log/--no-access-log", default=False, show_default=True)
-@click.option(
-    "--flag-db",
-    envvar="ROLLOUT_FLAG_DB",
-    help="postgresql://...: follow the flag and percentage of "
-    "--flag-env there (LISTEN/NOTIFY), for a fleet of replicas.",
-)
-@click.option("--flag-env", help="The environment whose flag row this replica follows (with --flag-db).")
-@click.option(
-    "--unleash-url",
-    envvar="UNLEASH_URL",
-    help="http://...: follow a feature in this Unleash server (its client token in UNLEASH_API_TOKEN).",
-)
-@click.option(
-    "--unleash-feature",
-    default="whatsapp_notifications",
-    show_default=True,
-    help="The Unleash feature that decides who gets WhatsApp (with --unleash-url).",
-)
-@click.option(
-    "--flag-refresh",
-    default=1.0,
-    show_default=True,
-    type=click.FloatRange(0.1, 60),
-    help="Seconds between polls of Unleash (with --unleash-url).",
-)
-@click.option(
-    "--flag-lease",
-    type=click.FloatRange(0.5, 600),
-    help="Seconds the service keeps sending without a flag read from Unleash (default: refresh + 3).",
-)
-@click.option("--replica-id", help="This replica's name in the fleet, unique per running replica (default: host-pid).")
-def serve(
-    host: str,
-    port: int,
-    env_file: Path | None,
-    db_path: str,
-    log_file: Path | None,
-    access_log: bool,
-    flag_db: str | None,
-    flag_env: str | None,
-    unleash_url: str | None,
-    unleash_feature: str,
-    flag_refresh: float,
-    flag_lease: float | None,
-    replica_id: str | None,
-) -> None:
-    """Run the WhatsApp booking-notification service.
-
-    Its flag comes from the env file, or a fleet's PostgreSQL row (--flag-db), or an Unleash
-    feature (--unleash-url); per customer, OpenFeature decides."""
-    from rollout.booking.service.app import create_app
-    from rollout.booking.service.schema import StorageError
-    from rollout.booking.service.settings import LiveSettings
-    from rollout.booking.service.stores import open_store
-    from rollout.util.serving import serve_forever
-
-    if replica_id is not None and not replica_id.strip():
-        raise click.BadParameter("must not be empty", param_hint="--replica-id")
-    try:  # a database that cannot be opened or is too new stops start-up with one line
-        open_store(db_path, replica_id or "start-up check").close()
-    except StorageError as exc:
-        raise ConfigError(str(exc)) from exc
-    source: Any = None
-    if flag_db and unleash_url:
-        raise click.UsageError("--flag-db and --unleash-url: the flag comes from one place; choose one")
-    if flag_db:
-        from rollout.booking.flags.postgres import FlagFollower
-
-        if not flag_env:
-            raise click.UsageError("--flag-db needs --flag-env (the environment whose flag to follow)")
-        source = FlagFollower(flag_db, flag_env, replica_id)
-    if unleash_url:
-        from rollout.booking.flags.unleash import UnleashSource
-
-        token = os.environ.get("UNLEASH_API_TOKEN", "")
-        source = UnleashSource(unleash_url, token, unleash_feature, flag_refresh, flag_lease, replica_id)
-    live = LiveSettings(env_file=env_file, environ=os.environ)
-    serve_forever(
-        create_app(live, db_path, log_path=log_file, flag_source=source, replica_id=replica_id),
-        host,
-        port,
-        access_log=access_log,
-    )
-
-
-@cli.command()
-@click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=8900, show_default=True, type=click.IntRange(0, 65535))
-@click.option(
-    "--token",
-    envvar="ZAPTRA_API_TOKEN",
-    required=True,
-    help="The API token the sandbox accepts (default: $ZAPTRA_API_TOKEN).",
-)
-@click.option("--seed", type=int, help="Seed for fault draws, for repeatable runs.")
-def sandbox(host: str, port: int, token: str, seed: int | None) -> None:
-    """Run the local Zaptra-compatible sandbox (base URL http://HOST:PORT/api/wpbox)."""
-    from rollout.booking.sandbox.app import create_sandbox_app
-    from rollout.util.serving import serve_forever
-
-    if len(token) < 8:
-        raise click.BadParameter("must be at least 8 characters", param_hint="--token")
-    click.echo(f"sandbox: ZAPTRA_API_URL=http://{host}:{port}/api/wpbox", err=True)
-    serve_forever(create_sandbox_app(token, seed), host, port)
-
-
 # --- the engine ------------------------------------------------------------------------------------
 
 
@@ -945,8 +818,8 @@ def load_cmd(
 ) -> None:
     """Send a bounded booking load to a service and report latency percentiles."""
 
-    from rollout.checks.load import run_load
     from rollout.console import ConsoleReporter
+    from rollout.targets.embedded.load import run_bookings
     from rollout.util.units import parse_duration
 
     if (bookings is None) == (rate is None and duration is None):
@@ -963,10 +836,10 @@ def load_cmd(
         raise click.UsageError("--rate and --duration go together")
     total = bookings or int((rate or 0) * (seconds or 0))
     if as_json:
-        result = run_load(url, bookings, concurrency, rate, seconds)
+        result = run_bookings(url, bookings, concurrency, rate, seconds)
     else:
         with ConsoleReporter().progress(total, "bookings") as tick:
-            result = run_load(url, bookings, concurrency, rate, seconds, progress=tick)
+            result = run_bookings(url, bookings, concurrency, rate, seconds, progress=tick)
     summary = {
         "requested": result.requested,
         "created": result.created,
@@ -1036,12 +909,13 @@ def incident(env_name: str, out: str | None, template: Path | None, fmt: str) ->
 
     It never needs the flag service: a backend that cannot be read (within flag.timeout) leaves the
     flag as rollout recorded it, and the report says so."""
-    from rollout.checks.service_api import ServiceClient
+    from rollout.checks.client import ServiceClient
     from rollout.engine.killswitch import open_or_unreachable
     from rollout.engine.project import resolved_or_from_file
     from rollout.engine.waves import wave_note
     from rollout.incident.report import HTML_TEMPLATE, collect, render
     from rollout.playbook.environments import load_environment
+    from rollout.targets import make_target
     from rollout.util.clock import SystemClock
     from rollout.util.outfile import check_output_path, write_output
 
@@ -1058,7 +932,12 @@ def incident(env_name: str, out: str | None, template: Path | None, fmt: str) ->
     phase = playbook.phase_for(env_name)
     try:
         data = collect(
-            state, resolved, flags, service, SystemClock().time(), wave=wave_note(phase, env_name) if phase else None
+            state,
+            resolved,
+            flags,
+            make_target(playbook, service, flags, resolved),
+            SystemClock().time(),
+            wave=wave_note(phase, env_name) if phase else None,
         )
     finally:
         service.close()

@@ -19,12 +19,12 @@ from pathlib import Path
 
 import httpx
 
-from rollout.checks.bookings import synthetic_booking
 from rollout.console import ConsoleReporter
 from rollout.demo.stack import Stack
 from rollout.engine import runner
 from rollout.engine.project import Project
 from rollout.flags import FlagStore
+from rollout.targets.embedded.bookings import synthetic_booking
 from rollout.util.clock import SystemClock
 
 #: the compressed timeline: every ${...} the shipped playbook and environments read

@@ -34,7 +34,7 @@ def write_incident(path: OffPath, who: str | None = None, read_flags: bool = Tru
     ``read_flags`` the flag in it is the record's (a flag-off does not wait on its backend twice)."""
     try:
         now = path.clock.time()
-        data = collect(path.state, path.resolved, path.flags, path.service, now, read_flags=read_flags)
+        data = collect(path.state, path.resolved, path.flags, path.target, now, read_flags=read_flags)
         written = write_report(path.incidents_dir, path.env, data, now)
     except Exception as exc:  # noqa: BLE001 - the report must never stand between a flag-off and its notice
         path.out.line(f"warning: the incident report could not be written: {exc}", "bold red")

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from rollout.checks.service_api import SandboxControl, ServiceClient
+from rollout.checks.client import ServiceClient
 from rollout.engine.state import StateRecords
 from rollout.flags import FlagBackend
 from rollout.gates import Verdict
@@ -70,10 +70,9 @@ class RunContext:
     state: StateRecords
     flags: FlagBackend
     service: ServiceClient
-    sandbox: SandboxControl | None
     clock: Clock
     out: Reporter
-    #: the target's own probes: health and the flag it applied
+    #: the target: the flag it applied, its health, and its own checks, scenarios and load
     target: Target
     #: where gate metrics come from
     metrics: MetricSources

@@ -222,7 +222,7 @@ def plan(ctx: RunContext, percent: int | None, compare: bool = True) -> Plan:
         percent = here
     elif percent is None:
         percent = lowest_ramp_percent(ctx)
-    hinted = hints.wants_hints(ctx.flags, ctx.target) and bool(hints.hint_token(ctx.resolved))
+    hinted = hints.wants_hints(ctx.flags, ctx.target) and bool(hints.hint_token(ctx.resolved, ctx.target))
     rounds = (True, False) if hinted and compare else (hinted,)
     replicas = replicas_of(ctx)
     try:
@@ -351,7 +351,11 @@ def _flag_off(d: _Drill, replicas: Replicas, hinted: bool, within: float) -> Rou
     write_ms = d.write("drill_off", False, None)
     since = ctx.clock.monotonic()
     if hinted:
-        hints.send(hints.replica_urls(ctx.resolved.env), hints.hint_token(ctx.resolved))
+        hints.send(
+            hints.replica_urls(ctx.resolved.env),
+            hints.hint_token(ctx.resolved, ctx.target),
+            hints.request_of(ctx.target),
+        )
     took, said = time_until(replicas, False, None, since, 2 * within, ctx.clock)
     done = Round(hinted, write_ms, took, said)
     d.audit(ROUND, **done.record())

@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from rollout.checks.service_api import ServiceClient
+from rollout.checks.client import ServiceClient
 from rollout.engine.driver import who_drives
 from rollout.engine.project import Project, resolved_or_from_file
 from rollout.engine.state import COMPLETED, INTERRUPTED, RUNNING, EnvState, StateRecords

@@ -7,20 +7,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from rollout.checks.service_api import ServiceClient
 from rollout.engine.context import RunContext
 from rollout.gates.forecast import (
     DEFAULT_REPS,
     Assumptions,
     Breach,
-    LatencyModel,
     assumed_latency,
     forecast_steps,
     forecastable,
     parse_traffic,
     ramp_steps,
 )
-from rollout.playbook.builtin import COMPARE_METRICS, EMBEDDED
+from rollout.playbook.builtin import EMBEDDED
 from rollout.playbook.model import GateSet, MetricGate
 from rollout.providers import placeholders
 from rollout.providers.prometheus import PrometheusMetrics
@@ -53,34 +51,6 @@ def parse_breaches(texts: tuple[str, ...] | list[str], gates: list[GateSet]) -> 
     return found
 
 
-def _embedded(service: ServiceClient, gates: GateSet) -> tuple[float | None, Assumptions, list[str]]:
-    """Traffic, latencies and the control's error rates from the embedded service's last hour."""
-    answer = service.metrics(LOOKBACK_S)
-    window = float(answer.get("window_seconds") or LOOKBACK_S)
-    # every booking request is counted in its cohort, the flag on or off (everyone is control when off)
-    cohorts = answer.get("cohorts") or {}
-    bookings = sum(int((cohorts.get(c) or {}).get("booking_requests") or 0) for c in ("treatment", "control"))
-    traffic = bookings / window if bookings else None
-    latency: dict[str, LatencyModel] = {}
-    control: dict[str, float] = {}
-    said = []
-    for spec in gates.metrics:
-        if spec.metric == "avg_latency_ms" and answer.get("avg_latency_ms") is not None:
-            mean, sd = float(answer["avg_latency_ms"]), float(answer.get("latency_sd_ms") or 0.0)
-            latency[spec.metric] = LatencyModel.from_moments(mean, sd)
-            said.append(f"{spec.metric}: mean {mean:.4g} ms, sd {sd:.4g} ms (the service, last hour)")
-        cohort = ((answer.get("cohorts") or {}).get("control")) or {}
-        if spec.kind == "compare" and spec.metric == "booking_error_rate" and cohort.get("booking_requests"):
-            control[spec.metric] = int(cohort.get("booking_errors") or 0) / int(cohort["booking_requests"])
-            said.append(f"{spec.metric}: control at {control[spec.metric] * 100:.2f}% (the service, last hour)")
-        fields = COMPARE_METRICS.get(spec.metric, {})
-        if spec.kind == "compare" and "mean" in fields and cohort.get(fields["mean"]) is not None:
-            mean, sd = float(cohort[fields["mean"]]), float(cohort.get(fields["sd"]) or 0.0)
-            latency[spec.metric] = LatencyModel.from_moments(mean, sd)
-            said.append(f"{spec.metric}: control mean {mean:.4g} ms, sd {sd:.4g} ms (the service, last hour)")
-    return traffic, Assumptions(latency=latency, control_rate=control), said
-
-
 def _prometheus(provider: PrometheusMetrics, spec: MetricGate, now: float) -> float | None:
     """Events per second over the last hour from a metric's samples query (both cohorts of a compare)."""
     if not spec.samples:
@@ -102,14 +72,12 @@ def observed_traffic(
     ctx: RunContext, gates: GateSet, ask_prometheus: bool = True
 ) -> tuple[float | None, str, Assumptions, list[str]]:
     """(events/s over the last hour or None, where it came from, what is known, said per metric)."""
-    if any(m.provider == EMBEDDED for m in gates.metrics):
-        client = ServiceClient(ctx.service.url, timeout=READ_TIMEOUT_S)
+    own = getattr(ctx.metrics.providers.get(EMBEDDED), "last_hour", None)
+    if own is not None and any(m.provider == EMBEDDED for m in gates.metrics):
         try:
-            traffic, assumptions, said = _embedded(client, gates)
+            traffic, assumptions, said = own(gates, LOOKBACK_S, READ_TIMEOUT_S)
         except MeasurementError as exc:
             return None, f"the service could not say ({exc})", Assumptions(), []
-        finally:
-            client.close()
         if traffic:
             return traffic, "the embedded service's booking requests over the last hour", assumptions, said
         return None, "the embedded service saw no bookings in the last hour", assumptions, said

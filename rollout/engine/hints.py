@@ -1,6 +1,6 @@
 """The flag hint: after the engine's own flag-off write (never before it: nothing new waits in front
-of a flag-off), each replica of the service it knows is asked to re-read its flag now
-(``POST /api/whatsapp/flag/refresh``). A service that polls its flag service (Unleash: a flag-off
+of a flag-off), each replica of the service it knows is asked to re-read its flag now (the
+target's ``hint_request``: the embedded service names one). A service that polls its flag service (Unleash: a flag-off
 0.7-1.5 s away at a 1 s poll) then obeys in milliseconds. The hint carries no value and nobody
 waits for it: a hint that is lost costs one poll, and polling stays the fallback.
 """
@@ -8,15 +8,14 @@ waits for it: a hint that is lost costs one poll, and polling stays the fallback
 from __future__ import annotations
 
 import threading
+from typing import Any
 
 import httpx
 
-from rollout.checks.service_api import ServiceClient
+from rollout.checks.client import ServiceClient
 from rollout.flags import FlagBackend
 from rollout.flags.unleash import UnleashFlags
-from rollout.playbook.builtin import HINT_TOKEN_VARIABLE
 from rollout.playbook.environments import Environment, Resolved
-from rollout.targets import EmbeddedTarget
 from rollout.util.errors import MeasurementError
 
 #: how long one replica has to take a hint in (it answers at once: the re-read runs after)
@@ -28,19 +27,26 @@ def replica_urls(env: Environment) -> list[str]:
     return list(env.replicas) or [env.service_url]
 
 
-def hint_token(resolved: Resolved) -> str:
-    """The token a hint is sent with: the environment's ``ROLLOUT_HINT_TOKEN``, else its admin token."""
-    return resolved.values.get(HINT_TOKEN_VARIABLE) or resolved.admin_token
+def hint_token(resolved: Resolved, target: Any) -> str:
+    """The token a hint is sent with: the environment's value of the target's ``hint_token_variable``
+    (the embedded service's ``ROLLOUT_HINT_TOKEN``), else its admin token."""
+    variable = getattr(target, "hint_token_variable", None)
+    return (resolved.values.get(variable) if variable else None) or resolved.admin_token
 
 
 def wants_hints(flags: FlagBackend, target: object) -> bool:
-    """Do hints help here? The shipped service following a flag service it polls (Unleash); the env
-    file and the fleet's row reach it live (a re-read of the file, LISTEN/NOTIFY)."""
-    return isinstance(flags, UnleashFlags) and isinstance(target, EmbeddedTarget)
+    """Do hints help here? A target that takes them following a flag service it polls (Unleash); the
+    env file and the fleet's row reach it live (a re-read of the file, LISTEN/NOTIFY)."""
+    return isinstance(flags, UnleashFlags) and getattr(target, "hint_request", None) is not None
 
 
-def send(urls: list[str], token: str) -> list[threading.Thread]:
-    """The hint to each of ``urls``, each from a thread of its own (a replica that hangs delays no
+def request_of(target: Any) -> tuple[str, str]:
+    """The hint ``target`` takes (method, path); only asked of one that :func:`wants_hints`."""
+    return tuple(target.hint_request)
+
+
+def send(urls: list[str], token: str, request: tuple[str, str]) -> list[threading.Thread]:
+    """The hint (``request``: method and path) to each of ``urls``, each from a thread of its own (a replica that hangs delays no
     other, and nobody must wait: the threads are returned for a caller that wants to)."""
     # plain HTTP needs no certificates: a client's default TLS context (the CA bundle read) costs tens
     # of ms of CPU, most of a hint's time on a busy machine; the replicas on http:// share one transport
@@ -49,7 +55,7 @@ def send(urls: list[str], token: str) -> list[threading.Thread]:
     def one(url: str) -> None:
         client = ServiceClient(url, timeout=HINT_TIMEOUT_S, transport=plain if url.startswith("http://") else None)
         try:
-            client.hint_flag(token)
+            client.json(*request, headers={"Authorization": f"Bearer {token}"})
         except MeasurementError:
             pass  # the replica's poll is the fallback
         finally:
@@ -71,7 +77,7 @@ def send(urls: list[str], token: str) -> list[threading.Thread]:
 
 def after_flag_off(flags: FlagBackend, target: object, resolved: Resolved) -> list[threading.Thread]:
     """Send the hint to every replica of ``resolved``'s environment if it helps and a token is at hand."""
-    token = hint_token(resolved)
+    token = hint_token(resolved, target)
     if not token or not wants_hints(flags, target):
         return []
-    return send(replica_urls(resolved.env), token)
+    return send(replica_urls(resolved.env), token, request_of(target))

@@ -17,8 +17,6 @@ from rollout.gates import HOLD, StepCounts, Verdict, judge_readings, no_data, sa
 from rollout.gates.replay import encode_reading
 from rollout.playbook.builtin import EMBEDDED
 from rollout.playbook.model import GateSet
-from rollout.providers.embedded import EmbeddedProvider
-from rollout.targets import EmbeddedTarget
 from rollout.util.errors import MeasurementError
 from rollout.util.units import format_duration
 
@@ -57,17 +55,18 @@ def _measured(
         verdict = judge_readings(gates, sources.read(gates, ctx.clock.time(), percent, cap), elapsed, counts)
     except Exception as exc:  # noqa: BLE001 - an evaluation that cannot be completed is a hold, never a crash
         return no_data(gates, f"the evaluation could not be completed ({type(exc).__name__}: {exc})")
-    embedded = sources.providers.get(EMBEDDED)
+    # a target whose service decides each request's cohort can be checked for a sample ratio mismatch
+    counts = getattr(sources.providers.get(EMBEDDED), "cohort_counts", None)
     if (
         percent
         and elapsed is not None
         and elapsed >= SRM_SETTLE_S
-        and isinstance(ctx.target, EmbeddedTarget)
-        and isinstance(embedded, EmbeddedProvider)
+        and getattr(ctx.target, "counts_cohorts", False)
+        and counts is not None
     ):
         window = min(gates.window, elapsed - SRM_SETTLE_S / 2)
         try:
-            inside, outside = embedded.cohort_counts(window)
+            inside, outside = counts(window)
         except MeasurementError:
             return verdict  # the gate metrics already say the service cannot be asked
         verdict = with_check(verdict, sample_ratio(inside, outside, percent, window), gates.on_srm)

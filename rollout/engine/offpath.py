@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from rollout.checks.service_api import ServiceClient
+from rollout.checks.client import ServiceClient
 from rollout.engine.context import RunContext
 from rollout.engine.state import StateRecords
 from rollout.flags import FlagBackend

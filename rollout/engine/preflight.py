@@ -16,7 +16,6 @@ from rollout.engine.context import RunContext
 from rollout.gates import Reading
 from rollout.playbook.builtin import EMBEDDED
 from rollout.playbook.model import CohortLabels, GateSet, GateStep, MetricGate, Phase, RampStep
-from rollout.providers import EmbeddedProvider
 from rollout.providers.base import placeholders
 from rollout.providers.prometheus import PrometheusMetrics
 from rollout.util.errors import MeasurementError
@@ -137,9 +136,9 @@ def _series_problem(
 def _traffic(ctx: RunContext, spec: MetricGate, reading: Reading, window: float) -> float | None:
     """Events per second the metric's whole population sees now (None: cannot be told now)."""
     if spec.provider == EMBEDDED:
-        embedded = ctx.metrics.providers[EMBEDDED]
-        if isinstance(embedded, EmbeddedProvider):
-            inside, outside = embedded.cohort_counts(window)
+        counts = getattr(ctx.metrics.providers[EMBEDDED], "cohort_counts", None)
+        if counts is not None:
+            inside, outside = counts(window)
             return (inside + outside) / window
         return None
     if reading.cohorts is not None:

@@ -11,7 +11,7 @@ from typing import Any
 
 import git
 
-from rollout.checks.service_api import SandboxControl, ServiceClient
+from rollout.checks.client import ServiceClient
 from rollout.engine.context import Reporter, RunContext
 from rollout.engine.killswitch import Lines, OffPath, UnreachableFlags, open_or_unreachable
 from rollout.engine.pgstate import PgStateStore
@@ -30,7 +30,7 @@ from rollout.playbook.load import load_playbook
 from rollout.playbook.model import Playbook
 from rollout.promote import PromotionError, checked_out_commit, open_repo
 from rollout.providers import MetricSources
-from rollout.targets import make_target
+from rollout.targets import make_target, own_providers
 from rollout.util.clock import Clock
 from rollout.util.errors import ConfigError
 from rollout.util.redact import Redactor
@@ -184,9 +184,6 @@ def open_context(
     if commit == RECORDED:
         commit = state.get(env_name).commit_sha or checked_out
     service = ServiceClient(env.service_url, resolved.admin_token)
-    sandbox = (
-        SandboxControl(env.sandbox_url, resolved.sandbox_token) if env.sandbox_url and resolved.sandbox_token else None
-    )
 
     def secret(raw: str) -> str:
         return project.secret(raw, env)
@@ -196,8 +193,8 @@ def open_context(
             for value in getattr(check, "headers", {}).values():
                 secret(value)
     flags = make_flags(playbook.flag, env, project.state_path.parent, secret)
-    target = make_target(playbook, service, flags)
-    metrics = MetricSources.build(playbook, service, secret)
+    target = make_target(playbook, service, flags, resolved)
+    metrics = MetricSources.build(playbook, service, secret, own_providers(service))
     notifier = Notifier(playbook.notify, secret, resolved.redactor(), project.state) if playbook.notify else None
     ctx = RunContext(
         playbook,
@@ -207,7 +204,6 @@ def open_context(
         state,
         flags,
         service,
-        sandbox,
         clock,
         out,
         target,
@@ -230,8 +226,6 @@ def open_context(
         metrics.close()
         flags.close()
         service.close()
-        if sandbox is not None:
-            sandbox.close()
         if shared is None:
             state.close()
 

@@ -2,8 +2,8 @@
 flag change with, replica by replica.
 
 - a fleet on the ``postgres`` backend: each live replica's row (the flag version it applied);
-- the shipped service: each replica's metrics answer, by URL (the environment's ``replicas``, else
-  its ``service_url``), read in parallel;
+- a target that can be opened on each replica (its ``on``: the shipped service): each replica's own
+  report, by URL (the environment's ``replicas``, else its ``service_url``), read in parallel;
 - any other target: its one read-back (``target.flag_state`` or ``flag.read``).
 """
 
@@ -13,7 +13,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, NamedTuple, Protocol
 
-from rollout.checks.service_api import ServiceClient
+from rollout.checks.client import ServiceClient
 from rollout.engine.context import RunContext
 from rollout.engine.hints import replica_urls
 from rollout.flags.postgres import PostgresFlags
@@ -52,19 +52,19 @@ def _said(flag: Any, percent: Any) -> str:
 
 
 class ServiceReplicas:
-    """Each replica of the shipped service, by URL: what its metrics answer says it applied."""
+    """Each replica of the service, by URL: what the target opened on it (``on``) says it applied."""
 
-    def __init__(self, urls: list[str], clock: Clock) -> None:
+    def __init__(self, urls: list[str], clock: Clock, on: Callable[[ServiceClient], Any]) -> None:
         self.names, self._clock = list(urls), clock
         self._clients = {url: ServiceClient(url, timeout=READ_TIMEOUT_S) for url in urls}
+        self._targets = {url: on(client) for url, client in self._clients.items()}
         self._pool = ThreadPoolExecutor(max_workers=max(1, len(urls)), thread_name_prefix="replica-read")
 
     def _one(self, name: str) -> tuple[str, Reading]:
         try:
-            seen = self._clients[name].metrics(1.0)
+            flag, percent, _ = self._targets[name].applied()
         except MeasurementError as exc:
             return name, Reading(None, None, str(exc), self._clock.monotonic())
-        flag, percent = seen.get("flag_enabled"), seen.get("rollout_percent")
         return name, Reading(flag, percent, _said(flag, percent), self._clock.monotonic())
 
     def read(self, names: list[str]) -> dict[str, Reading]:
@@ -130,8 +130,9 @@ def replicas_of(ctx: RunContext) -> Replicas:
     target cannot report its flag at all."""
     if isinstance(ctx.flags, PostgresFlags):
         return FleetReplicas(ctx.flags, ctx.clock)
-    if ctx.playbook.target.kind == "embedded":
-        return ServiceReplicas(replica_urls(ctx.resolved.env), ctx.clock)
+    on = getattr(ctx.target, "on", None)
+    if on is not None:
+        return ServiceReplicas(replica_urls(ctx.resolved.env), ctx.clock, on)
     if ctx.target.can_confirm:
         return TargetReplica(ctx.target.applied, ctx.clock)
     raise ConfigError(

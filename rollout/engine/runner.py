@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from rollout.checks.service_api import ServiceClient
+from rollout.checks.client import ServiceClient
 from rollout.engine import drill
 from rollout.engine.calendar import moving_up
 from rollout.engine.context import Reporter, RunContext

@@ -21,7 +21,6 @@ from __future__ import annotations
 from typing import Any
 
 from rollout.gates.results import FAIL, HOLD, PASS, MetricResult, fmt
-from rollout.playbook.builtin import PERCENTILES
 from rollout.playbook.model import MetricGate
 from rollout.stats import confidence_sequence, mean_margin, wilson
 from rollout.util.units import format_duration
@@ -74,9 +73,9 @@ def judge(
             margin = mean_margin(samples, sd, 1.0 - confidence)
             interval = (value - margin, value + margin)
             clear_latency = interval[0] > spec.alert
-        elif above is not None and samples > 0:
+        elif above is not None and samples > 0 and spec.percentile is not None:
             low, high = confidence_sequence(above / samples, samples, confidence)
-            share = 1.0 - PERCENTILES[name] / 100.0
+            share = 1.0 - spec.percentile / 100.0
             clear_latency = low > share
             evidence = (
                 f", {confidence * 100:g}% always-valid interval {low * 100:.1f}%-{high * 100:.1f}% of "

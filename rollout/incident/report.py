@@ -11,14 +11,12 @@ from typing import TYPE_CHECKING, Any
 
 import jinja2
 
-from rollout.checks.service_api import ServiceClient
 from rollout.flags import FlagBackend
 from rollout.gates import fmt
 from rollout.incident.chart import ramp_start, timeline_svg
 from rollout.incident.words import audit_words
-from rollout.playbook.builtin import FLAG_VARIABLE
 from rollout.playbook.environments import Resolved
-from rollout.util.errors import ConfigError, MeasurementError, described
+from rollout.util.errors import ConfigError, described
 
 if TYPE_CHECKING:  # the record it reads; the engine hands it over
     from rollout.engine.state import StateRecords
@@ -55,12 +53,14 @@ def collect(
     state: StateRecords,
     resolved: Resolved,
     flags: FlagBackend,
-    service: ServiceClient,
+    target: Any,
     clock_now: float,
     read_flags: bool = True,
     wave: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Everything the template shows, already redacted and masked. The flag backend is read for the
+    """Everything the template shows, already redacted and masked; what the ``target`` says of its
+    last hour (its ``incident_facts`` and ``report_fragment``, when it has them) fills the samples of
+    the errors and the customer impact. The flag backend is read for the
     configuration only with ``read_flags``, and a backend that cannot be read leaves the record's flag
     (said in ``config_note``): the report never depends on the flag service. ``wave``: the
     environment's wave when the flag-off did not record one (a person's rollback of a region of a
@@ -144,46 +144,19 @@ def collect(
         "config": config,
         "config_note": config_note,
         "flag_variable": flags.flag_variable,
-        "feature": "WhatsApp notifications"
-        if flags.flag_variable == FLAG_VARIABLE
-        else f"the feature behind {flags.flag_variable}",
+        "feature": f"the feature behind {flags.flag_variable}",
+        "flag_note": None,
         "sample_window": SAMPLE_WINDOW_S,
-        "fallback_samples": [],
-        "failure_reasons": {},
         "service_error": None,
-        "last_error": None,
-        "fallbacks": 0,
-        "success_rate": "no data",
-        "error_rate": "no data",
-        "attempts": 0,
+        "target_section": None,
+        "impact": None,
         "actions": [],
     }
-    try:
-        answer = service.metrics(SAMPLE_WINDOW_S)
-        data.update(
-            failure_reasons=answer.get("failure_reasons") or {},
-            fallbacks=answer.get("fallbacks", 0),
-            attempts=answer.get("attempts", 0),
-            success_rate=fmt("success_rate", answer.get("success_rate")),
-            error_rate=fmt("error_rate", answer.get("error_rate")),
-        )
-        health = service.health()
-        last = health.get("last_error") or {}
-        data["last_error"] = f"{last.get('reason')}: {last.get('detail')}" if last else None
-        fallbacks = service.fallbacks(10)
-        if fallbacks is not None:
-            # the service masks phones already; the redactor below masks anything it missed
-            data["fallback_samples"] = [
-                {
-                    "booking_ref": f["booking_ref"],
-                    "phone": f["phone"],
-                    "reason": f["reason"],
-                    "at": _when(f["created_at"]),
-                }
-                for f in fallbacks
-            ]
-    except MeasurementError as exc:
-        data["service_error"] = str(exc)
+    facts = getattr(target, "incident_facts", None)
+    if facts is not None:
+        data.update(facts(SAMPLE_WINDOW_S, flags.flag_variable))
+        fragment = render(data, target.report_fragment)
+        data["target_section"] = fragment[:-1] if fragment.endswith("\n") else fragment
     for a in audit:
         if a["action"] == "flag_off":
             data["actions"].append(

@@ -1,12 +1,13 @@
-"""The embedded target's vocabulary: what a playbook may name of the booking-notification service
-rollout ships (``rollout serve``) without saying how to read it.
+"""The embedded target's vocabulary on the playbook floor: what a playbook may name of the
+booking-notification service rollout ships (``rollout serve``) without saying how to read it.
 
-It is the one module of the tool's lower floors that imports the product (for the service's own
-rules on its settings). Its metric names and how each is judged, the fields of its metrics answer that count their
-samples, the metrics a ``compare`` gate can judge per cohort, and the flag variables it obeys
-(the defaults of a playbook's ``flag`` section). The playbook is validated against it; the
-embedded provider and target read the service's answers with it. Nothing else in the tool names
-the service's metrics or variables.
+Its metric names and how each is judged (kind, direction, percentile), the metrics a ``compare``
+gate can judge per cohort, and the flag variables it obeys (the defaults of a playbook's ``flag``
+section), and the service's own rules on its settings (it is the one module outside
+:mod:`rollout.targets.embedded` that imports the product). The playbook model reads these when it is
+defined and validated (the flag configs' defaults), so they sit on its floor until the embedded
+target's registered plugin (:data:`rollout.playbook.plugins.TARGETS`) declares them; how the service's answers are read (which
+field counts a metric's samples, the hint's token) is in :mod:`rollout.targets.embedded.vocabulary`.
 """
 
 from __future__ import annotations
@@ -21,8 +22,6 @@ EMBEDDED = "embedded"
 #: the flag and the percentage the service obeys
 FLAG_VARIABLE = "WHATSAPP_NOTIFICATIONS_ENABLED"
 PERCENT_VARIABLE = "WHATSAPP_ROLLOUT_PERCENT"
-#: the token the service accepts a flag hint with (the admin token does too)
-HINT_TOKEN_VARIABLE = "ROLLOUT_HINT_TOKEN"
 
 #: metric -> True when higher is better; the service's /api/whatsapp/metrics names
 METRICS: dict[str, bool] = {
@@ -32,16 +31,6 @@ METRICS: dict[str, bool] = {
     "p95_latency_ms": False,
     "breaker_activations": False,
 }
-#: metric -> the field of the metrics answer that counts its samples
-SAMPLES_OF: dict[str, str] = {
-    "success_rate": "attempts",
-    "error_rate": "provider_calls",
-    "avg_latency_ms": "latency_samples",
-    "p95_latency_ms": "latency_samples",
-    "breaker_activations": "attempts",
-}
-
-
 #: a built-in metric's kind (how it is judged and shown)
 BUILTIN_KINDS: dict[str, str] = {
     "success_rate": "rate",
@@ -68,8 +57,7 @@ COMPARE_METRICS: dict[str, dict[str, str]] = {
     },
 }
 
-#: the built-in means and percentiles (a percentile's evidence is its count of calls beyond the alert)
-MEANS = frozenset({"avg_latency_ms"})
+#: the built-in percentiles (a percentile's evidence is its count of calls beyond the alert)
 PERCENTILES = {"p95_latency_ms": 95}
 
 

@@ -22,9 +22,17 @@ from pydantic import (
     model_validator,
 )
 
-from rollout.playbook.builtin import BUILTIN_KINDS, COMPARE_METRICS, EMBEDDED, FLAG_VARIABLE, METRICS, PERCENT_VARIABLE
+from rollout.playbook.builtin import (
+    BUILTIN_KINDS,
+    COMPARE_METRICS,
+    EMBEDDED,
+    FLAG_VARIABLE,
+    METRICS,
+    PERCENT_VARIABLE,
+    PERCENTILES,
+)
 from rollout.playbook.environments import variable_problems
-from rollout.playbook.plugins import FLAGS, JUDGES, PROVIDERS, STEPS, TARGETS
+from rollout.playbook.plugins import FLAGS, JUDGES, PROVIDERS, STEPS, TARGETS, Group, Plugin
 from rollout.playbook.schedule import ScheduleKeys
 from rollout.playbook.waves import WaveKeys
 from rollout.util.units import Duration, DurationOrForever, Number, format_duration
@@ -185,6 +193,12 @@ class MetricGate(_Model):
                 return "latency" if self.per_sample else "rate"
             return COMPARE_METRICS[self.metric]["unit"]
         return self.kind or BUILTIN_KINDS.get(self.metric, "gauge")
+
+    @property
+    def percentile(self) -> int | None:
+        """The percentile this metric is (95 for a p95), as its provider declares it; None for any
+        other metric. Its evidence is the count of calls slower than its alert."""
+        return PERCENTILES.get(self.metric) if self.provider == EMBEDDED else None
 
     @property
     def higher(self) -> bool:
@@ -496,19 +510,26 @@ class HttpCheck(_Model):
         return self
 
 
-class BookingCheck(_Model):
-    """Create a test booking and wait for its WhatsApp notification to reach ``expect``."""
+class HttpCheckType(Plugin):
+    """The ``http`` check: one request and what its answer must be."""
 
-    type: Literal["booking"]
-    name: str
-    phone: str = "+919876543210"
-    customer_id: str | None = None
-    expect: Literal["sent", "failed", "skipped", "pending"] = "sent"
-    reason: str | None = None
-    within: Duration = Field(30.0, gt=0, le=600)
+    name = "http"
+    config = HttpCheck
 
 
-Check = Annotated[HttpCheck | BookingCheck, Field(discriminator="type")]
+#: a smoke step's check types, by ``type``: ``http`` here, ``booking`` the embedded target's (a target's
+#: own check is its own model in its folder, one line here, or an entry point of group ``rollout.checks``)
+CHECKS: Group[Plugin] = Group(
+    "checks",
+    "type",
+    {"http": "rollout.playbook.model:HttpCheckType", "booking": "rollout.targets.embedded.steps:BookingCheckType"},
+)
+
+if TYPE_CHECKING:
+    Check = HttpCheck | Any
+else:
+    #: a smoke step's check: the registered check types' models, by ``type``
+    Check = CHECKS.field()
 
 
 class SmokeStep(StepConfig):
@@ -521,14 +542,6 @@ class HealthStep(StepConfig):
     expect: list[Literal["ok", "degraded", "down"]] = ["ok"]
     flag: bool | None = None
     within: Duration = Field(10.0, ge=0, le=600)
-
-
-class ScenarioStep(StepConfig):
-    """One of the seed's error scenarios, provoked through the sandbox's fault injection."""
-
-    kind: Literal["scenario"]
-    scenario: Literal["invalid_phone", "provider_timeout", "circuit_breaker"]
-    within: Duration = Field(60.0, gt=0, le=900)
 
 
 class LoadExpect(_Model):
@@ -651,9 +664,9 @@ class HealthProbe(_Model):
 
 class TargetSpec(_Model):
     """What is being rolled out: what every target's config has (a target plugin's ``config``
-    subclasses it, with ``kind: Literal[NAME]``). ``embedded`` (the default) is the WhatsApp service
-    shipped with rollout; ``http`` is any service (:data:`rollout.playbook.plugins.TARGETS`). ``health``
-    is its health probe and ``flag_state`` where it reports the flag it applied (without it, the flag
+    subclasses it, with ``kind: Literal[NAME]``). ``embedded`` (the default) is the service shipped
+    with rollout; ``http`` is any service (:data:`rollout.playbook.plugins.TARGETS`). ``health`` is its
+    health probe and ``flag_state`` where it reports the flag it applied (without it, the flag
     backend's ``read``)."""
 
     kind: str
@@ -736,7 +749,7 @@ class Playbook(_Model):
     name: str
     description: str = ""
     flag: FlagConfig = Field(default_factory=FLAGS.default_config)
-    #: what is rolled out (default: the embedded WhatsApp service)
+    #: what is rolled out (default: the embedded service)
     target: TargetConfig = Field(default_factory=TARGETS.default_config)
     #: where gate metrics come from, by name; ``embedded`` (the service's own endpoint) always exists
     providers: dict[str, Provider] = Field(default_factory=dict)
@@ -802,9 +815,11 @@ class Playbook(_Model):
             for p, phase in enumerate(self.phases):
                 for s, step in enumerate(phase.steps):
                     if (
-                        isinstance(step, ScenarioStep)
+                        getattr(step, "embedded_only", False)
                         or (isinstance(step, LoadStep) and step.request is None)
-                        or (isinstance(step, SmokeStep) and any(isinstance(c, BookingCheck) for c in step.checks))
+                        or (
+                            isinstance(step, SmokeStep) and any(getattr(c, "embedded_only", False) for c in step.checks)
+                        )
                     ):
                         problems.append(
                             (
@@ -900,9 +915,9 @@ class Playbook(_Model):
                 if isinstance(step, ConfigureStep):
                     configured = True
                 if (
-                    isinstance(step, (RampStep, SmokeStep, HealthStep, ScenarioStep, LoadStep, GateStep))
-                    and not configured
-                ):
+                    isinstance(step, (RampStep, SmokeStep, HealthStep, LoadStep, GateStep))
+                    or getattr(step, "needs_configure", False)
+                ) and not configured:
                     problems.append((where, f"a {step.kind} step needs a configure step before it in its phase"))
                 if isinstance(step, RampStep) and any(isinstance(x, RampStep) for x in phase.steps[s + 1 :]):
                     problems.append((where, "only one ramp step per phase"))

@@ -33,7 +33,7 @@ from pydantic_core import CoreSchema
 from rollout.util.errors import PlaybookError
 
 if TYPE_CHECKING:  # the floors above, named for the type checker only (a plugin may live on any floor)
-    from rollout.checks.service_api import ServiceClient
+    from rollout.checks.client import ServiceClient
     from rollout.engine.context import RunContext
     from rollout.engine.steps.base import StepResult, Wait
     from rollout.flags.base import FlagBackend

@@ -4,18 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from rollout.checks.service_api import ServiceClient
+from rollout.checks.client import ServiceClient
 from rollout.gates import Reading
-from rollout.playbook.builtin import EMBEDDED
 from rollout.playbook.model import GateSet, Playbook
 from rollout.playbook.plugins import PROVIDERS
 from rollout.providers.base import Provider, impossible
-from rollout.providers.embedded import EmbeddedProvider
 from rollout.util.errors import MeasurementError
 
 
 class MetricSources:
-    """The providers a playbook names, plus ``embedded``; :meth:`read` measures a gate set."""
+    """The providers a playbook names, plus the target's own (``embedded``); :meth:`read` measures a
+    gate set."""
 
     def __init__(self, providers: dict[str, Provider]) -> None:
         self.providers = providers
@@ -26,10 +25,12 @@ class MetricSources:
         playbook: Playbook,
         service: ServiceClient,
         secret: Callable[[str], str],
+        own: dict[str, Provider] | None = None,
     ) -> MetricSources:
-        """Providers for ``playbook``; ``secret`` resolves a ``${REFERENCE}`` (and registers it for
-        redaction)."""
-        providers: dict[str, Provider] = {EMBEDDED: EmbeddedProvider(service)}
+        """Providers for ``playbook``, after ``own`` (the ones a target brings, by name:
+        :func:`rollout.targets.own_providers`); ``secret`` resolves a ``${REFERENCE}`` (and registers
+        it for redaction)."""
+        providers: dict[str, Provider] = dict(own or {})
         for name, spec in playbook.providers.items():
             providers[name] = PROVIDERS.get(spec.kind).open(spec, name, service.url, secret)
         return cls(providers)

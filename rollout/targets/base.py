@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-from rollout.checks.service_api import ServiceClient
+from rollout.checks.client import ServiceClient
 from rollout.flags import FlagBackend, is_on
 from rollout.playbook.model import FlagRead
 from rollout.util.clock import Clock

@@ -10,12 +10,20 @@ from rollout.util.flagrow import REPLICA_TTL_S
 
 
 class ReplicasTarget:
-    """Confirms a flag change only when every live replica reports the version written."""
+    """Confirms a flag change only when every live replica reports the version written; what else
+    the fleet's target kind offers (its checks, load, report section) is ``kind``'s."""
 
     can_confirm = True
+    #: one replica's cohort counts are not the fleet's: no sample ratio check
+    counts_cohorts = False
 
-    def __init__(self, flags: PostgresFlags, health: Any = None) -> None:
-        self.flags, self.health = flags, health
+    def __init__(self, flags: PostgresFlags, health: Any = None, kind: Any = None) -> None:
+        self.flags, self.health, self._kind = flags, health, kind
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_") or self.__dict__.get("_kind") is None:
+            raise AttributeError(name)
+        return getattr(self._kind, name)
 
     def applied(self) -> tuple[bool | None, int | None, dict[str, Any]]:
         version = self.flags.version()

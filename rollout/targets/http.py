@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from rollout.checks.service_api import ServiceClient
+from rollout.checks.client import ServiceClient
 from rollout.flags import FlagBackend
 from rollout.playbook.model import FlagRead, HealthProbe, Playbook, TargetSpec
 from rollout.playbook.plugins import TargetPlugin

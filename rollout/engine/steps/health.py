@@ -1,8 +1,9 @@
-"""The ``health`` step: the target's health probe (an http target's own, or the embedded service's)."""
+"""The ``health`` step: the target's health probe (an http target's own, or the target's own health check)."""
 
 from __future__ import annotations
 
-from rollout.checks.smoke import run_health, run_http
+from rollout.checks import CheckResult
+from rollout.checks.smoke import run_http
 from rollout.engine.context import RunContext
 from rollout.engine.steps.base import StepResult, checks_result
 from rollout.playbook.model import HealthStep, HttpCheck, Playbook
@@ -21,7 +22,10 @@ def run(ctx: RunContext, step: HealthStep, label: str) -> StepResult:
             within=step.within,
         )
         return checks_result(ctx, [run_http(ctx.service, check, ctx.clock, ctx.secret)])
-    return checks_result(ctx, [run_health(ctx.service, step, ctx.clock, label, ctx.resolved.redactor())])
+    own = getattr(ctx.target, "check_health", None)
+    if own is None:
+        return checks_result(ctx, [CheckResult(label, False, "the target has no health probe (target.health)")])
+    return checks_result(ctx, [own(step, ctx.clock, label, ctx.resolved.redactor())])
 
 
 def describe(step: HealthStep, playbook: Playbook | None = None) -> str:

@@ -1,22 +1,23 @@
-"""The ``scenario`` step: an error scenario against the sandbox (breaker, timeout, ...)."""
+"""The ``scenario`` step: one of the target's error scenarios (the embedded service's, through its sandbox)."""
 
 from __future__ import annotations
 
-from rollout.checks.scenarios import run_scenario
+from rollout.checks import CheckResult
 from rollout.engine.context import RunContext
 from rollout.engine.steps.base import StepResult, checks_result
-from rollout.playbook.model import Playbook, ScenarioStep
+from rollout.playbook.model import Playbook
 from rollout.playbook.plugins import StepKind
+from rollout.targets.embedded.steps import ScenarioStep
 
 
 def run(ctx: RunContext, step: ScenarioStep, label: str) -> StepResult:
-    waits = {
-        "circuit_breaker": "the circuit breaker to open, then to reset and close",
-        "provider_timeout": "a provider call to time out",
-    }
-    ctx.out.waiting(f"{label}: waiting for {waits.get(step.scenario, 'the scenario')} (at most {step.within:g}s)")
+    own = getattr(ctx.target, "scenario", None)
+    if own is None:
+        return checks_result(ctx, [CheckResult(label, False, "this target has no scenarios")])
+    waits = getattr(ctx.target, "scenario_wait", lambda name: "the scenario")
+    ctx.out.waiting(f"{label}: waiting for {waits(step.scenario)} (at most {step.within:g}s)")
     try:
-        result = run_scenario(step.scenario, label, ctx.service, ctx.sandbox, ctx.clock, step.within)
+        result = own(step.scenario, label, ctx.clock, step.within)
     finally:
         ctx.out.done_waiting()
     return checks_result(ctx, [result])

@@ -1,8 +1,9 @@
-"""The ``smoke`` step: HTTP checks and a synthetic booking."""
+"""The ``smoke`` step: HTTP checks, and checks of the target's own kinds (the embedded service's bookings)."""
 
 from __future__ import annotations
 
-from rollout.checks.smoke import run_booking, run_http
+from rollout.checks import CheckResult
+from rollout.checks.smoke import run_http
 from rollout.engine.context import RunContext
 from rollout.engine.steps.base import StepResult, checks_result
 from rollout.playbook.model import HttpCheck, Playbook, SmokeStep
@@ -15,8 +16,16 @@ def run(ctx: RunContext, step: SmokeStep, label: str) -> StepResult:
         if isinstance(check, HttpCheck):
             checks.append(run_http(ctx.service, check, ctx.clock, ctx.secret))
         else:
-            checks.append(run_booking(ctx.service, check, ctx.clock))
+            checks.append(_own(ctx, check))
     return checks_result(ctx, checks)
+
+
+def _own(ctx: RunContext, check: object) -> CheckResult:
+    """A check of a kind the target defines, run by the target."""
+    own = getattr(ctx.target, "check", None)
+    if own is None:
+        return CheckResult(getattr(check, "name", "check"), False, "this target runs no checks of this type")
+    return own(check, ctx.clock)
 
 
 def describe(step: SmokeStep, playbook: Playbook | None = None) -> str:

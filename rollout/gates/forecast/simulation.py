@@ -24,7 +24,7 @@ from rollout.gates.forecast.model import (
 from rollout.gates.judge import judge
 from rollout.gates.rank import MAX_LOOKS
 from rollout.gates.results import FAIL, HOLD, PASS
-from rollout.playbook.builtin import EMBEDDED, PERCENTILES
+from rollout.playbook.builtin import EMBEDDED
 from rollout.playbook.model import GateSet, MetricGate
 from rollout.stats import Cohort, mann_whitney_greater
 
@@ -119,7 +119,7 @@ def forecastable(spec: MetricGate) -> str | None:
     unit = spec.unit
     if unit in ("count", "gauge"):
         return f"{spec.metric}: a {unit} is not forecast (its breach depends on events no traffic figure says)"
-    if spec.provider == EMBEDDED and spec.metric in PERCENTILES:
+    if spec.percentile is not None:
         return f"{spec.metric}: a percentile is not forecast (its value needs every call)"
     return None
 

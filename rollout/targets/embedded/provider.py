@@ -1,22 +1,30 @@
-"""The ``embedded`` provider: the embedded service's own metrics endpoint."""
+"""The ``embedded`` provider: the embedded service's own metrics endpoint.
+
+It lives with the target, not in :mod:`rollout.providers`: every line of it reads the service's
+answers (their field names, which metric counts its samples where, how a cohort's figures are
+laid out), so it changes when the service does and never when the tool does. The providers floor
+learns of it through :func:`rollout.targets.own_providers`."""
 
 from __future__ import annotations
 
 import dataclasses
 from typing import Any
 
-from rollout.checks.service_api import ServiceClient
+from rollout.checks.client import ServiceClient
 from rollout.gates import Reading, Verdict, judge_readings
-from rollout.playbook.builtin import COMPARE_METRICS, MEANS, PERCENTILES, SAMPLES_OF
+from rollout.playbook.builtin import COMPARE_METRICS
 from rollout.playbook.model import GateSet, MetricGate
 from rollout.stats import Cohort
+from rollout.targets.embedded.client import EmbeddedClient
+from rollout.targets.embedded.forecast import last_hour
+from rollout.targets.embedded.vocabulary import MEANS, SAMPLES_OF
 
 
 class EmbeddedProvider:
     """The embedded service's ``/api/whatsapp/metrics``: one request per window per evaluation."""
 
     def __init__(self, service: ServiceClient) -> None:
-        self._service = service
+        self._service = EmbeddedClient.over(service)
         self._answers: dict[tuple[float, float | None], dict[str, Any]] = {}
 
     def start_evaluation(self) -> None:
@@ -30,6 +38,16 @@ class EmbeddedProvider:
             self._answers[key] = self._service.metrics(window, above_ms)
         return self._answers[key]
 
+    def last_hour(self, gates: GateSet, lookback: float, timeout: float) -> tuple[float | None, Any, list[str]]:
+        """(requests per second, what the forecast may assume, said per metric) from the service's
+        last ``lookback`` seconds, asked with a short ``timeout``
+        (:func:`rollout.targets.embedded.forecast.last_hour`)."""
+        client = EmbeddedClient(self._service.url, timeout=timeout)
+        try:
+            return last_hour(client, gates, lookback)
+        finally:
+            client.close()
+
     def cohort_counts(self, window: float) -> tuple[int, int]:
         """Bookings whose cohort the service decided in the window: (in the cohort, out of it)."""
         decided = self.answer(window).get("cohort_decisions") or {}
@@ -37,7 +55,7 @@ class EmbeddedProvider:
 
     def measure(self, spec: MetricGate, window: float, now: float, percent: int | None) -> Reading:
         # a percentile gate's evidence is how many calls were slower than its alert
-        above = float(spec.alert) if spec.metric in PERCENTILES else None
+        above = float(spec.alert) if spec.percentile is not None else None
         reading = embedded_reading(spec, self.answer(window, above), window)
         if spec.per_sample:
             answer = self._service.samples(spec.metric, window)
@@ -74,7 +92,7 @@ def embedded_reading(spec: MetricGate, answer: dict[str, Any], window: float) ->
     value = answer.get(spec.metric)
     sd = answer.get("latency_sd_ms") if spec.metric in MEANS else None
     above = answer.get("latency_above") or {}
-    count = above.get("count") if spec.metric in PERCENTILES and above.get("threshold_ms") == spec.alert else None
+    count = above.get("count") if spec.percentile is not None and above.get("threshold_ms") == spec.alert else None
     return Reading(
         None if value is None else float(value),
         int(answer.get(SAMPLES_OF[spec.metric]) or 0),

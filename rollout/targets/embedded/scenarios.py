@@ -10,8 +10,8 @@ import uuid
 from collections.abc import Callable
 
 from rollout.checks import CheckResult
-from rollout.checks.bookings import TEST_PHONE, synthetic_booking
-from rollout.checks.service_api import SandboxControl, ServiceClient
+from rollout.targets.embedded.bookings import TEST_PHONE, synthetic_booking
+from rollout.targets.embedded.client import EmbeddedClient, SandboxControl
 from rollout.util.clock import Clock
 from rollout.util.errors import MeasurementError
 
@@ -21,7 +21,7 @@ def _booking(phone: str = TEST_PHONE) -> dict[str, str]:
     return synthetic_booking(ref, f"scenario-{ref}", phone, event="Rollout scenario")
 
 
-def invalid_phone(service: ServiceClient, sandbox: SandboxControl, clock: Clock, within: float) -> tuple[bool, str]:
+def invalid_phone(service: EmbeddedClient, sandbox: SandboxControl, clock: Clock, within: float) -> tuple[bool, str]:
     """A booking with a landline number: the booking succeeds, its notification fails
     ``invalid_phone`` and goes to the fallback outbox; the provider is not called."""
     created = service.book(_booking(phone="+91 80 2345 6789"))
@@ -33,7 +33,7 @@ def invalid_phone(service: ServiceClient, sandbox: SandboxControl, clock: Clock,
     )
 
 
-def provider_timeout(service: ServiceClient, sandbox: SandboxControl, clock: Clock, within: float) -> tuple[bool, str]:
+def provider_timeout(service: EmbeddedClient, sandbox: SandboxControl, clock: Clock, within: float) -> tuple[bool, str]:
     """The provider hangs: the booking answers at once, the send times out once, is not resent
     (the provider may have it) and goes to the fallback outbox."""
     sandbox.faults(hang_rate=1.0, hang_seconds=min(within, 120))
@@ -54,7 +54,7 @@ def provider_timeout(service: ServiceClient, sandbox: SandboxControl, clock: Clo
     )
 
 
-def circuit_breaker(service: ServiceClient, sandbox: SandboxControl, clock: Clock, within: float) -> tuple[bool, str]:
+def circuit_breaker(service: EmbeddedClient, sandbox: SandboxControl, clock: Clock, within: float) -> tuple[bool, str]:
     """The provider fails: the breaker opens after its threshold, later sends fail fast to the
     fallback outbox, and once the provider recovers the breaker half-opens and closes."""
     sandbox.faults(http_5xx_rate=1.0)
@@ -91,7 +91,13 @@ def circuit_breaker(service: ServiceClient, sandbox: SandboxControl, clock: Cloc
     )
 
 
-SCENARIOS: dict[str, Callable[[ServiceClient, SandboxControl, Clock, float], tuple[bool, str]]] = {
+#: what a person waits for while a scenario runs
+WAITS = {
+    "circuit_breaker": "the circuit breaker to open, then to reset and close",
+    "provider_timeout": "a provider call to time out",
+}
+
+SCENARIOS: dict[str, Callable[[EmbeddedClient, SandboxControl, Clock, float], tuple[bool, str]]] = {
     "invalid_phone": invalid_phone,
     "provider_timeout": provider_timeout,
     "circuit_breaker": circuit_breaker,
@@ -99,7 +105,7 @@ SCENARIOS: dict[str, Callable[[ServiceClient, SandboxControl, Clock, float], tup
 
 
 def run_scenario(
-    name: str, label: str, service: ServiceClient, sandbox: SandboxControl | None, clock: Clock, within: float
+    name: str, label: str, service: EmbeddedClient, sandbox: SandboxControl | None, clock: Clock, within: float
 ) -> CheckResult:
     started = time.perf_counter()
     if sandbox is None:
