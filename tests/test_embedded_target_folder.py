@@ -12,10 +12,6 @@ Exempt, and why:
 - ``rollout/demo/``: ``rollout demo`` runs the product, and ``rollout/demo/shipped/`` holds the
   shipped playbook and environments: data files that are the product's own plan;
 - ``rollout/cli/serve.py``: ``rollout serve`` and ``rollout sandbox`` start the product and its sandbox;
-- ``rollout/playbook/builtin.py``: the embedded target's metric names and flag variables, still on
-  the playbook floor because the playbook model's defaults (``flag.variable``) and its metric
-  validation read them when the model is defined; it moves into the target's folder once the
-  embedded target's plugin (registered in :data:`rollout.playbook.plugins.TARGETS`) declares them;
 - the shipped playbook's file name, ``playbooks/whatsapp.yaml`` (``--playbook``'s default, examples
   in docstrings): the name of a shipped data file, not vocabulary.
 """
@@ -29,7 +25,7 @@ import rollout
 PACKAGE = Path(rollout.__file__).parent
 WORD = "whatsapp"
 EXEMPT_FOLDERS = ("targets/embedded", "booking", "demo")
-EXEMPT_FILES = ("cli/serve.py", "playbook/builtin.py")
+EXEMPT_FILES = ("cli/serve.py",)
 SHIPPED_PLAYBOOK = "playbooks/whatsapp.yaml"
 
 

@@ -4,5 +4,4 @@ provider client and its breaker, the local Zaptra sandbox (``rollout sandbox``),
 cohort bucketing, and a fleet replica's flag follower.
 
 It imports nothing of the tool, only :mod:`rollout.util` (enforced by import-linter); the tool
-reaches it in one place, the embedded target (:mod:`rollout.playbook.builtin`,
-:mod:`rollout.targets.embedded`)."""
+reaches it in one place, the embedded target (:mod:`rollout.targets.embedded`)."""

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Literal
 
 from rollout.flags.base import check_percent, file_lock, is_on
-from rollout.playbook.builtin import FLAG_VARIABLE, PERCENT_VARIABLE
+from rollout.playbook.builtin import vocabulary
 from rollout.playbook.environments import Environment
 from rollout.playbook.model import FlagSpec
 from rollout.playbook.plugins import FlagPlugin
@@ -34,12 +34,13 @@ class FlagStore:
     def __init__(
         self,
         env_file: Path,
-        flag_variable: str = FLAG_VARIABLE,
-        percent_variable: str = PERCENT_VARIABLE,
+        flag_variable: str | None = None,
+        percent_variable: str | None = None,
     ) -> None:
+        """``flag_variable`` and ``percent_variable`` default to the built-in target's."""
         self.env_file = Path(env_file)
-        self.flag_variable = flag_variable
-        self.percent_variable = percent_variable
+        self.flag_variable = flag_variable or vocabulary().flag_variable
+        self.percent_variable = percent_variable or vocabulary().percent_variable
 
     def _locked(self) -> contextlib.AbstractContextManager[None]:
         return file_lock(self.env_file.with_name(self.env_file.name + ".lock"))

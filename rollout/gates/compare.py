@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel, ConfigDict
 
 from rollout.gates.results import PASS, MetricResult, Reading
-from rollout.playbook.builtin import COMPARE_METRICS
+from rollout.playbook.builtin import vocabulary
 from rollout.playbook.model import GateSet, MetricGate
 from rollout.playbook.plugins import JudgePlugin
 from rollout.stats import Cohort, difference_interval
@@ -71,7 +71,7 @@ def judge_difference(
     """(verdict, difference, interval, reason) for one compare metric (``unit``: rate or latency,
     by default the built-in metric's); with ``pass_when="interval"`` a pass needs the whole interval
     below the target."""
-    unit = unit or COMPARE_METRICS[metric]["unit"]
+    unit = unit or vocabulary().compare_metrics[metric]["unit"]
     counts = f"treatment {treatment.samples} / control {control.samples} samples"
     both = f"treatment {plain(treatment.value, unit)} vs control {plain(control.value, unit)}"
     if treatment.value is None or control.value is None:

@@ -1,73 +1,50 @@
-"""The embedded target's vocabulary on the playbook floor: what a playbook may name of the
-booking-notification service rollout ships (``rollout serve``) without saying how to read it.
+"""The built-in provider, as the playbook floor knows it: its name, and the :class:`Vocabulary` the
+target it belongs to declares (its metric names and how each is judged, the metrics a ``compare`` gate
+can judge per cohort, the flag variables a ``flag`` section defaults to, the service's rules on its
+own settings).
 
-Its metric names and how each is judged (kind, direction, percentile), the metrics a ``compare``
-gate can judge per cohort, and the flag variables it obeys (the defaults of a playbook's ``flag``
-section), and the service's own rules on its settings (it is the one module outside
-:mod:`rollout.targets.embedded` that imports the product). The playbook model reads these when it is
-defined and validated (the flag configs' defaults), so they sit on its floor until the embedded
-target's registered plugin (:data:`rollout.playbook.plugins.TARGETS`) declares them; how the service's answers are read (which
-field counts a metric's samples, the hint's token) is in :mod:`rollout.targets.embedded.vocabulary`.
+The embedded target declares its vocabulary in its own folder; :func:`vocabulary` asks the registered
+target (:data:`rollout.playbook.plugins.TARGETS`) for it on first use, so this floor never imports the
+product or the floors above it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import functools
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 
-from rollout.booking.service.settings import settings_from
-from rollout.booking.service.settings import variable_problems as _service_problems
+from rollout.playbook.plugins import TARGETS
 
-#: the provider that is always there: the embedded service's own metrics endpoint
+#: the provider that is always there: the embedded service's own metrics endpoint (and its target's name)
 EMBEDDED = "embedded"
-#: the flag and the percentage the service obeys
-FLAG_VARIABLE = "WHATSAPP_NOTIFICATIONS_ENABLED"
-PERCENT_VARIABLE = "WHATSAPP_ROLLOUT_PERCENT"
-
-#: metric -> True when higher is better; the service's /api/whatsapp/metrics names
-METRICS: dict[str, bool] = {
-    "success_rate": True,
-    "error_rate": False,
-    "avg_latency_ms": False,
-    "p95_latency_ms": False,
-    "breaker_activations": False,
-}
-#: a built-in metric's kind (how it is judged and shown)
-BUILTIN_KINDS: dict[str, str] = {
-    "success_rate": "rate",
-    "error_rate": "rate",
-    "avg_latency_ms": "latency",
-    "p95_latency_ms": "latency",
-    "breaker_activations": "count",
-}
-
-#: the built-in metrics a compare gate can judge: how each cohort's figures are read
-COMPARE_METRICS: dict[str, dict[str, str]] = {
-    "booking_error_rate": {"unit": "rate", "count": "booking_requests", "events": "booking_errors"},
-    "booking_latency_ms": {
-        "unit": "latency",
-        "count": "booking_requests",
-        "mean": "booking_latency_ms",
-        "sd": "booking_latency_sd_ms",
-    },
-    "confirmation_delay_ms": {
-        "unit": "latency",
-        "count": "confirmations",
-        "mean": "confirmation_delay_ms",
-        "sd": "confirmation_delay_sd_ms",
-    },
-}
-
-#: the built-in percentiles (a percentile's evidence is its count of calls beyond the alert)
-PERCENTILES = {"p95_latency_ms": 95}
 
 
-def setting_problems(values: Mapping[str, str]) -> list[tuple[str, str]]:
-    """``(variable, problem)`` for each variable whose value the service would refuse, judged one by
-    one; variables the service does not know pass."""
-    return _service_problems(values)
+@dataclass(frozen=True)
+class Vocabulary:
+    """What a target with a built-in provider declares for the playbook floor."""
+
+    #: the flag and the percentage variables the service obeys (a ``flag`` section's defaults)
+    flag_variable: str
+    percent_variable: str
+    #: metric -> True when higher is better
+    metrics: Mapping[str, bool]
+    #: a built-in metric's kind (how it is judged and shown)
+    kinds: Mapping[str, str]
+    #: the metrics a compare gate can judge: how each cohort's figures are read (``unit``, ``count``, ...)
+    compare_metrics: Mapping[str, Mapping[str, str]]
+    #: metric -> its percentile (a percentile's evidence is its count of calls beyond the alert)
+    percentiles: Mapping[str, int]
+    #: ``(variable, problem)`` for each variable whose value the service would refuse, judged one by one
+    setting_problems: Callable[[Mapping[str, str]], list[tuple[str, str]]]
+    #: raise a ConfigError naming the source when the service would refuse the values together
+    check_settings: Callable[[Mapping[str, str], str], None]
 
 
-def check_settings(values: Mapping[str, str], source: str) -> None:
-    """Raise a ConfigError naming ``source`` when the service would refuse ``values`` together (a
-    token when the flag is on)."""
-    settings_from(values, source)
+@functools.cache
+def vocabulary() -> Vocabulary:
+    """The built-in provider's vocabulary, from the registered ``embedded`` target (loaded once)."""
+    declared = getattr(TARGETS.get(EMBEDDED), "vocabulary", None)
+    if not isinstance(declared, Vocabulary):
+        raise TypeError(f"the {EMBEDDED!r} target declares no Vocabulary")
+    return declared

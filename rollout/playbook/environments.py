@@ -19,7 +19,7 @@ from typing import Any
 
 from pydantic import ConfigDict, Field, field_validator
 
-from rollout.playbook.builtin import check_settings, setting_problems
+from rollout.playbook.builtin import vocabulary
 from rollout.playbook.schedule import ScheduleKeys
 from rollout.util.envfile import name_problem, read_env_file, value_problem
 from rollout.util.errors import ConfigError
@@ -131,7 +131,7 @@ def variable_problems(values: Mapping[str, str], literal_only: bool = True) -> l
         if problem:
             problems.append((name, problem))
     judged = {k: v for k, v in values.items() if not (literal_only and "${" in str(v)) and name_problem(k) is None}
-    return problems + setting_problems(judged)
+    return problems + vocabulary().setting_problems(judged)
 
 
 def check_variables(values: Mapping[str, str], source: str) -> None:
@@ -139,7 +139,7 @@ def check_variables(values: Mapping[str, str], source: str) -> None:
     problems = variable_problems(values, literal_only=False)
     if problems:
         raise ConfigError(f"{source}: " + "; ".join(f"{name}: {problem}" for name, problem in problems))
-    check_settings(values, source)  # the rules between variables (a token when the flag is on)
+    vocabulary().check_settings(values, source)  # the rules between variables (a token when the flag is on)
 
 
 def environment_path(name: str, folder: Path) -> Path:

@@ -22,15 +22,7 @@ from pydantic import (
     model_validator,
 )
 
-from rollout.playbook.builtin import (
-    BUILTIN_KINDS,
-    COMPARE_METRICS,
-    EMBEDDED,
-    FLAG_VARIABLE,
-    METRICS,
-    PERCENT_VARIABLE,
-    PERCENTILES,
-)
+from rollout.playbook.builtin import EMBEDDED, vocabulary
 from rollout.playbook.environments import variable_problems
 from rollout.playbook.plugins import FLAGS, JUDGES, PROVIDERS, STEPS, TARGETS, Group, Plugin
 from rollout.playbook.schedule import ScheduleKeys
@@ -191,22 +183,22 @@ class MetricGate(_Model):
         if self.kind == "compare":
             if self.provider != EMBEDDED:
                 return "latency" if self.per_sample else "rate"
-            return COMPARE_METRICS[self.metric]["unit"]
-        return self.kind or BUILTIN_KINDS.get(self.metric, "gauge")
+            return vocabulary().compare_metrics[self.metric]["unit"]
+        return self.kind or vocabulary().kinds.get(self.metric, "gauge")
 
     @property
     def percentile(self) -> int | None:
         """The percentile this metric is (95 for a p95), as its provider declares it; None for any
         other metric. Its evidence is the count of calls slower than its alert."""
-        return PERCENTILES.get(self.metric) if self.provider == EMBEDDED else None
+        return vocabulary().percentiles.get(self.metric) if self.provider == EMBEDDED else None
 
     @property
     def higher(self) -> bool:
         """Is a higher value better? (A compare metric is a difference: treatment worse is higher.)"""
         if self.kind == "compare":
             return False
-        if self.provider == EMBEDDED and self.metric in METRICS:
-            return METRICS[self.metric]
+        if self.provider == EMBEDDED and self.metric in vocabulary().metrics:
+            return vocabulary().metrics[self.metric]
         if self.higher_is_better is not None:
             return self.higher_is_better
         return self.alert < self.target
@@ -226,17 +218,17 @@ class MetricGate(_Model):
         if (
             self.kind == "compare"
             or self.cohorts is not None
-            or (self.provider == EMBEDDED and self.metric in COMPARE_METRICS)
+            or (self.provider == EMBEDDED and self.metric in vocabulary().compare_metrics)
         ):
             return self._compare()
         if self.provider == EMBEDDED:
-            if self.metric not in METRICS:
+            if self.metric not in vocabulary().metrics:
                 raise FieldProblems(
                     [
                         (
                             ("metric",),
                             f"{self.metric!r} is not a built-in metric of the embedded service "
-                            f"({', '.join(METRICS)}); name a provider and a query for your own",
+                            f"({', '.join(vocabulary().metrics)}); name a provider and a query for your own",
                         )
                     ]
                 )
@@ -267,9 +259,14 @@ class MetricGate(_Model):
             raise ValueError(
                 "cohorts names the label values of a provider's queries; the embedded service knows its own"
             )
-        if self.metric not in COMPARE_METRICS:
+        if self.metric not in vocabulary().compare_metrics:
             raise FieldProblems(
-                [(("metric",), f"{self.metric!r} cannot be compared; kind: compare takes {', '.join(COMPARE_METRICS)}")]
+                [
+                    (
+                        ("metric",),
+                        f"{self.metric!r} cannot be compared; kind: compare takes {', '.join(vocabulary().compare_metrics)}",
+                    )
+                ]
             )
         if self.kind != "compare":
             raise FieldProblems(
@@ -427,8 +424,16 @@ class FlagSpec(_Model):
     """
 
     backend: str
-    variable: str = Field(FLAG_VARIABLE, pattern=r"^[A-Z_][A-Z0-9_]*$")
-    percent_variable: str = Field(PERCENT_VARIABLE, pattern=r"^[A-Z_][A-Z0-9_]*$")
+    variable: str = Field(
+        default_factory=lambda: vocabulary().flag_variable,
+        pattern=r"^[A-Z_][A-Z0-9_]*$",
+        json_schema_extra=lambda schema: schema.update(default=vocabulary().flag_variable),
+    )
+    percent_variable: str = Field(
+        default_factory=lambda: vocabulary().percent_variable,
+        pattern=r"^[A-Z_][A-Z0-9_]*$",
+        json_schema_extra=lambda schema: schema.update(default=vocabulary().percent_variable),
+    )
     timeout: Duration = Field(5.0, gt=0, le=60)
     read: FlagRead | None = None
 

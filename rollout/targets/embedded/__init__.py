@@ -25,7 +25,7 @@ from rollout.targets.embedded.load import booking_load
 from rollout.targets.embedded.report import REPORT_FRAGMENT, incident_facts
 from rollout.targets.embedded.scenarios import WAITS, run_scenario
 from rollout.targets.embedded.steps import BookingCheck
-from rollout.targets.embedded.vocabulary import HINT_TOKEN_VARIABLE
+from rollout.targets.embedded.vocabulary import HINT_TOKEN_VARIABLE, VOCABULARY
 from rollout.util.clock import Clock
 from rollout.util.redact import Redactor
 
@@ -108,6 +108,8 @@ class EmbeddedPlugin(TargetPlugin):
 
     name = "embedded"
     config = EmbeddedTargetSpec
+    #: the built-in provider's metrics and the flag's defaults (:func:`rollout.playbook.builtin.vocabulary`)
+    vocabulary = VOCABULARY
 
     @staticmethod
     def open(playbook: Playbook, service: ServiceClient, flags: FlagBackend) -> EmbeddedTarget:

@@ -4,9 +4,9 @@ latencies and the control cohort's error rates."""
 from __future__ import annotations
 
 from rollout.gates.forecast import Assumptions, LatencyModel
-from rollout.playbook.builtin import COMPARE_METRICS
 from rollout.playbook.model import GateSet
 from rollout.targets.embedded.client import EmbeddedClient
+from rollout.targets.embedded.vocabulary import COMPARE_METRICS
 
 
 def last_hour(service: EmbeddedClient, gates: GateSet, lookback: float) -> tuple[float | None, Assumptions, list[str]]:

@@ -12,12 +12,11 @@ from typing import Any
 
 from rollout.checks.client import ServiceClient
 from rollout.gates import Reading, Verdict, judge_readings
-from rollout.playbook.builtin import COMPARE_METRICS
 from rollout.playbook.model import GateSet, MetricGate
 from rollout.stats import Cohort
 from rollout.targets.embedded.client import EmbeddedClient
 from rollout.targets.embedded.forecast import last_hour
-from rollout.targets.embedded.vocabulary import MEANS, SAMPLES_OF
+from rollout.targets.embedded.vocabulary import COMPARE_METRICS, MEANS, SAMPLES_OF
 
 
 class EmbeddedProvider:

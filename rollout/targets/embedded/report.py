@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from rollout.gates import fmt
-from rollout.playbook.builtin import FLAG_VARIABLE
 from rollout.targets.embedded.client import EmbeddedClient
+from rollout.targets.embedded.vocabulary import FLAG_VARIABLE
 from rollout.util.errors import MeasurementError
 
 #: the report's section of samples of the errors, rendered with the report's data
