@@ -104,3 +104,9 @@ def hostile_server() -> Iterator[Hostile]:
     server = Hostile()
     yield server
     server.close()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Slow tests first (the order is otherwise kept): xdist hands tests out in collection order, and a
+    long test handed out last keeps one worker busy while the other cores have nothing left to do."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
