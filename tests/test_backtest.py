@@ -14,7 +14,8 @@ from rollout.cli import cli
 from rollout.engine import runner
 from tests.engine_harness import EngineWorld
 
-pytestmark = pytest.mark.slow
+#: one worker builds the module's recorded runs (two real ramps) once: spread over workers, each built them again
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("backtest")]
 
 LATENCY = (
     "      - {metric: error_rate, target: 1%, alert: 5%}\n      - {metric: avg_latency_ms, target: 2000, alert: 5000}"

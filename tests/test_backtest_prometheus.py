@@ -15,7 +15,8 @@ from tests.prometheus import Prometheus
 from tests.requirements_servers import promtool_binary, unavailable
 from tests.test_cli_engine import rollout
 
-pytestmark = pytest.mark.slow
+#: one worker fills the module's Prometheus with the past once: spread over workers, each filled its own
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("backtest_prometheus")]
 
 PLAYBOOK = """\
 version: 1

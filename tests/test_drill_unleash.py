@@ -24,8 +24,8 @@ from tests.test_cli_engine import rollout
 from tests.test_drill import drill_project
 from tests.test_unleash import flag_block
 
-#: starts real servers: outside the fast loop
-pytestmark = pytest.mark.slow
+#: starts real servers: outside the fast loop; on the worker of tests/test_unleash.py (one Unleash per session)
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("unleash")]
 
 HINT_TOKEN = "hint-token-0123456789"
 #: a poll this slow cannot explain a flag-off seen within seconds: only a hint can

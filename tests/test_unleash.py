@@ -16,8 +16,9 @@ from tests.engine_harness import GROUP, EngineWorld
 from tests.flagservice import rollout_cli
 from tests.harness import wait_until
 
-#: starts real servers (or kills real processes): outside the fast loop
-pytestmark = pytest.mark.slow
+#: starts real servers (or kills real processes): outside the fast loop; on one worker with
+#: tests/test_drill_unleash.py, so the session starts one Unleash (a node server, its migrations) and not one per worker
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("unleash")]
 
 CUSTOMERS = [f"cust-{i}" for i in range(1000)]
 
