@@ -141,7 +141,7 @@ def main() -> None:
     pg = None
     if args.agents > 1:
         sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-        from tests.postgres import Postgres
+        from tests.support.postgres import Postgres
 
         pg = Postgres()
         state_url = pg.database()

@@ -32,7 +32,7 @@ from rollout.engine.runner import Project
 from rollout.engine.state import StateStore
 from rollout.flags import FlagStore
 from rollout.util.clock import SystemClock
-from tests.prometheus import Prometheus
+from tests.support.prometheus import Prometheus
 
 GATES = {
     "embedded": "      - {metric: success_rate, target: 95%, alert: 90%}\n",

@@ -42,7 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from rollout.engine.project import Project
 from rollout.engine.state import StateStore
 from rollout.util.serving import free_port
-from tests.launches import env_names, launches, metrics, summary
+from tests.support.launches import env_names, launches, metrics, summary
 
 #: in the page: every verdict a row shows, the first time it is shown (at the next frame), minus its ts
 WATCH = """

@@ -39,8 +39,8 @@ from rollout.flags.postgres import PostgresFlags
 from rollout.flags.unleash import UnleashFlags
 from rollout.playbook.model import FlagSpec
 from rollout.targets.embedded import EmbeddedTarget
-from tests.postgres import Postgres
-from tests.unleash import Unleash
+from tests.support.postgres import Postgres
+from tests.support.unleash import Unleash
 
 HINT_TOKEN = "bench-hint-token"
 

@@ -39,7 +39,7 @@ from benchmarks._procs import Proc, sandbox_client, start_sandbox, start_service
 from rollout.booking.service.store import BOOKING_FIELDS, Store
 from rollout.booking.service.stores import open_store
 from rollout.targets.embedded.bookings import synthetic_booking
-from tests.postgres import Postgres
+from tests.support.postgres import Postgres
 
 NEVER = 1e12
 

@@ -1,6 +1,6 @@
 """How long the agent's verdict API takes to answer Argo Rollouts or Flagger.
 
-The verdict tests' agent (``tests/verdict_harness.py``: its controller running, its app on
+The verdict tests' agent (``tests/support/verdict_harness.py``: its controller running, its app on
 127.0.0.1) judging the ``guard`` gate set (one metric read from the team service's ``/stats`` over
 HTTP, with a provider token by reference); ``--calls`` sequential GETs of the Argo path, then as
 many Flagger POSTs. Printed: the answer time as the caller sees it (p50, p90, p99, max) and the part
@@ -24,9 +24,9 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.flagservice import FlagService
-from tests.peer_contracts import FLAGGER_HEADERS, flagger_payload
-from tests.verdict_harness import AGENT_TOKEN, VerdictAgent
+from tests.support.flagservice import FlagService
+from tests.support.peer_contracts import FLAGGER_HEADERS, flagger_payload
+from tests.support.verdict_harness import AGENT_TOKEN, VerdictAgent
 
 PATH = "/v1/{caller}/checkout/production/guard"
 

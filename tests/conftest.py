@@ -7,11 +7,11 @@ from typing import Any
 
 import pytest
 
-from tests.flagservice import FlagService
-from tests.harness import Sandbox, Service, base_env
-from tests.hostile import Hostile
-from tests.postgres import Postgres
-from tests.unleash import Unleash
+from tests.support.flagservice import FlagService
+from tests.support.harness import Sandbox, Service, base_env
+from tests.support.hostile import Hostile
+from tests.support.postgres import Postgres
+from tests.support.unleash import Unleash
 
 
 @pytest.fixture
@@ -74,7 +74,7 @@ def chromium() -> Iterator[Any]:
     context. Per module, not per session: Playwright's sync API keeps an event loop running in the
     thread, and a later test's ``asyncio.run`` in the same worker would refuse to start. Skips without
     it (fails in CI, where ``scripts/install-test-deps`` installs it)."""
-    from tests.requirements_servers import chromium_binary, unavailable
+    from tests.support.requirements_servers import chromium_binary, unavailable
 
     executable = chromium_binary()
     if executable is None:
@@ -101,7 +101,7 @@ def chromium() -> Iterator[Any]:
 
 @pytest.fixture(scope="session")
 def hostile_server() -> Iterator[Hostile]:
-    """One server that answers badly on purpose (:mod:`tests.hostile`) for the run; each test resets it."""
+    """One server that answers badly on purpose (:mod:`tests.support.hostile`) for the run; each test resets it."""
     server = Hostile()
     yield server
     server.close()

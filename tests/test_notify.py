@@ -14,7 +14,7 @@ from fastapi.responses import JSONResponse
 from rollout.engine import runner
 from rollout.util.clock import SystemClock
 from rollout.util.serving import ServerThread
-from tests.test_engine import world  # noqa: F401 - fixture
+from tests.engine.test_engine import world  # noqa: F401 - fixture
 
 HOOK_TOKEN = "hook-token-0123456789"
 

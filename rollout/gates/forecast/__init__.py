@@ -22,7 +22,7 @@ squares of latencies, rank samples) and asks the judge. Rate verdicts are rememb
 samples), so a step costs a dictionary look-up per evaluation; latency windows with many samples are
 drawn as their mean (normal, by the central limit theorem) with the model's spread, and each figure
 says which. ``benchmarks/gates_simulation.py`` measures the same cells by brute force;
-``tests/test_forecast.py`` holds the two within 15 %.
+``tests/gates/forecast/test_forecast.py`` holds the two within 15 %.
 
 Traffic is the overall rate of the target's events (bookings/s, requests/s). A metric is fed by the
 cohort's share of it (the percentage), a compare metric by both cohorts' shares; counts, gauges and

@@ -1,0 +1,1 @@
+"""Tests of rollout/booking/: the product's cohort and phone rules."""

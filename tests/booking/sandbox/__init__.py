@@ -1,0 +1,1 @@
+"""Tests of rollout/booking/sandbox/: the wpbox sandbox."""

@@ -1,0 +1,1 @@
+"""Tests of rollout/booking/service/: the booking service (API, sending, durability, settings, PostgreSQL)."""

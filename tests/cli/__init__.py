@@ -1,0 +1,1 @@
+"""Tests of rollout/cli/: the commands as people and CI run them."""

@@ -1,0 +1,1 @@
+"""Tests of rollout/dashboard/: pages in a browser, pushed updates, its /metrics."""

@@ -1,0 +1,1 @@
+"""Tests of rollout/demo/: the demo's shipped files, from a wheel."""

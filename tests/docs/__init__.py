@@ -1,0 +1,1 @@
+"""Tests of docs/: examples and guides executed as a reader copies them."""

@@ -1,0 +1,1 @@
+"""Tests of rollout/engine/: ramps, the kill path, state, drills, backtests, waves, windows, operator verbs."""

@@ -1,0 +1,1 @@
+"""Tests of rollout/gates/forecast/: the forecasts, and `rollout plan` showing them."""

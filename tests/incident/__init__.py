@@ -1,0 +1,1 @@
+"""Tests of rollout/incident/: reports, their charts, audit words."""

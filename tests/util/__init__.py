@@ -1,0 +1,1 @@
+"""Tests of rollout/util/: exit codes and statuses, bounded reads."""
