@@ -17,7 +17,7 @@ import socket
 from collections.abc import AsyncIterator, MutableMapping
 from dataclasses import dataclass, field
 from pathlib import Path as FilePath
-from typing import IO, Any, Literal
+from typing import IO, Annotated, Any, Literal
 
 from fastapi import APIRouter, FastAPI, HTTPException, Path, Query, Request, Security
 from fastapi.exceptions import RequestValidationError
@@ -491,8 +491,8 @@ async def test_message(body: TestMessageIn, request: Request) -> JSONResponse:
 )
 async def metrics(
     request: Request,
-    window: float = Query(300, gt=0, le=8 * 86400),
-    above_ms: float | None = Query(None, ge=0, le=3_600_000),
+    window: Annotated[float, Query(gt=0, le=8 * 86400)] = 300,
+    above_ms: Annotated[float | None, Query(ge=0, le=3_600_000)] = None,
 ) -> dict[str, Any]:
     rt = _rt(request)
     await rt.outbox.flush()
@@ -550,9 +550,9 @@ SAMPLED = {"booking_latency_ms": "booking", "confirmation_delay_ms": "confirmati
 )
 async def cohort_samples(
     request: Request,
-    metric: Literal["booking_latency_ms", "confirmation_delay_ms"] = Query(...),
-    window: float = Query(300, gt=0, le=8 * 86400),
-    limit: int = Query(1000, ge=1, le=5000),
+    metric: Annotated[Literal["booking_latency_ms", "confirmation_delay_ms"], Query()],
+    window: Annotated[float, Query(gt=0, le=8 * 86400)] = 300,
+    limit: Annotated[int, Query(ge=1, le=5000)] = 1000,
 ) -> dict[str, Any]:
     """Per cohort, the newest ``limit`` latencies behind a compare metric (a rank test's samples)."""
     rt = _rt(request)
@@ -639,7 +639,7 @@ async def list_templates(request: Request) -> dict[str, Any]:
     dependencies=ADMIN,
     responses={200: {"model": S.Fallbacks}, **S.errors(401, 403, 422)},
 )
-async def fallbacks(request: Request, limit: int = Query(100, ge=1, le=1000)) -> dict[str, Any]:
+async def fallbacks(request: Request, limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> dict[str, Any]:
     _require_admin(request)
     rows = _rt(request).store.fallbacks(limit)
     for row in rows:
