@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import compileall
+import signal
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,12 @@ from tests.support.harness import Sandbox, Service, base_env
 from tests.support.hostile import Hostile
 from tests.support.postgres import Postgres
 from tests.support.unleash import Unleash
+
+# A shell starts a background job (`cmd &`) with SIGINT ignored, every process below it inherits that, and a
+# Python started so never raises KeyboardInterrupt: the tests that press Ctrl-C on a rollout command would
+# then wait for an exit that cannot come. Each process of the run (main and xdist workers) takes SIGINT back.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture
