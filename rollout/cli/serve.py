@@ -1,16 +1,19 @@
-"""``rollout serve`` and ``rollout sandbox``: the product rollout ships (the WhatsApp booking-notification
-service, the embedded target) and its Zaptra-compatible sandbox, run from the command line."""
+"""``rollout serve``, ``rollout sandbox`` and ``rollout load``: the product rollout ships (the WhatsApp
+booking-notification service, the embedded target), its Zaptra-compatible sandbox, and a booking load
+against it, run from the command line."""
 
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
 import click
 
-from rollout.cli.main import cli
+from rollout.cli.main import _json, cli
 from rollout.util.errors import ConfigError
+from rollout.util.outcomes import ExitCode
 
 
 @cli.command()
@@ -138,3 +141,60 @@ def sandbox(host: str, port: int, token: str, seed: int | None) -> None:
         raise click.BadParameter("must be at least 8 characters", param_hint="--token")
     click.echo(f"sandbox: ZAPTRA_API_URL=http://{host}:{port}/api/wpbox", err=True)
     serve_forever(create_sandbox_app(token, seed), host, port)
+
+
+@cli.command("load")
+@click.option("--url", required=True, help="The service's base URL (http://127.0.0.1:8000).")
+@click.option("--bookings", type=click.IntRange(1, 100_000), help="How many bookings.")
+@click.option("--concurrency", default=10, show_default=True, type=click.IntRange(1, 512))
+@click.option("--rate", type=click.FloatRange(0.1, 5000), help="Bookings per second (with --duration).")
+@click.option("--duration", type=str, help="How long at --rate (e.g. 30s); at most 10m.")
+@click.option("--json", "as_json", is_flag=True)
+def load_cmd(
+    url: str, bookings: int | None, concurrency: int, rate: float | None, duration: str | None, as_json: bool
+) -> None:
+    """Send a bounded booking load to a service and report latency percentiles."""
+
+    from rollout.console import ConsoleReporter
+    from rollout.targets.embedded.load import run_bookings
+    from rollout.util.units import parse_duration
+
+    if (bookings is None) == (rate is None and duration is None):
+        raise click.UsageError("give --bookings, or --rate with --duration")
+    seconds = None
+    if duration is not None:
+        try:
+            seconds = parse_duration(duration)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--duration") from None
+        if not 0 < seconds <= 600:
+            raise click.BadParameter("must be more than 0 and at most 10m", param_hint="--duration")
+    if bookings is None and (rate is None or seconds is None):
+        raise click.UsageError("--rate and --duration go together")
+    total = bookings or int((rate or 0) * (seconds or 0))
+    if as_json:
+        result = run_bookings(url, bookings, concurrency, rate, seconds)
+    else:
+        with ConsoleReporter().progress(total, "bookings") as tick:
+            result = run_bookings(url, bookings, concurrency, rate, seconds, progress=tick)
+    summary = {
+        "requested": result.requested,
+        "created": result.created,
+        "errors": result.errors,
+        "success_rate": result.success_rate,
+        "elapsed_s": round(result.elapsed_s, 3),
+        "achieved_rate": round(result.achieved_rate, 1),
+        "p50_ms": result.p(50),
+        "p95_ms": result.p(95),
+        "p99_ms": result.p(99),
+    }
+    if as_json:
+        click.echo(_json(summary))
+    else:
+        click.echo(
+            f"{result.created}/{result.requested} bookings in {result.elapsed_s:.1f}s "
+            f"({result.achieved_rate:.0f}/s); p50 {result.p(50) or 0:.1f} ms, p95 {result.p(95) or 0:.1f} ms, "
+            f"p99 {result.p(99) or 0:.1f} ms" + (f"; errors {result.errors}" if result.errors else "")
+        )
+    if result.created < result.requested:
+        sys.exit(ExitCode.FAILED)

@@ -72,15 +72,16 @@ def observed_traffic(
     ctx: RunContext, gates: GateSet, ask_prometheus: bool = True
 ) -> tuple[float | None, str, Assumptions, list[str]]:
     """(events/s over the last hour or None, where it came from, what is known, said per metric)."""
-    own = getattr(ctx.metrics.providers.get(EMBEDDED), "last_hour", None)
+    builtin = ctx.metrics.providers.get(EMBEDDED)
+    own = getattr(builtin, "last_hour", None)
     if own is not None and any(m.provider == EMBEDDED for m in gates.metrics):
         try:
             traffic, assumptions, said = own(gates, LOOKBACK_S, READ_TIMEOUT_S)
         except MeasurementError as exc:
             return None, f"the service could not say ({exc})", Assumptions(), []
         if traffic:
-            return traffic, "the embedded service's booking requests over the last hour", assumptions, said
-        return None, "the embedded service saw no bookings in the last hour", assumptions, said
+            return traffic, getattr(builtin, "traffic_seen", "its requests over the last hour"), assumptions, said
+        return None, getattr(builtin, "traffic_none", "it saw no requests in the last hour"), assumptions, said
     for spec in gates.metrics if ask_prometheus else []:
         provider = ctx.metrics.providers.get(spec.provider)
         if isinstance(provider, PrometheusMetrics) and spec.samples:

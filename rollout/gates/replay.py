@@ -126,10 +126,15 @@ def elapsed_of(metrics: list[dict[str, Any]]) -> float | None:
 
 
 def replay_evaluation(
-    candidate: GateSet, metrics: list[dict[str, Any]], percent: int | None, elapsed: float | None, counts: StepCounts
+    candidate: GateSet,
+    metrics: list[dict[str, Any]],
+    percent: int | None,
+    elapsed: float | None,
+    counts: StepCounts,
+    events: str = "requests",
 ) -> tuple[Verdict | None, Replayable]:
     """The candidate's verdict on one recorded evaluation (None when nothing of it can be replayed),
-    the sample-ratio check joined in as it was recorded."""
+    the sample-ratio check joined in as it was recorded (``events``: the target's word for them)."""
     replayable = readings_for(candidate, metrics)
     if replayable.gates is None:
         return None, replayable
@@ -138,7 +143,8 @@ def replay_evaluation(
     if ratio is not None and percent and ratio.get("value") is not None:
         total = int(ratio.get("samples") or 0)
         inside = round(float(ratio["value"]) * total)
-        verdict = with_check(verdict, sample_ratio(inside, total - inside, percent, ratio.get("window_seconds") or 0))
+        window = ratio.get("window_seconds") or 0
+        verdict = with_check(verdict, sample_ratio(inside, total - inside, percent, window, events))
     return verdict, replayable
 
 
@@ -163,11 +169,13 @@ def replay_step(
     hold: float,
     max_hold: float,
     started: float,
+    events: str = "requests",
 ) -> StepReplay:
     """Replay one step's recorded evaluations (as the state store keeps them, oldest first) with
     ``candidate``: each evaluation's replayed verdict beside the recorded one, and how the candidate
     would have ended the step (a fail or a stop at once; a pass once ``hold`` has passed; a hold past
-    ``hold + max_hold``). ``started`` is when the step began (for records without their elapsed)."""
+    ``hold + max_hold``). ``started`` is when the step began (for records without their elapsed); ``events`` is the
+    target's word for its traffic."""
     counts = StepCounts()
     rows: list[dict[str, Any]] = []
     decided, decided_at = "undecided", None
@@ -179,7 +187,7 @@ def replay_step(
         elapsed = elapsed_of(metrics)
         if elapsed is None:
             elapsed = max(0.0, float(v["ts"]) - started)
-        verdict, replayable = replay_evaluation(candidate, metrics, v.get("percent"), elapsed, counts)
+        verdict, replayable = replay_evaluation(candidate, metrics, v.get("percent"), elapsed, counts, events)
         missing.update(replayable.missing)
         legacy = legacy or replayable.legacy
         replayed = verdict.verdict if verdict is not None else None

@@ -172,13 +172,16 @@ def held(
     )
 
 
-#: the sample-ratio check: fewer decided bookings than this say nothing; below this p-value, bucketing is broken
+#: the sample-ratio check: fewer decided events than this say nothing; below this p-value, bucketing is broken
 SRM_MIN_COUNT, SRM_ALPHA = 100, 0.001
 
 
-def sample_ratio(in_cohort: int, out_of_cohort: int, percent: int, window: float) -> MetricResult | None:
-    """Did the service put ``percent`` % of the decided bookings in the cohort? A chi-square
-    goodness-of-fit test (one degree of freedom); None below :data:`SRM_MIN_COUNT` bookings.
+def sample_ratio(
+    in_cohort: int, out_of_cohort: int, percent: int, window: float, events: str = "requests"
+) -> MetricResult | None:
+    """Did the service put ``percent`` % of the decided ``events`` (the target's word for
+    them) in the cohort? A chi-square goodness-of-fit test (one degree of freedom); None below
+    :data:`SRM_MIN_COUNT` of them.
 
     A mismatch fails the step with a message that blames the bucketing, not the feature: the
     cohort the gates judged is not the cohort the ramp asked for."""
@@ -197,7 +200,7 @@ def sample_ratio(in_cohort: int, out_of_cohort: int, percent: int, window: float
         window_seconds=window,
         unit="rate",
     )
-    seen = f"{in_cohort} of {total} decided bookings ({share * 100:.1f}%) went to the cohort at {percent}%"
+    seen = f"{in_cohort} of {total} decided {events} ({share * 100:.1f}%) went to the cohort at {percent}%"
     if p_value < SRM_ALPHA:
         return MetricResult(
             **base,

@@ -76,6 +76,9 @@ class ProviderPlugin(Plugin):
 class TargetPlugin(Plugin):
     """What is rolled out (group ``rollout.targets``; tag ``kind``)."""
 
+    #: what one event of the target's traffic is called in plan lines and verdicts (``requests/s``)
+    events: ClassVar[str] = "requests"
+
     @staticmethod
     def open(playbook: Playbook, service: ServiceClient, flags: FlagBackend) -> Target:
         """The target of one environment's ``service``, whose flag ``flags`` writes."""

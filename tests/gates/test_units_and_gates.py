@@ -218,7 +218,7 @@ def test_looking_after_every_sample_keeps_false_alarms_under_the_bound():
 def test_the_sample_ratio_check_on_constructed_counts(inside, outside, percent, verdict):
     from rollout.gates import sample_ratio
 
-    result = sample_ratio(inside, outside, percent, 60)
+    result = sample_ratio(inside, outside, percent, 60, "bookings")
     assert (result.verdict if result else None) == verdict
     if verdict == FAIL:
         assert "sample ratio mismatch" in result.reason and "bucketing is broken, not the feature" in result.reason

@@ -20,7 +20,7 @@ from rollout.engine.steps.base import DONE, FAIL, StepResult, Wait, accept_hold,
 from rollout.gates import FAIL as FAIL_VERDICT
 from rollout.incident.words import intent_words
 from rollout.playbook.model import Playbook, RampStep
-from rollout.playbook.plugins import StepKind
+from rollout.playbook.plugins import TARGETS, StepKind
 from rollout.util.units import format_duration
 
 
@@ -240,7 +240,7 @@ def _full(ctx: RunContext, step: RampStep, label: str, guard: Callable[[], None]
     return StepResult(DONE, "promoted to 100% now by a person (rollout promote --full)")
 
 
-def traffic_needed(step: Any, gates: Any, unit: str = "bookings") -> str:
+def traffic_needed(step: Any, gates: Any, unit: str = "requests") -> str:
     """What a ramp's gates need to decide in one window: ``min_samples`` per metric, at the smallest
     share a metric sees (the cohort at the first percentage; for a compare metric, also the control
     at the last percentage below 100)."""
@@ -261,8 +261,11 @@ def traffic_needed(step: Any, gates: Any, unit: str = "bookings") -> str:
 
 
 def describe(step: RampStep, playbook: Playbook | None = None) -> str:
-    unit = "requests" if playbook is not None and playbook.target.kind == "http" else "bookings"
-    needed = traffic_needed(step, playbook.gates[step.gate], unit) if playbook is not None else ""
+    needed = (
+        traffic_needed(step, playbook.gates[step.gate], TARGETS.get(playbook.target.kind).events)
+        if playbook is not None
+        else ""
+    )
     return f"{' -> '.join(f'{p}%' for p in step.percentages)}, each held {step.hold:g}s on gate {step.gate!r}{needed}"
 
 

@@ -108,6 +108,7 @@ class EmbeddedPlugin(TargetPlugin):
 
     name = "embedded"
     config = EmbeddedTargetSpec
+    events = "bookings"
     #: the built-in provider's metrics and the flag's defaults (:func:`rollout.playbook.builtin.vocabulary`)
     vocabulary = VOCABULARY
 

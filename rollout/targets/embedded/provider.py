@@ -37,6 +37,10 @@ class EmbeddedProvider:
             self._answers[key] = self._service.metrics(window, above_ms)
         return self._answers[key]
 
+    #: how ``plan`` names the traffic :meth:`last_hour` read, and the lack of it
+    traffic_seen = "the embedded service's booking requests over the last hour"
+    traffic_none = "the embedded service saw no bookings in the last hour"
+
     def last_hour(self, gates: GateSet, lookback: float, timeout: float) -> tuple[float | None, Any, list[str]]:
         """(requests per second, what the forecast may assume, said per metric) from the service's
         last ``lookback`` seconds, asked with a short ``timeout``
