@@ -11,7 +11,8 @@ Exempt, and why:
 - ``rollout/booking/``: the product itself (it imports nothing of the tool);
 - ``rollout/demo/``: ``rollout demo`` runs the product, and ``rollout/demo/shipped/`` holds the
   shipped playbook and environments: data files that are the product's own plan;
-- ``rollout/cli/serve.py``: ``rollout serve`` and ``rollout sandbox`` start the product and its sandbox;
+- ``rollout/cli/serve.py``: ``rollout serve`` and ``rollout sandbox`` start the product and its sandbox,
+  and ``rollout load`` sends it bookings;
 - the shipped playbook's file name, ``playbooks/whatsapp.yaml`` (``--playbook``'s default, examples
   in docstrings): the name of a shipped data file, not vocabulary.
 """

@@ -53,7 +53,10 @@ def test_an_env_file_empty_from_the_start_is_still_accepted(tmp_path):
 
 def test_the_service_keeps_its_admin_endpoints_through_a_write_read_half_way(service):
     """The flaky test's sequence with the torn read forced: on main the GET answered 403."""
+    # decided and sent before the file is torn: a booking still in the outbox when the worker reads the torn
+    # file would be judged under the refused configuration (flag off), which is not what this test is about
     booking = service.book(1)["id"]
+    service.wait_status(booking, "sent", timeout=30)
     text = service.env_file.read_text()
     service.env_file.write_text("")
 
@@ -63,7 +66,7 @@ def test_the_service_keeps_its_admin_endpoints_through_a_write_read_half_way(ser
     wait_until(lambda: "empty" in config_error(), timeout=15, what="the emptied file refused")
     service.env_file.write_text(text + "WHATSAPP_ROLLOUT_PERCENT=half\n")
     wait_until(lambda: "WHATSAPP_ROLLOUT_PERCENT" in config_error(), timeout=15, what="the bad value refused")
-    assert service.notification(booking)["status"] in ("pending", "sending", "sent")
+    assert service.notification(booking)["status"] == "sent"  # a torn file rewrites no decided booking
     assert service.wait_status(service.book(2)["id"], "skipped")["reason"] == "flag_off"
 
 
