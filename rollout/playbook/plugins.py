@@ -145,6 +145,7 @@ class Group(Generic[P]):
     #: the plugin a section without its tag means (``flag:`` without ``backend:`` is ``envfile``)
     default: str | None = None
     _loaded: dict[str, type[P]] | None = field(default=None, repr=False)
+    _installed: list[Any] | None = field(default=None, repr=False)
 
     @property
     def entry_point_group(self) -> str:
@@ -185,8 +186,8 @@ class Group(Generic[P]):
         return [plugin.config for plugin in self.plugins().values()]
 
     def reset(self) -> None:
-        """Forget what was loaded (a test that installs a plugin package, then asks again)."""
-        self._loaded = None
+        """Forget what was loaded and found installed (a test that installs a plugin package, then asks again)."""
+        self._loaded = self._installed = None
 
     def union(self) -> Any:
         """The discriminated union of the config models, tagged by :attr:`tag` (absent: :attr:`default`).
@@ -227,7 +228,11 @@ class Group(Generic[P]):
         return raw if isinstance(raw, str) else None
 
     def _entry_points(self) -> list[Any]:
-        return list(entry_points(group=self.entry_point_group))
+        # read once per process: a scan of every installed distribution costs milliseconds, and names()
+        # is asked on every validation of a metric's judge
+        if self._installed is None:
+            self._installed = list(entry_points(group=self.entry_point_group))
+        return self._installed
 
     def _checked(self, name: str, load: Callable[[], Any], where: str = "") -> type[P]:
         try:
