@@ -23,7 +23,7 @@ from rollout.gates import FAIL, PASS, StepCounts, judge_readings
 from rollout.gates.replay import StepReplay, deciding_metric, replay_step
 from rollout.playbook.builtin import EMBEDDED
 from rollout.playbook.model import GateSet, GateStep, Phase, Playbook, RampStep, step_label
-from rollout.playbook.plugins import TARGETS
+from rollout.playbook.plugins import target_events
 from rollout.providers import MetricSources
 from rollout.util.errors import ConfigError
 from rollout.util.units import format_duration
@@ -238,7 +238,7 @@ def backtest_store(playbook: Playbook, phase: Phase, state: StateRecords, env: s
                 result.notes.append(f"{first['step']}: no such step in the candidate's phase {phase.name}; skipped")
                 continue
             started = run["ramp_starts"].get((first["step"], first["percent"]), first["ts"])
-            events = TARGETS.get(playbook.target.kind).events
+            events = target_events(playbook)
             replay = replay_step(playbook.gates[step.gate], group, _hold(step), step.max_hold, started, events)
             result.steps.append(replay)
             if replay.missing:

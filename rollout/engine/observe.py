@@ -17,7 +17,7 @@ from rollout.gates import HOLD, StepCounts, Verdict, judge_readings, no_data, sa
 from rollout.gates.replay import encode_reading
 from rollout.playbook.builtin import EMBEDDED
 from rollout.playbook.model import GateSet
-from rollout.playbook.plugins import TARGETS
+from rollout.playbook.plugins import target_events
 from rollout.util.errors import MeasurementError
 from rollout.util.units import format_duration
 
@@ -70,7 +70,7 @@ def _measured(
             inside, outside = counts(window)
         except MeasurementError:
             return verdict  # the gate metrics already say the service cannot be asked
-        events = TARGETS.get(ctx.playbook.target.kind).events
+        events = target_events(ctx.playbook)
         verdict = with_check(verdict, sample_ratio(inside, outside, percent, window, events), gates.on_srm)
     return verdict
 

@@ -315,3 +315,9 @@ JUDGES: Group[JudgePlugin] = Group(
 
 #: every group, by its name
 GROUPS: dict[str, Group[Any]] = {group.name: group for group in (FLAGS, PROVIDERS, TARGETS, STEPS, JUDGES)}
+
+
+def target_events(playbook: Playbook | None) -> str:
+    """What one event of the playbook's target's traffic is called (its plugin's ``events``; without a
+    playbook, the default target's): ``requests``, the embedded service's ``bookings``."""
+    return TARGETS.get(playbook.target.kind if playbook is not None else str(TARGETS.default)).events

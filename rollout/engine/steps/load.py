@@ -6,7 +6,7 @@ from rollout.checks.load import latency_checks, run_load, success_check, templat
 from rollout.engine.context import RunContext
 from rollout.engine.steps.base import FAIL, StepResult, checks_result
 from rollout.playbook.model import LoadStep, Playbook
-from rollout.playbook.plugins import TARGETS, StepKind
+from rollout.playbook.plugins import StepKind, target_events
 from rollout.util.errors import MeasurementError
 
 
@@ -52,10 +52,11 @@ def _generic_load(ctx: RunContext, step: LoadStep, label: str, total: int) -> St
 
 
 def describe(step: LoadStep, playbook: Playbook | None = None) -> str:
-    if step.request is None:  # the target's own load
-        what = TARGETS.get(playbook.target.kind if playbook is not None else str(TARGETS.default)).events
-    else:
-        what = f"{step.request.method} {step.request.url or step.request.path}"
+    what = (
+        target_events(playbook)  # the target's own load
+        if step.request is None
+        else f"{step.request.method} {step.request.url or step.request.path}"
+    )
     return (
         f"{step.requests} {what} at concurrency {step.concurrency}"
         if step.requests

@@ -20,7 +20,7 @@ from rollout.engine.steps.base import DONE, FAIL, StepResult, Wait, accept_hold,
 from rollout.gates import FAIL as FAIL_VERDICT
 from rollout.incident.words import intent_words
 from rollout.playbook.model import Playbook, RampStep
-from rollout.playbook.plugins import TARGETS, StepKind
+from rollout.playbook.plugins import StepKind, target_events
 from rollout.util.units import format_duration
 
 
@@ -261,11 +261,7 @@ def traffic_needed(step: Any, gates: Any, unit: str = "requests") -> str:
 
 
 def describe(step: RampStep, playbook: Playbook | None = None) -> str:
-    needed = (
-        traffic_needed(step, playbook.gates[step.gate], TARGETS.get(playbook.target.kind).events)
-        if playbook is not None
-        else ""
-    )
+    needed = traffic_needed(step, playbook.gates[step.gate], target_events(playbook)) if playbook is not None else ""
     return f"{' -> '.join(f'{p}%' for p in step.percentages)}, each held {step.hold:g}s on gate {step.gate!r}{needed}"
 
 
