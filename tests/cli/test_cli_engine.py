@@ -15,6 +15,7 @@ import pytest
 from rollout.engine.state import StateStore
 from rollout.flags import FlagStore
 from rollout.util.clock import SystemClock
+from tests.support import inprocess
 from tests.support.harness import ADMIN_TOKEN, SANDBOX_TOKEN, Service, base_env, wait_until
 
 REPO = Path(__file__).resolve().parents[2]
@@ -77,14 +78,9 @@ def env(**extra: str) -> dict[str, str]:
 
 
 def rollout(cwd: Path, *args: str, timeout: float = 120, **extra: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "rollout", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=env(**extra),
-    )
+    """``rollout ARGS`` in ``cwd`` as a user runs it, in this process where it can be
+    (:mod:`tests.support.inprocess`)."""
+    return inprocess.run(args, cwd=cwd, timeout=timeout, env=env(**extra))
 
 
 def start(cwd: Path, *args: str, **extra: str) -> subprocess.Popen:

@@ -11,16 +11,14 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import git
 import pytest
 
 from rollout.util.serving import ServerThread
+from tests.support import inprocess
 from tests.support.standin import create_standin
-
-ROLLOUT = str(Path(sys.executable).parent / "rollout")
 
 PLAYBOOK = """\
 version: 1
@@ -93,14 +91,7 @@ def setup(tmp_path):
     def run(*args: str, **extra: str) -> subprocess.CompletedProcess:
         common = ["--playbook", str(files / "playbook.yaml"), "--environments", str(files / "environments")]
         common += ["--state", str(files / "state.db")]
-        return subprocess.run(
-            [ROLLOUT, *args, *common],
-            cwd=cwd.working_dir,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            env={**environ, **extra},
-        )
+        return inprocess.run([*args, *common], cwd=cwd.working_dir, timeout=120, env={**environ, **extra})
 
     yield Path(cwd.working_dir), checkout, remote, files, run
     service.stop()

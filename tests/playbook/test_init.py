@@ -24,6 +24,7 @@ from rollout.playbook.load import load_playbook
 from rollout.playbook.scaffold import MODELINE
 from rollout.providers.discover import Family, propose
 from rollout.util.serving import free_port
+from tests.support import inprocess
 from tests.support.prometheus import Prometheus
 from tests.support.standin import TOKEN, StandIn
 
@@ -32,15 +33,7 @@ ROLLOUT = str(Path(sys.executable).parent / "rollout")
 
 def run(cwd: Path, *args: str, **env: str) -> subprocess.CompletedProcess:
     environ = {k: v for k, v in os.environ.items() if not k.startswith("ROLLOUT_")}
-    return subprocess.run(
-        [ROLLOUT, *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        stdin=subprocess.DEVNULL,
-        env={**environ, **env},
-    )
+    return inprocess.run(args, cwd=cwd, timeout=120, env={**environ, **env})
 
 
 class Exporter:

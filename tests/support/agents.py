@@ -18,6 +18,7 @@ import httpx
 from rollout.engine import leases
 from rollout.engine.project import Project
 from rollout.util.serving import free_port
+from tests.support import inprocess
 from tests.support.harness import wait_until
 
 
@@ -157,7 +158,7 @@ def cli(
     )
     if popen:
         return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, **options)
-    return subprocess.run(command, capture_output=True, timeout=timeout, **options)
+    return inprocess.run(command[3:], env=options["env"], cwd=options["cwd"], timeout=timeout)
 
 
 class Following:

@@ -16,6 +16,7 @@ from fastapi.responses import JSONResponse
 
 from rollout.engine.project import Project
 from rollout.util.serving import ServerThread
+from tests.support import inprocess
 
 TOKEN = "flag-admin-token-7f3a9c"
 #: a service that obeys, the flag off, healthy stats
@@ -130,12 +131,9 @@ def rollout_cli(
 ) -> subprocess.CompletedProcess[str]:
     """``rollout ARGS`` as a user runs it on ``project``'s files, with the flag endpoint's token set and no
     terminal."""
-    return subprocess.run(
-        rollout_argv(project, *args),
-        capture_output=True,
-        text=True,
+    return inprocess.run(
+        rollout_argv(project, *args)[3:],
         timeout=timeout,
-        stdin=subprocess.DEVNULL,
         env={**os.environ, "FLAG_TOKEN": TOKEN, **(env or {})},
         cwd=project.playbook_path.parent,
     )
