@@ -10,10 +10,12 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import git
+from typing import TYPE_CHECKING
 
 from rollout.util.errors import RolloutError
+
+if TYPE_CHECKING:  # imported where a repository is opened: most commands never open one
+    import git
 
 
 class PromotionError(RolloutError):
@@ -39,6 +41,8 @@ class Promotion:
 
 
 def open_repo(path: Path) -> git.Repo:
+    import git
+
     try:
         return git.Repo(path, search_parent_directories=True)
     except (git.InvalidGitRepositoryError, git.NoSuchPathError) as exc:
@@ -67,6 +71,8 @@ def plan_promotion(repo: git.Repo, source: str, target: str, remote: str) -> Pro
 
 def promote(path: Path, source: str, target: str, remote: str = "origin", dry_run: bool = False) -> Promotion:
     """Merge ``source`` into ``target`` (a merge commit) and push ``target`` to ``remote``."""
+    import git
+
     repo = open_repo(path)
     if repo.is_dirty(untracked_files=True):
         dirty = [d.a_path for d in repo.index.diff(None) if d.a_path] + repo.untracked_files

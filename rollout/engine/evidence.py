@@ -4,12 +4,13 @@ same repository ``gate`` and ``advance`` take theirs from."""
 
 from __future__ import annotations
 
-from typing import Any
-
-import git
+from typing import TYPE_CHECKING, Any
 
 from rollout.engine.state import StateRecords
 from rollout.playbook.model import Playbook, PromoteStep, step_label
+
+if TYPE_CHECKING:  # gitpython is imported where a repository is opened: most commands never open one
+    import git
 
 #: the audit entries that show a commit passed an environment's gates
 EVIDENCE_ACTIONS = ("gate_passed", "phase_completed")

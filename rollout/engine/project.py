@@ -7,9 +7,7 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import git
+from typing import TYPE_CHECKING, Any
 
 from rollout.checks.client import ServiceClient
 from rollout.engine.context import Reporter, RunContext
@@ -35,6 +33,9 @@ from rollout.util.clock import Clock
 from rollout.util.errors import ConfigError
 from rollout.util.redact import Redactor
 from rollout.util.yamlfile import secret_field
+
+if TYPE_CHECKING:  # gitpython is imported where a repository is opened: most commands never open one
+    import git
 
 
 @dataclass

@@ -188,6 +188,7 @@ class Group(Generic[P]):
     def reset(self) -> None:
         """Forget what was loaded and found installed (a test that installs a plugin package, then asks again)."""
         self._loaded = self._installed = None
+        _installed_entry_points.cache_clear()
 
     def union(self) -> Any:
         """The discriminated union of the config models, tagged by :attr:`tag` (absent: :attr:`default`).
@@ -228,10 +229,8 @@ class Group(Generic[P]):
         return raw if isinstance(raw, str) else None
 
     def _entry_points(self) -> list[Any]:
-        # read once per process: a scan of every installed distribution costs milliseconds, and names()
-        # is asked on every validation of a metric's judge
         if self._installed is None:
-            self._installed = list(entry_points(group=self.entry_point_group))
+            self._installed = list(_installed_entry_points().select(group=self.entry_point_group))
         return self._installed
 
     def _checked(self, name: str, load: Callable[[], Any], where: str = "") -> type[P]:
@@ -251,6 +250,13 @@ class Group(Generic[P]):
                 f"({self.tag}: Literal[{name!r}])"
             )
         return plugin
+
+
+@functools.cache
+def _installed_entry_points() -> Any:
+    """Every installed entry point, read once per process for every group: a scan of the installed
+    distributions costs milliseconds, and names() is asked on every validation of a metric's judge."""
+    return entry_points()
 
 
 def _import(where: str) -> Any:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import re
 import stat
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -28,6 +28,8 @@ _REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 MAX_DEPTH = 32
 #: nodes a file may hold, or expand to through its aliases (the shipped playbook has about 300)
 MAX_NODES = 20_000
+#: libyaml's safe loader where PyYAML was built with it (a few times faster), else PyYAML's own
+_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 #: the largest file read (the shipped playbook is about 6 KiB): larger is not configuration
 MAX_FILE_BYTES = 1 << 20
 
@@ -40,7 +42,7 @@ def check_shape(text: str, file: Path, error: type[RolloutError]) -> None:
     expanded = written = 0
     sizes: dict[str, int] = {}
     open_nodes: list[tuple[int, str | None]] = []  # (expanded count at its start, its anchor)
-    for event in yaml.parse(text, Loader=yaml.SafeLoader):
+    for event in _events(text, file, error):
         line = event.start_mark.line + 1 if event.start_mark is not None else 0
         if isinstance(event, yaml.AliasEvent):
             if any(anchor == event.anchor for _, anchor in open_nodes):
@@ -68,6 +70,17 @@ def check_shape(text: str, file: Path, error: type[RolloutError]) -> None:
                 f"{file}:{line}: aliases expand this file to more than {MAX_NODES} nodes; "
                 "write the repeated parts out, or use fewer levels of aliases"
             )
+
+
+def _events(text: str, file: Path, error: type[RolloutError]) -> Iterator[yaml.Event]:
+    try:
+        yield from yaml.parse(text, Loader=_LOADER)
+    except yaml.YAMLError as exc:
+        # libyaml stops at 1000 levels on its own, before the scan's own limit is seen
+        if "maximum nesting depth" not in str(exc):
+            raise
+        mark = getattr(exc, "problem_mark", None)
+        raise error(f"{file}:{mark.line + 1 if mark else 0}: nested deeper than {MAX_DEPTH} levels") from exc
 
 
 def _walk(node: yaml.Node, path: tuple[Any, ...], lines: Lines, file: Path) -> None:
@@ -134,8 +147,12 @@ def read_yaml(path: Path, error: type[RolloutError]) -> tuple[Any, Lines]:
     text = read_text(path, error)
     try:
         check_shape(text, path, error)
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
+        loader = _LOADER(text)
+        try:
+            node = loader.get_single_node()
+            data = loader.construct_document(node) if node is not None else None
+        finally:
+            loader.dispose()
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
