@@ -10,23 +10,10 @@ import pytest
 
 from rollout.util.serving import free_port
 from tests.cli.test_cli_engine import rollout, state_of
+from tests.flags.test_fleet_flags import FLEET_PLAYBOOK
 from tests.support.harness import PHONE
 
 DB_PASSWORD = "flagdb-pw-7c41e9"
-
-PLAYBOOK = """\
-version: 1
-name: offpath
-flag: {backend: postgres, database: "${FLAG_DB_URL}"}
-gates:
-  g: {window: 10s, metrics: [{metric: success_rate, target: 95%, alert: 90%}]}
-watch: {gate: g}
-phases:
-  - name: production
-    environment: production
-    steps:
-      - {kind: configure}
-"""
 
 
 @pytest.mark.slow  # two CLI processes
@@ -38,7 +25,7 @@ def test_an_unopenable_flag_database_still_gives_a_report_with_the_services_erro
     sandbox.faults(reject_phones=[PHONE.lstrip("+")], reject_code=131049)
     for n in range(1, 4):
         assert service.wait_status(service.book(n)["id"], "failed")["reason"] == "not_delivered_by_meta"
-    (tmp_path / "p.yaml").write_text(PLAYBOOK)
+    (tmp_path / "p.yaml").write_text(FLEET_PLAYBOOK)
     (tmp_path / "environments").mkdir()
     (tmp_path / "environments" / "production.yaml").write_text(
         f"name: production\nservice_url: {service.url}\nenv_file: {service.env_file}\n"
