@@ -49,12 +49,7 @@ class ServiceClient:
         """``path``'s answer as a JSON object; an answer that is not one, or an HTTP error, raises
         :class:`MeasurementError`."""
         response = self.request(method, path, **kwargs)
-        try:
-            data = response.json()
-        except ValueError as exc:
-            raise MeasurementError(f"{self.url}{path}: answer is not JSON (HTTP {response.status_code})") from exc
-        if not isinstance(data, dict):
-            raise MeasurementError(f"{self.url}{path}: answer is not a JSON object")
+        data: dict[str, Any] = bounded.json_of(response, f"{self.url}{path}")
         if response.status_code >= 400:
             raise MeasurementError(f"{self.url}{path}: HTTP {response.status_code}: {data.get('error', data)}")
         return data

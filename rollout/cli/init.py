@@ -28,8 +28,30 @@ from rollout.util.errors import ConfigError
 if TYPE_CHECKING:
     from rollout.playbook.scaffold import Proposal, Scaffold
 
-#: the flag backends it offers: every registered one (built-in or installed), :data:`rollout.playbook.plugins.FLAGS`
-BACKENDS = tuple(FLAGS.names())
+
+def backends() -> tuple[str, ...]:
+    """The flag backends it offers: every registered one (built-in or installed),
+    :data:`rollout.playbook.plugins.FLAGS` (the installed packages are scanned once per process)."""
+    return tuple(FLAGS.names())
+
+
+class RegisteredBackend(click.Choice[str]):
+    """``--flag-backend``'s choice of :func:`backends`, read when first asked (``init`` runs, or its
+    help is shown), not when the CLI is imported: the scan of installed packages (~5 ms) is then
+    paid by ``init`` alone, not by every command's start."""
+
+    def __init__(self) -> None:
+        super().__init__(())
+
+    @property
+    def choices(self) -> tuple[str, ...]:
+        return backends()
+
+    @choices.setter
+    def choices(self, _given: tuple[str, ...]) -> None:
+        """Nothing to keep: click's own ``__init__`` sets the (empty) choices given to it."""
+
+
 #: where a service's health usually answers, in the order tried
 HEALTH_PATHS = ("/healthz", "/health", "/-/healthy", "/api/health", "/status", "/")
 _VARIABLE = re.compile(r"^[A-Z_][A-Z0-9_]*$")
@@ -100,7 +122,7 @@ def _default_name(url: str) -> str:
 
 @cli.command("init")
 @click.option("--service-url", help="Your service's base URL (checks and the health probe are joined to it).")
-@click.option("--flag-backend", type=click.Choice(BACKENDS), help="Where the flag lives (default envfile).")
+@click.option("--flag-backend", type=RegisteredBackend(), help="Where the flag lives (default envfile).")
 @click.option("--flag-variable", callback=_variable, help="The flag's name in configure steps [FEATURE_ENABLED].")
 @click.option(
     "--percent-variable", callback=_variable, help="The percentage's name in configure steps [FEATURE_PERCENT]."
@@ -157,9 +179,10 @@ def init_cmd(
 
     service = _url(str(_ask(service_url, "--service-url", "Your service's base URL")), "--service-url")
     assert service is not None
-    backend = str(_ask(flag_backend, "--flag-backend", f"Flag backend ({'/'.join(BACKENDS)})", "envfile"))
-    if backend not in BACKENDS:
-        raise click.BadParameter(f"one of {', '.join(BACKENDS)}", param_hint="--flag-backend")
+    offered = backends()
+    backend = str(_ask(flag_backend, "--flag-backend", f"Flag backend ({'/'.join(offered)})", "envfile"))
+    if backend not in offered:
+        raise click.BadParameter(f"one of {', '.join(offered)}", param_hint="--flag-backend")
     flag = Flag(backend, flag_variable or "FEATURE_ENABLED", percent_variable or "FEATURE_PERCENT")
     if backend == "http":
         flag.url = str(_ask(flag_url, "--flag-url", "The flag endpoint (a path on the service, or a URL)"))

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from rollout.checks.client import ServiceClient
 from rollout.engine.context import Reporter, RunContext
-from rollout.engine.killswitch import Lines, OffPath, UnreachableFlags, open_or_unreachable
+from rollout.engine.killswitch import Lines, OffPath, open_or_unreachable
 from rollout.engine.pgstate import PgStateStore
 from rollout.engine.state import StateRecords, StateStore, actor
 from rollout.flags import FlagBackend, make_flags
@@ -271,7 +271,9 @@ def open_off_path(
 ) -> Iterator[Kill]:
     """Everything a flag-off of ``env_name`` needs, opened from ``project`` and closed afterwards:
     its flag backend (one that cannot even be opened makes the write fail, loudly, as any other
-    failed write), its target, the environment resolved (or what its env file holds when a secret
+    failed write), its target (built over such a backend too: the write fails before anything asks
+    the target to confirm, and the incident report still gets what the target says of itself), the
+    environment resolved (or what its env file holds when a secret
     is missing: the kill path never depends on secrets being at hand), the state store (``state``,
     or one of its own) and, unless ``notify`` tells the webhooks, a notifier of its own. ``playbook``:
     the one loaded already (a run turning other regions off), else it is read from its file."""
@@ -303,8 +305,11 @@ def open_off_path(
                     if notifier is not None:
                         notifier.fire(event, env_name, phase=phase, **details)
 
+                # built over an UnreachableFlags too: its write fails before any confirmation is asked
+                # (nothing reads the flag through it), but the incident report still gets what the
+                # target says of itself (the embedded service's samples of the errors, its impact)
                 try:
-                    target = make_target(playbook, service, flags) if not isinstance(flags, UnreachableFlags) else None
+                    target = make_target(playbook, service, flags)
                 except Exception:  # noqa: BLE001 - no target: the flag-off goes on, unconfirmed
                     target = None
                 path = OffPath(

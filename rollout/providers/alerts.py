@@ -17,6 +17,7 @@ from rollout.gates import Alerts, Reading
 from rollout.playbook.model import MetricGate, ProviderSpec
 from rollout.playbook.plugins import ProviderPlugin
 from rollout.providers.base import HttpProvider
+from rollout.util.bounded import json_of
 from rollout.util.errors import MeasurementError
 
 
@@ -46,12 +47,7 @@ class AlertmanagerAlerts(HttpProvider):
             raise MeasurementError(
                 f"{self.name}: /api/v2/alerts answered HTTP {response.status_code}: {response.text[:200]}"
             )
-        try:
-            body = response.json()
-        except ValueError as exc:
-            raise MeasurementError(f"{self.name}: /api/v2/alerts: the answer is not JSON") from exc
-        if not isinstance(body, list):
-            raise MeasurementError(f"{self.name}: /api/v2/alerts: the answer is not a list of alerts")
+        body = json_of(response, f"{self.name}: /api/v2/alerts", list, "a list of alerts")
         by_state: dict[str, list[dict[str, str]]] = {"active": [], "suppressed": [], "unprocessed": []}
         for alert in body:
             if not isinstance(alert, dict) or not isinstance(alert.get("labels"), dict):

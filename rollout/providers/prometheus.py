@@ -17,6 +17,7 @@ from rollout.playbook.plugins import ProviderPlugin
 from rollout.providers.alerts import alerts_selector
 from rollout.providers.base import HttpProvider, number, placeholders, reading
 from rollout.stats import Cohort
+from rollout.util.bounded import json_of
 from rollout.util.errors import MeasurementError
 
 
@@ -38,13 +39,7 @@ class PrometheusMetrics(HttpProvider):
     def _data(self, path: str, params: dict[str, str], what: str) -> dict:
         """The ``data`` of one successful Prometheus API answer; anything else is a
         :class:`MeasurementError` naming ``what`` was asked."""
-        response = self._get(path, what, params=params)
-        try:
-            body = response.json()
-        except ValueError as exc:
-            raise MeasurementError(f"{self.name}: answer is not JSON (HTTP {response.status_code})") from exc
-        if not isinstance(body, dict):
-            raise MeasurementError(f"{self.name}: answer is not a JSON object")
+        body = json_of(self._get(path, what, params=params), self.name)
         if body.get("status") != "success":
             raise MeasurementError(
                 f"{self.name}: {what} failed: {body.get('errorType', 'error')}: "

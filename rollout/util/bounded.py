@@ -11,7 +11,8 @@ Prometheus, an Unleash server, the provider) is held to two limits:
   at most the cap (plus one read) in memory.
 
 :func:`exchange` is the httpx side (the engine's clients and the service's Unleash poll);
-:func:`client` makes the httpx client it needs. The service's provider client (aiohttp) feeds the
+:func:`client` makes the httpx client it needs; :func:`json_of` reads an answer read so as the JSON
+object (or list) it must be. The service's provider client (aiohttp) feeds the
 same :class:`BodyLimit` and bounds its whole send with aiohttp's total timeout.
 """
 
@@ -26,6 +27,8 @@ from collections.abc import Callable
 from typing import Any
 
 import httpx
+
+from rollout.util.errors import MeasurementError
 
 #: the largest answer read by default (on the wire and decoded): flag and metrics answers are a few KiB
 MAX_ANSWER_BYTES = 1 << 20
@@ -202,3 +205,16 @@ def exchange(
         timer.cancel()
     kept = [(k, v) for k, v in response.headers.multi_items() if k.lower() not in _ENCODED_HEADERS]
     return httpx.Response(response.status_code, headers=kept, content=body, request=request)
+
+
+def json_of(response: httpx.Response, who: str, expect: type = dict, shape: str = "a JSON object") -> Any:
+    """``response``'s body as JSON of the ``expect`` type (a ``dict``: a JSON object; a ``list``,
+    named ``shape``), else one :class:`~rollout.util.errors.MeasurementError` naming ``who``
+    answered: ``WHO: answer is not JSON (HTTP N)`` or ``WHO: answer is not SHAPE``."""
+    try:
+        body = response.json()
+    except ValueError as exc:
+        raise MeasurementError(f"{who}: answer is not JSON (HTTP {response.status_code})") from exc
+    if not isinstance(body, expect):
+        raise MeasurementError(f"{who}: answer is not {shape}")
+    return body

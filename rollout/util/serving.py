@@ -73,11 +73,15 @@ def serve_forever(app: Any, host: str, port: int, access_log: bool = False, log_
     server.run(sockets=[sock])
 
 
+#: the path of the request :meth:`ServerThread.start` sends before it returns: one no route answers
+WARM_UP_PATH = "/.rollout-warm-up"
+
+
 class ServerThread:
     """An ASGI app served on 127.0.0.1:``port`` from a background thread.
 
-    ``with ServerThread(app) as srv: ...`` starts it, waits until it listens, and stops it
-    (graceful shutdown, lifespan exit) on leaving the block.
+    ``with ServerThread(app) as srv: ...`` starts it, waits until it listens and its routes are
+    built, and stops it (graceful shutdown, lifespan exit) on leaving the block.
     """
 
     def __init__(self, app: Any, host: str = "127.0.0.1", port: int = 0, log_level: str = "warning") -> None:
@@ -99,7 +103,27 @@ class ServerThread:
             if time.monotonic() > deadline:
                 raise RuntimeError("server did not start in time")
             time.sleep(0.01)
+        self._build_routes()
         return self
+
+    def _build_routes(self) -> None:
+        """Ask for :data:`WARM_UP_PATH` (a 404) and wait for the answer: a FastAPI app builds the routes
+        of each router it includes at the first request that walks them, and this one walks them all.
+
+        Why now: FastAPI builds a route's parameters inside ``warnings.catch_warnings()`` (to silence
+        pydantic's ``UnsupportedFieldAttributeWarning`` for the ``alias`` it gives each parameter), and
+        before Python 3.14 that swaps the process's one list of warning filters: another thread leaving
+        a ``catch_warnings`` of its own meanwhile (pytest's, around every test) puts back a list
+        without FastAPI's filter, and the warning escapes, naming a parameter (``metric``, ``window``).
+        Built here, while the thread that starts the server waits, the first real request builds
+        nothing."""
+        try:
+            with socket.create_connection((self.host, self.port), timeout=10) as sock:
+                sock.sendall(f"GET {WARM_UP_PATH} HTTP/1.1\r\nHost: {self.host}\r\nConnection: close\r\n\r\n".encode())
+                while sock.recv(65536):
+                    pass
+        except OSError:
+            pass  # the routes are built at the first request instead, as they would be without this
 
     def stop(self, timeout: float = 30.0) -> None:
         self.server.should_exit = True

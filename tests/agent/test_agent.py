@@ -25,9 +25,16 @@ ENV = {"FLAG_TOKEN": TOKEN}
 
 
 def flag_project(
-    folder: Path, service: FlagService, hold: str = "0.4s", state: str | None = None, env: str = "production"
+    folder: Path,
+    service: FlagService,
+    hold: str = "0.4s",
+    state: str | None = None,
+    env: str = "production",
+    own_flag: bool = False,
 ) -> Project:
-    """A team's service behind the http flag backend, ramped 10 -> 100 % on its error rates."""
+    """A team's service behind the http flag backend, ramped 10 -> 100 % on its error rates; with
+    ``own_flag`` the environment has a flag of its own on the service (``/admin/flags/ENV``), so
+    several environments sharing it never see each other's writes."""
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "environments").mkdir(exist_ok=True)
     (folder / "environments" / f"{env}.yaml").write_text(f"name: {env}\nservice_url: {service.url}\n")
@@ -37,6 +44,10 @@ def flag_project(
         .replace("max_hold: 5s", "max_hold: 60s")
         .replace("hold: 0.4s", f"hold: {hold}")
     )
+    if own_flag:
+        text = text.replace("url: /admin/flag,", f"url: /admin/flags/{env},").replace(
+            "url: /admin/flag\n", f"url: /admin/flags/{env}\n"
+        )
     book.write_text(
         text.replace("environment: production", f"environment: {env}").replace("name: production", f"name: {env}")
     )
@@ -216,7 +227,8 @@ def test_ownership_spreads_over_the_agents_and_a_dead_ones_environments_are_owne
     service = flag_service.reset()
     url = postgres.database()
     names = [f"env{i}" for i in range(6)]
-    projects = [flag_project(tmp_path / n, service, hold="120s", state=url, env=n) for n in names]
+    # each environment has a flag of its own: one's configure never sees another's 10 %
+    projects = [flag_project(tmp_path / n, service, hold="120s", state=url, env=n, own_flag=True) for n in names]
     config = tmp_path / "agent.yaml"
     config.write_text(
         f"state: {url}\nprojects:\n"
@@ -231,6 +243,8 @@ def test_ownership_spreads_over_the_agents_and_a_dead_ones_environments_are_owne
             timeout=90,
             what="every environment at 10 %",
         )
+        assert {n: service.named[n] for n in names} == {n: {"enabled": True, "percent": 10} for n in names}
+        assert service.state["percent"] == 0  # the shared flag was never written
 
         def shares() -> dict[str, int]:
             held = [owner(projects[0], n) for n in names]
@@ -250,6 +264,7 @@ def test_ownership_spreads_over_the_agents_and_a_dead_ones_environments_are_owne
         for n in orphans:  # the new owner evaluates where the dead one left it
             wait_until(lambda n=n: _evaluated_by_other(projects[0], n, dead.name), timeout=30, what=f"{n} evaluated")
         assert all(ramps(p, n) == [10] for p, n in zip(projects, names, strict=True))  # nothing applied twice
+        assert all(service.named[n] == {"enabled": True, "percent": 10} for n in names)
     finally:
         for agent in agents:
             agent.stop()

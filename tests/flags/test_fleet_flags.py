@@ -80,16 +80,8 @@ def test_a_replica_that_has_not_applied_the_change_holds_the_confirmation_back(f
     assert problem is not None and "2 of 3 replicas applied flag version 1; r-stuck is at 0" in problem
 
 
-@pytest.mark.slow
-def test_a_rollback_through_the_postgres_backend_is_confirmed_by_the_fleet(fleet, tmp_path, monkeypatch):
-    url, replicas, flags = fleet
-    flags.set(enabled=True, percent=100)
-    monkeypatch.setenv("FLAG_DB_URL", url)
-    monkeypatch.setenv("ZAPTRA_API_TOKEN", SANDBOX_TOKEN)
-    monkeypatch.setenv("ROLLOUT_ADMIN_TOKEN", ADMIN_TOKEN)
-    (tmp_path / "environments").mkdir()
-    (tmp_path / "environments" / "production.yaml").write_text(f"name: production\nservice_url: {replicas[0].url}\n")
-    (tmp_path / "p.yaml").write_text("""\
+#: a playbook on the postgres flag backend (its database ``${FLAG_DB_URL}``), one configure step
+FLEET_PLAYBOOK = """\
 version: 1
 name: fleet
 flag: {backend: postgres, database: "${FLAG_DB_URL}"}
@@ -101,7 +93,19 @@ phases:
     environment: production
     steps:
       - {kind: configure}
-""")
+"""
+
+
+@pytest.mark.slow
+def test_a_rollback_through_the_postgres_backend_is_confirmed_by_the_fleet(fleet, tmp_path, monkeypatch):
+    url, replicas, flags = fleet
+    flags.set(enabled=True, percent=100)
+    monkeypatch.setenv("FLAG_DB_URL", url)
+    monkeypatch.setenv("ZAPTRA_API_TOKEN", SANDBOX_TOKEN)
+    monkeypatch.setenv("ROLLOUT_ADMIN_TOKEN", ADMIN_TOKEN)
+    (tmp_path / "environments").mkdir()
+    (tmp_path / "environments" / "production.yaml").write_text(f"name: production\nservice_url: {replicas[0].url}\n")
+    (tmp_path / "p.yaml").write_text(FLEET_PLAYBOOK)
     project = Project(tmp_path / "p.yaml", tmp_path / "environments", tmp_path / "state.db")
     outcome = rollback(project, "production", "pager", SystemClock(), who="oncall")
     assert (outcome.exit_code, outcome.details["confirmed"]) == (0, True), outcome.message

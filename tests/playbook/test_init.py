@@ -211,6 +211,35 @@ def test_without_a_terminal_a_missing_option_is_one_line_and_exit_2(tmp_path):
     assert not (tmp_path / "playbooks").exists()
 
 
+def test_the_backends_are_read_when_init_asks_for_them_not_when_the_cli_is_imported(tmp_path):
+    listed = run(tmp_path, "init", "--help")
+    assert listed.returncode == 0 and "--flag-backend [envfile|http|command|postgres|unleash]" in listed.stdout
+    bad = run(tmp_path, "init", "--flag-backend", "nope", "--service-url", "http://shop.example.com")
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr
+    assert bad.stderr.splitlines()[-1] == (
+        "Error: Invalid value for '--flag-backend': 'nope' is not one of "
+        "'envfile', 'http', 'command', 'postgres', 'unleash'."
+    )
+    assert not (tmp_path / "playbooks").exists()
+    # a command that is not init pays no scan of the installed packages for it at start
+    scans = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from rollout.playbook import plugins\n"
+            "seen = []\n"
+            "scan = plugins.Group._entry_points\n"
+            "plugins.Group._entry_points = lambda self: seen.append(self.name) or scan(self)\n"
+            "import rollout.cli\n"
+            "print(seen)",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert scans.stdout.strip() == "[]", scans.stdout + scans.stderr
+
+
 @pytest.mark.slow
 def test_without_prometheus_a_placeholder_gate_is_written_and_validates(tmp_path):
     done = run(

@@ -36,11 +36,14 @@ class FlagService:
     """A team's service with an admin flag endpoint whose misbehaviour a test chooses: ``echo``
     (a wrong token is quoted back in the 401 body), ``stuck`` (writes answer 200, nothing changes),
     ``hang`` (writes never answer in time), ``refuse`` (a write of ``refuse_percent`` answers
-    500). ``/stats`` serves the error rate the gates read; ``/hook/{mode}`` is a webhook receiver
-    (``ok``, ``hang``)."""
+    500). ``/admin/flags/{name}`` is a flag of its own per name (one per environment, when several
+    share the service), one that always obeys, in :attr:`named`. ``/stats`` serves the error rate
+    the gates read; ``/hook/{mode}`` is a webhook receiver (``ok``, ``hang``)."""
 
     def __init__(self) -> None:
         self.state: dict[str, Any] = dict(DEFAULTS)
+        #: each ``/admin/flags/{name}``'s flag (``enabled``, ``percent``), made off at its first use
+        self.named: dict[str, dict[str, Any]] = {}
         self.hooks: list[dict[str, Any]] = []
         #: each ``/stats`` call: its query parameters and Authorization header
         self.stats_calls: list[dict[str, Any]] = []
@@ -71,6 +74,21 @@ class FlagService:
                 raise HTTPException(500, "cannot")
             if self.state["mode"] != "stuck":
                 self.state["enabled"], self.state["percent"] = bool(body["on"]), int(body["share"])
+            return {"ok": True}
+
+        def named(name: str) -> dict[str, Any]:
+            return self.named.setdefault(name, {"enabled": False, "percent": 0})
+
+        @app.get("/admin/flags/{name}")
+        async def get_named_flag(name: str, request: Request) -> dict[str, Any]:
+            admin(request)
+            return {"feature": dict(named(name))}
+
+        @app.put("/admin/flags/{name}")
+        async def put_named_flag(name: str, request: Request) -> dict[str, Any]:
+            admin(request)
+            body = await request.json()
+            named(name).update(enabled=bool(body["on"]), percent=int(body["share"]))
             return {"ok": True}
 
         @app.get("/stats")
@@ -105,6 +123,7 @@ class FlagService:
         """Back to :data:`DEFAULTS` (with ``changes``), no webhook calls recorded: one server serves the session."""
         self.state.clear()
         self.state.update(DEFAULTS, **changes)
+        self.named.clear()
         self.hooks.clear()
         self.stats_calls.clear()
         return self

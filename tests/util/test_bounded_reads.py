@@ -20,6 +20,10 @@ import pytest
 
 from rollout.booking.flags.unleash import UnleashSource
 from rollout.booking.provider.outcome import Kind
+from rollout.checks.client import ServiceClient
+from rollout.playbook.model import MetricGate
+from rollout.providers.alerts import AlertmanagerAlerts
+from rollout.providers.prometheus import PrometheusMetrics
 from rollout.targets.embedded.client import EmbeddedClient
 from rollout.util import bounded
 from rollout.util.errors import MeasurementError
@@ -101,6 +105,48 @@ def test_a_service_client_read_is_bounded_and_says_why(hostile):
             service.metrics(60)
     finally:
         service.close()
+
+
+def test_an_answer_that_is_not_the_json_it_must_be_is_one_line_naming_who_answered(hostile):
+    """The one check (:func:`bounded.json_of`) as the service client, Prometheus and Alertmanager use it."""
+    page = Answer(200, b"<html>sign in</html>", ("Content-Type: text/html",))
+    hostile.on("GET /page", page).on("GET /list", json_answer([1, 2])).on("GET /object", json_answer({"ok": 1}))
+    service = ServiceClient(hostile.url, timeout=1.0)
+    try:
+        assert service.json("GET", "/object") == {"ok": 1}
+        with pytest.raises(MeasurementError) as seen:
+            service.json("GET", "/page")
+        assert str(seen.value) == f"{hostile.url}/page: answer is not JSON (HTTP 200)"
+        with pytest.raises(MeasurementError) as seen:
+            service.json("GET", "/list")
+        assert str(seen.value) == f"{hostile.url}/list: answer is not a JSON object"
+    finally:
+        service.close()
+    hostile.on("GET /api/v1/query", page)
+    prom = PrometheusMetrics(hostile.url, None, 1.0, "prom")
+    try:
+        with pytest.raises(MeasurementError) as seen:
+            prom.query("up", 0)
+        assert str(seen.value) == "prom: answer is not JSON (HTTP 200)"
+        hostile.on("GET /api/v1/query", json_answer(["success"]))
+        with pytest.raises(MeasurementError) as seen:
+            prom.query("up", 0)
+        assert str(seen.value) == "prom: answer is not a JSON object"
+    finally:
+        prom.close()
+    hostile.on("GET /api/v2/alerts", json_answer({"alerts": []}))
+    manager = AlertmanagerAlerts(hostile.url, None, 1.0, "am")
+    alert = MetricGate(metric="down", provider="am", kind="alert", alertname="ServiceDown")
+    try:
+        with pytest.raises(MeasurementError) as seen:
+            manager.measure(alert, 60, 0, None)
+        assert str(seen.value) == "am: /api/v2/alerts: answer is not a list of alerts"
+        hostile.on("GET /api/v2/alerts", page)
+        with pytest.raises(MeasurementError) as seen:
+            manager.measure(alert, 60, 0, None)
+        assert str(seen.value) == "am: /api/v2/alerts: answer is not JSON (HTTP 200)"
+    finally:
+        manager.close()
 
 
 # --- the provider client: WHATSAPP_TIMEOUT_MS bounds the whole send --------------------------------
