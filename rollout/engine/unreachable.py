@@ -25,16 +25,16 @@ class UnreachableFlags:
         return self._what
 
     def read(self) -> dict[str, str]:
-        raise FlagWriteError(f"the flag backend {self._what} cannot be read: {self._problem}")
+        raise FlagWriteError(f"the {self._what} cannot be read: {self._problem}")
 
     def state(self) -> tuple[bool, int | None]:
-        raise FlagWriteError(f"the flag backend {self._what} cannot be read: {self._problem}")
+        raise FlagWriteError(f"the {self._what} cannot be read: {self._problem}")
 
     def set(
         self, enabled: bool | None = None, percent: int | None = None, guard: Callable[[], None] | None = None
     ) -> dict[str, str]:
         raise FlagWriteError(
-            f"the flag backend {self._what} cannot be reached: {self._problem}; the flag may not have changed"
+            f"the {self._what} cannot be reached: {self._problem}; the flag may not have changed"
         )
 
     def replace(self, values: Mapping[str, str], guard: Callable[[], None] | None = None) -> dict[str, str]:
