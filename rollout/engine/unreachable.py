@@ -33,9 +33,7 @@ class UnreachableFlags:
     def set(
         self, enabled: bool | None = None, percent: int | None = None, guard: Callable[[], None] | None = None
     ) -> dict[str, str]:
-        raise FlagWriteError(
-            f"the {self._what} cannot be reached: {self._problem}; the flag may not have changed"
-        )
+        raise FlagWriteError(f"the {self._what} cannot be reached: {self._problem}; the flag may not have changed")
 
     def replace(self, values: Mapping[str, str], guard: Callable[[], None] | None = None) -> dict[str, str]:
         return self.set(guard=guard)
