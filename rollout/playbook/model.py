@@ -81,6 +81,13 @@ def _matcher(value: str) -> str:
     return value
 
 
+if TYPE_CHECKING:
+    JudgeKeys = BaseModel
+else:
+    #: a judge plugin's own keys of a metric: the registered judges' config models, by ``judge``
+    JudgeKeys = JUDGES.field()
+
+
 def _judge_names(schema: dict[str, JsonValue]) -> None:
     """The JSON Schema of ``judge``: one of the registered judges."""
     schema["enum"] = list[JsonValue](JUDGES.names())
@@ -131,6 +138,25 @@ class MetricGate(_Model):
     judge: str = Field("mean", json_schema_extra=_judge_names)
     #: a provider's rank metric: each point of its query over the window, this far apart, is one sample
     step: Duration | None = Field(None, ge=0.1, le=3600)
+    #: the keys a judge plugin declares beyond the ones above, written in the metric beside ``judge:``
+    #: and validated by the judge's config model (None: the judge has none; the built-in ones have none)
+    judge_config: JudgeKeys | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _judge_keys_apart(cls, data: Any) -> Any:
+        """A judge's own keys, written in the metric, go to ``judge_config`` for its config to validate."""
+        if not isinstance(data, dict) or "judge_config" in data:
+            return data
+        name = data.get("judge", "mean")
+        if not isinstance(name, str) or name not in JUDGES.names():
+            return data  # the judge field names the known ones
+        own = JUDGES.get(name).config.model_fields.keys() - cls.model_fields.keys()
+        if not own:
+            return data
+        kept = {key: value for key, value in data.items() if key not in own}
+        kept["judge_config"] = {"judge": name, **{key: data[key] for key in own if key in data}}
+        return kept
 
     @field_validator("judge")
     @classmethod

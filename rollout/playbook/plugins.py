@@ -110,8 +110,9 @@ class StepKind(Plugin):
 
 class JudgePlugin(Plugin):
     """How a ``kind: compare`` metric judges treatment against control (entry point group: judges after
-    ``rollout.``; the metric's ``judge:`` names it). Its ``config`` holds ``judge: Literal[NAME]`` and
-    documents the metric keys it reads."""
+    ``rollout.``; the metric's ``judge:`` names it). Its ``config`` holds ``judge: Literal[NAME]`` and the
+    keys it adds to a metric: written in the metric, validated by that model, read as
+    ``spec.judge_config`` (the built-in judges add none: the rank judge's ``step`` is a metric's own)."""
 
     #: it judges every sample of each cohort (the reading's ``cohort_samples``: a provider then reads
     #: one sample per point), not each cohort's aggregate

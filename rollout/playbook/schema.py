@@ -19,7 +19,7 @@ from pydantic import AliasChoices, BaseModel
 
 from rollout.playbook.environments import Environment
 from rollout.playbook.model import MetricGate, Playbook
-from rollout.playbook.plugins import GROUPS
+from rollout.playbook.plugins import GROUPS, JUDGES
 
 #: draft-07: what yaml-language-server (VS Code's YAML extension) validates with; nothing below needs a later one
 DRAFT = "http://json-schema.org/draft-07/schema#"
@@ -42,6 +42,7 @@ def playbook_schema() -> dict[str, Any]:
     gate["required"] = [key for key in gate["required"] if key not in ("target", "alert")]
     gate["if"] = {"properties": {"kind": {"const": "alert"}}, "required": ["kind"]}
     gate["else"] = {"required": ["target", "alert"]}
+    _judge_keys_in_the_metric(gate, defs)
     _tags_required(defs)
     defs["TemplateUse"] = {
         "type": "object",
@@ -77,6 +78,18 @@ def playbook_schema() -> dict[str, Any]:
         },
     }
     return schema
+
+
+def _judge_keys_in_the_metric(gate: dict[str, Any], defs: dict[str, Any]) -> None:
+    """A judge plugin's own keys are written in the metric, beside ``judge:`` (the model keeps them
+    apart, in ``judge_config``): the schema shows them where they are written."""
+    gate["properties"].pop("judge_config", None)
+    for plugin in JUDGES.plugins().values():
+        own = plugin.config.model_json_schema(ref_template="#/$defs/{model}")
+        for key, value in own.get("properties", {}).items():
+            if key not in gate["properties"] and key != JUDGES.tag:
+                gate["properties"][key] = _with_references({**value, "description": f"judge: {plugin.name}"})
+        defs.update({name: _with_references(model) for name, model in own.get("$defs", {}).items()})
 
 
 def _tags_required(defs: dict[str, Any]) -> None:

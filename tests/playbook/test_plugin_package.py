@@ -35,25 +35,30 @@ def _playbook(flags: Path, path_key: str = "path") -> str:
     return PLAYBOOK.format(backend="jsonfile", flag=FLAG.format(path_key=path_key, flags=flags), notify="")
 
 
-def _example(language: str) -> str:
-    """The first ```LANGUAGE block of docs/plugins.md."""
-    found = re.search(rf"```{language}\n(.*?)```", (ROOT / "docs" / "plugins.md").read_text(), re.S)
-    assert found, language
-    return found.group(1)
+def _example(language: str, which: int = 0) -> str:
+    """The ``which``-th ```LANGUAGE block of docs/plugins.md (0: the flag backend's; 1: the judge's)."""
+    found = re.findall(rf"```{language}\n(.*?)```", (ROOT / "docs" / "plugins.md").read_text(), re.S)
+    assert len(found) > which, language
+    return found[which]
 
 
-@pytest.fixture(scope="module")
-def installed(tmp_path_factory):
-    """The example package, built and installed into a folder: what PYTHONPATH gets."""
-    source = tmp_path_factory.mktemp("rollout-jsonflag")
-    (source / "pyproject.toml").write_text(_example("toml"))
-    (source / "rollout_jsonflag.py").write_text(_example("python"))
+def _install(tmp_path_factory: pytest.TempPathFactory, module: str, which: int) -> Path:
+    """The page's example package ``which``, built and installed into a folder: what PYTHONPATH gets."""
+    source = tmp_path_factory.mktemp(module)
+    (source / "pyproject.toml").write_text(_example("toml", which))
+    (source / f"{module}.py").write_text(_example("python", which))
     target = tmp_path_factory.mktemp("site")
     pip = [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(target)]
     done = subprocess.run([*pip, str(source)], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
-    assert (target / "rollout_jsonflag.py").exists()
+    assert (target / f"{module}.py").exists()
     return target
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory):
+    """The flag backend's example package, installed into a folder."""
+    return _install(tmp_path_factory, "rollout_jsonflag", 0)
 
 
 class _Service(BaseHTTPRequestHandler):
@@ -176,3 +181,88 @@ def test_an_unknown_backend_names_the_known_ones(tmp_path):
     assert "p.yaml:6: flag: unknown backend 'jsonfil'; expected one of 'envfile', 'http', 'command'" in str(
         refused.value
     )
+
+
+JUDGED = """\
+version: 1
+name: judged
+target:
+  kind: http
+  health: {url: /healthz, expect: {status: 200}}
+flag: {variable: FEATURE_ON, percent_variable: FEATURE_SHARE}
+providers:
+  prom: {kind: prometheus, url: "http://127.0.0.1:9"}
+gates:
+  g:
+    window: 1m
+    min_samples: 10
+    metrics:
+      - {metric: checkout_errors, provider: prom, kind: compare, judge: ratio, RATIO,
+         target: 0, alert: 0.01, query: 'sum(rate(errors{variant="$cohort"}[5m]))',
+         samples: 'sum(rate(requests{variant="$cohort"}[5m]))'}
+phases:
+  - name: production
+    environment: production
+    steps:
+      - {kind: configure, set: {FEATURE_ON: "true"}}
+      - {kind: ramp, percentages: [10], gate: g, hold: 1m}
+"""
+
+#: judges two readings with the playbook's gate set, in a process that finds the judge on PYTHONPATH
+JUDGE_TWO_READINGS = """\
+import json, sys
+from rollout.gates import judge_readings
+from rollout.gates.results import Reading
+from rollout.playbook.load import load_playbook
+from rollout.stats import Cohort
+
+gates = load_playbook(sys.argv[1]).gates["g"]
+for treatment, control in ((0.020, 0.010), (0.012, 0.010)):
+    cohorts = (Cohort(treatment, 100), Cohort(control, 100))
+    [result] = judge_readings(gates, [Reading(treatment - control, 200, 60.0, cohorts=cohorts, percent=10)]).metrics
+    print(json.dumps({"verdict": result.verdict, "reason": result.reason}))
+"""
+
+
+@pytest.mark.slow
+def test_a_judge_from_an_installed_package_validates_its_own_key_and_judges_with_it(tmp_path_factory, tmp_path):
+    site = _install(tmp_path_factory, "rollout_ratiojudge", 1)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), str(ROOT)])}
+    books = {}
+    for name, ratio in (("book", "max_ratio: 1.5"), ("low", "max_ratio: 1"), ("typo", "max_ratioo: 2")):
+        books[name] = tmp_path / f"{name}.yaml"
+        books[name].write_text(JUDGED.replace("RATIO", ratio))
+    script = tmp_path / "judge.py"
+    script.write_text(JUDGE_TWO_READINGS)
+
+    def run(*argv: str, environ: dict[str, str] = env) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(argv, capture_output=True, text=True, env=environ, cwd=tmp_path, timeout=120)
+
+    checked = run(sys.executable, "-m", "rollout", "validate", str(books["book"]))
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    # the key is the judge's: validated by its model, at the metric's line
+    low = run(sys.executable, "-m", "rollout", "validate", str(books["low"]))
+    assert low.returncode == 2 and "low.yaml:14: gates.g.metrics.0.max_ratio: Input should be greater than 1" in (
+        low.stderr
+    ), low.stderr
+    typo = run(sys.executable, "-m", "rollout", "validate", str(books["typo"]))
+    assert typo.returncode == 2 and "typo.yaml:14: gates.g.metrics.0.max_ratioo: unknown key" in typo.stderr
+    assert "typo.yaml:14: gates.g.metrics.0.max_ratio: required" in typo.stderr and "Traceback" not in typo.stderr
+    # without the package, neither the judge nor its key is known
+    bare = run(
+        sys.executable, "-m", "rollout", "validate", str(books["book"]), environ={**os.environ, "PYTHONPATH": str(ROOT)}
+    )
+    assert bare.returncode == 2 and "unknown judge 'ratio' (known: mean, rank)" in bare.stderr
+    assert "max_ratio: unknown key" in bare.stderr
+
+    judged = run(sys.executable, str(script), str(books["book"]))
+    assert judged.returncode == 0, judged.stderr
+    twice, slightly = (json.loads(line) for line in judged.stdout.splitlines())
+    assert twice == {"verdict": "fail", "reason": "checkout_errors: treatment is 2.00x control (max_ratio 1.5)"}
+    assert slightly == {"verdict": "pass", "reason": "checkout_errors: treatment is 1.20x control (max_ratio 1.5)"}
+
+    schema = json.loads(run(sys.executable, "-m", "rollout", "schema", "playbook").stdout)
+    metric = schema["$defs"]["MetricGate"]
+    assert "judge_config" not in metric["properties"]  # what the model keeps apart is written in the metric
+    assert metric["properties"]["max_ratio"]["anyOf"][0]["exclusiveMinimum"] == 1
+    assert "ratio" in metric["properties"]["judge"]["anyOf"][0]["enum"]
