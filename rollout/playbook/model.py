@@ -158,6 +158,18 @@ class MetricGate(_Model):
         kept["judge_config"] = {"judge": name, **{key: data[key] for key in own if key in data}}
         return kept
 
+    @model_validator(mode="after")
+    def _judge_config_is_the_judges(self) -> MetricGate:
+        """``judge_config`` written as such (a dumped metric validated again keeps it) holds the keys of
+        this metric's judge, or nothing when that judge adds none: a judge never reads another's keys,
+        nor finds its own missing when it judges."""
+        own = sorted(JUDGES.get(self.judge).config.model_fields.keys() - type(self).model_fields.keys())
+        held = None if self.judge_config is None else getattr(self.judge_config, JUDGES.tag, None)
+        if held != (self.judge if own else None):
+            takes = f"takes {', '.join(own)} beside judge:" if own else "adds no keys"
+            raise ValueError(f"judge_config holds {f'judge {held}' if held else 'no'} keys; judge {self.judge} {takes}")
+        return self
+
     @field_validator("judge")
     @classmethod
     def _known_judge(cls, value: str) -> str:

@@ -82,14 +82,29 @@ def playbook_schema() -> dict[str, Any]:
 
 def _judge_keys_in_the_metric(gate: dict[str, Any], defs: dict[str, Any]) -> None:
     """A judge plugin's own keys are written in the metric, beside ``judge:`` (the model keeps them
-    apart, in ``judge_config``): the schema shows them where they are written."""
+    apart, in ``judge_config``): the schema shows them where they are written, requires the ones its
+    judge requires, and refuses them beside another judge, as ``rollout validate`` does."""
     gate["properties"].pop("judge_config", None)
+    metric_keys = set(gate["properties"])
+    judged_by: dict[str, list[str]] = {}
     for plugin in JUDGES.plugins().values():
         own = plugin.config.model_json_schema(ref_template="#/$defs/{model}")
         for key, value in own.get("properties", {}).items():
-            if key not in gate["properties"] and key != JUDGES.tag:
+            if key in metric_keys or key == JUDGES.tag:
+                continue
+            judged_by.setdefault(key, []).append(plugin.name)
+            if key not in gate["properties"]:
                 gate["properties"][key] = _with_references({**value, "description": f"judge: {plugin.name}"})
         defs.update({name: _with_references(model) for name, model in own.get("$defs", {}).items()})
+        needed = [key for key in own.get("required", []) if key not in metric_keys and key != JUDGES.tag]
+        if needed:
+            chosen = {"properties": {JUDGES.tag: {"const": plugin.name}}, "required": [JUDGES.tag]}
+            gate.setdefault("allOf", []).append({"if": chosen, "then": {"required": needed}})
+    for key, names in judged_by.items():
+        judge = {JUDGES.tag: {"enum": names}}
+        gate.setdefault("allOf", []).append(
+            {"if": {"required": [key]}, "then": {"properties": judge, "required": [JUDGES.tag]}}
+        )
 
 
 def _tags_required(defs: dict[str, Any]) -> None:

@@ -16,7 +16,9 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import jsonschema
 import pytest
+import yaml
 
 from rollout.playbook.load import load_playbook
 from rollout.util.errors import PlaybookError
@@ -229,7 +231,8 @@ def test_a_judge_from_an_installed_package_validates_its_own_key_and_judges_with
     site = _install(tmp_path_factory, "rollout_ratiojudge", 1)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), str(ROOT)])}
     books = {}
-    for name, ratio in (("book", "max_ratio: 1.5"), ("low", "max_ratio: 1"), ("typo", "max_ratioo: 2")):
+    written = {"book": "max_ratio: 1.5", "low": "max_ratio: 1", "typo": "max_ratioo: 2", "null": "judge_config: null"}
+    for name, ratio in written.items():
         books[name] = tmp_path / f"{name}.yaml"
         books[name].write_text(JUDGED.replace("RATIO", ratio))
     script = tmp_path / "judge.py"
@@ -248,6 +251,10 @@ def test_a_judge_from_an_installed_package_validates_its_own_key_and_judges_with
     typo = run(sys.executable, "-m", "rollout", "validate", str(books["typo"]))
     assert typo.returncode == 2 and "typo.yaml:14: gates.g.metrics.0.max_ratioo: unknown key" in typo.stderr
     assert "typo.yaml:14: gates.g.metrics.0.max_ratio: required" in typo.stderr and "Traceback" not in typo.stderr
+    # judge_config is where the model keeps the keys: written as such, it still holds the judge's
+    nothing = run(sys.executable, "-m", "rollout", "validate", str(books["null"]))
+    said = "null.yaml:14: gates.g.metrics.0: judge_config holds no keys; judge ratio takes max_ratio beside judge:"
+    assert nothing.returncode == 2 and said in nothing.stderr, nothing.stderr
     # without the package, neither the judge nor its key is known
     bare = run(
         sys.executable, "-m", "rollout", "validate", str(books["book"]), environ={**os.environ, "PYTHONPATH": str(ROOT)}
@@ -266,3 +273,9 @@ def test_a_judge_from_an_installed_package_validates_its_own_key_and_judges_with
     assert "judge_config" not in metric["properties"]  # what the model keeps apart is written in the metric
     assert metric["properties"]["max_ratio"]["anyOf"][0]["exclusiveMinimum"] == 1
     assert "ratio" in metric["properties"]["judge"]["anyOf"][0]["enum"]
+    # an editor refuses what validate refuses: the judge's required key missing, or its key beside another judge
+    editor = jsonschema.Draft7Validator(schema)
+    assert not list(editor.iter_errors(yaml.safe_load(books["book"].read_text())))
+    for refused in ("judge: ratio, RATIO", "judge: mean, max_ratio: 2", "max_ratio: 2"):
+        book = yaml.safe_load(JUDGED.replace("judge: ratio, RATIO", refused.replace("RATIO", "window: 1m")))
+        assert list(editor.iter_errors(book)), refused

@@ -54,6 +54,17 @@ def test_an_unknown_judge_names_the_known_ones():
         MetricGate.model_validate({"metric": "x", "kind": "compare", "target": 0, "alert": 1, "judge": "median"})
 
 
+def test_judge_config_written_as_such_holds_the_metrics_judges_keys():
+    metric = {"metric": "x", "provider": "p", "kind": "compare", "target": 0, "alert": 1, "judge": "mean"}
+    metric |= {"query": 'errors{v="$cohort"}', "samples": 'requests{v="$cohort"}'}
+    # the built-in judges add no keys: another judge's keys, or any, are refused, not ignored
+    with pytest.raises(ValidationError, match=r"judge_config holds judge rank keys; judge mean adds no keys"):
+        MetricGate.model_validate({**metric, "judge_config": {"judge": "rank"}})
+    # what a dump holds validates again to the same metric
+    ranked = MetricGate.model_validate({**metric, "judge": "rank", "step": 30})
+    assert ranked.judge_config is None and MetricGate.model_validate(ranked.model_dump()) == ranked
+
+
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
