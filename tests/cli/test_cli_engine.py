@@ -77,10 +77,12 @@ def env(**extra: str) -> dict[str, str]:
     }
 
 
-def rollout(cwd: Path, *args: str, timeout: float = 120, **extra: str) -> subprocess.CompletedProcess:
+def rollout(
+    cwd: Path, *args: str, timeout: float = 120, process: bool = False, **extra: str
+) -> subprocess.CompletedProcess:
     """``rollout ARGS`` in ``cwd`` as a user runs it, in this process where it can be
-    (:mod:`tests.support.inprocess`)."""
-    return inprocess.run(args, cwd=cwd, timeout=timeout, env=env(**extra))
+    (:mod:`tests.support.inprocess`; ``process``: as ``python -m rollout`` in any case)."""
+    return inprocess.run(args, cwd=cwd, timeout=timeout, env=env(**extra), process=process)
 
 
 def start(cwd: Path, *args: str, **extra: str) -> subprocess.Popen:
@@ -116,6 +118,22 @@ def test_dry_run_shows_the_diff_and_writes_nothing(project):
 
 
 @pytest.mark.slow
+def test_an_advance_meeting_the_lock_this_process_holds_is_run_as_a_process_and_refused(project):
+    """The writer lock is keyed on the process id, so a command that meets a lock the test itself
+    holds runs as a process (``process=True``): in this process it would take the lock as its own."""
+    cwd, service = project
+    store, before = StateStore(cwd / ".rollout" / "state.db"), FlagStore(service.env_file).state()
+    try:
+        store.acquire("production", time.time())
+        refused = rollout(cwd, "advance", "--env", "production", process=True)
+        assert refused.returncode == 2 and f"(pid {os.getpid()} on" in refused.stderr, refused.stderr
+        assert store.holder("production")["pid"] == os.getpid()  # still the test's
+        assert FlagStore(service.env_file).state() == before  # nothing written
+    finally:
+        store.release("production")
+        store.close()
+
+
 def test_a_second_advance_is_refused_and_a_rollback_wins(project):
     cwd, service = project
     first = start(cwd, "advance", "--env", "production")

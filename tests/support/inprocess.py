@@ -12,6 +12,9 @@ What only a process can show stays a process, here or in the tests that need it:
 - a command meant to crash (``ROLLOUT_CRASH_AT``: ``os._exit``) and one that must find plugins on
   another ``PYTHONPATH`` (the registry reads installed plugins once per process) run as
   ``python -m rollout`` through this same function;
+- a command that meets a writer lock this process holds (the test took it, or runs the engine in a
+  thread) is given ``process=True``: the lock is keyed on the process id, and a command in the same
+  process would take it as its own;
 - a command that is interrupted, killed, timed or followed while it runs is started with
   :class:`subprocess.Popen` by its test, and the entry points themselves (``python -m rollout``,
   the installed ``rollout`` script, the wheel) keep tests of their own.
@@ -50,23 +53,34 @@ def run(
     cwd: str | Path | None = None,
     timeout: float | None = None,
     input: str | None = None,
+    process: bool = False,
 ) -> subprocess.CompletedProcess[str]:
     """``rollout *argv`` with ``env`` (default: this process's) in ``cwd``, as a finished process:
-    its exit code and what it wrote on stdout and stderr. ``timeout`` bounds a command that needs
-    a process (an in-process one is bounded by the test's own timeout)."""
+    its exit code and what it wrote on stdout and stderr. ``process``: run it as ``python -m
+    rollout`` (see the module's list). ``timeout`` bounds a command run as a process (an in-process
+    one is bounded by the test's own timeout)."""
     environ = dict(os.environ if env is None else env)
     command = [sys.executable, "-m", "rollout", *argv]
-    if needs_a_process(environ):
+    if process or needs_a_process(environ):
         return subprocess.run(
             command, capture_output=True, text=True, env=environ, cwd=cwd, timeout=timeout, input=input or ""
         )
-    out, err = io.StringIO(), io.StringIO()
+    # text streams over bytes, in the encoding a child would get, as a pipe is
+    encoding = environ.get("PYTHONIOENCODING", "").split(":")[0] or "utf-8"
+    out, err = (io.TextIOWrapper(io.BytesIO(), encoding=encoding, errors="replace") for _ in range(2))
     with _ONE_AT_A_TIME, _as_a_process(environ, cwd, io.StringIO(input or ""), out, err):
         code = _exit_code(list(argv), err)
-    return subprocess.CompletedProcess(command, code, out.getvalue(), err.getvalue())
+    return subprocess.CompletedProcess(command, code, _text(out), _text(err))
 
 
-def _exit_code(argv: list[str], err: io.StringIO) -> int:
+def _text(stream: io.TextIOWrapper) -> str:
+    stream.flush()
+    raw = stream.buffer
+    assert isinstance(raw, io.BytesIO)
+    return raw.getvalue().decode(stream.encoding, errors="replace").replace("\r\n", "\n")
+
+
+def _exit_code(argv: list[str], err: io.TextIOWrapper) -> int:
     from rollout.cli.main import main
 
     try:
@@ -81,7 +95,7 @@ def _exit_code(argv: list[str], err: io.StringIO) -> int:
 
 @contextlib.contextmanager
 def _as_a_process(
-    environ: dict[str, str], cwd: str | Path | None, stdin: io.StringIO, out: io.StringIO, err: io.StringIO
+    environ: dict[str, str], cwd: str | Path | None, stdin: io.StringIO, out: io.TextIOWrapper, err: io.TextIOWrapper
 ) -> Iterator[None]:
     saved_environ, saved_cwd = dict(os.environ), os.getcwd()
     saved_streams = sys.stdin, sys.stdout, sys.stderr
