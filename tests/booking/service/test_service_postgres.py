@@ -394,7 +394,8 @@ def test_one_prometheus_sums_the_fleet_and_a_gate_query_must_aggregate(postgres,
         wait_until(lambda: fleet[0].metrics()["outbox"]["sent"] == 20, timeout=30, what="all 20 sent")
         prom = Prometheus(tmp_path / "prometheus", [f.url.removeprefix("http://") for f in fleet])
         metrics = PrometheusMetrics(prom.url, None, 5.0, "prom")
-        query = 'rollout_whatsapp_notifications_total{outcome="sent"}'
+        # exported at 0 from each replica's start: both series exist whichever replica sent the 20
+        query = 'rollout_whatsapp_notification_outcomes_total{outcome="sent"}'
         wait_until(lambda: metrics.query(f"count({query})", time.time()) == 2, timeout=30, what="both replicas scraped")
         assert metrics.query(f"sum({query})", time.time()) == 20
         assert metrics.query(f"count(count by (replica) ({query}))", time.time()) == 2  # told apart by replica
