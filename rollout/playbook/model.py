@@ -210,8 +210,9 @@ class MetricGate(_Model):
             said.append(f"error_limit {self.error_limit}")
         if self.initial_delay:
             said.append(f"initial_delay {format_duration(self.initial_delay)}")
-        if self.judge == "rank":
-            said.append("rank judge")
+        if self.judge != "mean":
+            keys = self.judge_config.model_dump(exclude={"judge"}) if self.judge_config is not None else {}
+            said.append(" ".join([f"{self.judge} judge", *(f"{key} {value}" for key, value in keys.items())]))
         return f"{self.metric} ({', '.join(said)})"
 
     @property

@@ -243,6 +243,7 @@ def test_a_judge_from_an_installed_package_validates_its_own_key_and_judges_with
 
     checked = run(sys.executable, "-m", "rollout", "validate", str(books["book"]))
     assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert "gate g: checkout_errors (guardrail, ratio judge max_ratio 1.5)" in checked.stdout
     # the key is the judge's: validated by its model, at the metric's line
     low = run(sys.executable, "-m", "rollout", "validate", str(books["low"]))
     assert low.returncode == 2 and "low.yaml:14: gates.g.metrics.0.max_ratio: Input should be greater than 1" in (
