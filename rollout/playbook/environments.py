@@ -195,7 +195,7 @@ def resolve(
     file_values: dict[str, str] = {}
     source = secrets_file or env.secrets_file
     if source is not None:
-        file_values = read_env_file(Path(source).expanduser())
+        file_values = read_env_file(Path(source).expanduser(), strict=True)
     secrets: list[str] = []
 
     def resolve_one(name: str, raw: str) -> str:
@@ -267,7 +267,7 @@ def reference_value(
     """Resolve every ``${NAME}`` in ``raw`` (a token, header or command argument of a playbook) as
     :func:`resolve` does: the process environment, then ``secrets_file``; ``found(name, value)``
     hears of each value (to learn it for redaction)."""
-    file_values = read_env_file(Path(secrets_file).expanduser()) if secrets_file else {}
+    file_values = read_env_file(Path(secrets_file).expanduser(), strict=True) if secrets_file else {}
     return _substitute(raw, where, os.environ if environ is None else environ, file_values, secrets_file, found)
 
 

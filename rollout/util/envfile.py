@@ -7,6 +7,7 @@ the target, so a reader never sees half a file.
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import tempfile
@@ -14,6 +15,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from dotenv import dotenv_values
+from dotenv.parser import parse_stream
 
 from rollout.util.errors import ConfigError
 
@@ -36,18 +38,25 @@ def value_problem(value: str) -> str | None:
     return None
 
 
-def read_env_file(path: Path) -> dict[str, str]:
+def read_env_file(path: Path, strict: bool = False) -> dict[str, str]:
     """Return the variables of ``path``; a variable without a value reads as an empty string.
 
-    Raises :class:`ConfigError` naming the file when it cannot be read.
+    Raises :class:`ConfigError` naming the file when it cannot be read; with ``strict`` (a file a
+    person hands rollout, such as ``--secrets-file``) also naming the first line that is not
+    ``KEY=VALUE``, where python-dotenv would only log a warning and skip it.
     """
     try:
         with open(path, encoding="utf-8") as stream:
-            values = dotenv_values(stream=stream, interpolate=True)
+            text = stream.read()
     except FileNotFoundError as exc:
         raise ConfigError(f"{path}: env file not found") from exc
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: env file cannot be read ({exc.__class__.__name__})") from exc
+    if strict:
+        bad = next((binding for binding in parse_stream(io.StringIO(text)) if binding.error), None)
+        if bad is not None:
+            raise ConfigError(f"{path}:{bad.original.line}: not a KEY=VALUE line (a value with spaces is quoted)")
+    values = dotenv_values(stream=io.StringIO(text), interpolate=True)
     return {key: ("" if value is None else value) for key, value in values.items()}
 
 
