@@ -813,8 +813,8 @@ class Playbook(_Model):
     def warnings(self) -> list[str]:
         """What is valid but will not work as a person expects, for ``validate`` to say."""
         found = []
-        if (
-            self.flag.backend in ("http", "command")
+        if (  # an http target confirms a flag only through HTTP; a postgres fleet confirms through its replicas
+            self.flag.backend != "postgres"
             and self.target.kind == "http"
             and self.flag.read is None
             and self.target.flag_state is None

@@ -296,3 +296,22 @@ def test_an_http_target_refuses_what_only_the_embedded_service_can_do(tmp_path):
     text = GOOD.replace("version: 1\n", "version: 1\ntarget: {kind: http}\n")
     with pytest.raises(PlaybookError, match=r"target\.health: an http target needs a health probe"):
         load_playbook(write(tmp_path, text), environ={})
+
+
+def test_validate_warns_of_no_read_back_whatever_backend_an_http_target_has(tmp_path):
+    """An http target confirms a flag only through target.flag_state or flag.read: with any backend
+    but postgres (the env file, a plugin's), every flag-off would be reported unconfirmed."""
+    backend = "envfile"
+    path = tmp_path / "shop.yaml"
+    path.write_text(
+        f"version: 1\nname: shop\ntarget: {{kind: http, health: {{url: /healthz}}}}\nflag: {{backend: {backend}}}\n"
+        "providers: {p: {kind: http}}\n"
+        "gates: {g: {window: 1m, metrics: [{metric: up, provider: p, kind: gauge, query: {url: /s, value: v},"
+        " target: 1, alert: 0, min_samples: 1}]}}\n"
+        "phases: [{name: production, environment: production, steps: [{kind: configure}, {kind: gate, gate: g}]}]\n"
+    )
+    warnings = load_playbook(path).warnings()
+    assert [w for w in warnings if "neither flag.read nor target.flag_state" in w] == [
+        f"flag: the {backend} backend has neither flag.read nor target.flag_state, so rollout cannot see the service "
+        "apply the flag: every flag-off will be reported NOT confirmed (rollback exits 1); add one of them"
+    ]
