@@ -304,7 +304,9 @@ def _validated(files: dict[Path, str], playbook_name: str, envs: list[str]) -> N
             for env in envs:
                 load_environment(env, Path(scratch) / "environments")
         except RolloutError as exc:
-            raise ConfigError(f"the files init made do not validate; nothing written: {exc}") from exc
+            # name the files as they would have been written (relative to --dir), not the scratch folder
+            said = str(exc).replace(str(Path(scratch)) + os.sep, "")
+            raise ConfigError(f"the files init made do not validate; nothing written: {said}") from exc
 
 
 def _write(path: Path, text: str) -> None:
