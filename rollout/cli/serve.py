@@ -8,6 +8,7 @@ import os
 import sys
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import click
 
@@ -161,6 +162,9 @@ def load_cmd(
 
     if (bookings is None) == (rate is None and duration is None):
         raise click.UsageError("give --bookings, or --rate with --duration")
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:  # else every booking fails, exit 1
+        raise click.BadParameter(f"{url!r} is not an http(s):// URL", param_hint="--url")
     seconds = None
     if duration is not None:
         try:
