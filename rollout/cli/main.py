@@ -204,6 +204,8 @@ def validate(
     from rollout.playbook.load import load_playbook
     from rollout.playbook.model import step_label
 
+    if (preflight or env_name) and not (preflight and env_name):
+        raise click.UsageError("--preflight and --env go together")  # before the playbook is called valid
     book = load_playbook(playbook)
     click.echo(f"{playbook}: valid playbook {book.name!r}, {len(book.phases)} phases, gates: {', '.join(book.gates)}")
     for phase in book.phases:
@@ -215,9 +217,7 @@ def validate(
         click.echo(f"  gate {name}: {', '.join(m.describe() for m in gates.metrics)}")
     for warning in book.warnings():
         click.echo(f"warning: {playbook}: {warning}", err=True)
-    if preflight or env_name:
-        if not (preflight and env_name):
-            raise click.UsageError("--preflight and --env go together")
+    if preflight and env_name:
         _preflight(playbook, env_name, environments_dir, secrets_file)
 
 
