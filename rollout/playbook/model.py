@@ -142,6 +142,11 @@ class MetricGate(_Model):
     #: and validated by the judge's config model (None: the judge has none; the built-in ones have none)
     judge_config: JudgeKeys | None = None
 
+    @classmethod
+    def judge_keys(cls, judge: str) -> list[str]:
+        """The keys judge ``judge`` adds to a metric: those its config declares and a metric lacks."""
+        return sorted(JUDGES.get(judge).config.model_fields.keys() - cls.model_fields.keys())
+
     @model_validator(mode="before")
     @classmethod
     def _judge_keys_apart(cls, data: Any) -> Any:
@@ -151,7 +156,7 @@ class MetricGate(_Model):
         name = data.get("judge", "mean")
         if not isinstance(name, str) or name not in JUDGES.names():
             return data  # the judge field names the known ones
-        own = JUDGES.get(name).config.model_fields.keys() - cls.model_fields.keys()
+        own = cls.judge_keys(name)
         if not own:
             return data
         kept = {key: value for key, value in data.items() if key not in own}
@@ -163,7 +168,7 @@ class MetricGate(_Model):
         """``judge_config`` written as such (a dumped metric validated again keeps it) holds the keys of
         this metric's judge, or nothing when that judge adds none: a judge never reads another's keys,
         nor finds its own missing when it judges."""
-        own = sorted(JUDGES.get(self.judge).config.model_fields.keys() - type(self).model_fields.keys())
+        own = self.judge_keys(self.judge)
         held = None if self.judge_config is None else getattr(self.judge_config, JUDGES.tag, None)
         if held != (self.judge if own else None):
             takes = f"takes {', '.join(own)} beside judge:" if own else "adds no keys"

@@ -19,6 +19,7 @@ from rollout.engine import leases
 from rollout.engine.project import Project
 from rollout.util.serving import free_port
 from tests.support import inprocess
+from tests.support.flagservice import project_args
 from tests.support.harness import wait_until
 
 
@@ -141,24 +142,19 @@ def cli(
     project: Project, *args: str, env: dict[str, str] | None = None, timeout: float = 120, popen: bool = False
 ) -> Any:
     """``rollout ARGS`` on ``project``'s files as a user runs it (no terminal); ``popen``: started, not waited."""
-    command = [
-        sys.executable,
-        "-m",
-        "rollout",
-        *args,
-        "--playbook",
-        str(project.playbook_path),
-        "--environments",
-        str(project.environments_dir),
-        "--state",
-        state_of(project),
-    ]
-    options: dict[str, Any] = dict(
-        text=True, stdin=subprocess.DEVNULL, env={**os.environ, **(env or {})}, cwd=project.playbook_path.parent
-    )
+    argv = project_args(project, *args, state=state_of(project))
+    environ, cwd = {**os.environ, **(env or {})}, project.playbook_path.parent
     if popen:
-        return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, **options)
-    return inprocess.run(command[3:], env=options["env"], cwd=options["cwd"], timeout=timeout)
+        return subprocess.Popen(
+            [*inprocess.COMMAND, *argv],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            stdin=subprocess.DEVNULL,
+            env=environ,
+            cwd=cwd,
+        )
+    return inprocess.run(argv, env=environ, cwd=cwd, timeout=timeout)
 
 
 class Following:

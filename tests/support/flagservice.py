@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import os
 import subprocess
-import sys
 import time
 from typing import Any
 
@@ -129,20 +128,22 @@ class FlagService:
         return self
 
 
-def rollout_argv(project: Project, *args: str) -> list[str]:
-    """The command line of ``rollout ARGS`` on ``project``'s files."""
+def project_args(project: Project, *args: str, state: str | None = None) -> list[str]:
+    """``ARGS`` on ``project``'s files (``state``: a state other than its SQLite file, a database URL)."""
     return [
-        sys.executable,
-        "-m",
-        "rollout",
         *args,
         "--playbook",
         str(project.playbook_path),
         "--environments",
         str(project.environments_dir),
         "--state",
-        str(project.state_path),
+        state or str(project.state_path),
     ]
+
+
+def rollout_argv(project: Project, *args: str) -> list[str]:
+    """The command line of ``rollout ARGS`` on ``project``'s files."""
+    return [*inprocess.COMMAND, *project_args(project, *args)]
 
 
 def rollout_cli(
@@ -151,7 +152,7 @@ def rollout_cli(
     """``rollout ARGS`` as a user runs it on ``project``'s files, with the flag endpoint's token set and no
     terminal."""
     return inprocess.run(
-        rollout_argv(project, *args)[3:],
+        project_args(project, *args),
         timeout=timeout,
         env={**os.environ, "FLAG_TOKEN": TOKEN, **(env or {})},
         cwd=project.playbook_path.parent,

@@ -33,6 +33,9 @@ from pathlib import Path
 
 from rollout.engine.crashpoints import VARIABLE as CRASH_AT
 
+#: how a test starts ``rollout`` as a process of its own
+COMMAND = (sys.executable, "-m", "rollout")
+
 # the streams, the environment and the folder are the process's: one command at a time
 _ONE_AT_A_TIME = threading.Lock()
 
@@ -60,7 +63,7 @@ def run(
     rollout`` (see the module's list). ``timeout`` bounds a command run as a process (an in-process
     one is bounded by the test's own timeout)."""
     environ = dict(os.environ if env is None else env)
-    command = [sys.executable, "-m", "rollout", *argv]
+    command = [*COMMAND, *argv]
     if process or needs_a_process(environ):
         return subprocess.run(
             command, capture_output=True, text=True, env=environ, cwd=cwd, timeout=timeout, input=input or ""
