@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -16,6 +18,7 @@ from rollout.booking.service.settings import LiveSettings
 from rollout.util.clock import ManualClock
 from rollout.util.envfile import write_env_file
 from rollout.util.serving import ServerThread
+from tests.support.inprocess import COMMAND
 
 SANDBOX_TOKEN = "sandbox-token-0123456789"
 ADMIN_TOKEN = "admin-token-0123456789"
@@ -172,3 +175,27 @@ def booking_body(n: int = 1, customer: str | None = None, phone: str = PHONE, **
     }
     body.update(fields)
     return body
+
+
+def serve_process(port: int, folder: Path, *options: str, db: str | None = None) -> subprocess.Popen[bytes]:
+    """``rollout serve`` as a process of its own on ``port``: its env file ``folder/service.env``, its
+    database ``db`` (default ``folder/service.db``), its event log ``folder/events.log``, and
+    ``options`` (``--replica-id r1``); stderr piped, for a test that kills it and reads what it said."""
+    return subprocess.Popen(
+        [
+            *COMMAND,
+            "serve",
+            "--port",
+            str(port),
+            "--env-file",
+            str(folder / "service.env"),
+            "--db",
+            db or str(folder / "service.db"),
+            *options,
+            "--log-file",
+            str(folder / "events.log"),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
 from collections import Counter
 
 import httpx
@@ -13,7 +10,7 @@ import pytest
 
 from rollout.util.envfile import write_env_file
 from rollout.util.serving import free_port
-from tests.support.harness import ADMIN_TOKEN, base_env, booking_body, wait_until
+from tests.support.harness import ADMIN_TOKEN, base_env, booking_body, serve_process, wait_until
 
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 
@@ -53,28 +50,6 @@ def test_graceful_stop_with_a_backlog_loses_nothing_and_sends_nothing_twice(make
     assert max(per_booking.values()) == 1 and len(per_booking) == 20
 
 
-def _serve(port: int, folder) -> subprocess.Popen:
-    return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "rollout",
-            "serve",
-            "--port",
-            str(port),
-            "--env-file",
-            str(folder / "service.env"),
-            "--db",
-            str(folder / "service.db"),
-            "--log-file",
-            str(folder / "events.log"),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
-
-
 def _wait_up(url: str) -> None:
     def up() -> bool:
         try:
@@ -91,7 +66,7 @@ def test_kill_9_during_a_send_never_resends_and_falls_back(sandbox, tmp_path):
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     sandbox.faults(latency_ms=1500)
-    proc = _serve(port, tmp_path)
+    proc = serve_process(port, tmp_path)
     try:
         _wait_up(url)
         booking_id = httpx.post(f"{url}/api/bookings", json=booking_body(1)).json()["id"]
@@ -100,7 +75,7 @@ def test_kill_9_during_a_send_never_resends_and_falls_back(sandbox, tmp_path):
         proc.wait(10)
         wait_until(lambda: len(sandbox.messages()) == 1, what="the provider to finish the in-flight send")
         sandbox.faults(latency_ms=0)
-        proc = _serve(port, tmp_path)
+        proc = serve_process(port, tmp_path)
         _wait_up(url)
         note = httpx.get(f"{url}/api/bookings/{booking_id}", headers=ADMIN).json()["notification"]
         assert note["status"] == "failed" and note["reason"] == "unconfirmed"
@@ -117,7 +92,7 @@ def test_kill_9_during_a_send_never_resends_and_falls_back(sandbox, tmp_path):
 
 def test_bad_configuration_stops_start_up_with_one_line_naming_the_variable(tmp_path):
     write_env_file(tmp_path / "service.env", {"WHATSAPP_RETRY_ATTEMPTS": "three"})
-    proc = _serve(free_port(), tmp_path)
+    proc = serve_process(free_port(), tmp_path)
     _, err = proc.communicate(timeout=30)
     text = err.decode()
     assert proc.returncode == 2
@@ -132,6 +107,6 @@ def test_taken_port_is_a_clear_error(tmp_path):
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen(1)
-        proc = _serve(taken.getsockname()[1], tmp_path)
+        proc = serve_process(taken.getsockname()[1], tmp_path)
         _, err = proc.communicate(timeout=30)
     assert proc.returncode == 2 and "cannot listen on" in err.decode() and "Traceback" not in err.decode()

@@ -6,7 +6,6 @@ and the sandbox; no mocks of the database."""
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import sqlite3
 import subprocess
@@ -14,7 +13,6 @@ import sys
 import threading
 import time
 from collections import Counter
-from pathlib import Path
 
 import httpx
 import psycopg
@@ -29,7 +27,7 @@ from rollout.util.clock import SystemClock
 from rollout.util.envfile import write_env_file
 from rollout.util.errors import MeasurementError
 from rollout.util.serving import free_port
-from tests.support.harness import Service, base_env, booking_body, wait_until
+from tests.support.harness import Service, base_env, booking_body, serve_process, wait_until
 from tests.support.prometheus import Prometheus
 
 #: starts real servers (or kills real processes): outside the fast loop
@@ -264,30 +262,6 @@ def test_replicas_drain_one_outbox_with_no_duplicates_and_answer_for_the_fleet(p
             replica.close()
 
 
-def _serve(port: int, folder: Path, url: str, replica: str) -> subprocess.Popen:
-    return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "rollout",
-            "serve",
-            "--port",
-            str(port),
-            "--env-file",
-            str(folder / "service.env"),
-            "--db",
-            url,
-            "--replica-id",
-            replica,
-            "--log-file",
-            str(folder / "events.log"),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
-
-
 def test_kill_9_of_one_of_three_replicas_under_load_loses_nothing_and_sends_nothing_twice(postgres, sandbox, tmp_path):
     url = postgres.database()
     sandbox.faults(latency_ms=150)  # sends take a while, so the killed replica has claims in flight
@@ -297,7 +271,7 @@ def test_kill_9_of_one_of_three_replicas_under_load_loses_nothing_and_sends_noth
         folder.mkdir()
         write_env_file(folder / "service.env", base_env(sandbox.api_url, WHATSAPP_TIMEOUT_MS=2000))
         port = free_port()
-        procs[name], urls[name] = _serve(port, folder, url, name), f"http://127.0.0.1:{port}"
+        procs[name], urls[name] = serve_process(port, folder, "--replica-id", name, db=url), f"http://127.0.0.1:{port}"
     try:
         for name in procs:
             wait_until(lambda u=urls[name]: _up(u), timeout=30, what=f"{name} to start")
